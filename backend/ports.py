@@ -1,0 +1,301 @@
+"""The ports: what the backend's core needs from a broker and from its two stores.
+
+Each port has an embedded adapter (in-process queue, SQLite) and a distributed one (RabbitMQ,
+Cassandra, MongoDB) under `backend/adapters/`; both pass the same contract tests under
+`tests/contract/`. The core (`backend/services/`, `backend/roles/`) imports only this module,
+never a driver.
+
+Every method may raise `Unavailable` when the service behind it cannot be reached; callers
+retry with backoff (packager) or answer 503 (HTTP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tasker.domain import Reading
+
+
+class Unavailable(Exception):
+    """The broker or a store cannot be reached right now. The message says which and why."""
+
+
+class Conflict(Exception):
+    """A write broke a uniqueness rule (e.g. a server name already taken)."""
+
+
+class NotFound(Exception):
+    """The thing asked for does not exist."""
+
+
+class Undecodable(Exception):
+    """A broker message cannot be decoded; the consumer dead-letters it instead of retrying."""
+
+
+# --- broker -----------------------------------------------------------------------------------
+
+
+class Delivery(Protocol):
+    body: bytes
+    redelivered: bool
+
+
+# A work handler returns normally -> the message is acked. It raises Undecodable -> the message
+# goes to the dead-letter queue (and is counted). Anything else -> the message is requeued
+# (nacked) and delivered again, to this or another consumer, after the handler's own backoff.
+WorkHandler = Callable[[Delivery], Awaitable[None]]
+EventHandler = Callable[[bytes], Awaitable[None]]
+
+
+class Broker(Protocol):
+    """Durable work queues (one per metric) plus best-effort fan-out events.
+
+    Work queues: `publish_work` returns only once the broker has durably accepted the message
+    (publisher confirm); `consume_work` delivers each message to exactly one of the competing
+    consumers (across processes, for RabbitMQ) with at most `prefetch` unacked at a time, and
+    redelivers it if the consumer fails or dies before acking.
+
+    Events (`publish_event` / `subscribe_events`): every subscriber that is connected receives
+    every event published on that channel after it subscribed; nothing is stored for absent ones.
+    Used for live readings and chat fan-out between `api` processes.
+    """
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Return if the broker answers; raise Unavailable (with the reason) otherwise."""
+
+    async def publish_work(self, queue: str, body: bytes) -> None: ...
+
+    async def consume_work(self, queue: str, handler: WorkHandler, prefetch: int) -> None:
+        """Start consuming in the background; returns once the consumer is registered."""
+
+    async def publish_event(self, channel: str, body: bytes) -> None: ...
+
+    async def subscribe_events(self, channel: str, handler: EventHandler) -> None: ...
+
+    async def queue_depth(self, queue: str) -> int:
+        """Messages waiting (not yet delivered or unacked) in a work queue."""
+
+    def dead_lettered(self) -> int:
+        """Messages this process sent to the dead-letter queue since it started."""
+
+
+# --- time series ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A downsampled range: buckets of `resolution_s` seconds as (start_ms, min, avg, max)."""
+
+    resolution_s: int
+    points: list[tuple[int, float, float, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """Raw readings newest first, and the cursor of the next (older) page, None at the end."""
+
+    readings: list[Reading]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    ts_ms: int
+    value: float
+
+
+class TimeSeriesStore(Protocol):
+    """Readings, their rollups and each server's latest values.
+
+    `write` is an idempotent upsert keyed by (server_id, metric, ts_ms): writing a reading twice,
+    from one packager or two at once, leaves one reading; rollups (at least 60 s and 3600 s
+    buckets with min/avg/max/count) stay equal to an aggregate of the raw readings.
+    """
+
+    async def start(self) -> None:
+        """Connect and create/migrate the schema, idempotently."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def write(self, readings: Sequence[Reading]) -> None:
+        """Store readings (any mix of servers and metrics); return only once durable."""
+
+    async def history(
+        self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int
+    ) -> Series:
+        """The range [from_ms, to_ms) at the coarsest of the store's resolutions (1 s raw,
+        60 s, 3600 s) giving at most `max_points`, further downsampled server side to at most
+        `max_points` buckets. Never scans raw rows for ranges over a few hours."""
+
+    async def raw(
+        self,
+        server_id: str,
+        metric: str,
+        from_ms: int,
+        to_ms: int,
+        limit: int,
+        cursor: str | None = None,
+    ) -> RawPage:
+        """Raw readings in [from_ms, to_ms), newest first, `limit` per page; the cursor is opaque."""
+
+    async def latest(self, server_ids: Sequence[str] | None = None) -> dict[tuple[str, str], Latest]:
+        """Each server's newest value per metric (for the fleet view), keyed by (server, metric)."""
+
+    async def purge(self, server_id: str) -> None:
+        """Delete every reading and rollup of a server (`tasker servers rm --purge`)."""
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ServerRecord:
+    """A registered server as stored; validation happens before it gets here."""
+
+    id: str
+    name: str
+    region: str
+    site: str
+    energy_source: str
+    carbon_intensity_g_per_kwh: float
+    carbon_intensity_source: str
+    pue: float
+    idle_watts: float
+    max_watts: float
+    cores: int
+    tags: list[str]
+    created_at_ms: int
+    created_by: str
+    updated_at_ms: int
+
+
+@dataclass(slots=True)
+class UserRecord:
+    username: str
+    role: str  # admin | sysadmin | engineer
+    password_hash: str
+    created_at_ms: int
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    token_hash: str
+    username: str
+    role: str
+    expires_at_ms: int
+    created_at_ms: int
+
+
+@dataclass(slots=True)
+class IngestKeyRecord:
+    key_id: str
+    key_hash: str
+    label: str
+    created_by: str
+    created_at_ms: int
+    revoked_at_ms: int | None = None
+
+
+@dataclass(slots=True)
+class ChatMessage:
+    conversation: str  # the sysadmin's username: one support conversation each
+    id: int  # server-assigned, increasing by one per conversation, from 1
+    sender: str
+    sender_role: str
+    text: str
+    ts_ms: int
+    client_key: str  # client-generated idempotency key
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Protocol):
+    """Servers, users, sessions, ingest keys and chat messages.
+
+    Only plain values cross this port: adapters never interpret a field's content as a query
+    (no operator injection into MongoDB, no string-built SQL).
+    """
+
+    async def start(self) -> None:
+        """Connect and create indexes/tables, idempotently."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    # servers
+    async def add_server(self, server: ServerRecord) -> None:
+        """Raises Conflict when the name (or id) is taken."""
+
+    async def get_server(self, server_id: str) -> ServerRecord:
+        """Raises NotFound."""
+
+    async def list_servers(self) -> list[ServerRecord]: ...
+
+    async def replace_server(self, server: ServerRecord) -> None:
+        """Overwrite by id. Raises NotFound, or Conflict when the new name is taken."""
+
+    async def delete_server(self, server_id: str) -> None:
+        """Raises NotFound."""
+
+    async def server_ids(self) -> set[str]:
+        """Ids of every registered server (ingest validates against it, cached briefly)."""
+
+    # users and sessions
+    async def add_user(self, user: UserRecord) -> None:
+        """Raises Conflict when the username is taken."""
+
+    async def get_user(self, username: str) -> UserRecord | None: ...
+
+    async def list_users(self) -> list[UserRecord]: ...
+
+    async def set_password_hash(self, username: str, password_hash: str) -> None: ...
+
+    async def add_session(self, session: SessionRecord) -> None: ...
+
+    async def get_session(self, token_hash: str) -> SessionRecord | None:
+        """The session, expired or not; the caller checks expiry."""
+
+    async def delete_session(self, token_hash: str) -> None: ...
+
+    # ingest keys
+    async def add_ingest_key(self, key: IngestKeyRecord) -> None: ...
+
+    async def get_ingest_key(self, key_id: str) -> IngestKeyRecord | None: ...
+
+    async def list_ingest_keys(self) -> list[IngestKeyRecord]: ...
+
+    async def revoke_ingest_key(self, key_id: str, at_ms: int) -> None:
+        """Raises NotFound."""
+
+    # chat
+    async def append_chat(
+        self, conversation: str, sender: str, sender_role: str, text: str, ts_ms: int,
+        client_key: str, extra: dict[str, Any] | None = None,
+    ) -> tuple[ChatMessage, bool]:
+        """Store a message with the next id of its conversation. When a message with the same
+        (conversation, sender, client_key) exists, store nothing and return it with False;
+        otherwise return the new message with True. Ids never repeat or go backwards, even with
+        two api processes appending at once."""
+
+    async def chat_after(self, conversation: str, after_id: int, limit: int) -> list[ChatMessage]:
+        """Messages with id > after_id, oldest first."""
+
+    async def chat_before(self, conversation: str, before_id: int | None, limit: int) -> list[ChatMessage]:
+        """The `limit` messages just before before_id (or the newest), oldest first."""
+
+    async def list_conversations(self) -> list[tuple[str, int, int]]:
+        """(conversation, last id, last ts_ms) of every conversation, newest activity first."""
+
+    async def set_read_marker(self, conversation: str, username: str, last_read_id: int) -> None:
+        """Remember how far a user has read (never moves backwards)."""
+
+    async def read_markers(self, username: str) -> dict[str, int]:
+        """conversation -> last read id, for one user."""

@@ -1,0 +1,1 @@
+"""Tasker: a terminal console for a fleet of servers and the energy they burn."""
