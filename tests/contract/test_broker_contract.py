@@ -1,0 +1,358 @@
+"""The Broker port's contract, run over the embedded broker and the real RabbitMQ.
+
+Both adapters must give the packager and the api the same guarantees: each work message handled
+once by one of the competing consumers, redelivered when the handler fails, dead-lettered (and
+counted) when it cannot be decoded, at most `prefetch` in flight per consumer; every event seen
+by every subscriber. The RabbitMQ runs use a random name prefix per test and delete what they
+declared, so parallel runs do not see each other's messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from backend.adapters.memory_broker import MemoryBroker
+from backend.ports import Broker, Delivery, Undecodable
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT_S = 10.0
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """Wait until `condition()` holds, or fail naming `what` did not happen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def eventually_depth(broker: Broker, queue: str, expected: int) -> None:
+    """RabbitMQ's counts trail the deliveries by a moment; poll until they settle."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while (depth := await broker.queue_depth(queue)) != expected:
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"queue_depth({queue!r}) stayed {depth}, expected {expected}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Brokers:
+    """The broker under test, and a way to get a second one that shares its queues.
+
+    For RabbitMQ a peer is another connection, as another process would have; for the embedded
+    broker, which lives in one process, the peer is the same broker.
+    """
+
+    kind: str
+    broker: Broker
+    peer: Callable[[], Awaitable[Broker]]
+    extra: list[Broker] = field(default_factory=list)
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
+    if request.param == "memory":
+        broker = MemoryBroker(retry_backoff=0.01)
+        await broker.start()
+
+        async def same() -> Broker:
+            return broker
+
+        yield Brokers("memory", broker, same)
+        await broker.close()
+        return
+
+    from backend.adapters.rabbitmq import RabbitMQBroker
+
+    url = request.getfixturevalue("amqp_url")
+    prefix = f"tasker-test-{uuid.uuid4().hex[:8]}"
+    started: list[RabbitMQBroker] = []
+
+    async def make() -> Broker:
+        broker = RabbitMQBroker(url, prefix=prefix, retry_backoff=0.01)
+        await broker.start()
+        started.append(broker)
+        return broker
+
+    first = await make()
+    try:
+        yield Brokers("rabbitmq", first, make)
+    finally:
+        for broker in started:
+            await broker.close()
+        await delete_topology(url, prefix, started)
+
+
+async def delete_topology(url: str, prefix: str, brokers: list) -> None:  # type: ignore[type-arg]
+    """Delete every queue and exchange the test's brokers declared."""
+    import aio_pika
+
+    queues: set[str] = set()
+    exchanges: set[str] = set()
+    for broker in brokers:
+        q, e = broker.declared_names()
+        queues |= q
+        exchanges |= e
+    assert all(name.startswith(prefix) for name in queues | exchanges)
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for name in queues:
+            await channel.queue_delete(name)
+        for name in exchanges:
+            await channel.exchange_delete(name)
+
+
+def queue_name() -> str:
+    return f"power-{uuid.uuid4().hex[:6]}"
+
+
+# --- work queues ------------------------------------------------------------------------------
+
+
+async def test_published_messages_reach_a_consumer_once_each(brokers: Brokers) -> None:
+    broker = brokers.broker
+    queue = queue_name()
+    bodies = [f"batch-{i}".encode() for i in range(20)]
+    for body in bodies:
+        await broker.publish_work(queue, body)
+    await eventually_depth(broker, queue, 20)
+
+    seen: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> None:
+        seen.append(delivery)
+
+    await broker.consume_work(queue, handler, prefetch=5)
+    await eventually(lambda: len(seen) >= 20, "all 20 messages handled")
+    await asyncio.sleep(0.2)  # a duplicate would arrive now
+    assert sorted(d.body for d in seen) == sorted(bodies)
+    assert not any(d.redelivered for d in seen)
+    await eventually_depth(broker, queue, 0)
+
+
+async def test_competing_consumers_split_the_work_without_duplicates(brokers: Brokers) -> None:
+    queue = queue_name()
+    handled: dict[str, list[bytes]] = {"a": [], "b": []}
+
+    def handler_for(name: str) -> Callable[[Delivery], Awaitable[None]]:
+        async def handler(delivery: Delivery) -> None:
+            await asyncio.sleep(0.005)  # slow enough that both consumers get a share
+            handled[name].append(delivery.body)
+
+        return handler
+
+    await brokers.broker.consume_work(queue, handler_for("a"), prefetch=2)
+    peer = await brokers.peer()
+    await peer.consume_work(queue, handler_for("b"), prefetch=2)
+    bodies = [str(i).encode() for i in range(100)]
+    await asyncio.gather(*(brokers.broker.publish_work(queue, b) for b in bodies))
+
+    await eventually(lambda: len(handled["a"]) + len(handled["b"]) >= 100, "100 messages handled")
+    await asyncio.sleep(0.2)
+    everything = handled["a"] + handled["b"]
+    assert Counter(everything) == Counter(bodies), "a message was lost or handled twice"
+    assert handled["a"] and handled["b"], "one consumer got all the work"
+
+
+async def test_a_failing_handler_gets_the_message_again_and_nothing_is_lost(brokers: Brokers) -> None:
+    broker = brokers.broker
+    queue = queue_name()
+    attempts: Counter[bytes] = Counter()
+    redelivered: dict[bytes, bool] = {}
+    done: list[bytes] = []
+
+    async def flaky(delivery: Delivery) -> None:
+        attempts[delivery.body] += 1
+        if attempts[delivery.body] <= 2:
+            raise ConnectionError("time-series store unreachable")
+        redelivered[delivery.body] = delivery.redelivered
+        done.append(delivery.body)
+
+    await broker.consume_work(queue, flaky, prefetch=3)
+    bodies = [f"m{i}".encode() for i in range(6)]
+    for body in bodies:
+        await broker.publish_work(queue, body)
+
+    await eventually(lambda: len(done) >= 6, "every message handled after two failures")
+    await asyncio.sleep(0.2)
+    assert sorted(done) == sorted(bodies)
+    assert all(attempts[b] == 3 for b in bodies)
+    assert all(redelivered.values()), "a retried message was not flagged as redelivered"
+    assert broker.dead_lettered() == 0
+    await eventually_depth(broker, queue, 0)
+
+
+async def test_an_undecodable_message_is_dead_lettered_and_counted(brokers: Brokers) -> None:
+    broker = brokers.broker
+    queue = queue_name()
+    attempts: Counter[bytes] = Counter()
+    good: list[bytes] = []
+
+    async def strict(delivery: Delivery) -> None:
+        attempts[delivery.body] += 1
+        if delivery.body.startswith(b"garbage"):
+            raise Undecodable("not JSON")
+        good.append(delivery.body)
+
+    await broker.consume_work(queue, strict, prefetch=2)
+    for body in [b"ok-1", b"garbage-1", b"ok-2", b"garbage-2", b"ok-3"]:
+        await broker.publish_work(queue, body)
+
+    await eventually(lambda: len(good) >= 3, "the decodable messages handled")
+    await eventually(lambda: broker.dead_lettered() >= 2, "two messages counted as dead-lettered")
+    await asyncio.sleep(0.2)
+    assert sorted(good) == [b"ok-1", b"ok-2", b"ok-3"]
+    assert attempts[b"garbage-1"] == attempts[b"garbage-2"] == 1, "an undecodable message was retried"
+    assert broker.dead_lettered() == 2
+    await eventually_depth(broker, queue, 0)
+
+    # The consumer keeps going after dead-lettering.
+    await broker.publish_work(queue, b"ok-4")
+    await eventually(lambda: b"ok-4" in good, "a message after the dead-lettered ones")
+
+
+async def test_no_more_than_prefetch_messages_are_in_flight_per_consumer(brokers: Brokers) -> None:
+    broker = brokers.broker
+    queue = queue_name()
+    release = asyncio.Event()
+    in_flight = 0
+    most = 0
+    done = 0
+
+    async def blocking(delivery: Delivery) -> None:
+        nonlocal in_flight, most, done
+        in_flight += 1
+        most = max(most, in_flight)
+        await release.wait()
+        in_flight -= 1
+        done += 1
+
+    for i in range(10):
+        await broker.publish_work(queue, str(i).encode())
+    await broker.consume_work(queue, blocking, prefetch=3)
+
+    await eventually(lambda: in_flight == 3, "three handler calls in flight")
+    await asyncio.sleep(0.3)  # more would have been delivered by now
+    assert most == 3
+    # Unacked messages still count as waiting: nothing is acked yet.
+    await eventually_depth(broker, queue, 10)
+
+    release.set()
+    await eventually(lambda: done == 10, "all ten messages handled")
+    assert most == 3
+    await eventually_depth(broker, queue, 0)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+async def test_every_subscriber_gets_every_event_published_after_it_subscribed(brokers: Brokers) -> None:
+    channel = f"live-{uuid.uuid4().hex[:6]}"
+    received: dict[str, list[bytes]] = {"a": [], "b": []}
+
+    def collect(name: str) -> Callable[[bytes], Awaitable[None]]:
+        async def handler(body: bytes) -> None:
+            received[name].append(body)
+
+        return handler
+
+    await brokers.broker.publish_event(channel, b"before anyone listened")
+    await brokers.broker.subscribe_events(channel, collect("a"))
+    peer = await brokers.peer()
+    await peer.subscribe_events(channel, collect("b"))
+
+    events = [f"reading-{i}".encode() for i in range(20)]
+    for body in events:
+        await brokers.broker.publish_event(channel, body)
+
+    await eventually(lambda: len(received["a"]) >= 20 and len(received["b"]) >= 20, "20 events each")
+    await asyncio.sleep(0.2)
+    assert received["a"] == events, "subscriber a missed, repeated or reordered events"
+    assert received["b"] == events, "subscriber b missed, repeated or reordered events"
+
+
+async def test_events_on_another_channel_are_not_received(brokers: Brokers) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    received: list[bytes] = []
+
+    async def handler(body: bytes) -> None:
+        received.append(body)
+
+    await brokers.broker.subscribe_events(f"chat-{suffix}", handler)
+    await brokers.broker.publish_event(f"live-{suffix}", b"live reading")
+    await brokers.broker.publish_event(f"chat-{suffix}", b"hello")
+    await eventually(lambda: received == [b"hello"], "the chat event alone")
+    await asyncio.sleep(0.2)
+    assert received == [b"hello"]
+
+
+async def test_ping_answers_when_the_broker_is_up(brokers: Brokers) -> None:
+    await brokers.broker.ping()
+
+
+# --- embedded broker only ---------------------------------------------------------------------
+
+
+async def test_memory_publisher_waits_while_the_queue_is_full() -> None:
+    broker = MemoryBroker(max_depth=3)
+    await broker.start()
+    try:
+        for i in range(3):
+            await broker.publish_work("power", str(i).encode())
+        fourth = asyncio.create_task(broker.publish_work("power", b"3"))
+        await asyncio.sleep(0.1)
+        assert not fourth.done(), "publish_work did not wait although the queue was full"
+        assert await broker.queue_depth("power") == 3
+
+        handled: list[bytes] = []
+
+        async def handler(delivery: Delivery) -> None:
+            handled.append(delivery.body)
+
+        await broker.consume_work("power", handler, prefetch=1)
+        await asyncio.wait_for(fourth, WAIT_S)
+        await eventually(lambda: len(handled) == 4, "all four messages handled")
+        assert handled == [b"0", b"1", b"2", b"3"]
+    finally:
+        await broker.close()
+
+
+async def test_memory_close_puts_messages_in_flight_back() -> None:
+    broker = MemoryBroker()
+    await broker.start()
+    started = asyncio.Event()
+
+    async def stuck(delivery: Delivery) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    await broker.publish_work("power", b"only")
+    await broker.consume_work("power", stuck, prefetch=1)
+    await asyncio.wait_for(started.wait(), WAIT_S)
+    await broker.close()
+    assert await broker.queue_depth("power") == 1
+
+    handled: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> None:
+        handled.append(delivery)
+
+    await broker.start()
+    await broker.consume_work("power", handler, prefetch=1)
+    await eventually(lambda: len(handled) == 1, "the message handed out again")
+    assert handled[0].body == b"only" and handled[0].redelivered
+    await broker.close()
+
+
+def test_memory_rejects_a_prefetch_below_one() -> None:
+    with pytest.raises(ValueError, match="prefetch"):
+        asyncio.run(MemoryBroker().consume_work("power", lambda d: asyncio.sleep(0), prefetch=0))
