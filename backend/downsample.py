@@ -1,0 +1,181 @@
+"""Time-series arithmetic shared by the time-series adapters: buckets, rollups, the choice of
+resolution for a history query, server-side downsampling and the raw-page cursor.
+
+Pure functions, no I/O: the SQLite and Cassandra adapters fetch rows, these turn them into
+answers, so both stores answer the same query the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+SECOND_MS = 1_000
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+# What the stores keep: raw readings (1 s nominal) plus 60 s and 3600 s rollups.
+RESOLUTIONS_S: tuple[int, ...] = (1, 60, 3600)
+ROLLUP_RESOLUTIONS_S: tuple[int, ...] = (60, 3600)
+
+# A history query reads raw rows only for ranges this short ("never scans raw rows for ranges
+# over a few hours"), and never reads more than MAX_SCAN_BUCKETS rollup rows: beyond that a
+# coarser rollup answers, even if it gives fewer points than asked for.
+RAW_HISTORY_MAX_MS = 6 * HOUR_MS
+MAX_SCAN_BUCKETS = 50_000
+
+_CURSOR_PREFIX = b"tasker-raw-v1:"
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """The aggregate of one bucket: its start and the min, max, sum and count of its values."""
+
+    start_ms: int
+    min: float
+    max: float
+    sum: float
+    count: int
+
+    @property
+    def avg(self) -> float:
+        return self.sum / self.count
+
+
+def bucket_start(ts_ms: int, width_ms: int) -> int:
+    """Start of the bucket of `width_ms` (aligned on the epoch) that holds `ts_ms`."""
+    return ts_ms - ts_ms % width_ms
+
+
+def day_of(ts_ms: int) -> int:
+    """UTC day number (days since the epoch) of an instant: the Cassandra raw partition key."""
+    return ts_ms // DAY_MS
+
+
+def rollup(points: Iterable[tuple[int, float]], width_ms: int) -> list[Rollup]:
+    """Aggregate raw (ts_ms, value) points into buckets of `width_ms`, sorted by start."""
+    acc: dict[int, list[float]] = {}
+    for ts_ms, value in points:
+        start = ts_ms - ts_ms % width_ms
+        a = acc.get(start)
+        if a is None:
+            acc[start] = [value, value, value, 1]
+        else:
+            if value < a[0]:
+                a[0] = value
+            if value > a[1]:
+                a[1] = value
+            a[2] += value
+            a[3] += 1
+    return [Rollup(s, a[0], a[1], a[2], int(a[3])) for s, a in sorted(acc.items())]
+
+
+def merge(rollups: Iterable[Rollup], width_ms: int) -> list[Rollup]:
+    """Combine finer rollups into buckets of `width_ms` (a multiple of theirs), sorted by start."""
+    acc: dict[int, list[float]] = {}
+    for r in rollups:
+        start = r.start_ms - r.start_ms % width_ms
+        a = acc.get(start)
+        if a is None:
+            acc[start] = [r.min, r.max, r.sum, r.count]
+        else:
+            if r.min < a[0]:
+                a[0] = r.min
+            if r.max > a[1]:
+                a[1] = r.max
+            a[2] += r.sum
+            a[3] += r.count
+    return [Rollup(s, a[0], a[1], a[2], int(a[3])) for s, a in sorted(acc.items())]
+
+
+def bucket_count(from_ms: int, to_ms: int, width_ms: int) -> int:
+    """How many epoch-aligned buckets of `width_ms` overlap [from_ms, to_ms)."""
+    if to_ms <= from_ms:
+        return 0
+    return (bucket_start(to_ms - 1, width_ms) - bucket_start(from_ms, width_ms)) // width_ms + 1
+
+
+def check_range(from_ms: int, to_ms: int) -> None:
+    """Raise ValueError unless [from_ms, to_ms) is a non-empty range."""
+    if to_ms <= from_ms:
+        raise ValueError(f"time range is empty: to ({to_ms}) must be after from ({from_ms})")
+
+
+def choose_resolution(from_ms: int, to_ms: int, max_points: int) -> int:
+    """Stored resolution (seconds) to answer a history query from.
+
+    The coarsest of RESOLUTIONS_S that still yields at least `max_points` buckets over the
+    range (so downsampling loses nothing the chart could show); when none does, the finest
+    allowed. Raw rows are allowed only for ranges up to RAW_HISTORY_MAX_MS, and rollups only
+    while they need at most MAX_SCAN_BUCKETS rows; the coarsest rollup is always allowed.
+    """
+    check_range(from_ms, to_ms)
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    allowed = []
+    for res in RESOLUTIONS_S:
+        width = res * SECOND_MS
+        if res == RESOLUTIONS_S[0]:
+            ok = to_ms - from_ms <= RAW_HISTORY_MAX_MS
+        else:
+            ok = res == RESOLUTIONS_S[-1] or bucket_count(from_ms, to_ms, width) <= MAX_SCAN_BUCKETS
+        if ok:
+            allowed.append(res)
+    for res in reversed(allowed):
+        if bucket_count(from_ms, to_ms, res * SECOND_MS) >= max_points:
+            return res
+    return allowed[0]
+
+
+def output_width_ms(from_ms: int, to_ms: int, resolution_s: int, max_points: int) -> int:
+    """Width of the output buckets: the smallest multiple of the stored resolution whose
+    epoch-aligned buckets over the range number at most `max_points` (epoch-aligned so a live
+    chart's buckets stay put as the range slides)."""
+    res_ms = resolution_s * SECOND_MS
+    n = bucket_count(from_ms, to_ms, res_ms)
+    k = max(1, math.ceil(n / max_points))
+    while bucket_count(from_ms, to_ms, res_ms * k) > max_points:
+        k += 1
+    return res_ms * k
+
+
+def downsample(
+    rows: Sequence[Rollup], resolution_s: int, from_ms: int, to_ms: int, max_points: int
+) -> tuple[int, list[tuple[int, float, float, float]]]:
+    """Downsample stored rows (raw readings as one-value rollups, or rollups) of `resolution_s`
+    over [from_ms, to_ms) into at most `max_points` buckets.
+
+    Returns (output resolution in seconds, [(start_ms, min, avg, max), ...]) with avg weighted
+    by count; empty buckets are left out. A stored bucket belongs to the range when its start
+    lies in [start of the bucket holding from_ms, to_ms).
+    """
+    check_range(from_ms, to_ms)
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    lo = bucket_start(from_ms, resolution_s * SECOND_MS)
+    width = output_width_ms(from_ms, to_ms, resolution_s, max_points)
+    merged = merge((r for r in rows if lo <= r.start_ms < to_ms), width)
+    return width // SECOND_MS, [(r.start_ms, r.min, r.avg, r.max) for r in merged]
+
+
+def encode_cursor(ts_ms: int) -> str:
+    """Opaque cursor of a raw page: the next page holds readings strictly older than `ts_ms`."""
+    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(ts_ms).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The timestamp a cursor from `encode_cursor` carries; ValueError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    digits = raw[len(_CURSOR_PREFIX):]
+    if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit():
+        raise ValueError(
+            f"invalid cursor {cursor[:40]!r}: pass back the next_cursor of a previous page unchanged"
+        )
+    return int(digits)
