@@ -13,12 +13,15 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import aio_pika
 import pytest
+from yarl import URL
 
 from backend.adapters.memory_broker import MemoryBroker
-from backend.ports import Broker, Delivery, Undecodable
+from backend.adapters.rabbitmq import RabbitMQBroker
+from backend.ports import Broker, Delivery, Unavailable, Undecodable
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,7 +57,47 @@ class Brokers:
     kind: str
     broker: Broker
     peer: Callable[[], Awaitable[Broker]]
-    extra: list[Broker] = field(default_factory=list)
+
+
+class RabbitMQBrokers:
+    """RabbitMQ brokers sharing one random name prefix; `close` deletes what they declared."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.prefix = f"tasker-test-{uuid.uuid4().hex[:8]}"
+        self.started: list[RabbitMQBroker] = []
+
+    async def make(self, url: str | None = None) -> RabbitMQBroker:
+        broker = RabbitMQBroker(url or self.url, prefix=self.prefix, retry_backoff=0.01)
+        await broker.start()
+        self.started.append(broker)
+        return broker
+
+    async def close(self) -> None:
+        queues: set[str] = set()
+        exchanges: set[str] = set()
+        for broker in self.started:
+            await broker.close()
+            declared_queues, declared_exchanges = broker.declared_names()
+            queues |= declared_queues
+            exchanges |= declared_exchanges
+        assert all(name.startswith(self.prefix + ".") for name in queues | exchanges)
+        connection = await aio_pika.connect(self.url)
+        async with connection:
+            channel = await connection.channel()
+            for name in queues:
+                await channel.queue_delete(name)
+            for name in exchanges:
+                await channel.exchange_delete(name)
+
+
+@pytest.fixture
+async def rabbitmq(amqp_url: str) -> AsyncIterator[RabbitMQBrokers]:
+    brokers = RabbitMQBrokers(amqp_url)
+    try:
+        yield brokers
+    finally:
+        await brokers.close()
 
 
 @pytest.fixture(params=["memory", "rabbitmq"])
@@ -70,49 +113,15 @@ async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
         await broker.close()
         return
 
-    from backend.adapters.rabbitmq import RabbitMQBroker
-
-    url = request.getfixturevalue("amqp_url")
-    prefix = f"tasker-test-{uuid.uuid4().hex[:8]}"
-    started: list[RabbitMQBroker] = []
-
-    async def make() -> Broker:
-        broker = RabbitMQBroker(url, prefix=prefix, retry_backoff=0.01)
-        await broker.start()
-        started.append(broker)
-        return broker
-
-    first = await make()
+    rabbitmq = RabbitMQBrokers(request.getfixturevalue("amqp_url"))
     try:
-        yield Brokers("rabbitmq", first, make)
+        yield Brokers("rabbitmq", await rabbitmq.make(), rabbitmq.make)
     finally:
-        for broker in started:
-            await broker.close()
-        await delete_topology(url, prefix, started)
-
-
-async def delete_topology(url: str, prefix: str, brokers: list) -> None:  # type: ignore[type-arg]
-    """Delete every queue and exchange the test's brokers declared."""
-    import aio_pika
-
-    queues: set[str] = set()
-    exchanges: set[str] = set()
-    for broker in brokers:
-        q, e = broker.declared_names()
-        queues |= q
-        exchanges |= e
-    assert all(name.startswith(prefix) for name in queues | exchanges)
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        for name in queues:
-            await channel.queue_delete(name)
-        for name in exchanges:
-            await channel.exchange_delete(name)
+        await rabbitmq.close()
 
 
 def queue_name() -> str:
-    return f"power-{uuid.uuid4().hex[:6]}"
+    return f"readings.power-{uuid.uuid4().hex[:6]}"
 
 
 # --- work queues ------------------------------------------------------------------------------
@@ -356,3 +365,207 @@ async def test_memory_close_puts_messages_in_flight_back() -> None:
 def test_memory_rejects_a_prefetch_below_one() -> None:
     with pytest.raises(ValueError, match="prefetch"):
         asyncio.run(MemoryBroker().consume_work("power", lambda d: asyncio.sleep(0), prefetch=0))
+
+
+# --- RabbitMQ only ----------------------------------------------------------------------------
+
+
+async def test_rabbitmq_redelivers_to_another_consumer_when_one_dies_before_acking(
+    rabbitmq: RabbitMQBrokers,
+) -> None:
+    dying = await rabbitmq.make()
+    survivor = await rabbitmq.make()
+    queue = queue_name()
+    started = asyncio.Event()
+
+    async def stuck(delivery: Delivery) -> None:
+        started.set()
+        await asyncio.Event().wait()  # never returns: the message stays unacked
+
+    received: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> None:
+        received.append(delivery)
+
+    await dying.consume_work(queue, stuck, prefetch=1)
+    await dying.publish_work(queue, b"readings of server 7")
+    await asyncio.wait_for(started.wait(), WAIT_S)
+    await survivor.consume_work(queue, handler, prefetch=1)
+    await asyncio.sleep(0.2)
+    assert received == [], "the message was handed out twice while its first consumer lived"
+
+    await dying.close()  # its connection ends without an ack, as if the process died
+    await eventually(lambda: len(received) == 1, "the unacked message delivered again")
+    assert received[0].body == b"readings of server 7"
+    assert received[0].redelivered
+    await eventually_depth(survivor, queue, 0)
+
+
+async def test_rabbitmq_dead_letters_land_in_the_dead_letter_queue(rabbitmq: RabbitMQBrokers) -> None:
+    broker = await rabbitmq.make()
+    queue = queue_name()
+
+    async def reject_all(delivery: Delivery) -> None:
+        raise Undecodable("not JSON")
+
+    await broker.consume_work(queue, reject_all, prefetch=1)
+    await broker.publish_work(queue, b"\xff\xfe not a batch")
+    await eventually(lambda: broker.dead_lettered() == 1, "one message dead-lettered")
+
+    connection = await aio_pika.connect(rabbitmq.url)
+    async with connection:
+        channel = await connection.channel()
+        dead = await channel.declare_queue(f"{rabbitmq.prefix}.dead-letter", passive=True)
+        message = await dead.get(timeout=WAIT_S)
+        assert message is not None
+        assert message.body == b"\xff\xfe not a batch"
+        await message.ack()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_rabbitmq_unreachable_fails_fast_naming_the_address_not_the_password() -> None:
+    port = free_port()  # nothing listens there
+    broker = RabbitMQBroker(f"amqp://tasker:s3cret-pw@127.0.0.1:{port}/", connect_timeout=1.0)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(Unavailable) as start_error:
+        await broker.start()
+    assert loop.time() - began < 2.0
+    with pytest.raises(Unavailable) as ping_error:
+        await broker.ping()
+    with pytest.raises(Unavailable):
+        await broker.publish_work("power", b"x")
+    for error in (start_error.value, ping_error.value):
+        assert "RabbitMQ" in str(error) and f"127.0.0.1:{port}" in str(error)
+        assert "s3cret-pw" not in str(error)
+
+
+async def test_rabbitmq_start_gives_up_on_a_server_that_never_answers() -> None:
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    broker = RabbitMQBroker(f"amqp://guest:guest@127.0.0.1:{port}/", connect_timeout=1.0)
+    began = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(Unavailable, match=f"RabbitMQ at 127.0.0.1:{port}"):
+            await broker.start()
+        assert asyncio.get_running_loop().time() - began < 3.0
+    finally:
+        silent.close()
+        await silent.wait_closed()
+
+
+class FlakyLink:
+    """A TCP relay to RabbitMQ that the test can cut and restore, like a network outage."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.down = False
+        self._writers: list[asyncio.StreamWriter] = []
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sink.transport.abort()
+
+    def cut(self) -> None:
+        self.down = True
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        self.down = False
+
+    async def close(self) -> None:
+        self.cut()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_rabbitmq_fails_fast_while_cut_off_and_resumes_by_itself(rabbitmq: RabbitMQBrokers) -> None:
+    link = FlakyLink(URL(rabbitmq.url).port or 5672)
+    await link.start()
+    try:
+        broker = await rabbitmq.make(str(URL(rabbitmq.url).with_port(link.port)))
+        queue = queue_name()
+        received: list[Delivery] = []
+        release = asyncio.Event()
+
+        async def handler(delivery: Delivery) -> None:
+            if delivery.body == b"in flight at the cut":
+                await release.wait()
+            received.append(delivery)
+
+        await broker.consume_work(queue, handler, prefetch=2)
+        await broker.publish_work(queue, b"before")
+        await eventually(lambda: [d.body for d in received] == [b"before"], "the first message")
+        await broker.publish_work(queue, b"in flight at the cut")
+        await asyncio.sleep(0.2)
+
+        link.cut()
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.1)
+        began = loop.time()
+        with pytest.raises(Unavailable, match="RabbitMQ"):
+            await broker.publish_work(queue, b"during")
+        assert loop.time() - began < 0.5, "publish_work waited for the reconnect"
+        began = loop.time()
+        with pytest.raises(Unavailable, match="RabbitMQ"):
+            await broker.ping()
+        assert loop.time() - began < 2.0
+        release.set()  # its ack cannot reach RabbitMQ now; the message must come again
+
+        link.restore()
+        deadline = loop.time() + 20
+        while True:
+            try:
+                await broker.publish_work(queue, b"after")
+                break
+            except Unavailable:
+                if loop.time() > deadline:
+                    pytest.fail("publishing did not resume within 20s of the link coming back")
+                await asyncio.sleep(0.2)
+        await broker.ping()
+        await eventually(
+            lambda: {b"after", b"in flight at the cut"} <= {d.body for d in received}, "consuming resumed"
+        )
+        again = [d for d in received if d.body == b"in flight at the cut"]
+        assert again[-1].redelivered
+        assert b"during" not in {d.body for d in received}
+    finally:
+        await link.close()
