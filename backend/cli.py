@@ -1,7 +1,222 @@
-"""Command-line commands of this part of Tasker, registered on the root `tasker` app."""
+"""Shell commands of the backend: `tasker backend`, `tasker users add`, `tasker keys ...`.
+
+`users` and `keys` act directly on the registry named by TASKER_REGISTRY_URL (they are how the
+first accounts and sensor keys come to exist), so they need no running backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import typer
 
+T = TypeVar("T")
+
+users_app = typer.Typer(help="User accounts (acts on TASKER_REGISTRY_URL directly).", no_args_is_help=True)
+keys_app = typer.Typer(help="Ingest keys for sensors (acts on TASKER_REGISTRY_URL directly).",
+                       no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"tasker: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
+    from tasker.config import ConfigError, load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+
+
+def _with_registry(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(registry)` against TASKER_REGISTRY_URL, with one-line errors."""
+    from backend.bootstrap import StartupError, open_registry
+    from backend.ports import Conflict, NotFound, Unavailable
+    from backend.services.auth import InvalidField
+
+    settings = _settings()
+
+    async def run() -> T:
+        registry = open_registry(settings.registry_url)
+        await registry.start()
+        try:
+            return await work(registry)
+        finally:
+            await registry.close()
+
+    try:
+        return asyncio.run(run())
+    except StartupError as exc:
+        _fail(str(exc), 2)
+    except Unavailable as exc:
+        _fail(f"registry unavailable (TASKER_REGISTRY_URL): {exc}")
+    except InvalidField as exc:
+        _fail(f"{exc.field} {exc.reason}", 2)
+    except (Conflict, NotFound) as exc:
+        _fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("aiormq", "aio_pika", "cassandra", "pymongo"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def backend_command(
+    role: list[str] = typer.Option(
+        None, "--role", "-r",
+        help="Role to run: ingest, packager, history, api. Repeatable; all when omitted. "
+             "Roles in separate processes need RabbitMQ (TASKER_BROKER_URL=amqp://...).",
+    ),
+    listen: str = typer.Option(None, "--listen", help="host:port for HTTP (overrides TASKER_LISTEN)."),
+    queue_prefix: str = typer.Option(
+        "tasker", "--queue-prefix", envvar="TASKER_QUEUE_PREFIX",
+        help="First part of every RabbitMQ queue and exchange name (to share one RabbitMQ).",
+    ),
+) -> None:
+    """Run backend roles (all by default): HTTP API, websocket, ingest, packager, history."""
+    from backend.bootstrap import Backend, StartupError, serving
+
+    settings = _settings(listen=listen)
+    _setup_logging()
+    try:
+        backend = Backend.create(settings, role or (), queue_prefix=queue_prefix)
+        host, port = settings.listen_host_port
+    except StartupError as exc:
+        _fail(str(exc), 2)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        starting = asyncio.create_task(backend.start())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                return
+            starting.result()
+            if backend.auth is not None and "api" in backend.roles:
+                password = await backend.auth.ensure_first_admin()
+                if password is not None:
+                    print("Created the first user: admin (role admin)", flush=True)
+                    print(f"One-time password, shown only now: {password}", flush=True)
+            async with serving(backend, host, port) as url:
+                print(f"Tasker backend ({', '.join(sorted(backend.roles))}) listening on {url}", flush=True)
+                await stopping
+        finally:
+            stopping.cancel()
+            await backend.close()
+            logging.getLogger("backend").info("backend stopped")
+
+    try:
+        asyncio.run(run())
+    except StartupError as exc:
+        _fail(str(exc), 2)
+
+
+@users_app.command("add")
+def users_add(
+    username: str = typer.Argument(..., help="1-64 characters of A-Z a-z 0-9 . _ -"),
+    role: str = typer.Option(..., "--role", help="admin, sysadmin or engineer"),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from the first line of stdin "
+        "(otherwise one is generated and printed once)."
+    ),
+) -> None:
+    """Create a user account."""
+    from backend.services.auth import AuthService
+
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+
+    async def work(registry: Any) -> str:
+        return await AuthService(registry).add_user(username, role, password)
+
+    created = _with_registry(work)
+    typer.echo(f"Created user {username} ({role}).")
+    if not password_stdin:
+        typer.echo(f"Password, shown only now: {created}")
+
+
+@keys_app.command("create")
+def keys_create(label: str = typer.Option("", "--label", help="What the key is for, e.g. the sensor's host.")) -> None:
+    """Create an ingest key for a sensor; prints it once (only its hash is stored)."""
+    import getpass
+
+    from backend.services.auth import AuthService
+
+    async def work(registry: Any) -> tuple[Any, str]:
+        return await AuthService(registry).create_ingest_key(label, f"shell:{getpass.getuser()}")
+
+    record, key = _with_registry(work)
+    typer.echo(f"Created ingest key {record.key_id}" + (f" ({label})" if label else "") + ".")
+    typer.echo("Key, shown only now (sensors send it as Authorization: Bearer <key>):")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List ingest keys (ids, labels, who made them, whether revoked); never the secrets."""
+    from backend.services.timestamps import format_rfc3339
+
+    async def work(registry: Any) -> list[Any]:
+        return await registry.list_ingest_keys()
+
+    keys = _with_registry(work)
+    rows = [{
+        "key_id": k.key_id, "label": k.label, "created_by": k.created_by,
+        "created_at": format_rfc3339(k.created_at_ms),
+        "revoked_at": format_rfc3339(k.revoked_at_ms) if k.revoked_at_ms is not None else None,
+    } for k in keys]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("No ingest keys. Create one with: tasker keys create --label NAME")
+        return
+    header = ("KEY ID", "LABEL", "CREATED BY", "CREATED AT", "STATUS")
+    table = [header] + [(r["key_id"], r["label"], r["created_by"], r["created_at"],
+                         f"revoked {r['revoked_at']}" if r["revoked_at"] else "active") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by `tasker keys list`.")) -> None:
+    """Revoke an ingest key: sensors using it are refused (within a few seconds)."""
+    from backend.services.timestamps import now_ms
+
+    if key_id.startswith("tik_"):
+        key_id = key_id.split("_")[1]  # a whole key was pasted; only its id is needed
+
+    async def work(registry: Any) -> None:
+        await registry.revoke_ingest_key(key_id, now_ms())
+
+    _with_registry(work)
+    typer.echo(f"Revoked ingest key {key_id}.")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to `app`."""
+    """Add `tasker backend`, `tasker users ...` and `tasker keys ...` to the root app."""
+    app.command("backend")(backend_command)
+    app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="keys")

@@ -1,0 +1,49 @@
+"""Login, logout and "who am I"; and `caller()`, which every protected route starts with."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from backend.http.context import context
+from backend.http.errors import read_json
+from backend.services.auth import Principal
+from backend.services.timestamps import format_rfc3339
+
+
+async def caller(request: web.Request, allow_ingest_key: bool = False) -> Principal:
+    """The authenticated caller of this request; raises Unauthorized (401)."""
+    auth = context(request).auth
+    assert auth is not None, "routes needing auth are only mounted with the auth service"
+    return await auth.authenticate(request.headers.get("Authorization"), allow_ingest_key)
+
+
+async def login(request: web.Request) -> web.Response:
+    result = await context(request).auth.login(await read_json(request))  # type: ignore[union-attr]
+    return web.json_response({
+        "token": result.token,
+        "expires_at": format_rfc3339(result.expires_at_ms),
+        "role": result.role,
+        "username": result.username,
+    })
+
+
+async def logout(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    await context(request).auth.logout(principal)  # type: ignore[union-attr]
+    return web.Response(status=204)
+
+
+async def me(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    expires = principal.expires_at_ms
+    return web.json_response({
+        "username": principal.name,
+        "role": principal.role,
+        "expires_at": format_rfc3339(expires) if expires is not None else None,
+    })
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/auth/login", login)
+    app.router.add_post("/api/v1/auth/logout", logout)
+    app.router.add_get("/api/v1/auth/me", me)

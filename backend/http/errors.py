@@ -1,0 +1,91 @@
+"""Every failure as a JSON body `{"error": "...", "details": [...]}`; never a traceback.
+
+Expected failures (bad input, missing credentials, a service down) map to their status codes
+here, so handlers simply raise the core's exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from backend.http.context import CONTEXT
+from backend.ports import Conflict, NotFound, Unavailable
+from backend.services.auth import Forbidden, InvalidField, Unauthorized
+from backend.services.readings import BatchRejected
+from backend.services.servers import FormRejected
+
+log = logging.getLogger(__name__)
+
+
+def json_error(status: int, message: str, details: list[Any] | None = None,
+               headers: dict[str, str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if details:
+        body["details"] = details
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON; 400 saying why when it is not (413 raised by aiohttp if too big)."""
+    raw = await request.read()
+    if not raw:
+        raise InvalidField("body", "is empty; expected JSON")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidField("body", "is not UTF-8 text") from None
+    except ValueError as exc:
+        raise InvalidField("body", f"is not valid JSON ({exc})") from None
+
+
+def _route_label(request: web.Request) -> str:
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _to_response(request: web.Request, exc: BaseException) -> web.StreamResponse:
+    if isinstance(exc, BatchRejected):
+        return json_error(exc.status, str(exc), [d.as_json() for d in exc.details])
+    if isinstance(exc, FormRejected):
+        return json_error(400, str(exc), exc.details)
+    if isinstance(exc, InvalidField):
+        return json_error(400, f"{exc.field} {exc.reason}", [{"field": exc.field, "reason": exc.reason}])
+    if isinstance(exc, Unauthorized):
+        return json_error(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="tasker"'})
+    if isinstance(exc, Forbidden):
+        return json_error(403, str(exc))
+    if isinstance(exc, NotFound):
+        return json_error(404, str(exc))
+    if isinstance(exc, Conflict):
+        return json_error(409, str(exc))
+    if isinstance(exc, Unavailable):
+        log.warning("%s %s: 503 %s", request.method, request.path, exc)
+        return json_error(503, str(exc), headers={"Retry-After": "1"})
+    if isinstance(exc, web.HTTPException):
+        if exc.status == 413:
+            return json_error(413, f"request body is over the limit of {request.client_max_size} bytes")
+        if exc.content_type == "application/json" or exc.status < 400:
+            return exc
+        return json_error(exc.status, exc.reason, headers={
+            k: v for k, v in exc.headers.items() if k.lower() == "allow"
+        })
+    log.exception("%s %s failed unexpectedly", request.method, request.path, exc_info=exc)
+    return json_error(500, "internal error; the backend log has the details")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns failures into JSON
+        response = _to_response(request, exc)
+    request.app[CONTEXT].telemetry.http_requests.inc(
+        route=_route_label(request), status=str(response.status)
+    )
+    return response

@@ -1,0 +1,85 @@
+"""Registry routes: list (with each server's latest values), get, create, patch, delete."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from backend.http.auth_routes import caller
+from backend.http.context import context
+from backend.http.errors import read_json
+from backend.ports import Unavailable
+from backend.services.auth import InvalidField
+from backend.services.servers import server_json
+
+log = logging.getLogger(__name__)
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise InvalidField(name, "must be true or false")
+    return value in ("true", "1", "yes")
+
+
+async def list_servers(request: web.Request) -> web.Response:
+    ctx = context(request)
+    await caller(request)
+    records = await ctx.servers.list()  # type: ignore[union-attr]
+    body: dict[str, object] = {"servers": [server_json(r) for r in records], "latest": {}}
+    if ctx.timeseries is not None and records:
+        try:
+            latest = await ctx.timeseries.latest([r.id for r in records])
+        except Unavailable as exc:
+            # The fleet stays listable while the store is down; the client shows values missing.
+            log.warning("latest values unavailable for the server list: %s", exc)
+            body["latest_unavailable"] = f"time-series store unavailable: {exc}"
+        else:
+            out: dict[str, dict[str, dict[str, float]]] = {}
+            for (server_id, metric), value in latest.items():
+                out.setdefault(server_id, {})[metric] = {"ts": value.ts_ms, "value": value.value}
+            body["latest"] = out
+    return web.json_response(body)
+
+
+async def get_server(request: web.Request) -> web.Response:
+    await caller(request)
+    record = await context(request).servers.get(request.match_info["server_id"])  # type: ignore[union-attr]
+    return web.json_response(server_json(record))
+
+
+async def create_server(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    principal.require_writer()
+    record = await context(request).servers.create(await read_json(request), principal)  # type: ignore[union-attr]
+    return web.json_response(server_json(record), status=201,
+                             headers={"Location": f"/api/v1/servers/{record.id}"})
+
+
+async def patch_server(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    principal.require_writer()
+    record = await context(request).servers.update(  # type: ignore[union-attr]
+        request.match_info["server_id"], await read_json(request), principal
+    )
+    return web.json_response(server_json(record))
+
+
+async def delete_server(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    principal.require_writer()
+    if not _flag(request, "confirm"):
+        raise InvalidField("confirm", "must be true: deleting a server needs ?confirm=true")
+    await context(request).servers.delete(  # type: ignore[union-attr]
+        request.match_info["server_id"], principal, purge=_flag(request, "purge")
+    )
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/servers", list_servers)
+    app.router.add_post("/api/v1/servers", create_server)
+    app.router.add_get("/api/v1/servers/{server_id}", get_server)
+    app.router.add_patch("/api/v1/servers/{server_id}", patch_server)
+    app.router.add_delete("/api/v1/servers/{server_id}", delete_server)

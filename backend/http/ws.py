@@ -1,0 +1,247 @@
+"""The websocket `/api/v1/ws`: authentication, a per-connection outbox, and a dispatcher of
+client frames by their "type" (docs/websocket.md is the protocol).
+
+Features plug in without touching the connection code: `WsDispatcher.register("chat.send",
+handler)` adds a frame type, and `on_open` / `on_close` hooks see connections come and go.
+Frames of one connection are handled one at a time, in order, so a client can send `ping` after
+`subscribe` and know from the `pong` that the subscription is in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from backend.http.context import context
+from backend.services.auth import InvalidField, Principal, Unauthorized
+from backend.services.live import Subscription
+from backend.services.telemetry import Telemetry
+from backend.services.timestamps import now_ms
+from tasker.domain import METRICS
+
+log = logging.getLogger(__name__)
+
+AUTH_TIMEOUT_S = 5.0
+CLOSE_UNAUTHORIZED = 4401
+OUTBOX_FRAMES = 512
+"""Frames a connection may have queued; beyond that new frames are dropped and the client is
+told (an error frame with code "lagging") so it can backfill from history."""
+MAX_FRAME_BYTES = 1 << 20
+MAX_SUBSCRIBED_SERVERS = 10_000
+
+
+class WsConnection:
+    """One authenticated websocket client: what it watches and the frames waiting for it."""
+
+    def __init__(self, ws: web.WebSocketResponse, principal: Principal, telemetry: Telemetry) -> None:
+        self.ws = ws
+        self.principal = principal
+        self.subscription = Subscription()
+        self.extensions: dict[str, Any] = {}
+        """Per-connection state of plugged-in features (e.g. chat), keyed by feature name."""
+        self._telemetry = telemetry
+        self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_FRAMES)
+        self._dropped = 0
+
+    def push(self, text: str) -> None:
+        """Queue a text frame; never waits (a full outbox drops the frame and counts it)."""
+        try:
+            self._outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            self._dropped += 1
+            self._telemetry.live_dropped.inc()
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Queue a JSON frame."""
+        self.push(json.dumps(frame, separators=(",", ":")))
+
+    def error(self, code: str, message: str) -> None:
+        self.send({"type": "error", "code": code, "message": message})
+
+    async def write_loop(self) -> None:
+        """Drain the outbox onto the socket, one frame at a time."""
+        while True:
+            text = await self._outbox.get()
+            await self.ws.send_str(text)
+            if self._dropped:
+                dropped, self._dropped = self._dropped, 0
+                await self.ws.send_str(json.dumps({
+                    "type": "error", "code": "lagging",
+                    "message": f"{dropped} frames were dropped because this client read too slowly; "
+                               "fetch history to fill the gap",
+                }))
+
+
+MessageHandler = Callable[[WsConnection, dict[str, Any]], Awaitable[None]]
+ConnectionHook = Callable[[WsConnection], Awaitable[None]]
+
+
+class WsDispatcher:
+    """Client frame type -> handler, plus hooks run when a connection opens and closes."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, MessageHandler] = {}
+        self.on_open: list[ConnectionHook] = []
+        self.on_close: list[ConnectionHook] = []
+
+    def register(self, frame_type: str, handler: MessageHandler) -> None:
+        if frame_type in self.handlers or frame_type == "auth":
+            raise ValueError(f"websocket frame type {frame_type!r} is already handled")
+        self.handlers[frame_type] = handler
+
+    async def dispatch(self, conn: WsConnection, frame: dict[str, Any]) -> None:
+        frame_type = frame.get("type")
+        if frame_type == "auth":
+            conn.error("bad_request", "already authenticated")
+            return
+        handler = self.handlers.get(frame_type) if isinstance(frame_type, str) else None
+        if handler is None:
+            conn.error("unknown_type", f"unknown frame type {str(frame_type)[:64]!r}; "
+                       f"known: {', '.join(sorted(self.handlers))}")
+            return
+        try:
+            await handler(conn, frame)
+        except InvalidField as exc:
+            conn.error("bad_request", f"{exc.field} {exc.reason}")
+        except Exception as exc:  # noqa: BLE001 - a failing handler must not end the connection
+            log.exception("websocket %s frame from %s failed", frame_type, conn.principal.name,
+                          exc_info=exc)
+            conn.error("internal", f"{frame_type} failed; the backend log has the details")
+
+
+# --- the built-in frame types ----------------------------------------------------------------
+
+
+async def handle_ping(conn: WsConnection, frame: dict[str, Any]) -> None:
+    conn.send({"type": "pong"})
+
+
+async def handle_subscribe(conn: WsConnection, frame: dict[str, Any]) -> None:
+    """Replace the connection's live subscription."""
+    servers = frame.get("servers")
+    if servers == "*":
+        chosen: frozenset[str] | None = None
+    elif isinstance(servers, list) and len(servers) <= MAX_SUBSCRIBED_SERVERS and all(
+        isinstance(s, str) and len(s) <= 64 for s in servers
+    ):
+        chosen = frozenset(servers)
+    else:
+        raise InvalidField("servers", f'must be "*" or a list of at most {MAX_SUBSCRIBED_SERVERS} server ids')
+    metrics = frame.get("metrics", list(METRICS))
+    if not isinstance(metrics, list) or not all(isinstance(m, str) and m in METRICS for m in metrics):
+        raise InvalidField("metrics", f"must be a list of: {', '.join(sorted(METRICS))}")
+    conn.subscription = Subscription(chosen, frozenset(metrics))
+
+
+def default_dispatcher() -> WsDispatcher:
+    dispatcher = WsDispatcher()
+    dispatcher.register("ping", handle_ping)
+    dispatcher.register("subscribe", handle_subscribe)
+    return dispatcher
+
+
+WS_DISPATCHER = web.AppKey("tasker_ws_dispatcher", WsDispatcher)
+WS_OPEN = web.AppKey("tasker_ws_open", set)
+
+
+# --- the route --------------------------------------------------------------------------------
+
+
+def _decode(data: str) -> dict[str, Any] | None:
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
+async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Principal:
+    """From the Authorization header, else from a first {"type":"auth"} frame within 5 s."""
+    auth = context(request).auth
+    assert auth is not None
+    header = request.headers.get("Authorization")
+    if header:
+        return await auth.authenticate(header)
+    try:
+        msg = await ws.receive(timeout=AUTH_TIMEOUT_S)
+    except TimeoutError:
+        raise Unauthorized(f"no credentials within {AUTH_TIMEOUT_S:g} s") from None
+    frame = _decode(msg.data) if msg.type == WSMsgType.TEXT else None
+    if frame is None or frame.get("type") != "auth" or not isinstance(frame.get("token"), str):
+        raise Unauthorized('the first frame must be {"type": "auth", "token": "..."}')
+    return await auth.authenticate_token(frame["token"])
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ctx = context(request)
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_FRAME_BYTES)
+    await ws.prepare(request)
+    try:
+        principal = await _authenticate(request, ws)
+    except Unauthorized as exc:
+        if not ws.closed:
+            try:
+                await ws.send_str(json.dumps({"type": "error", "code": "unauthorized", "message": str(exc)}))
+            except ConnectionError:
+                pass  # the client went away before authenticating
+            await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+        return ws
+
+    conn = WsConnection(ws, principal, ctx.telemetry)
+    dispatcher = request.app[WS_DISPATCHER]
+    open_connections = request.app[WS_OPEN]
+    writer = asyncio.create_task(conn.write_loop(), name="ws-writer")
+    conn.send({"type": "hello", "username": principal.name, "role": principal.role, "server_time": now_ms()})
+    hub = ctx.hub
+    if hub is not None:
+        hub.add(conn)
+    open_connections.add(conn)
+    ctx.telemetry.ws_connections.set(len(open_connections))
+    log.info("websocket opened by %s (%s)", principal.name, principal.role)
+    try:
+        for hook in dispatcher.on_open:
+            await hook(conn)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                frame = _decode(msg.data)
+                if frame is None:
+                    conn.error("bad_frame", "a frame must be a JSON object with a \"type\"")
+                    continue
+                await dispatcher.dispatch(conn, frame)
+            elif msg.type == WSMsgType.BINARY:
+                conn.error("bad_frame", "binary frames are not supported; send JSON text")
+            if writer.done():
+                break  # the socket failed under the writer
+    finally:
+        if hub is not None:
+            hub.remove(conn)
+        open_connections.discard(conn)
+        ctx.telemetry.ws_connections.set(len(open_connections))
+        for hook in dispatcher.on_close:
+            try:
+                await hook(conn)
+            except Exception:  # noqa: BLE001 - one feature's cleanup must not skip the others
+                log.exception("websocket close hook failed")
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await ws.close()
+        log.info("websocket closed for %s", principal.name)
+    return ws
+
+
+async def close_all(app: web.Application) -> None:
+    """On shutdown: close every websocket (1001 going away) so the server can stop."""
+    for conn in list(app[WS_OPEN]):
+        await conn.ws.close(code=1001, message=b"server shutting down")
+
+
+def add_routes(app: web.Application, dispatcher: WsDispatcher) -> None:
+    app[WS_DISPATCHER] = dispatcher
+    app[WS_OPEN] = set()
+    app.on_shutdown.append(close_all)
+    app.router.add_get("/api/v1/ws", websocket)

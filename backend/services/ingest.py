@@ -1,0 +1,119 @@
+"""Ingest: a validated batch becomes broker messages, confirmed before the caller hears 202.
+
+Readings are grouped by metric and packed `READINGS_PER_MESSAGE` to a message; every message is
+published concurrently and every publisher confirm awaited. A batch split over several messages
+that fails half-way is answered 503 and re-sent whole by the sensor; the half that did reach the
+broker is stored twice as an upsert of the same keys, i.e. once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from backend.ports import Broker, Registry, Unavailable
+from backend.services.readings import MAX_BATCH_READINGS, ReadingBatch, validate_batch
+from backend.services.telemetry import Telemetry
+from backend.services.timestamps import now_ms
+from backend.services.wire import chunked, encode_readings, queue_for
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 5.0
+"""Longest wait for the broker's confirms before answering 503; a healthy broker takes ms."""
+
+
+class ServerDirectory:
+    """The set of registered server ids, cached for ingest validation.
+
+    Refreshed every `ttl_s`, kept current by registry events, and re-read (at most every
+    `miss_refresh_s`) when a batch names an id it does not know, so a server registered a moment
+    ago on another api process is accepted at once.
+    """
+
+    def __init__(self, registry: Registry, ttl_s: float = 10.0, miss_refresh_s: float = 0.5) -> None:
+        self.registry = registry
+        self.ttl_s = ttl_s
+        self.miss_refresh_s = miss_refresh_s
+        self._ids: set[str] = set()
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            self._ids = set(await self.registry.server_ids())
+            self._loaded_at = time.monotonic()
+
+    async def ids(self, wanted: set[str] | None = None) -> set[str]:
+        """Known ids; refreshed first when stale or when one of `wanted` is unknown."""
+        age = time.monotonic() - self._loaded_at
+        if age > self.ttl_s or (wanted and not wanted <= self._ids and age > self.miss_refresh_s):
+            await self._refresh()
+        return self._ids
+
+    def on_registry_event(self, body: bytes) -> None:
+        """Apply an added/removed event from the registry channel."""
+        try:
+            event = json.loads(body)
+            server_id = event["server"]["id"]
+            kind = event["event"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if kind == "added":
+            self._ids.add(server_id)
+        elif kind == "removed":
+            self._ids.discard(server_id)
+
+
+def _server_ids_named(payload: Any) -> set[str]:
+    items = payload.get("readings") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or len(items) > MAX_BATCH_READINGS:
+        return set()
+    return {i["server_id"] for i in items if isinstance(i, dict) and isinstance(i.get("server_id"), str)}
+
+
+class IngestService:
+    """Validate, publish, confirm."""
+
+    def __init__(self, broker: Broker, directory: ServerDirectory, telemetry: Telemetry,
+                 publish_timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+        self.broker = broker
+        self.directory = directory
+        self.telemetry = telemetry
+        self.publish_timeout_s = publish_timeout_s
+
+    async def validate(self, payload: Any) -> ReadingBatch:
+        """Raise BatchRejected naming every bad item, or return the typed batch."""
+        known = await self.directory.ids(_server_ids_named(payload))
+        return validate_batch(payload, known, now_ms())
+
+    async def publish(self, batch: ReadingBatch) -> int:
+        """Publish every reading and wait for every confirm; Unavailable if the broker fails."""
+        sent = now_ms()
+        bodies = [
+            (queue_for(metric), encode_readings(metric, chunk, sent))
+            for metric, readings in batch.by_metric.items()
+            for chunk in chunked(readings)
+        ]
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.publish_timeout_s):
+                # A TaskGroup, so one failed publish cancels the rest instead of leaving them running.
+                async with asyncio.TaskGroup() as group:
+                    for queue, body in bodies:
+                        group.create_task(self.broker.publish_work(queue, body))
+        except TimeoutError:
+            raise Unavailable(f"no publisher confirm within {self.publish_timeout_s:g} s") from None
+        except ExceptionGroup as failed:
+            first = failed.exceptions[0]
+            if isinstance(first, Unavailable):
+                raise first from None
+            log.warning("publish failed unexpectedly: %r", first)
+            raise Unavailable(f"publish failed: {first!r}") from None
+        self.telemetry.publish_latency.observe(time.perf_counter() - started)
+        for metric, readings in batch.by_metric.items():
+            self.telemetry.readings_accepted.inc(len(readings), metric=metric)
+        return len(batch)

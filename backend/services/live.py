@@ -1,0 +1,94 @@
+"""Live fan-out: readings stored by any packager, and registry changes, pushed to the websocket
+clients of this process that asked for them.
+
+The hub knows clients only as `LiveClient`s (a subscription and a non-blocking `push`), so the
+HTTP layer owns sockets and their bounded outboxes and this stays testable without a network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from backend.ports import Undecodable
+from backend.services.wire import decode_readings
+from tasker.domain import METRICS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Which readings a client wants: some servers (None = every server) and some metrics."""
+
+    servers: frozenset[str] | None = frozenset()
+    metrics: frozenset[str] = frozenset(METRICS)
+
+    def wants(self, server_id: str, metric: str) -> bool:
+        return metric in self.metrics and (self.servers is None or server_id in self.servers)
+
+
+class LiveClient(Protocol):
+    subscription: Subscription
+
+    def push(self, text: str) -> None:
+        """Queue a text frame without waiting; a client that reads too slowly loses frames."""
+
+
+class LiveHub:
+    """The websocket clients of this process, and the frames each one should get."""
+
+    def __init__(self) -> None:
+        self.clients: set[LiveClient] = set()
+
+    def add(self, client: LiveClient) -> None:
+        self.clients.add(client)
+
+    def remove(self, client: LiveClient) -> None:
+        self.clients.discard(client)
+
+    async def on_readings_event(self, body: bytes) -> None:
+        """A stored message from the live channel: each client gets the readings it watches."""
+        if not self.clients:
+            return
+        try:
+            message = decode_readings(body)
+        except Undecodable as exc:
+            log.warning("ignored an undecodable live event: %s", exc)
+            return
+        frames: dict[Subscription, str | None] = {}
+        for client in list(self.clients):
+            sub = client.subscription
+            if sub not in frames:
+                picked = [
+                    {"server_id": r.server_id, "metric": r.metric, "ts": r.ts_ms, "value": r.value}
+                    for r in message.readings if sub.wants(r.server_id, r.metric)
+                ]
+                frames[sub] = (
+                    json.dumps({"type": "readings", "readings": picked}, separators=(",", ":"))
+                    if picked else None
+                )
+            text = frames[sub]
+            if text is not None:
+                client.push(text)
+
+    async def on_registry_event(self, body: bytes) -> None:
+        """A server added/updated/removed anywhere: every client hears of it."""
+        if not self.clients:
+            return
+        try:
+            event = json.loads(body)
+            frame = {"type": "registry", "event": event["event"], "server": event["server"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignored a malformed registry event: %r", exc)
+            return
+        text = json.dumps(frame, separators=(",", ":"))
+        for client in list(self.clients):
+            client.push(text)
+
+    def broadcast(self, text: str) -> None:
+        """Push a prepared frame to every client (used by other websocket features)."""
+        for client in list(self.clients):
+            client.push(text)

@@ -1,0 +1,167 @@
+"""Validation of posted reading batches into typed readings, naming every bad item.
+
+A batch is accepted whole or not at all: `validate_batch` either returns every reading, grouped
+by metric, or raises `BatchRejected` listing each bad item with its index, field and reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.services.timestamps import parse_rfc3339_ms
+from tasker.domain import EARLIEST_TS_MS, MAX_FUTURE_SKEW_MS, METRICS, Reading
+
+MAX_BATCH_READINGS = 10_000
+"""Readings one POST may carry; more is refused with 413 (split the batch)."""
+
+_FIELDS = ("server_id", "metric", "ts", "value")
+_KNOWN_METRICS = ", ".join(sorted(METRICS))
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    """Why one reading of a batch is invalid."""
+
+    index: int | None
+    field: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "reason": self.reason}
+        if self.index is not None:
+            out = {"index": self.index, **out}
+        return out
+
+
+class BatchRejected(Exception):
+    """The batch is refused; `details` names each bad item. `status` is the HTTP status to send."""
+
+    def __init__(self, message: str, details: list[ItemError], status: int = 400) -> None:
+        super().__init__(message)
+        self.details = details
+        self.status = status
+
+
+@dataclass(slots=True)
+class ReadingBatch:
+    """A validated batch: readings grouped by metric, in the order they were posted."""
+
+    by_metric: dict[str, list[Reading]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.by_metric.values())
+
+
+def _check_ts(raw: Any, now: int) -> tuple[int | None, str | None]:
+    if type(raw) is int:
+        ts = raw
+    elif type(raw) is float:
+        if not math.isfinite(raw) or not raw.is_integer():
+            return None, "must be whole epoch milliseconds or an RFC 3339 string"
+        ts = int(raw)
+    elif isinstance(raw, str):
+        try:
+            ts = parse_rfc3339_ms(raw)
+        except ValueError as exc:
+            return None, str(exc)
+    else:
+        return None, "must be epoch milliseconds (integer) or an RFC 3339 string"
+    if ts < EARLIEST_TS_MS:
+        return None, "is before 2000-01-01T00:00:00Z"
+    if ts > now + MAX_FUTURE_SKEW_MS:
+        return None, f"is more than {MAX_FUTURE_SKEW_MS // 60_000} minutes in the future"
+    return ts, None
+
+
+def _check_item(index: int, item: Any, servers: Collection[str], now: int,
+                errors: list[ItemError]) -> Reading | None:
+    if not isinstance(item, dict):
+        errors.append(ItemError(index, "reading", "must be an object with server_id, metric, ts, value"))
+        return None
+    before = len(errors)
+    for name in _FIELDS:
+        if name not in item:
+            errors.append(ItemError(index, name, "is required"))
+
+    server_id = item.get("server_id")
+    if "server_id" in item:
+        if not isinstance(server_id, str):
+            errors.append(ItemError(index, "server_id", "must be a string"))
+        elif server_id not in servers:
+            errors.append(ItemError(index, "server_id", f"unknown server {server_id[:80]!r}"))
+
+    metric_name = item.get("metric")
+    metric = None
+    if "metric" in item:
+        if not isinstance(metric_name, str):
+            errors.append(ItemError(index, "metric", "must be a string"))
+        else:
+            metric = METRICS.get(metric_name)
+            if metric is None:
+                errors.append(ItemError(
+                    index, "metric", f"unknown metric {metric_name[:40]!r} (known: {_KNOWN_METRICS})"
+                ))
+
+    ts = None
+    if "ts" in item:
+        ts, reason = _check_ts(item["ts"], now)
+        if reason:
+            errors.append(ItemError(index, "ts", reason))
+
+    value = item.get("value")
+    if "value" in item:
+        if type(value) not in (int, float):
+            errors.append(ItemError(index, "value", "must be a number"))
+            value = None
+        elif not math.isfinite(value):
+            errors.append(ItemError(index, "value", "must be finite"))
+            value = None
+        elif metric is not None and metric.minimum is not None and value < metric.minimum:
+            errors.append(ItemError(
+                index, "value", f"must be >= {metric.minimum:g} for {metric.name} ({metric.unit})"
+            ))
+            value = None
+
+    if len(errors) != before:
+        return None
+    return Reading(server_id, metric_name, ts, float(value))  # type: ignore[arg-type]
+
+
+def validate_batch(payload: Any, servers: Collection[str], now: int,
+                   max_readings: int = MAX_BATCH_READINGS) -> ReadingBatch:
+    """Check a decoded POST body `{"readings": [...]}` against the registered `servers`.
+
+    Returns the readings grouped by metric, or raises BatchRejected naming every bad item
+    (status 413 when the batch holds more than `max_readings`).
+    """
+    if not isinstance(payload, dict) or "readings" not in payload:
+        raise BatchRejected(
+            'body must be a JSON object with a "readings" list',
+            [ItemError(None, "readings", "is required")],
+        )
+    items = payload["readings"]
+    if not isinstance(items, list):
+        raise BatchRejected(
+            '"readings" must be a list', [ItemError(None, "readings", "must be a list")]
+        )
+    if len(items) > max_readings:
+        raise BatchRejected(
+            f"batch of {len(items)} readings is over the limit of {max_readings}; split it",
+            [ItemError(None, "readings", f"at most {max_readings} per request")],
+            status=413,
+        )
+    errors: list[ItemError] = []
+    batch = ReadingBatch()
+    for index, item in enumerate(items):
+        reading = _check_item(index, item, servers, now, errors)
+        if reading is not None:
+            batch.by_metric.setdefault(reading.metric, []).append(reading)
+    if errors:
+        bad = len({e.index for e in errors})
+        raise BatchRejected(
+            f"{bad} of {len(items)} readings are invalid; nothing was accepted", errors
+        )
+    return batch
