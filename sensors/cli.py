@@ -1,7 +1,114 @@
-"""Command-line commands of this part of Tasker, registered on the root `tasker` app."""
+"""`tasker sensors emulate` and `tasker sensors host`, registered on the root `tasker` app.
+
+Credentials: readings are posted with an ingest key (`--key` or TASKER_INGEST_KEY; a sysadmin
+session also works). Reading the registry (which servers exist, their specs) needs a session
+(`tasker login` or TASKER_TOKEN); without one the ingest key is tried.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import typer
 
+sensors_app = typer.Typer(help="Power and CO2 sensors: emulated for the fleet, or measured on this host.",
+                          no_args_is_help=True)
+
+KEY_OPTION = typer.Option(None, "--key", help="Ingest key (default: TASKER_INGEST_KEY); create one with `tasker keys create`.")
+URL_OPTION = typer.Option(None, "--url", help="Backend URL (default: TASKER_URL, else http://127.0.0.1:8470).")
+INTERVAL_OPTION = typer.Option(1.0, "--interval", min=0.05, help="Seconds between readings.")
+BUFFER_OPTION = typer.Option(100_000, "--buffer", min=1, help="Readings kept while the backend is away; oldest dropped beyond.")
+QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress line.")
+
+
+def _credentials(url: str, key: str | None) -> tuple[str, str | None]:
+    """(token to post readings with, token to read the registry with)."""
+    from tasker.session import resolve_token
+    from tasker.shell import fail
+
+    session = resolve_token(url)
+    ingest = key or os.environ.get("TASKER_INGEST_KEY") or session
+    if not ingest:
+        fail("no ingest key: pass --key or set TASKER_INGEST_KEY (an admin creates one with `tasker keys create`)", 2)
+    return ingest, session or ingest
+
+
+@sensors_app.command("emulate")
+def emulate(
+    interval: float = INTERVAL_OPTION,
+    seed: int = typer.Option(0, "--seed", help="Seed of the model: the same seed reproduces the same readings."),
+    servers: int | None = typer.Option(None, "--servers", min=1, help="With --create: register a synthetic fleet of N servers first."),
+    create: bool = typer.Option(False, "--create", help="Register the --servers N synthetic servers (names already taken are kept)."),
+    key: str | None = KEY_OPTION,
+    url: str | None = URL_OPTION,
+    buffer: int = BUFFER_OPTION,
+    quiet: bool = QUIET_OPTION,
+) -> None:
+    """Emulated power (W) and CO2 (g/h) for every registered server, following adds and removals."""
+    from sensors.emulate import FleetEmulator
+    from sensors.registry import RegistryFollower
+    from sensors.sender import ReadingSender
+    from sensors.synthetic import create_fleet, synthetic_servers
+    from tasker.client import TaskerClient
+    from tasker.shell import backend_url, fail, run_cli
+
+    if (servers is None) != (not create):
+        fail("--servers N and --create go together: `--servers 50 --create` registers 50 synthetic servers", 2)
+    base = backend_url(url)
+    ingest, registry_token = _credentials(base, key)
+
+    async def main() -> None:
+        async with TaskerClient(base, registry_token) as registry, TaskerClient(base, ingest) as posting:
+            if create and servers:
+                made, kept = await create_fleet(registry, synthetic_servers(servers, seed))
+                typer.echo(f"synthetic fleet: {made} servers registered, {kept} already there", err=True)
+            emulator = FleetEmulator(
+                RegistryFollower(registry, poll_s=interval),
+                ReadingSender(posting, max_buffer=buffer),
+                interval_s=interval, seed=seed,
+            )
+            await emulator.run(progress_every_s=None if quiet else 1.0)
+
+    run_cli(main, url=base, interrupted_ok=True)
+
+
+@sensors_app.command("host")
+def host(
+    server_id: str = typer.Argument(..., help="Id of the registered server this machine is."),
+    interval: float = INTERVAL_OPTION,
+    key: str | None = KEY_OPTION,
+    url: str | None = URL_OPTION,
+    buffer: int = BUFFER_OPTION,
+    quiet: bool = QUIET_OPTION,
+    powercap: Path = typer.Option(Path("/sys/class/powercap"), "--powercap", envvar="TASKER_POWERCAP",
+                                  help="Where the powercap tree is (for testing)."),
+) -> None:
+    """This machine's measured power (RAPL package + DRAM), posted for SERVER_ID; CO2 too when its spec is readable."""
+    from sensors.host import HostSensor
+    from sensors.rapl import RaplMeter, RaplUnavailable
+    from sensors.sender import ReadingSender
+    from tasker.client import TaskerClient
+    from tasker.shell import backend_url, fail, run_cli
+
+    try:
+        meter = RaplMeter.open(powercap)
+    except RaplUnavailable as exc:
+        fail(str(exc))
+    base = backend_url(url)
+    ingest, registry_token = _credentials(base, key)
+
+    async def main() -> None:
+        async with TaskerClient(base, registry_token) as registry, TaskerClient(base, ingest) as posting:
+            domains = ", ".join(d.label for d in meter.domains)
+            typer.echo(f"measuring {domains} every {interval:g} s for {server_id}", err=True)
+            sensor = HostSensor(meter, ReadingSender(posting, max_buffer=buffer), server_id, interval_s=interval)
+            await sensor.run(progress_every_s=None if quiet else 1.0,
+                             fetch_spec=lambda: registry.get_server(server_id))
+
+    run_cli(main, url=base, interrupted_ok=True)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to `app`."""
+    """Add `tasker sensors ...` to the root app."""
+    app.add_typer(sensors_app, name="sensors")

@@ -20,11 +20,13 @@ app = typer.Typer(
 def _register_all() -> None:
     from backend.cli import register as register_backend
     from sensors.cli import register as register_sensors
+    from tasker.shell import register as register_shell
     from tasker_tui.cli import register as register_tui
 
     register_backend(app)
     register_sensors(app)
     register_tui(app)
+    register_shell(app)
 
 
 _register_all()

@@ -133,6 +133,18 @@ def reading_to_wire(reading: Reading | Mapping[str, Any]) -> dict[str, Any]:
     return dict(reading)
 
 
+def match_server(servers: Iterable[Mapping[str, Any]], ref: str) -> dict[str, Any]:
+    """The server whose id is `ref`, or else whose name is `ref` (case-insensitive)."""
+    servers = list(servers)
+    for server in servers:
+        if server.get("id") == ref:
+            return dict(server)
+    for server in servers:
+        if str(server.get("name", "")).lower() == ref.lower():
+            return dict(server)
+    raise NotFoundError(404, f"no server with id or name {ref!r}")
+
+
 class TaskerClient:
     """Async client of one Tasker backend. Use as `async with`; one connection pool per instance.
 
@@ -277,6 +289,10 @@ class TaskerClient:
 
     async def get_server(self, server_id: str) -> dict[str, Any]:
         return (await self.request("GET", f"/api/v1/servers/{quote(server_id, safe='')}"))[1]
+
+    async def find_server(self, ref: str) -> dict[str, Any]:
+        """The server whose id is `ref`, or else whose name is `ref` (case-insensitive)."""
+        return match_server((await self.list_servers())["servers"], ref)
 
     async def create_server(self, server: Mapping[str, Any]) -> dict[str, Any]:
         """Register a server; returns it with its backend-assigned `id`."""

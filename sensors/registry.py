@@ -1,0 +1,132 @@
+"""Following the backend's registry: which servers exist right now, with their specs.
+
+The follower listens to the websocket's registry events (added/updated/removed arrive at once)
+and re-lists the servers whenever it (re)connects and every `resync_s`, so a missed event
+heals itself. Where the websocket is refused, it polls the server list every `poll_s` seconds
+instead. Either way a server added or removed is noticed within one emulation interval.
+Through a backend outage it keeps the last known fleet and retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sensors.model import ServerSpec
+from sensors.sender import Backoff
+from tasker.client import ApiError, BackendUnavailable, Forbidden, TaskerClient, Unauthorized
+
+log = logging.getLogger("tasker.sensors")
+
+
+class RegistryRefused(Exception):
+    """The credentials given cannot read the server list; the message says what to do."""
+
+    user_facing = True  # shown to the user as one line by the CLI
+
+
+class RegistryFollower:
+    """Keeps `specs` (server id -> ServerSpec) in step with the backend's registry.
+
+    `version` increases on every change so a reader can cheaply tell whether to re-sync.
+    """
+
+    def __init__(self, client: TaskerClient, *, poll_s: float = 1.0, resync_s: float = 60.0,
+                 use_websocket: bool = True, backoff: Backoff | None = None):
+        self.client = client
+        self.poll_s = poll_s
+        self.resync_s = resync_s
+        self.use_websocket = use_websocket
+        self.backoff = backoff or Backoff(first=0.5, cap=10.0)
+        self.specs: dict[str, ServerSpec] = {}
+        self.version = 0
+        self.loaded = asyncio.Event()
+        self.mode = "starting"
+        self.last_error = ""
+
+    # --- applying changes ---------------------------------------------------------------------
+
+    def _replace(self, servers: list[Mapping[str, Any]]) -> None:
+        specs = {}
+        for server in servers:
+            try:
+                spec = ServerSpec.from_json(server)
+            except (KeyError, TypeError, ValueError):
+                continue  # a server we cannot model is skipped, not fatal
+            specs[spec.id] = spec
+        if specs != self.specs:
+            self.specs = specs
+            self.version += 1
+        self.loaded.set()
+
+    def apply_event(self, frame: Mapping[str, Any]) -> None:
+        """Apply one websocket `registry` frame."""
+        server = frame.get("server")
+        if not isinstance(server, Mapping) or "id" not in server:
+            return
+        sid = str(server["id"])
+        if frame.get("event") == "removed":
+            if self.specs.pop(sid, None) is not None:
+                self.version += 1
+            return
+        try:
+            spec = ServerSpec.from_json(server)
+        except (KeyError, TypeError, ValueError):
+            return
+        if self.specs.get(sid) != spec:
+            self.specs[sid] = spec
+            self.version += 1
+
+    async def refresh(self) -> None:
+        """Re-list every server from the backend."""
+        try:
+            fleet = await self.client.list_servers()
+        except (Unauthorized, Forbidden) as exc:
+            raise RegistryRefused(
+                f"cannot read the server list ({exc.message}): log in with `tasker login` or set TASKER_TOKEN"
+            ) from None
+        self._replace(fleet["servers"])
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the registry until cancelled; raises RegistryRefused on refused credentials."""
+        while True:
+            try:
+                if self.use_websocket:
+                    await self._follow_websocket()
+                else:
+                    await self._poll()
+            except Unauthorized:
+                # The websocket did not take these credentials (e.g. an ingest key): poll instead.
+                log.info("websocket refused the credentials; polling the server list instead")
+                self.use_websocket = False
+            except (BackendUnavailable, ApiError) as exc:
+                self.mode = "retrying"
+                self.last_error = exc.message
+                await asyncio.sleep(self.backoff.next_delay())
+
+    async def _follow_websocket(self) -> None:
+        async with self.client.live() as live:
+            # List after connecting, so no change falls between the list and the first event.
+            await self.refresh()
+            self.mode = "websocket"
+            self.backoff.reset()
+            frames = aiter(live)
+            while True:
+                try:
+                    frame = await asyncio.wait_for(anext(frames), self.resync_s)
+                except asyncio.TimeoutError:
+                    await self.refresh()
+                    continue
+                if frame.get("type") == "registry":
+                    self.apply_event(frame)
+
+    async def _poll(self) -> None:
+        while True:
+            await self.refresh()
+            self.mode = "polling"
+            self.backoff.reset()
+            await asyncio.sleep(self.poll_s)
