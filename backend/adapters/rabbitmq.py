@@ -108,6 +108,8 @@ class RabbitMQBroker:
         self._event_channel: AbstractRobustChannel | None = None  # events, no confirms
         self._topology_channel: AbstractRobustChannel | None = None  # declarations, depth, ping
         self._subscribe_channel: AbstractRobustChannel | None = None
+        # aio-pika holds channels weakly; these references keep the consumers' channels alive.
+        self._consumer_channels: list[AbstractRobustChannel] = []
         self._readings_exchange: AbstractExchange | None = None
         self._event_exchanges: dict[str, AbstractExchange] = {}
         self._work_queues: set[str] = set()
@@ -162,10 +164,7 @@ class RabbitMQBroker:
             dead = await self._topology_channel.declare_queue(self.dead_letter_queue, durable=True)
             self._queue_names.add(self.dead_letter_queue)
             await dead.bind(self.dead_letter_exchange, routing_key="")
-        except Unavailable:
-            await self.close()
-            raise
-        except (*_BROKER_ERRORS, asyncio.TimeoutError) as exc:
+        except _BROKER_ERRORS as exc:
             await self.close()
             raise self._unavailable("cannot connect", exc) from None
         self._readings_exchange = await self._publish_channel.get_exchange(self.readings_exchange, ensure=False)
@@ -179,6 +178,7 @@ class RabbitMQBroker:
         self._tasks.clear()
         if self._connection is not None:
             connection, self._connection = self._connection, None
+            self._consumer_channels.clear()
             try:
                 await connection.close()
             except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone either way
@@ -294,6 +294,7 @@ class RabbitMQBroker:
             async with asyncio.timeout(self.operation_timeout):
                 await self._ensure_work_queue(queue)
                 channel = await connection.channel(publisher_confirms=False)
+                self._consumer_channels.append(channel)
                 await channel.set_qos(prefetch_count=prefetch)
                 # A robust queue object of this channel, so the consumer is restored on reconnect.
                 declared = await channel.declare_queue(

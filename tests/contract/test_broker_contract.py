@@ -532,6 +532,13 @@ async def test_rabbitmq_fails_fast_while_cut_off_and_resumes_by_itself(rabbitmq:
             received.append(delivery)
 
         await broker.consume_work(queue, handler, prefetch=2)
+        events: list[bytes] = []
+
+        async def on_event(body: bytes) -> None:
+            events.append(body)
+
+        channel = f"live-{uuid.uuid4().hex[:6]}"
+        await broker.subscribe_events(channel, on_event)
         await broker.publish_work(queue, b"before")
         await eventually(lambda: [d.body for d in received] == [b"before"], "the first message")
         await broker.publish_work(queue, b"in flight at the cut")
@@ -564,6 +571,14 @@ async def test_rabbitmq_fails_fast_while_cut_off_and_resumes_by_itself(rabbitmq:
         await eventually(
             lambda: {b"after", b"in flight at the cut"} <= {d.body for d in received}, "consuming resumed"
         )
+        # The subscription comes back too (its exclusive queue is re-created); events sent while
+        # it is being restored may be missed, as for any subscriber not connected.
+        deadline = loop.time() + WAIT_S
+        while not events:
+            assert loop.time() < deadline, "no event reached the subscriber after the outage"
+            await broker.publish_event(channel, b"event after")
+            await asyncio.sleep(0.1)
+        assert set(events) == {b"event after"}
         again = [d for d in received if d.body == b"in flight at the cut"]
         assert again[-1].redelivered
         assert b"during" not in {d.body for d in received}
