@@ -26,23 +26,26 @@ from backend.http.app import build_app
 from backend.http.context import ApiContext
 from backend.http.ws import WsDispatcher, default_dispatcher
 from backend.ports import Broker, Registry, TimeSeriesStore, Unavailable
+from backend.roles import ROLES
 from backend.services.auth import AuthService
-from backend.services.history import HistoryService
-from backend.services.ingest import IngestService, ServerDirectory
 from backend.services.live import LiveHub
 from backend.services.packager import DEFAULT_PREFETCH, Packager
-from backend.services.servers import ServerService
 from backend.services.telemetry import Telemetry
-from backend.services.wire import LIVE_CHANNEL, REGISTRY_CHANNEL, queue_for
+from backend.services.wire import queue_for
 from tasker.config import Settings
 from tasker.domain import METRICS
 
 log = logging.getLogger(__name__)
 
-ROLES = ("ingest", "packager", "history", "api")
-NEEDS_BROKER = frozenset({"ingest", "packager", "api"})
-NEEDS_TIMESERIES = frozenset({"packager", "history", "api"})
-NEEDS_REGISTRY = frozenset({"ingest", "history", "api"})
+
+
+def _needing(adapter: str) -> frozenset[str]:
+    return frozenset(name for name, role in ROLES.items() if adapter in role.NEEDS)
+
+
+NEEDS_BROKER = _needing("broker")
+NEEDS_TIMESERIES = _needing("timeseries")
+NEEDS_REGISTRY = _needing("registry")
 DEFAULT_QUEUE_PREFIX = "tasker"
 
 
@@ -53,10 +56,10 @@ class StartupError(Exception):
 def check_roles(roles: Iterable[str], broker_url: str) -> frozenset[str]:
     """The chosen roles (all when none), refusing a split that the broker cannot carry."""
     chosen = frozenset(roles) or frozenset(ROLES)
-    unknown = chosen - set(ROLES)
+    unknown = chosen - ROLES.keys()
     if unknown:
         raise StartupError(f"unknown role {sorted(unknown)[0]!r}; roles are {', '.join(ROLES)}")
-    if urlsplit(broker_url).scheme == "memory" and chosen & NEEDS_BROKER and chosen != set(ROLES):
+    if urlsplit(broker_url).scheme == "memory" and chosen & NEEDS_BROKER and chosen != ROLES.keys():
         raise StartupError(
             "TASKER_BROKER_URL=memory:// only connects roles inside one process, so "
             f"--role {' --role '.join(sorted(chosen))} would publish to or wait on a queue no other "
@@ -192,32 +195,11 @@ class Backend:
         if self.registry is not None:
             ctx.checks["registry"] = self.registry.ping
             self.auth = ctx.auth = AuthService(self.registry)
-        self._add_collectors()
-
-        if "ingest" in self.roles:
-            assert self.broker is not None and self.registry is not None
-            directory = ServerDirectory(self.registry)
-            ctx.ingest = IngestService(self.broker, directory, self.telemetry)
-
-            async def on_change(body: bytes) -> None:
-                directory.on_registry_event(body)
-
-            await self.broker.subscribe_events(REGISTRY_CHANNEL, on_change)
-        if "history" in self.roles:
-            assert self.timeseries is not None
-            ctx.history = HistoryService(self.timeseries)
-        if "api" in self.roles:
-            assert self.registry is not None and self.broker is not None
-            ctx.servers = ServerService(self.registry, self.broker, self.timeseries)
-            ctx.timeseries = self.timeseries
-            self.hub = ctx.hub = LiveHub()
-            await self.broker.subscribe_events(LIVE_CHANNEL, self.hub.on_readings_event)
-            await self.broker.subscribe_events(REGISTRY_CHANNEL, self.hub.on_registry_event)
-        if "packager" in self.roles:
-            assert self.broker is not None and self.timeseries is not None
-            self.packager = Packager(self.broker, self.timeseries, self.telemetry, prefetch=self.prefetch)
-            await self.packager.start()
         self.context = ctx
+        self._add_collectors()
+        for name, role in ROLES.items():
+            if name in self.roles:
+                await role.start(self)
         log.info("backend roles running: %s", ", ".join(r for r in ROLES if r in self.roles))
 
     def _add_collectors(self) -> None:

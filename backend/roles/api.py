@@ -1,0 +1,34 @@
+"""The api role: auth, the server registry, and the websocket with its live fan-out.
+
+Websocket features register their frame types on `backend.dispatcher` in `start_features`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backend.services.live import LiveHub
+from backend.services.servers import ServerService
+from backend.services.wire import LIVE_CHANNEL, REGISTRY_CHANNEL
+
+if TYPE_CHECKING:
+    from backend.bootstrap import Backend
+
+# The time-series store gives the fleet list its latest values and serves `purge`.
+NEEDS = frozenset({"broker", "registry", "timeseries"})
+
+
+async def start(backend: Backend) -> None:
+    ctx = backend.context
+    assert ctx is not None and backend.registry is not None and backend.broker is not None
+    ctx.servers = ServerService(backend.registry, backend.broker, backend.timeseries)
+    ctx.timeseries = backend.timeseries
+    backend.hub = ctx.hub = LiveHub()
+    await backend.broker.subscribe_events(LIVE_CHANNEL, backend.hub.on_readings_event)
+    await backend.broker.subscribe_events(REGISTRY_CHANNEL, backend.hub.on_registry_event)
+    await start_features(backend)
+
+
+async def start_features(backend: Backend) -> None:
+    """Websocket features beyond live readings and registry events (chat) are started here:
+    each registers its frame types on `backend.dispatcher` and subscribes to its own channel."""

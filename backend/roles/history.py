@@ -1,0 +1,17 @@
+"""The history role: downsampled history and raw readings from the time-series store."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backend.services.history import HistoryService
+
+if TYPE_CHECKING:
+    from backend.bootstrap import Backend
+
+NEEDS = frozenset({"timeseries", "registry"})
+
+
+async def start(backend: Backend) -> None:
+    assert backend.timeseries is not None and backend.context is not None
+    backend.context.history = HistoryService(backend.timeseries)

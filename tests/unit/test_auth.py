@@ -1,0 +1,150 @@
+"""Auth: password hashing, login, sessions, ingest keys, roles; over the embedded registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.adapters.sqlite_registry import SqliteRegistry
+from backend.services.auth import (
+    AuthService,
+    Forbidden,
+    InvalidField,
+    Principal,
+    Unauthorized,
+)
+from backend.services.passwords import hash_password, token_digest, verify_password
+
+
+@pytest.fixture
+async def registry(tmp_path):
+    reg = SqliteRegistry(tmp_path / "registry.db")
+    await reg.start()
+    yield reg
+    await reg.close()
+
+
+@pytest.fixture
+async def auth(registry):
+    service = AuthService(registry, cache_ttl_s=0.0)
+    await service.add_user("alice", "sysadmin", "correct horse")
+    await service.add_user("erin", "engineer", "battery staple")
+    return service
+
+
+def test_password_hashes_are_salted_and_verify():
+    first, second = hash_password("s3cret-pass"), hash_password("s3cret-pass")
+    assert first != second and first.startswith("scrypt$")
+    assert "s3cret-pass" not in first
+    assert verify_password("s3cret-pass", first) and verify_password("s3cret-pass", second)
+    assert not verify_password("s3cret-pasS", first)
+    assert not verify_password("s3cret-pass", "garbage")
+
+
+async def test_login_returns_a_token_that_authenticates(auth, registry):
+    result = await auth.login({"username": "alice", "password": "correct horse"})
+    assert result.role == "sysadmin" and result.username == "alice"
+    principal = await auth.authenticate(f"Bearer {result.token}")
+    assert (principal.name, principal.role, principal.can_write) == ("alice", "sysadmin", True)
+    # Only the token's digest is stored.
+    stored = await registry.get_session(token_digest(result.token))
+    assert stored is not None and stored.token_hash != result.token
+
+
+async def test_unknown_user_and_wrong_password_get_the_same_answer(auth):
+    with pytest.raises(Unauthorized) as unknown:
+        await auth.login({"username": "mallory", "password": "correct horse"})
+    with pytest.raises(Unauthorized) as wrong:
+        await auth.login({"username": "alice", "password": "wrong horse"})
+    assert str(unknown.value) == str(wrong.value)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"username": {"$gt": ""}, "password": "x"}, "username"),
+    ({"username": "alice", "password": {"$ne": None}}, "password"),
+    ({"username": ["alice"], "password": "x"}, "username"),
+    ({"password": "x"}, "username"),
+    ({"username": "alice"}, "password"),
+    ({"username": "alice", "password": 123}, "password"),
+])
+async def test_operator_injection_in_login_is_a_400_naming_the_field(auth, body, field):
+    with pytest.raises(InvalidField) as caught:
+        await auth.login(body)
+    assert caught.value.field == field
+
+
+async def test_a_login_body_that_is_not_an_object_is_refused(auth):
+    with pytest.raises(InvalidField):
+        await auth.login(["alice", "correct horse"])
+
+
+async def test_logout_revokes_the_session(auth):
+    result = await auth.login({"username": "alice", "password": "correct horse"})
+    principal = await auth.authenticate(f"Bearer {result.token}")
+    await auth.logout(principal)
+    with pytest.raises(Unauthorized):
+        await auth.authenticate(f"Bearer {result.token}")
+
+
+async def test_an_expired_session_is_refused(registry):
+    service = AuthService(registry, session_ttl_ms=-1, cache_ttl_s=0.0)
+    await service.add_user("bob", "admin", "long enough")
+    result = await service.login({"username": "bob", "password": "long enough"})
+    with pytest.raises(Unauthorized, match="expired"):
+        await service.authenticate(f"Bearer {result.token}")
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic YWxpY2U6eA==", "Bearer", "Bearer nonsense", "Bearer " + "x" * 300])
+async def test_missing_or_malformed_credentials_are_unauthorized(auth, header):
+    with pytest.raises(Unauthorized):
+        await auth.authenticate(header)
+
+
+async def test_ingest_keys_post_readings_only_and_can_be_revoked(auth, registry):
+    record, key = await auth.create_ingest_key("rack 4", "alice")
+    assert key.startswith(f"tik_{record.key_id}_")
+    assert record.key_hash != key.split("_", 2)[2]
+    principal = await auth.authenticate(f"Bearer {key}", allow_ingest_key=True)
+    assert principal.role == "ingest" and not principal.can_write
+    with pytest.raises(Unauthorized, match="only post readings"):
+        await auth.authenticate(f"Bearer {key}")
+    await registry.revoke_ingest_key(record.key_id, 1)
+    with pytest.raises(Unauthorized, match="revoked"):
+        await auth.authenticate(f"Bearer {key}", allow_ingest_key=True)
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda key: key[:-1] + ("A" if key[-1] != "A" else "B"),  # wrong secret
+    lambda key: "tik_zzzzzzzzzz_" + key.split("_", 2)[2],  # unknown id
+    lambda key: "tik_" + key.split("_")[1],  # no secret
+    lambda key: "tik_{'$gt':''}_x",  # junk id
+])
+async def test_a_tampered_ingest_key_is_refused(auth, mangle):
+    _, key = await auth.create_ingest_key("", "alice")
+    with pytest.raises(Unauthorized):
+        await auth.authenticate(f"Bearer {mangle(key)}", allow_ingest_key=True)
+
+
+def test_only_sysadmins_and_admins_write():
+    for role in ("admin", "sysadmin"):
+        Principal("a", role).require_writer()
+    for role in ("engineer", "ingest"):
+        with pytest.raises(Forbidden):
+            Principal("a", role).require_writer()
+
+
+async def test_users_need_a_known_role_a_clean_name_and_a_long_enough_password(auth):
+    with pytest.raises(InvalidField, match="role"):
+        await auth.add_user("carol", "root", "long enough")
+    with pytest.raises(InvalidField, match="username"):
+        await auth.add_user("carol smith", "engineer", "long enough")
+    with pytest.raises(InvalidField, match="password"):
+        await auth.add_user("carol", "engineer", "short")
+
+
+async def test_the_first_admin_is_created_once_with_a_working_password(registry):
+    service = AuthService(registry)
+    password = await service.ensure_first_admin()
+    assert password
+    result = await service.login({"username": "admin", "password": password})
+    assert result.role == "admin"
+    assert await service.ensure_first_admin() is None
