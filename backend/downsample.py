@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from backend.ports import Series
+
 SECOND_MS = 1_000
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -145,12 +147,12 @@ def output_width_ms(from_ms: int, to_ms: int, resolution_s: int, max_points: int
 
 def downsample(
     rows: Sequence[Rollup], resolution_s: int, from_ms: int, to_ms: int, max_points: int
-) -> tuple[int, list[tuple[int, float, float, float]]]:
+) -> Series:
     """Downsample stored rows (raw readings as one-value rollups, or rollups) of `resolution_s`
     over [from_ms, to_ms) into at most `max_points` buckets.
 
-    Returns (output resolution in seconds, [(start_ms, min, avg, max), ...]) with avg weighted
-    by count; empty buckets are left out. A stored bucket belongs to the range when its start
+    Each output point is (start_ms, min, avg, max) with avg weighted by count; empty buckets
+    are left out. A stored bucket belongs to the range when its start
     lies in [start of the bucket holding from_ms, to_ms).
     """
     check_range(from_ms, to_ms)
@@ -159,7 +161,16 @@ def downsample(
     lo = bucket_start(from_ms, resolution_s * SECOND_MS)
     width = output_width_ms(from_ms, to_ms, resolution_s, max_points)
     merged = merge((r for r in rows if lo <= r.start_ms < to_ms), width)
-    return width // SECOND_MS, [(r.start_ms, r.min, r.avg, r.max) for r in merged]
+    return Series(width // SECOND_MS, [(r.start_ms, r.min, r.avg, r.max) for r in merged])
+
+
+def raw_page_upper(from_ms: int, to_ms: int, limit: int, cursor: str | None) -> int:
+    """Validate a raw-page request; the exclusive upper bound of the readings it asks for
+    (`to_ms`, or the cursor's timestamp when paging on). ValueError names what is wrong."""
+    check_range(from_ms, to_ms)
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return to_ms if cursor is None else min(to_ms, decode_cursor(cursor))
 
 
 def encode_cursor(ts_ms: int) -> str:

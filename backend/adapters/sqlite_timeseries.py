@@ -140,8 +140,7 @@ class SqliteTimeSeries:
             lo = ds.bucket_start(from_ms, res * ds.SECOND_MS)
         found = await self._run(self._fetch, sql, (server_id, metric, lo, to_ms))
         rows = [ds.Rollup(*row) for row in found]
-        width_s, points = ds.downsample(rows, res, from_ms, to_ms, max_points)
-        return Series(width_s, points)
+        return ds.downsample(rows, res, from_ms, to_ms, max_points)
 
     async def raw(
         self,
@@ -153,10 +152,7 @@ class SqliteTimeSeries:
         cursor: str | None = None,
     ) -> RawPage:
         """Raw readings in [from_ms, to_ms), newest first; ValueError for a garbled cursor."""
-        ds.check_range(from_ms, to_ms)
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        upper = to_ms if cursor is None else min(to_ms, ds.decode_cursor(cursor))
+        upper = ds.raw_page_upper(from_ms, to_ms, limit, cursor)
         found = await self._run(
             self._fetch,
             "SELECT ts_ms, value FROM readings WHERE server_id = ? AND metric = ?"

@@ -18,14 +18,17 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from cassandra.cluster import Cluster
+
 from backend import downsample as ds
+from backend.adapters.cassandra import CassandraTimeSeries, parse_url
 from backend.adapters.sqlite_timeseries import SqliteTimeSeries
-from backend.ports import TimeSeriesStore
+from backend.ports import TimeSeriesStore, Unavailable
 from tasker.domain import Reading
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: a day, hour and minute boundary
 
-ADAPTERS = ["sqlite"]
+ADAPTERS = ["sqlite", "cassandra"]
 
 
 @dataclass
@@ -36,26 +39,54 @@ class Backing:
     drop_raw: Callable[[str, str, int, int], Awaitable[None]]
 
 
+@pytest.fixture(scope="module")
+def cassandra_keyspace(cassandra_url):
+    """A keyspace of this module's own on the real Cassandra: (its URL, a blocking session to
+    reach behind the port). Dropped at the end."""
+    parts = urlsplit(cassandra_url)
+    url = parts._replace(path=f"/{parts.path.strip('/') or 'tasker_test'}_ts_{uuid.uuid4().hex[:10]}").geturl()
+    hosts, port, keyspace = parse_url(url)
+    cluster = Cluster(hosts, port=port, protocol_version=5)
+    session = cluster.connect()  # fails (never skips) when Cassandra is not up
+    yield url, session
+    session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+    cluster.shutdown()
+
+
 @pytest.fixture(params=ADAPTERS)
 async def backing(request, tmp_path) -> AsyncIterator[Backing]:
     opened: list[TimeSeriesStore] = []
     path = tmp_path / "timeseries.db"
+    if request.param == "cassandra":
+        url, session = request.getfixturevalue("cassandra_keyspace")
+        keyspace = parse_url(url)[2]
 
     async def open_store() -> TimeSeriesStore:
-        store = SqliteTimeSeries(path)
+        if request.param == "cassandra":
+            store: TimeSeriesStore = CassandraTimeSeries(url)
+        else:
+            store = SqliteTimeSeries(path)
         await store.start()
         opened.append(store)
         return store
 
-    async def drop_raw(server_id: str, metric: str, from_ms: int, to_ms: int) -> None:
-        def delete() -> None:
-            with sqlite3.connect(path) as con:
-                con.execute(
-                    "DELETE FROM readings WHERE server_id = ? AND metric = ? AND ts_ms >= ? AND ts_ms < ?",
-                    (server_id, metric, from_ms, to_ms),
-                )
+    def delete_sqlite(server_id: str, metric: str, from_ms: int, to_ms: int) -> None:
+        with sqlite3.connect(path) as con:
+            con.execute(
+                "DELETE FROM readings WHERE server_id = ? AND metric = ? AND ts_ms >= ? AND ts_ms < ?",
+                (server_id, metric, from_ms, to_ms),
+            )
 
-        await asyncio.to_thread(delete)
+    def delete_cassandra(server_id: str, metric: str, from_ms: int, to_ms: int) -> None:
+        for day in range(ds.day_of(from_ms), ds.day_of(to_ms - 1) + 1):
+            session.execute(
+                f"DELETE FROM {keyspace}.readings WHERE server_id = %s AND metric = %s AND day = %s",
+                (server_id, metric, day),
+            )
+
+    async def drop_raw(server_id: str, metric: str, from_ms: int, to_ms: int) -> None:
+        delete = delete_cassandra if request.param == "cassandra" else delete_sqlite
+        await asyncio.to_thread(delete, server_id, metric, from_ms, to_ms)
 
     yield Backing(open_store, drop_raw)
     for store in opened:
@@ -331,3 +362,79 @@ async def test_schema_creation_twice_is_harmless_and_data_survives_a_restart(bac
     assert len(await all_raw(again, server, "power", T0, T0 + ds.HOUR_MS)) == 91
     series = await again.history(server, "power", T0, T0 + 2 * ds.MINUTE_MS, 2)
     assert [(p[0], p[1], p[3]) for p in series.points] == [(T0, 0.0, 88.5), (T0 + 60_000, 90.0, 135.0)]
+
+
+# --- Cassandra specifics -------------------------------------------------------------------------
+
+
+async def test_cassandra_layout_follows_the_design_and_retention_changes_migrate(cassandra_keyspace):
+    url, session = cassandra_keyspace
+    keyspace = parse_url(url)[2]
+    store = CassandraTimeSeries(url, retention_days=30)
+    await store.start()
+    await store.close()
+
+    def table(name: str):
+        return session.execute(
+            "SELECT default_time_to_live, compaction, compression FROM system_schema.tables"
+            " WHERE keyspace_name = %s AND table_name = %s",
+            (keyspace, name),
+        ).one()
+
+    def columns(name: str):
+        rows = session.execute(
+            "SELECT column_name, kind, clustering_order, type FROM system_schema.columns"
+            " WHERE keyspace_name = %s AND table_name = %s",
+            (keyspace, name),
+        )
+        return {r.column_name: (r.kind, r.clustering_order, r.type) for r in rows}
+
+    raw = table("readings")
+    assert raw.default_time_to_live == 30 * 86_400
+    assert raw.compaction["class"].endswith("TimeWindowCompactionStrategy")
+    assert raw.compression["class"].endswith("ZstdCompressor")
+    assert columns("readings") == {
+        "server_id": ("partition_key", "none", "text"),
+        "metric": ("partition_key", "none", "text"),
+        "day": ("partition_key", "none", "int"),
+        "ts": ("clustering", "desc", "int"),
+        "value": ("regular", "none", "float"),
+    }
+    assert table("rollup_60").default_time_to_live == 30 * 86_400
+
+    # A new retention takes effect at the next start; starting again with it changes nothing.
+    for _ in range(2):
+        store = CassandraTimeSeries(url, retention_days=400)
+        await store.start()
+        await store.close()
+        assert table("readings").default_time_to_live == 400 * 86_400
+        assert table("rollup_3600").default_time_to_live == 400 * 86_400
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "cassandra://127.0.0.1:9042",  # no keyspace
+        "cassandra://127.0.0.1:9042/bad-name",
+        "cassandra://127.0.0.1:notaport/ks",
+        "cassandra://a:9042,b:9043/ks",
+        "http://127.0.0.1:9042/ks",
+        "cassandra:///ks",
+    ],
+)
+def test_a_bad_cassandra_url_is_a_clear_error(url):
+    with pytest.raises(ValueError, match="time-series URL"):
+        CassandraTimeSeries(url)
+
+
+def test_cassandra_url_with_several_hosts():
+    assert parse_url("cassandra://10.0.0.1,10.0.0.2:9142/tasker") == (["10.0.0.1", "10.0.0.2"], 9142, "tasker")
+    assert parse_url("cassandra://db/tasker") == (["db"], 9042, "tasker")
+
+
+async def test_cassandra_down_is_unavailable_not_a_traceback():
+    store = CassandraTimeSeries("cassandra://127.0.0.1:1/tasker_nowhere")
+    with pytest.raises(Unavailable, match="cannot connect"):
+        await store.start()
+    with pytest.raises(Unavailable, match="not started"):
+        await store.write([Reading("s", "power", T0, 1.0)])

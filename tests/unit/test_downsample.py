@@ -7,6 +7,7 @@ import random
 import pytest
 
 from backend import downsample as ds
+from backend.ports import Series
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a day, hour and minute boundary
 
@@ -83,13 +84,13 @@ def test_downsample_merges_rollups_into_epoch_aligned_buckets():
         ds.Rollup(T0 + 120_000, 5.0, 6.0, 22.0, 4),  # next output bucket
         ds.Rollup(T0 + 180_000, 100.0, 100.0, 100.0, 1),  # outside [from, to): left out
     ]
-    width_s, points = ds.downsample(rows, 60, T0, T0 + 180_000, 2)
-    assert width_s == 120
-    assert points == [(T0, 1.0, pytest.approx(14.0 / 3), 10.0), (T0 + 120_000, 5.0, 5.5, 6.0)]
+    series = ds.downsample(rows, 60, T0, T0 + 180_000, 2)
+    assert series.resolution_s == 120
+    assert series.points == [(T0, 1.0, pytest.approx(14.0 / 3), 10.0), (T0 + 120_000, 5.0, 5.5, 6.0)]
 
 
 def test_downsample_of_empty_rows_is_empty():
-    assert ds.downsample([], 3600, T0, T0 + ds.DAY_MS, 10) == (3 * 3600, [])
+    assert ds.downsample([], 3600, T0, T0 + ds.DAY_MS, 10) == Series(3 * 3600, [])
 
 
 def test_cursor_round_trips_and_is_opaque():

@@ -1,0 +1,479 @@
+"""The distributed time-series store: Apache Cassandra through cassandra-driver.
+
+Layout (DESIGN.md section 7), all in the keyspace named by the URL:
+
+- `readings`: a partition per (server_id, metric, UTC day), clustered by `ts` newest first. `ts`
+  is an `int` of milliseconds into the day and `value` a 32-bit `float` (about 7 significant
+  digits): with Zstd compression that keeps a reading near the 16-byte target on disk, where a
+  bigint ts and a double would add 8 bytes before compression. TimeWindowCompactionStrategy
+  with one-day windows, and a default TTL of `retention_days`.
+- `rollup_60` (partition per server, metric, day) and `rollup_3600` (per server, metric and
+  64-day period): min, max, sum and count per bucket; avg = sum / count.
+- `latest`: each server's newest reading per metric.
+- `series_days`: which (metric, day) partitions a server has, so raw paging can skip empty days
+  and purge can find every partition.
+
+Rollups are recomputed, never incremented: once a batch's raw rows are written, every 60 s
+bucket it touched is re-read from the raw rows and written `USING TIMESTAMP` = the moment that
+read started (microseconds), then every touched hour likewise from its 60 s rollups. Of two
+recomputations racing (two packagers, a redelivery), the one whose read started last saw every
+raw row written before it and carries the larger timestamp, so it wins: rollups converge to an
+aggregate of the raw rows. `latest` is written `USING TIMESTAMP` = the reading's own time, so an
+older reading arriving late never replaces a newer one.
+
+Every request goes through the driver's async API (`execute_async` futures bridged to asyncio
+with `call_soon_threadsafe`); only connect, prepare and shutdown, which the driver offers only
+blocking, run in a worker thread. Nothing blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import defaultdict
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from cassandra import ConsistencyLevel, RequestValidationException
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
+
+from backend import downsample as ds
+from backend.ports import Latest, RawPage, Series, Unavailable
+from tasker.domain import Reading
+
+DEFAULT_PORT = 9042
+HOUR_PERIOD_MS = 64 * ds.DAY_MS  # rollup_3600 partition span: at most 1,536 rows each
+MAX_BATCH_ROWS = 500  # rows per UNLOGGED batch (one partition each)
+MAX_IN_FLIGHT = 64  # concurrent requests per store
+FLOAT32_MAX = 3.4028234663852886e38
+# How long this process trusts that it already recorded a (server, metric, day) in series_days.
+SERIES_DAY_CACHE_S = 60.0
+
+T = TypeVar("T")
+
+_KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
+
+
+def parse_url(url: str) -> tuple[list[str], int, str]:
+    """(hosts, port, keyspace) of `cassandra://host[,host][:port]/keyspace`; ValueError if bad."""
+    expected = "expected cassandra://host[,host][:port]/keyspace"
+    parts = urlsplit(url)
+    keyspace = parts.path.lstrip("/")
+    if parts.scheme != "cassandra" or not parts.netloc:
+        raise ValueError(f"time-series URL {url!r}: {expected}")
+    hosts, ports = [], set()
+    for entry in parts.netloc.split(","):
+        host, sep, port = entry.rpartition(":") if ":" in entry else (entry, "", "")
+        if sep and not port.isdigit() or not host:
+            raise ValueError(f"time-series URL {url!r}: bad host {entry!r}; {expected}")
+        hosts.append(host)
+        if sep:
+            ports.add(int(port))
+    if len(ports) > 1:
+        raise ValueError(f"time-series URL {url!r}: all hosts must use the same port")
+    if not _KEYSPACE.fullmatch(keyspace):
+        raise ValueError(
+            f"time-series URL {url!r}: keyspace must be a letter then up to 47 letters, digits"
+            f" or underscores; {expected}"
+        )
+    return hosts, ports.pop() if ports else DEFAULT_PORT, keyspace
+
+
+def _schema(ks: str, ttl_s: int) -> list[str]:
+    twcs = (
+        "compaction = {'class': 'TimeWindowCompactionStrategy',"
+        " 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}"
+    )
+    zstd = "compression = {'class': 'ZstdCompressor', 'chunk_length_in_kb': 64}"
+    lz4 = "compression = {'class': 'LZ4Compressor', 'chunk_length_in_kb': 16}"
+    rollup_columns = "min float, max float, sum double, count int"
+    return [
+        f"CREATE KEYSPACE IF NOT EXISTS {ks}"
+        " WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        f"CREATE TABLE IF NOT EXISTS {ks}.readings ("
+        " server_id text, metric text, day int, ts int, value float,"
+        " PRIMARY KEY ((server_id, metric, day), ts))"
+        f" WITH CLUSTERING ORDER BY (ts DESC) AND {twcs} AND {zstd}"
+        f" AND default_time_to_live = {ttl_s}",
+        f"CREATE TABLE IF NOT EXISTS {ks}.rollup_60 ("
+        f" server_id text, metric text, period int, start_ms bigint, {rollup_columns},"
+        " PRIMARY KEY ((server_id, metric, period), start_ms))"
+        f" WITH {twcs} AND {lz4} AND default_time_to_live = {ttl_s}",
+        f"CREATE TABLE IF NOT EXISTS {ks}.rollup_3600 ("
+        f" server_id text, metric text, period int, start_ms bigint, {rollup_columns},"
+        " PRIMARY KEY ((server_id, metric, period), start_ms))"
+        f" WITH {lz4} AND default_time_to_live = {ttl_s}",
+        # Overwritten at every batch: leveled compaction keeps a row in few SSTables.
+        f"CREATE TABLE IF NOT EXISTS {ks}.latest ("
+        " server_id text, metric text, ts bigint, value float, PRIMARY KEY (server_id, metric))"
+        " WITH compaction = {'class': 'LeveledCompactionStrategy'}",
+        f"CREATE TABLE IF NOT EXISTS {ks}.series_days ("
+        " server_id text, metric text, day int, PRIMARY KEY (server_id, metric, day))"
+        f" WITH default_time_to_live = {ttl_s + 2 * 86_400}",
+    ]
+
+
+# Tables whose default TTL follows retention_days (migrated at start when it changed).
+_TTL_TABLES = {"readings": 0, "rollup_60": 0, "rollup_3600": 0, "series_days": 2 * 86_400}
+
+_STATEMENTS = {
+    "insert_raw": "INSERT INTO {ks}.readings (server_id, metric, day, ts, value) VALUES (?, ?, ?, ?, ?)",
+    "insert_day": "INSERT INTO {ks}.series_days (server_id, metric, day) VALUES (?, ?, ?)",
+    "select_raw": "SELECT ts, value FROM {ks}.readings"
+    " WHERE server_id = ? AND metric = ? AND day = ? AND ts >= ? AND ts < ? LIMIT ?",
+    "select_raw_all": "SELECT ts, value FROM {ks}.readings"
+    " WHERE server_id = ? AND metric = ? AND day = ? AND ts >= ? AND ts < ?",
+    "insert_r60": "INSERT INTO {ks}.rollup_60 (server_id, metric, period, start_ms, min, max, sum, count)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+    "insert_r3600": "INSERT INTO {ks}.rollup_3600 (server_id, metric, period, start_ms, min, max, sum, count)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+    "select_r60": "SELECT start_ms, min, max, sum, count FROM {ks}.rollup_60"
+    " WHERE server_id = ? AND metric = ? AND period = ? AND start_ms >= ? AND start_ms < ?",
+    "select_r3600": "SELECT start_ms, min, max, sum, count FROM {ks}.rollup_3600"
+    " WHERE server_id = ? AND metric = ? AND period = ? AND start_ms >= ? AND start_ms < ?",
+    "insert_latest": "INSERT INTO {ks}.latest (server_id, metric, ts, value) VALUES (?, ?, ?, ?)"
+    " USING TIMESTAMP ?",
+    "select_latest_of": "SELECT server_id, metric, ts, value FROM {ks}.latest WHERE server_id = ?",
+    "select_latest_all": "SELECT server_id, metric, ts, value FROM {ks}.latest",
+    "select_days": "SELECT metric, day FROM {ks}.series_days WHERE server_id = ?",
+    "select_days_of": "SELECT day FROM {ks}.series_days"
+    " WHERE server_id = ? AND metric = ? AND day >= ? AND day <= ?",
+    "delete_raw": "DELETE FROM {ks}.readings WHERE server_id = ? AND metric = ? AND day = ?",
+    "delete_r60": "DELETE FROM {ks}.rollup_60 WHERE server_id = ? AND metric = ? AND period = ?",
+    "delete_r3600": "DELETE FROM {ks}.rollup_3600 WHERE server_id = ? AND metric = ? AND period = ?",
+    "delete_latest": "DELETE FROM {ks}.latest WHERE server_id = ?",
+    "delete_days": "DELETE FROM {ks}.series_days WHERE server_id = ?",
+}
+
+_ROLLUP_SELECT = {60: ("select_r60", ds.DAY_MS), 3600: ("select_r3600", HOUR_PERIOD_MS)}
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+def _periods(from_ms: int, to_ms: int, span_ms: int) -> range:
+    """Partition numbers of `span_ms`-wide partitions that overlap [from_ms, to_ms)."""
+    return range(from_ms // span_ms, (to_ms - 1) // span_ms + 1)
+
+
+class CassandraTimeSeries:
+    """TimeSeriesStore over Cassandra at `url` (`cassandra://host[,host][:port]/keyspace`).
+
+    `retention_days` is the TTL of raw readings and rollups; changing it migrates the tables'
+    default TTL at the next start (rows already written keep theirs).
+    """
+
+    def __init__(self, url: str, retention_days: int = 400) -> None:
+        self._hosts, self._port, self._keyspace = parse_url(url)
+        if retention_days < 1:
+            raise ValueError(f"retention_days must be at least 1, got {retention_days}")
+        self._ttl_s = retention_days * 86_400
+        self._cluster: Cluster | None = None
+        self._session: Session | None = None
+        self._prepared: dict[str, PreparedStatement] = {}
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._known_days: dict[tuple[str, str, int], float] = {}
+
+    def _where(self) -> str:
+        return f"time-series store (Cassandra {','.join(self._hosts)}:{self._port}/{self._keyspace})"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, create the keyspace (SimpleStrategy, RF 1) and tables if missing, migrate
+        the TTL, and prepare the statements. Idempotent."""
+        if self._session is not None:
+            return
+        profile = ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+            consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+            row_factory=tuple_factory,
+            request_timeout=15.0,
+        )
+        cluster = Cluster(
+            self._hosts,
+            port=self._port,
+            protocol_version=5,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            connect_timeout=5,
+        )
+        try:
+            session = await asyncio.to_thread(cluster.connect)
+        except Exception as exc:  # NoHostAvailable, timeouts, refused connections
+            await asyncio.to_thread(cluster.shutdown)
+            raise Unavailable(f"{self._where()}: cannot connect: {exc}") from exc
+        self._cluster, self._session = cluster, session
+        try:
+            for ddl in _schema(self._keyspace, self._ttl_s):
+                await self._execute(ddl)
+            await self._migrate_ttl()
+            self._prepared = await asyncio.to_thread(self._prepare_all)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _prepare_all(self) -> dict[str, PreparedStatement]:
+        assert self._session is not None
+        try:
+            return {
+                name: self._session.prepare(cql.format(ks=self._keyspace))
+                for name, cql in _STATEMENTS.items()
+            }
+        except RequestValidationException:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"{self._where()}: cannot prepare statements: {exc}") from exc
+
+    async def _migrate_ttl(self) -> None:
+        rows = await self._execute(
+            "SELECT table_name, default_time_to_live FROM system_schema.tables WHERE keyspace_name = %s",
+            (self._keyspace,),
+        )
+        current = dict(rows)
+        for table, extra in _TTL_TABLES.items():
+            if current.get(table) != self._ttl_s + extra:
+                await self._execute(
+                    f"ALTER TABLE {self._keyspace}.{table} WITH default_time_to_live = {self._ttl_s + extra}"
+                )
+
+    async def close(self) -> None:
+        cluster, self._cluster, self._session = self._cluster, None, None
+        if cluster is not None:
+            await asyncio.to_thread(cluster.shutdown)
+
+    async def ping(self) -> None:
+        await self._execute("SELECT release_version FROM system.local")
+
+    # --- requests ------------------------------------------------------------------------------
+
+    async def _execute(self, statement: Any, params: Sequence[Any] | None = None) -> list[tuple]:
+        """Run one statement through the driver's async API; every page of its rows."""
+        session = self._session
+        if session is None:
+            raise Unavailable(f"{self._where()}: not started")
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[list[tuple]] = loop.create_future()
+            rows: list[tuple] = []
+            try:
+                response = session.execute_async(statement, params)
+            except Exception as exc:  # e.g. the session was shut down
+                raise Unavailable(f"{self._where()}: {exc}") from exc
+
+            def settle(result: list[tuple] | None, error: BaseException | None) -> None:
+                if done.done():  # the awaiting task was cancelled
+                    return
+                if error is None:
+                    done.set_result(result or [])
+                else:
+                    done.set_exception(error)
+
+            # Called on the driver's I/O thread (or here, if already done): hand over to the loop.
+            def on_page(page: Any) -> None:
+                if page:
+                    rows.extend(page)
+                if response.has_more_pages:
+                    response.start_fetching_next_page()
+                else:
+                    loop.call_soon_threadsafe(settle, rows, None)
+
+            def on_error(exc: BaseException) -> None:
+                loop.call_soon_threadsafe(settle, None, exc)
+
+            response.add_callbacks(on_page, on_error)
+            try:
+                return await done
+            except RequestValidationException:
+                raise  # a bug in our CQL, not an outage
+            except Exception as exc:
+                raise Unavailable(f"{self._where()}: {type(exc).__name__}: {exc}") from exc
+
+    def _statement(self, name: str) -> PreparedStatement:
+        if self._session is None or not self._prepared:
+            raise Unavailable(f"{self._where()}: not started")
+        return self._prepared[name]
+
+    async def _run(self, name: str, params: Sequence[Any]) -> list[tuple]:
+        return await self._execute(self._statement(name), params)
+
+    async def _all(self, work: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+        """Await coroutines concurrently (the semaphore bounds requests in flight); on the
+        first failure cancel the rest and raise that failure itself."""
+        tasks: list[asyncio.Task[T]] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                for coroutine in work:
+                    tasks.append(group.create_task(coroutine))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def write(self, readings: Sequence[Reading]) -> None:
+        """Upsert readings, then recompute the 60 s and 3600 s rollups and latest values they
+        touch. Returns once all of it is acknowledged; raises Unavailable otherwise (the caller
+        retries the whole batch, which is idempotent)."""
+        if not readings:
+            return
+        partitions: dict[tuple[str, str, int], dict[int, float]] = defaultdict(dict)
+        for r in readings:
+            if not -FLOAT32_MAX <= r.value <= FLOAT32_MAX:
+                raise ValueError(f"reading {r.key}: value {r.value} is outside the 32-bit float range")
+            partitions[(r.server_id, r.metric, ds.day_of(r.ts_ms))][r.ts_ms] = r.value
+
+        await self._all(
+            [self._write_partition(key, values) for key, values in partitions.items()]
+            + [self._record_day(key) for key in partitions]
+        )
+        minutes = {
+            (s, m, ds.bucket_start(ts, ds.MINUTE_MS)) for (s, m, _), values in partitions.items() for ts in values
+        }
+        latest: dict[tuple[str, str], tuple[int, float]] = {}
+        for (s, m, _), values in partitions.items():
+            ts = max(values)
+            if ts >= latest.get((s, m), (-1, 0.0))[0]:
+                latest[(s, m)] = (ts, values[ts])
+        await self._all(
+            [self._recompute_minute(*key) for key in minutes]
+            + [self._run("insert_latest", (s, m, ts, v, ts * 1_000)) for (s, m), (ts, v) in latest.items()]
+        )
+        hours = {(s, m, ds.bucket_start(start, ds.HOUR_MS)) for s, m, start in minutes}
+        await self._all(self._recompute_hour(*key) for key in hours)
+
+    async def _write_partition(self, key: tuple[str, str, int], values: dict[int, float]) -> None:
+        server_id, metric, day = key
+        base = day * ds.DAY_MS
+        insert = self._statement("insert_raw")
+        rows = [(server_id, metric, day, ts - base, v) for ts, v in values.items()]
+        if len(rows) == 1:
+            await self._execute(insert, rows[0])
+            return
+        batches = []
+        for i in range(0, len(rows), MAX_BATCH_ROWS):
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for row in rows[i:i + MAX_BATCH_ROWS]:
+                batch.add(insert, row)
+            batches.append(self._execute(batch))
+        await self._all(batches)
+
+    async def _record_day(self, key: tuple[str, str, int]) -> None:
+        now = time.monotonic()
+        if now - self._known_days.get(key, -SERIES_DAY_CACHE_S) < SERIES_DAY_CACHE_S:
+            return
+        await self._run("insert_day", key)
+        if len(self._known_days) > 100_000:
+            self._known_days.clear()
+        self._known_days[key] = now
+
+    async def _recompute_minute(self, server_id: str, metric: str, start_ms: int) -> None:
+        day = ds.day_of(start_ms)
+        base = day * ds.DAY_MS
+        read_at = _now_us()  # before the read: a later read always carries a later timestamp
+        rows = await self._run(
+            "select_raw_all", (server_id, metric, day, start_ms - base, start_ms - base + ds.MINUTE_MS)
+        )
+        if rows:
+            (r,) = ds.rollup(rows, ds.MINUTE_MS)
+            await self._run("insert_r60", (server_id, metric, day, start_ms, r.min, r.max, r.sum, r.count, read_at))
+
+    async def _recompute_hour(self, server_id: str, metric: str, start_ms: int) -> None:
+        read_at = _now_us()
+        rows = await self._run(
+            "select_r60", (server_id, metric, ds.day_of(start_ms), start_ms, start_ms + ds.HOUR_MS)
+        )
+        if rows:
+            (r,) = ds.merge((ds.Rollup(*row) for row in rows), ds.HOUR_MS)
+            period = start_ms // HOUR_PERIOD_MS
+            await self._run(
+                "insert_r3600", (server_id, metric, period, start_ms, r.min, r.max, r.sum, r.count, read_at)
+            )
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def history(
+        self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int
+    ) -> Series:
+        """Downsampled [from_ms, to_ms); see `backend.downsample.choose_resolution`."""
+        res = ds.choose_resolution(from_ms, to_ms, max_points)
+        if res == 1:
+            days = list(_periods(from_ms, to_ms, ds.DAY_MS))
+            pages = await self._all(
+                self._run(
+                    "select_raw_all",
+                    (server_id, metric, day, max(from_ms - day * ds.DAY_MS, 0),
+                     min(to_ms - day * ds.DAY_MS, ds.DAY_MS)),
+                )
+                for day in days
+            )
+            rows = [
+                ds.Rollup(day * ds.DAY_MS + ts, v, v, v, 1)
+                for day, page in zip(days, pages)
+                for ts, v in page
+            ]
+        else:
+            name, span = _ROLLUP_SELECT[res]
+            lo = ds.bucket_start(from_ms, res * ds.SECOND_MS)
+            pages = await self._all(
+                self._run(name, (server_id, metric, period, lo, to_ms)) for period in _periods(lo, to_ms, span)
+            )
+            rows = [ds.Rollup(*row) for page in pages for row in page]
+        return ds.downsample(rows, res, from_ms, to_ms, max_points)
+
+    async def raw(
+        self,
+        server_id: str,
+        metric: str,
+        from_ms: int,
+        to_ms: int,
+        limit: int,
+        cursor: str | None = None,
+    ) -> RawPage:
+        """Raw readings in [from_ms, to_ms), newest first, across day partitions; ValueError
+        for a garbled cursor."""
+        upper = ds.raw_page_upper(from_ms, to_ms, limit, cursor)
+        if upper <= from_ms:
+            return RawPage([], None)
+        days = await self._run("select_days_of", (server_id, metric, ds.day_of(from_ms), ds.day_of(upper - 1)))
+        found: list[Reading] = []
+        for (day,) in sorted(days, reverse=True):
+            base = day * ds.DAY_MS
+            rows = await self._run(
+                "select_raw",
+                (server_id, metric, day, max(from_ms - base, 0), min(upper - base, ds.DAY_MS),
+                 limit + 1 - len(found)),
+            )
+            found.extend(Reading(server_id, metric, base + ts, v) for ts, v in rows)
+            if len(found) > limit:
+                break
+        page = found[:limit]
+        return RawPage(page, ds.encode_cursor(page[-1].ts_ms) if len(found) > limit else None)
+
+    async def latest(self, server_ids: Sequence[str] | None = None) -> dict[tuple[str, str], Latest]:
+        """Newest reading per (server, metric), for all servers or the ones given."""
+        if server_ids is None:
+            rows = await self._run("select_latest_all", ())
+        else:
+            pages = await self._all(self._run("select_latest_of", (s,)) for s in set(server_ids))
+            rows = [row for page in pages for row in page]
+        return {(s, m): Latest(ts, v) for s, m, ts, v in rows}
+
+    async def purge(self, server_id: str) -> None:
+        """Delete every reading, rollup and latest value of a server. The index of its
+        partitions goes last, so a purge interrupted by an outage can simply be repeated."""
+        series_days = await self._run("select_days", (server_id,))
+        hour_periods = {(m, day * ds.DAY_MS // HOUR_PERIOD_MS) for m, day in series_days}
+        await self._all(
+            [self._run("delete_raw", (server_id, m, day)) for m, day in series_days]
+            + [self._run("delete_r60", (server_id, m, day)) for m, day in series_days]
+            + [self._run("delete_r3600", (server_id, m, p)) for m, p in hour_periods]
+            + [self._run("delete_latest", (server_id,))]
+        )
+        await self._run("delete_days", (server_id,))
+        for key in [k for k in self._known_days if k[0] == server_id]:
+            del self._known_days[key]
