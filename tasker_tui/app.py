@@ -1,0 +1,254 @@
+"""The Tasker TUI application: owns the API client, the live link and the state screens draw.
+
+Screens never talk to the backend themselves except through `app.client` inside their workers;
+widgets never do I/O at all. `TaskerApp(url)` starts at the login screen (or straight at the
+fleet when a saved session is still valid).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.command import CommandPalette
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from tasker.client import ApiError, BackendUnavailable, TaskerClient, Unauthorized
+from tasker_tui.chat import ChatState
+from tasker_tui.commands import ServerCommands
+from tasker_tui.fleet_state import FleetState
+from tasker_tui.live_link import LinkStatus, LiveLink
+from tasker_tui.screens.base import TaskerScreen
+
+CHAT_KEY = "ctrl+t"
+
+
+class TaskerApp(App[None]):
+    """Tasker's terminal UI for one backend at `url`."""
+
+    CSS_PATH = "tasker.tcss"
+    TITLE = "Tasker"
+    COMMANDS = App.COMMANDS | {ServerCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding(CHAT_KEY, "toggle_chat", "Chat", priority=True, tooltip="Show or hide the support chat pane"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="Every key of this screen"),
+        Binding("g", "go_to_server", "Go to", tooltip="Go to a server by name"),
+        Binding("q", "quit", "Quit", tooltip="Quit Tasker"),
+        Binding("ctrl+l", "logout", "Log out", show=False, tooltip="Forget the saved session and log in again"),
+    ]
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        remember_session: bool = True,
+        refresh_interval: float = 1.0,
+        export_dir: Path | None = None,
+        client: TaskerClient | None = None,
+    ) -> None:
+        super().__init__()
+        self.url = url.rstrip("/")
+        self.client = client or TaskerClient(self.url)
+        self.fleet = FleetState()
+        self.chat = ChatState()
+        self.chat_open = False
+        self.chat_key = CHAT_KEY
+        self.link_status = LinkStatus("connecting", f"connecting to {self.url}")
+        self.user: dict[str, Any] = {}
+        self.auto_login = (username, password) if username and password else None
+        self.remember_session = remember_session
+        self.refresh_interval = refresh_interval
+        self.export_dir = export_dir or Path.cwd()
+        self.link: LiveLink | None = None
+        # The server the fleet table should put its cursor on after a save.
+        self.selected_after_save: str | None = None
+        self._chrome_signature: tuple = ()
+        # Frame timings (seconds spent in each refresh tick), read by the benchmark.
+        self.tick_durations: list[float] = []
+        self.first_frame_at: float | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from tasker_tui.screens.login import LoginScreen
+
+        self.push_screen(LoginScreen())
+        self.set_interval(self.refresh_interval, self.tick)
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
+
+    def logged_in(self, user: dict[str, Any]) -> None:
+        """Called by the login screen once the backend accepted us: open the fleet, go live."""
+        from tasker_tui.screens.fleet import FleetScreen
+
+        self.user = user
+        self.switch_screen(FleetScreen())
+        self.start_live_link()
+
+    def start_live_link(self) -> None:
+        self.link = LiveLink(self.client, self.fleet, self.chat, self._link_status_changed, self._registry_changed)
+        self.run_live_link()
+
+    @work(exclusive=True, group="live", exit_on_error=False)
+    async def run_live_link(self) -> None:
+        assert self.link is not None
+        await self.link.run()
+
+    def _link_status_changed(self, status: LinkStatus) -> None:
+        self.link_status = status
+        if status.state == "unauthorized":
+            self.session_refused(status.message)
+            return
+        self.tick()
+
+    def _registry_changed(self) -> None:
+        self.call_later(self.tick)
+
+    def tick(self) -> None:
+        """The refresh tick: repaint the chrome when it changed, and the top screen's live data."""
+        screen = self.screen
+        if not isinstance(screen, TaskerScreen):
+            return
+        started = time.perf_counter()
+        status = self.link_status
+        countdown = round(status.retry_at - time.monotonic()) if status.retry_at else None
+        signature = (id(screen), status, countdown, self.chat.version, self.chat_open, screen.size)
+        if signature != self._chrome_signature:
+            self._chrome_signature = signature
+            screen.sync_chrome()
+        screen.refresh_live()
+        self.tick_durations.append(time.perf_counter() - started)
+        if len(self.tick_durations) > 10_000:
+            del self.tick_durations[:5_000]
+
+    # --- errors and sessions ----------------------------------------------------------------
+
+    def report_error(self, error: BaseException) -> None:
+        """The one place a failed worker becomes something the user sees."""
+        if isinstance(error, Unauthorized):
+            self.session_refused(error.message)
+        elif isinstance(error, BackendUnavailable):
+            self.notify(error.message, title="Backend unavailable", severity="error")
+        elif isinstance(error, ApiError):
+            self.notify(error.describe(), title="Refused", severity="error")
+        else:
+            self.log.error(repr(error))
+            self.notify(f"{type(error).__name__}: {error}", title="Unexpected error", severity="error")
+
+    def session_refused(self, message: str) -> None:
+        """The backend no longer accepts our token: back to the login screen."""
+        from tasker.session import forget_session
+
+        from tasker_tui.screens.login import LoginScreen
+
+        self.workers.cancel_group(self, "live")
+        self.fleet.connected = False
+        if self.remember_session:
+            forget_session(self.url)
+        self.client.token = None
+        self.user = {}
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(LoginScreen(message=f"{message}. Please log in again."))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.report_error(event.worker.error)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def action_toggle_chat(self) -> None:
+        """Show or hide the chat pane on every screen."""
+        self.chat_open = not self.chat_open
+        if self.chat_open:
+            self.chat.mark_read()
+        self.tick()
+
+    def action_help(self) -> None:
+        from tasker_tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_go_to_server(self) -> None:
+        if self.user and not CommandPalette.is_open(self):
+            self.push_screen(CommandPalette(providers=[ServerCommands], placeholder="Go to server…"))
+
+    def open_server(self, server_id: str) -> None:
+        """Show a server's detail screen (from the palette, the fleet table or a chat link)."""
+        from tasker_tui.screens.detail import DetailScreen
+
+        if server_id not in self.fleet.servers:
+            self.notify("That server is no longer registered.", severity="warning")
+            return
+        current = self.screen
+        if isinstance(current, DetailScreen) and current.server_id == server_id:
+            return
+        self.push_screen(DetailScreen(server_id))
+
+    def request_edit(self, server: dict[str, Any] | None) -> None:
+        """Open the register form (None) or the edit form; what the backend stored is shown at once."""
+        from tasker_tui.screens.server_form import ServerFormScreen
+
+        def saved(stored: dict[str, Any] | None) -> None:
+            if stored:
+                self.fleet.upsert_server(stored)
+                self.selected_after_save = stored["id"]
+                self.tick()
+
+        self.push_screen(ServerFormScreen(server), saved)
+
+    def request_delete(self, server: dict[str, Any]) -> None:
+        """Ask, then delete; screens showing that server close."""
+        from tasker_tui.screens.confirm import confirm_delete
+
+        confirm_delete(self, server, lambda server_id: self.delete_server(server_id) if server_id else None)
+
+    @work(exclusive=True, group="delete", exit_on_error=False)
+    async def delete_server(self, server_id: str) -> None:
+        name = self.fleet.servers.get(server_id, {}).get("name", server_id)
+        await self.client.delete_server(server_id)
+        while getattr(self.screen, "server_id", None) == server_id:
+            self.pop_screen()
+        self.fleet.remove_server(server_id)
+        self.tick()
+        self.notify(f"Deleted {name}. Its history is kept.", title="Server deleted")
+
+    async def action_logout(self) -> None:
+        if not self.user:
+            return
+        try:
+            await self.client.logout()
+        except ApiError:
+            pass  # the session dies locally either way
+        self.session_refused("Logged out")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette lists every key-bound action of the current screen as well."""
+        yield from super().get_system_commands(screen)
+        seen: set[str] = {"quit"}
+        for active in screen.active_bindings.values():
+            binding, node = active.binding, active.node
+            if not binding.description or binding.action in seen or not active.enabled:
+                continue
+            if not isinstance(node, (TaskerScreen, App)):
+                continue  # cursor moves of a focused widget are not commands
+            seen.add(binding.action)
+            key = binding.key_display or self.get_key_display(binding)
+            yield SystemCommand(
+                binding.description,
+                f"{binding.tooltip or binding.description} (key: {key})",
+                partial(self.run_action, binding.action, node),
+            )

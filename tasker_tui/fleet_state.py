@@ -1,0 +1,207 @@
+"""What the TUI knows about the fleet right now: the registered servers and their recent readings.
+
+The live stream writes into a `FleetState` as frames arrive (cheap appends to bounded deques);
+screens read from it on their own refresh tick and draw only what is visible. Nothing here does
+I/O or touches Textual, so a burst of frames never turns into a burst of redraws.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Keep this much live history per server and metric: enough for the fleet sparklines and for the
+# 5-minute detail chart, bounded so 500 servers cannot grow memory without limit.
+RECENT_SECONDS = 330
+# Expected sensor interval until we have measured one.
+DEFAULT_INTERVAL_S = 1.0
+# A server is stale after this many missed intervals, and never sooner than STALE_MIN_S.
+STALE_INTERVALS = 5
+STALE_MIN_S = 5.0
+
+Server = dict[str, Any]
+"""A server as the API returns it (see API.md "Server JSON")."""
+
+
+@dataclass(slots=True)
+class ServerSeries:
+    """Recent readings of one server: (ts_ms, value) per metric, oldest first, bounded."""
+
+    power: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=RECENT_SECONDS))
+    co2: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=RECENT_SECONDS))
+    last_ts_ms: int | None = None
+    interval_s: float = DEFAULT_INTERVAL_S
+
+    def latest(self, metric: str) -> float | None:
+        samples = self.power if metric == "power" else self.co2
+        return samples[-1][1] if samples else None
+
+    def samples(self, metric: str) -> deque[tuple[int, float]]:
+        return self.power if metric == "power" else self.co2
+
+    def add(self, metric: str, ts_ms: int, value: float) -> None:
+        samples = self.samples(metric)
+        if samples and ts_ms <= samples[-1][0]:
+            if ts_ms == samples[-1][0]:
+                samples[-1] = (ts_ms, value)  # the same reading delivered again
+                return
+            # Late reading (e.g. after a reconnect): insert in order, rarely taken.
+            for index in range(len(samples) - 1, -1, -1):
+                if samples[index][0] == ts_ms:
+                    samples[index] = (ts_ms, value)
+                    return
+                if samples[index][0] < ts_ms:
+                    samples.insert(index + 1, (ts_ms, value))
+                    return
+            if len(samples) < (samples.maxlen or 0):
+                samples.appendleft((ts_ms, value))
+            return
+        if metric == "power" and samples:
+            gap_s = (ts_ms - samples[-1][0]) / 1000
+            if 0 < gap_s < 120:
+                # Smoothed sensor interval: staleness follows each sensor's own cadence.
+                self.interval_s = 0.8 * self.interval_s + 0.2 * gap_s
+        samples.append((ts_ms, value))
+        if self.last_ts_ms is None or ts_ms > self.last_ts_ms:
+            self.last_ts_ms = ts_ms
+
+    def is_stale(self, now_ms: int) -> bool:
+        if self.last_ts_ms is None:
+            return True
+        limit_s = max(STALE_MIN_S, STALE_INTERVALS * self.interval_s)
+        return (now_ms - self.last_ts_ms) / 1000 > limit_s
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTotals:
+    """Sums over the servers with a fresh reading; stale ones are counted apart."""
+
+    watts: float
+    co2_kg_per_h: float
+    fresh: int
+    stale: int
+
+
+class FleetState:
+    """Registered servers and their recent readings, as last heard from the backend."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, Server] = {}
+        self.series: dict[str, ServerSeries] = {}
+        # Bumped on every change, so a screen can skip a redraw when nothing moved.
+        self.readings_version = 0
+        self.registry_version = 0
+        self.connected = False
+
+    # --- writes (from the live stream and from HTTP loads) -------------------------------
+
+    def set_fleet(self, servers: Iterable[Server], latest: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the registry view with a fresh `GET /servers` answer (and its latest values)."""
+        self.servers = {server["id"]: server for server in servers}
+        for server_id in list(self.series):
+            if server_id not in self.servers:
+                del self.series[server_id]
+        for server_id in self.servers:
+            series = self.series.setdefault(server_id, ServerSeries())
+            for metric, point in (latest.get(server_id) or {}).items():
+                if metric in ("power", "co2") and point:
+                    series.add(metric, int(point["ts"]), float(point["value"]))
+        self.registry_version += 1
+        self.readings_version += 1
+
+    def apply_readings(self, readings: Iterable[Mapping[str, Any]]) -> int:
+        """Add live readings; readings of unknown servers or metrics are ignored. Returns the count kept."""
+        kept = 0
+        for reading in readings:
+            metric = reading.get("metric")
+            if metric not in ("power", "co2"):
+                continue
+            series = self.series.get(reading.get("server_id", ""))
+            if series is None:
+                continue
+            series.add(metric, int(reading["ts"]), float(reading["value"]))
+            kept += 1
+        if kept:
+            self.readings_version += 1
+        return kept
+
+    def apply_registry(self, event: str, server: Server) -> None:
+        """Apply a registry event (`added`, `updated`, `removed`) from the websocket."""
+        server_id = server.get("id")
+        if not server_id:
+            return
+        if event == "removed":
+            self.servers.pop(server_id, None)
+            self.series.pop(server_id, None)
+        else:
+            self.servers[server_id] = server
+            self.series.setdefault(server_id, ServerSeries())
+        self.registry_version += 1
+
+    def upsert_server(self, server: Server) -> None:
+        """Our own write succeeded: show it without waiting for the websocket event."""
+        self.apply_registry("updated", server)
+
+    def remove_server(self, server_id: str) -> None:
+        self.apply_registry("removed", {"id": server_id})
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def is_stale(self, server_id: str, now_ms: int) -> bool:
+        """True when the data shown for a server cannot be trusted as current."""
+        if not self.connected:
+            return True
+        series = self.series.get(server_id)
+        return series is None or series.is_stale(now_ms)
+
+    def latest(self, server_id: str, metric: str) -> float | None:
+        series = self.series.get(server_id)
+        return series.latest(metric) if series else None
+
+    def totals(self, now_ms: int) -> FleetTotals:
+        watts = 0.0
+        grams = 0.0
+        fresh = stale = 0
+        for server_id, series in self.series.items():
+            if not self.connected or series.is_stale(now_ms):
+                stale += 1
+                continue
+            fresh += 1
+            watts += series.latest("power") or 0.0
+            grams += series.latest("co2") or 0.0
+        return FleetTotals(watts, grams / 1000.0, fresh, stale)
+
+    def find_by_name(self, name: str) -> Server | None:
+        wanted = name.casefold()
+        for server in self.servers.values():
+            if server["name"].casefold() == wanted:
+                return server
+        return None
+
+
+def location_text(server: Server, *, with_site: bool = False) -> str:
+    """`eu-west`, or `eu-west/Dublin` when asked and a site is set."""
+    location = server.get("location") or {}
+    region = location.get("region", "")
+    site = location.get("site") or ""
+    return f"{region}/{site}" if with_site and site else region
+
+
+def matches_filter(server: Server, query: str) -> bool:
+    """True when every word of `query` occurs in the server's name, location, source or tags."""
+    words = query.casefold().split()
+    if not words:
+        return True
+    location = server.get("location") or {}
+    haystack = " ".join(
+        [
+            server.get("name", ""),
+            location.get("region", ""),
+            location.get("site", "") or "",
+            server.get("energy_source", ""),
+            *server.get("tags", []),
+        ]
+    ).casefold()
+    return all(word in haystack for word in words)

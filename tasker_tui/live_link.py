@@ -1,0 +1,129 @@
+"""The TUI's live connection: websocket frames into `FleetState`, reconnecting with backoff.
+
+Run by the app as one worker. It subscribes to every server's power and CO2, reloads the
+registry (and each server's latest values) on every (re)connect so nothing missed while away is
+lost, and reports its state through a callback so the banner can say what is happening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tasker.client import ApiError, BackendUnavailable, TaskerClient, Unauthorized
+from tasker_tui.chat import ChatState
+from tasker_tui.fleet_state import FleetState
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    """Where the live connection stands; `retry_at` is a `time.monotonic()` instant."""
+
+    state: str  # connecting | live | down | unauthorized
+    message: str = ""
+    attempt: int = 0
+    retry_at: float | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state == "live"
+
+
+class Backoff:
+    """Exponential delays with jitter, so many TUIs do not reconnect in lockstep."""
+
+    def __init__(self, first: float = BACKOFF_FIRST_S, maximum: float = BACKOFF_MAX_S) -> None:
+        self.first = first
+        self.maximum = maximum
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.maximum, self.first * 2**self.attempt)
+        self.attempt += 1
+        return delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class LiveLink:
+    """Keeps one websocket open to the backend for as long as `run` runs."""
+
+    def __init__(
+        self,
+        client: TaskerClient,
+        fleet: FleetState,
+        chat: ChatState,
+        on_status: Callable[[LinkStatus], None],
+        on_registry: Callable[[], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.fleet = fleet
+        self.chat = chat
+        self.on_status = on_status
+        self.on_registry = on_registry or (lambda: None)
+        self.backoff = Backoff()
+        self.frames = 0
+        self.connects = 0
+
+    async def run(self) -> None:
+        """Connect, follow, and reconnect forever; returns only when the token is refused."""
+        while True:
+            self.on_status(LinkStatus("connecting", f"connecting to {self.client.base_url}", self.backoff.attempt))
+            try:
+                await self._follow()
+            except Unauthorized as exc:
+                self._disconnected()
+                self.on_status(LinkStatus("unauthorized", exc.message))
+                return
+            except (BackendUnavailable, ApiError, OSError) as exc:
+                message = exc.message if isinstance(exc, ApiError) else str(exc)
+                self._disconnected()
+                delay = self.backoff.next_delay()
+                self.on_status(
+                    LinkStatus("down", message, self.backoff.attempt, time.monotonic() + delay)
+                )
+                await asyncio.sleep(delay)
+
+    def _disconnected(self) -> None:
+        self.fleet.connected = False
+        self.fleet.readings_version += 1
+        self.chat.attach_sender(None)
+
+    async def _follow(self) -> None:
+        async with self.client.live() as live:
+            # Subscribe before reloading: frames that arrive meanwhile wait in the socket and are
+            # applied on top of the reload, so nothing between the two is lost.
+            await live.subscribe("*", ["power", "co2"])
+            fleet = await self.client.list_servers()
+            self.fleet.set_fleet(fleet["servers"], fleet["latest"])
+            self.fleet.connected = True
+            self.connects += 1
+            self.backoff.reset()
+            self.chat.attach_sender(live.send)
+            self.on_registry()
+            self.on_status(LinkStatus("live", f"live from {self.client.base_url}"))
+            async for frame in live:
+                self.frames += 1
+                self.dispatch(frame)
+        raise BackendUnavailable(0, "the websocket ended", unreachable=True)
+
+    def dispatch(self, frame: Mapping[str, Any]) -> None:
+        """Apply one server frame to the TUI's state (no drawing happens here)."""
+        kind = frame.get("type")
+        if kind == "readings":
+            self.fleet.apply_readings(frame.get("readings") or ())
+        elif kind == "registry":
+            server = frame.get("server")
+            if isinstance(server, dict):
+                self.fleet.apply_registry(str(frame.get("event")), server)
+                self.on_registry()
+        elif isinstance(kind, str) and kind.startswith("chat."):
+            self.chat.handle_frame(frame)

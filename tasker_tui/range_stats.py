@@ -1,0 +1,93 @@
+"""Figures over a chart's time range: min/avg/max, energy (kWh) and emissions (kg CO2).
+
+Works on history buckets `[ts_ms, min, avg, max]` of `resolution_s` seconds, the shape
+`GET /servers/{id}/history` returns, extended live by `LiveSeries`. Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Bucket = tuple[int, float, float, float]  # start ms, min, avg, max
+
+
+@dataclass(frozen=True, slots=True)
+class RangeFigures:
+    minimum: float | None
+    average: float | None
+    maximum: float | None
+    # Integral of the average over covered time, in value x hours (W -> Wh, g/h -> g).
+    value_hours: float
+    covered_s: float
+
+
+def range_figures(points: Sequence[Bucket], resolution_s: float, to_ms: int | None = None) -> RangeFigures:
+    """Min, time-weighted average, max and integral over the buckets.
+
+    Each bucket covers `resolution_s` seconds, except the newest, which covers only up to `to_ms`
+    when given (a live range is still filling it). Gaps between buckets count as no data: energy
+    is not invented for a time when no sensor reported.
+    """
+    if not points:
+        return RangeFigures(None, None, None, 0.0, 0.0)
+    minimum = min(p[1] for p in points)
+    maximum = max(p[3] for p in points)
+    weighted = 0.0
+    covered = 0.0
+    last = len(points) - 1
+    for index, (ts, _low, avg, _high) in enumerate(points):
+        span = float(resolution_s)
+        if index == last and to_ms is not None:
+            span = max(0.0, min(span, (to_ms - ts) / 1000))
+        if span <= 0:
+            span = min(float(resolution_s), 1.0)
+        weighted += avg * span
+        covered += span
+    average = weighted / covered if covered else None
+    return RangeFigures(minimum, average, maximum, weighted / 3600.0, covered)
+
+
+class LiveSeries:
+    """A chart's series: history buckets plus live readings folded into the newest bucket.
+
+    Live readings land in the bucket of their timestamp at the history's resolution, so the line
+    extends at the same granularity as the history it continues; buckets older than the range
+    start slide out.
+    """
+
+    def __init__(self, points: Sequence[Sequence[float]], resolution_s: int, span_ms: int) -> None:
+        self.resolution_ms = max(1, int(resolution_s)) * 1000
+        self.span_ms = span_ms
+        self.buckets: list[list[float]] = [[int(p[0]), p[1], p[2], p[3], 1] for p in points]
+        # Per bucket we keep [start, min, avg, max, count]; history buckets count as one sample
+        # of weight 1 only for folding, which keeps their avg dominant until live data fills in.
+        self.last_ts_ms = int(points[-1][0]) if points else 0
+
+    def add(self, ts_ms: int, value: float) -> bool:
+        """Fold one live reading in; False when it is older than what we already have."""
+        if ts_ms <= self.last_ts_ms and self.buckets and ts_ms < self.buckets[-1][0]:
+            return False
+        start = ts_ms - ts_ms % self.resolution_ms
+        if self.buckets and self.buckets[-1][0] == start:
+            bucket = self.buckets[-1]
+            count = bucket[4]
+            bucket[1] = min(bucket[1], value)
+            bucket[3] = max(bucket[3], value)
+            bucket[2] = (bucket[2] * count + value) / (count + 1)
+            bucket[4] = count + 1
+        elif not self.buckets or start > self.buckets[-1][0]:
+            self.buckets.append([start, value, value, value, 1])
+        else:
+            return False
+        self.last_ts_ms = max(self.last_ts_ms, ts_ms)
+        horizon = ts_ms - self.span_ms
+        while self.buckets and self.buckets[0][0] + self.resolution_ms <= horizon:
+            self.buckets.pop(0)
+        return True
+
+    def points(self) -> list[Bucket]:
+        return [(int(b[0]), b[1], b[2], b[3]) for b in self.buckets]
+
+    def figures(self, to_ms: int) -> RangeFigures:
+        return range_figures(self.points(), self.resolution_ms / 1000, to_ms)

@@ -1,0 +1,74 @@
+"""What every Tasker screen has: top bar, connection banner, chat pane, footer, error handling."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
+
+from tasker_tui.chat import ChatPane
+from tasker_tui.widgets.chrome import ConnectionBanner, TopBar
+
+if TYPE_CHECKING:
+    from tasker_tui.app import TaskerApp
+
+
+class TaskerScreen(Screen):
+    """Base screen. Subclasses yield their body from `compose_body` and draw live data in
+    `refresh_live`, which the app calls on its refresh tick only for the screen on top."""
+
+    SCREEN_TITLE = ""
+
+    @property
+    def tasker(self) -> TaskerApp:
+        return cast("TaskerApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(id="topbar")
+        yield ConnectionBanner(id="banner")
+        yield from self.compose_body()
+        yield ChatPane(self.tasker.chat, id="chat-pane")
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    @property
+    def title_text(self) -> str:
+        return self.SCREEN_TITLE
+
+    def on_mount(self) -> None:
+        self.sync_chrome()
+
+    def on_screen_resume(self) -> None:
+        self.sync_chrome()
+        self.refresh_live()
+
+    def on_resize(self) -> None:
+        self.sync_chrome()
+
+    def sync_chrome(self) -> None:
+        """Repaint the top bar, banner and chat pane from the app's state."""
+        app = self.tasker
+        if not self.is_mounted:
+            return
+        user = app.user.get("username", "") if app.user else ""
+        role = app.user.get("role", "") if app.user else ""
+        self.query_one(TopBar).show(
+            self.title_text, app.link_status, app.chat.unread,
+            f"{user} ({role})" if role else user, app.chat_key,
+        )
+        self.query_one(ConnectionBanner).show(app.link_status)
+        pane = self.query_one(ChatPane)
+        pane.set_class(app.chat_open, "-open")
+        pane.sync()
+
+    def refresh_live(self) -> None:
+        """Draw what changed in the app's live state; cheap when nothing did."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.tasker.report_error(event.worker.error)

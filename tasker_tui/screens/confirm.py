@@ -1,0 +1,55 @@
+"""A yes/no modal. Deleting a server always goes through it; Cancel has the focus by default."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Asks one question; dismisses with True only on an explicit yes."""
+
+    AUTO_FOCUS = "#no"
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", tooltip="Confirm"),
+        Binding("n,escape", "answer(False)", "No", tooltip="Cancel"),
+    ]
+
+    def __init__(self, question: str, detail: str, yes_label: str = "Yes") -> None:
+        super().__init__()
+        self.question = question
+        self.detail = detail
+        self.yes_label = yes_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static(self.question, id="confirm-question")
+            yield Static(self.detail, id="confirm-detail")
+            with Horizontal(id="confirm-buttons"):
+                yield Button(f"{self.yes_label} (y)", variant="error", id="yes", compact=True)
+                yield Button("Cancel (n)", id="no", compact=True)
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+def confirm_delete(app: App, server: dict, then: Callable[[str | None], None]) -> None:
+    """Ask before deleting `server`; `then` gets its id when confirmed, None otherwise."""
+    question = f"Delete server {server['name']}?"
+    detail = (
+        "It leaves the fleet and stops being watched. Its readings are kept until they expire."
+    )
+    app.push_screen(
+        ConfirmScreen(question, detail, yes_label="Delete"),
+        lambda yes: then(server["id"] if yes else None),
+    )

@@ -1,0 +1,260 @@
+"""One server: power and CO2 charts over a chosen range (live at the right edge), figures, spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from tasker.domain import REGIONS
+from tasker_tui import format as fmt
+from tasker_tui.range_stats import LiveSeries
+from tasker_tui.screens.base import TaskerScreen
+from tasker_tui.widgets.metric_chart import MetricChart
+
+
+@dataclass(frozen=True, slots=True)
+class ChartRange:
+    key: str
+    label: str
+    span_s: int
+
+
+RANGES = (
+    ChartRange("1", "5m", 300),
+    ChartRange("2", "1h", 3600),
+    ChartRange("3", "24h", 86400),
+    ChartRange("4", "7d", 7 * 86400),
+    ChartRange("5", "30d", 30 * 86400),
+)
+HISTORY_POINTS = 300
+SPEC_WIDE_AT = 110
+
+
+def spec_table(server: dict) -> Table:
+    """The server's registered spec as a two-column table."""
+    location = server.get("location") or {}
+    region = location.get("region", "")
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column()
+    table.add_row("Id", server.get("id", ""))
+    table.add_row("Region", f"{region} ({REGIONS.get(region, ('?',))[0]})")
+    table.add_row("Site", location.get("site") or "—")
+    table.add_row("Source", server.get("energy_source", ""))
+    intensity = server.get("carbon_intensity_g_per_kwh")
+    table.add_row("Intensity", f"{intensity:g} g/kWh" if isinstance(intensity, (int, float)) else "—")
+    table.add_row("", Text(server.get("carbon_intensity_source", ""), "dim italic"))
+    table.add_row("PUE", f"{server.get('pue', '—')}")
+    table.add_row("Idle/max", f"{server.get('idle_watts', '—')} / {server.get('max_watts', '—')} W")
+    table.add_row("Cores", str(server.get("cores", "—")))
+    table.add_row("Tags", ", ".join(server.get("tags") or []) or "—")
+    table.add_row("Created", f"{server.get('created_at', '')} by {server.get('created_by', '')}")
+    if server.get("updated_at"):
+        table.add_row("Updated", server["updated_at"])
+    return table
+
+
+class DetailScreen(TaskerScreen):
+    """Charts of one server; keys 1-5 choose the range, which always ends now."""
+
+    BINDINGS = [
+        *(
+            Binding(r.key, f"range('{r.key}')", f"Range {r.label}", show=False, tooltip=f"Show the last {r.label}")
+            for r in RANGES
+        ),
+        Binding("escape", "back", "Back", tooltip="Back to the fleet"),
+        Binding("e", "edit", "Edit", tooltip="Edit this server"),
+        Binding("d", "delete", "Delete", tooltip="Delete this server (asks first)"),
+        Binding("r", "readings", "Readings", tooltip="This server's raw readings"),
+        Binding("i", "toggle_spec", "Spec", tooltip="Show or hide the server's spec"),
+    ]
+
+    def __init__(self, server_id: str) -> None:
+        super().__init__()
+        self.server_id = server_id
+        self.range = RANGES[0]
+        self.series: dict[str, LiveSeries] = {}
+        self.spec_forced: bool | None = None
+        self._loaded_for: tuple = ()
+        self._drawn: tuple = ()
+        self._last_known: dict = {"id": server_id, "name": server_id}
+
+    @property
+    def server(self) -> dict:
+        server = self.tasker.fleet.servers.get(self.server_id)
+        if server is not None:
+            self._last_known = server
+        return self._last_known
+
+    @property
+    def title_text(self) -> str:
+        return f"Fleet ▸ {self.server.get('name', '')}"
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="detail-head")
+        yield Static(id="range-tabs")
+        with Horizontal(id="detail-body"):
+            with Vertical(id="charts"):
+                yield MetricChart("Power", "W", "orange", id="power-chart")
+                yield Static(id="power-figures", classes="figures")
+                yield MetricChart("CO2", "g/h", "green", id="co2-chart")
+                yield Static(id="co2-figures", classes="figures")
+            yield Static(id="spec")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._show_tabs()
+        self._show_spec()
+        self.load_history()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self._show_spec()
+        if self._loaded_for:  # coming back from another screen: fill what happened meanwhile
+            self.load_history()
+
+    def on_resize(self) -> None:
+        super().on_resize()
+        self._show_spec()
+
+    # --- history and live ---------------------------------------------------------------
+
+    @work(exclusive=True, group="history", exit_on_error=False)
+    async def load_history(self) -> None:
+        client = self.tasker.client
+        chosen = self.range
+        end = fmt.now_ms()
+        start = end - chosen.span_s * 1000
+        loaded: dict[str, LiveSeries] = {}
+        for metric in ("power", "co2"):
+            answer = await client.history(self.server_id, metric, start=start, end=end, points=HISTORY_POINTS)
+            resolution = int(answer.get("resolution_s") or 1)
+            loaded[metric] = LiveSeries(answer.get("points") or [], resolution, chosen.span_s * 1000)
+        if chosen is not self.range:
+            return
+        self.series = loaded
+        link = self.tasker.link
+        self._loaded_for = (chosen.key, link.connects if link else 0)
+        self._drawn = ()
+        self.refresh_live()
+
+    def refresh_live(self) -> None:
+        fleet = self.tasker.fleet
+        if self.server_id not in fleet.servers and fleet.connected and self._loaded_for:
+            self.notify(f"{self.server.get('name', 'The server')} was deleted.", severity="warning")
+            self.dismiss()
+            return
+        link = self.tasker.link
+        if self._loaded_for and link and self._loaded_for[1] != link.connects:
+            self.load_history()  # reconnected: fetch the gap from history
+        self._show_head()
+        if not self.series:
+            return
+        live = fleet.series.get(self.server_id)
+        if live is not None:
+            for metric, series in self.series.items():
+                for ts, value in live.samples(metric):
+                    if ts > series.last_ts_ms:
+                        series.add(ts, value)
+        now = fmt.now_ms()
+        signature = (fleet.readings_version, self.range.key, now // 1000 if self.range.span_s <= 300 else now // 10_000)
+        if signature == self._drawn:
+            return
+        self._drawn = signature
+        start = now - self.range.span_s * 1000
+        for metric, unit, energy_unit in (("power", "W", "kWh"), ("co2", "g/h", "kg CO2")):
+            series = self.series[metric]
+            self.query_one(f"#{metric}-chart", MetricChart).show_points(series.points(), start, now)
+            figures = series.figures(now)
+            text = Text()
+            for label, value in (("min", figures.minimum), ("avg", figures.average), ("max", figures.maximum)):
+                text.append(f"{label} ", "dim")
+                text.append(fmt.quantity(value, unit, 0 if metric == "power" else 1) + "  ")
+            total = figures.value_hours / 1000  # Wh -> kWh, g -> kg
+            text.append("energy " if metric == "power" else "emitted ", "dim")
+            text.append(fmt.quantity(total, energy_unit, 3), "bold")
+            text.append(f"  over {self.range.label}", "dim")
+            self.query_one(f"#{metric}-figures", Static).update(text)
+
+    def _show_head(self) -> None:
+        fleet = self.tasker.fleet
+        server = self.server
+        now = fmt.now_ms()
+        stale = fleet.is_stale(self.server_id, now)
+        location = server.get("location") or {}
+        text = Text()
+        text.append(server.get("name", ""), "bold")
+        text.append(f"  {location.get('region', '')}", "")
+        if location.get("site"):
+            text.append(f"/{location['site']}")
+        text.append(f"  {server.get('energy_source', '')}", "")
+        text.append("   ")
+        series = fleet.series.get(self.server_id)
+        if stale:
+            last = series.last_ts_ms if series else None
+            text.append("○ stale", "bold yellow")
+            if last:
+                text.append(f" (last reading {fmt.age((now - last) / 1000)} ago)", "yellow")
+        else:
+            text.append("● live ", "bold green")
+        text.append(f"  {fmt.watts(fleet.latest(self.server_id, 'power'))} W", "bold")
+        text.append(f"  {fmt.grams_per_hour(fleet.latest(self.server_id, 'co2'))} g/h", "bold")
+        self.query_one("#detail-head", Static).update(text)
+
+    def _show_tabs(self) -> None:
+        text = Text()
+        for chart_range in RANGES:
+            chosen = chart_range is self.range
+            text.append(f" {chart_range.key} ", "bold reverse" if chosen else "dim")
+            text.append(f"{chart_range.label} ", "bold reverse" if chosen else "")
+            text.append(" ")
+        text.append(" range ends now; live", "dim")
+        self.query_one("#range-tabs", Static).update(text)
+
+    def _show_spec(self) -> None:
+        if not self.is_mounted:
+            return
+        spec = self.query_one("#spec", Static)
+        visible = self.spec_forced if self.spec_forced is not None else self.size.width >= SPEC_WIDE_AT
+        spec.set_class(visible, "-visible")
+        spec.update(spec_table(self.server))
+
+    # --- actions ------------------------------------------------------------------------
+
+    def action_range(self, key: str) -> None:
+        chosen = next(r for r in RANGES if r.key == key)
+        if chosen is self.range:
+            return
+        self.range = chosen
+        self.series = {}
+        self._show_tabs()
+        for metric in ("power", "co2"):
+            self.query_one(f"#{metric}-chart", MetricChart).show_points((), fmt.now_ms() - chosen.span_s * 1000, fmt.now_ms(), "loading…")
+            self.query_one(f"#{metric}-figures", Static).update("")
+        self.load_history()
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_toggle_spec(self) -> None:
+        shown = self.query_one("#spec").has_class("-visible")
+        self.spec_forced = not shown
+        self._show_spec()
+
+    def action_readings(self) -> None:
+        from tasker_tui.screens.status import StatusScreen
+
+        self.app.push_screen(StatusScreen(self.server_id))
+
+    def action_edit(self) -> None:
+        self.tasker.request_edit(self.server)
+
+    def action_delete(self) -> None:
+        self.tasker.request_delete(self.server)

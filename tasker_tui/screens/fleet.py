@@ -1,0 +1,149 @@
+"""The home screen: every server with its live power and CO2, fleet totals, sort and filter."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Input, Static
+
+from tasker_tui import format as fmt
+from tasker_tui.screens.base import TaskerScreen
+from tasker_tui.widgets.fleet_table import COLUMNS, FleetTable
+
+
+class FleetScreen(TaskerScreen):
+    """The fleet at a glance; every server action starts here."""
+
+    SCREEN_TITLE = "Fleet"
+    AUTO_FOCUS = "#fleet"
+    BINDINGS = [
+        Binding("enter", "open", "Open", tooltip="Open the selected server's charts and spec"),
+        Binding("a", "add", "Register", tooltip="Register a new server"),
+        Binding("e", "edit", "Edit", tooltip="Edit the selected server"),
+        Binding("d", "delete", "Delete", tooltip="Delete the selected server (asks first)"),
+        Binding("r", "readings", "Readings", tooltip="Raw readings of the selected server"),
+        Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter by name, location, source or tag"),
+        Binding("s", "next_sort", "Sort", tooltip="Sort by the next column"),
+        Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="totals")
+        yield FleetTable(self.tasker.fleet, id="fleet")
+        yield Static("No servers registered yet. Press a to register one.", id="fleet-empty")
+        yield Input(placeholder="filter: name, location, source or tag (enter keeps, esc clears)", id="filter")
+
+    @property
+    def table(self) -> FleetTable:
+        return self.query_one(FleetTable)
+
+    def refresh_live(self) -> None:
+        table = self.table
+        table.refresh_live()
+        app = self.tasker
+        if app.selected_after_save and app.selected_after_save in table.shown_ids:
+            table.move_cursor(row=table.shown_ids.index(app.selected_after_save), animate=False)
+            app.selected_after_save = None
+        self._show_totals()
+        self.query_one("#fleet-empty").set_class(bool(self.tasker.fleet.servers), "-hidden")
+
+    def _show_totals(self) -> None:
+        fleet = self.tasker.fleet
+        totals = fleet.totals(fmt.now_ms())
+        table = self.table
+        text = Text()
+        text.append(f"{len(fleet.servers)} servers", "bold")
+        text.append(f"  {totals.fresh} live", "green")
+        if totals.stale:
+            text.append(f" · {totals.stale} stale", "yellow")
+        text.append("  │ ")
+        text.append("Power ", "dim")
+        text.append(fmt.fleet_power(totals.watts), "bold")
+        text.append("  CO2 ", "dim")
+        text.append(f"{totals.co2_kg_per_h:,.2f} kg/h", "bold")
+        sort_label = next(c.label for c in COLUMNS if c.key == table.sort_key)
+        text.append("  │ sort ", "dim")
+        text.append(f"{sort_label} {'▼' if table.sort_reverse else '▲'}")
+        if table.filter_text:
+            text.append("  │ filter ", "dim")
+            text.append(f"{table.filter_text!r} ({len(table.shown_ids)})", "bold yellow")
+        self.query_one("#totals", Static).update(text)
+
+    # --- selection ----------------------------------------------------------------------
+
+    def _selected(self) -> dict | None:
+        server_id = self.table.selected_server_id
+        server = self.tasker.fleet.servers.get(server_id or "")
+        if server is None:
+            self.notify("No server selected.", severity="warning")
+        return server
+
+    @on(DataTable.RowSelected, "#fleet")
+    def _row_chosen(self, event: DataTable.RowSelected) -> None:
+        self.tasker.open_server(str(event.row_key.value))
+
+    def action_open(self) -> None:
+        if server := self._selected():
+            self.tasker.open_server(server["id"])
+
+    def action_readings(self) -> None:
+        from tasker_tui.screens.status import StatusScreen
+
+        if server := self._selected():
+            self.app.push_screen(StatusScreen(server["id"]))
+
+    # --- register / edit / delete --------------------------------------------------------
+
+    def action_add(self) -> None:
+        self.tasker.request_edit(None)
+
+    def action_edit(self) -> None:
+        if server := self._selected():
+            self.tasker.request_edit(server)
+
+    def action_delete(self) -> None:
+        if server := self._selected():
+            self.tasker.request_delete(server)
+
+    # --- sort and filter -----------------------------------------------------------------
+
+    def action_next_sort(self) -> None:
+        self.table.action_next_sort()
+        self._show_totals()
+
+    def action_reverse_sort(self) -> None:
+        self.table.action_reverse_sort()
+        self._show_totals()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-visible")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.remove_class("-visible")
+        self.table.set_filter("")
+        self.table.focus()
+        self._show_totals()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.set_filter(event.value.strip())
+        self._show_totals()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            self.action_clear_filter()
+            return
+        self.table.focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return bool(self.table.filter_text) or self.query_one("#filter").has_class("-visible")
+        return True

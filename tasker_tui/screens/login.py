@@ -1,0 +1,116 @@
+"""Login: username and password against the backend, or a saved session that is still valid."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Center, Vertical
+from textual.widgets import Input, Static
+
+from tasker.client import ApiError, BackendUnavailable, Unauthorized
+from tasker.session import forget_session, load_session, save_session
+from tasker_tui.screens.base import TaskerScreen
+
+
+class LoginScreen(TaskerScreen):
+    """Asks for credentials; a wrong password or an unreachable backend is said on the screen."""
+
+    SCREEN_TITLE = "Log in"
+    AUTO_FOCUS = "#username"
+    BINDINGS = [
+        Binding("enter", "submit", "Log in", show=True, tooltip="Log in with these credentials"),
+        Binding("ctrl+r", "retry_session", "Retry", tooltip="Try the saved session again"),
+    ]
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__()
+        self.initial_message = message
+
+    def compose_body(self) -> ComposeResult:
+        with Center(id="login-center"):
+            with Vertical(id="login-box"):
+                yield Static("Tasker", id="login-title")
+                yield Static(f"Backend: {self.tasker.url}", id="login-url")
+                yield Input(placeholder="username", id="username")
+                yield Input(placeholder="password", password=True, id="password")
+                yield Static(self.initial_message, id="login-message")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        app = self.tasker
+        if self.initial_message:
+            self.query_one("#login-message").add_class("-error")
+        if app.auto_login:
+            username, password = app.auto_login
+            app.auto_login = None
+            self.query_one("#username", Input).value = username
+            self.query_one("#password", Input).value = password
+            self.login(username, password)
+        elif app.remember_session and not self.initial_message:
+            self.check_saved_session()
+
+    def say(self, text: str, *, error: bool = False) -> None:
+        message = self.query_one("#login-message", Static)
+        message.update(text)
+        message.set_class(error, "-error")
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_submit()
+
+    def action_submit(self) -> None:
+        username = self.query_one("#username", Input).value.strip()
+        password = self.query_one("#password", Input).value
+        if not username:
+            self.query_one("#username", Input).focus()
+            self.say("Enter your username.", error=True)
+            return
+        if not password:
+            self.query_one("#password", Input).focus()
+            self.say("Enter your password.", error=True)
+            return
+        self.login(username, password)
+
+    def action_retry_session(self) -> None:
+        self.check_saved_session()
+
+    @work(exclusive=True, group="login", exit_on_error=False)
+    async def login(self, username: str, password: str) -> None:
+        app = self.tasker
+        self.say("Logging in…")
+        try:
+            answer = await app.client.login(username, password)
+        except Unauthorized as exc:
+            self.say(f"Login refused: {exc.message}", error=True)
+            self.query_one("#password", Input).value = ""
+            self.query_one("#password", Input).focus()
+            return
+        except ApiError as exc:
+            self.say(exc.describe() if not isinstance(exc, BackendUnavailable) else exc.message, error=True)
+            return
+        if app.remember_session:
+            save_session(app.url, answer)
+        app.logged_in({"username": answer.get("username") or username, "role": answer.get("role", "")})
+
+    @work(exclusive=True, group="login", exit_on_error=False)
+    async def check_saved_session(self) -> None:
+        app = self.tasker
+        stored = load_session(app.url)
+        if stored is None:
+            return
+        self.query_one("#username", Input).value = stored.username
+        self.say(f"Resuming the saved session of {stored.username}…")
+        app.client.token = stored.token
+        try:
+            me = await app.client.me()
+        except Unauthorized:
+            forget_session(app.url)
+            app.client.token = None
+            self.say("The saved session has expired; log in again.", error=True)
+            self.query_one("#password", Input).focus()
+            return
+        except ApiError as exc:
+            self.say(f"{exc.message}. Press ctrl+r to retry, or log in.", error=True)
+            return
+        app.logged_in({"username": me.get("username", stored.username), "role": me.get("role", stored.role)})

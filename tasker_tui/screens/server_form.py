@@ -1,0 +1,250 @@
+"""Register or edit a server, from the keyboard only; the backend's objections appear by their field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Input, Label, Select, Static
+
+from tasker.client import ApiError, BackendUnavailable, Conflict, ValidationFailed
+from tasker.domain import DEFAULT_PUE, ENERGY_SOURCES, REGIONS, default_carbon_intensity
+from tasker_tui.screens.base import TaskerScreen
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    key: str
+    label: str
+    kind: str  # text | number | integer | region | source | tags
+    placeholder: str = ""
+    optional: bool = False
+
+
+FIELDS = (
+    Field("name", "Name", "text", "web-1 (letters, digits, . _ -)"),
+    Field("region", "Region", "region"),
+    Field("site", "Site", "text", "city or data centre (optional)", optional=True),
+    Field("energy_source", "Energy source", "source"),
+    Field("carbon_intensity_g_per_kwh", "gCO2/kWh", "number", "default from source and region", optional=True),
+    Field("pue", "PUE", "number", f"{DEFAULT_PUE} (>= 1)"),
+    Field("idle_watts", "Idle W", "number", "e.g. 80"),
+    Field("max_watts", "Max W", "number", "e.g. 350"),
+    Field("cores", "Cores", "integer", "e.g. 32"),
+    Field("tags", "Tags", "tags", "comma separated, e.g. prod, web", optional=True),
+)
+
+
+def field_for(detail_field: str) -> str | None:
+    """Which form field a backend detail's `field` (e.g. `location.region`) belongs to."""
+    keys = {f.key for f in FIELDS}
+    cleaned = detail_field.replace("[", ".").replace("]", "")
+    parts = [p for p in cleaned.split(".") if p and not p.isdigit()]
+    for candidate in (cleaned, *reversed(parts)):
+        if candidate in keys:
+            return candidate
+    if parts and parts[0] == "location":
+        return "region"
+    return None
+
+
+def initial_values(server: Mapping[str, Any] | None) -> dict[str, str]:
+    """What each field shows when the form opens (blank form or the server being edited)."""
+    if server is None:
+        return {"pue": str(DEFAULT_PUE), "region": "eu-west", "energy_source": "grid-mix"}
+    location = server.get("location") or {}
+    user_set = server.get("carbon_intensity_source") == "set by user"
+    number = lambda v: "" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))  # noqa: E731
+    return {
+        "name": server.get("name", ""),
+        "region": location.get("region", ""),
+        "site": location.get("site") or "",
+        "energy_source": server.get("energy_source", ""),
+        "carbon_intensity_g_per_kwh": number(server.get("carbon_intensity_g_per_kwh")) if user_set else "",
+        "pue": number(server.get("pue")),
+        "idle_watts": number(server.get("idle_watts")),
+        "max_watts": number(server.get("max_watts")),
+        "cores": number(server.get("cores")),
+        "tags": ", ".join(server.get("tags") or []),
+    }
+
+
+def parse_form(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Turn the form's strings into the API's server JSON; returns (payload, errors by field).
+
+    Only what can be checked without the backend is checked here (numbers look like numbers,
+    required fields are filled); the backend judges the rest and its answer is shown as well.
+    """
+    payload: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field in FIELDS:
+        raw = (values.get(field.key) or "").strip()
+        if not raw:
+            if not field.optional:
+                errors[field.key] = "required"
+            continue
+        if field.kind == "number":
+            try:
+                payload[field.key] = float(raw)
+            except ValueError:
+                errors[field.key] = "must be a number"
+        elif field.kind == "integer":
+            try:
+                payload[field.key] = int(raw)
+            except ValueError:
+                errors[field.key] = "must be a whole number"
+        elif field.kind == "tags":
+            payload[field.key] = [t.strip() for t in raw.split(",") if t.strip()]
+        else:
+            payload[field.key] = raw
+    location = {"region": payload.pop("region", ""), "site": payload.pop("site", "")}
+    payload["location"] = location
+    payload.setdefault("tags", [])
+    return payload, errors
+
+
+def changes_between(server: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `payload` that differ from `server` (what a PATCH sends)."""
+    changes = {}
+    for key, value in payload.items():
+        current = server.get(key)
+        if key == "location":
+            current = {"region": (current or {}).get("region", ""), "site": (current or {}).get("site") or ""}
+        if current != value:
+            changes[key] = value
+    return changes
+
+
+class ServerFormScreen(TaskerScreen):
+    """Dismisses with the server as the backend stored it, or None when cancelled."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", priority=True, tooltip="Save (enter in a text field does too)"),
+        Binding("escape", "cancel", "Cancel", tooltip="Close without saving"),
+    ]
+
+    def __init__(self, server: Mapping[str, Any] | None) -> None:
+        super().__init__()
+        self.server = dict(server) if server else None
+
+    @property
+    def title_text(self) -> str:
+        return f"Edit {self.server['name']}" if self.server else "Register a server"
+
+    def compose_body(self) -> ComposeResult:
+        values = initial_values(self.server)
+        yield Static(self.title_text, id="form-title")
+        with VerticalScroll(id="form"):
+            for field in FIELDS:
+                with Horizontal(classes="form-row", id=f"row-{field.key}"):
+                    yield Label(field.label, classes="form-label")
+                    yield self._input_for(field, values.get(field.key, ""))
+                    yield Static("", classes="form-error", id=f"error-{field.key}")
+        yield Static("", id="form-message")
+        yield Static("tab/shift+tab move · enter save · esc cancel · enter on a list opens it", id="form-hint")
+
+    def _input_for(self, field: Field, value: str):
+        if field.kind == "region":
+            options = [(f"{code}  {name}", code) for code, (name, _) in REGIONS.items()]
+            return Select(options, value=value or Select.NULL, allow_blank=False, compact=True, id=f"field-{field.key}")
+        if field.kind == "source":
+            options = [(source, source) for source in ENERGY_SOURCES]
+            return Select(options, value=value or Select.NULL, allow_blank=False, compact=True, id=f"field-{field.key}")
+        return Input(value, placeholder=field.placeholder, compact=True, id=f"field-{field.key}")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#field-name", Input).focus()
+        self._show_default_intensity()
+
+    @on(Select.Changed)
+    def _show_default_intensity(self) -> None:
+        """The intensity field's placeholder tells what the default would be."""
+        region = self.query_one("#field-region", Select).value
+        source = self.query_one("#field-energy_source", Select).value
+        if isinstance(region, str) and isinstance(source, str):
+            intensity, origin = default_carbon_intensity(source, region)
+            self.query_one("#field-carbon_intensity_g_per_kwh", Input).placeholder = f"default {intensity:g}: {origin}"
+
+    def values(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for field in FIELDS:
+            widget = self.query_one(f"#field-{field.key}")
+            value = widget.value
+            values[field.key] = value if isinstance(value, str) else ""
+        return values
+
+    def show_errors(self, errors: Mapping[str, str], message: str = "") -> None:
+        for field in FIELDS:
+            box = self.query_one(f"#error-{field.key}", Static)
+            reason = errors.get(field.key, "")
+            box.update(reason)
+            self.query_one(f"#row-{field.key}").set_class(bool(reason), "-invalid")
+        note = self.query_one("#form-message", Static)
+        note.update(message)
+        note.set_class(bool(message), "-error")
+        if errors:
+            first = next(f.key for f in FIELDS if f.key in errors)
+            self.query_one(f"#field-{first}").focus()
+
+    @on(Input.Submitted)
+    def _enter(self) -> None:
+        self.action_save()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_save(self) -> None:
+        payload, errors = parse_form(self.values())
+        if errors:
+            self.show_errors(errors, "Fix the fields marked in red.")
+            return
+        if self.server is not None:
+            payload = changes_between(self.server, payload)
+            if not payload:
+                self.dismiss(None)
+                return
+        self.show_errors({}, "Saving…")
+        self.submit(payload)
+
+    @work(exclusive=True, group="save", exit_on_error=False)
+    async def submit(self, payload: dict[str, Any]) -> None:
+        client = self.tasker.client
+        try:
+            if self.server is None:
+                saved = await client.create_server(payload)
+            else:
+                saved = await client.update_server(self.server["id"], payload)
+        except (ValidationFailed, Conflict) as exc:
+            self.show_errors(*self._errors_from(exc))
+            return
+        except BackendUnavailable as exc:
+            self.show_errors({}, exc.message)
+            return
+        except ApiError as exc:
+            self.show_errors({}, exc.describe())
+            return
+        verb = "Updated" if self.server else "Registered"
+        self.notify(f"{verb} {saved.get('name', '')}.", title="Saved")
+        self.dismiss(saved)
+
+    @staticmethod
+    def _errors_from(exc: ApiError) -> tuple[dict[str, str], str]:
+        errors: dict[str, str] = {}
+        unplaced: list[str] = []
+        for detail in exc.details:
+            key = field_for(str(detail.get("field", "")))
+            reason = str(detail.get("reason", ""))
+            if key and key not in errors:
+                errors[key] = reason
+            else:
+                unplaced.append(f"{detail.get('field', '')}: {reason}")
+        if isinstance(exc, Conflict) and not errors:
+            errors["name"] = exc.message
+        message = exc.message if not unplaced else f"{exc.message} ({'; '.join(unplaced)})"
+        return errors, message

@@ -1,0 +1,258 @@
+"""Raw readings of one server, newest first, paged back through all of them; CSV export."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Static
+
+from tasker.domain import EARLIEST_TS_MS, METRICS
+from tasker_tui import format as fmt
+from tasker_tui.screens.base import TaskerScreen
+
+PAGE_SIZE = 100
+EXPORT_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """A resolved range [from_ms, to_ms) and how to call it."""
+
+    label: str
+    from_ms: int
+    to_ms: int
+
+
+PRESETS = (("last 5m", 300), ("last 1h", 3600), ("last 24h", 86400), ("last 7d", 7 * 86400),
+           ("last 30d", 30 * 86400), ("everything", None))
+
+
+def preset_range(index: int, now_ms: int) -> TimeRange:
+    label, span = PRESETS[index % len(PRESETS)]
+    return TimeRange(label, EARLIEST_TS_MS if span is None else now_ms - span * 1000, now_ms + 1)
+
+
+def parse_time(text: str, now_ms: int) -> int:
+    """A time typed by the user: `now`, `-15m`/`-2h`/`-3d`, epoch ms, or an ISO/RFC 3339 date."""
+    text = text.strip()
+    if not text or text == "now":
+        return now_ms
+    if text[0] == "-" and text[-1] in "smhd" and text[1:-1].replace(".", "", 1).isdigit():
+        seconds = float(text[1:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
+        return now_ms - int(seconds * 1000)
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r}: use now, -15m, -2h, -3d, epoch ms or 2026-11-28T04:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+class RangeScreen(ModalScreen[TimeRange | None]):
+    """Type a custom time range; enter applies, escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Keep the current range")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="range-box"):
+            yield Static("Time range (UTC)", id="range-title")
+            yield Input(placeholder="from: -2h, 2026-11-28T03:00, epoch ms", id="range-from")
+            yield Input(placeholder="to: now, -1h, 2026-11-28T04:00", value="now", id="range-to")
+            yield Static("enter apply · esc cancel", id="range-message")
+
+    @on(Input.Submitted)
+    def _apply(self) -> None:
+        now = fmt.now_ms()
+        raw_from = self.query_one("#range-from", Input).value
+        raw_to = self.query_one("#range-to", Input).value
+        try:
+            start = parse_time(raw_from or "-1h", now)
+            end = parse_time(raw_to, now)
+        except ValueError as exc:
+            self.query_one("#range-message", Static).update(Text(str(exc), "bold red"))
+            return
+        if start >= end:
+            self.query_one("#range-message", Static).update(Text("'from' must be before 'to'", "bold red"))
+            return
+        self.dismiss(TimeRange(f"{fmt.timestamp(start)} → {fmt.timestamp(end)}", start, end + (1 if raw_to.strip() in ("", "now") else 0)))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class StatusScreen(TaskerScreen):
+    """The raw readings of one server and metric in a time range, one page at a time."""
+
+    AUTO_FOCUS = "#raw"
+    BINDINGS = [
+        Binding("n", "older", "Older", tooltip="Next page: older readings"),
+        Binding("p", "newer", "Newer", tooltip="Previous page: newer readings"),
+        Binding("m", "metric", "Metric", tooltip="Switch between power and CO2"),
+        Binding("t", "preset", "Range", tooltip="Next preset time range"),
+        Binding("T", "custom_range", "Custom range", show=False, tooltip="Type a time range"),
+        Binding("x", "export", "Export CSV", tooltip="Write every reading of the range to a CSV file"),
+        Binding("escape", "back", "Back", tooltip="Back to the previous screen"),
+    ]
+
+    def __init__(self, server_id: str) -> None:
+        super().__init__()
+        self.server_id = server_id
+        self.metric = "power"
+        self.preset = 1
+        self.range = preset_range(self.preset, fmt.now_ms())
+        # cursors[i] opens page i; page 0 starts at the newest reading.
+        self.cursors: list[str | None] = [None]
+        self.next_cursor: str | None = None
+        self.page_rows = 0
+        self.export_note = ""
+
+    @property
+    def server(self) -> dict:
+        return self.tasker.fleet.servers.get(self.server_id, {"id": self.server_id, "name": self.server_id})
+
+    @property
+    def title_text(self) -> str:
+        return f"{self.server.get('name', '')} ▸ Raw readings"
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="status-head")
+        table = DataTable(id="raw", cursor_type="row", zebra_stripes=True)
+        table.add_column("Time (UTC)", key="ts", width=24)
+        table.add_column("Value", key="value", width=12)
+        table.add_column("Epoch ms", key="ms", width=14)
+        yield table
+        yield Static(id="status-foot")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.load_page()
+
+    def _show_head(self, loading: bool = False) -> None:
+        metric = METRICS[self.metric]
+        page = len(self.cursors)
+        first = (page - 1) * PAGE_SIZE + 1
+        text = Text()
+        text.append(f"{metric.name} ({metric.unit})", "bold")
+        text.append(f"  {self.range.label}", "")
+        text.append("  newest first", "dim")
+        text.append(f"  page {page}", "bold")
+        if loading:
+            text.append("  loading…", "italic")
+        elif self.page_rows:
+            text.append(f"  rows {first}–{first + self.page_rows - 1}", "")
+            text.append("  more older: n" if self.next_cursor else "  oldest reached", "dim")
+        else:
+            text.append("  no readings in this range", "yellow")
+        self.query_one("#status-head", Static).update(text)
+
+    def _show_foot(self) -> None:
+        self.query_one("#status-foot", Static).update(self.export_note)
+
+    @work(exclusive=True, group="page", exit_on_error=False)
+    async def load_page(self) -> None:
+        self._show_head(loading=True)
+        page = await self.tasker.client.readings(
+            self.server_id, self.metric, start=self.range.from_ms, end=self.range.to_ms,
+            limit=PAGE_SIZE, cursor=self.cursors[-1],
+        )
+        readings = page.get("readings") or []
+        table = self.query_one("#raw", DataTable)
+        table.clear()
+        for item in readings:
+            ts = int(item["ts"])
+            table.add_row(fmt.timestamp(ts, with_ms=True), Text(f"{float(item['value']):.2f}", justify="right"), str(ts))
+        self.page_rows = len(readings)
+        self.next_cursor = page.get("next_cursor")
+        self._show_head()
+        self._show_foot()
+
+    def action_older(self) -> None:
+        if not self.next_cursor:
+            self.notify("This is the oldest page of the range.", severity="information")
+            return
+        self.cursors.append(self.next_cursor)
+        self.load_page()
+
+    def action_newer(self) -> None:
+        if len(self.cursors) == 1:
+            self.notify("This is the newest page.", severity="information")
+            return
+        self.cursors.pop()
+        self.load_page()
+
+    def _restart(self) -> None:
+        self.cursors = [None]
+        self.next_cursor = None
+        self.load_page()
+
+    def action_metric(self) -> None:
+        self.metric = "co2" if self.metric == "power" else "power"
+        self._restart()
+
+    def action_preset(self) -> None:
+        self.preset = (self.preset + 1) % len(PRESETS)
+        self.range = preset_range(self.preset, fmt.now_ms())
+        self._restart()
+
+    def action_custom_range(self) -> None:
+        self.app.push_screen(RangeScreen(), self._custom_chosen)
+
+    def _custom_chosen(self, chosen: TimeRange | None) -> None:
+        if chosen is not None:
+            self.range = chosen
+            self._restart()
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_export(self) -> None:
+        self.export_csv()
+
+    def export_path(self) -> Path:
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.server.get("name", self.server_id))
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        return Path(self.tasker.export_dir) / f"tasker-{name}-{self.metric}-{stamp}.csv"
+
+    @work(exclusive=True, group="export", exit_on_error=False)
+    async def export_csv(self) -> None:
+        path = self.export_path()
+        metric = METRICS[self.metric]
+        rows = 0
+        self.export_note = f"Exporting to {path}…"
+        self._show_foot()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="") as out:
+                writer = csv.writer(out)
+                writer.writerow(["server_id", "server_name", "metric", "unit", "ts_ms", "time_utc", "value"])
+                async for item in self.tasker.client.iter_readings(
+                    self.server_id, self.metric, start=self.range.from_ms, end=self.range.to_ms,
+                    limit=EXPORT_PAGE_SIZE,
+                ):
+                    ts = int(item["ts"])
+                    writer.writerow([self.server_id, self.server.get("name", ""), metric.name, metric.unit,
+                                     ts, fmt.iso(ts), item["value"]])
+                    rows += 1
+                    if rows % EXPORT_PAGE_SIZE == 0:
+                        self.export_note = f"Exporting to {path}… {rows:,} rows"
+                        self._show_foot()
+        except OSError as exc:
+            self.export_note = f"Export failed: {exc.strerror or exc} ({path})"
+            self._show_foot()
+            self.notify(self.export_note, severity="error")
+            return
+        self.export_note = f"Exported {rows:,} readings to {path}"
+        self._show_foot()
+        self.notify(self.export_note, title="CSV written", timeout=8)

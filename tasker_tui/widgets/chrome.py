@@ -1,0 +1,56 @@
+"""The chrome every screen shares: the top bar and the connection banner."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tasker_tui.live_link import LinkStatus
+
+
+class TopBar(Static):
+    """One line: where you are, the connection state, the chat badge and who you are."""
+
+    def show(self, title: str, status: LinkStatus, unread: int, user: str, chat_key: str) -> None:
+        left = Text.assemble(("Tasker", "bold"), " ▸ ", (title, "bold"))
+        right = Text()
+        if status.live:
+            right.append("● live", "bold green")
+        elif status.state == "connecting":
+            right.append("◌ connecting", "bold yellow")
+        else:
+            right.append("○ offline", "bold red")
+        right.append("  ")
+        badge = f" chat {unread} " if unread else " chat "
+        right.append(badge, "bold reverse magenta" if unread else "dim")
+        right.append(f" {chat_key}", "dim")
+        if user:
+            right.append(f"  {user}", "italic")
+        width = max(0, self.size.width - 2)
+        gap = max(1, width - left.cell_len - right.cell_len)
+        self.update(Text.assemble(left, " " * gap, right))
+
+
+class ConnectionBanner(Static):
+    """Shown only while the backend or the websocket is away; says what and when it retries."""
+
+    def show(self, status: LinkStatus, stale_hint: bool = True) -> None:
+        if status.live:
+            self.remove_class("-visible")
+            return
+        self.add_class("-visible")
+        if status.state == "connecting":
+            text = Text("◌ Connecting to the backend…", "bold")
+        elif status.state == "unauthorized":
+            text = Text(f"⚠ Session refused: {status.message}. Log in again.", "bold")
+        else:
+            retry = ""
+            if status.retry_at is not None:
+                seconds = max(0, round(status.retry_at - time.monotonic()))
+                retry = f" Reconnecting in {seconds}s (attempt {status.attempt})." if seconds else " Reconnecting…"
+            text = Text.assemble(("⚠ Backend connection lost: ", "bold"), status.message + ".", retry)
+            if stale_hint:
+                text.append(" Showing last data, marked stale.")
+        self.update(text)
