@@ -28,6 +28,6 @@ async def report_progress(describe: Callable[[], str], every_s: float = 1.0, out
                 stream.write(describe() + "\n")
                 stream.flush()
     finally:
-        if tty:
-            stream.write("\r\x1b[K" + describe() + "\n")
-            stream.flush()
+        # The final figures, always: what was sent, dropped or still buffered when stopped.
+        stream.write(("\r\x1b[K" if tty else "") + describe() + "\n")
+        stream.flush()

@@ -44,12 +44,22 @@ class ApiError(Exception):
         self.details: list[dict[str, Any]] = [dict(d) for d in (details or []) if isinstance(d, Mapping)]
 
     def describe(self) -> str:
-        """The message followed by each detail as `field: reason` (index first when present)."""
+        """One line: the message and each detail as `[item N] field reason`.
+
+        A message that merely lists the fields the details name (e.g. "invalid server: pue")
+        is shortened to its head, so no field is named twice.
+        """
+        if not self.details:
+            return self.message
+        fields = {str(d.get("field")) for d in self.details if d.get("field") is not None}
+        head, sep, tail = self.message.rpartition(": ")
+        message = head if sep and {f.strip() for f in tail.split(",")} <= fields else self.message
         parts = []
         for d in self.details:
-            where = ".".join(str(d[k]) for k in ("index", "field") if d.get(k) is not None)
-            parts.append(f"{where}: {d.get('reason', '')}" if where else str(d.get("reason", d)))
-        return self.message + (" (" + "; ".join(parts) + ")" if parts else "")
+            item = f"item {d['index']} " if d.get("index") is not None else ""
+            field = f"{d['field']} " if d.get("field") is not None else ""
+            parts.append(f"{item}{field}{d.get('reason', '')}".strip())
+        return f"{message}: " + "; ".join(parts)
 
 
 class Unauthorized(ApiError):

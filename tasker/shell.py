@@ -308,7 +308,7 @@ def servers_add(
     pue: float | None = typer.Option(None, "--pue", help="Power usage effectiveness, >= 1 (default 1.5)."),
     idle: float = typer.Option(..., "--idle", help="Idle power, W."),
     max_watts: float = typer.Option(..., "--max", help="Maximum power, W."),
-    cores: int | None = typer.Option(None, "--cores", help="CPU cores."),
+    cores: int = typer.Option(..., "--cores", help="CPU cores."),
     tags: list[str] | None = typer.Option(None, "--tag", help="A tag (repeatable, or comma-separated)."),
     as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,

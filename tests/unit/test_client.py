@@ -42,6 +42,7 @@ class FakeBackend:
         self.readings: list[dict] = []
         self.requests: list[tuple[str, str, dict, object]] = []
         self.ready = True
+        self.ws_open = True  # False: the websocket refuses every token (REST still works)
         self.ws_clients: list[web.WebSocketResponse] = []
         self.subscriptions: list[dict] = []
         self.next_id = 1
@@ -116,7 +117,7 @@ class FakeBackend:
             return denied
         body = await request.json()
         if body.get("max_watts", 0) < body.get("idle_watts", 0):
-            return _err(400, "invalid server", [{"field": "max_watts", "reason": "must be >= idle_watts"}])
+            return _err(400, "invalid server: max_watts", [{"field": "max_watts", "reason": "must be >= idle_watts"}])
         if any(s["name"].lower() == body["name"].lower() for s in self.servers.values()):
             return _err(409, f"a server named {body['name']} already exists")
         server = dict(body, id=f"srv_{self.next_id:010d}")
@@ -147,6 +148,7 @@ class FakeBackend:
             return _err(400, "deleting a server needs ?confirm=true")
         if self.servers.pop(request.match_info["id"], None) is None:
             return _err(404, "no such server")
+        await self._broadcast({"type": "registry", "event": "removed", "server": {"id": request.match_info["id"]}})
         return web.Response(status=204)
 
     async def history(self, request):
@@ -179,7 +181,7 @@ class FakeBackend:
     async def ws(self, request):
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        if self._role(request) is None:
+        if self._role(request) is None or not self.ws_open:
             await ws.send_json({"type": "error", "code": "unauthorized", "message": "token refused"})
             await ws.close(code=4401)
             return ws
@@ -283,7 +285,7 @@ async def test_validation_failure_carries_field_details(fake):
         with pytest.raises(ValidationFailed) as err:
             await api.create_server(dict(SERVER, idle_watts=400))
     assert err.value.details == [{"field": "max_watts", "reason": "must be >= idle_watts"}]
-    assert err.value.describe() == "invalid server (max_watts: must be >= idle_watts)"
+    assert err.value.describe() == "invalid server: max_watts must be >= idle_watts"
 
 
 async def test_duplicate_name_is_a_conflict(fake):
@@ -318,7 +320,7 @@ async def test_a_rejected_batch_names_each_bad_item(fake):
         with pytest.raises(ValidationFailed) as err:
             await api.post_readings([Reading("s", "power", 1, 5.0), Reading("s", "power", 2, -1.0)])
     assert err.value.details == [{"index": 1, "field": "value", "reason": "must be >= 0"}]
-    assert "1.value: must be >= 0" in err.value.describe()
+    assert err.value.describe() == "batch rejected: item 1 value must be >= 0"
     assert fake.readings == []
 
 
