@@ -43,7 +43,7 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_
 
 from backend import downsample as ds
 from backend.ports import Latest, RawPage, Series, Unavailable
-from tasker.domain import Reading
+from tasker.domain import MAX_FUTURE_SKEW_MS, Reading
 
 DEFAULT_PORT = 9042
 HOUR_PERIOD_MS = 64 * ds.DAY_MS  # rollup_3600 partition span: at most 1,536 rows each
@@ -145,7 +145,7 @@ _STATEMENTS = {
     "delete_raw": "DELETE FROM {ks}.readings WHERE server_id = ? AND metric = ? AND day = ?",
     "delete_r60": "DELETE FROM {ks}.rollup_60 WHERE server_id = ? AND metric = ? AND period = ?",
     "delete_r3600": "DELETE FROM {ks}.rollup_3600 WHERE server_id = ? AND metric = ? AND period = ?",
-    "delete_latest": "DELETE FROM {ks}.latest WHERE server_id = ?",
+    "delete_latest": "DELETE FROM {ks}.latest USING TIMESTAMP ? WHERE server_id = ?",
     "delete_days": "DELETE FROM {ks}.series_days WHERE server_id = ?",
 }
 
@@ -154,6 +154,10 @@ _ROLLUP_SELECT = {60: ("select_r60", ds.DAY_MS), 3600: ("select_r3600", HOUR_PER
 
 def _now_us() -> int:
     return time.time_ns() // 1_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _periods(from_ms: int, to_ms: int, span_ms: int) -> range:
@@ -324,7 +328,7 @@ class CassandraTimeSeries:
         partitions: dict[tuple[str, str, int], dict[int, float]] = defaultdict(dict)
         for r in readings:
             if not -FLOAT32_MAX <= r.value <= FLOAT32_MAX:
-                raise ValueError(f"reading {r.key}: value {r.value} is outside the 32-bit float range")
+                raise ValueError(f"reading {r.key}: value {r.value} is not a finite 32-bit float")
             partitions[(r.server_id, r.metric, ds.day_of(r.ts_ms))][r.ts_ms] = r.value
 
         await self._all(
@@ -472,7 +476,8 @@ class CassandraTimeSeries:
             [self._run("delete_raw", (server_id, m, day)) for m, day in series_days]
             + [self._run("delete_r60", (server_id, m, day)) for m, day in series_days]
             + [self._run("delete_r3600", (server_id, m, p)) for m, p in hour_periods]
-            + [self._run("delete_latest", (server_id,))]
+            # `latest` cells carry their reading's time, which may run ahead of our clock.
+            + [self._run("delete_latest", ((now_ms() + 2 * MAX_FUTURE_SKEW_MS) * 1_000, server_id))]
         )
         await self._run("delete_days", (server_id,))
         for key in [k for k in self._known_days if k[0] == server_id]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -339,7 +340,11 @@ async def test_purge_removes_a_server_and_nothing_else(store: TimeSeriesStore):
         await store.write(
             [Reading(server, m, T0 + i * 30_000, float(i)) for m in ("power", "co2") for i in range(200)]
         )
+    # A sensor whose clock runs a minute ahead: its newest reading is "in the future".
+    ahead = int(time.time() * 1000) + 60_000
+    await store.write([Reading(gone, "power", ahead, 5.0)])
     await store.purge(gone)
+    assert (await store.raw(gone, "power", ahead - ds.DAY_MS, ahead + 1, 10)).readings == []
     for metric in ("power", "co2"):
         assert (await store.raw(gone, metric, T0 - ds.DAY_MS, T0 + ds.DAY_MS, 10)).readings == []
         assert (await store.history(gone, metric, T0, T0 + ds.DAY_MS, 100)).points == []
@@ -438,3 +443,38 @@ async def test_cassandra_down_is_unavailable_not_a_traceback():
         await store.start()
     with pytest.raises(Unavailable, match="not started"):
         await store.write([Reading("s", "power", T0, 1.0)])
+
+
+async def test_cassandra_a_stale_rollup_recomputation_landing_last_does_not_win(cassandra_keyspace):
+    """Packager A reads a minute, then stalls before writing its rollup; packager B writes a new
+    reading to that minute and recomputes it; A's stale rollup lands last. The rollup must still
+    count B's reading (A's write carries the older read time, so Cassandra keeps B's)."""
+    url = cassandra_keyspace[0]
+    a, b = CassandraTimeSeries(url), CassandraTimeSeries(url)
+    await a.start()
+    await b.start()
+    server = new_server()
+    await a.write([Reading(server, "power", T0 + 1_000, 10.0)])
+
+    a_has_read, b_is_done = asyncio.Event(), asyncio.Event()
+    run = a._run
+
+    async def stalling_run(name, params):
+        if name == "insert_r60":
+            a_has_read.set()
+            await b_is_done.wait()
+        return await run(name, params)
+
+    a._run = stalling_run  # type: ignore[method-assign]
+    stale = asyncio.create_task(a.write([Reading(server, "power", T0 + 2_000, 20.0)]))
+    await a_has_read.wait()
+    await b.write([Reading(server, "power", T0 + 3_000, 60.0)])
+    b_is_done.set()
+    await stale
+    for store in (a, b):
+        minute = await store.history(server, "power", T0, T0 + ds.MINUTE_MS, 1)
+        assert minute.points == [(T0, 10.0, 30.0, 60.0)]
+        hour = await store.history(server, "power", T0, T0 + ds.HOUR_MS, 1)
+        assert hour.points == [(T0, 10.0, 30.0, 60.0)]
+    await a.close()
+    await b.close()
