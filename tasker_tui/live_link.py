@@ -71,7 +71,9 @@ class LiveLink:
         self.on_registry = on_registry or (lambda: None)
         self.backoff = Backoff()
         self.frames = 0
-        self.connects = 0
+        # Bumped on every (re)connect and on every "lagging" notice: screens that keep their
+        # own series refetch history when it changes, to fill what live delivery missed.
+        self.epoch = 0
 
     async def run(self) -> None:
         """Connect, follow, and reconnect forever; returns only when the token is refused."""
@@ -105,7 +107,7 @@ class LiveLink:
             fleet = await self.client.list_servers()
             self.fleet.set_fleet(fleet["servers"], fleet["latest"])
             self.fleet.connected = True
-            self.connects += 1
+            self.epoch += 1
             self.backoff.reset()
             self.chat.attach_sender(live.send)
             self.on_registry()
@@ -125,5 +127,7 @@ class LiveLink:
             if isinstance(server, dict):
                 self.fleet.apply_registry(str(frame.get("event")), server)
                 self.on_registry()
+        elif kind == "error" and frame.get("code") == "lagging":
+            self.epoch += 1
         elif isinstance(kind, str) and kind.startswith("chat."):
             self.chat.handle_frame(frame)

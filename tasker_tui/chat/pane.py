@@ -36,4 +36,5 @@ class ChatPane(Vertical):
 
     def sync(self) -> None:
         """Repaint from the chat state (attributes down)."""
-        self.query_one("#chat-status", Static).update(self.state.status)
+        for status in self.query("#chat-status").results(Static):
+            status.update(self.state.status)

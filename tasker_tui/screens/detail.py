@@ -141,7 +141,7 @@ class DetailScreen(TaskerScreen):
             return
         self.series = loaded
         link = self.tasker.link
-        self._loaded_for = (chosen.key, link.connects if link else 0)
+        self._loaded_for = (chosen.key, link.epoch if link else 0)
         self._drawn = ()
         self.refresh_live()
 
@@ -152,7 +152,7 @@ class DetailScreen(TaskerScreen):
             self.dismiss()
             return
         link = self.tasker.link
-        if self._loaded_for and link and self._loaded_for[1] != link.connects:
+        if self._loaded_for and link and self._loaded_for[1] != link.epoch:
             self.load_history()  # reconnected: fetch the gap from history
         self._show_head()
         if not self.series:

@@ -86,8 +86,12 @@ class LoginScreen(TaskerScreen):
             self.query_one("#password", Input).value = ""
             self.query_one("#password", Input).focus()
             return
+        except BackendUnavailable as exc:
+            hint = " Is the backend running? (tasker backend, or tasker demo)" if exc.unreachable else ""
+            self.say(exc.message + "." + hint, error=True)
+            return
         except ApiError as exc:
-            self.say(exc.describe() if not isinstance(exc, BackendUnavailable) else exc.message, error=True)
+            self.say(exc.describe(), error=True)
             return
         if app.remember_session:
             save_session(app.url, answer)
