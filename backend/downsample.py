@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from backend.ports import Series
 
@@ -33,9 +33,12 @@ MAX_SCAN_BUCKETS = 50_000
 _CURSOR_PREFIX = b"tasker-raw-v1:"
 
 
-@dataclass(frozen=True, slots=True)
-class Rollup:
-    """The aggregate of one bucket: its start and the min, max, sum and count of its values."""
+class Rollup(NamedTuple):
+    """The aggregate of one bucket: its start and the min, max, sum and count of its values.
+
+    A plain tuple underneath, so rows fetched as (start_ms, min, max, sum, count) tuples can be
+    used as they are, and a raw reading is the one-value bucket (ts_ms, v, v, v, 1).
+    """
 
     start_ms: int
     min: float
@@ -76,22 +79,31 @@ def rollup(points: Iterable[tuple[int, float]], width_ms: int) -> list[Rollup]:
     return [Rollup(s, a[0], a[1], a[2], int(a[3])) for s, a in sorted(acc.items())]
 
 
-def merge(rollups: Iterable[Rollup], width_ms: int) -> list[Rollup]:
-    """Combine finer rollups into buckets of `width_ms` (a multiple of theirs), sorted by start."""
+def merge(
+    rollups: Iterable[tuple[int, float, float, float, int]],
+    width_ms: int,
+    lo: int | None = None,
+    hi: int | None = None,
+) -> list[Rollup]:
+    """Combine finer rollups (Rollup or plain tuples) into buckets of `width_ms` (a multiple of
+    theirs), sorted by start; with `lo`/`hi`, only those starting in [lo, hi). Hot path of
+    every history query: plain loops over tuples."""
     acc: dict[int, list[float]] = {}
-    for r in rollups:
-        start = r.start_ms - r.start_ms % width_ms
-        a = acc.get(start)
+    for start, lo_v, hi_v, total, n in rollups:
+        if lo is not None and start < lo or hi is not None and start >= hi:
+            continue
+        bucket = start - start % width_ms
+        a = acc.get(bucket)
         if a is None:
-            acc[start] = [r.min, r.max, r.sum, r.count]
+            acc[bucket] = [lo_v, hi_v, total, n]
         else:
-            if r.min < a[0]:
-                a[0] = r.min
-            if r.max > a[1]:
-                a[1] = r.max
-            a[2] += r.sum
-            a[3] += r.count
-    return [Rollup(s, a[0], a[1], a[2], int(a[3])) for s, a in sorted(acc.items())]
+            if lo_v < a[0]:
+                a[0] = lo_v
+            if hi_v > a[1]:
+                a[1] = hi_v
+            a[2] += total
+            a[3] += n
+    return [Rollup(b, a[0], a[1], a[2], int(a[3])) for b, a in sorted(acc.items())]
 
 
 def bucket_count(from_ms: int, to_ms: int, width_ms: int) -> int:
@@ -146,9 +158,9 @@ def output_width_ms(from_ms: int, to_ms: int, resolution_s: int, max_points: int
 
 
 def downsample(
-    rows: Sequence[Rollup], resolution_s: int, from_ms: int, to_ms: int, max_points: int
+    rows: Iterable[tuple[int, float, float, float, int]], resolution_s: int, from_ms: int, to_ms: int, max_points: int
 ) -> Series:
-    """Downsample stored rows (raw readings as one-value rollups, or rollups) of `resolution_s`
+    """Downsample stored rows (rollups, or raw readings as one-value rollups) of `resolution_s`
     over [from_ms, to_ms) into at most `max_points` buckets.
 
     Each output point is (start_ms, min, avg, max) with avg weighted by count; empty buckets
@@ -160,8 +172,8 @@ def downsample(
         raise ValueError(f"max_points must be at least 1, got {max_points}")
     lo = bucket_start(from_ms, resolution_s * SECOND_MS)
     width = output_width_ms(from_ms, to_ms, resolution_s, max_points)
-    merged = merge((r for r in rows if lo <= r.start_ms < to_ms), width)
-    return Series(width // SECOND_MS, [(r.start_ms, r.min, r.avg, r.max) for r in merged])
+    merged = merge(rows, width, lo, to_ms)
+    return Series(width // SECOND_MS, [(b, lo_v, total / n, hi_v) for b, lo_v, hi_v, total, n in merged])
 
 
 def raw_page_upper(from_ms: int, to_ms: int, limit: int, cursor: str | None) -> int:

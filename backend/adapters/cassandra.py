@@ -392,7 +392,7 @@ class CassandraTimeSeries:
             "select_r60", (server_id, metric, ds.day_of(start_ms), start_ms, start_ms + ds.HOUR_MS)
         )
         if rows:
-            (r,) = ds.merge((ds.Rollup(*row) for row in rows), ds.HOUR_MS)
+            (r,) = ds.merge(rows, ds.HOUR_MS)
             period = start_ms // HOUR_PERIOD_MS
             await self._run(
                 "insert_r3600", (server_id, metric, period, start_ms, r.min, r.max, r.sum, r.count, read_at)
@@ -416,9 +416,7 @@ class CassandraTimeSeries:
                 for day in days
             )
             rows = [
-                ds.Rollup(day * ds.DAY_MS + ts, v, v, v, 1)
-                for day, page in zip(days, pages)
-                for ts, v in page
+                (day * ds.DAY_MS + ts, v, v, v, 1) for day, page in zip(days, pages) for ts, v in page
             ]
         else:
             name, span = _ROLLUP_SELECT[res]
@@ -426,7 +424,7 @@ class CassandraTimeSeries:
             pages = await self._all(
                 self._run(name, (server_id, metric, period, lo, to_ms)) for period in _periods(lo, to_ms, span)
             )
-            rows = [ds.Rollup(*row) for page in pages for row in page]
+            rows = [row for page in pages for row in page]
         return ds.downsample(rows, res, from_ms, to_ms, max_points)
 
     async def raw(

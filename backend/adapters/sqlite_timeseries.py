@@ -139,8 +139,7 @@ class SqliteTimeSeries:
             )
             lo = ds.bucket_start(from_ms, res * ds.SECOND_MS)
         found = await self._run(self._fetch, sql, (server_id, metric, lo, to_ms))
-        rows = [ds.Rollup(*row) for row in found]
-        return ds.downsample(rows, res, from_ms, to_ms, max_points)
+        return ds.downsample(found, res, from_ms, to_ms, max_points)
 
     async def raw(
         self,
