@@ -113,11 +113,12 @@ def _schema(ks: str, ttl_s: int) -> list[str]:
         " WITH compaction = {'class': 'LeveledCompactionStrategy'}",
         f"CREATE TABLE IF NOT EXISTS {ks}.series_days ("
         " server_id text, metric text, day int, PRIMARY KEY (server_id, metric, day))"
-        f" WITH default_time_to_live = {ttl_s + 2 * 86_400}",
+        f" WITH default_time_to_live = {ttl_s + _TTL_TABLES['series_days']}",
     ]
 
 
-# Tables whose default TTL follows retention_days (migrated at start when it changed).
+# Tables whose default TTL follows retention_days (migrated at start when it changed), with
+# what they keep beyond it: the partition index outlives the last rows it points to.
 _TTL_TABLES = {"readings": 0, "rollup_60": 0, "rollup_3600": 0, "series_days": 2 * 86_400}
 
 _STATEMENTS = {
@@ -247,6 +248,7 @@ class CassandraTimeSeries:
 
     async def close(self) -> None:
         cluster, self._cluster, self._session = self._cluster, None, None
+        self._prepared = {}
         if cluster is not None:
             await asyncio.to_thread(cluster.shutdown)
 
