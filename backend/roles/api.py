@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from backend.services.chat import ChatService
 from backend.services.live import LiveHub
 from backend.services.servers import ServerService
 from backend.services.wire import LIVE_CHANNEL, REGISTRY_CHANNEL
@@ -32,3 +33,9 @@ async def start(backend: Backend) -> None:
 async def start_features(backend: Backend) -> None:
     """Websocket features beyond live readings and registry events (chat) are started here:
     each registers its frame types on `backend.dispatcher` and subscribes to its own channel."""
+    assert backend.registry is not None and backend.broker is not None
+    chat = ChatService(backend.registry, backend.broker)
+    chat.register(backend.dispatcher)
+    await chat.start()
+    # Closed with the adapters (before the registry it reads), when the backend closes.
+    backend._started.append(("chat", chat))
