@@ -21,6 +21,11 @@ raw row written before it and carries the larger timestamp, so it wins: rollups 
 aggregate of the raw rows. `latest` is written `USING TIMESTAMP` = the reading's own time, so an
 older reading arriving late never replaces a newer one.
 
+Requests per write: one UNLOGGED batch per raw partition (at most MAX_BATCH_ROWS rows, up to
+MAX_IN_FLIGHT requests at once); the recomputations read the partitions of up to
+MAX_SERVERS_PER_READ servers that share a bucket in one `IN` query, and write rollups and
+latest values as UNLOGGED batches of at most 10 partitions (below Cassandra's warning).
+
 Every request goes through the driver's async API (`execute_async` futures bridged to asyncio
 with `call_soon_threadsafe`); only connect, prepare and shutdown, which the driver offers only
 blocking, run in a worker thread. Nothing blocks the event loop.
@@ -49,6 +54,10 @@ DEFAULT_PORT = 9042
 HOUR_PERIOD_MS = 64 * ds.DAY_MS  # rollup_3600 partition span: at most 1,536 rows each
 MAX_BATCH_ROWS = 500  # rows per UNLOGGED batch (one partition each)
 MAX_IN_FLIGHT = 64  # concurrent requests per store
+# Cassandra warns about UNLOGGED batches spanning more partitions than this (its default
+# unlogged_batch_across_partitions_warn_threshold).
+MAX_PARTITIONS_PER_BATCH = 10
+MAX_SERVERS_PER_READ = 50  # partitions per multi-partition (IN) read of a rollup recomputation
 FLOAT32_MAX = 3.4028234663852886e38
 # How long this process trusts that it already recorded a (server, metric, day) in series_days.
 SERIES_DAY_CACHE_S = 60.0
@@ -132,6 +141,10 @@ _STATEMENTS = {
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
     "insert_r3600": "INSERT INTO {ks}.rollup_3600 (server_id, metric, period, start_ms, min, max, sum, count)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+    "select_raw_in": "SELECT server_id, ts, value FROM {ks}.readings"
+    " WHERE server_id IN ? AND metric = ? AND day = ? AND ts >= ? AND ts < ?",
+    "select_r60_in": "SELECT server_id, start_ms, min, max, sum, count FROM {ks}.rollup_60"
+    " WHERE server_id IN ? AND metric = ? AND period = ? AND start_ms >= ? AND start_ms < ?",
     "select_r60": "SELECT start_ms, min, max, sum, count FROM {ks}.rollup_60"
     " WHERE server_id = ? AND metric = ? AND period = ? AND start_ms >= ? AND start_ms < ?",
     "select_r3600": "SELECT start_ms, min, max, sum, count FROM {ks}.rollup_3600"
@@ -159,6 +172,19 @@ def _now_us() -> int:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _group_servers(buckets: set[tuple[str, str, int]]) -> list[tuple[tuple[str, int], list[str]]]:
+    """(metric, bucket start) -> the servers whose bucket it is, in chunks of at most
+    MAX_SERVERS_PER_READ, so a recomputation reads many partitions in one request."""
+    groups: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for server_id, metric, start_ms in buckets:
+        groups[(metric, start_ms)].append(server_id)
+    return [
+        (key, servers[i:i + MAX_SERVERS_PER_READ])
+        for key, servers in groups.items()
+        for i in range(0, len(servers), MAX_SERVERS_PER_READ)
+    ]
 
 
 def _periods(from_ms: int, to_ms: int, span_ms: int) -> range:
@@ -307,6 +333,27 @@ class CassandraTimeSeries:
     async def _run(self, name: str, params: Sequence[Any]) -> list[tuple]:
         return await self._execute(self._statement(name), params)
 
+    async def _run_batched(self, name: str, rows: Sequence[Sequence[Any]], per_batch: int) -> None:
+        """Rows of one statement as UNLOGGED batches of at most `per_batch`, sent concurrently
+        (a lone row goes as a plain statement). Each row keeps its own USING TIMESTAMP."""
+        statement = self._statement(name)
+        if len(rows) == 1:
+            await self._execute(statement, rows[0])
+            return
+        batches = []
+        for i in range(0, len(rows), per_batch):
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for row in rows[i:i + per_batch]:
+                batch.add(statement, row)
+            batches.append(self._execute(batch))
+        await self._all(batches)
+
+    async def _run_many(self, name: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One small row into each of many partitions (rollups, latest values): batches of at
+        most MAX_PARTITIONS_PER_BATCH, which Cassandra applies without warning, instead of one
+        request per row."""
+        await self._run_batched(name, rows, MAX_PARTITIONS_PER_BATCH)
+
     async def _all(self, work: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
         """Await coroutines concurrently (the semaphore bounds requests in flight); on the
         first failure cancel the rest and raise that failure itself."""
@@ -346,27 +393,17 @@ class CassandraTimeSeries:
             if ts >= latest.get((s, m), (-1, 0.0))[0]:
                 latest[(s, m)] = (ts, values[ts])
         await self._all(
-            [self._recompute_minute(*key) for key in minutes]
-            + [self._run("insert_latest", (s, m, ts, v, ts * 1_000)) for (s, m), (ts, v) in latest.items()]
+            [self._recompute_minutes(minutes)]
+            + [self._run_many("insert_latest", [(s, m, ts, v, ts * 1_000) for (s, m), (ts, v) in latest.items()])]
         )
         hours = {(s, m, ds.bucket_start(start, ds.HOUR_MS)) for s, m, start in minutes}
-        await self._all(self._recompute_hour(*key) for key in hours)
+        await self._recompute_hours(hours)
 
     async def _write_partition(self, key: tuple[str, str, int], values: dict[int, float]) -> None:
         server_id, metric, day = key
         base = day * ds.DAY_MS
-        insert = self._statement("insert_raw")
         rows = [(server_id, metric, day, ts - base, v) for ts, v in values.items()]
-        if len(rows) == 1:
-            await self._execute(insert, rows[0])
-            return
-        batches = []
-        for i in range(0, len(rows), MAX_BATCH_ROWS):
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for row in rows[i:i + MAX_BATCH_ROWS]:
-                batch.add(insert, row)
-            batches.append(self._execute(batch))
-        await self._all(batches)
+        await self._run_batched("insert_raw", rows, MAX_BATCH_ROWS)
 
     async def _record_day(self, key: tuple[str, str, int]) -> None:
         now = time.monotonic()
@@ -377,28 +414,49 @@ class CassandraTimeSeries:
             self._known_days.clear()
         self._known_days[key] = now
 
-    async def _recompute_minute(self, server_id: str, metric: str, start_ms: int) -> None:
-        day = ds.day_of(start_ms)
-        base = day * ds.DAY_MS
-        read_at = _now_us()  # before the read: a later read always carries a later timestamp
-        rows = await self._run(
-            "select_raw_all", (server_id, metric, day, start_ms - base, start_ms - base + ds.MINUTE_MS)
+    async def _recompute_minutes(self, minutes: set[tuple[str, str, int]]) -> None:
+        await self._all(
+            self._recompute_minute_group(metric, start_ms, servers)
+            for (metric, start_ms), servers in _group_servers(minutes)
         )
-        if rows:
-            (r,) = ds.rollup(rows, ds.MINUTE_MS)
-            await self._run("insert_r60", (server_id, metric, day, start_ms, r.min, r.max, r.sum, r.count, read_at))
 
-    async def _recompute_hour(self, server_id: str, metric: str, start_ms: int) -> None:
+    async def _recompute_minute_group(self, metric: str, start_ms: int, servers: list[str]) -> None:
+        """Recompute one minute bucket of several servers from their raw rows: one multi-
+        partition read, then one rollup write per server."""
+        day = ds.day_of(start_ms)
+        offset = start_ms - day * ds.DAY_MS
+        read_at = _now_us()  # before the read: a later read always carries a later timestamp
+        rows = await self._run("select_raw_in", (servers, metric, day, offset, offset + ds.MINUTE_MS))
+        by_server: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for server_id, ts, value in rows:
+            by_server[server_id].append((ts, value))
+        rollups = []
+        for server_id, points in by_server.items():
+            (r,) = ds.rollup(points, ds.MINUTE_MS)
+            rollups.append((server_id, metric, day, start_ms, r.min, r.max, r.sum, r.count, read_at))
+        await self._run_many("insert_r60", rollups)
+
+    async def _recompute_hours(self, hours: set[tuple[str, str, int]]) -> None:
+        await self._all(
+            self._recompute_hour_group(metric, start_ms, servers)
+            for (metric, start_ms), servers in _group_servers(hours)
+        )
+
+    async def _recompute_hour_group(self, metric: str, start_ms: int, servers: list[str]) -> None:
+        """Recompute one hour bucket of several servers from their 60 s rollups."""
         read_at = _now_us()
         rows = await self._run(
-            "select_r60", (server_id, metric, ds.day_of(start_ms), start_ms, start_ms + ds.HOUR_MS)
+            "select_r60_in", (servers, metric, ds.day_of(start_ms), start_ms, start_ms + ds.HOUR_MS)
         )
-        if rows:
-            (r,) = ds.merge(rows, ds.HOUR_MS)
-            period = start_ms // HOUR_PERIOD_MS
-            await self._run(
-                "insert_r3600", (server_id, metric, period, start_ms, r.min, r.max, r.sum, r.count, read_at)
-            )
+        by_server: dict[str, list[tuple[int, float, float, float, int]]] = defaultdict(list)
+        for server_id, *rollup in rows:
+            by_server[server_id].append(tuple(rollup))  # type: ignore[arg-type]
+        period = start_ms // HOUR_PERIOD_MS
+        rollups = []
+        for server_id, minutes in by_server.items():
+            (r,) = ds.merge(minutes, ds.HOUR_MS)
+            rollups.append((server_id, metric, period, start_ms, r.min, r.max, r.sum, r.count, read_at))
+        await self._run_many("insert_r3600", rollups)
 
     # --- reads ---------------------------------------------------------------------------------
 

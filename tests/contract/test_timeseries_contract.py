@@ -457,15 +457,15 @@ async def test_cassandra_a_stale_rollup_recomputation_landing_last_does_not_win(
     await a.write([Reading(server, "power", T0 + 1_000, 10.0)])
 
     a_has_read, b_is_done = asyncio.Event(), asyncio.Event()
-    run = a._run
+    run_many = a._run_many
 
-    async def stalling_run(name, params):
+    async def stalling_run_many(name, rows):
         if name == "insert_r60":
             a_has_read.set()
             await b_is_done.wait()
-        return await run(name, params)
+        return await run_many(name, rows)
 
-    a._run = stalling_run  # type: ignore[method-assign]
+    a._run_many = stalling_run_many  # type: ignore[method-assign]
     stale = asyncio.create_task(a.write([Reading(server, "power", T0 + 2_000, 20.0)]))
     await a_has_read.wait()
     await b.write([Reading(server, "power", T0 + 3_000, 60.0)])
