@@ -239,10 +239,10 @@ class Backend:
 @asynccontextmanager
 async def serving(backend: Backend, host: str, port: int) -> AsyncIterator[str]:
     """Serve the backend's HTTP app on host:port (0 = any free port); yields its base URL."""
-    runner = web.AppRunner(backend.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(backend.app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
+        site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except OSError as exc:

@@ -198,7 +198,10 @@ def patched_server(current: ServerRecord, payload: Any, at_ms: int) -> ServerRec
     fields = _parse_fields(payload, errors)
     if errors:
         raise FormRejected(errors)
-    record = replace(current, tags=list(current.tags), updated_at_ms=at_ms)
+    # Plain ints: a driver may hand back int subclasses (bson's Int64) that a store's checks
+    # handle badly; the record written back holds only plain values.
+    record = replace(current, tags=list(current.tags), updated_at_ms=at_ms,
+                     created_at_ms=int(current.created_at_ms), cores=int(current.cores))
     for key in ("name", "region", "site", "energy_source", "pue", "idle_watts", "max_watts", "cores", "tags"):
         if key in fields:
             setattr(record, key, fields[key])
