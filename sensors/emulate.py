@@ -45,7 +45,7 @@ class FleetEmulator:
     def progress_line(self) -> str:
         mode = self.follower.mode
         line = f"servers {self.state.servers} ({mode})  {self.sender.stats.line()}"
-        if self.follower.mode == "retrying" and self.follower.last_error:
+        if self.follower.mode in ("retrying", "refused") and self.follower.last_error:
             line += f"  registry: {self.follower.last_error}"
         return line
 

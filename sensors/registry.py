@@ -33,6 +33,9 @@ class RegistryFollower:
     `version` increases on every change so a reader can cheaply tell whether to re-sync.
     """
 
+    REFUSED_RETRY_S = 30.0
+    """How often to try again when the registry refused credentials that worked before."""
+
     def __init__(self, client: TaskerClient, *, poll_s: float = 1.0, resync_s: float = 60.0,
                  use_websocket: bool = True, backoff: Backoff | None = None):
         self.client = client
@@ -92,13 +95,24 @@ class RegistryFollower:
     # --- running ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Follow the registry until cancelled; raises RegistryRefused on refused credentials."""
+        """Follow the registry until cancelled.
+
+        Raises RegistryRefused when the credentials cannot read the server list at the start.
+        Once the fleet is known, a refusal (e.g. the session expired) leaves the last known fleet
+        in place, shows the error, and retries slowly: the readings keep flowing.
+        """
         while True:
             try:
                 if self.use_websocket:
                     await self._follow_websocket()
                 else:
                     await self._poll()
+            except RegistryRefused as exc:
+                if not self.loaded.is_set():
+                    raise
+                self.mode = "refused"
+                self.last_error = str(exc)
+                await asyncio.sleep(self.REFUSED_RETRY_S)
             except Unauthorized:
                 # The websocket did not take these credentials (e.g. an ingest key): poll instead.
                 log.info("websocket refused the credentials; polling the server list instead")

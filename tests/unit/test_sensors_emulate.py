@@ -61,6 +61,19 @@ async def test_follower_with_credentials_that_cannot_read_the_registry_stops_wit
             await asyncio.wait_for(RegistryFollower(api, backoff=FAST).run(), 3)
 
 
+async def test_follower_keeps_the_last_fleet_when_its_session_stops_working(fake):
+    async with TaskerClient(fake.url, TOKEN) as api:
+        await api.create_server(SERVER)
+        follower = RegistryFollower(api, poll_s=0.05, use_websocket=False, backoff=FAST)
+        task = asyncio.create_task(follower.run())
+        await asyncio.wait_for(follower.loaded.wait(), 3)
+        api.token = "expired"
+        await until(lambda: follower.mode == "refused")
+        assert len(follower.specs) == 1 and not task.done()
+        assert "tasker login" in follower.last_error
+        task.cancel()
+
+
 async def test_follower_keeps_the_last_fleet_through_an_outage(fake):
     async with TaskerClient(fake.url, TOKEN) as api:
         await api.create_server(SERVER)
