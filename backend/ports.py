@@ -132,8 +132,10 @@ class TimeSeriesStore(Protocol):
         self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int
     ) -> Series:
         """The range [from_ms, to_ms) at the coarsest of the store's resolutions (1 s raw,
-        60 s, 3600 s) giving at most `max_points`, further downsampled server side to at most
-        `max_points` buckets. Never scans raw rows for ranges over a few hours."""
+        60 s, 3600 s) that still gives at least `max_points` buckets, then downsampled server
+        side to at most `max_points` epoch-aligned buckets. Raw rows are read only for ranges
+        of 6 h or less, and a rollup only when it needs at most 50,000 rows (the rule lives in
+        `backend/downsample.py`). Raises ValueError for an empty range or max_points < 1."""
 
     async def raw(
         self,
@@ -207,7 +209,7 @@ class IngestKeyRecord:
 @dataclass(slots=True)
 class ChatMessage:
     conversation: str  # the sysadmin's username: one support conversation each
-    id: int  # server-assigned, increasing by one per conversation, from 1
+    id: int  # server-assigned, 1, 2, 3, ... per conversation, without gaps (both adapters)
     sender: str
     sender_role: str
     text: str
