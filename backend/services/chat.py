@@ -284,7 +284,7 @@ class ChatService:
             ],
             "online": session.presence_sent,
             "limits": {"max_message_bytes": MAX_MESSAGE_BYTES, "history_page_max": HISTORY_PAGE_MAX,
-                       "rate_burst": self.rate.burst, "rate_per_minute": self.rate.per_s * 60},
+                       "rate_burst": self.rate.burst, "rate_per_minute": round(self.rate.per_s * 60)},
         })
         if hidden:
             session.conn.send(ChatRefused(
