@@ -20,6 +20,7 @@ app = typer.Typer(
 def _register_all() -> None:
     from backend.cli import register as register_backend
     from sensors.cli import register as register_sensors
+    from tasker.bench.cli import register as register_bench
     from tasker.shell import register as register_shell
     from tasker_tui.cli import register as register_tui
 
@@ -27,6 +28,7 @@ def _register_all() -> None:
     register_sensors(app)
     register_tui(app)
     register_shell(app)
+    register_bench(app)
 
 
 _register_all()
