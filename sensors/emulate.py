@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from sensors.model import FleetModel
-from sensors.progress import report_progress
+from sensors.progress import run_reporting
 from sensors.registry import RegistryFollower
 from sensors.sender import Item, ReadingSender
 
@@ -81,9 +81,5 @@ class FleetEmulator:
 
     async def run(self, *, progress_every_s: float | None = 1.0) -> None:
         """Emulate until cancelled (or until the sender or follower hit a fatal error)."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.follower.run())
-            group.create_task(self.sender.run())
-            group.create_task(self._ticks())
-            if progress_every_s:
-                group.create_task(report_progress(self.progress_line, progress_every_s))
+        work = [self.follower.run(), self.sender.run(), self._ticks()]
+        await run_reporting(work, self.progress_line, progress_every_s)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from sensors.model import ServerSpec
-from sensors.progress import report_progress
+from sensors.progress import run_reporting
 from sensors.rapl import PowerSample, RaplMeter
 from sensors.sender import Backoff, Item, ReadingSender
 from tasker.client import ApiError, BackendUnavailable, NotFoundError
@@ -93,10 +93,7 @@ class HostSensor:
 
         `fetch_spec` (e.g. the client's get_server) supplies the spec for CO2, read in the background.
         """
-        async with asyncio.TaskGroup() as group:
-            if fetch_spec is not None and self.spec is None:
-                group.create_task(self.load_spec(fetch_spec))
-            group.create_task(self.sender.run())
-            group.create_task(self._samples())
-            if progress_every_s:
-                group.create_task(report_progress(self.progress_line, progress_every_s))
+        work = [self.sender.run(), self._samples()]
+        if fetch_spec is not None and self.spec is None:
+            work.append(self.load_spec(fetch_spec))
+        await run_reporting(work, self.progress_line, progress_every_s)
