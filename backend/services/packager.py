@@ -83,6 +83,8 @@ class Packager:
 
     async def handle(self, delivery: Delivery) -> None:
         """Store one message; returning acks it, Undecodable dead-letters it."""
+        if delivery.redelivered:
+            self.telemetry.redelivered.inc()
         message = decode_readings(delivery.body)
         if message.readings:
             await self._write_until_stored(message.readings)
