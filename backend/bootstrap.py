@@ -28,6 +28,7 @@ from backend.http.ws import WsDispatcher, default_dispatcher
 from backend.ports import Broker, Registry, TimeSeriesStore, Unavailable
 from backend.roles import ROLES
 from backend.services.auth import AuthService
+from backend.services.health import HealthWatch
 from backend.services.live import LiveHub
 from backend.services.packager import DEFAULT_PREFETCH, Packager
 from backend.services.telemetry import Telemetry
@@ -165,6 +166,7 @@ class Backend:
     packager: Packager | None = None
     hub: LiveHub | None = None
     context: ApiContext | None = None
+    health: HealthWatch | None = None
     _started: list[tuple[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -197,6 +199,8 @@ class Backend:
             self.auth = ctx.auth = AuthService(self.registry)
         self.context = ctx
         self._add_collectors()
+        self.health = HealthWatch(ctx.checks, self.telemetry)
+        self.health.start()
         for name, role in ROLES.items():
             if name in self.roles:
                 await role.start(self)
@@ -222,6 +226,8 @@ class Backend:
 
     async def close(self) -> None:
         """Stop consuming first (in-flight messages go back), then the packager, then the stores."""
+        if self.health is not None:
+            await self.health.close()
         for name, adapter in (("broker", self.broker),):
             if adapter is not None and (name, adapter) in self._started:
                 await adapter.close()

@@ -66,13 +66,34 @@ def _with_registry(work: Callable[[Any], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
+class _OneLine(logging.Filter):
+    """Drivers log lost connections with a traceback; an outage is expected, so keep one line
+    (the exception's text) and drop the stack. Our own HealthWatch reports state changes."""
+
+    DRIVERS = ("aiormq", "aio_pika", "cassandra", "pymongo")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(self.DRIVERS) and record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def _setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("aiormq", "aio_pika", "cassandra", "pymongo"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    one_line = _OneLine()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(one_line)
+    # Drivers say a lot while reconnecting; HealthWatch gives one line per outage instead.
+    for noisy, level in (("aiormq", logging.ERROR), ("aio_pika", logging.ERROR),
+                         ("cassandra", logging.ERROR), ("pymongo", logging.ERROR)):
+        logging.getLogger(noisy).setLevel(level)
 
 
 def backend_command(

@@ -231,6 +231,8 @@ class AuthService:
             self._cache.put(digest, principal)
         if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
             self._cache.drop(digest)
+            # The registry has no TTL index everywhere (FerretDB), so expired sessions go here.
+            await self.registry.delete_session(digest)
             raise Unauthorized("session expired; log in again")
         return principal
 

@@ -158,6 +158,9 @@ class Telemetry:
         self.publish_latency = Histogram(
             "tasker_publish_seconds", "Time for the broker to confirm every message of an accepted batch."
         )
+        self.dependency_up = Gauge(
+            "tasker_dependency_up", "1 when the broker or store answered the last health check, else 0."
+        )
         self.ws_connections = Gauge("tasker_ws_connections", "Open authenticated websocket connections.")
         self.live_dropped = Counter(
             "tasker_live_frames_dropped_total", "Live frames dropped because a websocket client read too slowly."

@@ -91,6 +91,7 @@ async def test_an_expired_session_is_refused(registry):
     result = await service.login({"username": "bob", "password": "long enough"})
     with pytest.raises(Unauthorized, match="expired"):
         await service.authenticate(f"Bearer {result.token}")
+    assert await registry.get_session(token_digest(result.token)) is None
 
 
 @pytest.mark.parametrize("header", [None, "", "Basic YWxpY2U6eA==", "Bearer", "Bearer nonsense", "Bearer " + "x" * 300])

@@ -35,3 +35,30 @@ async def test_a_failing_collector_does_not_break_the_scrape():
 
     telemetry.add_collector(broken)
     assert "tasker_readings_stored_total" in await telemetry.render()
+
+
+async def test_the_health_watch_logs_an_outage_once_and_the_recovery(caplog):
+    import logging
+
+    from backend.ports import Unavailable
+    from backend.services.health import HealthWatch
+
+    state = {"down": False}
+
+    async def ping() -> None:
+        if state["down"]:
+            raise Unavailable("RabbitMQ at 127.0.0.1:5672: connection refused")
+
+    telemetry = Telemetry()
+    watch = HealthWatch({"broker": ping}, telemetry)
+    caplog.set_level(logging.INFO, logger="backend.services.health")
+    state["down"] = True
+    for _ in range(3):
+        await watch.check_once()
+    assert telemetry.dependency_up.value(dependency="broker") == 0
+    state["down"] = False
+    await watch.check_once()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "broker unavailable: RabbitMQ at 127.0.0.1:5672: connection refused"
+    assert lines[1].startswith("broker available again after") and len(lines) == 2
+    assert telemetry.dependency_up.value(dependency="broker") == 1
