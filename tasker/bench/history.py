@@ -204,6 +204,7 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
     result: dict[str, Any] = {"benchmark": "history", "parameters": asdict(params), "machine": machine_info(),
                               "targets": {"24h_warm_p99_ms": TARGET_24H_P99_MS, "30d_warm_p99_ms": TARGET_30D_P99_MS,
                                           "cassandra_bytes_per_reading": TARGET_BYTES_PER_READING}}
+    result["names"] = stack.names()
     try:
         await stack.start()
         (server_id,) = await stack.register_servers(1)

@@ -90,6 +90,8 @@ class Target(Protocol):
 
     def pids(self) -> dict[str, int]: ...
 
+    def names(self) -> dict[str, str]: ...
+
     async def stored_total(self) -> int: ...
 
     async def close(self) -> None: ...
@@ -122,6 +124,9 @@ class TaskerTarget:
 
     def pids(self) -> dict[str, int]:
         return self.stack.pids()
+
+    def names(self) -> dict[str, str]:
+        return self.stack.names()
 
     async def stored_total(self) -> int:
         return await self.stack.stored_total()
@@ -168,6 +173,11 @@ class NaiveTarget:
 
     def pids(self) -> dict[str, int]:
         return {"naive": self.process.pid}
+
+    def names(self) -> dict[str, str]:
+        if self.mode == "embedded":
+            return {"folder": str(self.workdir)}
+        return {"cassandra_keyspace": self.spec.keyspace, "rabbitmq_prefix": self.spec.queue_prefix}
 
     async def stored_total(self) -> int:
         async with aiohttp.ClientSession() as http, http.get(self.process.url + "/metrics") as response:
@@ -341,6 +351,7 @@ async def measure(target: Target, params: IngestParams, batch: int) -> dict[str,
         "batch": batch,
         "servers": len(target.server_ids),
         "processes": {name: pid for name, pid in target.pids().items()},
+        "names": target.names(),
         "readings_accepted": accepted,
         "accepted_per_s": round(accepted / load_window),
         "stored_per_s": round(tally.matched / max(drained_at - started, 1e-9)) if drained else None,

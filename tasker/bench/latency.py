@@ -164,6 +164,7 @@ async def run_latency(params: LatencyParams) -> dict[str, Any]:
         "machine": machine_info(),
         "targets": {"p99_ms": TARGET_P99_MS},
         "processes": stack.pids(),
+        "names": stack.names(),
         "readings_posted": probe.posted,
         "readings_received": len(probe.latencies),
         "missing_on_websocket": len(probe.sent_at),

@@ -139,6 +139,13 @@ class Stack:
     def mongodb_url(self) -> str:
         return _with_path(service_url("TASKER_REGISTRY_URL"), self.database)
 
+    def names(self) -> dict[str, str]:
+        """What this run creates in the services (deleted at the end), or its work folder."""
+        if self.mode == "embedded":
+            return {"folder": str(self.workdir)}
+        return {"cassandra_keyspace": self.keyspace, "mongodb_database": self.database,
+                "rabbitmq_prefix": self.queue_prefix}
+
     def env(self) -> dict[str, str]:
         """The environment of every backend process of this run."""
         env = dict(os.environ)

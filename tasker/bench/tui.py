@@ -46,8 +46,9 @@ def run_tui(params: TuiParams) -> dict[str, Any]:
     with contextlib.redirect_stdout(sys.stderr):
         try:
             figures = run_tui_bench(params.servers, params.seconds, params.size, params.warmup)
-        except RuntimeError as exc:
-            raise BenchError(f"the TUI measurement failed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any failure of the measurement is reported in one piece
+            detail = str(exc).strip().splitlines()
+            raise BenchError(f"the TUI measurement failed: {detail[-1] if detail else type(exc).__name__}") from None
     return {
         "benchmark": "tui",
         "parameters": asdict(params),
