@@ -228,9 +228,8 @@ class Backend:
         """Stop consuming first (in-flight messages go back), then the packager, then the stores."""
         if self.health is not None:
             await self.health.close()
-        for name, adapter in (("broker", self.broker),):
-            if adapter is not None and (name, adapter) in self._started:
-                await adapter.close()
+        if self.broker is not None and ("broker", self.broker) in self._started:
+            await self.broker.close()
         if self.packager is not None:
             await self.packager.close()
         for name, adapter in reversed(self._started):

@@ -110,6 +110,7 @@ def backend_command(
 ) -> None:
     """Run backend roles (all by default): HTTP API, websocket, ingest, packager, history."""
     from backend.bootstrap import Backend, StartupError, serving
+    from backend.ports import Unavailable
 
     settings = _settings(listen=listen)
     _setup_logging()
@@ -150,6 +151,9 @@ def backend_command(
         asyncio.run(run())
     except StartupError as exc:
         _fail(str(exc), 2)
+    except Unavailable as exc:
+        # A service dropped away while the roles were being wired; the supervisor restarts us.
+        _fail(f"could not start: {exc}")
 
 
 @users_app.command("add")

@@ -70,8 +70,6 @@ def _to_response(request: web.Request, exc: BaseException) -> web.StreamResponse
     if isinstance(exc, web.HTTPException):
         if exc.status == 413:
             return json_error(413, f"request body is over the limit of {request.client_max_size} bytes")
-        if exc.content_type == "application/json" or exc.status < 400:
-            return exc
         return json_error(exc.status, exc.reason, headers={
             k: v for k, v in exc.headers.items() if k.lower() == "allow"
         })
@@ -83,6 +81,10 @@ def _to_response(request: web.Request, exc: BaseException) -> web.StreamResponse
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are not failures
+        response = _to_response(request, exc)
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into JSON
         response = _to_response(request, exc)
     request.app[CONTEXT].telemetry.http_requests.inc(

@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from backend.http.context import context
-from backend.services.auth import InvalidField, Principal, Unauthorized
+from backend.ports import Unavailable
+from backend.services.auth import Forbidden, InvalidField, Principal, Unauthorized
 from backend.services.live import Subscription
 from backend.services.telemetry import Telemetry
 from backend.services.timestamps import now_ms
@@ -108,6 +109,10 @@ class WsDispatcher:
             await handler(conn, frame)
         except InvalidField as exc:
             conn.error("bad_request", f"{exc.field} {exc.reason}")
+        except Forbidden as exc:
+            conn.error("forbidden", str(exc))
+        except Unavailable as exc:
+            conn.error("unavailable", str(exc))
         except Exception as exc:  # noqa: BLE001 - a failing handler must not end the connection
             log.exception("websocket %s frame from %s failed", frame_type, conn.principal.name,
                           exc_info=exc)
