@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -20,12 +20,14 @@ from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from tasker.client import ApiError, BackendUnavailable, TaskerClient, Unauthorized
 from tasker_tui.chat import ChatState
 from tasker_tui.commands import ServerCommands
 from tasker_tui.fleet_state import FleetState
 from tasker_tui.live_link import LinkStatus, LiveLink
 from tasker_tui.screens.base import TaskerScreen
+
+if TYPE_CHECKING:
+    from tasker.client import TaskerClient
 
 CHAT_KEY = "ctrl+t"
 
@@ -41,7 +43,7 @@ class TaskerApp(App[None]):
     BINDINGS = [
         Binding(CHAT_KEY, "toggle_chat", "Chat", priority=True, tooltip="Show or hide the support chat pane"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="Every key of this screen"),
-        Binding("g", "go_to_server", "Go to", tooltip="Go to a server by name"),
+        Binding("g", "go_to_server", "Go to server", show=False, tooltip="Go to a server by name"),
         Binding("q", "quit", "Quit", tooltip="Quit Tasker"),
         Binding("ctrl+l", "logout", "Log out", show=False, tooltip="Forget the saved session and log in again"),
     ]
@@ -56,10 +58,12 @@ class TaskerApp(App[None]):
         refresh_interval: float = 1.0,
         export_dir: Path | None = None,
         client: TaskerClient | None = None,
+        notice: str = "",
     ) -> None:
         super().__init__()
         self.url = url.rstrip("/")
-        self.client = client or TaskerClient(self.url)
+        # Made on first use: importing the HTTP client (aiohttp) waits until the first frame is up.
+        self._client = client
         self.fleet = FleetState()
         self.chat = ChatState()
         self.chat_open = False
@@ -70,6 +74,8 @@ class TaskerApp(App[None]):
         self.remember_session = remember_session
         self.refresh_interval = refresh_interval
         self.export_dir = export_dir or Path.cwd()
+        # Said once after login (the demo uses it to tell how to connect a second TUI).
+        self.notice = notice
         self.link: LiveLink | None = None
         # The server the fleet table should put its cursor on after a save.
         self.selected_after_save: str | None = None
@@ -77,6 +83,15 @@ class TaskerApp(App[None]):
         # Frame timings (seconds spent in each refresh tick), read by the benchmark.
         self.tick_durations: list[float] = []
         self.first_frame_at: float | None = None
+
+    @property
+    def client(self) -> TaskerClient:
+        """The API client every screen's workers use (one connection pool for the app)."""
+        if self._client is None:
+            from tasker.client import TaskerClient
+
+            self._client = TaskerClient(self.url)
+        return self._client
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -87,7 +102,8 @@ class TaskerApp(App[None]):
         self.set_interval(self.refresh_interval, self.tick)
 
     async def on_unmount(self) -> None:
-        await self.client.close()
+        if self._client is not None:
+            await self._client.close()
 
     def logged_in(self, user: dict[str, Any]) -> None:
         """Called by the login screen once the backend accepted us: open the fleet, go live."""
@@ -96,6 +112,9 @@ class TaskerApp(App[None]):
         self.user = user
         self.switch_screen(FleetScreen())
         self.start_live_link()
+        if self.notice:
+            self.notify(self.notice, title="Tasker demo", timeout=20)
+            self.notice = ""
 
     def start_live_link(self) -> None:
         self.link = LiveLink(self.client, self.fleet, self.chat, self._link_status_changed, self._registry_changed)
@@ -119,7 +138,7 @@ class TaskerApp(App[None]):
     def tick(self) -> None:
         """The refresh tick: repaint the chrome when it changed, and the top screen's live data."""
         screen = self.screen
-        if not isinstance(screen, TaskerScreen):
+        if not isinstance(screen, TaskerScreen) or not screen.ready:
             return
         started = time.perf_counter()
         status = self.link_status
@@ -137,6 +156,8 @@ class TaskerApp(App[None]):
 
     def report_error(self, error: BaseException) -> None:
         """The one place a failed worker becomes something the user sees."""
+        from tasker.client import ApiError, BackendUnavailable, Unauthorized
+
         if isinstance(error, Unauthorized):
             self.session_refused(error.message)
         elif isinstance(error, BackendUnavailable):
@@ -227,6 +248,8 @@ class TaskerApp(App[None]):
         self.notify(f"Deleted {name}. Its history is kept.", title="Server deleted")
 
     async def action_logout(self) -> None:
+        from tasker.client import ApiError
+
         if not self.user:
             return
         try:
@@ -241,10 +264,8 @@ class TaskerApp(App[None]):
         seen: set[str] = {"quit"}
         for active in screen.active_bindings.values():
             binding, node = active.binding, active.node
-            if not binding.description or binding.action in seen or not active.enabled:
-                continue
-            if not isinstance(node, (TaskerScreen, App)):
-                continue  # cursor moves of a focused widget are not commands
+            if not binding.description or not binding.tooltip or binding.action in seen or not active.enabled:
+                continue  # Tasker's keys all have a tooltip; focus and cursor moves are not commands
             seen.add(binding.action)
             key = binding.key_display or self.get_key_display(binding)
             yield SystemCommand(

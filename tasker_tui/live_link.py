@@ -12,11 +12,13 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasker.client import ApiError, BackendUnavailable, TaskerClient, Unauthorized
 from tasker_tui.chat import ChatState
 from tasker_tui.fleet_state import FleetState
+
+if TYPE_CHECKING:
+    from tasker.client import TaskerClient
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
@@ -77,6 +79,8 @@ class LiveLink:
 
     async def run(self) -> None:
         """Connect, follow, and reconnect forever; returns only when the token is refused."""
+        from tasker.client import ApiError, Unauthorized
+
         while True:
             self.on_status(LinkStatus("connecting", f"connecting to {self.client.base_url}", self.backoff.attempt))
             try:
@@ -85,7 +89,7 @@ class LiveLink:
                 self._disconnected()
                 self.on_status(LinkStatus("unauthorized", exc.message))
                 return
-            except (BackendUnavailable, ApiError, OSError) as exc:
+            except (ApiError, OSError) as exc:
                 message = exc.message if isinstance(exc, ApiError) else str(exc)
                 self._disconnected()
                 delay = self.backoff.next_delay()
@@ -100,6 +104,8 @@ class LiveLink:
         self.chat.attach_sender(None)
 
     async def _follow(self) -> None:
+        from tasker.client import BackendUnavailable
+
         async with self.client.live() as live:
             # Subscribe before reloading: frames that arrive meanwhile wait in the socket and are
             # applied on top of the reload, so nothing between the two is lost.

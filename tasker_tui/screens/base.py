@@ -21,6 +21,8 @@ class TaskerScreen(Screen):
     `refresh_live`, which the app calls on its refresh tick only for the screen on top."""
 
     SCREEN_TITLE = ""
+    # Set once the screen's widgets exist; until then the app's tick leaves the screen alone.
+    ready = False
 
     @property
     def tasker(self) -> TaskerApp:
@@ -41,11 +43,13 @@ class TaskerScreen(Screen):
         return self.SCREEN_TITLE
 
     def on_mount(self) -> None:
+        self.ready = True
         self.sync_chrome()
 
     def on_screen_resume(self) -> None:
-        self.sync_chrome()
-        self.refresh_live()
+        if self.ready:
+            self.sync_chrome()
+            self.refresh_live()
 
     def on_resize(self) -> None:
         self.sync_chrome()
@@ -53,7 +57,7 @@ class TaskerScreen(Screen):
     def sync_chrome(self) -> None:
         """Repaint the top bar, banner and chat pane from the app's state."""
         app = self.tasker
-        if not self.is_mounted:
+        if not self.ready:
             return
         user = app.user.get("username", "") if app.user else ""
         role = app.user.get("role", "") if app.user else ""

@@ -37,6 +37,13 @@ HISTORY_POINTS = 300
 SPEC_WIDE_AT = 110
 
 
+def _short_time(rfc3339: str | None) -> str:
+    """`2026-11-28T04:47:05.374Z` -> `2026-11-28 04:47Z`."""
+    if not rfc3339:
+        return "—"
+    return rfc3339[:16].replace("T", " ") + "Z"
+
+
 def spec_table(server: dict) -> Table:
     """The server's registered spec as a two-column table."""
     location = server.get("location") or {}
@@ -51,13 +58,14 @@ def spec_table(server: dict) -> Table:
     intensity = server.get("carbon_intensity_g_per_kwh")
     table.add_row("Intensity", f"{intensity:g} g/kWh" if isinstance(intensity, (int, float)) else "—")
     table.add_row("", Text(server.get("carbon_intensity_source", ""), "dim italic"))
-    table.add_row("PUE", f"{server.get('pue', '—')}")
-    table.add_row("Idle/max", f"{server.get('idle_watts', '—')} / {server.get('max_watts', '—')} W")
+    number = lambda value: f"{value:g}" if isinstance(value, (int, float)) else "—"  # noqa: E731
+    table.add_row("PUE", number(server.get("pue")))
+    table.add_row("Idle/max", f"{number(server.get('idle_watts'))} / {number(server.get('max_watts'))} W")
     table.add_row("Cores", str(server.get("cores", "—")))
     table.add_row("Tags", ", ".join(server.get("tags") or []) or "—")
-    table.add_row("Created", f"{server.get('created_at', '')} by {server.get('created_by', '')}")
-    if server.get("updated_at"):
-        table.add_row("Updated", server["updated_at"])
+    table.add_row("Created", f"{_short_time(server.get('created_at'))} by {server.get('created_by', '')}")
+    if server.get("updated_at") and server.get("updated_at") != server.get("created_at"):
+        table.add_row("Updated", _short_time(server["updated_at"]))
     return table
 
 
@@ -72,7 +80,7 @@ class DetailScreen(TaskerScreen):
         Binding("escape", "back", "Back", tooltip="Back to the fleet"),
         Binding("e", "edit", "Edit", tooltip="Edit this server"),
         Binding("d", "delete", "Delete", tooltip="Delete this server (asks first)"),
-        Binding("r", "readings", "Readings", tooltip="This server's raw readings"),
+        Binding("r", "readings", "Raw", tooltip="This server's raw readings"),
         Binding("i", "toggle_spec", "Spec", tooltip="Show or hide the server's spec"),
     ]
 
@@ -180,7 +188,11 @@ class DetailScreen(TaskerScreen):
             total = figures.value_hours / 1000  # Wh -> kWh, g -> kg
             text.append("energy " if metric == "power" else "emitted ", "dim")
             text.append(fmt.quantity(total, energy_unit, 3), "bold")
-            text.append(f"  over {self.range.label}", "dim")
+            span_s = self.range.span_s
+            if figures.covered_s < 0.9 * span_s:
+                text.append(f"  from {fmt.age(figures.covered_s)} of data in {self.range.label}", "dim")
+            else:
+                text.append(f"  over {self.range.label}", "dim")
             self.query_one(f"#{metric}-figures", Static).update(text)
 
     def _show_head(self) -> None:

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from tasker_tui import format as fmt
 from tasker_tui.screens.base import TaskerScreen
@@ -20,10 +20,10 @@ class FleetScreen(TaskerScreen):
     AUTO_FOCUS = "#fleet"
     BINDINGS = [
         Binding("enter", "open", "Open", tooltip="Open the selected server's charts and spec"),
-        Binding("a", "add", "Register", tooltip="Register a new server"),
+        Binding("a", "add", "Add", tooltip="Register a new server"),
         Binding("e", "edit", "Edit", tooltip="Edit the selected server"),
         Binding("d", "delete", "Delete", tooltip="Delete the selected server (asks first)"),
-        Binding("r", "readings", "Readings", tooltip="Raw readings of the selected server"),
+        Binding("r", "readings", "Raw", tooltip="Raw readings of the selected server"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter by name, location, source or tag"),
         Binding("s", "next_sort", "Sort", tooltip="Sort by the next column"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
@@ -81,9 +81,9 @@ class FleetScreen(TaskerScreen):
             self.notify("No server selected.", severity="warning")
         return server
 
-    @on(DataTable.RowSelected, "#fleet")
-    def _row_chosen(self, event: DataTable.RowSelected) -> None:
-        self.tasker.open_server(str(event.row_key.value))
+    @on(FleetTable.ServerSelected, "#fleet")
+    def _row_chosen(self, event: FleetTable.ServerSelected) -> None:
+        self.tasker.open_server(event.server_id)
 
     def action_open(self) -> None:
         if server := self._selected():
@@ -111,11 +111,11 @@ class FleetScreen(TaskerScreen):
     # --- sort and filter -----------------------------------------------------------------
 
     def action_next_sort(self) -> None:
-        self.table.action_next_sort()
+        self.table.next_sort()
         self._show_totals()
 
     def action_reverse_sort(self) -> None:
-        self.table.action_reverse_sort()
+        self.table.reverse_sort()
         self._show_totals()
 
     def action_filter(self) -> None:

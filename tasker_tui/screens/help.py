@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+MOVING = "↑ ↓ pgup pgdn home end move in tables and lists · tab / shift+tab next / previous field"
 
-def binding_rows(screen: Screen) -> list[tuple[str, str, str]]:
-    """(key, description, explanation) of every described binding active on `screen`."""
-    rows: list[tuple[str, str, str]] = []
+
+def binding_sections(screen: Screen) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """(section title, [(key, description, explanation)]) for the described keys of `screen`:
+    its own first, then those that work everywhere. Cursor keys of widgets are summed up apart."""
+    own: list[tuple[str, str, str]] = []
+    everywhere: list[tuple[str, str, str]] = []
     seen: set[tuple[str, str]] = set()
-    for key, active in screen.active_bindings.items():
-        binding = active.binding
-        if not binding.description:
-            continue
+    for active in screen.active_bindings.values():
+        binding, node = active.binding, active.node
+        if not binding.description or not binding.tooltip:
+            continue  # Tasker's keys all explain themselves; this skips focus and cursor moves
         display = binding.key_display or screen.app.get_key_display(binding)
         if (display, binding.description) in seen:
             continue
         seen.add((display, binding.description))
-        rows.append((display, binding.description, binding.tooltip or ""))
-    return rows
+        row = (display, binding.description, binding.tooltip or "")
+        (everywhere if isinstance(node, App) else own).append(row)
+    return [("This screen", own), ("Everywhere", everywhere)]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -33,20 +38,27 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, under: Screen) -> None:
         super().__init__()
-        self.rows = binding_rows(under)
-        self.under_title = getattr(under, "SCREEN_TITLE", "") or "Tasker"
+        self.sections = binding_sections(under)
+        self.under_title = getattr(under, "title_text", "") or "Tasker"
 
     def compose(self) -> ComposeResult:
+        rows = [row for _, section in self.sections for row in section]
+        width = max((len(key) for key, _, _ in rows), default=4) + 2
         text = Text()
-        width = max((len(k) for k, _, _ in self.rows), default=4) + 2
-        for key, description, explanation in self.rows:
-            text.append(f"{key:>{width}}  ", "bold cyan")
-            text.append(description, "bold")
-            if explanation and explanation != description:
-                text.append(f"  {explanation}", "dim")
+        for title, section in self.sections:
+            if not section:
+                continue
+            text.append(f"{title}\n", "bold underline")
+            for key, description, explanation in section:
+                text.append(f"{key:>{width}}  ", "bold cyan")
+                text.append(description, "bold")
+                if explanation and explanation != description:
+                    text.append(f"  {explanation}", "dim")
+                text.append("\n")
             text.append("\n")
-        text.append("\nEvery action is also in the command palette (ctrl+p).", "italic")
+        text.append(MOVING + "\n", "dim")
+        text.append("Every action is also in the command palette (ctrl+p).", "italic")
         with Vertical(id="help-box"):
-            yield Static(f"Keys: {self.under_title}", id="help-title")
+            yield Static(f"Keys: {self.under_title}   (esc closes)", id="help-title")
             with VerticalScroll(id="help-scroll"):
                 yield Static(text, id="help-keys")

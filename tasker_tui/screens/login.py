@@ -8,7 +8,6 @@ from textual.binding import Binding
 from textual.containers import Center, Vertical
 from textual.widgets import Input, Static
 
-from tasker.client import ApiError, BackendUnavailable, Unauthorized
 from tasker.session import forget_session, load_session, save_session
 from tasker_tui.screens.base import TaskerScreen
 
@@ -77,6 +76,8 @@ class LoginScreen(TaskerScreen):
 
     @work(exclusive=True, group="login", exit_on_error=False)
     async def login(self, username: str, password: str) -> None:
+        from tasker.client import ApiError, BackendUnavailable, Unauthorized
+
         app = self.tasker
         self.say("Logging in…")
         try:
@@ -99,6 +100,8 @@ class LoginScreen(TaskerScreen):
 
     @work(exclusive=True, group="login", exit_on_error=False)
     async def check_saved_session(self) -> None:
+        from tasker.client import ApiError, Unauthorized
+
         app = self.tasker
         stored = load_session(app.url)
         if stored is None:

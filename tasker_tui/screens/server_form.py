@@ -131,6 +131,8 @@ class ServerFormScreen(TaskerScreen):
     def __init__(self, server: Mapping[str, Any] | None) -> None:
         super().__init__()
         self.server = dict(server) if server else None
+        # Shown beside a field while it has no error.
+        self.hints: dict[str, str] = {}
 
     @property
     def title_text(self) -> str:
@@ -164,12 +166,15 @@ class ServerFormScreen(TaskerScreen):
 
     @on(Select.Changed)
     def _show_default_intensity(self) -> None:
-        """The intensity field's placeholder tells what the default would be."""
+        """The intensity field tells what the default would be, and where it comes from."""
         region = self.query_one("#field-region", Select).value
         source = self.query_one("#field-energy_source", Select).value
         if isinstance(region, str) and isinstance(source, str):
             intensity, origin = default_carbon_intensity(source, region)
-            self.query_one("#field-carbon_intensity_g_per_kwh", Input).placeholder = f"default {intensity:g}: {origin}"
+            self.query_one("#field-carbon_intensity_g_per_kwh", Input).placeholder = f"default {intensity:g}"
+            self.hints["carbon_intensity_g_per_kwh"] = f"blank = {origin.split(' (')[0]}"
+            if not self.query_one("#row-carbon_intensity_g_per_kwh").has_class("-invalid"):
+                self.query_one("#error-carbon_intensity_g_per_kwh", Static).update(self.hints["carbon_intensity_g_per_kwh"])
 
     def values(self) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -183,7 +188,7 @@ class ServerFormScreen(TaskerScreen):
         for field in FIELDS:
             box = self.query_one(f"#error-{field.key}", Static)
             reason = errors.get(field.key, "")
-            box.update(reason)
+            box.update(reason or self.hints.get(field.key, ""))
             self.query_one(f"#row-{field.key}").set_class(bool(reason), "-invalid")
         note = self.query_one("#form-message", Static)
         note.update(message)

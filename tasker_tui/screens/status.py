@@ -102,7 +102,7 @@ class StatusScreen(TaskerScreen):
         Binding("m", "metric", "Metric", tooltip="Switch between power and CO2"),
         Binding("t", "preset", "Range", tooltip="Next preset time range"),
         Binding("T", "custom_range", "Custom range", show=False, tooltip="Type a time range"),
-        Binding("x", "export", "Export CSV", tooltip="Write every reading of the range to a CSV file"),
+        Binding("x", "export", "Export", tooltip="Write every reading of the range to a CSV file"),
         Binding("escape", "back", "Back", tooltip="Back to the previous screen"),
     ]
 

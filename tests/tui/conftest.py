@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from tasker.client import TaskerClient
+from tasker_tui.app import TaskerApp
 from tasker_tui.local_stack import LocalStack
+from tasker_tui.screens.fleet import FleetScreen
+from tasker_tui.widgets.fleet_table import FleetTable
 from tests.tui.screen_text import screen_text, screen_words
 
+SIZE = (120, 40)
 SYSADMIN = ("alice", "alice-pass-123")
 ENGINEER = ("bob", "bob-pass-1234")
 
@@ -85,3 +89,37 @@ async def login(pilot, username: str, password: str) -> None:
     await pilot.press("tab")
     await type_text(pilot, password)
     await pilot.press("enter")
+
+
+def fleet_names(app: TaskerApp) -> list[str]:
+    """Names of the fleet table's rows, top to bottom."""
+    table = app.screen.query_one(FleetTable)
+    return [app.fleet.servers[sid]["name"] for sid in table.shown_ids]
+
+
+async def register(backend, name: str, region: str = "eu-west", source: str = "wind", tags=("test",)) -> dict:
+    """Register a server through the API (as a second user would), not through the TUI."""
+    async with await backend.admin() as api:
+        return await api.create_server({
+            "name": name, "location": {"region": region, "site": ""}, "energy_source": source,
+            "idle_watts": 100, "max_watts": 400, "cores": 16, "tags": list(tags),
+        })
+
+
+async def logged_in_app(backend, pilot) -> None:
+    """Log in as the sysadmin and wait for the live fleet screen."""
+    await login(pilot, *SYSADMIN)
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, FleetScreen) and pilot.app.link_status.live,
+                     what="the live fleet screen")
+
+
+async def select_server(pilot, server_id: str) -> FleetTable:
+    """Put the fleet table's cursor on a server with the arrow keys, as a user would."""
+    table = pilot.app.screen.query_one(FleetTable)
+    await wait_until(pilot, lambda: server_id in table.shown_ids, what="the server's row")
+    await pilot.press("home")
+    for _ in range(table.row_count):
+        if table.selected_server_id == server_id:
+            return table
+        await pilot.press("down")
+    raise AssertionError(f"the cursor never reached {server_id}")

@@ -1,0 +1,158 @@
+"""`tasker demo`: an embedded backend, a sample fleet, emulated sensors and the TUI, in one command.
+
+Everything it starts (the backend and the sensors, as child processes) stops when the TUI quits.
+Its data lives in a fresh temporary directory, removed afterwards, unless `--data-dir` is given;
+a data dir that held a demo before is reused with the same accounts (kept in `demo.json`, 0600).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tasker.client import ApiError, Conflict, TaskerClient
+from tasker_tui.local_stack import LocalStack, StackError, port_is_free
+
+DEFAULT_PORT = 8470  # TASKER_URL's default, so a plain `tasker tui` finds the demo
+# Fixed and printed: the demo listens on loopback only, and a second TUI must be able to log in
+# with what was printed after an earlier run. A reused --data-dir keeps what it was given.
+DEMO_PASSWORD = "tasker-demo"
+
+# (name, region, site, energy source, idle W, max W, cores, tags): a dozen servers across
+# regions and energy sources, from a coal-fired database to a hydro-powered batch box.
+SAMPLE_FLEET: tuple[tuple[str, str, str, str, int, int, int, tuple[str, ...]], ...] = (
+    ("web-dub-1", "eu-west", "Dublin", "wind", 70, 260, 16, ("prod", "web")),
+    ("web-dub-2", "eu-west", "Dublin", "grid-mix", 70, 260, 16, ("prod", "web")),
+    ("api-fra-1", "eu-central", "Frankfurt", "grid-mix", 90, 380, 32, ("prod", "api")),
+    ("db-fra-1", "eu-central", "Frankfurt", "gas", 180, 620, 64, ("prod", "db")),
+    ("batch-sto-1", "eu-north", "Stockholm", "hydro", 220, 900, 96, ("batch",)),
+    ("ml-par-1", "fr-central", "Paris", "nuclear", 300, 1400, 128, ("gpu", "ml")),
+    ("web-iad-1", "us-east", "Ashburn", "grid-mix", 70, 260, 16, ("prod", "web")),
+    ("db-iad-1", "us-east", "Ashburn", "coal", 180, 620, 64, ("prod", "db")),
+    ("cdn-pdx-1", "us-west", "Portland", "solar", 50, 180, 8, ("edge", "cdn")),
+    ("ci-dsm-1", "us-central", "Des Moines", "wind", 120, 520, 48, ("ci",)),
+    ("web-bom-1", "ap-south", "Mumbai", "coal", 70, 260, 16, ("prod", "web")),
+    ("cache-sin-1", "ap-southeast", "Singapore", "oil", 60, 240, 8, ("prod", "cache")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAccounts:
+    """The demo's users and sensor key; kept in the data dir so a reused dir keeps working."""
+
+    sysadmin: str
+    sysadmin_password: str
+    engineer: str
+    engineer_password: str
+    ingest_key: str
+
+
+def sample_servers(count: int) -> list[dict[str, Any]]:
+    """`count` server bodies: the sample fleet, repeated with numbered names beyond a dozen."""
+    servers = []
+    for index in range(count):
+        name, region, site, source, idle, top, cores, tags = SAMPLE_FLEET[index % len(SAMPLE_FLEET)]
+        if index >= len(SAMPLE_FLEET):
+            name = f"{name.rsplit('-', 1)[0]}-{index // len(SAMPLE_FLEET) + 1}{index % len(SAMPLE_FLEET)}"
+        servers.append({
+            "name": name, "location": {"region": region, "site": site}, "energy_source": source,
+            "idle_watts": idle, "max_watts": top, "cores": cores, "tags": list(tags),
+        })
+    return servers
+
+
+def _accounts_file(root: Path) -> Path:
+    return root / "demo.json"
+
+
+def provision_accounts(stack: LocalStack) -> DemoAccounts:
+    """Create the demo sysadmin, engineer and ingest key, or reuse those of an earlier run."""
+    path = _accounts_file(stack.root)
+    if path.is_file():
+        return DemoAccounts(**json.loads(path.read_text()))
+    accounts_without_key = ("demo-admin", DEMO_PASSWORD, "demo-support", DEMO_PASSWORD)
+    key = stack.provision(
+        [(accounts_without_key[0], "sysadmin", accounts_without_key[1]),
+         (accounts_without_key[2], "engineer", accounts_without_key[3])],
+        "tasker demo sensors",
+    )
+    accounts = DemoAccounts(*accounts_without_key, ingest_key=key or "")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(asdict(accounts), out, indent=2)
+    return accounts
+
+
+async def register_fleet(url: str, accounts: DemoAccounts, count: int) -> tuple[str, int]:
+    """Log in as the demo sysadmin and register the sample fleet (names already there are kept).
+
+    Returns the session token (the sensors read the registry with it) and how many were added.
+    """
+    async with TaskerClient(url) as api:
+        answer = await api.login(accounts.sysadmin, accounts.sysadmin_password)
+        taken = {s["name"] for s in (await api.list_servers())["servers"]}
+        added = 0
+        for body in sample_servers(count):
+            if body["name"] in taken:
+                continue
+            try:
+                await api.create_server(body)
+                added += 1
+            except Conflict:
+                pass
+        return answer["token"], added
+
+
+def second_tui_hint(url: str, accounts: DemoAccounts) -> str:
+    """How to watch the running demo from a second terminal as the support engineer."""
+    command = "tasker tui" if url.endswith(f":{DEFAULT_PORT}") else f"tasker tui --url {url}"
+    return f"{command}   (username {accounts.engineer}, password {accounts.engineer_password})"
+
+
+def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: float = 1.0) -> int:
+    """Run the whole demo; returns the process exit code."""
+    temporary = data_dir is None
+    root = Path(tempfile.mkdtemp(prefix="tasker-demo-")) if temporary else Path(data_dir).expanduser()
+    stack = LocalStack(root)
+    url = ""
+    accounts: DemoAccounts | None = None
+    try:
+        print(f"tasker demo: data in {root}", flush=True)
+        print("Starting the embedded backend…", flush=True)
+        accounts = provision_accounts(stack)
+        url = stack.start_backend(DEFAULT_PORT if port_is_free(DEFAULT_PORT) else 0)
+        token, added = asyncio.run(register_fleet(url, accounts, servers))
+        print(f"Backend at {url}; {added} sample servers registered; starting the sensors…", flush=True)
+        stack.start_sensors(accounts.ingest_key, token, interval=interval)
+        hint = second_tui_hint(url, accounts)
+        print(f"Second TUI as the support engineer, in another terminal: {hint}", flush=True)
+
+        from tasker_tui.app import TaskerApp
+
+        app = TaskerApp(
+            url, username=accounts.sysadmin, password=accounts.sysadmin_password,
+            remember_session=False, notice=f"Second TUI (support engineer), in another terminal:\n{hint}",
+        )
+        app.run()
+    except (StackError, ApiError) as exc:
+        print(f"tasker demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.close()
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)
+    print("tasker demo: stopped the backend and the sensors" + (", removed its data." if temporary else f"; data kept in {root}."))
+    if accounts is not None and url:
+        kept = "" if temporary else f" --data-dir {root}"
+        print(f"Run it again with `tasker demo{kept}`; while it runs, connect a second TUI as the")
+        print(f"demo support engineer from another terminal: {second_tui_hint(url, accounts)}")
+    return 0
