@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 from cassandra import ConsistencyLevel, RequestValidationException
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 
 from backend import downsample as ds
@@ -232,6 +232,9 @@ class CassandraTimeSeries:
             protocol_version=5,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             connect_timeout=5,
+            # The driver's default backoff grows to 10 minutes; a packager waiting on the store
+            # should notice it is back within seconds.
+            reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
         )
         try:
             session = await asyncio.to_thread(cluster.connect)

@@ -14,11 +14,13 @@ import typing
 from dataclasses import fields
 from typing import Any
 
-_INT64 = range(-(2**63), 2**63)  # what both SQLite and BSON can hold
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what both SQLite and BSON can hold
 
 
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v in _INT64
+    # A comparison, not `in range(...)`: for int subclasses such as bson.Int64 membership
+    # walks the whole range.
+    return isinstance(v, int) and not isinstance(v, bool) and _INT64_MIN <= v <= _INT64_MAX
 
 
 # A field's annotation (as written on the port's dataclasses) -> (check, normalise, expected).
@@ -83,7 +85,7 @@ def require_count(what: str, value: object, minimum: int = 0) -> int:
     """`value` when it is an integer >= minimum (bools refused); TypeError/ValueError otherwise."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
-    if value < minimum or value not in _INT64:
+    if value < minimum or value > _INT64_MAX:
         raise ValueError(f"{what} must be a 64-bit integer of at least {minimum}, got {value}")
     return value
 

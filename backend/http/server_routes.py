@@ -25,7 +25,8 @@ def _flag(request: web.Request, name: str) -> bool:
 
 async def list_servers(request: web.Request) -> web.Response:
     ctx = context(request)
-    await caller(request)
+    # Sensors read the fleet and its specs with their ingest key; they never write it.
+    await caller(request, allow_ingest_key=True)
     records = await ctx.servers.list()  # type: ignore[union-attr]
     body: dict[str, object] = {"servers": [server_json(r) for r in records], "latest": {}}
     if ctx.timeseries is not None and records:
@@ -44,7 +45,8 @@ async def list_servers(request: web.Request) -> web.Response:
 
 
 async def get_server(request: web.Request) -> web.Response:
-    await caller(request)
+    # Sensors read the fleet and its specs with their ingest key; they never write it.
+    await caller(request, allow_ingest_key=True)
     record = await context(request).servers.get(request.match_info["server_id"])  # type: ignore[union-attr]
     return web.json_response(server_json(record))
 

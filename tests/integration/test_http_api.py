@@ -105,13 +105,18 @@ async def test_engineers_read_but_do_not_write(rig):
     assert status == 403
 
 
-async def test_an_ingest_key_posts_readings_and_nothing_else(rig):
+async def test_an_ingest_key_posts_readings_and_reads_the_fleet_but_writes_nothing_else(rig):
     backend, url, http, admin = rig
     server = await admin.add_server()
     _, key = await backend.auth.create_ingest_key("rack-1", "admin")
     reading = {"server_id": server["id"], "metric": "power", "ts": now_ms(), "value": 99.5}
     assert await admin.post([reading], token=key) == (202, {"accepted": 1})
-    await admin.call("GET", "/api/v1/servers", token=key, expect=401)
+    # Sensors read the fleet and each spec with their key, and can change nothing.
+    _, listed = await admin.call("GET", "/api/v1/servers", token=key, expect=200)
+    assert [s["id"] for s in listed["servers"]] == [server["id"]]
+    await admin.call("GET", f"/api/v1/servers/{server['id']}", token=key, expect=200)
+    await admin.call("DELETE", f"/api/v1/servers/{server['id']}?confirm=true", token=key, expect=401)
+    await admin.call("GET", f"/api/v1/servers/{server['id']}/history?metric=power", token=key, expect=401)
     record, revoked = await backend.auth.create_ingest_key("old", "admin")
     await backend.registry.revoke_ingest_key(record.key_id, now_ms())
     status, body = await admin.post([reading], token=revoked)
