@@ -1,11 +1,13 @@
-"""The chat seam: the side pane every screen docks, and the app-level state behind it.
+"""Support chat in the TUI: the side pane every screen docks, and the app-level state behind it.
 
-Chat itself (issue 6) plugs in here and nowhere else:
 - `ChatState` is owned by the app. The live link hands it every websocket frame whose type
-  starts with `chat.` (`handle_frame`), and gives it a way to send frames (`attach_sender`).
-  Its `unread` count feeds the header badge; `changed` tells the app to repaint.
-- `ChatPane` is the docked widget. It renders from the app's `ChatState` and never does I/O;
-  user input leaves it as messages (`ChatPane.Send`) that the app turns into frames.
+  starts with `chat.` (`handle_frame`) and the websocket's send (`attach_sender`, None while
+  disconnected); on each connect it joins with the last ids it holds and sends its outbox.
+  Its `unread` total feeds the header badge; `version` tells the app to repaint.
+- `ChatPane` is the docked widget. It draws from the app's `ChatState` and never does I/O: what
+  the user types is queued in the state's outbox, which the live link's connection sends.
+- `model` (conversations, outbox entries) and `render` (Rich text of the log and lists) are
+  plain code without Textual.
 """
 
 from tasker_tui.chat.pane import ChatPane
