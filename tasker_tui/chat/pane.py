@@ -14,6 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -67,6 +68,7 @@ class ChatPane(Vertical):
         self.state = state
         self.attachment: dict[str, str] | None = None
         self._was_open = False
+        self._focus_before: Widget | None = None
         self._syncing = False
         self._labels: list[tuple[str, str]] = []
         self._drawn: tuple[Any, ...] = ()
@@ -76,7 +78,9 @@ class ChatPane(Vertical):
         yield Static("", id="chat-online")
         yield OptionList(id="chat-conversations")
         yield Static("", id="chat-head")
-        with VerticalScroll(id="chat-log"):
+        log = VerticalScroll(id="chat-log")
+        log.can_focus = False  # scrolled with pgup/pgdn from the input; tab goes to the input
+        with log:
             yield Static("", id="chat-messages")
         yield Static("", id="chat-typing")
         yield Static("", id="chat-attachment")
@@ -113,7 +117,7 @@ class ChatPane(Vertical):
         is_open = self.has_class("-open")
         if is_open != self._was_open:
             self._was_open = is_open
-            self._opened() if is_open else self._closed()
+            self._pane_opened() if is_open else self._pane_closed()
         state.set_viewing(is_open)
         self.set_class(state.is_support, "-support")
         self._announce(is_open)
@@ -177,13 +181,21 @@ class ChatPane(Vertical):
         if alerts:
             self.app.bell()
 
-    def _opened(self) -> None:
+    def _pane_opened(self) -> None:
+        focused = self.app.focused
+        self._focus_before = focused if focused is not None and self not in focused.ancestors else None
         self.call_after_refresh(self.query_one("#chat-input", Input).focus)
 
-    def _closed(self) -> None:
+    def _pane_closed(self) -> None:
+        """Give the keys back to what had them before the pane opened."""
         focused = self.app.focused
         if focused is not None and self in focused.ancestors:
-            self.screen.focus_next()
+            before = self._focus_before
+            if before is not None and before.is_attached and before.screen is self.screen:
+                before.focus()
+            else:
+                self.screen.set_focus(None)
+                self.screen.focus_next()
 
     # --- input -----------------------------------------------------------------------------------
 
@@ -211,8 +223,8 @@ class ChatPane(Vertical):
 
     # --- actions ---------------------------------------------------------------------------------
 
-    def action_close(self) -> None:
-        self.app.run_action("toggle_chat")
+    async def action_close(self) -> None:
+        await self.app.run_action("app.toggle_chat")
 
     def action_attach(self) -> None:
         """Attach (or detach) the server selected on the screen under the pane."""

@@ -98,19 +98,24 @@ def typing_line(conversation: Conversation | None) -> str:
 
 
 def online_line(online: list[dict[str, str]], me: str, support: bool) -> Text:
-    """Who can answer: the support staff online (and, for support, the sysadmins too)."""
+    """Who is around: for a sysadmin, the support staff who can answer; for support, the
+    sysadmins online and the other support staff."""
     staff = [u["username"] for u in online if u.get("role") in ("engineer", "admin") and u.get("username") != me]
     text = Text()
+    if support:
+        sysadmins = [u["username"] for u in online if u.get("role") == "sysadmin"]
+        text.append("● " if sysadmins else "○ ", style="green" if sysadmins else "dim")
+        text.append(f"sysadmins online: {', '.join(sysadmins)}" if sysadmins else "no sysadmin online",
+                    style="" if sysadmins else "dim")
+        if staff:
+            text.append(f"\n● other support online: {', '.join(staff)}", style="dim")
+        return text
     if staff:
         text.append("● ", style="green")
         text.append(f"support online: {', '.join(staff)}")
     else:
         text.append("○ ", style="red")
         text.append("no support engineer online", style="dim")
-    if support:
-        admins = [u["username"] for u in online if u.get("role") == "sysadmin"]
-        if admins:
-            text.append(f"\n● sysadmins online: {', '.join(admins)}", style="dim")
     return text
 
 

@@ -213,12 +213,7 @@ class ChatState:
         self.online = list(frame.get("online", []))
         self.connected = True
         self.status = "chat: connected"
-        if self.is_support and self.selected is None and self.conversations:
-            unread = [c for c in self.ordered_conversations() if c.unread]
-            self.selected = (unread or self.ordered_conversations())[0].name
-        shown = self.shown()
-        if shown is not None:
-            self._load_latest(shown)
+        self._ensure_selected()
         for entry in self.outbox:
             if entry.conversation is None and self.role == "sysadmin":
                 entry.conversation = self.me
@@ -234,6 +229,7 @@ class ChatState:
             self._fire({"type": "chat.history", "conversation": conversation.name,
                         "after": conversation.stream_id, "limit": 100})
         fresh = [m for m in messages if conversation.add(m)]
+        self._ensure_selected()
         conversation.stream_id = max(conversation.stream_id, messages[-1]["id"])
         from_others = [m for m in fresh if m.get("sender") != self.me and m["id"] > conversation.read_id]
         if not from_others:
@@ -244,8 +240,22 @@ class ChatState:
             return
         last = from_others[-1]
         more = f" (+{len(from_others) - 1} more)" if len(from_others) > 1 else ""
-        title = f"{last.get('sender')} in {conversation.name}'s chat" if self.is_support else f"{last.get('sender')} (support)"
+        sender = str(last.get("sender"))
+        if not self.is_support:
+            title = f"{sender} (support)"
+        else:
+            title = sender if sender == conversation.name else f"{sender} in {conversation.name}'s chat"
         self.alerts.append((title, str(last.get("text", ""))[:200] + more))
+
+    def _ensure_selected(self) -> None:
+        """Support always has a conversation shown once there is one: the newest with unread
+        messages, else the newest. The shown conversation's latest page is loaded once."""
+        if self.is_support and self.selected is None and self.conversations:
+            unread = [c for c in self.ordered_conversations() if c.unread]
+            self.selected = (unread or self.ordered_conversations())[0].name
+        shown = self.shown()
+        if shown is not None:
+            self._load_latest(shown)
 
     def _on_history(self, frame: Mapping[str, Any]) -> None:
         conversation = self._conversation(str(frame["conversation"]))

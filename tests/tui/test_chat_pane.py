@@ -217,6 +217,11 @@ async def test_toast_bell_and_badge_when_a_message_arrives_while_the_pane_is_clo
             await pilot.press("ctrl+t")
             await wait_until(pilot, lambda: " chat 1 " not in topbar(app), what="the badge to clear")
             await wait_for_chat(pilot, f"{people['eng']} (support) please check db-1")
+            # Escape closes the pane again; the keys go back to the fleet table.
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: not app.chat_open and not app.screen.query_one("ChatPane").has_class("-open"),
+                             what="the pane to close")
+            assert isinstance(app.screen, FleetScreen) and app.focused is app.screen.table
 
 
 async def test_messages_typed_while_offline_are_sent_once_on_reconnect(backend, people):

@@ -130,7 +130,7 @@ async def test_unread_counts_alerts_and_reading_by_opening_the_pane():
     assert chat.unread == 2 and chat.selected == "alice"  # the conversation with unread messages
     chat.handle_frame({"type": "chat.messages", "conversation": "bob", "messages": [message(3, "bob", "bob")]})
     assert chat.unread == 3
-    assert chat.take_alerts() == [("bob in bob's chat", "m3")] and chat.take_alerts() == []
+    assert chat.take_alerts() == [("bob", "m3")] and chat.take_alerts() == []
     chat.set_viewing(True)  # the pane opens on alice's conversation
     await settle()
     assert link.of("chat.read") == [{"type": "chat.read", "conversation": "alice", "id": 3}]
@@ -164,3 +164,18 @@ async def test_a_send_that_fails_leaves_the_message_queued():
     chat.submit("still here")
     await settle()
     assert [e.text for e in chat.outbox] == ["still here"]
+
+
+async def test_support_is_shown_the_first_conversation_that_starts_after_joining():
+    chat = ChatState()
+    link = Link()
+    chat.attach_sender(link.send)
+    chat.handle_frame(joined("eve", "engineer"))
+    assert chat.shown() is None
+    chat.handle_frame({"type": "chat.messages", "conversation": "alice", "messages": [message(1, "alice")]})
+    await settle()
+    assert chat.selected == "alice" and chat.shown().ordered()[0]["text"] == "m1"
+    assert {"type": "chat.history", "conversation": "alice", "limit": 50} in link.sent
+    # A message in alice's conversation from another engineer names both.
+    chat.handle_frame({"type": "chat.messages", "conversation": "alice", "messages": [message(2, "bob")]})
+    assert chat.take_alerts()[-1][0] == "bob in alice's chat"
