@@ -346,6 +346,9 @@ class ChatService:
         read_id = optional_count(frame, "id")
         if read_id is None:
             raise ChatRefused("bad_request", "id (the last message id read) is required")
+        # A marker past the newest message would hide messages still to come.
+        newest = await self.registry.chat_before(conversation, None, 1)
+        read_id = min(read_id, newest[-1].id if newest else 0)
         await self.registry.set_read_marker(conversation, session.owner.name, read_id)
         await self._publish({"kind": "read", "conversation": conversation,
                              "username": session.owner.name, "id": read_id})

@@ -30,6 +30,7 @@ class ChatPane(Vertical):
     ChatPane {
         dock: right;
         width: 44;
+        max-width: 45%;
         border-left: tall $accent;
         background: $surface;
         padding: 0 1;

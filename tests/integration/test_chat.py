@@ -427,6 +427,10 @@ async def test_presence_read_markers_unread_counts_and_typing(chat):
     assert (read["conversation"], read["username"], read["id"]) == (alice.username, eve.username, 2)
     assert (await alice.next("chat.read"))["username"] == eve.username  # alice sees it was read
     await eve.send_frame({"type": "chat.read", "conversation": alice.username, "id": 1})
+    # A marker past the newest message is held at the newest (it would hide what comes next).
+    eve_tablet = await chat.another(eve)
+    await eve_tablet.send_frame({"type": "chat.read", "conversation": bob.username, "id": 99})
+    assert (await eve_tablet.next("chat.read", lambda f: f["conversation"] == bob.username))["id"] == 0
     eve_phone = await chat.another(eve)
     [row] = [c for c in eve_phone.joined["conversations"] if c["conversation"] == alice.username]
     assert (row["read_id"], row["unread"]) == (2, 1)
@@ -443,7 +447,7 @@ async def test_presence_read_markers_unread_counts_and_typing(chat):
     assert (await alice.next("chat.typing"))["username"] == eve.username
 
     # The engineer's last connection goes: sysadmins see nobody online.
-    for client in (eve, eve_laptop, eve_phone):
+    for client in (eve, eve_laptop, eve_phone, eve_tablet):
         await client.close()
     frame = await alice.next("chat.presence", where=lambda f: eve.username not in online_names(f))
     assert online_names(frame) == set()
