@@ -201,7 +201,16 @@ class ChatState:
         return self.conversations[name]
 
     def _on_joined(self, frame: Mapping[str, Any]) -> None:
-        self.me, self.role = str(frame["username"]), str(frame["role"])
+        username = str(frame["username"])
+        if self.me and username != self.me:
+            # Someone else logged in on this TUI: nothing of the previous user's chat carries
+            # over, above all not their unsent messages.
+            self.conversations.clear()
+            self.outbox.clear()
+            self.refused.clear()
+            self.selected = self.viewing = None
+            self.online, self.alerts, self.notice = [], [], ""
+        self.me, self.role = username, str(frame["role"])
         self.max_bytes = int(frame.get("limits", {}).get("max_message_bytes", DEFAULT_MAX_BYTES))
         for row in frame["conversations"]:
             conversation = self._conversation(str(row["conversation"]))

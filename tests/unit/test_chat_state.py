@@ -179,3 +179,17 @@ async def test_support_is_shown_the_first_conversation_that_starts_after_joining
     # A message in alice's conversation from another engineer names both.
     chat.handle_frame({"type": "chat.messages", "conversation": "alice", "messages": [message(2, "bob")]})
     assert chat.take_alerts()[-1][0] == "bob in alice's chat"
+
+
+async def test_a_different_user_logging_in_never_sends_the_previous_users_outbox():
+    chat = ChatState()
+    chat.attach_sender(Link().send)
+    chat.handle_frame(joined(alice=(2, 2)))
+    chat.attach_sender(None)
+    chat.submit("alice's unsent words")
+    link = Link()
+    chat.attach_sender(link.send)  # bob logged in on this TUI
+    chat.handle_frame(joined("bob", bob=(1, 0)))
+    await settle()
+    assert link.of("chat.send") == [] and chat.outbox == []
+    assert list(chat.conversations) == ["bob"] and chat.unread == 1
