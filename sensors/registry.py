@@ -129,14 +129,28 @@ class RegistryFollower:
             self.mode = "websocket"
             self.backoff.reset()
             frames = aiter(live)
-            while True:
-                try:
-                    frame = await asyncio.wait_for(anext(frames), self.resync_s)
-                except asyncio.TimeoutError:
-                    await self.refresh()
-                    continue
-                if frame.get("type") == "registry":
-                    self.apply_event(frame)
+            # One pending read at a time, never cancelled by the resync timer: cancelling
+            # `anext` (as wait_for does) closes the frame iterator for good.
+            pending: asyncio.Future[dict] | None = None
+            try:
+                while True:
+                    if pending is None:
+                        pending = asyncio.ensure_future(anext(frames))
+                    done, _ = await asyncio.wait({pending}, timeout=self.resync_s)
+                    if not done:
+                        await self.refresh()
+                        continue
+                    try:
+                        frame = pending.result()
+                    except StopAsyncIteration:
+                        raise BackendUnavailable(0, "the websocket closed", unreachable=True) from None
+                    finally:
+                        pending = None
+                    if frame.get("type") == "registry":
+                        self.apply_event(frame)
+            finally:
+                if pending is not None:
+                    pending.cancel()
 
     async def _poll(self) -> None:
         while True:
