@@ -336,9 +336,11 @@ class MongoRegistry:
                 if existing is not None:
                     return _chat_from_doc(existing), False
                 last = await chat.find_one(
-                    {"conversation": conv}, projection={"id": 1}, sort=[("id", DESCENDING)]
+                    {"conversation": conv}, projection={"id": 1, "ts_ms": 1}, sort=[("id", DESCENDING)]
                 )
                 doc["id"] = 1 if last is None else last["id"] + 1
+                # Time never goes backwards along the ids, whichever api process's clock stamped it.
+                doc["ts_ms"] = ts if last is None else max(ts, int(last["ts_ms"]))
                 try:
                     await chat.insert_one(doc)
                     return _chat_from_doc(doc), True

@@ -379,11 +379,14 @@ class SqliteRegistry:
                 if existing is not None:
                     c.execute("COMMIT")
                     return existing, False
-                (next_id,) = c.execute(
-                    "SELECT COALESCE(MAX(id), 0) + 1 FROM chat_messages WHERE conversation = ?",
+                next_id, last_ts = c.execute(
+                    "SELECT COALESCE(MAX(id), 0) + 1, COALESCE(MAX(ts_ms), 0) FROM chat_messages "
+                    "WHERE conversation = ?",
                     (conv,),
                 ).fetchone()
                 stored = (conv, next_id, *row[1:])
+                # Time never goes backwards along the ids, whichever api process's clock stamped it.
+                stored = (*stored[:5], max(stored[5], last_ts), *stored[6:])
                 c.execute(
                     "INSERT INTO chat_messages (conversation, id, sender, sender_role, text, ts_ms, "
                     "client_key, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -308,6 +308,16 @@ async def test_chat_ids_count_from_one_per_conversation(registry: Registry) -> N
     assert ids == [("bob", 1), ("bob", 2), ("dan", 1), ("bob", 3), ("dan", 2)]
 
 
+async def test_chat_time_never_goes_backwards_along_ids(registry: Registry) -> None:
+    # Two api processes with slightly different clocks append to one conversation.
+    first, _ = await registry.append_chat("bob", "bob", "sysadmin", "a", 5_000, "k1")
+    second, _ = await registry.append_chat("bob", "eve", "engineer", "b", 4_990, "k2")
+    third, _ = await registry.append_chat("bob", "bob", "sysadmin", "c", 6_000, "k3")
+    assert [m.ts_ms for m in (first, second, third)] == [5_000, 5_000, 6_000]
+    stored = await registry.chat_after("bob", 0, 10)
+    assert [(m.id, m.ts_ms) for m in stored] == [(1, 5_000), (2, 5_000), (3, 6_000)]
+
+
 async def test_chat_message_round_trips(registry: Registry) -> None:
     extra = {"server_id": "srv-1", "nested": {"$gt": "", "a.b": [1, 2.5, None]}}
     msg, created = await registry.append_chat(
