@@ -68,7 +68,7 @@ class TaskerApp(App[None]):
         self.chat = ChatState()
         self.chat_open = False
         self.chat_key = CHAT_KEY
-        self.link_status = LinkStatus("connecting", f"connecting to {self.url}")
+        self.link_status = LinkStatus("idle")
         self.user: dict[str, Any] = {}
         self.auto_login = (username, password) if username and password else None
         self.remember_session = remember_session
@@ -137,6 +137,8 @@ class TaskerApp(App[None]):
 
     def tick(self) -> None:
         """The refresh tick: repaint the chrome when it changed, and the top screen's live data."""
+        if not self.is_running:
+            return  # shutting down: screens are losing their widgets
         screen = self.screen
         if not isinstance(screen, TaskerScreen) or not screen.ready:
             return
@@ -176,6 +178,7 @@ class TaskerApp(App[None]):
 
         self.workers.cancel_group(self, "live")
         self.fleet.connected = False
+        self.link_status = LinkStatus("idle")
         if self.remember_session:
             forget_session(self.url)
         self.client.token = None

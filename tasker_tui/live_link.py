@@ -28,7 +28,7 @@ BACKOFF_MAX_S = 10.0
 class LinkStatus:
     """Where the live connection stands; `retry_at` is a `time.monotonic()` instant."""
 
-    state: str  # connecting | live | down | unauthorized
+    state: str  # idle (not logged in yet) | connecting | live | down | unauthorized
     message: str = ""
     attempt: int = 0
     retry_at: float | None = None

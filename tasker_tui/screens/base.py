@@ -21,6 +21,9 @@ class TaskerScreen(Screen):
     `refresh_live`, which the app calls on its refresh tick only for the screen on top."""
 
     SCREEN_TITLE = ""
+    # No blanket auto-focus ("" turns it off; None would mean the app's "*"): it would land in
+    # the hidden chat pane and shadow the screen's keys. Screens with a main widget name it.
+    AUTO_FOCUS = ""
     # Set once the screen's widgets exist; until then the app's tick leaves the screen alone.
     ready = False
 
@@ -43,8 +46,14 @@ class TaskerScreen(Screen):
         return self.SCREEN_TITLE
 
     def on_mount(self) -> None:
+        # Nested widgets (the chat pane's own children) finish mounting before the first
+        # refresh; only then is the screen handed to the app's tick.
+        self.call_after_refresh(self._become_ready)
+
+    def _become_ready(self) -> None:
         self.ready = True
         self.sync_chrome()
+        self.refresh_live()
 
     def on_screen_resume(self) -> None:
         if self.ready:

@@ -33,13 +33,11 @@ class LoginScreen(TaskerScreen):
                 yield Static(f"Backend: {self.tasker.url}", id="login-url")
                 yield Input(placeholder="username", id="username")
                 yield Input(placeholder="password", password=True, id="password")
-                yield Static(self.initial_message, id="login-message")
+                yield Static(self.initial_message, id="login-message", classes="-error" if self.initial_message else "")
 
-    def on_mount(self) -> None:
-        super().on_mount()
+    def _become_ready(self) -> None:
+        super()._become_ready()
         app = self.tasker
-        if self.initial_message:
-            self.query_one("#login-message").add_class("-error")
         if app.auto_login:
             username, password = app.auto_login
             app.auto_login = None

@@ -16,13 +16,15 @@ class TopBar(Static):
     def show(self, title: str, status: LinkStatus, unread: int, user: str, chat_key: str) -> None:
         left = Text.assemble(("Tasker", "bold"), " ▸ ", (title, "bold"))
         right = Text()
-        if status.live:
+        if status.state == "idle":
+            pass
+        elif status.live:
             right.append("● live", "bold green")
         elif status.state == "connecting":
             right.append("◌ connecting", "bold yellow")
         else:
             right.append("○ offline", "bold red")
-        right.append("  ")
+        right.append("  " if right else "")
         badge = f" chat {unread} " if unread else " chat "
         right.append(badge, "bold reverse magenta" if unread else "dim")
         right.append(f" {chat_key}", "dim")
@@ -37,7 +39,7 @@ class ConnectionBanner(Static):
     """Shown only while the backend or the websocket is away; says what and when it retries."""
 
     def show(self, status: LinkStatus, stale_hint: bool = True) -> None:
-        if status.live:
+        if status.live or status.state == "idle":
             self.remove_class("-visible")
             return
         self.add_class("-visible")

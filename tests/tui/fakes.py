@@ -171,3 +171,43 @@ class FakeClient:
         self.down = True
         for live in list(self.lives):
             live.queue.put_nowait(None)
+
+
+def demo_fleet_client(stale_name: str = "cache-sin-1") -> FakeClient:
+    """The demo's dozen servers with five minutes of deterministic readings up to BASE_MS.
+
+    One server (`stale_name`) stopped reporting a minute before BASE_MS, so it shows as stale.
+    """
+    import math
+
+    from tasker.domain import co2_g_per_h
+    from tasker_tui.demo import sample_servers
+
+    servers = []
+    for index, body in enumerate(sample_servers(12)):
+        server = server_json(index + 1, body["name"], body["location"]["region"], body["energy_source"],
+                             site=body["location"]["site"], tags=body["tags"], idle=body["idle_watts"], top=body["max_watts"])
+        server["cores"] = body["cores"]
+        servers.append(server)
+    client = FakeClient(servers)
+    for k, server in enumerate(servers):
+        last = 60 if server["name"] == stale_name else 0
+        power_series, co2_series = [], []
+        for i in range(300, last, -1):
+            ts = BASE_MS - i * 1000
+            load = 0.5 + 0.35 * math.sin(i / 40 + k) + 0.1 * math.sin(i / 7 + 2 * k)
+            watts = server["idle_watts"] + (server["max_watts"] - server["idle_watts"]) * load
+            power_series.append((ts, round(watts, 1)))
+            co2_series.append((ts, round(co2_g_per_h(watts, server["pue"], server["carbon_intensity_g_per_kwh"]), 2)))
+        client.raw[(server["id"], "power")] = power_series
+        client.raw[(server["id"], "co2")] = co2_series
+    return client
+
+
+def live_frames(client: FakeClient) -> list[dict]:
+    """The stored readings as websocket frames, one frame per second of readings."""
+    by_ts: dict[int, list[dict]] = {}
+    for (server_id, metric), samples in client.raw.items():
+        for ts, value in samples:
+            by_ts.setdefault(ts, []).append({"server_id": server_id, "metric": metric, "ts": ts, "value": value})
+    return [{"type": "readings", "readings": by_ts[ts]} for ts in sorted(by_ts)]

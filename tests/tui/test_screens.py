@@ -1,0 +1,157 @@
+"""Screen behaviour over the in-memory fake client with a frozen clock: fast, deterministic.
+
+The must-hold flows run against a real backend in `test_backend_*.py`; these cover the rest of
+what a user notices: sorting from the keyboard, stale marking and totals, the help screen, the
+command palette, the chat toggle, and reconnection with resubscription.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tasker_tui import format as fmt
+from tasker_tui.screens.detail import DetailScreen
+from tasker_tui.screens.fleet import FleetScreen
+from tasker_tui.screens.help import HelpScreen
+from tasker_tui.screens.login import LoginScreen
+from tasker_tui.widgets.fleet_table import FleetTable
+from tests.tui.conftest import type_text, wait_for_text, wait_until
+from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
+from tests.tui.screen_text import screen_text, widget_text
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch):
+    monkeypatch.setattr(fmt, "now_ms", lambda: BASE_MS)
+
+
+def names(app) -> list[str]:
+    table = app.screen.query_one(FleetTable)
+    return [app.fleet.servers[sid]["name"] for sid in table.shown_ids]
+
+
+async def test_sort_by_power_from_the_keyboard_keeps_the_selection():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        assert names(app) == sorted(names(app))
+        table = app.screen.query_one(FleetTable)
+        await pilot.press("down", "down")
+        chosen = table.selected_server_id
+        await pilot.press("s", "s", "s")  # name -> location -> source -> W
+        assert table.sort_key == "power"
+        watts = [app.fleet.latest(sid, "power") for sid in table.shown_ids]
+        assert watts == sorted(watts)
+        await pilot.press("S")
+        watts = [app.fleet.latest(sid, "power") for sid in table.shown_ids]
+        assert watts == sorted(watts, reverse=True)
+        assert table.selected_server_id == chosen  # the cursor followed its server
+        await wait_for_text(pilot, "W ▼")  # the header says how it is sorted
+
+
+async def test_stale_server_is_marked_and_left_out_of_the_totals():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        text = screen_text(app)
+        assert "○ cache-sin-1" in text and "● web-dub-1" in text
+        totals = widget_text(app, "#totals")
+        assert "11 live · 1 stale" in totals
+        fresh = [sid for sid in app.fleet.servers if not app.fleet.is_stale(sid, BASE_MS)]
+        expected_w = sum(app.fleet.latest(sid, "power") for sid in fresh)
+        assert fmt.fleet_power(expected_w) in totals
+
+
+async def test_help_lists_every_key_of_the_screen_with_what_it_does():
+    app, client = fake_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        text = widget_text(app, "#help-keys")
+        for key, description in (("a", "Add"), ("e", "Edit"), ("d", "Delete"), ("/", "Filter"), ("s", "Sort"),
+                                 ("r", "Raw"), ("^t", "Chat"), ("g", "Go to server"), ("q", "Quit")):
+            assert f"{key}  {description}" in text, (key, description, text)
+        assert "Focus Next" not in text  # Textual's own plumbing is not listed
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="help closed")
+
+
+async def test_go_to_server_by_name_from_the_palette():
+    app, client = fake_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("g")
+        await type_text(pilot, "ml-par")
+        await wait_for_text(pilot, "Go to server ml-par-1")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
+        assert app.fleet.servers[app.screen.server_id]["name"] == "ml-par-1"
+
+
+async def test_palette_lists_the_screens_actions():
+    app, client = fake_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        commands = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Add", "Edit", "Delete", "Filter", "Sort", "Raw", "Chat", "Help", "Go to server"} <= commands
+
+
+async def test_chat_pane_toggles_from_every_screen():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        assert not app.screen.query_one("#chat-pane").display
+        await pilot.press("ctrl+t")
+        assert app.screen.query_one("#chat-pane").display
+        await pilot.press("ctrl+t")
+        assert not app.screen.query_one("#chat-pane").display
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: app.screen.query_one("#chat-pane").display, what="pane on detail")
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: not app.screen.query_one("#chat-pane").display, what="pane closed")
+
+
+async def test_dropped_connection_marks_stale_then_reconnects_and_resubscribes():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        assert len(client.subscriptions) == 1
+        client.drop()
+        await wait_for_text(pilot, "Backend connection lost")
+        assert "● web-dub-1" not in screen_text(app) and "○ web-dub-1" in screen_text(app)
+        client.down = False
+        await wait_until(pilot, lambda: app.link_status.live, timeout=15, what="reconnect")
+        assert client.subscriptions[-1] == ("*", ["power", "co2"]) and len(client.subscriptions) == 2
+        await wait_until(pilot, lambda: "Backend connection lost" not in screen_text(app), what="banner gone")
+
+
+async def test_refused_session_returns_to_login():
+    from tasker.client import Unauthorized
+
+    app, client = fake_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        app.report_error(Unauthorized(401, "session expired"))
+        await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen), what="login")
+        await wait_for_text(pilot, "session expired. Please log in again.")
+        assert not app.user and app.client.token is None
+
+
+async def test_server_form_blocks_non_numbers_before_asking_the_backend():
+    app, client = fake_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("a")
+        await wait_until(pilot, lambda: app.screen.query("#field-name"), what="form")
+        await type_text(pilot, "x-1")
+        app.screen.query_one("#field-idle_watts").focus()
+        await type_text(pilot, "lots")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "must be a number" in widget_text(app, "#error-idle_watts"), what="error")
+        assert "required" in widget_text(app, "#error-max_watts")
+        assert "create" not in client.calls
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="cancelled")
