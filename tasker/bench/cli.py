@@ -51,6 +51,9 @@ def ingest_command(
     concurrency: int = typer.Option(16, "--concurrency", help="Concurrent POSTs per load generator process."),
     generators: int = typer.Option(1, "--generators", help="Load generator processes."),
     servers: int = typer.Option(500, "--servers", help="Registered servers the readings are spread over."),
+    consecutive: int = typer.Option(1, "--consecutive", help="Readings of one server's metric in a row, "
+                                    "1 s apart: 1 = the whole fleet per instant (as the emulator sends), "
+                                    "60 = a minute per server (a sensor uploading a buffered minute)."),
     ingesters: int = typer.Option(0, "--ingesters", help="Processes of their own for the ingest role "
                                   "(distributed; 0 = in the main process)."),
     packagers: int = typer.Option(0, "--packagers", help="Processes of their own for the packager role "
@@ -69,7 +72,7 @@ def ingest_command(
     from tasker.bench.report import emit
 
     params = IngestParams(mode=mode, duration_s=duration, batch=batch, concurrency=concurrency,
-                          generators=generators, servers=servers, ingesters=ingesters, packagers=packagers,
+                          generators=generators, servers=servers, run=consecutive, ingesters=ingesters, packagers=packagers,
                           drain_timeout_s=drain_timeout, naive=naive, compare=compare, keep_logs=keep_logs)
     result = _run(lambda: run_ingest(params))
     emit(result, render(result), as_json)

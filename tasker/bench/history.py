@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from tasker.bench.loadgen import METRIC_NAMES
-from tasker.bench.machine import machine_info, summary_ms
+from tasker.bench.machine import machine_info, restarted_services, service_pids, summary_ms
 from tasker.bench.report import table, verdict
 from tasker.bench.stack import REPO, BenchError, Stack, say, stop_process
 
@@ -205,6 +205,7 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
                               "targets": {"24h_warm_p99_ms": TARGET_24H_P99_MS, "30d_warm_p99_ms": TARGET_30D_P99_MS,
                                           "cassandra_bytes_per_reading": TARGET_BYTES_PER_READING}}
     result["names"] = stack.names()
+    services_before = service_pids(REPO) if params.mode == "distributed" else {}
     try:
         await stack.start()
         (server_id,) = await stack.register_servers(1)
@@ -236,6 +237,7 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
     finally:
         await stack.close(params.keep_logs)
     result["load_average_after"] = machine_info()["load_average"]
+    result["services_restarted"] = restarted_services(services_before, service_pids(REPO))
     return result
 
 
@@ -263,4 +265,7 @@ def render(result: dict[str, Any]) -> str:
     elif "file_bytes_per_reading" in disk:
         out.append("")
         out.append(f"SQLite file: {disk['file_bytes_per_reading']} bytes per reading ({disk['note']})")
+    if result["services_restarted"]:
+        out.append(f"WARNING: {', '.join(result['services_restarted'])} restarted during the run; "
+                   "these figures are not to be trusted")
     return "\n".join(out)

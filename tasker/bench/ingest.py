@@ -26,7 +26,7 @@ import aiohttp
 
 from tasker.bench import loadgen
 from tasker.bench.loadgen import DAY_MS, METRIC_NAMES, Layout, LoadSpec
-from tasker.bench.machine import CpuMeter, machine_info, service_pids
+from tasker.bench.machine import CpuMeter, machine_info, restarted_services, service_pids
 from tasker.bench.report import cpu_rows, table, verdict
 from tasker.bench.stack import (
     REPO,
@@ -60,6 +60,7 @@ class IngestParams:
     ingesters: int = 0
     packagers: int = 0
     drain_timeout_s: float = 600.0
+    run: int = 1
     naive: bool = False
     compare: bool = False
     naive_prefetch: int = 64
@@ -76,6 +77,8 @@ class IngestParams:
             raise BenchError("--servers must be from 1 to 100000")
         if self.generators > 1000:
             raise BenchError("--generators must be at most 1000")
+        if not 1 <= self.run <= 3600:
+            raise BenchError("--consecutive must be from 1 to 3600")
 
 
 class Target(Protocol):
@@ -208,7 +211,7 @@ async def _generate(target: Target, params: IngestParams, batch: int, layout: La
         spec = LoadSpec(urls=target.ingest_urls, token=target.post_token, servers=target.server_ids,
                         batch=batch, concurrency=params.concurrency, duration_s=params.duration_s,
                         generator=g, generators=params.generators, base_ms=layout.base_ms,
-                        step_ms=layout.step_ms, start_at=start_at)
+                        step_ms=layout.step_ms, start_at=start_at, run=params.run)
         processes.append(await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tasker.bench.loadgen", loadgen.spec_json(spec), cwd=REPO,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))
@@ -314,7 +317,8 @@ async def measure(target: Target, params: IngestParams, batch: int) -> dict[str,
     """Load, drain, count: every figure of one target."""
     now_ms = int(time.time()) * 1000
     layout = Layout(len(target.server_ids), params.generators, now_ms - DAY_MS,
-                    loadgen.choose_step_ms(len(target.server_ids), params.generators, params.duration_s))
+                    loadgen.choose_step_ms(len(target.server_ids), params.generators, params.duration_s),
+                    params.run)
     meter = CpuMeter()
     for name, pid in target.pids().items():
         meter.add(name, pid)
@@ -322,6 +326,7 @@ async def measure(target: Target, params: IngestParams, batch: int) -> dict[str,
         for name, pid in service_pids(REPO).items():
             meter.add(name, pid)
     load_average_before = machine_info()["load_average"]
+    services_before = service_pids(REPO) if params.mode == "distributed" else {}
 
     results = await _generate(target, params, batch, layout, meter)
     load_cpu = meter.stop()
@@ -376,6 +381,7 @@ async def measure(target: Target, params: IngestParams, batch: int) -> dict[str,
         "cpu_during_drain": drain_cpu,
         "load_average_before": load_average_before,
         "load_average_after": machine_info()["load_average"],
+        "services_restarted": restarted_services(services_before, service_pids(REPO)),
         "layout": {"base_ms": layout.base_ms, "step_ms": layout.step_ms},
     }
 
@@ -437,8 +443,9 @@ def render(result: dict[str, Any]) -> str:
     """The human-readable tables of an ingest result."""
     p = result["parameters"]
     kinds = [k for k in ("tasker", "naive") if k in result]
-    head = (f"tasker bench ingest: {p['mode']} mode, {p['duration_s']:g} s, {p['servers']} servers, "
-            f"{p['generators']} generator(s) x {p['concurrency']} connections; machine: "
+    layout = "fleet-wide per instant" if p["run"] == 1 else f"{p['run']} s of one series at a time"
+    head = (f"tasker bench ingest: {p['mode']} mode, {p['duration_s']:g} s, {p['servers']} servers, readings "
+            f"{layout}, {p['generators']} generator(s) x {p['concurrency']} connections; machine: "
             f"{result['machine']['cores']} cores, load average {result['machine']['load_average']}")
     rows: list[list[Any]] = []
     figures = [
@@ -468,6 +475,10 @@ def render(result: dict[str, Any]) -> str:
         out.append(table(["process", "CPU s", "% of a core"], cpu_rows(result[k]["cpu_during_load"]),
                          title=f"{k}: CPU during the load ({result[k]['cpu_during_load']['wall_s']} s, "
                                f"machine busy {result[k]['cpu_during_load']['machine_busy_percent']}%)"))
+    for k in kinds:
+        if result[k]["services_restarted"]:
+            out.append(f"\nWARNING ({k}): {', '.join(result[k]['services_restarted'])} restarted during the run "
+                       "(another user of this machine?); these figures are not to be trusted")
     out.append("")
     out.append("correct (nothing lost, duplicated, altered or unexpected): "
                + ("yes" if correct(result) else "NO"))

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from tasker.bench.loadgen import METRIC_NAMES
-from tasker.bench.machine import CpuMeter, machine_info, service_pids, summary_ms
+from tasker.bench.machine import CpuMeter, machine_info, restarted_services, service_pids, summary_ms
 from tasker.bench.report import cpu_rows, table, verdict
 from tasker.bench.stack import REPO, BenchError, Stack, say
 
@@ -129,6 +129,7 @@ async def run_latency(params: LatencyParams) -> dict[str, Any]:
 
     params.check()
     stack = Stack(params.mode, params.ingesters, params.packagers)
+    services_before = service_pids(REPO) if params.mode == "distributed" else {}
     try:
         await stack.start()
         say(f"registering {params.servers} servers")
@@ -174,6 +175,7 @@ async def run_latency(params: LatencyParams) -> dict[str, Any]:
         "post_to_202": summary_ms(probe.post_latencies),
         "cpu": cpu,
         "load_average_before": load_before,
+        "services_restarted": restarted_services(services_before, service_pids(REPO)),
     }
 
 
@@ -192,6 +194,9 @@ def render(result: dict[str, Any]) -> str:
                f"missing {result['missing_on_websocket']:,}, failed POSTs {result['failed_posts']}")
     out.append(f"p99 POST -> websocket: {ws['p99_ms']} ms (target <= {TARGET_P99_MS:g} ms: "
                f"{verdict(ws['p99_ms'], TARGET_P99_MS, False)})")
+    if result["services_restarted"]:
+        out.append(f"WARNING: {', '.join(result['services_restarted'])} restarted during the run; "
+                   "these figures are not to be trusted")
     out.append("")
     out.append(table(["process", "CPU s", "% of a core"], cpu_rows(result["cpu"]),
                      title=f"CPU during the load (machine busy {result['cpu']['machine_busy_percent']}%)"))

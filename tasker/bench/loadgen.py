@@ -32,31 +32,37 @@ DAY_MS = 86_400_000
 class Layout:
     """Which reading carries sequence number `n` of generator `generator`.
 
-    Readings go fleet-wide per instant, as the emulator sends them: n -> slot n // (servers x
-    metrics), then server, then metric. Slot s of generator g is at ts = base_ms + s * step_ms + g,
-    so keys never collide between generators (g < generators <= step_ms). Values are multiples of
-    1/4 below 1000, exact in Cassandra's 32-bit float column.
+    A series is one (server, metric). Readings come `run` consecutive seconds of one series at a
+    time, series after series: `run` = 1 is fleet-wide per instant, as the emulator sends (every
+    server's power and CO2 for one instant, then the next instant); `run` = 60 is a minute of
+    each series in turn, as a sensor uploading a buffered minute would. Slot s of generator g is
+    at ts = base_ms + s * step_ms + g, so keys never collide between generators (g < generators
+    <= step_ms). Values are multiples of 1/4 below 1000, exact in Cassandra's 32-bit floats.
     """
 
     servers: int
     generators: int
     base_ms: int
     step_ms: int
+    run: int = 1
     span_ms: int = DAY_MS
 
     @property
-    def per_slot(self) -> int:
+    def series(self) -> int:
         return self.servers * len(METRIC_NAMES)
 
     @property
     def max_readings(self) -> int:
         """Readings one generator can send before its timestamps reach base + span."""
-        return (self.span_ms // self.step_ms) * self.per_slot
+        rounds = self.span_ms // self.step_ms // self.run
+        return rounds * self.run * self.series
 
     def reading(self, generator: int, n: int) -> tuple[int, int, int, float]:
         """(server index, metric index, ts_ms, value) of reading n of a generator."""
-        slot, rest = divmod(n, self.per_slot)
-        server, metric = divmod(rest, len(METRIC_NAMES))
+        chunk, offset = divmod(n, self.run)
+        rounds, series = divmod(chunk, self.series)
+        server, metric = divmod(series, len(METRIC_NAMES))
+        slot = rounds * self.run + offset
         return server, metric, self.base_ms + slot * self.step_ms + generator, self.value(generator, n)
 
     @staticmethod
@@ -68,14 +74,16 @@ class Layout:
         slot, generator = divmod(ts_ms - self.base_ms, self.step_ms)
         if slot < 0 or generator >= self.generators:
             return None
-        return generator, slot * self.per_slot + server * len(METRIC_NAMES) + metric
+        rounds, offset = divmod(slot, self.run)
+        chunk = rounds * self.series + server * len(METRIC_NAMES) + metric
+        return generator, chunk * self.run + offset
 
 
 def choose_step_ms(servers: int, generators: int, duration_s: float, ceiling_per_s: int = 500_000) -> int:
     """The ts step between slots: 1 s (a 1 Hz fleet) unless a day of 1 s slots could run out at
     `ceiling_per_s` readings/s, then shorter; never below `generators` ms."""
-    per_slot = servers * len(METRIC_NAMES)
-    slots_needed = max(1, int(ceiling_per_s * duration_s / per_slot))
+    series = servers * len(METRIC_NAMES)
+    slots_needed = max(1, int(ceiling_per_s * duration_s / series))
     return max(generators, min(1000, DAY_MS // slots_needed))
 
 
@@ -94,11 +102,12 @@ class LoadSpec:
     base_ms: int
     step_ms: int
     start_at: float  # epoch seconds: generators of one run start together
+    run: int = 1  # consecutive readings of one series (see Layout)
     grace_s: float = 15.0  # after duration: time to finish and retry batches in flight
 
     @property
     def layout(self) -> Layout:
-        return Layout(len(self.servers), self.generators, self.base_ms, self.step_ms)
+        return Layout(len(self.servers), self.generators, self.base_ms, self.step_ms, self.run)
 
 
 class BatchMaker:

@@ -117,13 +117,16 @@ class CpuMeter:
         self._started = time.monotonic()
 
     def stop(self) -> dict[str, object]:
-        """{"wall_s", "processes": {name: {"cpu_s", "percent_of_core"}}, "machine_busy_percent"}."""
+        """{"wall_s", "processes": {name: {"cpu_s", "percent_of_core"}}, "machine_busy_percent",
+        "gone": [names of processes that exited (or were restarted) meanwhile]}."""
         wall = max(time.monotonic() - self._started, 1e-9)
         tree = _children()
         processes: dict[str, dict[str, float]] = {}
+        gone: list[str] = []
         for name, pid in self.pids.items():
             used = cpu_seconds(pid, tree)
             if used is None:
+                gone.append(name)
                 continue
             spent = max(used - self._before.get(name, 0.0), 0.0)
             processes[name] = {"cpu_s": round(spent, 2), "percent_of_core": round(100 * spent / wall, 1)}
@@ -133,7 +136,14 @@ class CpuMeter:
             "wall_s": round(wall, 2),
             "processes": processes,
             "machine_busy_percent": round(100 * d_busy / d_total, 1) if d_total > 0 else None,
+            "gone": gone,
         }
+
+
+def restarted_services(before: Mapping[str, int], after: Mapping[str, int]) -> list[str]:
+    """Services whose PID changed (someone restarted them, e.g. a fault-injection test on a
+    shared machine): the figures of that run are not to be trusted."""
+    return sorted(name for name, pid in before.items() if after.get(name) != pid)
 
 
 def service_pids(repo: Path) -> dict[str, int]:

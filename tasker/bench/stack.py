@@ -207,6 +207,7 @@ class Stack:
         for name, roles in self._layout():
             self.processes.append(await self._spawn(name, roles))
         await asyncio.gather(*(self._wait_ready(p) for p in self.processes))
+        say("ready: " + ", ".join(f"{p.name} (pid {p.pid}) {p.url}" for p in self.processes))
         self.token = await self._login()
 
     async def _tasker(self, args: Sequence[str], stdin: str | None = None) -> str:

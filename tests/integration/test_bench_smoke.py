@@ -148,6 +148,22 @@ def test_tui_reports_cpu_memory_and_first_frame(runs):
     assert figures["first_frame_s"] > 0
 
 
+@pytest.mark.parametrize("run", [1, 60, 7])
+def test_every_reading_of_the_load_has_its_own_key_that_maps_back_to_it(run):
+    """The exact count rests on this: from a stored key the benchmark finds the reading's batch."""
+    from tasker.bench.loadgen import Layout
+
+    layout = Layout(servers=5, generators=3, base_ms=1_767_000_000_000, step_ms=1000, run=run)
+    keys = set()
+    for generator in range(3):
+        for n in range(3_000):
+            server, metric, ts, _ = layout.reading(generator, n)
+            assert layout.locate(server, metric, ts) == (generator, n)
+            keys.add((server, metric, ts))
+    assert len(keys) == 9_000
+    assert layout.locate(0, 0, layout.base_ms - 1000) is None
+
+
 @pytest.mark.parametrize("args, message", [
     (["ingest", "--mode", "cloud"], "--mode 'cloud': expected embedded or distributed"),
     (["ingest", "--ingesters", "2"], "--ingesters/--packagers need --mode distributed"),
