@@ -1,8 +1,9 @@
 """`tasker bench history`: history queries over a day of 1 s readings, and bytes on disk per reading.
 
-One server gets `hours` x 3,600 readings per metric, 1 s apart, ending now; once the packager has
-stored them all (checked through the raw readings API), the history endpoint is timed for the
-last 24 h at 500 points and for the last 30 days. Cold: the first call after the backend process
+One server gets `hours` x 3,600 emulated readings per metric (the sensors' model: noisy, rounded
+as they send them), 1 s apart, ending now; once the packager has stored them all (checked through
+the raw readings API), the history endpoint is timed for the last 24 h at 500 points and for the
+last 30 days. Cold: the first call after the backend process
 was restarted. Warm: `repeats` calls in a row. In distributed mode Cassandra is then flushed and
 major-compacted (NodeTool over JMX) and the readings table's files are summed.
 """
@@ -52,13 +53,24 @@ class HistoryParams:
             raise BenchError("--points must be from 1 to 10000")
 
 
-async def load_day(stack: Stack, server_id: str, from_ms: int, seconds: int) -> dict[str, Any]:
-    """Post `seconds` readings per metric, 1 s apart from `from_ms`; how long it took."""
-    readings = [
-        {"server_id": server_id, "metric": metric, "ts": from_ms + i * 1000,
-         "value": 150.0 + (i % 3600) / 16 + (60.0 if metric == "co2" else 0.0)}
-        for i in range(seconds) for metric in METRIC_NAMES
-    ]
+def emulated_readings(server: dict[str, Any], from_ms: int, seconds: int) -> list[dict[str, Any]]:
+    """`seconds` of power and CO2 readings, 1 s apart, as `tasker sensors emulate` would send them
+    for this server (its model, its rounding), so the bytes on disk are those of real-looking data."""
+    from sensors.model import ServerModel, ServerSpec
+
+    model = ServerModel(ServerSpec.from_json(server), seed="tasker bench history")
+    readings = []
+    for i in range(seconds):
+        ts = from_ms + i * 1000
+        power, co2 = model.sample(ts, 1.0)
+        readings.append({"server_id": server["id"], "metric": "power", "ts": ts, "value": round(power, 3)})
+        readings.append({"server_id": server["id"], "metric": "co2", "ts": ts, "value": round(co2, 4)})
+    return readings
+
+
+async def load_day(stack: Stack, server: dict[str, Any], from_ms: int, seconds: int) -> dict[str, Any]:
+    """Post `seconds` emulated readings per metric, 1 s apart from `from_ms`; how long it took."""
+    readings = emulated_readings(server, from_ms, seconds)
     bodies = [json.dumps({"readings": readings[i:i + POST_BATCH]}).encode()
               for i in range(0, len(readings), POST_BATCH)]
     url = stack.urls_of("ingest")[0] + "/api/v1/readings"
@@ -191,6 +203,8 @@ def sqlite_disk(path: Path, readings: int) -> dict[str, Any]:
 
 async def run_history(params: HistoryParams) -> dict[str, Any]:
     """The whole benchmark: the JSON object `--json` prints."""
+    from tasker.client import TaskerClient
+
     params.check()
     stack = Stack(params.mode)
     seconds = params.hours * 3600
@@ -209,8 +223,10 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
     try:
         await stack.start()
         (server_id,) = await stack.register_servers(1)
-        say(f"loading {seconds:,} readings per metric, 1 s apart")
-        result["load"] = await load_day(stack, server_id, from_ms, seconds)
+        async with TaskerClient(stack.main.url, token=stack.token) as client:
+            server = await client.get_server(server_id)
+        say(f"loading {seconds:,} emulated readings per metric, 1 s apart")
+        result["load"] = await load_day(stack, server, from_ms, seconds)
         async with aiohttp.ClientSession() as http:
             stored = {m: await count_series(http, stack.main.url, stack.token, server_id, m, from_ms, anchor)
                       for m in METRIC_NAMES}
