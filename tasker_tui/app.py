@@ -30,12 +30,13 @@ if TYPE_CHECKING:
     from tasker.client import TaskerClient
 
 CHAT_KEY = "ctrl+t"
+SPARK_POINTS = 60  # history buckets fetched to fill a sparkline (5 s each over 5 minutes)
 
 
 class TaskerApp(App[None]):
     """Tasker's terminal UI for one backend at `url`."""
 
-    CSS_PATH = "tasker.tcss"
+    CSS_PATH = Path(__file__).parent / "tasker.tcss"  # absolute, so subclasses elsewhere find it
     TITLE = "Tasker"
     COMMANDS = App.COMMANDS | {ServerCommands}
     ENABLE_COMMAND_PALETTE = True
@@ -124,6 +125,27 @@ class TaskerApp(App[None]):
     async def run_live_link(self) -> None:
         assert self.link is not None
         await self.link.run()
+
+    @work(group="backfill", exit_on_error=False)
+    async def backfill_sparklines(self, server_ids: list[str]) -> None:
+        """Fill the sparklines of these servers with the last minutes of history."""
+        import asyncio
+
+        from tasker_tui.format import now_ms
+        from tasker_tui.widgets.fleet_table import SPARK_SPAN_S
+
+        end = now_ms()
+        limit = asyncio.Semaphore(4)  # a few requests at a time: the backend serves others too
+
+        async def one(server_id: str, metric: str) -> None:
+            async with limit:
+                answer = await self.client.history(
+                    server_id, metric, start=end - SPARK_SPAN_S * 1000, end=end, points=SPARK_POINTS
+                )
+            self.fleet.apply_history(server_id, metric, answer.get("points") or [])
+
+        await asyncio.gather(*(one(sid, metric) for sid in server_ids for metric in ("power", "co2")))
+        self.tick()
 
     def _link_status_changed(self, status: LinkStatus) -> None:
         self.link_status = status

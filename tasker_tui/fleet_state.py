@@ -42,21 +42,11 @@ class ServerSeries:
         return self.power if metric == "power" else self.co2
 
     def add(self, metric: str, ts_ms: int, value: float) -> None:
+        if self.last_ts_ms is None or ts_ms > self.last_ts_ms:
+            self.last_ts_ms = ts_ms
         samples = self.samples(metric)
         if samples and ts_ms <= samples[-1][0]:
-            if ts_ms == samples[-1][0]:
-                samples[-1] = (ts_ms, value)  # the same reading delivered again
-                return
-            # Late reading (e.g. after a reconnect): insert in order, rarely taken.
-            for index in range(len(samples) - 1, -1, -1):
-                if samples[index][0] == ts_ms:
-                    samples[index] = (ts_ms, value)
-                    return
-                if samples[index][0] < ts_ms:
-                    samples.insert(index + 1, (ts_ms, value))
-                    return
-            if len(samples) < (samples.maxlen or 0):
-                samples.appendleft((ts_ms, value))
+            self._insert(samples, ts_ms, value)  # repeated or late: rare, keep the order
             return
         if metric == "power" and samples:
             gap_s = (ts_ms - samples[-1][0]) / 1000
@@ -64,8 +54,32 @@ class ServerSeries:
                 # Smoothed sensor interval: staleness follows each sensor's own cadence.
                 self.interval_s = 0.8 * self.interval_s + 0.2 * gap_s
         samples.append((ts_ms, value))
-        if self.last_ts_ms is None or ts_ms > self.last_ts_ms:
-            self.last_ts_ms = ts_ms
+
+    @staticmethod
+    def _insert(samples: deque[tuple[int, float]], ts_ms: int, value: float) -> None:
+        for index in range(len(samples) - 1, -1, -1):
+            if samples[index][0] == ts_ms:
+                samples[index] = (ts_ms, value)  # the same reading delivered again
+                return
+            if samples[index][0] < ts_ms:
+                if len(samples) == samples.maxlen:
+                    samples.popleft()  # full: the oldest makes room (deque.insert would refuse)
+                    index -= 1
+                samples.insert(index + 1, (ts_ms, value))
+                return
+        if len(samples) < (samples.maxlen or 0):
+            samples.appendleft((ts_ms, value))
+
+    def merge_history(self, metric: str, samples: Iterable[tuple[int, float]]) -> None:
+        """Fill the recent past from history (bucket averages); live readings win on equal ts."""
+        current = self.samples(metric)
+        merged = dict(samples)
+        merged.update(current)
+        ordered = sorted(merged.items())[-RECENT_SECONDS:]
+        current.clear()
+        current.extend(ordered)
+        if ordered and (self.last_ts_ms is None or ordered[-1][0] > self.last_ts_ms):
+            self.last_ts_ms = ordered[-1][0]
 
     def is_stale(self, now_ms: int) -> bool:
         if self.last_ts_ms is None:
@@ -94,12 +108,15 @@ class FleetState:
         self.readings_version = 0
         self.registry_version = 0
         self.connected = False
+        # Servers whose sparklines were filled from history since the last (re)connect.
+        self.backfilled: set[str] = set()
 
     # --- writes (from the live stream and from HTTP loads) -------------------------------
 
     def set_fleet(self, servers: Iterable[Server], latest: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the registry view with a fresh `GET /servers` answer (and its latest values)."""
         self.servers = {server["id"]: server for server in servers}
+        self.backfilled.clear()  # what happened while away is refetched for what is on screen
         for server_id in list(self.series):
             if server_id not in self.servers:
                 del self.series[server_id]
@@ -139,6 +156,13 @@ class FleetState:
             self.servers[server_id] = server
             self.series.setdefault(server_id, ServerSeries())
         self.registry_version += 1
+
+    def apply_history(self, server_id: str, metric: str, points: Iterable[Iterable[float]]) -> None:
+        """History buckets `[ts, min, avg, max]` of the recent past, for the sparklines."""
+        series = self.series.get(server_id)
+        if series is not None:
+            series.merge_history(metric, [(int(p[0]), float(p[2])) for p in points])
+            self.readings_version += 1
 
     def upsert_server(self, server: Server) -> None:
         """Our own write succeeded: show it without waiting for the websocket event."""

@@ -81,6 +81,10 @@ class FleetScreen(TaskerScreen):
             self.notify("No server selected.", severity="warning")
         return server
 
+    @on(FleetTable.HistoryWanted)
+    def _history_wanted(self, event: FleetTable.HistoryWanted) -> None:
+        self.tasker.backfill_sparklines(event.server_ids)
+
     @on(FleetTable.ServerSelected, "#fleet")
     def _row_chosen(self, event: FleetTable.ServerSelected) -> None:
         self.tasker.open_server(event.server_id)

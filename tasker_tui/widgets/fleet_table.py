@@ -140,6 +140,13 @@ class FleetTable(ScrollView, can_focus=True):
         def control(self) -> FleetTable:
             return self.table
 
+    class HistoryWanted(Message):
+        """Rows on screen whose recent past the state has not been filled with yet."""
+
+        def __init__(self, server_ids: list[str]) -> None:
+            super().__init__()
+            self.server_ids = server_ids
+
     def __init__(self, state: FleetState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state = state
@@ -349,7 +356,12 @@ class FleetTable(ScrollView, can_focus=True):
 
     def _paint_visible(self, full: bool = False) -> None:
         now = self.now_ms()
-        for index in self.visible_rows():
+        visible = self.visible_rows()
+        wanted = [self._order[i] for i in visible if self._order[i] not in self.state.backfilled]
+        if wanted and self.state.connected:
+            self.state.backfilled.update(wanted)
+            self.post_message(self.HistoryWanted(wanted))
+        for index in visible:
             server_id = self._order[index]
             cells = self._row_cells(server_id, now)
             if self._cells.get(server_id) != cells:

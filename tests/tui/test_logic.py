@@ -68,6 +68,20 @@ def test_readings_repeated_or_late_keep_one_ordered_series():
     assert list(state.series[sid].power) == [(NOW, 1.0), (NOW + 1000, 2.0), (NOW + 2000, 3.0)]
 
 
+def test_a_late_reading_fits_into_a_full_series():
+    from tasker_tui.fleet_state import RECENT_SECONDS
+
+    server = server_json(1, "a", "eu-west", "wind")
+    state = fleet_with(server)
+    sid = server["id"]
+    state.apply_readings([{"server_id": sid, "metric": "power", "ts": NOW + i * 1000, "value": 1.0}
+                          for i in range(0, 2 * RECENT_SECONDS, 2)])
+    state.apply_readings([{"server_id": sid, "metric": "power", "ts": NOW + 2 * RECENT_SECONDS * 1000 - 3000, "value": 9.0}])
+    samples = list(state.series[sid].power)
+    assert len(samples) == RECENT_SECONDS and samples == sorted(samples)
+    assert samples[-2] == (NOW + 2 * RECENT_SECONDS * 1000 - 3000, 9.0)
+
+
 def test_unknown_servers_and_metrics_are_ignored_and_removal_forgets():
     server = server_json(1, "a", "eu-west", "wind")
     state = fleet_with(server)
