@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -155,8 +157,6 @@ class NaiveTarget:
 
     @classmethod
     async def start(cls, params: IngestParams) -> NaiveTarget:
-        import tempfile
-
         from backend.adapters.cassandra import parse_url
         from tasker.bench import naive
 
@@ -187,8 +187,6 @@ class NaiveTarget:
             return int(sum_metric(await response.text(), "tasker_readings_stored_total"))
 
     async def close(self, keep_logs: bool = False) -> None:
-        import shutil
-
         await stop_process(self.process)
         if self.mode == "distributed":
             await drop_distributed_names(self.spec.amqp_url, self.spec.queue_prefix,

@@ -103,6 +103,7 @@ class Stack:
     ingest_key: str = ""
     username: str = ""
     _password: str = ""
+    _created: bool = False  # something of this run may exist in the services
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -193,6 +194,9 @@ class Stack:
 
     async def start(self) -> None:
         """Create the benchmark's user and ingest key, start every process, wait until ready."""
+        if self.mode == "distributed":
+            await check_services()
+        self._created = True
         say(f"{self.mode} backend: names tasker_bench_{self.suffix}, work folder {self.workdir}")
         self.username = f"bench-{self.suffix}"
         self._password = secrets.token_urlsafe(16)
@@ -289,13 +293,29 @@ class Stack:
         keyspace, database, queues and exchanges, and the work folder (unless `keep_logs`)."""
         await asyncio.gather(*(stop_process(p) for p in self.processes if "packager" not in p.roles))
         await asyncio.gather(*(stop_process(p) for p in self.processes))
-        if self.mode == "distributed":
+        if self.mode == "distributed" and self._created:
             await drop_distributed_names(self.amqp_url, self.queue_prefix, service_url("TASKER_TIMESERIES_URL"),
                                          self.keyspace, service_url("TASKER_REGISTRY_URL"), self.database)
         if keep_logs:
             say(f"logs kept in {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+async def check_services() -> None:
+    """Fail fast, in one line, when a real service does not even accept a TCP connection."""
+    for variable, (_, default) in LOCAL_SERVICES.items():
+        url = service_url(variable)
+        parts = urlsplit(url)
+        host = (parts.hostname or "127.0.0.1").split(",")[0]
+        port = parts.port or int(urlsplit(default).port or 0)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+        except (OSError, TimeoutError) as exc:
+            raise BenchError(f"{variable.removeprefix('TASKER_').removesuffix('_URL').lower()} service at "
+                             f"{host}:{port} is not answering ({exc.strerror or exc}); start the services with "
+                             "compose/local/services up") from None
+        writer.close()
 
 
 async def spawn_listening(name: str, roles: tuple[str, ...], argv: Sequence[str], env: dict[str, str],
