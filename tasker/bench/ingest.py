@@ -97,6 +97,8 @@ class Target(Protocol):
 
     def names(self) -> dict[str, str]: ...
 
+    async def backend_metrics(self) -> dict[str, Any]: ...
+
     async def stored_total(self) -> int: ...
 
     async def close(self) -> None: ...
@@ -132,6 +134,9 @@ class TaskerTarget:
 
     def names(self) -> dict[str, str]:
         return self.stack.names()
+
+    async def backend_metrics(self) -> dict[str, Any]:
+        return await self.stack.backend_metrics()
 
     async def stored_total(self) -> int:
         return await self.stack.stored_total()
@@ -181,6 +186,9 @@ class NaiveTarget:
         if self.mode == "embedded":
             return {"folder": str(self.workdir)}
         return {"cassandra_keyspace": self.spec.keyspace, "rabbitmq_prefix": self.spec.queue_prefix}
+
+    async def backend_metrics(self) -> dict[str, Any]:
+        return {}
 
     async def stored_total(self) -> int:
         async with aiohttp.ClientSession() as http, http.get(self.process.url + "/metrics") as response:
@@ -341,6 +349,7 @@ async def measure(target: Target, params: IngestParams, batch: int) -> dict[str,
     meter.start()
     stored_counter, drained_at, drained = await _drain(target, accepted, params.drain_timeout_s)
     drain_cpu = meter.stop()
+    backend_metrics = await target.backend_metrics()
     say(f"{target.name}: reading every series back through the raw readings API")
     tally = await count_stored(target, layout, batch, results)
 
@@ -375,6 +384,7 @@ async def measure(target: Target, params: IngestParams, batch: int) -> dict[str,
         "post_latency_ms": _merge_latency([r["post_latency"] for r in results]),
         "accepted_per_second": [sum(col) for col in zip(*(r["accepted_per_second"] for r in results))],
         "ran_out_of_timestamps": any(r["ran_out_of_timestamps"] for r in results),
+        "backend_metrics": backend_metrics,
         "cpu_during_load": load_cpu,
         "cpu_during_drain": drain_cpu,
         "load_average_before": load_average_before,
@@ -459,6 +469,10 @@ def render(result: dict[str, Any]) -> str:
         rows.append([label, *(result[k][key] for k in kinds)])
     for q in ("p50_ms", "p99_ms"):
         rows.append([f"POST latency {q[:3]} (ms)", *(result[k]["post_latency_ms"][q] for k in kinds)])
+    for label, part in (("broker confirm per batch", "publish_confirm"), ("store write", "store_write")):
+        rows.append([f"{label}, mean (ms)",
+                     *(result[k]["backend_metrics"].get(part, {}).get("mean_ms") for k in kinds)])
+    rows.append(["store writes", *(result[k]["backend_metrics"].get("store_write", {}).get("count") for k in kinds)])
     out = [head, "", table(["figure", *kinds], rows)]
     if "ratio_stored_per_s" in result:
         ratio = result["ratio_stored_per_s"]

@@ -278,6 +278,26 @@ class Stack:
                     total += int(sum_metric(await response.text(), "tasker_readings_stored_total"))
         return total
 
+    async def backend_metrics(self) -> dict[str, object]:
+        """What the backend's own /metrics say: broker confirm time per accepted batch, store
+        write time per (group) write, redeliveries."""
+        texts: dict[str, list[str]] = {"ingest": [], "packager": []}
+        async with aiohttp.ClientSession() as http:
+            for proc in self.processes:
+                async with http.get(proc.url + "/metrics") as response:
+                    text = await response.text()
+                for role in texts:
+                    if role in proc.roles:
+                        texts[role].append(text)
+        return {
+            "publish_confirm": histogram_summary(texts["ingest"], "tasker_publish_seconds"),
+            "store_write": histogram_summary(texts["packager"], "tasker_store_write_seconds"),
+            "redelivered_messages": int(sum(sum_metric(t, "tasker_messages_redelivered_total")
+                                            for t in texts["packager"])),
+            "store_write_failures": int(sum(sum_metric(t, "tasker_store_write_failures_total")
+                                            for t in texts["packager"])),
+        }
+
     async def restart_main(self) -> None:
         """Stop the main process and start it again over the same names (a cold process)."""
         old = self.processes[0]
@@ -351,6 +371,30 @@ async def stop_process(proc: BackendProcess) -> None:
         except TimeoutError:
             proc.process.kill()
             await proc.process.wait()
+
+
+def histogram_summary(texts: Sequence[str], name: str) -> dict[str, float | int | None]:
+    """count, mean and p50/p99 (as the upper bound of the bucket holding them, in ms) of a
+    Prometheus histogram summed over processes and label sets."""
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith(name + "_bucket"):
+                bound = line.split('le="', 1)[1].split('"', 1)[0]
+                upper = float("inf") if bound == "+Inf" else float(bound)
+                buckets[upper] = buckets.get(upper, 0.0) + float(line.rsplit(" ", 1)[1])
+        total += sum_metric(text, name + "_sum")
+        count += sum_metric(text, name + "_count")
+
+    def quantile(q: float) -> float | None:
+        for upper in sorted(buckets):
+            if count and buckets[upper] >= q * count:
+                return None if upper == float("inf") else round(upper * 1000, 1)
+        return None
+
+    return {"count": int(count), "mean_ms": round(1000 * total / count, 2) if count else None,
+            "p50_ms_at_most": quantile(0.5), "p99_ms_at_most": quantile(0.99)}
 
 
 def sum_metric(text: str, name: str) -> float:
