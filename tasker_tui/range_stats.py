@@ -22,26 +22,39 @@ class RangeFigures:
     covered_s: float
 
 
-def range_figures(points: Sequence[Bucket], resolution_s: float, to_ms: int | None = None) -> RangeFigures:
+def range_figures(
+    points: Sequence[Bucket],
+    resolution_s: float,
+    to_ms: int | None = None,
+    data_from_ms: int | None = None,
+    data_to_ms: int | None = None,
+) -> RangeFigures:
     """Min, time-weighted average, max and integral over the buckets.
 
-    Each bucket covers `resolution_s` seconds, except the newest, which covers only up to `to_ms`
-    when given (a live range is still filling it). Gaps between buckets count as no data: energy
-    is not invented for a time when no sensor reported.
+    Each bucket covers `resolution_s` seconds, except at the edges: the oldest covers time only
+    from `data_from_ms` (when readings started inside it) and the newest only up to `to_ms` and
+    `data_to_ms` (now, and the last reading). Gaps between buckets count as no data: energy is not
+    invented for a time when no sensor reported. (Gaps inside one bucket cannot be seen at that
+    resolution.)
     """
     if not points:
         return RangeFigures(None, None, None, 0.0, 0.0)
     minimum = min(p[1] for p in points)
     maximum = max(p[3] for p in points)
+    resolution_ms = float(resolution_s) * 1000
+    ends = [e for e in (to_ms, data_to_ms) if e is not None]
     weighted = 0.0
     covered = 0.0
     last = len(points) - 1
     for index, (ts, _low, avg, _high) in enumerate(points):
-        span = float(resolution_s)
-        if index == last and to_ms is not None:
-            span = max(0.0, min(span, (to_ms - ts) / 1000))
+        start, end = float(ts), ts + resolution_ms
+        if index == 0 and data_from_ms is not None:
+            start = max(start, float(data_from_ms))
+        if index == last and ends:
+            end = min(end, float(min(ends)))
+        span = (end - start) / 1000
         if span <= 0:
-            span = min(float(resolution_s), 1.0)
+            span = min(float(resolution_s), 1.0)  # a reading right at the edge still counts a moment
         weighted += avg * span
         covered += span
     average = weighted / covered if covered else None
@@ -63,6 +76,9 @@ class LiveSeries:
         # Per bucket we keep [start, min, avg, max, count]; history buckets count as one sample
         # of weight 1 only for folding, which keeps their avg dominant until live data fills in.
         self.last_ts_ms = int(points[-1][0]) if points else 0
+        # When readings really start inside the oldest bucket (found at a finer resolution);
+        # None means the bucket is taken as covered from its start.
+        self.data_from_ms: int | None = None
 
     def add(self, ts_ms: int, value: float) -> bool:
         """Fold one live reading in; False when it is older than what we already have."""
@@ -89,5 +105,9 @@ class LiveSeries:
     def points(self) -> list[Bucket]:
         return [(int(b[0]), b[1], b[2], b[3]) for b in self.buckets]
 
-    def figures(self, to_ms: int) -> RangeFigures:
-        return range_figures(self.points(), self.resolution_ms / 1000, to_ms)
+    def figures(self, to_ms: int, data_to_ms: int | None = None) -> RangeFigures:
+        """Figures up to `to_ms` (now), counting the newest bucket only up to the last reading."""
+        data_from = self.data_from_ms
+        if data_from is not None and self.buckets and data_from < self.buckets[0][0]:
+            data_from = None  # that bucket slid out of the range
+        return range_figures(self.points(), self.resolution_ms / 1000, to_ms, data_from, data_to_ms)

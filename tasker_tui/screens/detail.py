@@ -34,6 +34,7 @@ RANGES = (
     ChartRange("5", "30d", 30 * 86400),
 )
 HISTORY_POINTS = 300
+FINE_RESOLUTION_S = 60  # the backend's minute rollups: how finely the start of data is located
 SPEC_WIDE_AT = 110
 
 
@@ -144,7 +145,18 @@ class DetailScreen(TaskerScreen):
         for metric in ("power", "co2"):
             answer = await client.history(self.server_id, metric, start=start, end=end, points=HISTORY_POINTS)
             resolution = int(answer.get("resolution_s") or 1)
-            loaded[metric] = LiveSeries(answer.get("points") or [], resolution, chosen.span_s * 1000)
+            series = LiveSeries(answer.get("points") or [], resolution, chosen.span_s * 1000)
+            if series.buckets and resolution > FINE_RESOLUTION_S:
+                # A coarse oldest bucket may hold readings from only its last minutes (a server
+                # added recently): find where they start, so energy is not counted before that.
+                first = int(series.buckets[0][0])
+                fine = await client.history(
+                    self.server_id, metric, start=first, end=min(end, first + resolution * 1000),
+                    points=max(2, min(HISTORY_POINTS, resolution // FINE_RESOLUTION_S)),
+                )
+                if fine.get("points"):
+                    series.data_from_ms = int(fine["points"][0][0])
+            loaded[metric] = series
         if chosen is not self.range:
             return
         self.series = loaded
@@ -177,10 +189,12 @@ class DetailScreen(TaskerScreen):
             return
         self._drawn = signature
         start = now - self.range.span_s * 1000
+        # The newest bucket counts only up to the last reading (plus one sensor interval).
+        last_reading = live.last_ts_ms + int(live.interval_s * 1000) if live and live.last_ts_ms else None
         for metric, unit, energy_unit in (("power", "W", "kWh"), ("co2", "g/h", "kg CO2")):
             series = self.series[metric]
             self.query_one(f"#{metric}-chart", MetricChart).show_points(series.points(), start, now)
-            figures = series.figures(now)
+            figures = series.figures(now, last_reading)
             text = Text()
             for label, value in (("min", figures.minimum), ("avg", figures.average), ("max", figures.maximum)):
                 text.append(f"{label} ", "dim")

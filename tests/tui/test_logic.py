@@ -111,6 +111,17 @@ def test_energy_over_a_range_counts_only_covered_time():
     assert live.value_hours == pytest.approx(100.0 * (59 * 60 + 15) / 3600)
 
 
+def test_energy_of_coarse_edge_buckets_counts_only_when_readings_ran():
+    # Two-hour buckets; readings started 10 minutes before the first bucket ended and the
+    # sensor's last reading came 30 minutes into the second one, which is still open (now).
+    two_h = 7_200_000
+    buckets = [(NOW, 100.0, 100.0, 100.0), (NOW + two_h, 100.0, 100.0, 100.0)]
+    figures = range_figures(buckets, 7200, to_ms=NOW + two_h + 3_600_000,
+                            data_from_ms=NOW + two_h - 600_000, data_to_ms=NOW + two_h + 1_800_000)
+    assert figures.covered_s == pytest.approx(40 * 60)
+    assert figures.value_hours == pytest.approx(100.0 * 40 / 60)
+
+
 def test_live_series_folds_readings_into_buckets_and_slides():
     series = LiveSeries([[NOW, 10.0, 10.0, 10.0]], resolution_s=60, span_ms=120_000)
     series.add(NOW + 30_000, 30.0)  # same minute: folded in
