@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from tasker.bench.loadgen import METRIC_NAMES
-from tasker.bench.machine import machine_info, restarted_services, service_pids, summary_ms
+from tasker.bench.machine import code_version, machine_info, restarted_services, service_pids, summary_ms
 from tasker.bench.report import table, verdict
 from tasker.bench.stack import REPO, BenchError, Stack, say, stop_process
 
@@ -216,6 +216,7 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
                 "points": str(params.points)},
     }
     result: dict[str, Any] = {"benchmark": "history", "parameters": asdict(params), "machine": machine_info(),
+        "code": code_version(REPO),
                               "targets": {"24h_warm_p99_ms": TARGET_24H_P99_MS, "30d_warm_p99_ms": TARGET_30D_P99_MS,
                                           "cassandra_bytes_per_reading": TARGET_BYTES_PER_READING}}
     result["names"] = stack.names()

@@ -28,7 +28,7 @@ import aiohttp
 
 from tasker.bench import loadgen
 from tasker.bench.loadgen import DAY_MS, METRIC_NAMES, Layout, LoadSpec
-from tasker.bench.machine import CpuMeter, machine_info, restarted_services, service_pids
+from tasker.bench.machine import code_version, CpuMeter, machine_info, restarted_services, service_pids
 from tasker.bench.report import cpu_rows, table, verdict
 from tasker.bench.stack import (
     REPO,
@@ -427,6 +427,7 @@ async def run_ingest(params: IngestParams) -> dict[str, Any]:
         "benchmark": "ingest",
         "parameters": asdict(params),
         "machine": machine_info(),
+        "code": code_version(REPO),
         "targets": {"readings_per_s": TARGET_READINGS_PER_S, "vs_naive": TARGET_NAIVE_RATIO},
     }
     for kind in kinds:

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from tasker.bench.loadgen import METRIC_NAMES
-from tasker.bench.machine import CpuMeter, machine_info, restarted_services, service_pids, summary_ms
+from tasker.bench.machine import code_version, CpuMeter, machine_info, restarted_services, service_pids, summary_ms
 from tasker.bench.report import cpu_rows, table, verdict
 from tasker.bench.stack import REPO, BenchError, Stack, say
 
@@ -163,6 +163,7 @@ async def run_latency(params: LatencyParams) -> dict[str, Any]:
         "benchmark": "latency",
         "parameters": asdict(params),
         "machine": machine_info(),
+        "code": code_version(REPO),
         "targets": {"p99_ms": TARGET_P99_MS},
         "processes": stack.pids(),
         "names": stack.names(),

@@ -45,6 +45,21 @@ def machine_info() -> dict[str, object]:
     }
 
 
+def code_version(repo: Path) -> dict[str, object]:
+    """The commit measured, and the files of the product that differ from it (if any)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "backend", "tasker", "sensors",
+                                        "tasker_tui").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip() or None, "uncommitted": changed}
+
+
 def _children() -> dict[int, list[int]]:
     """ppid -> pids, for every process visible in /proc."""
     tree: dict[int, list[int]] = {}

@@ -12,9 +12,9 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tasker.bench.machine import machine_info
+from tasker.bench.machine import code_version, machine_info
 from tasker.bench.report import table, verdict
-from tasker.bench.stack import BenchError
+from tasker.bench.stack import REPO, BenchError
 
 TARGET_CPU_PERCENT = 10.0
 TARGET_FIRST_FRAME_S = 1.0
@@ -53,6 +53,7 @@ def run_tui(params: TuiParams) -> dict[str, Any]:
         "benchmark": "tui",
         "parameters": asdict(params),
         "machine": {**machine_info(), "load_average_before": load_before},
+        "code": code_version(REPO),
         "targets": {"cpu_percent_of_one_core": TARGET_CPU_PERCENT, "first_frame_s": TARGET_FIRST_FRAME_S},
         "figures": figures,
     }
