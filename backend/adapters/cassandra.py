@@ -21,10 +21,14 @@ raw row written before it and carries the larger timestamp, so it wins: rollups 
 aggregate of the raw rows. `latest` is written `USING TIMESTAMP` = the reading's own time, so an
 older reading arriving late never replaces a newer one.
 
-Requests per write: one UNLOGGED batch per raw partition (at most MAX_BATCH_ROWS rows, up to
-MAX_IN_FLIGHT requests at once); the recomputations read the partitions of up to
-MAX_SERVERS_PER_READ servers that share a bucket in one `IN` query, and write rollups and
-latest values as UNLOGGED batches of at most 10 partitions (below Cassandra's warning).
+Requests per write, fewest first: on a small node a request costs Cassandra about as much as
+a hundred rows in it, so a write packs rows into UNLOGGED batches of up to MAX_BATCH_ROWS rows
+spanning up to `partitions_per_batch` partitions (`pack_partitions`); a partition's rows stay in
+one batch. Latest values and the raw rows go at once; then each server's runs of consecutive
+touched minutes are re-read, servers with the same run sharing one `IN` read of up to
+MAX_SERVERS_PER_READ partitions, and their rollups written; then the touched hours likewise.
+The packager hands over many messages per write (group commit), so a write typically carries
+many readings of each series and each touched bucket is recomputed once per write.
 
 Every request goes through the driver's async API (`execute_async` futures bridged to asyncio
 with `call_soon_threadsafe`); only connect, prepare and shutdown, which the driver offers only
@@ -57,7 +61,8 @@ MAX_IN_FLIGHT = 64  # concurrent requests per store
 # Cassandra warns about UNLOGGED batches spanning more partitions than this (its default
 # unlogged_batch_across_partitions_warn_threshold).
 MAX_PARTITIONS_PER_BATCH = 10
-MAX_SERVERS_PER_READ = 50  # partitions per multi-partition (IN) read of a rollup recomputation
+MAX_SERVERS_PER_READ = 100  # partitions per multi-partition (IN) read of a rollup recomputation
+MAX_BUCKETS_PER_READ = 200  # and at most this many (server, bucket) pairs per read
 FLOAT32_MAX = 3.4028234663852886e38
 # How long this process trusts that it already recorded a (server, metric, day) in series_days.
 SERIES_DAY_CACHE_S = 60.0
@@ -174,17 +179,87 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _group_servers(buckets: set[tuple[str, str, int]]) -> list[tuple[tuple[str, int], list[str]]]:
-    """(metric, bucket start) -> the servers whose bucket it is, in chunks of at most
-    MAX_SERVERS_PER_READ, so a recomputation reads many partitions in one request."""
-    groups: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for server_id, metric, start_ms in buckets:
-        groups[(metric, start_ms)].append(server_id)
-    return [
-        (key, servers[i:i + MAX_SERVERS_PER_READ])
-        for key, servers in groups.items()
-        for i in range(0, len(servers), MAX_SERVERS_PER_READ)
-    ]
+def pack_partitions(
+    by_partition: Iterable[Sequence[T]], max_rows: int, max_partitions: int
+) -> list[list[T]]:
+    """Rows grouped by partition -> batches of at most `max_rows` rows spanning at most
+    `max_partitions` partitions. A partition's rows stay together unless they alone exceed
+    `max_rows`; then full chunks of it go alone. Few requests matter most: on a small node each
+    request costs Cassandra far more than a row."""
+    batches: list[list[T]] = []
+    current: list[T] = []
+    parts = 0
+    for rows in by_partition:
+        n = len(rows)
+        start = 0
+        while n - start > max_rows:
+            batches.append(list(rows[start:start + max_rows]))
+            start += max_rows
+        if current and (len(current) + n - start > max_rows or parts >= max_partitions):
+            batches.append(current)
+            current, parts = [], 0
+        current.extend(rows[start:] if start else rows)
+        parts += 1
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _batch_of(statement: PreparedStatement, rows: Sequence[Sequence[Any]]) -> BatchStatement:
+    """An UNLOGGED batch of `statement` over `rows`.
+
+    `BatchStatement.add` builds a BoundStatement per row (with a named tuple per column), which
+    cost more client CPU than everything else in a write. Only the first row goes that way (it
+    sets the batch's keyspace and routing key); the others are serialized straight by the
+    columns' own types, as `BoundStatement.bind` does, and added with the driver's internal
+    `_add_statement_and_params` (stable throughout cassandra-driver 3.x; the contract tests
+    catch a change)."""
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    batch.add(statement, rows[0])
+    version = statement.protocol_version
+    serializers = [column.type.serialize for column in statement.column_metadata]
+    query_id = statement.query_id
+    add = batch._add_statement_and_params
+    for row in rows[1:]:
+        add(True, query_id, [serialize(v, version) for serialize, v in zip(serializers, row)])
+    return batch
+
+
+def _runs(offsets: Sequence[int], width: int) -> list[tuple[int, int]]:
+    """Sorted bucket starts -> [lo, hi) ranges of consecutive buckets."""
+    runs: list[tuple[int, int]] = []
+    for start in offsets:
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], start + width)
+        else:
+            runs.append((start, start + width))
+    return runs
+
+
+def _bucket_runs(
+    partitions: Iterable[tuple[tuple[str, str, int], dict[int, float]]], width: int
+) -> dict[tuple[str, int, int, int], list[str]]:
+    """Written raw partitions -> {(metric, day, lo, hi): servers}: each server's runs of
+    consecutive touched buckets (ms into the day), so servers written alike share a read."""
+    runs: dict[tuple[str, int, int, int], list[str]] = defaultdict(list)
+    for (server_id, metric, day), values in partitions:
+        starts = sorted({ts - ts % width for ts in values})
+        for lo, hi in _runs(starts, width):
+            runs[(metric, day, lo, hi)].append(server_id)
+    return runs
+
+
+def _read_groups(
+    runs: dict[tuple[str, int, int, int], list[str]], width: int
+) -> list[tuple[tuple[str, int, int, int], list[str]]]:
+    """Split each run's servers into multi-partition reads of at most MAX_SERVERS_PER_READ
+    servers and MAX_BUCKETS_PER_READ buckets, so no single read returns too many rows."""
+    groups = []
+    for key, servers in runs.items():
+        buckets = (key[3] - key[2]) // width
+        per_read = max(1, min(MAX_SERVERS_PER_READ, MAX_BUCKETS_PER_READ // buckets))
+        groups.extend((key, servers[i:i + per_read]) for i in range(0, len(servers), per_read))
+    return groups
 
 
 def _periods(from_ms: int, to_ms: int, span_ms: int) -> range:
@@ -199,8 +274,10 @@ class CassandraTimeSeries:
     default TTL at the next start (rows already written keep theirs).
     """
 
-    def __init__(self, url: str, retention_days: int = 400) -> None:
+    def __init__(self, url: str, retention_days: int = 400,
+                 partitions_per_batch: int = MAX_PARTITIONS_PER_BATCH) -> None:
         self._hosts, self._port, self._keyspace = parse_url(url)
+        self.partitions_per_batch = partitions_per_batch
         if retention_days < 1:
             raise ValueError(f"retention_days must be at least 1, got {retention_days}")
         self._ttl_s = retention_days * 86_400
@@ -229,7 +306,7 @@ class CassandraTimeSeries:
         cluster = Cluster(
             self._hosts,
             port=self._port,
-            protocol_version=5,
+            protocol_version=4,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             connect_timeout=5,
             # The driver's default backoff grows to 10 minutes; a packager waiting on the store
@@ -336,26 +413,22 @@ class CassandraTimeSeries:
     async def _run(self, name: str, params: Sequence[Any]) -> list[tuple]:
         return await self._execute(self._statement(name), params)
 
-    async def _run_batched(self, name: str, rows: Sequence[Sequence[Any]], per_batch: int) -> None:
-        """Rows of one statement as UNLOGGED batches of at most `per_batch`, sent concurrently
-        (a lone row goes as a plain statement). Each row keeps its own USING TIMESTAMP."""
+    async def _run_batches(self, name: str, batches: Sequence[Sequence[Sequence[Any]]]) -> None:
+        """Each list of rows of one statement as an UNLOGGED batch, all sent concurrently (a
+        lone row goes as a plain statement). Each row keeps its own USING TIMESTAMP."""
         statement = self._statement(name)
-        if len(rows) == 1:
-            await self._execute(statement, rows[0])
-            return
-        batches = []
-        for i in range(0, len(rows), per_batch):
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for row in rows[i:i + per_batch]:
-                batch.add(statement, row)
-            batches.append(self._execute(batch))
-        await self._all(batches)
+        requests = []
+        for rows in batches:
+            if len(rows) == 1:
+                requests.append(self._execute(statement, rows[0]))
+                continue
+            requests.append(self._execute(_batch_of(statement, rows)))
+        await self._all(requests)
 
-    async def _run_many(self, name: str, rows: Sequence[Sequence[Any]]) -> None:
-        """One small row into each of many partitions (rollups, latest values): batches of at
-        most MAX_PARTITIONS_PER_BATCH, which Cassandra applies without warning, instead of one
-        request per row."""
-        await self._run_batched(name, rows, MAX_PARTITIONS_PER_BATCH)
+    async def _write_rows(self, name: str, by_partition: Iterable[Sequence[Sequence[Any]]]) -> None:
+        """Rows of one statement, grouped by partition, in as few requests as the batch limits
+        allow (see `pack_partitions`)."""
+        await self._run_batches(name, pack_partitions(by_partition, MAX_BATCH_ROWS, self.partitions_per_batch))
 
     async def _all(self, work: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
         """Await coroutines concurrently (the semaphore bounds requests in flight); on the
@@ -374,92 +447,120 @@ class CassandraTimeSeries:
     async def write(self, readings: Sequence[Reading]) -> None:
         """Upsert readings, then recompute the 60 s and 3600 s rollups and latest values they
         touch. Returns once all of it is acknowledged; raises Unavailable otherwise (the caller
-        retries the whole batch, which is idempotent)."""
+        retries the whole batch, which is idempotent), ValueError for a value out of range."""
         if not readings:
             return
         partitions: dict[tuple[str, str, int], dict[int, float]] = defaultdict(dict)
+        day_ms = ds.DAY_MS
         for r in readings:
-            if not -FLOAT32_MAX <= r.value <= FLOAT32_MAX:
-                raise ValueError(f"reading {r.key}: value {r.value} is not a finite 32-bit float")
-            partitions[(r.server_id, r.metric, ds.day_of(r.ts_ms))][r.ts_ms] = r.value
+            value = r.value
+            if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                raise ValueError(f"reading {r.key}: value {value} is not a finite 32-bit float")
+            # ts within the day, as the `readings` table stores it
+            partitions[(r.server_id, r.metric, r.ts_ms // day_ms)][r.ts_ms % day_ms] = value
 
-        await self._all(
-            [self._write_partition(key, values) for key, values in partitions.items()]
-            + [self._record_day(key) for key in partitions]
-        )
-        minutes = {
-            (s, m, ds.bucket_start(ts, ds.MINUTE_MS)) for (s, m, _), values in partitions.items() for ts in values
-        }
         latest: dict[tuple[str, str], tuple[int, float]] = {}
-        for (s, m, _), values in partitions.items():
+        for (s, m, day), values in partitions.items():
             ts = max(values)
-            if ts >= latest.get((s, m), (-1, 0.0))[0]:
-                latest[(s, m)] = (ts, values[ts])
-        await self._all(
-            [self._recompute_minutes(minutes)]
-            + [self._run_many("insert_latest", [(s, m, ts, v, ts * 1_000) for (s, m), (ts, v) in latest.items()])]
-        )
-        hours = {(s, m, ds.bucket_start(start, ds.HOUR_MS)) for s, m, start in minutes}
+            if day * day_ms + ts >= latest.get((s, m), (-1, 0.0))[0]:
+                latest[(s, m)] = (day * day_ms + ts, values[ts])
+        by_server: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for (s, m), (ts, v) in latest.items():
+            by_server[s].append((s, m, ts, v, ts * 1_000))
+
+        # Latest values need nothing else; the rollups need the raw rows in place first.
+        await self._all([
+            self._write_rows("insert_raw", (
+                [(s, m, day, ts, v) for ts, v in values.items()] for (s, m, day), values in partitions.items()
+            )),
+            self._write_rows("insert_latest", by_server.values()),
+            self._record_days(partitions),
+        ])
+        minute_runs = _bucket_runs(((key, values) for key, values in partitions.items()), ds.MINUTE_MS)
+        hours = await self._recompute_minutes(minute_runs)
         await self._recompute_hours(hours)
 
-    async def _write_partition(self, key: tuple[str, str, int], values: dict[int, float]) -> None:
-        server_id, metric, day = key
-        base = day * ds.DAY_MS
-        rows = [(server_id, metric, day, ts - base, v) for ts, v in values.items()]
-        await self._run_batched("insert_raw", rows, MAX_BATCH_ROWS)
-
-    async def _record_day(self, key: tuple[str, str, int]) -> None:
+    async def _record_days(self, keys: Iterable[tuple[str, str, int]]) -> None:
+        """Note the (server, metric, day) partitions in `series_days`, skipping those this
+        process noted within SERIES_DAY_CACHE_S."""
         now = time.monotonic()
-        if now - self._known_days.get(key, -SERIES_DAY_CACHE_S) < SERIES_DAY_CACHE_S:
+        known = self._known_days
+        new = [key for key in keys if now - known.get(key, -SERIES_DAY_CACHE_S) >= SERIES_DAY_CACHE_S]
+        if not new:
             return
-        await self._run("insert_day", key)
-        if len(self._known_days) > 100_000:
-            self._known_days.clear()
-        self._known_days[key] = now
+        by_server: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+        for key in new:
+            by_server[key[0]].append(key)
+        await self._write_rows("insert_day", by_server.values())
+        if len(known) > 100_000:
+            known.clear()
+        for key in new:
+            known[key] = now
 
-    async def _recompute_minutes(self, minutes: set[tuple[str, str, int]]) -> None:
-        await self._all(
-            self._recompute_minute_group(metric, start_ms, servers)
-            for (metric, start_ms), servers in _group_servers(minutes)
+    async def _recompute_minutes(self, runs: dict[tuple[str, int, int, int], list[str]]
+                                 ) -> dict[tuple[str, str, int], set[int]]:
+        """Recompute every minute bucket of the runs from the raw rows; the touched hours, as
+        {(server, metric, day): {hour offsets in the day}}."""
+        written: list[dict[str, list[tuple[Any, ...]]]] = await self._all(
+            self._recompute_minute_group(metric, day, lo, hi, servers)
+            for (metric, day, lo, hi), servers in _read_groups(runs, ds.MINUTE_MS)
         )
+        hours: dict[tuple[str, str, int], set[int]] = defaultdict(set)
+        for group in written:
+            for rows in group.values():
+                for server_id, metric, day, start_ms, *_ in rows:
+                    hours[(server_id, metric, day)].add(start_ms - start_ms % ds.HOUR_MS - day * ds.DAY_MS)
+        return hours
 
-    async def _recompute_minute_group(self, metric: str, start_ms: int, servers: list[str]) -> None:
-        """Recompute one minute bucket of several servers from their raw rows: one multi-
-        partition read, then one rollup write per server."""
-        day = ds.day_of(start_ms)
-        offset = start_ms - day * ds.DAY_MS
+    async def _recompute_minute_group(
+        self, metric: str, day: int, lo: int, hi: int, servers: list[str]
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """Recompute the minutes [lo, hi) (ms into `day`) of several servers from their raw rows:
+        one multi-partition read, then the rollup rows, batched by partition."""
         read_at = _now_us()  # before the read: a later read always carries a later timestamp
-        rows = await self._run("select_raw_in", (servers, metric, day, offset, offset + ds.MINUTE_MS))
-        by_server: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        rows = await self._run("select_raw_in", (servers, metric, day, lo, hi))
+        points: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for server_id, ts, value in rows:
-            by_server[server_id].append((ts, value))
-        rollups = []
-        for server_id, points in by_server.items():
-            (r,) = ds.rollup(points, ds.MINUTE_MS)
-            rollups.append((server_id, metric, day, start_ms, r.min, r.max, r.sum, r.count, read_at))
-        await self._run_many("insert_r60", rollups)
+            points[server_id].append((ts, value))
+        base = day * ds.DAY_MS
+        rollups = {
+            server_id: [
+                (server_id, metric, day, base + r.start_ms, r.min, r.max, r.sum, r.count, read_at)
+                for r in ds.rollup(found, ds.MINUTE_MS)
+            ]
+            for server_id, found in points.items()
+        }
+        await self._write_rows("insert_r60", rollups.values())
+        return rollups
 
-    async def _recompute_hours(self, hours: set[tuple[str, str, int]]) -> None:
+    async def _recompute_hours(self, hours: dict[tuple[str, str, int], set[int]]) -> None:
+        """Recompute every touched hour bucket from its 60 s rollups."""
+        runs: dict[tuple[str, int, int, int], list[str]] = defaultdict(list)
+        for (server_id, metric, day), offsets in hours.items():
+            for lo, hi in _runs(sorted(offsets), ds.HOUR_MS):
+                runs[(metric, day, lo, hi)].append(server_id)
         await self._all(
-            self._recompute_hour_group(metric, start_ms, servers)
-            for (metric, start_ms), servers in _group_servers(hours)
+            self._recompute_hour_group(metric, day, lo, hi, servers)
+            for (metric, day, lo, hi), servers in _read_groups(runs, ds.HOUR_MS)
         )
 
-    async def _recompute_hour_group(self, metric: str, start_ms: int, servers: list[str]) -> None:
-        """Recompute one hour bucket of several servers from their 60 s rollups."""
+    async def _recompute_hour_group(self, metric: str, day: int, lo: int, hi: int, servers: list[str]) -> None:
+        """Recompute the hours [lo, hi) (ms into `day`) of several servers from their 60 s
+        rollups: one multi-partition read, then the rollup rows."""
+        base = day * ds.DAY_MS
         read_at = _now_us()
-        rows = await self._run(
-            "select_r60_in", (servers, metric, ds.day_of(start_ms), start_ms, start_ms + ds.HOUR_MS)
-        )
-        by_server: dict[str, list[tuple[int, float, float, float, int]]] = defaultdict(list)
+        rows = await self._run("select_r60_in", (servers, metric, day, base + lo, base + hi))
+        minutes: dict[str, list[tuple[int, float, float, float, int]]] = defaultdict(list)
         for server_id, *rollup in rows:
-            by_server[server_id].append(tuple(rollup))  # type: ignore[arg-type]
-        period = start_ms // HOUR_PERIOD_MS
-        rollups = []
-        for server_id, minutes in by_server.items():
-            (r,) = ds.merge(minutes, ds.HOUR_MS)
-            rollups.append((server_id, metric, period, start_ms, r.min, r.max, r.sum, r.count, read_at))
-        await self._run_many("insert_r3600", rollups)
+            minutes[server_id].append(tuple(rollup))  # type: ignore[arg-type]
+        by_partition: dict[tuple[str, int], list[tuple[Any, ...]]] = defaultdict(list)
+        for server_id, found in minutes.items():
+            for r in ds.merge(found, ds.HOUR_MS):
+                period = r.start_ms // HOUR_PERIOD_MS
+                by_partition[(server_id, period)].append(
+                    (server_id, metric, period, r.start_ms, r.min, r.max, r.sum, r.count, read_at)
+                )
+        await self._write_rows("insert_r3600", by_partition.values())
 
     # --- reads ---------------------------------------------------------------------------------
 

@@ -22,9 +22,9 @@ import pytest
 from cassandra.cluster import Cluster
 
 from backend import downsample as ds
-from backend.adapters.cassandra import CassandraTimeSeries, parse_url
+from backend.adapters.cassandra import CassandraTimeSeries, pack_partitions, parse_url
 from backend.adapters.sqlite_timeseries import SqliteTimeSeries
-from backend.ports import TimeSeriesStore, Unavailable
+from backend.ports import Latest, TimeSeriesStore, Unavailable
 from tasker.domain import Reading
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: a day, hour and minute boundary
@@ -205,6 +205,45 @@ async def test_rollups_equal_aggregates_of_raw_despite_duplicates_and_concurrent
     by_hour = await reader.history(server, "power", lo, hi, hours)
     assert by_hour.resolution_s == 3600
     assert_series_equal(by_hour.points, expected_points(written, ds.HOUR_MS, lo, hi))
+
+
+async def test_rollups_of_a_whole_fleet_written_instant_by_instant_agree_with_raw(backing: Backing):
+    """The packager's group writes: many servers (more than one multi-partition read takes), each
+    write holding a few seconds of every server, so every write touches a minute (or two) of
+    each, and a late reading lands in an older minute and hour of some servers."""
+    store = await backing.open()
+    servers = [new_server() for _ in range(130)]
+    rng = random.Random(17)
+    start = T0 - ds.HOUR_MS - 50_000  # three minutes across an hour boundary
+    written: dict[tuple[str, str], dict[int, float]] = {(s, m): {} for s in servers for m in ("power", "co2")}
+    writes: list[list[Reading]] = []
+    for first in range(0, 180, 25):  # 25 instants per write: minutes split across writes
+        batch = []
+        for second in range(first, min(first + 25, 180)):
+            for server in servers:
+                for metric in ("power", "co2"):
+                    ts = start + second * 1_000
+                    batch.append(Reading(server, metric, ts, value(rng)))
+        writes.append(batch)
+    late = [Reading(s, "power", start - 2 * ds.HOUR_MS + 7_000, value(rng)) for s in servers[::9]]
+    writes[3] = writes[3] + late
+    writes.append(writes[2][: len(writes[2]) // 2])  # a redelivered half
+    for batch in writes:
+        await store.write(batch)
+        for r in batch:
+            written[(r.server_id, r.metric)][r.ts_ms] = r.value
+
+    lo, hi = ds.bucket_start(start - 2 * ds.HOUR_MS, ds.HOUR_MS), T0
+    for server in servers[::7] + [servers[-1]]:
+        for metric in ("power", "co2"):
+            series = written[(server, metric)]
+            minutes = await store.history(server, metric, lo, hi, (hi - lo) // ds.MINUTE_MS)
+            assert minutes.resolution_s == 60
+            assert_series_equal(minutes.points, expected_points(series, ds.MINUTE_MS, lo, hi))
+            hours = await store.history(server, metric, lo, hi, (hi - lo) // ds.HOUR_MS)
+            assert_series_equal(hours.points, expected_points(series, ds.HOUR_MS, lo, hi))
+    newest = await store.latest(servers[:3])
+    assert newest[(servers[0], "co2")] == Latest(start + 179_000, written[(servers[0], "co2")][start + 179_000])
 
 
 # --- history -----------------------------------------------------------------------------------
@@ -432,6 +471,16 @@ def test_a_bad_cassandra_url_is_a_clear_error(url):
         CassandraTimeSeries(url)
 
 
+def test_cassandra_rows_are_packed_into_few_batches_without_splitting_small_partitions():
+    parts = [[("a", i) for i in range(3)], [("b", i) for i in range(12)], [("c", 0)], [("d", 0), ("d", 1)]]
+    batches = pack_partitions(parts, max_rows=5, max_partitions=2)
+    # "b" alone exceeds 5 rows: full chunks of it go alone, its remainder shares a batch; at
+    # most 2 partitions and 5 rows per batch.
+    assert sorted("".join(row[0] for row in b) for b in batches) == ["aaabb", "bbbbb", "bbbbb", "cdd"]
+    assert sorted(r for b in batches for r in b) == sorted(r for p in parts for r in p)
+    assert pack_partitions([], 5, 2) == []
+
+
 def test_cassandra_url_with_several_hosts():
     assert parse_url("cassandra://10.0.0.1,10.0.0.2:9142/tasker") == (["10.0.0.1", "10.0.0.2"], 9142, "tasker")
     assert parse_url("cassandra://db/tasker") == (["db"], 9042, "tasker")
@@ -457,15 +506,15 @@ async def test_cassandra_a_stale_rollup_recomputation_landing_last_does_not_win(
     await a.write([Reading(server, "power", T0 + 1_000, 10.0)])
 
     a_has_read, b_is_done = asyncio.Event(), asyncio.Event()
-    run_many = a._run_many
+    write_rows = a._write_rows
 
-    async def stalling_run_many(name, rows):
+    async def stalling_write_rows(name, by_partition):
         if name == "insert_r60":
             a_has_read.set()
             await b_is_done.wait()
-        return await run_many(name, rows)
+        return await write_rows(name, by_partition)
 
-    a._run_many = stalling_run_many  # type: ignore[method-assign]
+    a._write_rows = stalling_write_rows  # type: ignore[method-assign]
     stale = asyncio.create_task(a.write([Reading(server, "power", T0 + 2_000, 20.0)]))
     await a_has_read.wait()
     await b.write([Reading(server, "power", T0 + 3_000, 60.0)])

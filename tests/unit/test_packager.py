@@ -4,6 +4,7 @@ dead-lettered and counted, stored messages go out live."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -33,14 +34,15 @@ class FlakyStore(SqliteTimeSeries):
         await super().write(readings)
 
 
-@pytest.fixture
-async def rig(tmp_path):
+@asynccontextmanager
+async def packager_over(store, **options):
+    """A started embedded broker and `store` with a packager consuming into it; (broker,
+    telemetry, live events received)."""
     broker = MemoryBroker()
-    store = FlakyStore(tmp_path / "ts.db")
     await broker.start()
     await store.start()
     telemetry = Telemetry()
-    packager = Packager(broker, store, telemetry, prefetch=2, backoff_initial_s=0.01, backoff_max_s=0.05)
+    packager = Packager(broker, store, telemetry, backoff_initial_s=0.01, backoff_max_s=0.05, **options)
     live: list[bytes] = []
 
     async def on_live(body: bytes) -> None:
@@ -48,10 +50,19 @@ async def rig(tmp_path):
 
     await broker.subscribe_events(LIVE_CHANNEL, on_live)
     await packager.start()
-    yield broker, store, telemetry, live
-    await broker.close()
-    await packager.close()
-    await store.close()
+    try:
+        yield broker, telemetry, live
+    finally:
+        await broker.close()
+        await packager.close()
+        await store.close()
+
+
+@pytest.fixture
+async def rig(tmp_path):
+    store = FlakyStore(tmp_path / "ts.db")
+    async with packager_over(store, prefetch=2) as (broker, telemetry, live):
+        yield broker, store, telemetry, live
 
 
 def readings(n: int, start: int = 0) -> list[Reading]:

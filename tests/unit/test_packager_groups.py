@@ -1,0 +1,161 @@
+"""Group commit in the packager: messages that arrive while the store is busy are written together,
+each acked only once its write succeeded; a refused message does not sink the others; memory stays
+bounded however many messages the broker hands over."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from backend.adapters.sqlite_timeseries import SqliteTimeSeries
+from backend.services.packager import GroupCommit
+from backend.services.wire import encode_readings, queue_for
+from tasker.domain import Reading
+from tests.unit.test_packager import packager_over
+
+T0 = 1_795_000_000_000
+
+
+def readings(n: int, start: int = 0, server: str = "srv_aaaaaaaaaa") -> list[Reading]:
+    return [Reading(server, "power", T0 + (start + i) * 1000, float(start + i)) for i in range(n)]
+
+
+class GatedWrites:
+    """A store write that records each call and finishes only when the test opens its gate."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[Reading]] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def __call__(self, batch) -> None:
+        self.calls.append(list(batch))
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+
+    def open_all(self) -> None:
+        for gate in self.gates:
+            gate.set()
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_messages_arriving_during_a_write_go_out_together_in_one_write():
+    store = GatedWrites()
+    groups = GroupCommit(store, max_readings=1_000, max_writes=1)
+    first = asyncio.create_task(groups.store(readings(2)))
+    await settle()
+    later = [asyncio.create_task(groups.store(readings(3, 10 * i))) for i in range(1, 5)]
+    await settle()
+    # One write in flight with the first message; the other four wait, none of them is done.
+    assert [len(c) for c in store.calls] == [2]
+    assert not any(t.done() for t in [first, *later])
+
+    store.gates[0].set()
+    await first
+    await settle()
+    assert [len(c) for c in store.calls] == [2, 12]  # the four waiting messages in one write
+    assert not any(t.done() for t in later)  # nothing is acked before its write succeeded
+    store.open_all()
+    await asyncio.gather(*later)
+
+
+async def test_a_group_stops_growing_at_max_readings():
+    store = GatedWrites()
+    groups = GroupCommit(store, max_readings=5, max_writes=1)
+    callers = [asyncio.create_task(groups.store(readings(3, 10 * i))) for i in range(5)]
+    await settle()
+    while not all(t.done() for t in callers):
+        store.open_all()
+        await settle()
+    # 3 alone (the slot was free), then groups closed once they held 5 or more.
+    assert [len(c) for c in store.calls] == [3, 6, 6]
+
+
+async def test_room_holds_back_messages_once_every_slot_and_the_next_group_are_full():
+    store = GatedWrites()
+    groups = GroupCommit(store, max_readings=4, max_writes=1)
+    writing = asyncio.create_task(groups.store(readings(4)))
+    waiting = asyncio.create_task(groups.store(readings(4, 10)))
+    await settle()
+    blocked = asyncio.create_task(groups.room())
+    await settle()
+    assert not blocked.done()
+    store.gates[0].set()  # the write finishes: the waiting group starts, there is room again
+    await settle()
+    assert blocked.done()
+    store.open_all()
+    await asyncio.gather(writing, waiting)
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_write_of_the_others():
+    store = GatedWrites()
+    groups = GroupCommit(store, max_readings=100, max_writes=1)
+    busy = asyncio.create_task(groups.store(readings(1)))
+    await settle()
+    gone = asyncio.create_task(groups.store(readings(2, 10)))
+    stays = asyncio.create_task(groups.store(readings(2, 20)))
+    await settle()
+    gone.cancel()
+    store.open_all()
+    await busy
+    await settle()
+    store.open_all()
+    await stays
+    assert [len(c) for c in store.calls] == [1, 4]
+
+
+async def test_a_refused_message_is_retried_alone_and_only_it_fails():
+    calls: list[int] = []
+
+    async def write(batch) -> None:
+        calls.append(len(batch))
+        await asyncio.sleep(0.01)
+        if any(r.value < 0 for r in batch):
+            raise ValueError("value out of range")
+
+    groups = GroupCommit(write, max_readings=100, max_writes=1)
+    first = asyncio.create_task(groups.store(readings(1)))
+    await settle()
+    good = asyncio.create_task(groups.store(readings(2, 10)))
+    bad = asyncio.create_task(groups.store([Reading("srv_bbbbbbbbbb", "power", T0, -1.0)]))
+    await first
+    await good
+    with pytest.raises(ValueError, match="out of range"):
+        await bad
+    assert calls[:2] == [1, 3]  # the group of both, refused
+    assert sorted(calls[2:]) == [1, 2]  # then each on its own
+
+
+class RefusingStore(SqliteTimeSeries):
+    """The embedded store, refusing (like Cassandra's 32-bit float column) huge values."""
+
+    async def write(self, batch) -> None:
+        await asyncio.sleep(0.02)  # slow enough that messages pile up into one group
+        if any(r.value > 1e38 for r in batch):
+            raise ValueError("value is not a finite 32-bit float")
+        await super().write(batch)
+
+
+async def test_the_packager_dead_letters_a_refused_message_and_stores_the_rest(tmp_path):
+    store = RefusingStore(tmp_path / "ts.db")
+    async with packager_over(store, prefetch=16) as (broker, telemetry, _):
+        good = [readings(5, 10 * i) for i in range(6)]
+        for batch in good[:3]:
+            await broker.publish_work(queue_for("power"), encode_readings("power", batch, T0))
+        await broker.publish_work(queue_for("power"), encode_readings(
+            "power", [Reading("srv_aaaaaaaaaa", "power", T0 + 999_000, 3e38 * 10 / 9)], T0))
+        for batch in good[3:]:
+            await broker.publish_work(queue_for("power"), encode_readings("power", batch, T0))
+        async with asyncio.timeout(5):
+            while broker.dead_lettered() < 1 or telemetry.readings_stored.value(metric="power") < 30:
+                await asyncio.sleep(0.01)
+        page = await store.raw("srv_aaaaaaaaaa", "power", T0, T0 + 10**7, 100)
+        assert sorted(r.ts_ms for r in page.readings) == sorted(r.ts_ms for b in good for r in b)
+        assert broker.dead_lettered() == 1
+        assert broker.dead_letters[0][1].count(b"3.333") == 1  # the refused message itself
+        assert await broker.queue_depth(queue_for("power")) == 0
