@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 import time
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -181,48 +182,72 @@ def now_ms() -> int:
 
 def pack_partitions(
     by_partition: Iterable[Sequence[T]], max_rows: int, max_partitions: int
-) -> list[list[T]]:
+) -> Iterator[list[T]]:
     """Rows grouped by partition -> batches of at most `max_rows` rows spanning at most
-    `max_partitions` partitions. A partition's rows stay together unless they alone exceed
-    `max_rows`; then full chunks of it go alone. Few requests matter most: on a small node each
-    request costs Cassandra far more than a row."""
-    batches: list[list[T]] = []
+    `max_partitions` partitions, yielded as they fill. A partition's rows stay together unless
+    they alone exceed `max_rows`; then full chunks of it go alone. Few requests matter most: on
+    a small node each request costs Cassandra far more than a row."""
     current: list[T] = []
     parts = 0
     for rows in by_partition:
         n = len(rows)
         start = 0
         while n - start > max_rows:
-            batches.append(list(rows[start:start + max_rows]))
+            yield list(rows[start:start + max_rows])
             start += max_rows
         if current and (len(current) + n - start > max_rows or parts >= max_partitions):
-            batches.append(current)
+            yield current
             current, parts = [], 0
         current.extend(rows[start:] if start else rows)
         parts += 1
     if current:
-        batches.append(current)
-    return batches
+        yield current
 
 
-def _batch_of(statement: PreparedStatement, rows: Sequence[Sequence[Any]]) -> BatchStatement:
-    """An UNLOGGED batch of `statement` over `rows`.
+Encoded = tuple[bytes, ...]
+"""A row of bind values already serialized to the protocol's bytes, in statement order."""
 
-    `BatchStatement.add` builds a BoundStatement per row (with a named tuple per column), which
-    cost more client CPU than everything else in a write. Only the first row goes that way (it
-    sets the batch's keyspace and routing key); the others are serialized straight by the
-    columns' own types, as `BoundStatement.bind` does, and added with the driver's internal
-    `_add_statement_and_params` (stable throughout cassandra-driver 3.x; the contract tests
-    catch a change)."""
-    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-    batch.add(statement, rows[0])
+_INT32 = struct.Struct(">i").pack
+_FLOAT32 = struct.Struct(">f").pack
+
+
+def _row_encoder(statement: PreparedStatement) -> Callable[[Iterable[Sequence[Any]]], list[Encoded]]:
+    """Rows of plain values -> encoded rows, by each column's own type (as the driver's
+    `BoundStatement.bind` does, without building a BoundStatement per row)."""
     version = statement.protocol_version
     serializers = [column.type.serialize for column in statement.column_metadata]
-    query_id = statement.query_id
+
+    def encode(rows: Iterable[Sequence[Any]]) -> list[Encoded]:
+        return [tuple([serialize(v, version) for serialize, v in zip(serializers, row)]) for row in rows]
+
+    return encode
+
+
+def _batch_of(statement: PreparedStatement, rows: Sequence[Encoded]) -> BatchStatement:
+    """An UNLOGGED batch of `statement` over encoded rows, routed by the first row's partition.
+
+    `BatchStatement.add` would bind every row again (a BoundStatement and a named tuple per
+    column each), which cost more client CPU than everything else in a write; the rows go in
+    with the driver's internal `_add_statement_and_params` instead (stable throughout
+    cassandra-driver 3.x; the contract tests catch a change)."""
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    batch.keyspace = statement.keyspace
+    first = rows[0]
+    batch.routing_key = [first[i] for i in statement.routing_key_indexes or ()] or None
     add = batch._add_statement_and_params
-    for row in rows[1:]:
-        add(True, query_id, [serialize(v, version) for serialize, v in zip(serializers, row)])
+    query_id = statement.query_id
+    for row in rows:
+        add(True, query_id, row)
     return batch
+
+
+def _encode_raw(partitions: dict[tuple[str, str, int], dict[int, float]]) -> Iterator[list[Encoded]]:
+    """Encoded `insert_raw` rows, partition by partition: the hot path of every write, so the
+    partition key is encoded once per partition and each row packs only its ts and value."""
+    int32, float32 = _INT32, _FLOAT32
+    for (server_id, metric, day), values in partitions.items():
+        s, m, d = server_id.encode(), metric.encode(), int32(day)
+        yield [(s, m, d, int32(ts), float32(v)) for ts, v in values.items()]
 
 
 def _runs(offsets: Sequence[int], width: int) -> list[tuple[int, int]]:
@@ -284,6 +309,7 @@ class CassandraTimeSeries:
         self._cluster: Cluster | None = None
         self._session: Session | None = None
         self._prepared: dict[str, PreparedStatement] = {}
+        self._encoders: dict[str, Callable[[Iterable[Sequence[Any]]], list[Encoded]]] = {}
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._known_days: dict[tuple[str, str, int], float] = {}
 
@@ -324,6 +350,7 @@ class CassandraTimeSeries:
                 await self._execute(ddl)
             await self._migrate_ttl()
             self._prepared = await asyncio.to_thread(self._prepare_all)
+            self._encoders = {name: _row_encoder(statement) for name, statement in self._prepared.items()}
         except BaseException:
             await self.close()
             raise
@@ -413,22 +440,25 @@ class CassandraTimeSeries:
     async def _run(self, name: str, params: Sequence[Any]) -> list[tuple]:
         return await self._execute(self._statement(name), params)
 
-    async def _run_batches(self, name: str, batches: Sequence[Sequence[Sequence[Any]]]) -> None:
-        """Each list of rows of one statement as an UNLOGGED batch, all sent concurrently (a
-        lone row goes as a plain statement). Each row keeps its own USING TIMESTAMP."""
-        statement = self._statement(name)
-        requests = []
-        for rows in batches:
-            if len(rows) == 1:
-                requests.append(self._execute(statement, rows[0]))
-                continue
-            requests.append(self._execute(_batch_of(statement, rows)))
-        await self._all(requests)
-
     async def _write_rows(self, name: str, by_partition: Iterable[Sequence[Sequence[Any]]]) -> None:
-        """Rows of one statement, grouped by partition, in as few requests as the batch limits
-        allow (see `pack_partitions`)."""
-        await self._run_batches(name, pack_partitions(by_partition, MAX_BATCH_ROWS, self.partitions_per_batch))
+        """Rows of plain values of one statement, grouped by partition, in as few requests as
+        the batch limits allow (see `pack_partitions`)."""
+        encode = self._encoders[name]
+        await self._write_encoded(name, (encode(rows) for rows in by_partition))
+
+    async def _write_encoded(self, name: str, by_partition: Iterable[Sequence[Encoded]]) -> None:
+        """Encoded rows of one statement, grouped by partition, as UNLOGGED batches sent while
+        the next ones are built (each row keeps its own USING TIMESTAMP). The loop gets a turn
+        between batches, so a write of many thousand rows never holds it for long."""
+        statement = self._statement(name)
+        tasks: list[asyncio.Task[list[tuple]]] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                for rows in pack_partitions(by_partition, MAX_BATCH_ROWS, self.partitions_per_batch):
+                    tasks.append(group.create_task(self._execute(_batch_of(statement, rows))))
+                    await asyncio.sleep(0)
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
 
     async def _all(self, work: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
         """Await coroutines concurrently (the semaphore bounds requests in flight); on the
@@ -470,9 +500,7 @@ class CassandraTimeSeries:
 
         # Latest values need nothing else; the rollups need the raw rows in place first.
         await self._all([
-            self._write_rows("insert_raw", (
-                [(s, m, day, ts, v) for ts, v in values.items()] for (s, m, day), values in partitions.items()
-            )),
+            self._write_encoded("insert_raw", _encode_raw(partitions)),
             self._write_rows("insert_latest", by_server.values()),
             self._record_days(partitions),
         ])

@@ -473,12 +473,12 @@ def test_a_bad_cassandra_url_is_a_clear_error(url):
 
 def test_cassandra_rows_are_packed_into_few_batches_without_splitting_small_partitions():
     parts = [[("a", i) for i in range(3)], [("b", i) for i in range(12)], [("c", 0)], [("d", 0), ("d", 1)]]
-    batches = pack_partitions(parts, max_rows=5, max_partitions=2)
+    batches = list(pack_partitions(parts, max_rows=5, max_partitions=2))
     # "b" alone exceeds 5 rows: full chunks of it go alone, its remainder shares a batch; at
     # most 2 partitions and 5 rows per batch.
     assert sorted("".join(row[0] for row in b) for b in batches) == ["aaabb", "bbbbb", "bbbbb", "cdd"]
     assert sorted(r for b in batches for r in b) == sorted(r for p in parts for r in p)
-    assert pack_partitions([], 5, 2) == []
+    assert list(pack_partitions([], 5, 2)) == []
 
 
 def test_cassandra_url_with_several_hosts():
