@@ -114,7 +114,7 @@ class TaskerApp(App[None]):
         self.switch_screen(FleetScreen())
         self.start_live_link()
         if self.notice:
-            self.notify(self.notice, title="Tasker demo", timeout=20)
+            self.notify(self.notice, title="Tasker demo", timeout=12)
             self.notice = ""
 
     def start_live_link(self) -> None:

@@ -16,12 +16,17 @@ def register(app: typer.Typer) -> None:
         url: Optional[str] = typer.Option(None, "--url", help="Backend URL (default: TASKER_URL or http://127.0.0.1:8470)."),
     ) -> None:
         """The terminal UI against a running backend."""
+        from urllib.parse import urlsplit
+
         from tasker.config import ConfigError, load_settings
 
         try:
             settings = load_settings(url=url)
+            if not urlsplit(settings.url).hostname:
+                raise ConfigError(f"{settings.url!r}: expected http://host:port, e.g. http://127.0.0.1:8470")
         except ConfigError as exc:
-            typer.echo(f"tasker tui: {exc}", err=True)
+            message = str(exc).replace("TASKER_URL=", "--url ") if url else str(exc)
+            typer.echo(f"tasker tui: {message}", err=True)
             raise typer.Exit(2) from None
         from tasker_tui.app import TaskerApp
 

@@ -126,8 +126,9 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
     try:
         print(f"tasker demo: data in {root}", flush=True)
         print("Starting the embedded backend…", flush=True)
-        accounts = provision_accounts(stack)
-        url = stack.start_backend(DEFAULT_PORT if port_is_free(DEFAULT_PORT) else 0)
+        stack.launch_backend(DEFAULT_PORT if port_is_free(DEFAULT_PORT) else 0)
+        accounts = provision_accounts(stack)  # meanwhile: each account is a process of its own
+        url = stack.wait_for_backend()
         token, added = asyncio.run(register_fleet(url, accounts, servers))
         print(f"Backend at {url}; {added} sample servers registered; starting the sensors…", flush=True)
         stack.start_sensors(accounts.ingest_key, token, interval=interval)

@@ -43,6 +43,7 @@ class LocalStack:
         self.sensors: subprocess.Popen | None = None
         self.url: str | None = None
         self.port: int | None = None
+        self._log_offset = 0
         self.env = {
             **os.environ,
             "TASKER_BROKER_URL": "memory://",
@@ -98,19 +99,29 @@ class LocalStack:
 
     def start_backend(self, port: int = 0, timeout: float = 30.0) -> str:
         """Start `tasker backend` on 127.0.0.1:`port` (0: any free port); returns its URL."""
+        self.launch_backend(port)
+        return self.wait_for_backend(timeout)
+
+    def launch_backend(self, port: int = 0) -> None:
+        """Start `tasker backend` without waiting (other set-up can run meanwhile)."""
         log_path = self.root / "backend.log"
         log = log_path.open("ab")
-        start_offset = log_path.stat().st_size
+        self._log_offset = log_path.stat().st_size
         self.backend = subprocess.Popen(
             [*TASKER, "backend", "--listen", f"127.0.0.1:{port}"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
             start_new_session=True,  # a ctrl+c in the TUI's terminal is ours to handle, not theirs
         )
         log.close()
+
+    def wait_for_backend(self, timeout: float = 30.0) -> str:
+        """Wait until the launched backend says where it listens; returns its URL."""
+        assert self.backend is not None, "launch the backend first"
+        log_path = self.root / "backend.log"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with log_path.open("rb") as reader:
-                reader.seek(start_offset)
+                reader.seek(self._log_offset)
                 text = reader.read().decode("utf-8", "replace")
             found = LISTENING.search(text)
             if found:

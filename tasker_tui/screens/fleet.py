@@ -34,7 +34,8 @@ class FleetScreen(TaskerScreen):
         yield Static(id="totals")
         yield FleetTable(self.tasker.fleet, id="fleet")
         yield Static("No servers registered yet. Press a to register one.", id="fleet-empty")
-        yield Input(placeholder="filter: name, location, source or tag (enter keeps, esc clears)", id="filter")
+        yield Input(placeholder="filter: name, location, source or tag (enter keeps, esc clears)", id="filter",
+                    compact=True)
 
     @property
     def table(self) -> FleetTable:
@@ -56,20 +57,19 @@ class FleetScreen(TaskerScreen):
         table = self.table
         text = Text()
         text.append(f"{len(fleet.servers)} servers", "bold")
-        text.append(f"  {totals.fresh} live", "green")
+        text.append(f", {totals.fresh} live", "green")
         if totals.stale:
             text.append(f" · {totals.stale} stale", "yellow")
-        text.append("  │ ")
-        text.append("Power ", "dim")
+        text.append(" │ ", "dim")
         text.append(fmt.fleet_power(totals.watts), "bold")
-        text.append("  CO2 ", "dim")
-        text.append(f"{totals.co2_kg_per_h:,.2f} kg/h", "bold")
+        text.append(" │ ", "dim")
+        text.append(f"{totals.co2_kg_per_h:,.2f} kg CO2/h", "bold")
         sort_label = next(c.label for c in COLUMNS if c.key == table.sort_key)
-        text.append("  │ sort ", "dim")
+        text.append(" │ ", "dim")
         text.append(f"{sort_label} {'▼' if table.sort_reverse else '▲'}")
         if table.filter_text:
-            text.append("  │ filter ", "dim")
-            text.append(f"{table.filter_text!r} ({len(table.shown_ids)})", "bold yellow")
+            text.append(" │ ", "dim")
+            text.append(f"/{table.filter_text}: {len(table.shown_ids)} shown", "bold yellow")
         self.query_one("#totals", Static).update(text)
 
     # --- selection ----------------------------------------------------------------------

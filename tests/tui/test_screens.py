@@ -56,7 +56,7 @@ async def test_stale_server_is_marked_and_left_out_of_the_totals():
         text = screen_text(app)
         assert "○ cache-sin-1" in text and "● web-dub-1" in text
         totals = widget_text(app, "#totals")
-        assert "11 live · 1 stale" in totals
+        assert "11 live · 1 stale" in totals and "kg CO2/h" in totals
         fresh = [sid for sid in app.fleet.servers if not app.fleet.is_stale(sid, BASE_MS)]
         expected_w = sum(app.fleet.latest(sid, "power") for sid in fresh)
         assert fmt.fleet_power(expected_w) in totals
