@@ -20,7 +20,6 @@ from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from tasker_tui.chat import ChatState
 from tasker_tui.commands import ServerCommands
 from tasker_tui.fleet_state import FleetState
 from tasker_tui.live_link import LinkStatus, LiveLink
@@ -28,6 +27,7 @@ from tasker_tui.screens.base import TaskerScreen
 
 if TYPE_CHECKING:
     from tasker.client import TaskerClient
+    from tasker_tui.chat import ChatState
 
 CHAT_KEY = "ctrl+t"
 SPARK_POINTS = 60  # history buckets fetched to fill a sparkline (5 s each over 5 minutes)
@@ -66,7 +66,7 @@ class TaskerApp(App[None]):
         # Made on first use: importing the HTTP client (aiohttp) waits until the first frame is up.
         self._client = client
         self.fleet = FleetState()
-        self.chat = ChatState()
+        self._chat: ChatState | None = None
         self.chat_open = False
         self.chat_key = CHAT_KEY
         self.link_status = LinkStatus("idle")
@@ -93,6 +93,20 @@ class TaskerApp(App[None]):
 
             self._client = TaskerClient(self.url)
         return self._client
+
+    @property
+    def chat(self) -> ChatState:
+        """The support chat's state. Made on first use (after login): chat and the HTTP client it
+        brings along stay out of the way of the first frame."""
+        if self._chat is None:
+            from tasker_tui.chat import ChatState
+
+            self._chat = ChatState()
+        return self._chat
+
+    @property
+    def chat_unread(self) -> int:
+        return self._chat.unread if self._chat is not None else 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -167,7 +181,8 @@ class TaskerApp(App[None]):
         started = time.perf_counter()
         status = self.link_status
         countdown = round(status.retry_at - time.monotonic()) if status.retry_at else None
-        signature = (id(screen), status, countdown, self.chat.version, self.chat_open, screen.size)
+        chat_version = self._chat.version if self._chat is not None else 0
+        signature = (id(screen), status, countdown, chat_version, self.chat_open, screen.size)
         if signature != self._chrome_signature:
             self._chrome_signature = signature
             screen.sync_chrome()
@@ -217,6 +232,9 @@ class TaskerApp(App[None]):
 
     def action_toggle_chat(self) -> None:
         """Show or hide the chat pane on every screen."""
+        if not self.user:
+            self.notify("Log in to use the support chat.", severity="warning")
+            return
         self.chat_open = not self.chat_open
         if self.chat_open:
             self.chat.mark_read()

@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tasker_tui.chat import ChatState
 from tasker_tui.fleet_state import FleetState
 
 if TYPE_CHECKING:
     from tasker.client import TaskerClient
+    from tasker_tui.chat import ChatState
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0

@@ -9,7 +9,6 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
-from tasker_tui.chat import ChatPane
 from tasker_tui.widgets.chrome import ConnectionBanner, TopBar
 
 if TYPE_CHECKING:
@@ -21,6 +20,8 @@ class TaskerScreen(Screen):
     `refresh_live`, which the app calls on its refresh tick only for the screen on top."""
 
     SCREEN_TITLE = ""
+    # Screens after login dock the chat pane; the login screen has nobody to chat as yet.
+    HAS_CHAT = True
     # No blanket auto-focus ("" turns it off; None would mean the app's "*"): it would land in
     # the hidden chat pane and shadow the screen's keys. Screens with a main widget name it.
     AUTO_FOCUS = ""
@@ -35,7 +36,10 @@ class TaskerScreen(Screen):
         yield TopBar(id="topbar")
         yield ConnectionBanner(id="banner")
         yield from self.compose_body()
-        yield ChatPane(self.tasker.chat, id="chat-pane")
+        if self.HAS_CHAT:
+            from tasker_tui.chat import ChatPane
+
+            yield ChatPane(self.tasker.chat, id="chat-pane")
         yield Footer()
 
     def compose_body(self) -> ComposeResult:
@@ -71,13 +75,13 @@ class TaskerScreen(Screen):
         user = app.user.get("username", "") if app.user else ""
         role = app.user.get("role", "") if app.user else ""
         self.query_one(TopBar).show(
-            self.title_text, app.link_status, app.chat.unread,
+            self.title_text, app.link_status, app.chat_unread,
             f"{user} ({role})" if role else user, app.chat_key,
         )
         self.query_one(ConnectionBanner).show(app.link_status)
-        pane = self.query_one(ChatPane)
-        pane.set_class(app.chat_open, "-open")
-        pane.sync()
+        for pane in self.query("#chat-pane"):
+            pane.set_class(app.chat_open, "-open")
+            pane.sync()
 
     def refresh_live(self) -> None:
         """Draw what changed in the app's live state; cheap when nothing did."""

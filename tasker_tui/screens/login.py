@@ -16,6 +16,7 @@ class LoginScreen(TaskerScreen):
     """Asks for credentials; a wrong password or an unreachable backend is said on the screen."""
 
     SCREEN_TITLE = "Log in"
+    HAS_CHAT = False
     AUTO_FOCUS = "#username"
     BINDINGS = [
         Binding("enter", "submit", "Log in", show=True, tooltip="Log in with these credentials"),
