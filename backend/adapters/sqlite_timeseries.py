@@ -2,11 +2,12 @@
 
 Every sqlite3 call runs on one dedicated thread, so the event loop never blocks on the disk and
 the connection is only ever touched by the thread that opened it. Each `write` is one
-`BEGIN IMMEDIATE` transaction: raw rows are upserted (INSERT OR REPLACE, keyed by server, metric
-and ts), then every 60 s bucket the batch touched is recomputed from its raw rows and every
-3600 s bucket from its 60 s rollups. Recomputing (instead of adding deltas) keeps the rollups
-equal to an aggregate of the raw rows whatever duplicates arrive, and the write lock makes two
-writers (even two processes on one file) take turns.
+`BEGIN IMMEDIATE` transaction: the batch arrives as one JSON document, raw rows are upserted
+(INSERT OR REPLACE, keyed by server, metric and ts), then every 60 s bucket the batch touched is
+recomputed from its raw rows and every 3600 s bucket from its 60 s rollups. Recomputing
+(instead of adding deltas) keeps the rollups equal to an aggregate of the raw rows whatever
+duplicates arrive, and the write lock makes two writers (even two processes on one file) take
+turns.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
+
+import orjson
 
 from backend import downsample as ds
 from backend.ports import Latest, RawPage, Series, Unavailable
@@ -52,6 +55,13 @@ CREATE TEMP TABLE IF NOT EXISTS batch (
     server_id TEXT NOT NULL, metric TEXT NOT NULL, ts_ms INTEGER NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (server_id, metric, ts_ms)
 ) WITHOUT ROWID
+"""
+
+# The batch arrives as one JSON array of [server_id, metric, ts_ms, value] rows; in the table a
+# later row with the same key replaces an earlier one.
+_BATCH_FROM_JSON = """
+INSERT OR REPLACE INTO temp.batch (server_id, metric, ts_ms, value)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)
 """
 
 _RECOMPUTE_60 = f"""
@@ -118,7 +128,10 @@ class SqliteTimeSeries:
         """Upsert readings and recompute the rollups they touch, in one durable transaction."""
         if not readings:
             return
-        rows = [(r.server_id, r.metric, r.ts_ms, r.value) for r in readings]
+        # One JSON document instead of a bound statement per row: SQLite unpacks it in C with
+        # the GIL released, where executemany takes the GIL back for every row (which, beside
+        # a busy event loop, halved the embedded store's rate).
+        rows = orjson.dumps([(r.server_id, r.metric, r.ts_ms, r.value) for r in readings])
         await self._run(self._write, rows)
 
     async def history(
@@ -220,12 +233,12 @@ class SqliteTimeSeries:
     def _fetch(self, sql: str, params: tuple[object, ...]) -> list[tuple]:
         return self._db().execute(sql, params).fetchall()
 
-    def _write(self, rows: list[tuple[str, str, int, float]]) -> None:
+    def _write(self, rows: bytes) -> None:
         con = self._db()
         con.execute("BEGIN IMMEDIATE")
         try:
             con.execute("DELETE FROM temp.batch")
-            con.executemany("INSERT OR REPLACE INTO temp.batch VALUES (?, ?, ?, ?)", rows)
+            con.execute(_BATCH_FROM_JSON, (rows,))
             con.execute("INSERT OR REPLACE INTO readings SELECT * FROM temp.batch")
             con.execute(_RECOMPUTE_60)
             con.execute(_RECOMPUTE_3600)

@@ -1,9 +1,10 @@
 """Ingest: a validated batch becomes broker messages, confirmed before the caller hears 202.
 
-Readings are grouped by metric and packed `READINGS_PER_MESSAGE` to a message; every message is
-published concurrently and every publisher confirm awaited. A batch split over several messages
-that fails half-way is answered 503 and re-sent whole by the sensor; the half that did reach the
-broker is stored twice as an upsert of the same keys, i.e. once.
+Readings are grouped by metric and packed `READINGS_PER_MESSAGE` to a message (validation
+already left them as the message's columns); every message is published concurrently and every
+publisher confirm awaited. A batch split over several messages that fails half-way is answered
+503 and re-sent whole by the sensor; the half that did reach the broker is stored twice as an
+upsert of the same keys, i.e. once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from backend.ports import Broker, Registry, Unavailable
 from backend.services.readings import MAX_BATCH_READINGS, ReadingBatch, validate_batch
 from backend.services.telemetry import Telemetry
 from backend.services.timestamps import now_ms
-from backend.services.wire import chunked, encode_readings, queue_for
+from backend.services.wire import encode_columns, queue_for
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,9 @@ class IngestService:
         """Publish every reading and wait for every confirm; Unavailable if the broker fails."""
         sent = now_ms()
         bodies = [
-            (queue_for(metric), encode_readings(metric, chunk, sent))
-            for metric, readings in batch.by_metric.items()
-            for chunk in chunked(readings)
+            (queue_for(metric), encode_columns(metric, chunk, sent))
+            for metric, columns in batch.columns.items()
+            for chunk in columns.chunks()
         ]
         started = time.perf_counter()
         try:
@@ -114,6 +115,6 @@ class IngestService:
             log.warning("publish failed unexpectedly: %r", first)
             raise Unavailable(f"publish failed: {first!r}") from None
         self.telemetry.publish_latency.observe(time.perf_counter() - started)
-        for metric, readings in batch.by_metric.items():
-            self.telemetry.readings_accepted.inc(len(readings), metric=metric)
+        for metric, columns in batch.columns.items():
+            self.telemetry.readings_accepted.inc(len(columns), metric=metric)
         return len(batch)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.services.timestamps import parse_rfc3339_ms
+from backend.services.wire import ReadingColumns
 from tasker.domain import EARLIEST_TS_MS, MAX_FUTURE_SKEW_MS, METRICS, Reading
 
 MAX_BATCH_READINGS = 10_000
@@ -47,12 +48,24 @@ class BatchRejected(Exception):
 
 @dataclass(slots=True)
 class ReadingBatch:
-    """A validated batch: readings grouped by metric, in the order they were posted."""
+    """A validated batch: readings grouped by metric, in the order they were posted, kept as
+    the broker message's columns (ingest publishes them without making a Reading each)."""
 
-    by_metric: dict[str, list[Reading]] = field(default_factory=dict)
+    columns: dict[str, ReadingColumns] = field(default_factory=dict)
+
+    @property
+    def by_metric(self) -> dict[str, list[Reading]]:
+        """The readings of each metric, as Reading objects."""
+        return {metric: columns.readings(metric) for metric, columns in self.columns.items()}
+
+    def add(self, reading: Reading) -> None:
+        columns = self.columns.get(reading.metric)
+        if columns is None:
+            columns = self.columns[reading.metric] = ReadingColumns()
+        columns.append(reading.server_id, reading.ts_ms, reading.value)
 
     def __len__(self) -> int:
-        return sum(len(r) for r in self.by_metric.values())
+        return sum(len(c) for c in self.columns.values())
 
 
 def _check_ts(raw: Any, now: int) -> tuple[int | None, str | None]:
@@ -169,14 +182,14 @@ def validate_batch(payload: Any, servers: Collection[str], now: int,
                 and (type(value) is float or type(value) is int) and isfinite(value)
                 and (metric.minimum is None or value >= metric.minimum)
             ):
-                by_metric = batch.by_metric.get(name)
-                if by_metric is None:
-                    by_metric = batch.by_metric[name] = []
-                by_metric.append(Reading(server_id, name, ts, float(value)))
+                columns = batch.columns.get(name)
+                if columns is None:
+                    columns = batch.columns[name] = ReadingColumns()
+                columns.append(server_id, ts, float(value))
                 continue
         reading = _check_item(index, item, servers, now, errors)
         if reading is not None:
-            batch.by_metric.setdefault(reading.metric, []).append(reading)
+            batch.add(reading)
     if errors:
         bad = len({e.index for e in errors})
         raise BatchRejected(

@@ -6,17 +6,20 @@ One message carries many readings of one metric, columnar, with each server id w
      "servers": ["srv_a...", "srv_b..."],
      "server": [0, 1, 0], "ts": [1767000000000, ...], "value": [212.5, ...]}
 
-JSON keeps it inspectable in the RabbitMQ console and decodes in C; columns and the server
-table keep a 2,000-reading message near 40 kB. The same bytes are re-published as the live
-event once stored, so the packager never re-encodes.
+JSON keeps it inspectable in the RabbitMQ console; orjson encodes and decodes it about five
+times faster than the standard library (it is on the path of every reading, twice). Columns and
+the server table keep a 2,000-reading message near 40 kB. The same bytes are re-published as the
+live event once stored, so the packager never re-encodes.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from backend.ports import Undecodable
 from tasker.domain import METRICS, Reading
@@ -44,38 +47,74 @@ class ReadingsMessage:
     readings: list[Reading]
 
 
-def encode_readings(metric: str, readings: Sequence[Reading], sent_ms: int) -> bytes:
-    """One message body for readings that all have `metric`."""
-    index: dict[str, int] = {}
-    servers: list[str] = []
-    column: list[int] = []
-    for r in readings:
-        i = index.get(r.server_id)
+@dataclass(slots=True)
+class ReadingColumns:
+    """Readings of one metric as the message's columns: each server id once in `servers`,
+    then per reading its index there, its ts and its value. Ingest validates straight into
+    this form, so no Reading object is made between the POST body and the message."""
+
+    servers: list[str] = field(default_factory=list)
+    server: list[int] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def append(self, server_id: str, ts_ms: int, value: float) -> None:
+        i = self._index.get(server_id)
         if i is None:
-            i = index[r.server_id] = len(servers)
-            servers.append(r.server_id)
-        column.append(i)
-    body = {
+            i = self._index[server_id] = len(self.servers)
+            self.servers.append(server_id)
+        self.server.append(i)
+        self.ts.append(ts_ms)
+        self.value.append(value)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def readings(self, metric: str) -> list[Reading]:
+        servers = self.servers
+        return [Reading(servers[i], metric, t, v) for i, t, v in zip(self.server, self.ts, self.value)]
+
+    def chunks(self, size: int = READINGS_PER_MESSAGE) -> list[ReadingColumns]:
+        """Consecutive pieces of at most `size` readings, each with its own server table."""
+        if len(self) <= size:
+            return [self]
+        pieces = []
+        for start in range(0, len(self), size):
+            piece = ReadingColumns()
+            for i, t, v in zip(self.server[start:start + size], self.ts[start:start + size],
+                               self.value[start:start + size]):
+                piece.append(self.servers[i], t, v)
+            pieces.append(piece)
+        return pieces
+
+
+def encode_columns(metric: str, columns: ReadingColumns, sent_ms: int) -> bytes:
+    """One message body for the readings of `columns`, which all have `metric`."""
+    return orjson.dumps({
         "v": VERSION,
         "metric": metric,
         "sent_ms": sent_ms,
-        "servers": servers,
-        "server": column,
-        "ts": [r.ts_ms for r in readings],
-        "value": [r.value for r in readings],
-    }
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        "servers": columns.servers,
+        "server": columns.server,
+        "ts": columns.ts,
+        "value": columns.value,
+    })
 
 
-def chunked(readings: Sequence[Reading], size: int = READINGS_PER_MESSAGE) -> list[Sequence[Reading]]:
-    return [readings[i:i + size] for i in range(0, len(readings), size)]
+def encode_readings(metric: str, readings: Sequence[Reading], sent_ms: int) -> bytes:
+    """One message body for readings that all have `metric`."""
+    columns = ReadingColumns()
+    for r in readings:
+        columns.append(r.server_id, r.ts_ms, r.value)
+    return encode_columns(metric, columns, sent_ms)
 
 
 def decode_readings(body: bytes) -> ReadingsMessage:
     """The readings of a message body; raises Undecodable saying what is wrong with it."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # also bad UTF-8, NaN and numbers beyond a double
         raise Undecodable(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Undecodable("not a JSON object")
@@ -94,15 +133,35 @@ def decode_readings(body: bytes) -> ReadingsMessage:
         raise Undecodable("server/ts/value columns differ in length")
     if not all(isinstance(s, str) for s in servers):  # type: ignore[union-attr]
         raise Undecodable("a server id is not a string")
-    n_servers = len(servers)  # type: ignore[arg-type]
-    if not all(type(i) is int and 0 <= i < n_servers for i in column):  # type: ignore[union-attr]
-        raise Undecodable("a server index is out of range")
-    if not all(type(t) is int for t in stamps):  # type: ignore[union-attr]
-        raise Undecodable("a timestamp is not an integer")
-    if not all(type(v) in (int, float) and math.isfinite(v) for v in values):  # type: ignore[union-attr]
-        raise Undecodable("a value is not a finite number")
+    if column and not _columns_look_right(len(servers), column, stamps, values):  # type: ignore[arg-type]
+        _name_the_bad_column(len(servers), column, stamps, values)  # type: ignore[arg-type]
     readings = [
         Reading(servers[i], metric, t, float(v))  # type: ignore[index]
         for i, t, v in zip(column, stamps, values)  # type: ignore[arg-type]
     ]
     return ReadingsMessage(metric, sent_ms, readings)
+
+
+def _columns_look_right(n_servers: int, column: list[Any], stamps: list[Any], values: list[Any]) -> bool:
+    """The common case, checked at C speed: the sums of int columns are ints (a float, None or
+    string anywhere changes the type or raises), indexes lie within the server table, and the
+    sum of the values is finite (so is every value). False sends a column to the slow check."""
+    try:
+        return (
+            type(sum(column)) is int and min(column) >= 0 and max(column) < n_servers
+            and type(sum(stamps)) is int
+            and math.isfinite(sum(values))
+        )
+    except TypeError:
+        return False
+
+
+def _name_the_bad_column(n_servers: int, column: list[Any], stamps: list[Any], values: list[Any]) -> None:
+    """Raise Undecodable naming what is wrong, item by item. Returns if nothing is (the sum of
+    the values overflowed although each is finite)."""
+    if not all(type(i) is int and 0 <= i < n_servers for i in column):
+        raise Undecodable("a server index is out of range")
+    if not all(type(t) is int for t in stamps):
+        raise Undecodable("a timestamp is not an integer")
+    if not all(type(v) in (int, float) and math.isfinite(v) for v in values):
+        raise Undecodable("a value is not a finite number")

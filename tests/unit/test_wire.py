@@ -7,7 +7,13 @@ import json
 import pytest
 
 from backend.ports import Undecodable
-from backend.services.wire import READINGS_PER_MESSAGE, chunked, decode_readings, encode_readings
+from backend.services.wire import (
+    READINGS_PER_MESSAGE,
+    ReadingColumns,
+    decode_readings,
+    encode_columns,
+    encode_readings,
+)
 from tasker.domain import Reading
 
 
@@ -29,9 +35,21 @@ def test_a_full_message_is_compact():
     assert len(body) / READINGS_PER_MESSAGE < 30
 
 
-def test_batches_are_chunked_to_the_message_size():
-    chunks = chunked(sample(4_500))
-    assert [len(c) for c in chunks] == [2_000, 2_000, 500]
+def test_huge_finite_values_pass_even_when_their_sum_overflows():
+    readings = [Reading("srv_a", "power", 1_795_000_000_000 + i, 1.5e308) for i in range(3)]
+    assert decode_readings(encode_readings("power", readings, sent_ms=1)).readings == readings
+
+
+def test_columns_split_into_messages_each_with_its_own_server_table():
+    columns = ReadingColumns()
+    readings = sample(4_500)
+    for r in readings:
+        columns.append(r.server_id, r.ts_ms, r.value)
+    pieces = columns.chunks()
+    assert [len(p) for p in pieces] == [2_000, 2_000, 500]
+    decoded = [r for p in pieces for r in decode_readings(encode_columns("power", p, sent_ms=1)).readings]
+    assert decoded == readings
+    assert columns.chunks(5_000) == [columns]
 
 
 def _body(**changes):
@@ -52,7 +70,11 @@ def _body(**changes):
     (_body(servers=[1, 2, 3, 4, 5, 6, 7]), "not a string"),
     (_body(ts=[1, 2, "3"]), "timestamp"),
     (_body(value=[1, 2, None]), "finite number"),
-    (b'{"v":1,"metric":"power","sent_ms":1,"servers":["s"],"server":[0],"ts":[1],"value":[NaN]}', "finite"),
+    (b'{"v":1,"metric":"power","sent_ms":1,"servers":["s"],"server":[0],"ts":[1],"value":[NaN]}', "not JSON"),
+    (_body(value=[1.5, "2", 3]), "finite number"),
+    (_body(ts=[1, 2.5, 3]), "timestamp"),
+    (_body(server=[0, 1.0, 2]), "out of range"),
+    (_body(server=[0, -1, 2]), "out of range"),
     (_body(value=None), "must be lists"),
 ])
 def test_malformed_messages_raise_undecodable(body, reason):
