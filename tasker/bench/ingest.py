@@ -29,7 +29,7 @@ import aiohttp
 from tasker.bench import loadgen
 from tasker.bench.loadgen import DAY_MS, METRIC_NAMES, Layout, LoadSpec
 from tasker.bench.machine import code_version, CpuMeter, machine_info, restarted_services, service_pids
-from tasker.bench.report import cpu_rows, table, verdict
+from tasker.bench.report import CPU_HEADER, cpu_rows, table, verdict
 from tasker.bench.stack import (
     REPO,
     BackendProcess,
@@ -338,7 +338,8 @@ async def measure(target: Target, params: IngestParams, batch: int) -> dict[str,
     load_cpu = meter.stop()
     for r in results:
         load_cpu["processes"][f"loadgen-{r['generator'] + 1}"] = {
-            "cpu_s": r["cpu_s"], "percent_of_core": round(100 * r["cpu_s"] / max(r["wall_s"], 1e-9), 1)}
+            "cpu_s": r["cpu_s"], "percent_of_core": round(100 * r["cpu_s"] / max(r["wall_s"], 1e-9), 1),
+            "peak_rss_mb": r.get("peak_rss_mb")}
     started = min(r["started_at"] for r in results)
     last_ack = max(r["last_ack_at"] for r in results)
     accepted = sum(r["readings_accepted"] for r in results)
@@ -485,7 +486,7 @@ def render(result: dict[str, Any]) -> str:
                    f"{verdict(rate, TARGET_READINGS_PER_S, True)})")
     for k in kinds:
         out.append("")
-        out.append(table(["process", "CPU s", "% of a core"], cpu_rows(result[k]["cpu_during_load"]),
+        out.append(table(CPU_HEADER, cpu_rows(result[k]["cpu_during_load"]),
                          title=f"{k}: CPU during the load ({result[k]['cpu_during_load']['wall_s']} s, "
                                f"machine busy {result[k]['cpu_during_load']['machine_busy_percent']}%)"))
     for k in kinds:

@@ -19,7 +19,7 @@ import aiohttp
 
 from tasker.bench.loadgen import METRIC_NAMES
 from tasker.bench.machine import code_version, CpuMeter, machine_info, restarted_services, service_pids, summary_ms
-from tasker.bench.report import cpu_rows, table, verdict
+from tasker.bench.report import CPU_HEADER, cpu_rows, table, verdict
 from tasker.bench.stack import REPO, BenchError, Stack, say
 
 TARGET_P99_MS = 250.0
@@ -199,6 +199,6 @@ def render(result: dict[str, Any]) -> str:
         out.append(f"WARNING: {', '.join(result['services_restarted'])} restarted during the run; "
                    "these figures are not to be trusted")
     out.append("")
-    out.append(table(["process", "CPU s", "% of a core"], cpu_rows(result["cpu"]),
+    out.append(table(CPU_HEADER, cpu_rows(result["cpu"]),
                      title=f"CPU during the load (machine busy {result['cpu']['machine_busy_percent']}%)"))
     return "\n".join(out)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import sys
 import time
 from collections import Counter
@@ -194,6 +195,7 @@ async def run(spec: LoadSpec) -> dict[str, object]:
     return {
         "generator": spec.generator,
         "cpu_s": round(time.process_time() - cpu_started, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "wall_s": round(time.time() - started, 2),
         "started_at": started,
         "last_ack_at": last_ack,

@@ -85,20 +85,34 @@ def _own_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def _descendants(pid: int, tree: Mapping[int, list[int]]) -> list[int]:
+    found, todo = [], list(tree.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(tree.get(child, ()))
+    return found
+
+
 def cpu_seconds(pid: int, tree: Mapping[int, list[int]] | None = None) -> float | None:
     """CPU seconds used so far by `pid` and its live descendants; None when `pid` is gone."""
     own = _own_cpu_s(pid)
     if own is None:
         return None
     tree = _children() if tree is None else tree
-    total, todo = own, list(tree.get(pid, ()))
-    while todo:
-        child = todo.pop()
-        used = _own_cpu_s(child)
-        if used is not None:
-            total += used
-        todo.extend(tree.get(child, ()))
-    return total
+    return own + sum(_own_cpu_s(child) or 0.0 for child in _descendants(pid, tree))
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident memory so far (VmHWM), in MB; None when it is gone. For a
+    service that is its whole life's peak, not this run's."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def machine_busy_s() -> tuple[float, float]:
@@ -132,7 +146,8 @@ class CpuMeter:
         self._started = time.monotonic()
 
     def stop(self) -> dict[str, object]:
-        """{"wall_s", "processes": {name: {"cpu_s", "percent_of_core"}}, "machine_busy_percent",
+        """{"wall_s", "processes": {name: {"cpu_s", "percent_of_core", "peak_rss_mb"}},
+        "machine_busy_percent",
         "gone": [names of processes that exited (or were restarted) meanwhile]}."""
         wall = max(time.monotonic() - self._started, 1e-9)
         tree = _children()
@@ -144,7 +159,9 @@ class CpuMeter:
                 gone.append(name)
                 continue
             spent = max(used - self._before.get(name, 0.0), 0.0)
-            processes[name] = {"cpu_s": round(spent, 2), "percent_of_core": round(100 * spent / wall, 1)}
+            peaks = [peak_rss_mb(p) for p in [pid, *_descendants(pid, tree)]]
+            processes[name] = {"cpu_s": round(spent, 2), "percent_of_core": round(100 * spent / wall, 1),
+                               "peak_rss_mb": round(sum(p for p in peaks if p), 1) or None}
         busy, total = machine_busy_s()
         d_busy, d_total = busy - self._machine_before[0], total - self._machine_before[1]
         return {

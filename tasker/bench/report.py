@@ -46,9 +46,13 @@ def verdict(value: float | None, target: float, higher_is_better: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+CPU_HEADER = ("process", "CPU s", "% of a core", "peak RSS MB")
+
+
 def cpu_rows(cpu: dict[str, Any]) -> list[list[Any]]:
-    """Rows (process, CPU s, % of one core) of a CpuMeter result."""
-    return [[name, p["cpu_s"], p["percent_of_core"]] for name, p in cpu.get("processes", {}).items()]
+    """Rows (process, CPU s, % of one core, peak RSS) of a CpuMeter result."""
+    return [[name, p["cpu_s"], p["percent_of_core"], p.get("peak_rss_mb")]
+            for name, p in cpu.get("processes", {}).items()]
 
 
 def emit(result: dict[str, Any], text: str, as_json: bool) -> None:
