@@ -136,3 +136,11 @@ def iso(ts_ms: int) -> str:
 def now_ms() -> int:
     """Wall-clock now in epoch milliseconds."""
     return int(time.time() * 1000)
+
+
+def span_label(start_ms: int, end_ms: int) -> str:
+    """A UTC time span, the date said once when both ends fall on the same day."""
+    start, end = timestamp(start_ms), timestamp(end_ms)
+    if start[:10] == end[:10]:
+        return f"{start[:-1]}–{end[11:]}"
+    return f"{start} – {end}"

@@ -86,7 +86,7 @@ class RangeScreen(ModalScreen[TimeRange | None]):
         if start >= end:
             self.query_one("#range-message", Static).update(Text("'from' must be before 'to'", "bold red"))
             return
-        self.dismiss(TimeRange(f"{fmt.timestamp(start)} → {fmt.timestamp(end)}", start, end + (1 if raw_to.strip() in ("", "now") else 0)))
+        self.dismiss(TimeRange(fmt.span_label(start, end), start, end + (1 if raw_to.strip() in ("", "now") else 0)))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -99,6 +99,7 @@ class StatusScreen(TaskerScreen):
     BINDINGS = [
         Binding("n", "older", "Older", tooltip="Next page: older readings"),
         Binding("p", "newer", "Newer", tooltip="Previous page: newer readings"),
+        Binding("u", "latest", "Latest", tooltip="Back to the newest readings, with the range ending now"),
         Binding("m", "metric", "Metric", tooltip="Switch between power and CO2"),
         Binding("t", "preset", "Range", tooltip="Next preset time range"),
         Binding("T", "custom_range", "Custom range", show=False, tooltip="Type a time range"),
@@ -110,7 +111,7 @@ class StatusScreen(TaskerScreen):
         super().__init__()
         self.server_id = server_id
         self.metric = "power"
-        self.preset = 1
+        self.preset: int | None = 1
         self.range = preset_range(self.preset, fmt.now_ms())
         # cursors[i] opens page i; page 0 starts at the newest reading.
         self.cursors: list[str | None] = [None]
@@ -197,12 +198,17 @@ class StatusScreen(TaskerScreen):
         self.next_cursor = None
         self.load_page()
 
+    def action_latest(self) -> None:
+        if self.preset is not None:
+            self.range = preset_range(self.preset, fmt.now_ms())
+        self._restart()
+
     def action_metric(self) -> None:
         self.metric = "co2" if self.metric == "power" else "power"
         self._restart()
 
     def action_preset(self) -> None:
-        self.preset = (self.preset + 1) % len(PRESETS)
+        self.preset = 0 if self.preset is None else (self.preset + 1) % len(PRESETS)
         self.range = preset_range(self.preset, fmt.now_ms())
         self._restart()
 
@@ -212,6 +218,7 @@ class StatusScreen(TaskerScreen):
     def _custom_chosen(self, chosen: TimeRange | None) -> None:
         if chosen is not None:
             self.range = chosen
+            self.preset = None  # a typed range stays as typed
             self._restart()
 
     def action_back(self) -> None:

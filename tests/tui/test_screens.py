@@ -155,3 +155,28 @@ async def test_server_form_blocks_non_numbers_before_asking_the_backend():
         assert "create" not in client.calls
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="cancelled")
+
+
+async def test_raw_readings_in_a_typed_time_range():
+    from textual.widgets import DataTable
+
+    from tasker_tui.screens.status import StatusScreen
+
+    app, client = fake_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and app.screen.page_rows, what="rows")
+        table = app.screen.query_one("#raw", DataTable)
+        await pilot.press("T")
+        await wait_until(pilot, lambda: app.screen.query("#range-from"), what="the range form")
+        await type_text(pilot, "-10s")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and table.row_count == 10, what="10 rows")
+        await wait_for_text(pilot, "oldest reached")
+        await pilot.press("u")  # refresh: the typed range is kept
+        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: table.row_count == 10, what="still 10 rows")
+        await pilot.press("t")  # back to the presets: the last 5 minutes, a full page
+        await wait_until(pilot, lambda: table.row_count == 100, what="a full page")
+        await wait_for_text(pilot, "last 5m")
