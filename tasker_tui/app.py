@@ -83,7 +83,6 @@ class TaskerApp(App[None]):
         self._chrome_signature: tuple = ()
         # Frame timings (seconds spent in each refresh tick), read by the benchmark.
         self.tick_durations: list[float] = []
-        self.first_frame_at: float | None = None
 
     @property
     def client(self) -> TaskerClient:
