@@ -35,6 +35,17 @@ def test_a_full_message_is_compact():
     assert len(body) / READINGS_PER_MESSAGE < 30
 
 
+def test_readings_made_from_columns_are_ordinary_readings():
+    readings = sample(20)
+    message = decode_readings(encode_readings("power", readings, sent_ms=1))
+    assert message.readings == readings
+    assert [hash(r) for r in message.readings] == [hash(r) for r in readings]
+    assert [repr(r) for r in message.readings] == [repr(r) for r in readings]
+    with pytest.raises(AttributeError):
+        message.readings[0].value = 1.0  # still frozen
+    assert all(type(r.value) is float for r in decode_readings(_body(value=[1, 2, 3])).readings)
+
+
 def test_huge_finite_values_pass_even_when_their_sum_overflows():
     readings = [Reading("srv_a", "power", 1_795_000_000_000 + i, 1.5e308) for i in range(3)]
     assert decode_readings(encode_readings("power", readings, sent_ms=1)).readings == readings
