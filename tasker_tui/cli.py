@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+
+def _need_terminal(command: str) -> None:
+    """Refuse to start a full-screen UI without a terminal (it would draw to nowhere)."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        typer.echo(f"tasker {command}: needs an interactive terminal (stdin and stdout must be a TTY)", err=True)
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +36,7 @@ def register(app: typer.Typer) -> None:
             message = str(exc).replace("TASKER_URL=", "--url ") if url else str(exc)
             typer.echo(f"tasker tui: {message}", err=True)
             raise typer.Exit(2) from None
+        _need_terminal("tui")
         from tasker_tui.app import TaskerApp
 
         TaskerApp(settings.url).run()
@@ -41,6 +50,7 @@ def register(app: typer.Typer) -> None:
         interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between emulated sensor readings."),
     ) -> None:
         """Embedded backend + emulated sensors for a sample fleet + the TUI, in one command."""
+        _need_terminal("demo")
         from tasker_tui.demo import run_demo
 
         raise typer.Exit(run_demo(data_dir=data_dir, servers=servers, interval=interval))
