@@ -204,10 +204,12 @@ def demo_fleet_client(stale_name: str = "cache-sin-1") -> FakeClient:
     return client
 
 
-def live_frames(client: FakeClient) -> list[dict]:
-    """The stored readings as websocket frames, one frame per second of readings."""
-    by_ts: dict[int, list[dict]] = {}
+def live_frames(client: FakeClient, seconds_per_frame: int = 60) -> list[dict]:
+    """The stored readings as websocket frames, oldest first, a minute of readings per frame
+    (the backend too sends many readings per frame)."""
+    by_window: dict[int, list[dict]] = {}
     for (server_id, metric), samples in client.raw.items():
         for ts, value in samples:
-            by_ts.setdefault(ts, []).append({"server_id": server_id, "metric": metric, "ts": ts, "value": value})
-    return [{"type": "readings", "readings": by_ts[ts]} for ts in sorted(by_ts)]
+            window = ts // (seconds_per_frame * 1000)
+            by_window.setdefault(window, []).append({"server_id": server_id, "metric": metric, "ts": ts, "value": value})
+    return [{"type": "readings", "readings": sorted(by_window[w], key=lambda r: r["ts"])} for w in sorted(by_window)]
