@@ -49,6 +49,9 @@ def run_tui(params: TuiParams) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - any failure of the measurement is reported in one piece
             detail = str(exc).strip().splitlines()
             raise BenchError(f"the TUI measurement failed: {detail[-1] if detail else type(exc).__name__}") from None
+    # The measurement names its start-up figure itself; the idle median is what the target means
+    # (a TUI started on a machine that is not also running the load), under load is shown too.
+    first_frame = figures.get("first_frame_s_idle_median", figures.get("first_frame_s"))
     return {
         "benchmark": "tui",
         "parameters": asdict(params),
@@ -56,6 +59,7 @@ def run_tui(params: TuiParams) -> dict[str, Any]:
         "code": code_version(REPO),
         "targets": {"cpu_percent_of_one_core": TARGET_CPU_PERCENT, "first_frame_s": TARGET_FIRST_FRAME_S},
         "figures": figures,
+        "checked": {"cpu_percent_of_one_core": figures.get("cpu_percent_of_one_core"), "first_frame_s": first_frame},
     }
 
 
@@ -65,10 +69,9 @@ def render(result: dict[str, Any]) -> str:
             f"{p['warmup']:g} s warm-up; machine: {result['machine']['cores']} cores, load average "
             f"{result['machine']['load_average_before']}")
     rows = [[name, value] for name, value in f.items()]
+    cpu, first = result["checked"]["cpu_percent_of_one_core"], result["checked"]["first_frame_s"]
     checks = [
-        f"CPU {f.get('cpu_percent_of_one_core')}% of one core (target <= {TARGET_CPU_PERCENT:g}%: "
-        f"{verdict(f.get('cpu_percent_of_one_core'), TARGET_CPU_PERCENT, False)})",
-        f"first frame {f.get('first_frame_s')} s (target <= {TARGET_FIRST_FRAME_S:g} s: "
-        f"{verdict(f.get('first_frame_s'), TARGET_FIRST_FRAME_S, False)})",
+        f"CPU {cpu}% of one core (target <= {TARGET_CPU_PERCENT:g}%: {verdict(cpu, TARGET_CPU_PERCENT, False)})",
+        f"first frame {first} s (target <= {TARGET_FIRST_FRAME_S:g} s: {verdict(first, TARGET_FIRST_FRAME_S, False)})",
     ]
     return "\n".join([head, "", table(["figure", "value"], rows), "", *checks])

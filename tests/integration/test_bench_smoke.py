@@ -141,11 +141,10 @@ def test_history_reports_cold_and_warm_queries_and_disk_use(runs, name, cassandr
 @uses("tui")
 def test_tui_reports_cpu_memory_and_first_frame(runs):
     body = finished(runs, "tui")
-    figures = body["figures"]
-    assert figures["servers"] == 20
-    assert figures["cpu_percent_of_one_core"] >= 0
-    assert figures["peak_rss_mb"] > 0
-    assert figures["first_frame_s"] > 0
+    assert body["figures"]["servers"] == 20
+    assert body["figures"]["peak_rss_mb"] > 0
+    assert body["checked"]["cpu_percent_of_one_core"] >= 0
+    assert body["checked"]["first_frame_s"] > 0
 
 
 @pytest.mark.parametrize("run", [1, 60, 7])
