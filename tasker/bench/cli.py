@@ -72,7 +72,8 @@ def ingest_command(
     from tasker.bench.report import emit
 
     params = IngestParams(mode=mode, duration_s=duration, batch=batch, concurrency=concurrency,
-                          generators=generators, servers=servers, run=consecutive, ingesters=ingesters, packagers=packagers,
+                          generators=generators, servers=servers, run=consecutive, ingesters=ingesters,
+                          packagers=packagers,
                           drain_timeout_s=drain_timeout, naive=naive, compare=compare, keep_logs=keep_logs)
     result = _run(lambda: run_ingest(params))
     emit(result, render(result), as_json)

@@ -23,7 +23,13 @@ from typing import Any
 import aiohttp
 
 from tasker.bench.loadgen import METRIC_NAMES
-from tasker.bench.machine import code_version, machine_info, restarted_services, service_pids, summary_ms
+from tasker.bench.machine import (
+    code_version,
+    machine_info,
+    restarted_services,
+    service_pids,
+    summary_ms,
+)
 from tasker.bench.report import table, verdict
 from tasker.bench.stack import REPO, BenchError, Stack, say, stop_process
 
@@ -88,7 +94,8 @@ async def load_day(stack: Stack, server: dict[str, Any], from_ms: int, seconds: 
     deadline = time.monotonic() + STORE_TIMEOUT_S
     while await stack.stored_total() < len(readings):
         if time.monotonic() > deadline:
-            raise BenchError(f"the packager had not stored {len(readings):,} readings after {STORE_TIMEOUT_S:g} s")
+            raise BenchError(f"the packager had not stored {len(readings):,} readings "
+                             f"after {STORE_TIMEOUT_S:g} s")
         await asyncio.sleep(0.25)
     return {"readings": len(readings), "posted_s": round(posted_s, 2),
             "stored_s": round(time.monotonic() - started, 2)}
@@ -144,7 +151,8 @@ def nodetool_command() -> list[str] | None:
     java = java if Path(java).exists() else shutil.which("java") or ""
     if not libs or not java:
         return None
-    flags = [f"--add-exports={m}=ALL-UNNAMED" for m in ("java.base/jdk.internal.misc", "jdk.unsupported/sun.misc")]
+    flags = [f"--add-exports={m}=ALL-UNNAMED"
+             for m in ("java.base/jdk.internal.misc", "jdk.unsupported/sun.misc")]
     flags += [f"--add-opens=java.base/{p}=ALL-UNNAMED"
               for p in ("sun.nio.ch", "java.io", "java.nio", "java.lang", "jdk.internal.ref")]
     return [java, *flags, "-cp", str(Path(libs[-1]).parent / "*"), "org.apache.cassandra.tools.NodeTool"]
@@ -217,7 +225,8 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
     }
     result: dict[str, Any] = {"benchmark": "history", "parameters": asdict(params), "machine": machine_info(),
         "code": code_version(REPO),
-                              "targets": {"24h_warm_p99_ms": TARGET_24H_P99_MS, "30d_warm_p99_ms": TARGET_30D_P99_MS,
+                              "targets": {"24h_warm_p99_ms": TARGET_24H_P99_MS,
+                                          "30d_warm_p99_ms": TARGET_30D_P99_MS,
                                           "cassandra_bytes_per_reading": TARGET_BYTES_PER_READING}}
     result["names"] = stack.names()
     services_before = service_pids(REPO) if params.mode == "distributed" else {}

@@ -28,13 +28,16 @@ import aiohttp
 
 from tasker.bench import loadgen
 from tasker.bench.loadgen import DAY_MS, METRIC_NAMES, Layout, LoadSpec
-from tasker.bench.machine import code_version, CpuMeter, machine_info, restarted_services, service_pids
+from tasker.bench.machine import CpuMeter, code_version, machine_info, restarted_services, service_pids
+from tasker.bench.naive import NaiveSpec
+from tasker.bench.naive import spec_json as naive_spec_json
 from tasker.bench.report import CPU_HEADER, cpu_rows, table, verdict
 from tasker.bench.stack import (
     REPO,
     BackendProcess,
     BenchError,
     Stack,
+    check_services,
     drop_distributed_names,
     say,
     service_url,
@@ -150,7 +153,7 @@ class NaiveTarget:
 
     name = "naive"
 
-    def __init__(self, mode: str, process: BackendProcess, spec: Any, workdir: Path, servers: int) -> None:
+    def __init__(self, mode: str, process: BackendProcess, spec: NaiveSpec, workdir: Path, servers: int) -> None:
         self.mode = mode
         self.process = process
         self.spec = spec
@@ -163,19 +166,20 @@ class NaiveTarget:
     @classmethod
     async def start(cls, params: IngestParams) -> NaiveTarget:
         from backend.adapters.cassandra import parse_url
-        from tasker.bench import naive
 
+        if params.mode == "distributed":
+            await check_services()
         suffix = uuid.uuid4().hex[:10]
         workdir = Path(tempfile.mkdtemp(prefix="tasker-bench-naive-"))
         hosts, port, _ = parse_url(service_url("TASKER_TIMESERIES_URL"))
-        spec = naive.NaiveSpec(
+        spec = NaiveSpec(
             mode=params.mode, prefetch=params.naive_prefetch, sqlite_path=str(workdir / "naive.db"),
             amqp_url=service_url("TASKER_BROKER_URL"), queue_prefix=f"tasker-bench-{suffix}",
             cassandra_hosts=tuple(hosts), cassandra_port=port, keyspace=f"tasker_bench_{suffix}",
         )
         say(f"naive pipeline ({params.mode}): names tasker_bench_{suffix}")
         process = await spawn_listening(
-            "naive", ("ingest", "packager"), [sys.executable, "-m", "tasker.bench.naive", naive.spec_json(spec)],
+            "naive", ("ingest", "packager"), [sys.executable, "-m", "tasker.bench.naive", naive_spec_json(spec)],
             dict(os.environ), workdir / "naive.log", what="the naive pipeline")
         return cls(params.mode, process, spec, workdir, params.servers)
 
@@ -198,8 +202,7 @@ class NaiveTarget:
         await stop_process(self.process)
         if self.mode == "distributed":
             await drop_distributed_names(self.spec.amqp_url, self.spec.queue_prefix,
-                                         service_url("TASKER_TIMESERIES_URL"), self.spec.keyspace,
-                                         service_url("TASKER_REGISTRY_URL"), self.spec.keyspace)
+                                         service_url("TASKER_TIMESERIES_URL"), self.spec.keyspace)
         if keep_logs:
             say(f"naive pipeline log kept in {self.workdir}")
         else:
@@ -284,7 +287,8 @@ async def count_stored(target: Target, layout: Layout, batch: int, results: list
             while True:
                 async with http.get(url, params=params, headers=headers) as response:
                     if response.status != 200:
-                        raise BenchError(f"reading back {url}: HTTP {response.status}: {(await response.text())[:300]}")
+                        body = (await response.text())[:300]
+                        raise BenchError(f"reading back {url}: HTTP {response.status}: {body}")
                     page = await response.json()
                 for item in page["readings"]:
                     ts, value = item["ts"], item["value"]
@@ -474,7 +478,8 @@ def render(result: dict[str, Any]) -> str:
     for label, part in (("broker confirm per batch", "publish_confirm"), ("store write", "store_write")):
         rows.append([f"{label}, mean (ms)",
                      *(result[k]["backend_metrics"].get(part, {}).get("mean_ms") for k in kinds)])
-    rows.append(["store writes", *(result[k]["backend_metrics"].get("store_write", {}).get("count") for k in kinds)])
+    rows.append(["store writes",
+                 *(result[k]["backend_metrics"].get("store_write", {}).get("count") for k in kinds)])
     out = [head, "", table(["figure", *kinds], rows)]
     if "ratio_stored_per_s" in result:
         ratio = result["ratio_stored_per_s"]

@@ -18,7 +18,14 @@ from typing import Any
 import aiohttp
 
 from tasker.bench.loadgen import METRIC_NAMES
-from tasker.bench.machine import code_version, CpuMeter, machine_info, restarted_services, service_pids, summary_ms
+from tasker.bench.machine import (
+    CpuMeter,
+    code_version,
+    machine_info,
+    restarted_services,
+    service_pids,
+    summary_ms,
+)
 from tasker.bench.report import CPU_HEADER, cpu_rows, table, verdict
 from tasker.bench.stack import REPO, BenchError, Stack, say
 

@@ -407,7 +407,7 @@ def sum_metric(text: str, name: str) -> float:
 
 
 async def drop_distributed_names(amqp_url: str, prefix: str, cassandra_url: str, keyspace: str,
-                                 mongodb_url: str, database: str) -> None:
+                                 mongodb_url: str | None = None, database: str | None = None) -> None:
     """Delete what a run created in the real services; failures are reported, not raised."""
     problems: list[str] = []
     try:
@@ -418,10 +418,11 @@ async def drop_distributed_names(amqp_url: str, prefix: str, cassandra_url: str,
         await asyncio.to_thread(_drop_keyspace, cassandra_url, keyspace)
     except Exception as exc:  # noqa: BLE001
         problems.append(f"Cassandra keyspace {keyspace}: {exc}")
-    try:
-        await asyncio.to_thread(_drop_database, mongodb_url, database)
-    except Exception as exc:  # noqa: BLE001
-        problems.append(f"MongoDB database {database}: {exc}")
+    if mongodb_url and database:
+        try:
+            await asyncio.to_thread(_drop_database, mongodb_url, database)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"MongoDB database {database}: {exc}")
     for problem in problems:
         say(f"could not delete {problem}")
 

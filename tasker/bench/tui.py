@@ -41,14 +41,16 @@ def run_tui(params: TuiParams) -> dict[str, Any]:
     try:
         from tasker_tui.bench import run_tui_bench
     except ImportError as exc:
-        raise BenchError(f"the TUI measurement (tasker_tui/bench.py, run_tui_bench) is not available: {exc}") from None
+        raise BenchError("the TUI measurement (tasker_tui/bench.py, run_tui_bench) is not available: "
+                         f"{exc}") from None
     load_before = machine_info()["load_average"]
     with contextlib.redirect_stdout(sys.stderr):
         try:
             figures = run_tui_bench(params.servers, params.seconds, params.size, params.warmup)
         except Exception as exc:  # noqa: BLE001 - any failure of the measurement is reported in one piece
             detail = str(exc).strip().splitlines()
-            raise BenchError(f"the TUI measurement failed: {detail[-1] if detail else type(exc).__name__}") from None
+            reason = detail[-1] if detail else type(exc).__name__
+            raise BenchError(f"the TUI measurement failed: {reason}") from None
     # The measurement names its start-up figure itself; the idle median is what the target means
     # (a TUI started on a machine that is not also running the load), under load is shown too.
     first_frame = figures.get("first_frame_s_idle_median", figures.get("first_frame_s"))
@@ -59,7 +61,8 @@ def run_tui(params: TuiParams) -> dict[str, Any]:
         "code": code_version(REPO),
         "targets": {"cpu_percent_of_one_core": TARGET_CPU_PERCENT, "first_frame_s": TARGET_FIRST_FRAME_S},
         "figures": figures,
-        "checked": {"cpu_percent_of_one_core": figures.get("cpu_percent_of_one_core"), "first_frame_s": first_frame},
+        "checked": {"cpu_percent_of_one_core": figures.get("cpu_percent_of_one_core"),
+                    "first_frame_s": first_frame},
     }
 
 
@@ -72,6 +75,7 @@ def render(result: dict[str, Any]) -> str:
     cpu, first = result["checked"]["cpu_percent_of_one_core"], result["checked"]["first_frame_s"]
     checks = [
         f"CPU {cpu}% of one core (target <= {TARGET_CPU_PERCENT:g}%: {verdict(cpu, TARGET_CPU_PERCENT, False)})",
-        f"first frame {first} s (target <= {TARGET_FIRST_FRAME_S:g} s: {verdict(first, TARGET_FIRST_FRAME_S, False)})",
+        f"first frame {first} s (target <= {TARGET_FIRST_FRAME_S:g} s: "
+        f"{verdict(first, TARGET_FIRST_FRAME_S, False)})",
     ]
     return "\n".join([head, "", table(["figure", "value"], rows), "", *checks])
