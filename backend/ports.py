@@ -116,6 +116,16 @@ class TimeSeriesStore(Protocol):
     `write` is an idempotent upsert keyed by (server_id, metric, ts_ms): writing a reading twice,
     from one packager or two at once, leaves one reading; rollups (at least 60 s and 3600 s
     buckets with min/avg/max/count) stay equal to an aggregate of the raw readings.
+
+    What a reader sees: once `write` returns, its readings are in raw queries, every 60 s and
+    3600 s bucket it touched has been recomputed from the raw rows as they stood when that
+    recomputation began, and `latest` holds the newest of them (unless a newer reading was
+    there). Writes racing on one bucket (two packagers, a redelivery) each recompute it after
+    their raw rows are in, and the recomputation that began last wins, so once the writes have
+    returned the rollups equal an aggregate of the raw readings; until then a reader may see a
+    bucket without the readings of a write still in progress (SQLite, with one transaction
+    per write, never shows that). The packager hands many messages to one `write` and acks them
+    only after it returns, so under load a reading becomes queryable a write's duration later.
     """
 
     async def start(self) -> None:
@@ -126,7 +136,9 @@ class TimeSeriesStore(Protocol):
     async def ping(self) -> None: ...
 
     async def write(self, readings: Sequence[Reading]) -> None:
-        """Store readings (any mix of servers and metrics); return only once durable."""
+        """Store readings (any mix of servers and metrics); return only once durable. Raises
+        ValueError for readings the store cannot hold (e.g. a value beyond Cassandra's 32-bit
+        float), which no retry would change: the packager dead-letters their message."""
 
     async def history(
         self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int
