@@ -70,6 +70,7 @@ MAX_PARTITIONS_PER_BATCH = 100
 MAX_SERVERS_PER_READ = 100  # partitions per multi-partition (IN) read of a rollup recomputation
 MAX_BUCKETS_PER_READ = 200  # and at most this many (server, bucket) pairs per read
 FLOAT32_MAX = 3.4028234663852886e38
+YIELD_EVERY = 5_000  # readings a write handles before giving the event loop a turn
 # How long this process trusts that it already recorded a (server, metric, day) in series_days.
 SERIES_DAY_CACHE_S = 60.0
 
@@ -487,12 +488,15 @@ class CassandraTimeSeries:
             return
         partitions: dict[tuple[str, str, int], dict[int, float]] = defaultdict(dict)
         day_ms = ds.DAY_MS
-        for r in readings:
-            value = r.value
-            if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
-                raise ValueError(f"reading {r.key}: value {value} is not a finite 32-bit float")
-            # ts within the day, as the `readings` table stores it
-            partitions[(r.server_id, r.metric, r.ts_ms // day_ms)][r.ts_ms % day_ms] = value
+        for start in range(0, len(readings), YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)  # a large write must not hold the event loop
+            for r in readings[start:start + YIELD_EVERY]:
+                value = r.value
+                if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                    raise ValueError(f"reading {r.key}: value {value} is not a finite 32-bit float")
+                # ts within the day, as the `readings` table stores it
+                partitions[(r.server_id, r.metric, r.ts_ms // day_ms)][r.ts_ms % day_ms] = value
 
         latest: dict[tuple[str, str], tuple[int, float]] = {}
         for (s, m, day), values in partitions.items():

@@ -128,11 +128,7 @@ class SqliteTimeSeries:
         """Upsert readings and recompute the rollups they touch, in one durable transaction."""
         if not readings:
             return
-        # One JSON document instead of a bound statement per row: SQLite unpacks it in C with
-        # the GIL released, where executemany takes the GIL back for every row (which, beside
-        # a busy event loop, halved the embedded store's rate).
-        rows = orjson.dumps([(r.server_id, r.metric, r.ts_ms, r.value) for r in readings])
-        await self._run(self._write, rows)
+        await self._run(self._write, readings)
 
     async def history(
         self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int
@@ -233,7 +229,11 @@ class SqliteTimeSeries:
     def _fetch(self, sql: str, params: tuple[object, ...]) -> list[tuple]:
         return self._db().execute(sql, params).fetchall()
 
-    def _write(self, rows: bytes) -> None:
+    def _write(self, readings: Sequence[Reading]) -> None:
+        # One JSON document instead of a bound statement per row: SQLite unpacks it in C with
+        # the GIL released, where executemany takes the GIL back for every row (which, beside
+        # a busy event loop, halved the embedded store's rate). Built here, off the loop.
+        rows = orjson.dumps([(r.server_id, r.metric, r.ts_ms, r.value) for r in readings])
         con = self._db()
         con.execute("BEGIN IMMEDIATE")
         try:
