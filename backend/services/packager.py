@@ -6,9 +6,9 @@ and only then acknowledged. While the store is down the write is retried with ca
 exponential backoff and the message stays unacked, so an outage pauses the packager and a crash
 leaves the message to be redelivered. Once stored, the same bytes go out on the live channel.
 
-Group commit: the messages in hand (up to the prefetch of every queue) are not written one by
-one. `GroupCommit` puts the readings of every message that arrives while the store is busy into
-one write, and each message is acked only once the write that holds it succeeded. At light load
+Group commit (`backend.services.group_commit`): the messages in hand (up to the prefetch of every
+queue) are not written one by one. The readings of every message that arrives while the store is
+busy go into one write, and each message is acked only once the write that holds it succeeded. At light load
 a message is written alone, at once (no added latency); under load writes grow to many
 thousand readings with many readings per series, which is what makes the store fast (one
 rollup recomputation per touched bucket per write, few large requests).
@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from backend.ports import Broker, Delivery, TimeSeriesStore, Undecodable
+from backend.services.group_commit import GroupCommit
 from backend.services.telemetry import Telemetry
 from backend.services.timestamps import now_ms
 from backend.services.wire import LIVE_CHANNEL, decode_readings, queue_for
@@ -74,109 +74,6 @@ class StoreOutage:
             self.since = None
 
 
-class _Group:
-    """Readings of several messages, written together; `done` settles once they are stored."""
-
-    __slots__ = ("parts", "size", "done")
-
-    def __init__(self) -> None:
-        self.parts: list[Sequence[Reading]] = []
-        self.size = 0
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-
-class GroupCommit:
-    """Coalesces the readings of concurrent callers into few store writes.
-
-    `store(readings)` returns once a write holding them succeeded. Readings that arrive while
-    `max_writes` writes are in flight wait in a group that grows up to `max_readings`, and the
-    group is written as soon as a write finishes. `write` must be idempotent and retry by itself
-    until it succeeds; it raises only ValueError, for content the store refuses, in which case
-    each caller's readings of that group are written again on their own so only the offending
-    caller sees the error.
-    """
-
-    def __init__(self, write: Callable[[Sequence[Reading]], Awaitable[None]],
-                 max_readings: int = GROUP_MAX_READINGS, max_writes: int = GROUP_WRITES_IN_FLIGHT) -> None:
-        if max_readings < 1 or max_writes < 1:
-            raise ValueError("max_readings and max_writes must be at least 1")
-        self._write = write
-        self.max_readings = max_readings
-        self.max_writes = max_writes
-        self._waiting: deque[_Group] = deque()  # oldest first; the last one still takes readings
-        self._writing: set[asyncio.Task[None]] = set()
-        self._room = asyncio.Event()
-        self._room.set()
-
-    def _full(self) -> bool:
-        return (len(self._writing) >= self.max_writes and bool(self._waiting)
-                and self._waiting[-1].size >= self.max_readings)
-
-    async def room(self) -> None:
-        """Wait while every write slot is busy and the group waiting for one is full, so at
-        most `max_writes + 1` groups of readings are in memory however many messages the
-        broker has handed over (those stay undecoded bytes until there is room)."""
-        while self._full():
-            self._room.clear()
-            await self._room.wait()
-
-    async def store(self, readings: Sequence[Reading]) -> None:
-        """Return once `readings` are stored; ValueError if the store refuses them."""
-        if not self._waiting or self._waiting[-1].size >= self.max_readings:
-            self._waiting.append(_Group())
-        group = self._waiting[-1]
-        group.parts.append(readings)
-        group.size += len(readings)
-        self._start_writes()
-        # Shielded: a caller cancelled while waiting (its consumer stopped) must not cancel the
-        # write the other callers of the group wait for.
-        if await asyncio.shield(group.done):  # True: the group was refused, retry alone
-            await self._write(readings)
-
-    def _start_writes(self) -> None:
-        while self._waiting and len(self._writing) < self.max_writes:
-            task = asyncio.create_task(self._write_group(self._waiting.popleft()), name="packager-write")
-            self._writing.add(task)
-            task.add_done_callback(self._write_done)
-
-    def _write_done(self, task: asyncio.Task[None]) -> None:
-        self._writing.discard(task)
-        self._start_writes()
-        if not self._full():
-            self._room.set()
-
-    async def _write_group(self, group: _Group) -> None:
-        readings = group.parts[0] if len(group.parts) == 1 else [r for part in group.parts for r in part]
-        started = time.perf_counter()
-        try:
-            await self._write(readings)
-        except ValueError as exc:
-            if len(group.parts) > 1:
-                group.done.set_result(True)  # someone's readings are refused: each tries alone
-            else:
-                group.done.set_exception(exc)
-            return
-        except asyncio.CancelledError:
-            group.done.cancel()
-            raise
-        except Exception as exc:  # noqa: BLE001 - `write` retries outages itself; this is a bug
-            group.done.set_exception(exc)
-            return
-        log.debug("stored %d readings of %d messages in %.3f s (%d writing, %d waiting)", len(readings),
-                  len(group.parts), time.perf_counter() - started, len(self._writing), len(self._waiting))
-        group.done.set_result(False)
-
-    async def close(self) -> None:
-        """Cancel the writes in flight; their callers see CancelledError (nothing is acked)."""
-        tasks = list(self._writing)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for group in self._waiting:
-            group.done.cancel()
-        self._waiting.clear()
-
-
 class Packager:
     """Consumes every metric's work queue into the time-series store."""
 
@@ -193,13 +90,13 @@ class Packager:
         self.outage = StoreOutage()
         self.group_max_readings = group_max_readings
         self.group_writes = group_writes
-        self._groups: GroupCommit | None = None
+        self._groups: GroupCommit[Sequence[Reading]] | None = None
         self._live: asyncio.Queue[bytes] = asyncio.Queue(maxsize=LIVE_BACKLOG)
         self._live_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the live announcer and one consumer per metric queue."""
-        self._groups = GroupCommit(self._write_until_stored, self.group_max_readings, self.group_writes)
+        self._groups = GroupCommit(self._write_parts, len, self.group_max_readings, self.group_writes, "store write")
         self._live_task = asyncio.create_task(self._announce_live(), name="packager-live")
         for metric in METRICS:
             await self.broker.consume_work(queue_for(metric), self.handle, self.prefetch)
@@ -223,7 +120,7 @@ class Packager:
         message = decode_readings(delivery.body)
         if message.readings:
             try:
-                await self._groups.store(message.readings)
+                await self._groups.submit(message.readings)
             except ValueError as exc:  # e.g. a value the store's column cannot hold
                 raise Undecodable(f"the store refuses its readings: {exc}") from None
         self.telemetry.readings_stored.inc(len(message.readings), metric=message.metric)
@@ -232,6 +129,9 @@ class Packager:
             self._live.put_nowait(delivery.body)
         except asyncio.QueueFull:
             pass  # live is best effort; subscribers backfill from history
+
+    async def _write_parts(self, parts: list[Sequence[Reading]]) -> None:
+        await self._write_until_stored(parts[0] if len(parts) == 1 else [r for part in parts for r in part])
 
     async def _write_until_stored(self, readings: Sequence[Reading]) -> None:
         """Write, retrying with backoff until the store confirms. ValueError (readings the

@@ -71,6 +71,24 @@ class ReadingColumns:
     def __len__(self) -> int:
         return len(self.ts)
 
+    @classmethod
+    def merged(cls, parts: Sequence[ReadingColumns]) -> ReadingColumns:
+        """One set of columns holding every part's readings, in order."""
+        out = cls()
+        index, servers = out._index, out.servers
+        for part in parts:
+            mapping = []
+            for server_id in part.servers:
+                i = index.get(server_id)
+                if i is None:
+                    i = index[server_id] = len(servers)
+                    servers.append(server_id)
+                mapping.append(i)
+            out.server.extend([mapping[i] for i in part.server])
+            out.ts.extend(part.ts)
+            out.value.extend(part.value)
+        return out
+
     def readings(self, metric: str) -> list[Reading]:
         return make_readings(metric, self.servers, self.server, self.ts, self.value)
 

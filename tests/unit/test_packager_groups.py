@@ -1,6 +1,6 @@
-"""Group commit in the packager: messages that arrive while the store is busy are written together,
-each acked only once its write succeeded; a refused message does not sink the others; memory stays
-bounded however many messages the broker hands over."""
+"""Group commit (packager and ingest): parts that arrive while a write is busy go out together,
+each caller released only once its write succeeded; a refused part does not sink the others;
+memory stays bounded however many messages the broker hands over."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import asyncio
 import pytest
 
 from backend.adapters.sqlite_timeseries import SqliteTimeSeries
-from backend.services.packager import GroupCommit
-from backend.services.wire import encode_readings, queue_for
+from backend.ports import Unavailable
+from backend.services.group_commit import GroupCommit
+from backend.services.ingest import IngestService
+from backend.services.readings import ReadingBatch
+from backend.services.telemetry import Telemetry
+from backend.services.wire import decode_readings, encode_readings, queue_for
 from tasker.domain import Reading
 from tests.unit.test_packager import packager_over
 
@@ -28,8 +32,8 @@ class GatedWrites:
         self.calls: list[list[Reading]] = []
         self.gates: list[asyncio.Event] = []
 
-    async def __call__(self, batch) -> None:
-        self.calls.append(list(batch))
+    async def __call__(self, parts) -> None:
+        self.calls.append([r for part in parts for r in part])
         gate = asyncio.Event()
         self.gates.append(gate)
         await gate.wait()
@@ -46,10 +50,10 @@ async def settle() -> None:
 
 async def test_messages_arriving_during_a_write_go_out_together_in_one_write():
     store = GatedWrites()
-    groups = GroupCommit(store, max_readings=1_000, max_writes=1)
-    first = asyncio.create_task(groups.store(readings(2)))
+    groups = GroupCommit(store, len, max_size=1_000, max_writes=1)
+    first = asyncio.create_task(groups.submit(readings(2)))
     await settle()
-    later = [asyncio.create_task(groups.store(readings(3, 10 * i))) for i in range(1, 5)]
+    later = [asyncio.create_task(groups.submit(readings(3, 10 * i))) for i in range(1, 5)]
     await settle()
     # One write in flight with the first message; the other four wait, none of them is done.
     assert [len(c) for c in store.calls] == [2]
@@ -66,8 +70,8 @@ async def test_messages_arriving_during_a_write_go_out_together_in_one_write():
 
 async def test_a_group_stops_growing_at_max_readings():
     store = GatedWrites()
-    groups = GroupCommit(store, max_readings=5, max_writes=1)
-    callers = [asyncio.create_task(groups.store(readings(3, 10 * i))) for i in range(5)]
+    groups = GroupCommit(store, len, max_size=5, max_writes=1)
+    callers = [asyncio.create_task(groups.submit(readings(3, 10 * i))) for i in range(5)]
     await settle()
     while not all(t.done() for t in callers):
         store.open_all()
@@ -78,9 +82,9 @@ async def test_a_group_stops_growing_at_max_readings():
 
 async def test_room_holds_back_messages_once_every_slot_and_the_next_group_are_full():
     store = GatedWrites()
-    groups = GroupCommit(store, max_readings=4, max_writes=1)
-    writing = asyncio.create_task(groups.store(readings(4)))
-    waiting = asyncio.create_task(groups.store(readings(4, 10)))
+    groups = GroupCommit(store, len, max_size=4, max_writes=1)
+    writing = asyncio.create_task(groups.submit(readings(4)))
+    waiting = asyncio.create_task(groups.submit(readings(4, 10)))
     await settle()
     blocked = asyncio.create_task(groups.room())
     await settle()
@@ -94,11 +98,11 @@ async def test_room_holds_back_messages_once_every_slot_and_the_next_group_are_f
 
 async def test_a_cancelled_caller_does_not_cancel_the_write_of_the_others():
     store = GatedWrites()
-    groups = GroupCommit(store, max_readings=100, max_writes=1)
-    busy = asyncio.create_task(groups.store(readings(1)))
+    groups = GroupCommit(store, len, max_size=100, max_writes=1)
+    busy = asyncio.create_task(groups.submit(readings(1)))
     await settle()
-    gone = asyncio.create_task(groups.store(readings(2, 10)))
-    stays = asyncio.create_task(groups.store(readings(2, 20)))
+    gone = asyncio.create_task(groups.submit(readings(2, 10)))
+    stays = asyncio.create_task(groups.submit(readings(2, 20)))
     await settle()
     gone.cancel()
     store.open_all()
@@ -112,17 +116,18 @@ async def test_a_cancelled_caller_does_not_cancel_the_write_of_the_others():
 async def test_a_refused_message_is_retried_alone_and_only_it_fails():
     calls: list[int] = []
 
-    async def write(batch) -> None:
+    async def write(parts) -> None:
+        batch = [r for part in parts for r in part]
         calls.append(len(batch))
         await asyncio.sleep(0.01)
         if any(r.value < 0 for r in batch):
             raise ValueError("value out of range")
 
-    groups = GroupCommit(write, max_readings=100, max_writes=1)
-    first = asyncio.create_task(groups.store(readings(1)))
+    groups = GroupCommit(write, len, max_size=100, max_writes=1)
+    first = asyncio.create_task(groups.submit(readings(1)))
     await settle()
-    good = asyncio.create_task(groups.store(readings(2, 10)))
-    bad = asyncio.create_task(groups.store([Reading("srv_bbbbbbbbbb", "power", T0, -1.0)]))
+    good = asyncio.create_task(groups.submit(readings(2, 10)))
+    bad = asyncio.create_task(groups.submit([Reading("srv_bbbbbbbbbb", "power", T0, -1.0)]))
     await first
     await good
     with pytest.raises(ValueError, match="out of range"):
@@ -159,3 +164,61 @@ async def test_the_packager_dead_letters_a_refused_message_and_stores_the_rest(t
         assert broker.dead_lettered() == 1
         assert broker.dead_letters[0][1].count(b"3.333") == 1  # the refused message itself
         assert await broker.queue_depth(queue_for("power")) == 0
+
+
+class HeldBroker:
+    """A broker whose publishes each wait for the test to confirm them (or fail them)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+        self.confirms: list[asyncio.Future[None]] = []
+
+    async def publish_work(self, queue: str, body: bytes) -> None:
+        self.published.append((queue, body))
+        confirm = asyncio.get_running_loop().create_future()
+        self.confirms.append(confirm)
+        await confirm
+
+    def confirm_all(self, error: Exception | None = None) -> None:
+        for confirm in self.confirms:
+            if not confirm.done():
+                confirm.set_exception(error) if error else confirm.set_result(None)
+
+
+def posted(first: int, n: int = 3) -> ReadingBatch:
+    batch = ReadingBatch()
+    for i in range(first, first + n):
+        batch.add(Reading(f"srv_{i % 2}", "power", T0 + i, float(i)))
+        batch.add(Reading(f"srv_{i % 2}", "co2", T0 + i, float(i) / 2))
+    return batch
+
+
+async def test_posts_arriving_while_publishes_await_confirms_share_one_message():
+    broker = HeldBroker()
+    ingest = IngestService(broker, directory=None, telemetry=Telemetry())  # type: ignore[arg-type]
+    posts = [asyncio.create_task(ingest.publish(posted(10 * i))) for i in range(8)]
+    await settle()
+    # Two messages per queue await their confirm; the six later POSTs wait, unanswered.
+    assert sorted(q for q, _ in broker.published) == ["readings.co2"] * 2 + ["readings.power"] * 2
+    broker.confirm_all()
+    await settle()
+    assert sum(p.done() for p in posts) == 2
+    assert len(broker.published) == 6  # the six later POSTs: one message per queue
+    broker.confirm_all()
+    assert await asyncio.gather(*posts) == [6] * 8
+    power = [r for q, body in broker.published if q == "readings.power" for r in decode_readings(body).readings]
+    assert sorted(power, key=lambda r: r.ts_ms) == sorted(
+        (r for i in range(8) for r in posted(10 * i).by_metric["power"]), key=lambda r: r.ts_ms)
+
+
+async def test_a_failed_shared_message_fails_every_post_in_it():
+    broker = HeldBroker()
+    ingest = IngestService(broker, directory=None, telemetry=Telemetry())  # type: ignore[arg-type]
+    posts = [asyncio.create_task(ingest.publish(posted(10 * i))) for i in range(5)]
+    await settle()
+    broker.confirm_all()
+    await settle()
+    broker.confirm_all(Unavailable("RabbitMQ at 127.0.0.1:5672: connection lost"))
+    results = await asyncio.gather(*posts, return_exceptions=True)
+    assert results[:2] == [6, 6]
+    assert all(isinstance(r, Unavailable) and "connection lost" in str(r) for r in results[2:])

@@ -46,6 +46,20 @@ def test_readings_made_from_columns_are_ordinary_readings():
     assert all(type(r.value) is float for r in decode_readings(_body(value=[1, 2, 3])).readings)
 
 
+def test_merged_columns_keep_every_reading_in_order_with_one_server_table():
+    readings = sample(30)
+    parts = []
+    for start in (0, 10, 20):
+        part = ReadingColumns()
+        for r in readings[start:start + 10]:
+            part.append(r.server_id, r.ts_ms, r.value)
+        parts.append(part)
+    merged = ReadingColumns.merged(parts)
+    assert len(merged.servers) == 7  # each server once, though every part named it
+    assert merged.readings("power") == readings
+    assert parts[0].readings("power") == readings[:10]  # the parts are left as they were
+
+
 def test_huge_finite_values_pass_even_when_their_sum_overflows():
     readings = [Reading("srv_a", "power", 1_795_000_000_000 + i, 1.5e308) for i in range(3)]
     assert decode_readings(encode_readings("power", readings, sent_ms=1)).readings == readings
