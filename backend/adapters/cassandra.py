@@ -42,7 +42,7 @@ import re
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -67,6 +67,8 @@ MAX_IN_FLIGHT = 64  # concurrent requests per store
 # under Cassandra's own default (10) the node logs a warning about it, at most once a minute.
 # On a multi-node cluster such batches make the coordinator fan out: lower it there.
 MAX_PARTITIONS_PER_BATCH = 100
+MIN_PARTITIONS_PER_BATCH = 10  # Cassandra's own warn threshold: small writes stay below it
+SPREAD_OVER = 8  # requests a small write's rows of one statement are spread over (see _write_encoded)
 MAX_SERVERS_PER_READ = 100  # partitions per multi-partition (IN) read of a rollup recomputation
 MAX_BUCKETS_PER_READ = 200  # and at most this many (server, bucket) pairs per read
 FLOAT32_MAX = 3.4028234663852886e38
@@ -446,21 +448,25 @@ class CassandraTimeSeries:
     async def _run(self, name: str, params: Sequence[Any]) -> list[tuple]:
         return await self._execute(self._statement(name), params)
 
-    async def _write_rows(self, name: str, by_partition: Iterable[Sequence[Sequence[Any]]]) -> None:
+    async def _write_rows(self, name: str, by_partition: Collection[Sequence[Sequence[Any]]]) -> None:
         """Rows of plain values of one statement, grouped by partition, in as few requests as
         the batch limits allow (see `pack_partitions`)."""
         encode = self._encoders[name]
-        await self._write_encoded(name, (encode(rows) for rows in by_partition))
+        await self._write_encoded(name, (encode(rows) for rows in by_partition), len(by_partition))
 
-    async def _write_encoded(self, name: str, by_partition: Iterable[Sequence[Encoded]]) -> None:
-        """Encoded rows of one statement, grouped by partition, as UNLOGGED batches sent while
-        the next ones are built (each row keeps its own USING TIMESTAMP). The loop gets a turn
-        between batches, so a write of many thousand rows never holds it for long."""
+    async def _write_encoded(self, name: str, by_partition: Iterable[Sequence[Encoded]], partitions: int) -> None:
+        """Encoded rows of one statement, grouped by `partitions` partitions, as UNLOGGED
+        batches sent while the next ones are built (each row keeps its own USING TIMESTAMP).
+        The loop gets a turn between batches, so a write of many thousand rows never holds it
+        for long. A small write is spread over at least SPREAD_OVER requests, which Cassandra
+        runs side by side (lower latency); a large one packs up to `partitions_per_batch`
+        partitions a batch (less CPU per row)."""
         statement = self._statement(name)
+        per_batch = min(self.partitions_per_batch, max(MIN_PARTITIONS_PER_BATCH, -(-partitions // SPREAD_OVER)))
         tasks: list[asyncio.Task[list[tuple]]] = []
         try:
             async with asyncio.TaskGroup() as group:
-                for rows in pack_partitions(by_partition, MAX_BATCH_ROWS, self.partitions_per_batch):
+                for rows in pack_partitions(by_partition, MAX_BATCH_ROWS, per_batch):
                     tasks.append(group.create_task(self._execute(_batch_of(statement, rows))))
                     await asyncio.sleep(0)
         except BaseExceptionGroup as failed:
@@ -509,7 +515,7 @@ class CassandraTimeSeries:
 
         # Latest values need nothing else; the rollups need the raw rows in place first.
         await self._all([
-            self._write_encoded("insert_raw", _encode_raw(partitions)),
+            self._write_encoded("insert_raw", _encode_raw(partitions), len(partitions)),
             self._write_rows("insert_latest", by_server.values()),
             self._record_days(partitions),
         ])

@@ -5,7 +5,9 @@ to publish the readings of many POSTs in one broker message. A caller's `submit`
 write holding its part succeeded. At light load a part is written alone, at once; while
 `max_writes` writes are in flight, arriving parts wait in a group that grows to `max_size`, and
 the group goes out as soon as a write finishes, so under load each write carries as much as
-it can, which is what makes the store and the broker cheap per reading.
+it can, which is what makes the store and the broker cheap per reading. With `busy_size`, a
+second write starts only while fewer parts than that are being written: small writes overlap
+(low latency at light load), large ones go one at a time (the largest groups under load).
 """
 
 from __future__ import annotations
@@ -44,26 +46,34 @@ class GroupCommit(Generic[P]):
     """
 
     def __init__(self, write: Callable[[list[P]], Awaitable[None]], size: Callable[[P], int],
-                 max_size: int, max_writes: int, what: str = "write") -> None:
+                 max_size: int, max_writes: int, what: str = "write", busy_size: int | None = None) -> None:
         if max_size < 1 or max_writes < 1:
             raise ValueError("max_size and max_writes must be at least 1")
         self._write = write
         self._size = size
         self.max_size = max_size
         self.max_writes = max_writes
+        self.busy_size = busy_size
         self.what = what
         self._waiting: deque[_Group[P]] = deque()  # oldest first; the last one still takes parts
-        self._writing: set[asyncio.Task[None]] = set()
+        self._writing: dict[asyncio.Task[None], int] = {}  # write -> size of its group
         self._room = asyncio.Event()
         self._room.set()
 
     def _full(self) -> bool:
-        return (len(self._writing) >= self.max_writes and bool(self._waiting)
-                and self._waiting[-1].size >= self.max_size)
+        # A full group still waiting could not start: every slot it may use is busy.
+        return bool(self._waiting) and self._waiting[-1].size >= self.max_size
+
+    def _may_start(self, group: _Group[P]) -> bool:
+        if not self._writing:
+            return True
+        if len(self._writing) >= self.max_writes:
+            return False
+        return self.busy_size is None or sum(self._writing.values()) + group.size < self.busy_size
 
     async def room(self) -> None:
-        """Wait while every write slot is busy and the group waiting for one is full, so at
-        most `max_writes + 1` groups are in memory (a caller can hold its part back, e.g. as
+        """Wait while a full group is waiting for a write slot, so at most `max_writes + 1`
+        groups are in memory (a caller can hold its part back, e.g. as
         undecoded bytes, until there is room)."""
         while self._full():
             self._room.clear()
@@ -83,13 +93,14 @@ class GroupCommit(Generic[P]):
             await self._write([part])
 
     def _start_writes(self) -> None:
-        while self._waiting and len(self._writing) < self.max_writes:
-            task = asyncio.create_task(self._write_group(self._waiting.popleft()), name=f"group-{self.what}")
-            self._writing.add(task)
+        while self._waiting and self._may_start(self._waiting[0]):
+            group = self._waiting.popleft()
+            task = asyncio.create_task(self._write_group(group), name=f"group-{self.what}")
+            self._writing[task] = group.size
             task.add_done_callback(self._write_done)
 
     def _write_done(self, task: asyncio.Task[None]) -> None:
-        self._writing.discard(task)
+        self._writing.pop(task, None)
         self._start_writes()
         if not self._full():
             self._room.set()

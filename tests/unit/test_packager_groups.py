@@ -43,6 +43,15 @@ class GatedWrites:
             gate.set()
 
 
+async def finish(store: GatedWrites, callers: list[asyncio.Task]) -> None:
+    """Let every write through, including those that start meanwhile, until the callers are done."""
+    async with asyncio.timeout(5):
+        while not all(t.done() for t in callers):
+            store.open_all()
+            await settle()
+    await asyncio.gather(*callers)
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -222,3 +231,21 @@ async def test_a_failed_shared_message_fails_every_post_in_it():
     results = await asyncio.gather(*posts, return_exceptions=True)
     assert results[:2] == [6, 6]
     assert all(isinstance(r, Unavailable) and "connection lost" in str(r) for r in results[2:])
+
+
+async def test_small_writes_overlap_and_large_ones_go_one_at_a_time():
+    store = GatedWrites()
+    groups = GroupCommit(store, len, max_size=100, max_writes=3, busy_size=10)
+    small = [asyncio.create_task(groups.submit(readings(2, 10 * i))) for i in range(4)]
+    await settle()
+    # Three small writes at once (the cap); the fourth waits for a slot.
+    assert [len(c) for c in store.calls] == [2, 2, 2]
+    await finish(store, small)
+    large = [asyncio.create_task(groups.submit(readings(12, 100 * i))) for i in range(3)]
+    await settle()
+    # 12 readings in flight is over busy_size: the others wait, and then go out together.
+    assert [len(c) for c in store.calls[4:]] == [12]
+    store.open_all()
+    await settle()
+    assert [len(c) for c in store.calls[4:]] == [12, 24]
+    await finish(store, large)
