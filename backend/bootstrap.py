@@ -12,7 +12,12 @@ Roles: `ingest` (POST readings -> broker), `packager` (broker -> time-series sto
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import re
+import socket
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,7 +38,7 @@ from backend.services.live import LiveHub
 from backend.services.packager import DEFAULT_PREFETCH, Packager
 from backend.services.telemetry import Telemetry
 from backend.services.wire import queue_for
-from tasker.config import Settings
+from tasker.config import Settings, redact_url
 from tasker.domain import METRICS
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,7 @@ NEEDS_BROKER = _needing("broker")
 NEEDS_TIMESERIES = _needing("timeseries")
 NEEDS_REGISTRY = _needing("registry")
 DEFAULT_QUEUE_PREFIX = "tasker"
+QUEUE_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class StartupError(Exception):
@@ -79,6 +85,36 @@ def sqlite_path(url: str, variable: str) -> Path:
     return Path(path)
 
 
+def usable_sqlite_path(url: str, variable: str) -> Path:
+    """The SQLite file of `url`, its directory created; StartupError when it cannot be written.
+
+    A local file that cannot be written will not become writable by retrying, so this fails at
+    once, naming the variable, instead of waiting like for a service that is down.
+    """
+    path = sqlite_path(url, variable)
+    expected = "expected sqlite:///path/to/file.db in a writable directory"
+    if path.is_dir():
+        raise StartupError(f"{variable}={url!r}: {path} is a directory; {expected}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StartupError(f"{variable}={url!r}: {path.parent} is a file, not a directory; {expected}") from None
+    except OSError as exc:
+        raise StartupError(f"{variable}={url!r}: cannot create the directory {path.parent}: "
+                           f"{exc.strerror or exc}; {expected}") from None
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        raise StartupError(f"{variable}={url!r}: {target} is not writable by this user; {expected}")
+    return path
+
+
+def _bad_url(variable: str, url: str, exc: Exception) -> StartupError:
+    """One line for an adapter's refusal of its URL, naming the variable once (adapters repeat
+    the URL in their messages: "time-series URL '...': reason")."""
+    reason = re.sub(r"^[\w -]*URL '[^']*': ", "", str(exc))
+    return StartupError(f"{variable}={redact_url(url)!r}: {reason}".replace(url, redact_url(url)))
+
+
 def open_broker(url: str, queue_prefix: str = DEFAULT_QUEUE_PREFIX) -> Broker:
     """The broker adapter named by TASKER_BROKER_URL's scheme (not yet started)."""
     scheme = urlsplit(url).scheme
@@ -89,11 +125,13 @@ def open_broker(url: str, queue_prefix: str = DEFAULT_QUEUE_PREFIX) -> Broker:
     if scheme in ("amqp", "amqps"):
         from backend.adapters.rabbitmq import RabbitMQBroker
 
+        if not QUEUE_PREFIX.fullmatch(queue_prefix):
+            raise StartupError(f"TASKER_QUEUE_PREFIX={queue_prefix!r}: expected 1-64 letters, digits, . _ or -")
         try:
             return RabbitMQBroker(url, prefix=queue_prefix)
         except ValueError as exc:
-            raise StartupError(f"TASKER_BROKER_URL or the queue prefix: {exc}") from None
-    raise StartupError(f"TASKER_BROKER_URL={url!r}: expected memory:// or amqp://")
+            raise _bad_url("TASKER_BROKER_URL", url, exc) from None
+    raise StartupError(f"TASKER_BROKER_URL={redact_url(url)!r}: expected memory:// or amqp://")
 
 
 def open_timeseries(url: str, retention_days: int) -> TimeSeriesStore:
@@ -102,15 +140,15 @@ def open_timeseries(url: str, retention_days: int) -> TimeSeriesStore:
     if scheme == "sqlite":
         from backend.adapters.sqlite_timeseries import SqliteTimeSeries
 
-        return SqliteTimeSeries(sqlite_path(url, "TASKER_TIMESERIES_URL"))
+        return SqliteTimeSeries(usable_sqlite_path(url, "TASKER_TIMESERIES_URL"))
     if scheme == "cassandra":
         from backend.adapters.cassandra import CassandraTimeSeries
 
         try:
             return CassandraTimeSeries(url, retention_days=retention_days)
         except ValueError as exc:
-            raise StartupError(f"TASKER_TIMESERIES_URL={url!r}: {exc}") from None
-    raise StartupError(f"TASKER_TIMESERIES_URL={url!r}: expected sqlite:/// or cassandra://")
+            raise _bad_url("TASKER_TIMESERIES_URL", url, exc) from None
+    raise StartupError(f"TASKER_TIMESERIES_URL={redact_url(url)!r}: expected sqlite:/// or cassandra://")
 
 
 def open_registry(url: str) -> Registry:
@@ -119,32 +157,62 @@ def open_registry(url: str) -> Registry:
     if scheme == "sqlite":
         from backend.adapters.sqlite_registry import SqliteRegistry
 
-        return SqliteRegistry(sqlite_path(url, "TASKER_REGISTRY_URL"))
+        return SqliteRegistry(usable_sqlite_path(url, "TASKER_REGISTRY_URL"))
     if scheme == "mongodb":
         from backend.adapters.mongo import MongoRegistry
 
         try:
             return MongoRegistry(url)
         except ValueError as exc:
-            raise StartupError(f"TASKER_REGISTRY_URL={url!r}: {exc}") from None
-    raise StartupError(f"TASKER_REGISTRY_URL={url!r}: expected sqlite:/// or mongodb://")
+            raise _bad_url("TASKER_REGISTRY_URL", url, exc) from None
+    raise StartupError(f"TASKER_REGISTRY_URL={redact_url(url)!r}: expected sqlite:/// or mongodb://")
 
 
-async def start_with_retry(name: str, adapter: Any, give_up_after_s: float | None = None) -> None:
-    """Start an adapter, retrying with capped backoff while its service is unavailable."""
+async def _resolve_hosts(url: str) -> None:
+    """Unavailable when a host of a service URL has no address (yet): a driver would fail on it
+    with an obscure error, and DNS may answer once the service's container exists."""
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    if not netloc or urlsplit(url).scheme in ("memory", "sqlite"):
+        return
+    loop = asyncio.get_running_loop()
+    for entry in netloc.split(","):
+        host = entry.rpartition(":")[0] if ":" in entry and not entry.endswith("]") else entry
+        host = host.strip("[]")
+        try:
+            await loop.getaddrinfo(host, None)
+        except socket.gaierror as exc:
+            raise Unavailable(f"cannot resolve host {host!r}: {exc.strerror or exc}") from None
+
+
+async def start_with_retry(name: str, adapter: Any, give_up_after_s: float | None = None,
+                           variable: str = "", url: str = "") -> None:
+    """Start an adapter, retrying with capped backoff while its service is unavailable.
+
+    Each failed attempt logs one line naming the setting (`variable=url`, password hidden).
+    After `give_up_after_s` (None: never) StartupError says what could not be reached; an
+    adapter that fails in another way (a bug or a refusal retrying cannot fix) fails at once.
+    """
+    where = f"{variable}={redact_url(url)!r}" if variable else name
     delay = 0.5
-    waited = 0.0
+    started = time.monotonic()
     while True:
         try:
+            await _resolve_hosts(url)
             await adapter.start()
         except Unavailable as exc:
-            if give_up_after_s is not None and waited >= give_up_after_s:
-                raise
-            log.warning("%s unavailable: %s; retrying in %.1f s", name, exc, delay)
+            waited = time.monotonic() - started
+            if give_up_after_s is not None and waited + delay > give_up_after_s:
+                raise StartupError(f"{where}: the {name} did not answer within {give_up_after_s:g} s"
+                                   f" ({exc}); is it running, and is the URL right?") from None
+            left = f", giving up in {give_up_after_s - waited:.0f} s" if give_up_after_s is not None else ""
+            log.warning("%s unavailable (%s): %s; retrying in %.1f s%s", name, where, exc, delay, left)
             await asyncio.sleep(delay)
-            waited += delay
             delay = min(delay * 2, 10.0)
             continue
+        except (StartupError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line naming the setting, not a driver's traceback
+            raise StartupError(f"{where}: cannot start the {name}: {type(exc).__name__}: {exc}") from None
         log.info("%s connected", name)
         return
 
@@ -184,10 +252,14 @@ class Backend:
 
     async def start(self, give_up_after_s: float | None = None) -> None:
         """Connect the adapters (retrying while down), then wire and start the services."""
-        for name, adapter in (("registry", self.registry), ("time-series store", self.timeseries),
-                              ("broker", self.broker)):
+        settings = self.settings
+        for name, adapter, variable, url in (
+            ("registry", self.registry, "TASKER_REGISTRY_URL", settings.registry_url),
+            ("time-series store", self.timeseries, "TASKER_TIMESERIES_URL", settings.timeseries_url),
+            ("broker", self.broker, "TASKER_BROKER_URL", settings.broker_url),
+        ):
             if adapter is not None:
-                await start_with_retry(name, adapter, give_up_after_s)
+                await start_with_retry(name, adapter, give_up_after_s, variable, url)
                 self._started.append((name, adapter))
         ctx = ApiContext(self.telemetry)
         if self.broker is not None:
@@ -242,8 +314,10 @@ class Backend:
 
 
 @asynccontextmanager
-async def serving(backend: Backend, host: str, port: int) -> AsyncIterator[str]:
-    """Serve the backend's HTTP app on host:port (0 = any free port); yields its base URL."""
+async def serving(backend: Backend, host: str, port: int, label: str = "") -> AsyncIterator[str]:
+    """Serve the backend's HTTP app on host:port (0 = any free port); yields its base URL.
+
+    `label` names the setting the address came from (e.g. TASKER_LISTEN='...') in errors."""
     runner = web.AppRunner(backend.app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:
@@ -251,8 +325,11 @@ async def serving(backend: Backend, host: str, port: int) -> AsyncIterator[str]:
         try:
             await site.start()
         except OSError as exc:
-            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        bound = runner.addresses[0]
-        yield f"http://{bound[0]}:{bound[1]}"
+            reason = re.sub(r"^error while attempting to bind on address \(.*?\): ", "", exc.strerror or str(exc))
+            hint = " (is another tasker backend running there?)" if exc.errno == errno.EADDRINUSE else ""
+            raise StartupError(f"{label + ': ' if label else ''}cannot listen on {host}:{port}: "
+                               f"{reason.lower()}{hint}") from None
+        bound_host, bound_port = runner.addresses[0][:2]
+        yield f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
     finally:
         await runner.cleanup()

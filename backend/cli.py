@@ -18,6 +18,9 @@ import typer
 
 T = TypeVar("T")
 
+DEFAULT_STARTUP_TIMEOUT_S = 60.0
+"""How long `tasker backend` waits for a broker or store that does not answer at startup."""
+
 users_app = typer.Typer(help="User accounts (acts on TASKER_REGISTRY_URL directly).", no_args_is_help=True)
 keys_app = typer.Typer(help="Ingest keys for sensors (acts on TASKER_REGISTRY_URL directly).",
                        no_args_is_help=True)
@@ -71,8 +74,14 @@ class _OneLine(logging.Filter):
     (the exception's text) and drop the stack. Our own HealthWatch reports state changes."""
 
     DRIVERS = ("aiormq", "aio_pika", "cassandra", "pymongo")
+    # A failed connection attempt: the backend's own retry line already names the setting and
+    # the reason, so the driver's copy of it is dropped.
+    REPEATS = (("aiormq.connection", "error when creating transport"),
+               ("cassandra.cluster", "Control connection failed to connect"))
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if any(record.name == name and str(record.msg).startswith(text) for name, text in self.REPEATS):
+            return False
         if record.name.startswith(self.DRIVERS) and record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
@@ -107,6 +116,11 @@ def backend_command(
         "tasker", "--queue-prefix", envvar="TASKER_QUEUE_PREFIX",
         help="First part of every RabbitMQ queue and exchange name (to share one RabbitMQ).",
     ),
+    startup_timeout: float = typer.Option(
+        DEFAULT_STARTUP_TIMEOUT_S, "--startup-timeout", envvar="TASKER_STARTUP_TIMEOUT", min=0,
+        help="Seconds to keep retrying a broker or store that does not answer at startup before "
+             "giving up with an error (0: retry forever). Once running, outages are always retried.",
+    ),
 ) -> None:
     """Run backend roles (all by default): HTTP API, websocket, ingest, packager, history."""
     from backend.bootstrap import Backend, StartupError, serving
@@ -119,13 +133,15 @@ def backend_command(
         host, port = settings.listen_host_port
     except StartupError as exc:
         _fail(str(exc), 2)
+    listen_label = f"--listen {listen!r}" if listen else f"TASKER_LISTEN={settings.listen!r}"
+    stopped_by: list[str] = []
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        starting = asyncio.create_task(backend.start())
+            loop.add_signal_handler(sig, lambda sig=sig: (stopped_by.append(sig.name), stop.set()))
+        starting = asyncio.create_task(backend.start(give_up_after_s=startup_timeout or None))
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -134,18 +150,21 @@ def backend_command(
                 await asyncio.gather(starting, return_exceptions=True)
                 return
             starting.result()
-            if backend.auth is not None and "api" in backend.roles:
-                password = await backend.auth.ensure_first_admin()
-                if password is not None:
-                    print("Created the first user: admin (role admin)", flush=True)
-                    print(f"One-time password, shown only now: {password}", flush=True)
-            async with serving(backend, host, port) as url:
+            # Bind first: a port in use must fail before a first admin is made and its
+            # one-time password shown in a run that then stops.
+            async with serving(backend, host, port, listen_label) as url:
+                if backend.auth is not None and "api" in backend.roles:
+                    password = await backend.auth.ensure_first_admin()
+                    if password is not None:
+                        print("Created the first user: admin (role admin)", flush=True)
+                        print(f"One-time password, shown only now: {password}", flush=True)
                 print(f"Tasker backend ({', '.join(sorted(backend.roles))}) listening on {url}", flush=True)
                 await stopping
         finally:
             stopping.cancel()
             await backend.close()
-            logging.getLogger("backend").info("backend stopped")
+            how = f" by {stopped_by[0]}" if stopped_by else ""
+            logging.getLogger("backend").info("backend stopped%s", how)
 
     try:
         asyncio.run(run())

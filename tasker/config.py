@@ -1,16 +1,18 @@
 """Settings from the environment (TASKER_*), an optional TOML file, and command-line flags.
 
 Precedence: flag > environment variable > `$XDG_CONFIG_HOME/tasker/config.toml` > default.
-A value that cannot be parsed raises ConfigError with one line naming the variable.
+A value that cannot be used raises ConfigError with one line naming where it came from (the
+variable, the flag or the file) and what is expected. Passwords in URLs are never echoed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 
 class ConfigError(Exception):
@@ -25,8 +27,36 @@ def xdg_config_home() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
 
 
+def config_file() -> Path:
+    """The optional TOML file (follows XDG_CONFIG_HOME at call time)."""
+    return xdg_config_home() / "tasker" / "config.toml"
+
+
 def _default_sqlite(name: str) -> str:
     return f"sqlite:///{xdg_data_home() / 'tasker' / name}"
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """(host, port) of a `host:port` listen address (`[::1]:8470` for IPv6); ValueError if bad."""
+    host, sep, port = listen.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected host:port with a port from 0 to 65535, e.g. 127.0.0.1:8470")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "127.0.0.1", int(port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +84,13 @@ class Settings:
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(f"TASKER_LISTEN={self.listen!r}: expected host:port, e.g. 127.0.0.1:8470")
-        return host or "127.0.0.1", int(port)
+        try:
+            return split_listen(self.listen)
+        except ValueError as exc:
+            raise ConfigError(f"TASKER_LISTEN={self.listen!r}: {exc}") from None
 
 
-_ENV = {
+ENV = {
     "broker_url": "TASKER_BROKER_URL",
     "timeseries_url": "TASKER_TIMESERIES_URL",
     "registry_url": "TASKER_REGISTRY_URL",
@@ -68,46 +98,123 @@ _ENV = {
     "url": "TASKER_URL",
     "retention_days": "TASKER_RETENTION_DAYS",
 }
+_FLAGS = {"listen": "--listen", "url": "--url"}
 
+_EXPECTED = {
+    "broker_url": "memory:// or amqp://user:pass@host:5672/vhost",
+    "timeseries_url": "sqlite:///path/to/file.db or cassandra://host[,host][:9042]/keyspace",
+    "registry_url": "sqlite:///path/to/file.db or mongodb://host[:27017]/database",
+    "url": "http://host:port, e.g. http://127.0.0.1:8470",
+}
 _SCHEMES = {
     "broker_url": ("memory", "amqp", "amqps"),
     "timeseries_url": ("sqlite", "cassandra"),
     "registry_url": ("sqlite", "mongodb"),
     "url": ("http", "https"),
 }
+_KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
+_MONGO_DB = re.compile(r"[A-Za-z0-9_-]{1,63}")
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+
+
+def _check_hosts(netloc: str, several: bool) -> str | None:
+    """What is wrong with the host[:port] list of a URL, or None."""
+    hostport = netloc.rpartition("@")[2]
+    entries = hostport.split(",") if several else [hostport]
+    for entry in entries:
+        host, port = entry, ""
+        if ":" in entry and not entry.endswith("]"):
+            host, _, port = entry.rpartition(":")
+        if not host:
+            return "no host"
+        if not _HOST.fullmatch(host):
+            return f"bad host {host!r}"
+        if port and (not port.isdigit() or not 1 <= int(port) <= 65535):
+            return f"port {port!r} is not a number from 1 to 65535"
+    return None
+
+
+def _check_url(name: str, value: str) -> str | None:
+    """What is wrong with the URL setting `name`, or None when it is usable."""
+    try:
+        parts: SplitResult = urlsplit(value)
+    except ValueError as exc:
+        return f"cannot be parsed ({exc})"
+    schemes = _SCHEMES[name]
+    if parts.scheme not in schemes:
+        return "unknown scheme " + (f"{parts.scheme!r}" if parts.scheme else "(none)")
+    if parts.scheme in ("memory", "sqlite"):
+        return None  # the SQLite file is checked when the backend opens it
+    if not parts.netloc.rpartition("@")[2]:
+        return "no host"
+    problem = _check_hosts(parts.netloc, several=parts.scheme in ("cassandra", "mongodb"))
+    if problem:
+        return problem
+    path = parts.path.strip("/")
+    if parts.scheme == "cassandra" and not _KEYSPACE.fullmatch(path):
+        return ("no keyspace" if not path else f"keyspace {path!r} is not a letter then up to 47 letters,"
+                " digits or underscores")
+    if parts.scheme == "mongodb" and path and not _MONGO_DB.fullmatch(path):
+        return f"database name {path!r} must be 1-63 letters, digits, _ or -"
+    return None
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
     """Build Settings; `overrides` (from flags) win over the environment and the file."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
-    config_file = xdg_config_home() / "tasker" / "config.toml"
-    if config_file.is_file():
+    origin: dict[str, str] = {}
+    path = config_file()
+    known = [f.name for f in fields(Settings)]
+    if path.is_file():
         try:
-            data = tomllib.loads(config_file.read_text())
-        except (tomllib.TOMLDecodeError, OSError) as exc:
-            raise ConfigError(f"{config_file}: {exc}") from None
-        known = {f.name for f in fields(Settings)}
-        values.update({k: v for k, v in data.items() if k in known})
-    for name, var in _ENV.items():
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown setting {key!r}; known: {', '.join(known)}")
+            values[key] = value
+            origin[key] = f"{key} in {path}"
+    for name, var in ENV.items():
         if env.get(var):
             values[name] = env[var]
-    values.update({k: v for k, v in overrides.items() if v is not None})
+            origin[name] = var
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = value
+            origin[name] = _FLAGS.get(name, name)
+
+    def fail(name: str, problem: str) -> ConfigError:
+        label = origin.get(name, ENV[name])
+        shown = redact_url(str(values.get(name, "")))
+        where = f"{label} {shown!r}" if label.startswith("--") else f"{label}={shown!r}"
+        if " in " in label:
+            where = f"{name} = {shown!r} in {label.split(' in ', 1)[1]}"
+        expected = _EXPECTED.get(name)
+        return ConfigError(f"{where}: {problem}" + (f"; expected {expected}" if expected else ""))
+
+    for name, value in values.items():
+        if name != "retention_days" and not isinstance(value, str):
+            raise fail(name, "must be text")
     if "retention_days" in values:
+        days = values["retention_days"]
         try:
-            values["retention_days"] = int(values["retention_days"])  # type: ignore[arg-type]
+            days = int(str(days).strip()) if not isinstance(days, bool) else None
         except ValueError:
-            raise ConfigError(
-                f"TASKER_RETENTION_DAYS={values['retention_days']!r}: expected a whole number of days"
-            ) from None
+            days = None
+        if days is None or days < 1:
+            raise fail("retention_days", "expected a whole number of days, at least 1")
+        values["retention_days"] = days
     settings = Settings(**values)  # type: ignore[arg-type]
-    for name, schemes in _SCHEMES.items():
-        value = getattr(settings, name)
-        scheme = urlsplit(value).scheme
-        if scheme not in schemes:
-            raise ConfigError(
-                f"{_ENV[name]}={value!r}: expected a URL starting with "
-                + " or ".join(f"{s}://" for s in schemes)
-            )
-    settings.listen_host_port  # validates
-    return replace(settings)
+    for name in _SCHEMES:
+        problem = _check_url(name, getattr(settings, name))
+        if problem:
+            values.setdefault(name, getattr(settings, name))
+            raise fail(name, problem)
+    try:
+        split_listen(settings.listen)
+    except ValueError as exc:
+        values.setdefault("listen", settings.listen)
+        raise fail("listen", str(exc)) from None
+    return settings

@@ -179,4 +179,5 @@ def test_an_unreachable_backend_is_one_clear_line(shell):
     assert one_line_error(result) == (f"tasker: cannot reach the backend at {url}: connection refused"
                                       " — is `tasker backend` running?")
     bad_url = shell("servers", "list", "--url", "ftp://example")
-    assert one_line_error(bad_url) == "tasker: TASKER_URL='ftp://example': expected a URL starting with http:// or https://"
+    assert one_line_error(bad_url) == ("tasker: --url 'ftp://example': unknown scheme 'ftp';"
+                                       " expected http://host:port, e.g. http://127.0.0.1:8470")
