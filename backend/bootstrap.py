@@ -38,7 +38,7 @@ from backend.services.live import LiveHub
 from backend.services.packager import DEFAULT_PREFETCH, Packager
 from backend.services.telemetry import Telemetry
 from backend.services.wire import queue_for
-from tasker.config import Settings, redact_url
+from tasker.config import Settings, redact_url, xdg_data_home
 from tasker.domain import METRICS
 
 log = logging.getLogger(__name__)
@@ -91,20 +91,25 @@ def usable_sqlite_path(url: str, variable: str) -> Path:
     A local file that cannot be written will not become writable by retrying, so this fails at
     once, naming the variable, instead of waiting like for a service that is down.
     """
-    path = sqlite_path(url, variable)
-    expected = "expected sqlite:///path/to/file.db in a writable directory"
+    return writable_file(sqlite_path(url, variable), f"{variable}={url!r}",
+                         "expected sqlite:///path/to/file.db in a writable directory")
+
+
+def writable_file(path: Path, label: str, expected: str) -> Path:
+    """`path`, its directory created; StartupError starting with `label` when it cannot be
+    written."""
     if path.is_dir():
-        raise StartupError(f"{variable}={url!r}: {path} is a directory; {expected}")
+        raise StartupError(f"{label}: {path} is a directory; {expected}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise StartupError(f"{variable}={url!r}: {path.parent} is a file, not a directory; {expected}") from None
+        raise StartupError(f"{label}: {path.parent} is a file, not a directory; {expected}") from None
     except OSError as exc:
-        raise StartupError(f"{variable}={url!r}: cannot create the directory {path.parent}: "
+        raise StartupError(f"{label}: cannot create the directory {path.parent}: "
                            f"{exc.strerror or exc}; {expected}") from None
     target = path if path.exists() else path.parent
     if not os.access(target, os.W_OK):
-        raise StartupError(f"{variable}={url!r}: {target} is not writable by this user; {expected}")
+        raise StartupError(f"{label}: {target} is not writable by this user; {expected}")
     return path
 
 
@@ -115,13 +120,36 @@ def _bad_url(variable: str, url: str, exc: Exception) -> StartupError:
     return StartupError(f"{variable}={redact_url(url)!r}: {reason}".replace(url, redact_url(url)))
 
 
-def open_broker(url: str, queue_prefix: str = DEFAULT_QUEUE_PREFIX) -> Broker:
+JOURNAL_FILE = "queue.db"
+
+
+def journal_path(broker_url: str, timeseries_url: str = "") -> Path:
+    """Where the embedded broker journals its work messages.
+
+    `memory:///path.db` (relative) or `memory:////abs/path.db` names the file, as for sqlite://
+    URLs; plain `memory://` puts `queue.db` next to the embedded time-series file, so a data
+    directory (the demo's temporary one included) holds everything a restart needs, or in
+    `<XDG data>/tasker/` when the time series are not in SQLite.
+    """
+    expected = "expected memory:// or memory:///path/to/queue.db in a writable directory"
+    if urlsplit(broker_url).netloc:
+        raise StartupError(f"TASKER_BROKER_URL={broker_url!r}: the embedded broker has no host; {expected}")
+    if urlsplit(broker_url).path.strip("/"):
+        path = sqlite_path(broker_url, "TASKER_BROKER_URL")
+    elif urlsplit(timeseries_url).scheme == "sqlite":
+        path = sqlite_path(timeseries_url, "TASKER_TIMESERIES_URL").parent / JOURNAL_FILE
+    else:
+        path = xdg_data_home() / "tasker" / JOURNAL_FILE
+    return writable_file(path, f"TASKER_BROKER_URL={broker_url!r} (journal {path})", expected)
+
+
+def open_broker(url: str, queue_prefix: str = DEFAULT_QUEUE_PREFIX, timeseries_url: str = "") -> Broker:
     """The broker adapter named by TASKER_BROKER_URL's scheme (not yet started)."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from backend.adapters.memory_broker import MemoryBroker
 
-        return MemoryBroker()
+        return MemoryBroker(journal=journal_path(url, timeseries_url))
     if scheme in ("amqp", "amqps"):
         from backend.adapters.rabbitmq import RabbitMQBroker
 
@@ -243,7 +271,7 @@ class Backend:
         chosen = check_roles(roles, settings.broker_url)
         backend = cls(settings, chosen, **options)
         if chosen & NEEDS_BROKER:
-            backend.broker = open_broker(settings.broker_url, backend.queue_prefix)
+            backend.broker = open_broker(settings.broker_url, backend.queue_prefix, settings.timeseries_url)
         if chosen & NEEDS_TIMESERIES:
             backend.timeseries = open_timeseries(settings.timeseries_url, settings.retention_days)
         if chosen & NEEDS_REGISTRY:

@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aio_pika
 import pytest
@@ -21,6 +22,7 @@ from yarl import URL
 
 from backend.adapters.memory_broker import MemoryBroker
 from backend.adapters.rabbitmq import RabbitMQBroker
+from backend.adapters.work_journal import JournalInUse
 from backend.ports import Broker, Delivery, Unavailable, Undecodable
 
 pytestmark = pytest.mark.timeout(60)
@@ -103,7 +105,8 @@ async def rabbitmq(amqp_url: str) -> AsyncIterator[RabbitMQBrokers]:
 @pytest.fixture(params=["memory", "rabbitmq"])
 async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
     if request.param == "memory":
-        broker = MemoryBroker(retry_backoff=0.01)
+        # Journaled, as `tasker backend` runs it.
+        broker = MemoryBroker(retry_backoff=0.01, journal=request.getfixturevalue("tmp_path") / "queue.db")
         await broker.start()
 
         async def same() -> Broker:
@@ -311,8 +314,8 @@ async def test_ping_answers_when_the_broker_is_up(brokers: Brokers) -> None:
 # --- embedded broker only ---------------------------------------------------------------------
 
 
-async def test_memory_publisher_waits_while_the_queue_is_full() -> None:
-    broker = MemoryBroker(max_depth=3)
+async def test_memory_publisher_waits_while_the_queue_is_full(tmp_path: Path) -> None:
+    broker = MemoryBroker(max_depth=3, journal=tmp_path / "queue.db")
     await broker.start()
     try:
         for i in range(3):
@@ -335,8 +338,9 @@ async def test_memory_publisher_waits_while_the_queue_is_full() -> None:
         await broker.close()
 
 
-async def test_memory_close_puts_messages_in_flight_back() -> None:
-    broker = MemoryBroker()
+@pytest.mark.parametrize("journaled", [True, False])
+async def test_memory_close_puts_messages_in_flight_back(tmp_path: Path, journaled: bool) -> None:
+    broker = MemoryBroker(journal=tmp_path / "queue.db" if journaled else None)
     await broker.start()
     started = asyncio.Event()
 
@@ -365,6 +369,167 @@ async def test_memory_close_puts_messages_in_flight_back() -> None:
 def test_memory_rejects_a_prefetch_below_one() -> None:
     with pytest.raises(ValueError, match="prefetch"):
         asyncio.run(MemoryBroker().consume_work("power", lambda d: asyncio.sleep(0), prefetch=0))
+
+
+async def collect_all(broker: MemoryBroker, queue: str, expected: int) -> list[Delivery]:
+    """Consume `queue` until `expected` messages were handled, then a moment more for extras."""
+    handled: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> None:
+        handled.append(delivery)
+
+    await broker.consume_work(queue, handler, prefetch=4)
+    await eventually(lambda: len(handled) >= expected, f"{expected} messages handled")
+    await asyncio.sleep(0.2)
+    return handled
+
+
+async def test_memory_journal_keeps_unacked_messages_for_the_next_run_and_forgets_acked_ones(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "queue.db"
+    first = MemoryBroker(journal=journal)
+    await first.start()
+    for i in range(6):
+        await first.publish_work("readings.power", f"m{i}".encode())
+    acked: list[bytes] = []
+
+    async def ack_two_then_stall(delivery: Delivery) -> None:
+        if len(acked) < 2:
+            acked.append(delivery.body)
+            return
+        await asyncio.Event().wait()  # in flight when the broker stops
+
+    await first.consume_work("readings.power", ack_two_then_stall, prefetch=1)
+    await eventually(lambda: len(acked) == 2, "two messages acked")
+    await first.close()
+
+    second = MemoryBroker(journal=journal)
+    await second.start()
+    try:
+        await second.publish_work("readings.power", b"new")
+        handled = await collect_all(second, "readings.power", 5)
+        assert [d.body for d in handled] == [b"m2", b"m3", b"m4", b"m5", b"new"], \
+            "the previous run's unacked messages must come first, in order, and acked ones never"
+        assert all(d.redelivered for d in handled[:4]) and not handled[4].redelivered
+    finally:
+        await second.close()
+
+    third = MemoryBroker(journal=journal)
+    await third.start()
+    try:
+        assert await third.queue_depth("readings.power") == 0, "acked messages came back"
+    finally:
+        await third.close()
+
+
+CRASHING_PUBLISHER = """
+import asyncio, os, signal, sys
+from backend.adapters.memory_broker import MemoryBroker
+
+async def main():
+    broker = MemoryBroker(journal=sys.argv[1])
+    await broker.start()
+    # Publishes racing each other, as concurrent POSTs do; each line is a confirm heard.
+    async def publish(i):
+        await broker.publish_work("readings.power", b"confirmed-%d" % i)
+        print(i, flush=True)
+    await asyncio.gather(*(publish(i) for i in range(200)))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+async def test_memory_journal_messages_confirmed_before_a_sigkill_are_delivered_after_it(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    journal = tmp_path / "queue.db"
+    crashed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", CRASHING_PUBLISHER, str(journal)],
+        capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert crashed.returncode == -9, crashed.stderr
+    confirmed = {int(line) for line in crashed.stdout.split()}
+    assert len(confirmed) == 200
+
+    broker = MemoryBroker(journal=journal)
+    await broker.start()
+    try:
+        handled = await collect_all(broker, "readings.power", len(confirmed))
+        bodies = Counter(d.body for d in handled)
+        assert bodies == Counter(b"confirmed-%d" % i for i in confirmed), "lost or repeated a message"
+    finally:
+        await broker.close()
+
+
+async def test_memory_journal_commits_concurrent_publishes_together(tmp_path: Path) -> None:
+    broker = MemoryBroker(journal=tmp_path / "queue.db")
+    await broker.start()
+    try:
+        await asyncio.gather(*(broker.publish_work("readings.co2", b"x" * 100) for _ in range(100)))
+        assert broker.journal is not None
+        assert broker.journal.commits <= 10, f"{broker.journal.commits} commits for 100 concurrent publishes"
+        assert await broker.queue_depth("readings.co2") == 100
+    finally:
+        await broker.close()
+
+
+async def test_memory_journal_is_refused_to_a_second_broker_while_in_use(tmp_path: Path) -> None:
+    journal = tmp_path / "queue.db"
+    first = MemoryBroker(journal=journal)
+    await first.start()
+    try:
+        with pytest.raises(JournalInUse, match=f"journal {journal} is in use by another tasker backend"):
+            await MemoryBroker(journal=journal).start()
+    finally:
+        await first.close()
+    again = MemoryBroker(journal=journal)  # free once the first one closed
+    await again.start()
+    await again.close()
+
+
+async def test_memory_publish_over_the_byte_bound_fails_as_unavailable_then_recovers(tmp_path: Path) -> None:
+    broker = MemoryBroker(journal=tmp_path / "queue.db", max_bytes=1000, full_wait_s=0.3)
+    await broker.start()
+    try:
+        await broker.publish_work("readings.power", b"a" * 600)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(Unavailable, match="embedded work queues are full .* packager is behind"):
+            await broker.publish_work("readings.power", b"b" * 600)
+        assert 0.25 <= loop.time() - began < 2.0, "publish did not wait its full_wait_s before failing"
+        assert await broker.queue_depth("readings.power") == 1
+
+        handled = await collect_all(broker, "readings.power", 1)
+        assert [d.body for d in handled] == [b"a" * 600]
+        await broker.publish_work("readings.power", b"b" * 600)  # room again once acked
+        await eventually(lambda: len(handled) == 2, "the second message handled")
+    finally:
+        await broker.close()
+
+    # What was refused was never journaled: the next run finds nothing.
+    again = MemoryBroker(journal=tmp_path / "queue.db")
+    await again.start()
+    try:
+        assert await again.queue_depth("readings.power") == 0
+    finally:
+        await again.close()
+
+
+async def test_memory_a_message_larger_than_the_bound_still_passes_through_an_empty_broker(
+    tmp_path: Path,
+) -> None:
+    broker = MemoryBroker(journal=tmp_path / "queue.db", max_bytes=10, full_wait_s=0.1)
+    await broker.start()
+    try:
+        await broker.publish_work("readings.power", b"z" * 100)
+        assert [d.body for d in await collect_all(broker, "readings.power", 1)] == [b"z" * 100]
+    finally:
+        await broker.close()
 
 
 # --- RabbitMQ only ----------------------------------------------------------------------------
