@@ -11,7 +11,7 @@ retry with backoff (packager) or answer 503 (HTTP).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -110,6 +110,18 @@ class Latest:
     value: float
 
 
+MinuteBucket = tuple[str, str, int]
+"""A 60 s rollup bucket: (server_id, metric, start_ms), start_ms a multiple of 60,000."""
+
+_MINUTE_MS = 60_000  # backend.downsample.MINUTE_MS (which imports this module)
+
+
+def minutes_of(readings: Iterable[Reading]) -> set[MinuteBucket]:
+    """The 60 s buckets `readings` fall in: what `recompute_rollups` must cover after they are
+    written raw."""
+    return {(r.server_id, r.metric, r.ts_ms - r.ts_ms % _MINUTE_MS) for r in readings}
+
+
 class TimeSeriesStore(Protocol):
     """Readings, their rollups and each server's latest values.
 
@@ -126,6 +138,9 @@ class TimeSeriesStore(Protocol):
     bucket without the readings of a write still in progress (SQLite, with one transaction
     per write, never shows that). The packager hands many messages to one `write` and acks them
     only after it returns, so under load a reading becomes queryable a write's duration later.
+    The packager itself uses `write_raw` and `recompute_rollups` (see there): raw queries and
+    `latest` see a reading once `write_raw` returns, the rollups once the recomputation
+    covering its minute has returned, and the packager acks only after both.
     """
 
     async def start(self) -> None:
@@ -136,9 +151,21 @@ class TimeSeriesStore(Protocol):
     async def ping(self) -> None: ...
 
     async def write(self, readings: Sequence[Reading]) -> None:
-        """Store readings (any mix of servers and metrics); return only once durable. Raises
+        """Store readings (any mix of servers and metrics) with their rollups: `write_raw`,
+        then `recompute_rollups` of every minute they touch. Return only once durable. Raises
         ValueError for readings the store cannot hold (e.g. a value beyond Cassandra's 32-bit
         float), which no retry would change: the packager dead-letters their message."""
+
+    async def write_raw(self, readings: Sequence[Reading]) -> None:
+        """Store readings and latest values like `write`, without touching the rollups: the
+        caller owes a `recompute_rollups` covering `minutes_of(readings)`. The packager writes
+        this way and recomputes the minutes dirtied by many writes together, at most once per
+        interval (`backend.services.rollups`); until then history of those minutes lags."""
+
+    async def recompute_rollups(self, minutes: Collection[MinuteBucket]) -> None:
+        """Recompute each given 60 s bucket from its raw rows as they stand when the
+        recomputation begins, then each 3600 s bucket holding one of them from its 60 s rollups.
+        Of recomputations racing on a bucket, the one that began last wins. Return once durable."""
 
     async def history(
         self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int

@@ -13,9 +13,12 @@ Layout (DESIGN.md section 7), all in the keyspace named by the URL:
 - `series_days`: which (metric, day) partitions a server has, so raw paging can skip empty days
   and purge can find every partition.
 
-Rollups are recomputed, never incremented: once a batch's raw rows are written, every 60 s
-bucket it touched is re-read from the raw rows and written `USING TIMESTAMP` = the moment that
-read started (microseconds), then every touched hour likewise from its 60 s rollups. Of two
+Rollups are recomputed, never incremented: once raw rows are written, every 60 s bucket they
+touched is re-read from the raw rows and written `USING TIMESTAMP` = the moment that read
+started (microseconds), then every touched hour likewise from its 60 s rollups (`write` does it
+at once; the packager calls `write_raw`, then `recompute_rollups` for the minutes dirtied by all
+its writes of the last second or so, so a minute is re-read about once a second, not once per
+write). Of two
 recomputations racing (two packagers, a redelivery), the one whose read started last saw every
 raw row written before it and carries the larger timestamp, so it wins: rollups converge to an
 aggregate of the raw rows. `latest` is written `USING TIMESTAMP` = the reading's own time, so an
@@ -28,7 +31,7 @@ one batch. Latest values and the raw rows go at once; then each server's runs of
 touched minutes are re-read, servers with the same run sharing one `IN` read of up to
 MAX_SERVERS_PER_READ partitions, and their rollups written; then the touched hours likewise.
 The packager hands over many messages per write (group commit), so a write typically carries
-many readings of each series and each touched bucket is recomputed once per write.
+many readings of each series.
 
 Every request goes through the driver's async API (`execute_async` futures bridged to asyncio
 with `call_soon_threadsafe`); only connect, prepare and shutdown, which the driver offers only
@@ -52,7 +55,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionP
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 
 from backend import downsample as ds
-from backend.ports import Latest, RawPage, Series, Unavailable
+from backend.ports import Latest, MinuteBucket, RawPage, Series, Unavailable
 from tasker.domain import MAX_FUTURE_SKEW_MS, Reading
 
 DEFAULT_PORT = 9042
@@ -270,10 +273,11 @@ def _runs(offsets: Sequence[int], width: int) -> list[tuple[int, int]]:
 
 
 def _bucket_runs(
-    partitions: Iterable[tuple[tuple[str, str, int], dict[int, float]]], width: int
+    partitions: Iterable[tuple[tuple[str, str, int], Iterable[int]]], width: int
 ) -> dict[tuple[str, int, int, int], list[str]]:
-    """Written raw partitions -> {(metric, day, lo, hi): servers}: each server's runs of
-    consecutive touched buckets (ms into the day), so servers written alike share a read."""
+    """Touched partitions with the ms into the day they touched (raw timestamps or bucket
+    starts) -> {(metric, day, lo, hi): servers}: each server's runs of consecutive touched
+    buckets, so servers touched alike share a read."""
     runs: dict[tuple[str, int, int, int], list[str]] = defaultdict(list)
     for (server_id, metric, day), values in partitions:
         starts = sorted({ts - ts % width for ts in values})
@@ -487,12 +491,34 @@ class CassandraTimeSeries:
     # --- writes --------------------------------------------------------------------------------
 
     async def write(self, readings: Sequence[Reading]) -> None:
-        """Upsert readings, then recompute the 60 s and 3600 s rollups and latest values they
+        """Upsert readings and latest values, then recompute the 60 s and 3600 s rollups they
         touch. Returns once all of it is acknowledged; raises Unavailable otherwise (the caller
         retries the whole batch, which is idempotent), ValueError for a value out of range."""
-        if not readings:
-            return
+        partitions = await self._write_raw(readings)
+        await self._recompute(_bucket_runs(partitions.items(), ds.MINUTE_MS))
+
+    async def write_raw(self, readings: Sequence[Reading]) -> None:
+        """Upsert readings and latest values, leaving the rollups to `recompute_rollups`."""
+        await self._write_raw(readings)
+
+    async def recompute_rollups(self, minutes: Collection[MinuteBucket]) -> None:
+        """Recompute the given 60 s buckets from the raw rows, then the hours holding them."""
+        by_partition: dict[tuple[str, str, int], list[int]] = defaultdict(list)
+        day_ms = ds.DAY_MS
+        for server_id, metric, start_ms in minutes:
+            by_partition[(server_id, metric, start_ms // day_ms)].append(start_ms % day_ms)
+        await self._recompute(_bucket_runs(by_partition.items(), ds.MINUTE_MS))
+
+    async def _recompute(self, minute_runs: dict[tuple[str, int, int, int], list[str]]) -> None:
+        hours = await self._recompute_minutes(minute_runs)
+        await self._recompute_hours(hours)
+
+    async def _write_raw(self, readings: Sequence[Reading]) -> dict[tuple[str, str, int], dict[int, float]]:
+        """Upsert readings, latest values and the partition index; the written partitions as
+        {(server, metric, day): {ms into the day: value}}."""
         partitions: dict[tuple[str, str, int], dict[int, float]] = defaultdict(dict)
+        if not readings:
+            return partitions
         day_ms = ds.DAY_MS
         for start in range(0, len(readings), YIELD_EVERY):
             if start:
@@ -519,9 +545,7 @@ class CassandraTimeSeries:
             self._write_rows("insert_latest", by_server.values()),
             self._record_days(partitions),
         ])
-        minute_runs = _bucket_runs(((key, values) for key, values in partitions.items()), ds.MINUTE_MS)
-        hours = await self._recompute_minutes(minute_runs)
-        await self._recompute_hours(hours)
+        return partitions
 
     async def _record_days(self, keys: Iterable[tuple[str, str, int]]) -> None:
         """Note the (server, metric, day) partitions in `series_days`, skipping those this

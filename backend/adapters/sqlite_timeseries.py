@@ -4,7 +4,9 @@ Every sqlite3 call runs on one dedicated thread, so the event loop never blocks 
 the connection is only ever touched by the thread that opened it. Each `write` is one
 `BEGIN IMMEDIATE` transaction: the batch arrives as one JSON document, raw rows are upserted
 (INSERT OR REPLACE, keyed by server, metric and ts), then every 60 s bucket the batch touched is
-recomputed from its raw rows and every 3600 s bucket from its 60 s rollups. Recomputing
+recomputed from its raw rows and every 3600 s bucket from its 60 s rollups (`write_raw` leaves
+that to a later `recompute_rollups` transaction, which the packager runs for the minutes dirtied
+by all its writes of the last second or so). Recomputing
 (instead of adding deltas) keeps the rollups equal to an aggregate of the raw rows whatever
 duplicates arrive, and the write lock makes two writers (even two processes on one file) take
 turns.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +25,7 @@ from typing import TypeVar
 import orjson
 
 from backend import downsample as ds
-from backend.ports import Latest, RawPage, Series, Unavailable
+from backend.ports import Latest, MinuteBucket, RawPage, Series, Unavailable
 from tasker.domain import Reading
 
 T = TypeVar("T")
@@ -64,10 +66,28 @@ INSERT OR REPLACE INTO temp.batch (server_id, metric, ts_ms, value)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)
 """
 
+# The minutes to recompute, from the batch just written (`write`) or given (`recompute_rollups`).
+_DIRTY_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS dirty (
+    server_id TEXT NOT NULL, metric TEXT NOT NULL, start_ms INTEGER NOT NULL,
+    PRIMARY KEY (server_id, metric, start_ms)
+) WITHOUT ROWID
+"""
+
+_DIRTY_FROM_BATCH = f"""
+INSERT OR IGNORE INTO temp.dirty (server_id, metric, start_ms)
+SELECT server_id, metric, ts_ms - ts_ms % {ds.MINUTE_MS} FROM temp.batch
+"""
+
+_DIRTY_FROM_JSON = """
+INSERT OR IGNORE INTO temp.dirty (server_id, metric, start_ms)
+SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)
+"""
+
 _RECOMPUTE_60 = f"""
 INSERT OR REPLACE INTO rollup_60 (server_id, metric, start_ms, min, max, sum, count)
 SELECT r.server_id, r.metric, t.start_ms, min(r.value), max(r.value), sum(r.value), count(*)
-FROM (SELECT DISTINCT server_id, metric, ts_ms - ts_ms % {ds.MINUTE_MS} AS start_ms FROM temp.batch) t
+FROM temp.dirty t
 JOIN readings r ON r.server_id = t.server_id AND r.metric = t.metric
     AND r.ts_ms >= t.start_ms AND r.ts_ms < t.start_ms + {ds.MINUTE_MS}
 GROUP BY r.server_id, r.metric, t.start_ms
@@ -76,7 +96,7 @@ GROUP BY r.server_id, r.metric, t.start_ms
 _RECOMPUTE_3600 = f"""
 INSERT OR REPLACE INTO rollup_3600 (server_id, metric, start_ms, min, max, sum, count)
 SELECT r.server_id, r.metric, t.start_ms, min(r.min), max(r.max), sum(r.sum), sum(r.count)
-FROM (SELECT DISTINCT server_id, metric, ts_ms - ts_ms % {ds.HOUR_MS} AS start_ms FROM temp.batch) t
+FROM (SELECT DISTINCT server_id, metric, start_ms - start_ms % {ds.HOUR_MS} AS start_ms FROM temp.dirty) t
 JOIN rollup_60 r ON r.server_id = t.server_id AND r.metric = t.metric
     AND r.start_ms >= t.start_ms AND r.start_ms < t.start_ms + {ds.HOUR_MS}
 GROUP BY r.server_id, r.metric, t.start_ms
@@ -128,7 +148,19 @@ class SqliteTimeSeries:
         """Upsert readings and recompute the rollups they touch, in one durable transaction."""
         if not readings:
             return
-        await self._run(self._write, readings)
+        await self._run(self._write, readings, True)
+
+    async def write_raw(self, readings: Sequence[Reading]) -> None:
+        """Upsert readings and latest values in one durable transaction; rollups untouched."""
+        if not readings:
+            return
+        await self._run(self._write, readings, False)
+
+    async def recompute_rollups(self, minutes: Collection[MinuteBucket]) -> None:
+        """Recompute the given 60 s buckets and the hours holding them, in one transaction."""
+        if not minutes:
+            return
+        await self._run(self._recompute, orjson.dumps(list(minutes)))
 
     async def history(
         self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int
@@ -219,6 +251,7 @@ class SqliteTimeSeries:
         con.execute("PRAGMA synchronous=FULL")
         con.executescript(_SCHEMA)
         con.execute(_BATCH_TABLE)
+        con.execute(_DIRTY_TABLE)
         self._con = con
 
     def _close_connection(self) -> None:
@@ -229,7 +262,7 @@ class SqliteTimeSeries:
     def _fetch(self, sql: str, params: tuple[object, ...]) -> list[tuple]:
         return self._db().execute(sql, params).fetchall()
 
-    def _write(self, readings: Sequence[Reading]) -> None:
+    def _write(self, readings: Sequence[Reading], rollups: bool) -> None:
         # One JSON document instead of a bound statement per row: SQLite unpacks it in C with
         # the GIL released, where executemany takes the GIL back for every row (which, beside
         # a busy event loop, halved the embedded store's rate). Built here, off the loop.
@@ -240,13 +273,32 @@ class SqliteTimeSeries:
             con.execute("DELETE FROM temp.batch")
             con.execute(_BATCH_FROM_JSON, (rows,))
             con.execute("INSERT OR REPLACE INTO readings SELECT * FROM temp.batch")
-            con.execute(_RECOMPUTE_60)
-            con.execute(_RECOMPUTE_3600)
+            if rollups:
+                con.execute("DELETE FROM temp.dirty")
+                con.execute(_DIRTY_FROM_BATCH)
+                self._recompute_dirty(con)
             con.execute(_UPDATE_LATEST)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+    def _recompute(self, minutes: bytes) -> None:
+        con = self._db()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("DELETE FROM temp.dirty")
+            con.execute(_DIRTY_FROM_JSON, (minutes,))
+            self._recompute_dirty(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _recompute_dirty(con: sqlite3.Connection) -> None:
+        con.execute(_RECOMPUTE_60)
+        con.execute(_RECOMPUTE_3600)
 
     def _purge(self, server_id: str) -> None:
         con = self._db()

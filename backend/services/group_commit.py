@@ -2,7 +2,7 @@
 
 The packager uses it to write the readings of many broker messages in one store write, ingest
 to publish the readings of many POSTs in one broker message. A caller's `submit` returns once a
-write holding its part succeeded. At light load a part is written alone, at once; while
+write holding its part succeeded, with what that write returned. At light load a part is written alone, at once; while
 `max_writes` writes are in flight, arriving parts wait in a group that grows to `max_size`, and
 the group goes out as soon as a write finishes, so under load each write carries as much as
 it can, which is what makes the store and the broker cheap per reading. With `busy_size`, a
@@ -17,35 +17,40 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 P = TypeVar("P")
+R = TypeVar("R")
+
+_ALONE: Any = object()  # a group's outcome when each caller must write its part alone
 
 
-class _Group(Generic[P]):
+class _Group(Generic[P, R]):
     """Parts of several callers, written together; `done` settles once they are written, with
-    True if each caller must write its part alone (the group was refused)."""
+    the write's result, or _ALONE if each caller must write its part alone (the group was
+    refused)."""
 
     __slots__ = ("parts", "size", "done")
 
     def __init__(self) -> None:
         self.parts: list[P] = []
         self.size = 0
-        self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
 
 
-class GroupCommit(Generic[P]):
+class GroupCommit(Generic[P, R]):
     """Coalesces the parts of concurrent callers into few writes.
 
-    `write(parts)` writes a list of parts as one. An exception it raises reaches every caller of
+    `write(parts)` writes a list of parts as one; every caller of the group gets what it
+    returns (the packager: the rollup recomputation its readings wait for). An exception it raises reaches every caller of
     the group, except ValueError (content refused, which no retry changes): then each caller
     writes its own part alone, so only the offending one sees the error. `size(part)` counts
     what a part adds to a group (readings, for both users).
     """
 
-    def __init__(self, write: Callable[[list[P]], Awaitable[None]], size: Callable[[P], int],
+    def __init__(self, write: Callable[[list[P]], Awaitable[R]], size: Callable[[P], int],
                  max_size: int, max_writes: int, what: str = "write", busy_size: int | None = None) -> None:
         if max_size < 1 or max_writes < 1:
             raise ValueError("max_size and max_writes must be at least 1")
@@ -55,7 +60,7 @@ class GroupCommit(Generic[P]):
         self.max_writes = max_writes
         self.busy_size = busy_size
         self.what = what
-        self._waiting: deque[_Group[P]] = deque()  # oldest first; the last one still takes parts
+        self._waiting: deque[_Group[P, R]] = deque()  # oldest first; the last one still takes parts
         self._writing: dict[asyncio.Task[None], int] = {}  # write -> size of its group
         self._room = asyncio.Event()
         self._room.set()
@@ -64,7 +69,7 @@ class GroupCommit(Generic[P]):
         # A full group still waiting could not start: every slot it may use is busy.
         return bool(self._waiting) and self._waiting[-1].size >= self.max_size
 
-    def _may_start(self, group: _Group[P]) -> bool:
+    def _may_start(self, group: _Group[P, R]) -> bool:
         if not self._writing:
             return True
         if len(self._writing) >= self.max_writes:
@@ -79,8 +84,8 @@ class GroupCommit(Generic[P]):
             self._room.clear()
             await self._room.wait()
 
-    async def submit(self, part: P) -> None:
-        """Return once a write holding `part` succeeded; raise what that write raised."""
+    async def submit(self, part: P) -> R:
+        """Return what a write holding `part` returned once it succeeded; raise what it raised."""
         if not self._waiting or self._waiting[-1].size >= self.max_size:
             self._waiting.append(_Group())
         group = self._waiting[-1]
@@ -89,8 +94,10 @@ class GroupCommit(Generic[P]):
         self._start_writes()
         # Shielded: a caller cancelled while waiting (its consumer stopped, its client left)
         # must not cancel the write the other callers of the group wait for.
-        if await asyncio.shield(group.done):
-            await self._write([part])
+        result = await asyncio.shield(group.done)
+        if result is _ALONE:
+            return await self._write([part])
+        return result
 
     def _start_writes(self) -> None:
         while self._waiting and self._may_start(self._waiting[0]):
@@ -105,13 +112,13 @@ class GroupCommit(Generic[P]):
         if not self._full():
             self._room.set()
 
-    async def _write_group(self, group: _Group[P]) -> None:
+    async def _write_group(self, group: _Group[P, R]) -> None:
         started = time.perf_counter()
         try:
-            await self._write(group.parts)
+            result = await self._write(group.parts)
         except ValueError as exc:
             if len(group.parts) > 1:
-                group.done.set_result(True)
+                group.done.set_result(_ALONE)
             else:
                 group.done.set_exception(exc)
             return
@@ -123,7 +130,7 @@ class GroupCommit(Generic[P]):
             return
         log.debug("%s of %d parts (%d) in %.3f s; %d writing, %d waiting", self.what, len(group.parts),
                   group.size, time.perf_counter() - started, len(self._writing), len(self._waiting))
-        group.done.set_result(False)
+        group.done.set_result(result)
 
     async def close(self) -> None:
         """Cancel the writes in flight; their callers see CancelledError."""

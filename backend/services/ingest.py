@@ -94,14 +94,14 @@ class IngestService:
         self.directory = directory
         self.telemetry = telemetry
         self.publish_timeout_s = publish_timeout_s
-        self._publishers: dict[str, GroupCommit[ReadingColumns]] = {}
+        self._publishers: dict[str, GroupCommit[ReadingColumns, None]] = {}
 
     async def validate(self, payload: Any) -> ReadingBatch:
         """Raise BatchRejected naming every bad item, or return the typed batch."""
         known = await self.directory.ids(_server_ids_named(payload))
         return validate_batch(payload, known, now_ms())
 
-    def _publisher(self, metric: str) -> GroupCommit[ReadingColumns]:
+    def _publisher(self, metric: str) -> GroupCommit[ReadingColumns, None]:
         publisher = self._publishers.get(metric)
         if publisher is None:
             queue = queue_for(metric)

@@ -24,7 +24,7 @@ from cassandra.cluster import Cluster
 from backend import downsample as ds
 from backend.adapters.cassandra import CassandraTimeSeries, pack_partitions, parse_url
 from backend.adapters.sqlite_timeseries import SqliteTimeSeries
-from backend.ports import Latest, TimeSeriesStore, Unavailable
+from backend.ports import Latest, TimeSeriesStore, Unavailable, minutes_of
 from tasker.domain import Reading
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: a day, hour and minute boundary
@@ -244,6 +244,50 @@ async def test_rollups_of_a_whole_fleet_written_instant_by_instant_agree_with_ra
             assert_series_equal(hours.points, expected_points(series, ds.HOUR_MS, lo, hi))
     newest = await store.latest(servers[:3])
     assert newest[(servers[0], "co2")] == Latest(start + 179_000, written[(servers[0], "co2")][start + 179_000])
+
+
+async def test_raw_writes_reach_the_rollups_once_their_minutes_are_recomputed(backing: Backing):
+    """The packager's way of writing: raw rows first (`write_raw`), the minutes they touched
+    recomputed later in one go (`recompute_rollups`), by two writers at once, with late data
+    landing in an older minute and hour."""
+    writer_a, writer_b = await backing.open(), await backing.open()
+    server = new_server()
+    rng = random.Random(23)
+    start = T0 - ds.HOUR_MS - 150_000  # five minutes across an hour boundary
+    readings = [Reading(server, m, start + i * 1_000, value(rng)) for i in range(300) for m in ("power", "co2")]
+    lo, hi = ds.bucket_start(start, ds.HOUR_MS), ds.bucket_start(start, ds.HOUR_MS) + 2 * ds.HOUR_MS
+
+    await writer_a.write_raw(readings[:200])
+    assert len(await all_raw(writer_a, server, "power", lo, hi)) == 100
+    assert (await writer_a.latest([server]))[(server, "power")] == Latest(start + 99_000, readings[198].value)
+    # Raw rows alone: the minutes have no rollups yet.
+    assert (await writer_a.history(server, "power", lo, hi, 120)).points == []
+
+    async def packager(store: TimeSeriesStore, batches: list[list[Reading]]) -> None:
+        touched: set = set()
+        for batch in batches:
+            await store.write_raw(batch)
+            touched |= minutes_of(batch)
+        await store.recompute_rollups(touched)
+
+    rest = readings[200:]
+    late = [Reading(server, "power", start - 2 * ds.HOUR_MS + 5_000, 12.5)]
+    await asyncio.gather(
+        packager(writer_a, [rest[0:100], rest[200:300], late]),
+        packager(writer_b, [rest[100:200], rest[300:]]),
+    )
+    await writer_a.recompute_rollups(minutes_of(readings[:200]))
+    await writer_b.recompute_rollups(set())  # nothing to do: harmless
+
+    everything = readings + late
+    lo -= 2 * ds.HOUR_MS
+    for metric in ("power", "co2"):
+        written = {r.ts_ms: r.value for r in everything if r.metric == metric}
+        minutes = await writer_b.history(server, metric, lo, hi, (hi - lo) // ds.MINUTE_MS)
+        assert minutes.resolution_s == 60
+        assert_series_equal(minutes.points, expected_points(written, ds.MINUTE_MS, lo, hi))
+        hours = await writer_b.history(server, metric, lo, hi, (hi - lo) // ds.HOUR_MS)
+        assert_series_equal(hours.points, expected_points(written, ds.HOUR_MS, lo, hi))
 
 
 # --- history -----------------------------------------------------------------------------------

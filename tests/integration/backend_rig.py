@@ -39,6 +39,7 @@ from tasker.domain import METRICS
 REPO = Path(__file__).resolve().parents[2]
 TASKER = str(REPO / ".venv" / "bin" / "tasker")
 WAIT_S = 60.0
+ROLLUP_WAIT_S = 15.0  # how long history may lag raw paging (the packager's rollup interval, 1 s, and more)
 
 
 # --- where the backend finds its services -------------------------------------------------------
@@ -271,16 +272,34 @@ def make_readings(server_ids: list[str], start_ms: int, count: int, step_ms: int
 
 async def wait_until_stored(api: Api, expected: Expected, from_ms: int, to_ms: int,
                             timeout_s: float = WAIT_S) -> dict[tuple[str, str], list[tuple[int, float]]]:
-    """Poll raw paging until every expected series holds as many readings as posted."""
+    """Poll raw paging until every expected series holds as many readings as posted, then (for
+    up to ROLLUP_WAIT_S more) the hourly history until it agrees with them: the packager
+    recomputes rollups about once a second, after the raw rows are in, so history lags raw paging
+    by that much. If history still disagrees then, the caller's history checks say how."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = {key: await api.all_raw(key[0], key[1], from_ms, to_ms, limit=2_000) for key in expected.series}
         counts = sum(len(v) for v in found.values())
         if all(len(found[k]) >= len(v) for k, v in expected.series.items()):
+            await _wait_for_rollups(api, expected, from_ms, to_ms)
             return found
         if time.monotonic() > deadline:
             pytest.fail(f"only {counts} of {expected.total} readings stored after {timeout_s:.0f}s")
         await asyncio.sleep(0.3)
+
+
+async def _wait_for_rollups(api: Api, expected: Expected, from_ms: int, to_ms: int) -> None:
+    deadline = time.monotonic() + ROLLUP_WAIT_S
+    hours = max(1, (to_ms - from_ms) // 3_600_000)
+    for (server_id, metric), series in expected.series.items():
+        while True:
+            try:
+                assert_history_matches(await api.history(server_id, metric, from_ms, to_ms, hours), series)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(0.2)
 
 
 def assert_exactly_once(found: dict[tuple[str, str], list[tuple[int, float]]], expected: Expected) -> None:

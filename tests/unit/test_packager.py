@@ -27,11 +27,18 @@ class FlakyStore(SqliteTimeSeries):
         self.down = False
         self.failed_writes = 0
 
-    async def write(self, readings) -> None:
+    def _refuse_while_down(self) -> None:
         if self.down:
             self.failed_writes += 1
             raise Unavailable("time-series store: connection refused (test)")
-        await super().write(readings)
+
+    async def write_raw(self, readings) -> None:
+        self._refuse_while_down()
+        await super().write_raw(readings)
+
+    async def recompute_rollups(self, minutes) -> None:
+        self._refuse_while_down()
+        await super().recompute_rollups(minutes)
 
 
 @asynccontextmanager

@@ -148,11 +148,11 @@ async def test_a_refused_message_is_retried_alone_and_only_it_fails():
 class RefusingStore(SqliteTimeSeries):
     """The embedded store, refusing (like Cassandra's 32-bit float column) huge values."""
 
-    async def write(self, batch) -> None:
+    async def write_raw(self, batch) -> None:
         await asyncio.sleep(0.02)  # slow enough that messages pile up into one group
         if any(r.value > 1e38 for r in batch):
             raise ValueError("value is not a finite 32-bit float")
-        await super().write(batch)
+        await super().write_raw(batch)
 
 
 async def test_the_packager_dead_letters_a_refused_message_and_stores_the_rest(tmp_path):
