@@ -4,7 +4,8 @@ For each metric queue it consumes with a prefetch bound. A message is decoded (a
 raises Undecodable, so the broker dead-letters and counts it), written as an idempotent upsert,
 and only then acknowledged. While the store is down the write is retried with capped
 exponential backoff and the message stays unacked, so an outage pauses the packager and a crash
-leaves the message to be redelivered. Once stored, the same bytes go out on the live channel.
+leaves the message to be redelivered. Once its raw rows are stored, the same bytes go out on the
+live channel (before the rollups, so they add nothing to the live latency).
 
 Rollups (`backend.services.rollups`): a write stores raw rows and latest values only; the minutes
 it touched are marked dirty, and every minute marked within about a second is recomputed in one
@@ -147,11 +148,15 @@ class Packager:
             except ValueError as exc:  # e.g. a value the store's column cannot hold
                 raise Undecodable(f"the store refuses its readings: {exc}") from None
             del message  # the readings are stored: hold no memory while the rollups wait
+            # Live as soon as the raw rows are in: the rollups' wait is no part of the latency.
+            self._announce(delivery.body)
             await asyncio.shield(rolled_up)
         self.telemetry.readings_stored.inc(count, metric=metric)
         self.telemetry.queue_lag.set(max(0, now_ms() - sent_ms) / 1000, metric=metric)
+
+    def _announce(self, body: bytes) -> None:
         try:
-            self._live.put_nowait(delivery.body)
+            self._live.put_nowait(body)
         except asyncio.QueueFull:
             pass  # live is best effort; subscribers backfill from history
 

@@ -13,7 +13,7 @@ from backend import downsample as ds
 from backend.adapters.sqlite_timeseries import SqliteTimeSeries
 from backend.ports import Unavailable
 from backend.services.rollups import DirtyMinutes
-from backend.services.wire import encode_readings, queue_for
+from backend.services.wire import decode_readings, encode_readings, queue_for
 from tasker.domain import Reading
 from tests.unit.test_packager import packager_over, wait_for
 
@@ -81,14 +81,16 @@ async def test_many_writes_into_one_minute_cause_one_recomputation(tmp_path):
         assert await broker.queue_depth(queue) == 0
 
 
-async def test_a_message_is_acked_only_once_its_minutes_are_recomputed(tmp_path):
+async def test_a_message_goes_live_at_once_but_is_acked_only_once_its_minutes_are_recomputed(tmp_path):
     store = CountingStore(tmp_path / "ts.db")
     store.gate.clear()
-    async with packager_over(store, prefetch=8) as (broker, telemetry, _):
+    async with packager_over(store, prefetch=8) as (broker, telemetry, live):
         queue = queue_for("power")
         await broker.publish_work(queue, encode_readings("power", readings(5), T0))
         await wait_for(lambda: store.raw_writes == 1)
-        await asyncio.sleep(0.1)
+        # Live subscribers get the readings once their raw rows are in, without waiting for rollups.
+        await wait_for(lambda: len(live) == 1)
+        assert decode_readings(live[0]).readings == readings(5)
         # Raw rows are stored; the rollup is not, so neither is the message acked or counted.
         assert len((await store.raw(SERVER, "power", T0, T0 + 10**6, 100)).readings) == 5
         assert await minute_rollup(store) is None
