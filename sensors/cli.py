@@ -17,6 +17,10 @@ sensors_app = typer.Typer(help="Power and CO2 sensors: emulated for the fleet, o
 
 KEY_OPTION = typer.Option(None, "--key", help="Ingest key (default: TASKER_INGEST_KEY); create one with `tasker keys create`.")
 URL_OPTION = typer.Option(None, "--url", help="Backend URL (default: TASKER_URL, else http://127.0.0.1:8470).")
+INGEST_URL_OPTION = typer.Option(
+    None, "--ingest-url", envvar="TASKER_INGEST_URL",
+    help="Where readings are posted when ingest runs in processes of its own (default: --url); "
+         "the server list is still read from --url.")
 INTERVAL_OPTION = typer.Option(1.0, "--interval", min=0.05, help="Seconds between readings.")
 BUFFER_OPTION = typer.Option(100_000, "--buffer", min=1, help="Readings kept while the backend is away; oldest dropped beyond.")
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress line.")
@@ -34,6 +38,19 @@ def _credentials(url: str, key: str | None) -> tuple[str, str | None]:
     return ingest, session or ingest
 
 
+def _ingest_url(ingest_url: str | None, base: str) -> str:
+    """Where readings go: --ingest-url (TASKER_INGEST_URL) when given, else the backend URL."""
+    from tasker.config import backend_url_problem, redact_url
+    from tasker.shell import fail
+
+    if not ingest_url:
+        return base
+    problem = backend_url_problem(ingest_url)
+    if problem:
+        fail(f"--ingest-url (TASKER_INGEST_URL) {redact_url(ingest_url)!r}: {problem}", 2)
+    return ingest_url.rstrip("/")
+
+
 @sensors_app.command("emulate")
 def emulate(
     interval: float = INTERVAL_OPTION,
@@ -42,6 +59,7 @@ def emulate(
     create: bool = typer.Option(False, "--create", help="Register the --servers N synthetic servers (names already taken are kept)."),
     key: str | None = KEY_OPTION,
     url: str | None = URL_OPTION,
+    ingest_url: str | None = INGEST_URL_OPTION,
     buffer: int = BUFFER_OPTION,
     quiet: bool = QUIET_OPTION,
 ) -> None:
@@ -56,10 +74,11 @@ def emulate(
     if (servers is None) != (not create):
         fail("--servers N and --create go together: `--servers 50 --create` registers 50 synthetic servers", 2)
     base = backend_url(url)
+    post_to = _ingest_url(ingest_url, base)
     ingest, registry_token = _credentials(base, key)
 
     async def main() -> None:
-        async with TaskerClient(base, registry_token) as registry, TaskerClient(base, ingest) as posting:
+        async with TaskerClient(base, registry_token) as registry, TaskerClient(post_to, ingest) as posting:
             if create and servers:
                 made, kept = await create_fleet(registry, synthetic_servers(servers, seed))
                 typer.echo(f"synthetic fleet: {made} servers registered, {kept} already there", err=True)
@@ -79,6 +98,7 @@ def host(
     interval: float = INTERVAL_OPTION,
     key: str | None = KEY_OPTION,
     url: str | None = URL_OPTION,
+    ingest_url: str | None = INGEST_URL_OPTION,
     buffer: int = BUFFER_OPTION,
     quiet: bool = QUIET_OPTION,
     powercap: Path = typer.Option(Path("/sys/class/powercap"), "--powercap", envvar="TASKER_POWERCAP",
@@ -96,10 +116,11 @@ def host(
     except RaplUnavailable as exc:
         fail(str(exc))
     base = backend_url(url)
+    post_to = _ingest_url(ingest_url, base)
     ingest, registry_token = _credentials(base, key)
 
     async def main() -> None:
-        async with TaskerClient(base, registry_token) as registry, TaskerClient(base, ingest) as posting:
+        async with TaskerClient(base, registry_token) as registry, TaskerClient(post_to, ingest) as posting:
             domains = ", ".join(d.label for d in meter.domains)
             typer.echo(f"measuring {domains} every {interval:g} s for {server_id}", err=True)
             sensor = HostSensor(meter, ReadingSender(posting, max_buffer=buffer), server_id, interval_s=interval)

@@ -16,7 +16,7 @@ from typing import Any
 
 from sensors.model import ServerSpec
 from sensors.sender import Backoff
-from tasker.client import ApiError, BackendUnavailable, Forbidden, TaskerClient, Unauthorized
+from tasker.client import ApiError, BackendUnavailable, Forbidden, NotFoundError, TaskerClient, Unauthorized
 
 log = logging.getLogger("tasker.sensors")
 
@@ -90,6 +90,11 @@ class RegistryFollower:
             raise RegistryRefused(
                 f"cannot read the server list ({exc.message}): log in with `tasker login` or set TASKER_TOKEN"
             ) from None
+        except NotFoundError:
+            raise RegistryRefused(
+                f"{self.client.base_url} does not serve the server list (404): point --url at a backend process"
+                " that runs the api role (readings may go to an ingest-only process with --ingest-url)"
+            ) from None
         self._replace(fleet["servers"])
 
     # --- running ------------------------------------------------------------------------------
@@ -116,6 +121,10 @@ class RegistryFollower:
             except Unauthorized:
                 # The websocket did not take these credentials (e.g. an ingest key): poll instead.
                 log.info("websocket refused the credentials; polling the server list instead")
+                self.use_websocket = False
+            except NotFoundError:
+                # No websocket on this process (not an api role): polling says whether it lists servers.
+                log.info("no websocket at %s; polling the server list instead", self.client.base_url)
                 self.use_websocket = False
             except (BackendUnavailable, ApiError) as exc:
                 self.mode = "retrying"

@@ -179,7 +179,13 @@ class ReadingSender:
         except (BackendUnavailable, ApiError) as exc:
             # Unknown statuses are treated like outages: the readings are kept and retried.
             self._put_back(batch)
-            self._error(exc.message if isinstance(exc, BackendUnavailable) else f"HTTP {exc.status}: {exc.message}")
+            if isinstance(exc, BackendUnavailable):
+                self._error(exc.message)
+            elif exc.status == 404:
+                self._error(f"{self.client.base_url} does not take readings (404): is its ingest role running?"
+                            " (--ingest-url names the ingest process)")
+            else:
+                self._error(f"HTTP {exc.status}: {exc.message}")
             await asyncio.sleep(self.backoff.next_delay())
         else:
             self.stats.sent += len(batch)

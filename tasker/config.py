@@ -159,6 +159,13 @@ def _check_url(name: str, value: str) -> str | None:
     return None
 
 
+def backend_url_problem(value: str) -> str | None:
+    """What is wrong with a backend URL given outside Settings (e.g. `--ingest-url`), with the
+    form expected; None when it is usable."""
+    problem = _check_url("url", value)
+    return f"{problem}; expected {_EXPECTED['url']}" if problem else None
+
+
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
     """Build Settings; `overrides` (from flags) win over the environment and the file."""
     env = os.environ if environ is None else environ

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 
 from tasker.config import ConfigError, load_settings
-from tasker.domain import METRICS
+from tasker.domain import METRICS, REGIONS
 
 if TYPE_CHECKING:
     from tasker.client import TaskerClient
@@ -301,7 +301,7 @@ def _print_server(server: dict[str, Any], latest: dict[str, Any]) -> None:
 @servers_app.command("add")
 def servers_add(
     name: str = typer.Argument(..., help="Unique name: 1-64 of A-Z a-z 0-9 . _ -"),
-    region: str = typer.Option(..., "--region", help="Region code, e.g. eu-west (see tasker.domain.REGIONS)."),
+    region: str = typer.Option(..., "--region", help=f"Region code: {', '.join(REGIONS)}."),
     site: str | None = typer.Option(None, "--site", help="Site or city, e.g. Dublin."),
     source: str = typer.Option("grid-mix", "--source", help="Energy source: coal, gas, oil, nuclear, hydro, wind, solar, grid-mix."),
     intensity: float | None = typer.Option(None, "--intensity", help="Carbon intensity g/kWh (default: from source and region)."),
