@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from backend.http.context import CONTEXT
@@ -34,6 +35,14 @@ async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     if not raw:
         raise InvalidField("body", "is empty; expected JSON")
+    try:
+        # orjson: several times faster on every POST of readings. What it refuses goes to the
+        # standard library, which reads more (NaN and Infinity literals, which validation then
+        # names per item; UTF-16/32) and words the error messages. (Integers beyond 64 bits
+        # come back as floats of the same size, not ints; no field takes such numbers.)
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
