@@ -233,7 +233,7 @@ def logout(url: str | None = URL_OPTION) -> None:
 
 # --- servers -------------------------------------------------------------------------------------
 
-servers_app = typer.Typer(help="The server registry: add, list, show, edit, remove.", no_args_is_help=True)
+servers_app = typer.Typer(help="The server registry: add, list, show, edit, rm.", no_args_is_help=True)
 
 
 def _with_client(url: str | None, work: Callable[[TaskerClient], Awaitable[T]]) -> T:
@@ -402,6 +402,8 @@ def servers_edit(
         typer.echo(f"updated {updated.get('name')} ({updated.get('id')}): {', '.join(sorted(changes))}")
 
 
+@servers_app.command("delete", hidden=True)  # the words a user may try first
+@servers_app.command("remove", hidden=True)
 @servers_app.command("rm")
 def servers_rm(
     server: str = typer.Argument(..., help="Server id or name."),

@@ -118,6 +118,8 @@ def test_servers_add_list_show_edit_rm(shell):
 
     unconfirmed = shell("servers", "rm", "web-1")  # stdin is not a terminal: no prompt possible
     assert one_line_error(unconfirmed) == f"tasker: not removing web-1 ({server['id']}) without confirmation: pass --yes"
+    for word in ("remove", "delete"):  # the words a user tries first lead to the same command
+        assert one_line_error(shell("servers", word, "web-1")) == one_line_error(unconfirmed)
     removed = shell("servers", "rm", server["id"], "--yes", "--purge")
     assert removed.exit_code == 0, removed.stderr
     assert removed.stdout.strip() == f"removed web-1 ({server['id']}) and its readings"
