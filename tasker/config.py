@@ -64,7 +64,8 @@ class Settings:
     """Where the backend finds its broker and stores, and where clients find the backend."""
 
     broker_url: str = "memory://"
-    """TASKER_BROKER_URL: `memory://` (in-process) or `amqp://user:pass@host:5672/vhost`."""
+    """TASKER_BROKER_URL: `memory://` (in-process, journaled in `queue.db` next to the SQLite time
+    series, or in the file of `memory:///path/to/queue.db`) or `amqp://user:pass@host:5672/vhost`."""
     timeseries_url: str = ""
     """TASKER_TIMESERIES_URL: `sqlite:///path.db` or `cassandra://host[,host]:9042/keyspace`."""
     registry_url: str = ""
@@ -101,7 +102,7 @@ ENV = {
 _FLAGS = {"listen": "--listen", "url": "--url"}
 
 _EXPECTED = {
-    "broker_url": "memory:// or amqp://user:pass@host:5672/vhost",
+    "broker_url": "memory://, memory:///path/to/queue.db or amqp://user:pass@host:5672/vhost",
     "timeseries_url": "sqlite:///path/to/file.db or cassandra://host[,host][:9042]/keyspace",
     "registry_url": "sqlite:///path/to/file.db or mongodb://host[:27017]/database",
     "url": "http://host:port, e.g. http://127.0.0.1:8470",
