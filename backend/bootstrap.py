@@ -301,6 +301,8 @@ class Backend:
         self._add_collectors()
         self.health = HealthWatch(ctx.checks, self.telemetry)
         self.health.start()
+        if self.auth is not None and "api" in self.roles:
+            self.auth.start_purging()
         for name, role in ROLES.items():
             if name in self.roles:
                 await role.start(self)
@@ -328,6 +330,8 @@ class Backend:
         """Stop consuming first (in-flight messages go back), then the packager, then the stores."""
         if self.health is not None:
             await self.health.close()
+        if self.auth is not None:
+            await self.auth.close()
         if self.broker is not None and ("broker", self.broker) in self._started:
             await self.broker.close()
         if self.packager is not None:

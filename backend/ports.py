@@ -306,6 +306,10 @@ class Registry(Protocol):
 
     async def delete_session(self, token_hash: str) -> None: ...
 
+    async def purge_expired_sessions(self, now_ms: int) -> int:
+        """Delete every session with expires_at_ms <= now_ms; returns how many went. (FerretDB
+        has no TTL index, so the auth service calls this periodically.)"""
+
     # ingest keys
     async def add_ingest_key(self, key: IngestKeyRecord) -> None: ...
 

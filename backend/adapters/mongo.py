@@ -137,6 +137,7 @@ class MongoRegistry:
                 unique=True, name="chat_client_key_unique",
             )
             await db.chat_read_markers.create_index("username", name="read_marker_user")
+            await db.sessions.create_index("expires_at_ms", name="session_expiry")
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -288,6 +289,13 @@ class MongoRegistry:
         if lookup_key(token_hash) is not None:
             with self._driver_errors():
                 await self._db.sessions.delete_one({"_id": token_hash})
+
+    async def purge_expired_sessions(self, now_ms: int) -> int:
+        """Delete the sessions that expired at or before `now_ms`; returns how many. (FerretDB
+        v1 has no TTL index to do it.)"""
+        with self._driver_errors():
+            result = await self._db.sessions.delete_many({"expires_at_ms": {"$lte": int(now_ms)}})
+        return result.deleted_count
 
     async def add_ingest_key(self, key: IngestKeyRecord) -> None:
         """Store an ingest key; Conflict when its key id exists."""

@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_at_ms INTEGER NOT NULL,
     created_at_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at_ms);
 CREATE TABLE IF NOT EXISTS ingest_keys (
     key_id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL,
@@ -327,6 +328,12 @@ class SqliteRegistry:
     async def delete_session(self, token_hash: str) -> None:
         """Forget a session; deleting one that does not exist is not an error (logout twice)."""
         await self._change("DELETE FROM sessions WHERE token_hash = ?", token_hash)
+
+    async def purge_expired_sessions(self, now_ms: int) -> int:
+        """Delete the sessions that expired at or before `now_ms`; returns how many."""
+        cutoff = int(now_ms)
+        return await self._run(lambda c: c.execute(
+            "DELETE FROM sessions WHERE expires_at_ms <= ?", (cutoff,)).rowcount)
 
     # --- ingest keys ------------------------------------------------------------------------
 

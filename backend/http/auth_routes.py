@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from backend.http.context import context
-from backend.http.errors import read_json
-from backend.services.auth import Principal
+from backend.http.errors import json_error, read_json
+from backend.services.auth import Principal, TooManyAttempts
 from backend.services.timestamps import format_rfc3339
 
 
@@ -18,7 +18,15 @@ async def caller(request: web.Request, allow_ingest_key: bool = False) -> Princi
 
 
 async def login(request: web.Request) -> web.Response:
-    result = await context(request).auth.login(await read_json(request))  # type: ignore[union-attr]
+    """Check the password and open a session; 429 with Retry-After after too many failures
+    for the username or from the caller's address (counted per api process)."""
+    auth = context(request).auth
+    assert auth is not None
+    try:
+        # The peer address, not X-Forwarded-For: a client can write that header itself.
+        result = await auth.login(await read_json(request), client=request.remote)
+    except TooManyAttempts as exc:
+        return json_error(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
     return web.json_response({
         "token": result.token,
         "expires_at": format_rfc3339(result.expires_at_ms),

@@ -271,6 +271,27 @@ async def test_sessions(registry: Registry) -> None:
     assert await registry.get_session("tok-old") == expired
 
 
+async def test_purging_expired_sessions_removes_those_and_only_those(make_registry: MakeRegistry) -> None:
+    first, second = await make_registry(), await make_registry()
+    now = 1_800_000_000_000
+    sessions = [
+        SessionRecord("tok-long-gone", "bob", "sysadmin", expires_at_ms=5, created_at_ms=1),
+        SessionRecord("tok-just-expired", "bob", "sysadmin", expires_at_ms=now, created_at_ms=now - 10),
+        SessionRecord("tok-one-ms-left", "eve", "engineer", expires_at_ms=now + 1, created_at_ms=now - 10),
+        SessionRecord("tok-fresh", "eve", "admin", expires_at_ms=now + 3_600_000, created_at_ms=now),
+    ]
+    for session in sessions:
+        await first.add_session(session)
+    assert await second.purge_expired_sessions(now) == 2  # any process may purge
+    for token in ("tok-long-gone", "tok-just-expired"):
+        assert await first.get_session(token) is None, f"{token} survived the purge"
+    for session in sessions[2:]:
+        assert await first.get_session(session.token_hash) == session, "a live session was purged"
+    assert await first.purge_expired_sessions(now) == 0  # nothing left to purge: harmless
+    assert await first.purge_expired_sessions(now + 3_600_000) == 2
+    assert await first.get_session("tok-fresh") is None
+
+
 # --- ingest keys --------------------------------------------------------------------------------
 
 
