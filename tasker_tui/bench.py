@@ -5,8 +5,11 @@
 The parent starts an embedded backend and the emulated sensors (child processes), registers the
 fleet, then runs the TUI in a child process of its own, logged in on the fleet screen, and
 prints: the TUI process's average CPU (percent of one core) and peak RSS, frame timings, and the
-time from spawning a TUI to its first frame: three times before the sensors start (median), and
-once under the full load, with the time until the fleet frame shows every server.
+time to the first frame. That one is measured the way a user meets it: `tasker tui --url URL`
+exec'd in a pseudo-terminal of the benchmark's size, from just before the exec until its login
+screen's text reaches the terminal (three times before the sensors start; median and worst).
+Beside it, the headless child's start (three spawns before the load, median) and once under the
+full load, with the time until the fleet frame shows every server.
 
 Headless means nothing reaches a terminal, but each frame is still composed and encoded into
 the escape sequences a terminal would get (see `_instrument`), so the cost of drawing is counted.
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import resource
 import statistics
 import subprocess
@@ -27,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 BENCH_USER = "bench-admin"
+# What the login screen says first (`Backend: URL`): its arrival on the terminal is the first frame.
+FIRST_FRAME_MARKER = "Backend:"
+# Escape sequences (CSI, OSC, DCS/APC strings, two-byte escapes), removed before looking for text.
+ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[P^_X][^\x1b]*\x1b\\|.)", re.S)
 BENCH_PASSWORD = "bench-password"
 
 
@@ -202,6 +211,66 @@ def _spawn_first_frame(url: str, size: str, env: dict[str, str]) -> float:
     return json.loads(lines[-1].split(" ", 1)[1])["first_frame_wall"] - spawned
 
 
+def tasker_command() -> list[str]:
+    """The `tasker` command of this Python environment (its console script when installed)."""
+    script = Path(sys.executable).with_name("tasker")
+    return [str(script)] if script.is_file() else [sys.executable, "-c", "from tasker.cli import main; main()"]
+
+
+def command_first_frame(url: str, size: str, env: dict[str, str], timeout: float = 60.0,
+                        command: list[str] | None = None) -> float:
+    """Seconds from exec'ing `tasker tui --url URL` (or `command`) in a pseudo-terminal of `size`
+    (COLSxROWS) to its login screen's text arriving on that terminal; the TUI is then quit with
+    ctrl+q."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    width, height = (int(v) for v in size.split("x"))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+    env = {**env, "TERM": env.get("TERM") or "xterm-256color"}
+    started = time.monotonic()
+    child = subprocess.Popen(command or [*tasker_command(), "tui", "--url", url], stdin=slave, stdout=slave, stderr=slave,
+                             env=env, start_new_session=True)
+    os.close(slave)
+    received = b""
+
+    def read(wait: float) -> bytes:
+        if not select.select([master], [], [], wait)[0]:
+            return b""
+        try:
+            return os.read(master, 65536) or b"\0"
+        except OSError:  # EIO: the child closed the terminal
+            return b"\0"
+
+    try:
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            chunk = read(deadline - time.monotonic())
+            received += chunk
+            if FIRST_FRAME_MARKER in ESCAPES.sub("", received.decode("utf-8", "replace")):
+                return time.monotonic() - started
+            if chunk == b"\0" or child.poll() is not None:
+                break
+        text = ESCAPES.sub("", received.decode("utf-8", "replace")).strip()
+        raise RuntimeError(f"`tasker tui` drew no login screen within {timeout:.0f} s: {text[-300:] or '(no output)'}")
+    finally:
+        try:
+            os.write(master, b"\x11")  # ctrl+q quits the TUI
+        except OSError:
+            pass
+        quit_by = time.monotonic() + 10
+        while child.poll() is None and time.monotonic() < quit_by:
+            read(0.05)  # keep draining: a full terminal buffer would block the TUI's last writes
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        os.close(master)
+
+
 def run_tui_bench(servers: int = 500, seconds: float = 30, size: str = "160x48", warmup: float = 5) -> dict[str, Any]:
     """Measure the TUI against `servers` servers updating at 1 Hz; prints and returns the figures."""
     from tasker_tui.local_stack import LocalStack
@@ -211,7 +280,9 @@ def run_tui_bench(servers: int = 500, seconds: float = 30, size: str = "160x48",
         url = stack.start_backend()
         print(f"backend at {url}; registering {servers} servers…", flush=True)
         asyncio.run(_register(url, servers))
-        startups = [_spawn_first_frame(url, size, stack.env) for _ in range(3)]  # before the load starts
+        # Before the load starts: the real command in a terminal, and the headless child.
+        commands = [command_first_frame(url, size, stack.env) for _ in range(3)]
+        startups = [_spawn_first_frame(url, size, stack.env) for _ in range(3)]
         stack.start_sensors(key or "", asyncio.run(_token(url)), interval=1.0)
         time.sleep(3)  # let the sensors find the fleet and the first readings flow
         print(f"measuring the TUI for {warmup:.0f} s warm-up + {seconds:.0f} s at {size}…", flush=True)
@@ -234,7 +305,9 @@ def run_tui_bench(servers: int = 500, seconds: float = 30, size: str = "160x48",
         "seconds": round(result["wall_s"], 1),
         "cpu_percent_of_one_core": round(result["cpu_percent"], 1),
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
-        "first_frame_s_idle_median": round(statistics.median(startups), 3),
+        "first_frame_s_idle_median": round(statistics.median(commands), 3),
+        "first_frame_s_idle_max": round(max(commands), 3),
+        "first_frame_s_headless_idle_median": round(statistics.median(startups), 3),
         "first_frame_s_under_load": round(result["first_frame_wall"] - spawned, 3),
         "first_full_fleet_frame_s": round(result["fleet_frame_wall"] - spawned, 3),
         "frames_per_s": round(len(frames) / result["wall_s"], 2),

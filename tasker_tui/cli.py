@@ -1,45 +1,80 @@
-"""`tasker tui` and `tasker demo`, registered on the root `tasker` app."""
+"""`tasker tui` and `tasker demo`, registered on the root `tasker` app.
+
+Nothing here imports typer at module level: a plain `tasker tui` runs through `run_plain_tui`
+without it (see tasker/cli.py), so its first frame does not wait for the command-line framework.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import typer
+if TYPE_CHECKING:
+    import typer
+
+URL_OPTION = "--url"
 
 
-def _need_terminal(command: str) -> None:
-    """Refuse to start a full-screen UI without a terminal (it would draw to nowhere)."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        typer.echo(f"tasker {command}: needs an interactive terminal (stdin and stdout must be a TTY)", err=True)
-        raise typer.Exit(2)
+def _need_terminal(command: str) -> int:
+    """0 when stdin and stdout are a terminal; else say so and return the exit code (2): a
+    full-screen UI without a terminal would draw to nowhere."""
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return 0
+    print(f"tasker {command}: needs an interactive terminal (stdin and stdout must be a TTY)", file=sys.stderr)
+    return 2
+
+
+def start_tui(url: str | None) -> int:
+    """Check the settings and the terminal, then run the TUI against `url`; the exit code."""
+    from urllib.parse import urlsplit
+
+    from tasker.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(url=url)
+        if not urlsplit(settings.url).hostname:
+            raise ConfigError(f"{settings.url!r}: expected http://host:port, e.g. http://127.0.0.1:8470")
+    except ConfigError as exc:
+        message = str(exc).replace("TASKER_URL=", f"{URL_OPTION} ") if url else str(exc)
+        print(f"tasker tui: {message}", file=sys.stderr)
+        return 2
+    if code := _need_terminal("tui"):
+        return code
+    from tasker_tui.app import TaskerApp
+
+    TaskerApp(settings.url).run()
+    return 0
+
+
+def run_plain_tui(argv: list[str]) -> int | None:
+    """Run `tasker tui`, `tasker tui --url URL` or `tasker tui --url=URL` without typer and
+    return the exit code; None for any other command line (typer handles those, with the same
+    meaning: this is only a shortcut for the common forms)."""
+    if not argv or argv[0] != "tui":
+        return None
+    rest = argv[1:]
+    if not rest:
+        url = None
+    elif len(rest) == 2 and rest[0] == URL_OPTION and rest[1] and not rest[1].startswith("-"):
+        url = rest[1]
+    elif len(rest) == 1 and rest[0].startswith(f"{URL_OPTION}=") and len(rest[0]) > len(URL_OPTION) + 1:
+        url = rest[0][len(URL_OPTION) + 1:]
+    else:
+        return None
+    return start_tui(url)
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to `app`."""
+    import typer
 
     @app.command()
     def tui(
-        url: Optional[str] = typer.Option(None, "--url", help="Backend URL (default: TASKER_URL or http://127.0.0.1:8470)."),
+        url: Optional[str] = typer.Option(None, URL_OPTION, help="Backend URL (default: TASKER_URL or http://127.0.0.1:8470)."),
     ) -> None:
         """The terminal UI against a running backend."""
-        from urllib.parse import urlsplit
-
-        from tasker.config import ConfigError, load_settings
-
-        try:
-            settings = load_settings(url=url)
-            if not urlsplit(settings.url).hostname:
-                raise ConfigError(f"{settings.url!r}: expected http://host:port, e.g. http://127.0.0.1:8470")
-        except ConfigError as exc:
-            message = str(exc).replace("TASKER_URL=", "--url ") if url else str(exc)
-            typer.echo(f"tasker tui: {message}", err=True)
-            raise typer.Exit(2) from None
-        _need_terminal("tui")
-        from tasker_tui.app import TaskerApp
-
-        TaskerApp(settings.url).run()
+        raise typer.Exit(start_tui(url))
 
     @app.command()
     def demo(
@@ -50,7 +85,8 @@ def register(app: typer.Typer) -> None:
         interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between emulated sensor readings."),
     ) -> None:
         """Embedded backend + emulated sensors for a sample fleet + the TUI, in one command."""
-        _need_terminal("demo")
+        if code := _need_terminal("demo"):
+            raise typer.Exit(code)
         from tasker_tui.demo import run_demo
 
         raise typer.Exit(run_demo(data_dir=data_dir, servers=servers, interval=interval))
