@@ -64,6 +64,10 @@ HOUR_PERIOD_MS = 64 * ds.DAY_MS  # rollup_3600 partition span: at most 1,536 row
 # batch_size_fail_threshold (50 KiB); twice as many measured no faster.
 MAX_BATCH_ROWS = 500
 MAX_IN_FLIGHT = 64  # concurrent requests per store
+# Rollup recomputations (a multi-partition read, then its rollup rows) at once. A recomputation
+# round re-reads thousands of rows; all at once it would fill every request slot and Cassandra's
+# queues ahead of the raw writes that live readings wait for.
+ROLLUP_GROUPS_IN_FLIGHT = 4
 # Partitions one batch may span (the default of `partitions_per_batch`). Rollup and latest rows
 # are one per partition, so this sets their requests per write: 100 cost Cassandra about a quarter
 # less CPU per reading than 10. It is compose/local's unlogged_batch_across_partitions_warn_threshold;
@@ -323,6 +327,7 @@ class CassandraTimeSeries:
         self._prepared: dict[str, PreparedStatement] = {}
         self._encoders: dict[str, Callable[[Iterable[Sequence[Any]]], list[Encoded]]] = {}
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._rollup_slots = asyncio.Semaphore(ROLLUP_GROUPS_IN_FLIGHT)
         self._known_days: dict[tuple[str, str, int], float] = {}
 
     def _where(self) -> str:
@@ -584,6 +589,12 @@ class CassandraTimeSeries:
     ) -> dict[str, list[tuple[Any, ...]]]:
         """Recompute the minutes [lo, hi) (ms into `day`) of several servers from their raw rows:
         one multi-partition read, then the rollup rows, batched by partition."""
+        async with self._rollup_slots:
+            return await self._recompute_minutes_of(metric, day, lo, hi, servers)
+
+    async def _recompute_minutes_of(
+        self, metric: str, day: int, lo: int, hi: int, servers: list[str]
+    ) -> dict[str, list[tuple[Any, ...]]]:
         read_at = _now_us()  # before the read: a later read always carries a later timestamp
         rows = await self._run("select_raw_in", (servers, metric, day, lo, hi))
         points: dict[str, list[tuple[int, float]]] = defaultdict(list)
@@ -614,6 +625,10 @@ class CassandraTimeSeries:
     async def _recompute_hour_group(self, metric: str, day: int, lo: int, hi: int, servers: list[str]) -> None:
         """Recompute the hours [lo, hi) (ms into `day`) of several servers from their 60 s
         rollups: one multi-partition read, then the rollup rows."""
+        async with self._rollup_slots:
+            await self._recompute_hours_of(metric, day, lo, hi, servers)
+
+    async def _recompute_hours_of(self, metric: str, day: int, lo: int, hi: int, servers: list[str]) -> None:
         base = day * ds.DAY_MS
         read_at = _now_us()
         rows = await self._run("select_r60_in", (servers, metric, day, base + lo, base + hi))
