@@ -98,6 +98,8 @@ class WorkJournal:
             con.execute("PRAGMA journal_mode=WAL")
             # FULL: a confirmed publish survives a power cut too, as RabbitMQ's confirm does.
             con.execute("PRAGMA synchronous=FULL")
+            # Messages pass through: keep the WAL from staying at its high-water mark on disk.
+            con.execute("PRAGMA journal_size_limit=16777216")
             con.execute(_SCHEMA)
             rows = con.execute("SELECT id, queue, body FROM work ORDER BY id").fetchall()
         except sqlite3.Error as exc:

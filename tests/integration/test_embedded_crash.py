@@ -50,11 +50,11 @@ async def test_readings_accepted_before_a_sigkill_are_stored_exactly_once_after_
             readings = make_readings(server_ids, start_ms, PER_SERVER, 1000)
             batches = [readings[i:i + BATCH] for i in range(0, len(readings), BATCH)]
             # One burst, all at once: ingest confirms far faster than the store takes them in.
-            answers = await asyncio.gather(*(api.post(batch) for batch in batches))
+            # (A 503 on a loaded machine is retried, as a sensor would; each batch ends in a 202.)
+            await asyncio.gather(*(api.post_retrying(batch) for batch in batches))
             first.kill()  # the instant the last 202 arrived
     finally:
         first.kill()
-    assert [status for status, _ in answers] == [202] * len(batches), answers
     expected = Expected()
     expected.add(readings)
 
