@@ -42,10 +42,14 @@ class TaskerApp(App[None]):
     ENABLE_COMMAND_PALETTE = True
 
     BINDINGS = [
-        Binding(CHAT_KEY, "toggle_chat", "Chat", priority=True, tooltip="Show or hide the support chat pane"),
+        # Not in the footer: the top bar always shows the chat key (with the unread badge), and
+        # 80 columns need the room for the keys of the screen.
+        Binding(CHAT_KEY, "toggle_chat", "Chat", priority=True, show=False, tooltip="Show or hide the support chat pane"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="Every key of this screen"),
         Binding("g", "go_to_server", "Go to server", show=False, tooltip="Go to a server by name"),
         Binding("q", "quit", "Quit", tooltip="Quit Tasker"),
+        # Textual's own quit key, said the same way (it also works while typing in a field).
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, tooltip="Quit Tasker"),
         Binding("ctrl+l", "logout", "Log out", show=False, tooltip="Forget the saved session and log in again"),
     ]
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -116,6 +117,24 @@ def second_tui_hint(url: str, accounts: DemoAccounts) -> str:
     return f"{command}   (username {accounts.engineer}, password {accounts.engineer_password})"
 
 
+class _Signalled(BaseException):
+    """The terminal closed (SIGHUP) or someone asked the demo to stop (SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_on_stop_signals() -> None:
+    # The backend and the sensors run in sessions of their own (a ctrl+c in the TUI is not
+    # theirs), so a closed terminal must stop them here, as q does, or they would run on.
+    def stop(signum: int, frame: object) -> None:
+        raise _Signalled(signum)
+
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, stop)
+
+
 def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: float = 1.0) -> int:
     """Run the whole demo; returns the process exit code."""
     temporary = data_dir is None
@@ -123,6 +142,7 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
     stack = LocalStack(root)
     url = ""
     accounts: DemoAccounts | None = None
+    _raise_on_stop_signals()
     try:
         print(f"tasker demo: data in {root}", flush=True)
         print("Starting the embedded backend…", flush=True)
@@ -148,7 +168,16 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
         return 1
     except KeyboardInterrupt:
         pass
+    except _Signalled as stopped:
+        try:
+            print(f"tasker demo: {signal.Signals(stopped.signum).name}: stopping the backend and the sensors",
+                  file=sys.stderr, flush=True)
+        except OSError:
+            pass  # the terminal is gone (SIGHUP): nobody to tell
+        return 128 + stopped.signum
     finally:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # cleaning up is not to be cut short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.close()
         if temporary:
             shutil.rmtree(root, ignore_errors=True)

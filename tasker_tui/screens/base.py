@@ -40,7 +40,7 @@ class TaskerScreen(Screen):
             from tasker_tui.chat import ChatPane
 
             yield ChatPane(self.tasker.chat, id="chat-pane")
-        yield Footer()
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         yield from ()

@@ -13,22 +13,27 @@ MOVING = "↑ ↓ pgup pgdn home end move in tables and lists · tab / shift+tab
 
 
 def binding_sections(screen: Screen) -> list[tuple[str, list[tuple[str, str, str]]]]:
-    """(section title, [(key, description, explanation)]) for the described keys of `screen`:
-    its own first, then those that work everywhere. Cursor keys of widgets are summed up apart."""
-    own: list[tuple[str, str, str]] = []
-    everywhere: list[tuple[str, str, str]] = []
-    seen: set[tuple[str, str]] = set()
+    """(section title, [(keys, description, explanation)]) for the described keys of `screen`:
+    its own first, then those that work everywhere. Cursor keys of widgets are summed up apart;
+    two keys for one action (q and Textual's ctrl+q) share a line."""
+    own: list[list[str]] = []
+    everywhere: list[list[str]] = []
+    by_action: dict[tuple[str, str], list[str]] = {}
     for active in screen.active_bindings.values():
         binding, node = active.binding, active.node
         if not binding.description or not binding.tooltip:
             continue  # Tasker's keys all explain themselves; this skips focus and cursor moves
         display = binding.key_display or screen.app.get_key_display(binding)
-        if (display, binding.description) in seen:
+        row = by_action.get((binding.action, binding.description))
+        if row is not None:
+            keys = row[0].split(" ")
+            if display not in keys:
+                row[0] = " ".join(sorted([*keys, display], key=len))  # the plain key first
             continue
-        seen.add((display, binding.description))
-        row = (display, binding.description, binding.tooltip or "")
+        row = [display, binding.description, binding.tooltip or ""]
+        by_action[(binding.action, binding.description)] = row
         (everywhere if isinstance(node, App) else own).append(row)
-    return [("This screen", own), ("Everywhere", everywhere)]
+    return [("This screen", [tuple(r) for r in own]), ("Everywhere", [tuple(r) for r in everywhere])]
 
 
 class HelpScreen(ModalScreen[None]):

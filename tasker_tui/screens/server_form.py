@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,14 @@ def field_for(detail_field: str) -> str | None:
     if parts and parts[0] == "location":
         return "region"
     return None
+
+
+def with_labels(text: str) -> str:
+    """The backend's wording with its field names (`idle_watts`) as the form labels them (`Idle W`).
+    Only names with an underscore: `name` or `tags` are ordinary words in a sentence too."""
+    for field in sorted((f for f in FIELDS if "_" in f.key), key=lambda f: -len(f.key)):
+        text = re.sub(rf"\b{field.key}\b", field.label, text)
+    return text
 
 
 def initial_values(server: Mapping[str, Any] | None) -> dict[str, str]:
@@ -210,6 +219,8 @@ class ServerFormScreen(TaskerScreen):
             self.show_errors(errors, "Fix the fields marked in red.")
             return
         if self.server is not None:
+            if self.server.get("carbon_intensity_source") == "set by user" and "carbon_intensity_g_per_kwh" not in payload:
+                payload["carbon_intensity_g_per_kwh"] = None  # blank: back to the default of source and region
             payload = changes_between(self.server, payload)
             if not payload:
                 self.dismiss(None)
@@ -244,12 +255,12 @@ class ServerFormScreen(TaskerScreen):
         unplaced: list[str] = []
         for detail in exc.details:
             key = field_for(str(detail.get("field", "")))
-            reason = str(detail.get("reason", ""))
+            reason = with_labels(str(detail.get("reason", "")))
             if key and key not in errors:
                 errors[key] = reason
             else:
                 unplaced.append(f"{detail.get('field', '')}: {reason}")
         if isinstance(exc, Conflict) and not errors:
             errors["name"] = exc.message
-        message = exc.message if not unplaced else f"{exc.message} ({'; '.join(unplaced)})"
+        message = with_labels(exc.message if not unplaced else f"{exc.message} ({'; '.join(unplaced)})")
         return errors, message

@@ -99,7 +99,8 @@ class StatusScreen(TaskerScreen):
     BINDINGS = [
         Binding("n", "older", "Older", tooltip="Next page: older readings"),
         Binding("p", "newer", "Newer", tooltip="Previous page: newer readings"),
-        Binding("u", "latest", "Latest", tooltip="Back to the newest readings, with the range ending now"),
+        # Off the footer (80 columns are full); the head line says it when paged back.
+        Binding("u", "latest", "Latest", show=False, tooltip="Back to the newest readings, with the range ending now"),
         Binding("m", "metric", "Metric", tooltip="Switch between power and CO2"),
         Binding("t", "preset", "Range", tooltip="Next preset time range"),
         Binding("T", "custom_range", "Custom range", show=False, tooltip="Type a time range"),
@@ -154,6 +155,8 @@ class StatusScreen(TaskerScreen):
         elif self.page_rows:
             text.append(f"  rows {first}–{first + self.page_rows - 1}", "")
             text.append("  more older: n" if self.next_cursor else "  oldest reached", "dim")
+            if page > 1:
+                text.append("  newest: u", "dim")
         else:
             text.append("  no readings in this range", "yellow")
         self.query_one("#status-head", Static).update(text)

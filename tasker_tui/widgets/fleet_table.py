@@ -125,7 +125,7 @@ class FleetTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "edge(0)", "First", show=False),
         Binding("end", "edge(1)", "Last", show=False),
-        Binding("enter", "select", "Open", show=False),
+        Binding("enter", "select", "Open", tooltip="Open the selected server's charts and spec"),
     ]
 
     class ServerSelected(Message):
