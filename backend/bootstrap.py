@@ -270,12 +270,14 @@ class Backend:
         """Choose the adapters the roles need from the settings' URLs; connects nothing."""
         chosen = check_roles(roles, settings.broker_url)
         backend = cls(settings, chosen, **options)
-        if chosen & NEEDS_BROKER:
-            backend.broker = open_broker(settings.broker_url, backend.queue_prefix, settings.timeseries_url)
         if chosen & NEEDS_TIMESERIES:
             backend.timeseries = open_timeseries(settings.timeseries_url, settings.retention_days)
         if chosen & NEEDS_REGISTRY:
             backend.registry = open_registry(settings.registry_url)
+        # After the stores: the default journal sits beside the time-series file, whose own
+        # error (a folder that is a file, say) names the setting to fix.
+        if chosen & NEEDS_BROKER:
+            backend.broker = open_broker(settings.broker_url, backend.queue_prefix, settings.timeseries_url)
         return backend
 
     async def start(self, give_up_after_s: float | None = None) -> None:
