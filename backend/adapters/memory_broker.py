@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_DEPTH = 100_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-"""Bodies held at most (about 3 million readings at some 20 bytes each in a message)."""
+"""Bodies held at most: about 2 million readings (a 2,000-reading message is some 58 kB)."""
 DEFAULT_FULL_WAIT_S = 2.0
 DEFAULT_EVENT_BUFFER = 10_000
 DEAD_LETTERS_KEPT = 10_000

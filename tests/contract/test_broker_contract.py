@@ -520,6 +520,22 @@ async def test_memory_publish_over_the_byte_bound_fails_as_unavailable_then_reco
         await again.close()
 
 
+async def test_memory_a_journal_that_cannot_commit_refuses_publishes_and_fails_ping(tmp_path: Path) -> None:
+    broker = MemoryBroker(journal=tmp_path / "queue.db")
+    await broker.start()
+    try:
+        await broker.publish_work("readings.power", b"before")
+        assert broker.journal is not None
+        broker.journal._con.close()  # the file becomes unusable, as a failed disk would make it
+        with pytest.raises(Unavailable, match=f"embedded broker journal {tmp_path / 'queue.db'}"):
+            await broker.publish_work("readings.power", b"after")
+        with pytest.raises(Unavailable, match="embedded broker journal"):
+            await broker.ping()
+        assert await broker.queue_depth("readings.power") == 1, "an unjournaled message was queued"
+    finally:
+        await broker.close()
+
+
 async def test_memory_a_message_larger_than_the_bound_still_passes_through_an_empty_broker(
     tmp_path: Path,
 ) -> None:
