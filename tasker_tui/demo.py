@@ -125,14 +125,35 @@ class _Signalled(BaseException):
         self.signum = signum
 
 
-def _raise_on_stop_signals() -> None:
-    # The backend and the sensors run in sessions of their own (a ctrl+c in the TUI is not
-    # theirs), so a closed terminal must stop them here, as q does, or they would run on.
-    def stop(signum: int, frame: object) -> None:
-        raise _Signalled(signum)
+class _StopSignals:
+    """SIGHUP and SIGTERM stop the demo as `q` does. The backend and the sensors run in sessions
+    of their own (a ctrl+c in the TUI is not theirs), so a closed terminal must stop them here."""
 
-    for signum in (signal.SIGHUP, signal.SIGTERM):
-        signal.signal(signum, stop)
+    def __init__(self) -> None:
+        self.signum = 0
+        self.app: Any = None
+
+    def install(self) -> None:
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(signum, self._stop)
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        try:
+            loop = asyncio.get_running_loop()  # the handler runs on the main thread, inside its loop
+        except RuntimeError:
+            loop = None
+        if self.app is not None and loop is not None:
+            # The TUI quits by itself, so Textual stops its threads and gives the terminal back.
+            loop.call_soon_threadsafe(self.app.exit, None, 128 + signum)
+        else:
+            raise _Signalled(signum)  # still starting: unwind to the clean-up
+
+    @staticmethod
+    def ignore() -> None:
+        """From here on the clean-up is not to be cut short."""
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: float = 1.0) -> int:
@@ -142,7 +163,8 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
     stack = LocalStack(root)
     url = ""
     accounts: DemoAccounts | None = None
-    _raise_on_stop_signals()
+    stop = _StopSignals()
+    stop.install()
     try:
         print(f"tasker demo: data in {root}", flush=True)
         print("Starting the embedded backend…", flush=True)
@@ -162,7 +184,14 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
             url, username=accounts.sysadmin, password=accounts.sysadmin_password,
             remember_session=False, notice=f"Second TUI (support engineer), in another terminal:\n{hint}",
         )
-        app.run()
+        stop.app = app
+        try:
+            app.run()
+        except OSError:
+            if not stop.signum:
+                raise  # a closed terminal fails the TUI's last writes; anything else is news
+        if stop.signum:
+            raise _Signalled(stop.signum)
     except (StackError, ApiError) as exc:
         print(f"tasker demo: {exc}", file=sys.stderr)
         return 1
@@ -176,8 +205,7 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
             pass  # the terminal is gone (SIGHUP): nobody to tell
         return 128 + stopped.signum
     finally:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # cleaning up is not to be cut short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop.ignore()
         stack.close()
         if temporary:
             shutil.rmtree(root, ignore_errors=True)

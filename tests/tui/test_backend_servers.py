@@ -6,6 +6,7 @@ temporary SQLite files (see the `backend` fixture).
 
 from __future__ import annotations
 
+from tasker.domain import default_carbon_intensity
 from tasker_tui.app import TaskerApp
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.widgets.fleet_table import FleetTable
@@ -36,9 +37,10 @@ async def test_register_through_the_form_with_a_validation_error(backend):
         await pilot.press("tab")
         await type_text(pilot, "prod, batch")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: "idle_watts" in str(app.screen.query_one("#error-max_watts").render()),
+        await wait_until(pilot, lambda: "must be >=" in str(app.screen.query_one("#error-max_watts").render()),
                          what="the error next to Max W")
-        assert "must be >=" in str(app.screen.query_one("#error-max_watts").render())
+        # The backend's field name is said as the form labels it.
+        assert "Idle W" in str(app.screen.query_one("#error-max_watts").render())
         assert app.focused is app.screen.query_one("#field-max_watts")
         await type_text(pilot, "450")  # the focused field's text is selected: typing replaces it
         await pilot.press("enter")
@@ -68,6 +70,29 @@ async def test_edit_changes_the_server(backend):
         await wait_for_text(pilot, "eu-west/Cork")
     async with await backend.admin() as api:
         assert (await api.get_server(server["id"]))["location"]["site"] == "Cork"
+
+
+async def test_blanking_a_set_carbon_intensity_goes_back_to_the_default(backend):
+    server = await register(backend, "intensity-1", region="eu-north", source="grid-mix")
+    async with await backend.admin() as api:
+        server = await api.update_server(server["id"], {"carbon_intensity_g_per_kwh": 123})
+    assert server["carbon_intensity_g_per_kwh"] == 123 and server["carbon_intensity_source"] == "set by user"
+    default, origin = default_carbon_intensity("grid-mix", "eu-north")
+    app = TaskerApp(backend.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await logged_in_app(backend, pilot)
+        await select_server(pilot, server["id"])
+        await pilot.press("e")
+        await wait_until(pilot, lambda: app.screen.query("#field-carbon_intensity_g_per_kwh"), what="the edit form")
+        field = app.screen.query_one("#field-carbon_intensity_g_per_kwh")
+        assert field.value == "123"
+        await wait_for_text(pilot, "blank = grid average for eu-north")  # what blank means, said beside it
+        field.focus()
+        await pilot.press("ctrl+u", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="back at the fleet")
+    async with await backend.admin() as api:
+        stored = await api.get_server(server["id"])
+    assert stored["carbon_intensity_g_per_kwh"] == default and stored["carbon_intensity_source"] == origin
 
 
 async def test_delete_asks_first(backend):

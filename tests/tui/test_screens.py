@@ -14,6 +14,7 @@ from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.screens.help import HelpScreen
 from tasker_tui.screens.login import LoginScreen
+from tasker_tui.screens.status import StatusScreen
 from tasker_tui.widgets.fleet_table import FleetTable
 from tests.tui.conftest import type_text, wait_for_text, wait_until
 from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
@@ -180,3 +181,30 @@ async def test_raw_readings_in_a_typed_time_range():
         await pilot.press("t")  # back to the presets: the last 5 minutes, a full page
         await wait_until(pilot, lambda: table.row_count == 100, what="a full page")
         await wait_for_text(pilot, "last 5m")
+
+
+async def test_footer_at_80_columns_keeps_open_help_and_quit_in_view():
+    app, client = fake_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fleet_ready(pilot, client)
+        footer = screen_text(app).splitlines()[-1]
+        for item in ("⏎ Open", "a Add", "/ Filter", "? Help", "q Quit", "^p palette"):
+            assert item in footer, (item, footer)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and app.screen.page_rows, what="rows")
+        footer = screen_text(app).splitlines()[-1]
+        for item in ("n Older", "x Export", "esc Back", "? Help", "q Quit"):
+            assert item in footer, (item, footer)
+        await pilot.press("n")
+        await wait_for_text(pilot, "newest: u")  # off the footer, so said where paging shows
+
+
+async def test_help_gives_one_line_per_action_and_names_enter():
+    app, client = fake_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        lines = widget_text(app, "#help-keys").splitlines()
+        assert [line.split() for line in lines if "Quit" in line] == [["q", "^q", "Quit", "Quit", "Tasker"]]
+        assert any(line.split()[:2] == ["⏎", "Open"] for line in lines), lines
