@@ -73,6 +73,7 @@ class ChatPane(Vertical):
         self._syncing = False
         self._labels: list[tuple[str, str]] = []
         self._drawn: tuple[Any, ...] = ()
+        self._typing_drawn: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("Support chat", id="chat-title")
@@ -90,7 +91,7 @@ class ChatPane(Vertical):
 
     def on_mount(self) -> None:
         self.state.subscribe(self._state_changed)
-        self.set_interval(1.0, self._show_typing)
+        self.set_interval(1.0, self._tick_typing)
         self.sync()
 
     def on_unmount(self) -> None:
@@ -169,9 +170,18 @@ class ChatPane(Vertical):
         if state.selected in names:
             options.highlighted = names.index(state.selected)
 
+    def _tick_typing(self) -> None:
+        # "… is typing" fades with time, but only a pane on view needs redrawing for it.
+        if self.has_class("-open") and self.screen is self.app.screen:
+            self._show_typing()
+
     def _show_typing(self) -> None:
-        if self.is_mounted:
-            self.query_one("#chat-typing", Static).update(typing_line(self.state.shown()))
+        if not self.is_mounted:
+            return
+        line = typing_line(self.state.shown())
+        if line != self._typing_drawn:
+            self._typing_drawn = line
+            self.query_one("#chat-typing", Static).update(line)
 
     def _announce(self, is_open: bool) -> None:
         """A toast (and the terminal bell) for each message that arrived unseen."""

@@ -202,3 +202,19 @@ async def test_footer_at_80_columns_keeps_open_help_and_quit_in_view():
         await pilot.press("n")
         await wait_for_text(pilot, "newest: u")  # off the footer, so said where paging shows
 
+
+
+async def test_a_hidden_chat_pane_does_not_redraw_every_second():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        typing = app.screen.query_one("#chat-typing")
+        redraws = []
+        original = typing.update
+        typing.update = lambda *args, **kwargs: (redraws.append(args), original(*args, **kwargs))
+        await pilot.pause(2.5)  # the pane's typing tick runs each second
+        assert redraws == []
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: app.screen.query_one("#chat-pane").display, what="pane open")
+        await pilot.pause(2.5)
+        assert len(redraws) <= 1  # drawn when shown, then only when who-is-typing changes
