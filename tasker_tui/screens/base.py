@@ -76,7 +76,7 @@ class TaskerScreen(Screen):
         role = app.user.get("role", "") if app.user else ""
         self.query_one(TopBar).show(
             self.title_text, app.link_status, app.chat_unread,
-            f"{user} ({role})" if role else user, app.chat_key,
+            f"{user} ({role})" if role else user, app.chat_key if self.HAS_CHAT else "",
         )
         self.query_one(ConnectionBanner).show(app.link_status)
         for pane in self.query("#chat-pane"):

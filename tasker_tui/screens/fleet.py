@@ -56,7 +56,8 @@ class FleetScreen(TaskerScreen):
         totals = fleet.totals(fmt.now_ms())
         table = self.table
         text = Text()
-        text.append(f"{len(fleet.servers)} servers", "bold")
+        count = len(fleet.servers)
+        text.append(f"{count} server{'' if count == 1 else 's'}", "bold")
         text.append(f", {totals.fresh} live", "green")
         if totals.stale:
             text.append(f" · {totals.stale} stale", "yellow")

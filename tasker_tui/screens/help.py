@@ -24,14 +24,15 @@ def binding_sections(screen: Screen) -> list[tuple[str, list[tuple[str, str, str
         if not binding.description or not binding.tooltip:
             continue  # Tasker's keys all explain themselves; this skips focus and cursor moves
         display = binding.key_display or screen.app.get_key_display(binding)
-        row = by_action.get((binding.action, binding.description))
+        action = binding.action.removeprefix("app.")  # a screen may show an app key in its footer
+        row = by_action.get((action, binding.description))
         if row is not None:
             keys = row[0].split(" ")
             if display not in keys:
                 row[0] = " ".join(sorted([*keys, display], key=len))  # the plain key first
             continue
         row = [display, binding.description, binding.tooltip or ""]
-        by_action[(binding.action, binding.description)] = row
+        by_action[(action, binding.description)] = row
         (everywhere if isinstance(node, App) else own).append(row)
     return [("This screen", [tuple(r) for r in own]), ("Everywhere", [tuple(r) for r in everywhere])]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
@@ -19,13 +19,22 @@ class LoginScreen(TaskerScreen):
     HAS_CHAT = False
     AUTO_FOCUS = "#username"
     BINDINGS = [
-        Binding("enter", "submit", "Log in", show=True, tooltip="Log in with these credentials"),
+        # Priority: the fields would take enter (and q) for themselves and hide these keys.
+        Binding("enter", "submit", "Log in", priority=True, tooltip="Log in with these credentials"),
         Binding("ctrl+r", "retry_session", "Retry", tooltip="Try the saved session again"),
+        Binding("ctrl+q", "app.quit", "Quit", priority=True, tooltip="Quit Tasker"),
     ]
 
     def __init__(self, message: str = "") -> None:
         super().__init__()
         self.initial_message = message
+        # ctrl+r is offered only after a saved session could not be checked.
+        self.can_retry = False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "retry_session":
+            return self.can_retry
+        return True
 
     def compose_body(self) -> ComposeResult:
         with Center(id="login-center"):
@@ -53,10 +62,6 @@ class LoginScreen(TaskerScreen):
         message.update(text)
         message.set_class(error, "-error")
 
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self.action_submit()
-
     def action_submit(self) -> None:
         username = self.query_one("#username", Input).value.strip()
         password = self.query_one("#password", Input).value
@@ -65,12 +70,16 @@ class LoginScreen(TaskerScreen):
             self.say("Enter your username.", error=True)
             return
         if not password:
-            self.query_one("#password", Input).focus()
-            self.say("Enter your password.", error=True)
+            box = self.query_one("#password", Input)
+            if self.focused is box:
+                self.say("Enter your password.", error=True)
+            box.focus()  # enter after the username goes on to the password
             return
         self.login(username, password)
 
     def action_retry_session(self) -> None:
+        self.can_retry = False
+        self.refresh_bindings()
         self.check_saved_session()
 
     @work(exclusive=True, group="login", exit_on_error=False)
@@ -118,5 +127,7 @@ class LoginScreen(TaskerScreen):
             return
         except ApiError as exc:
             self.say(f"{exc.message}. Press ctrl+r to retry, or log in.", error=True)
+            self.can_retry = True
+            self.refresh_bindings()
             return
         app.logged_in({"username": me.get("username", stored.username), "role": me.get("role", stored.role)})

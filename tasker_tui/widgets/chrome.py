@@ -24,10 +24,11 @@ class TopBar(Static):
             right.append("◌ connecting", "bold yellow")
         else:
             right.append("○ offline", "bold red")
-        right.append("  " if right else "")
-        badge = f" chat {unread} " if unread else " chat "
-        right.append(badge, "bold reverse magenta" if unread else "dim")
-        right.append(f" {chat_key}", "dim")
+        if chat_key:  # screens without the chat (login) do not offer it
+            right.append("  " if right else "")
+            badge = f" chat {unread} " if unread else " chat "
+            right.append(badge, "bold reverse magenta" if unread else "dim")
+            right.append(f" {chat_key}", "dim")
         if user:
             right.append(f"  {user}", "italic")
         width = max(0, self.size.width - 2)

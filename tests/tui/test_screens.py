@@ -17,6 +17,7 @@ from tasker_tui.screens.login import LoginScreen
 from tasker_tui.screens.status import StatusScreen
 from tasker_tui.widgets.fleet_table import FleetTable
 from tests.tui.conftest import type_text, wait_for_text, wait_until
+from tests.tui.fakes import SAMPLE, FakeClient
 from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
 from tests.tui.screen_text import screen_text, widget_text
 
@@ -218,3 +219,32 @@ async def test_a_hidden_chat_pane_does_not_redraw_every_second():
         await wait_until(pilot, lambda: app.screen.query_one("#chat-pane").display, what="pane open")
         await pilot.pause(2.5)
         assert len(redraws) <= 1  # drawn when shown, then only when who-is-typing changes
+
+
+async def test_login_screen_offers_its_keys_and_enter_goes_from_username_to_password():
+    app, client = fake_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.screen.query("#username"), what="login form")
+        lines = screen_text(app).splitlines()
+        assert "⏎ Log in" in lines[-1] and "^q Quit" in lines[-1], lines[-1]
+        assert "^r" not in lines[-1]  # retrying a saved session is offered only when one failed
+        assert "chat" not in lines[0]  # no chat before login, so none offered
+        await type_text(pilot, "alice")
+        await pilot.press("enter")
+        assert app.focused is app.screen.query_one("#password")
+        assert "Enter your password" not in screen_text(app)  # moving on is not a mistake
+        await type_text(pilot, client.password)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="the fleet")
+        assert "chat" in screen_text(app).splitlines()[0]  # logged in: the top bar names the chat key
+
+
+async def test_one_server_is_not_counted_in_the_plural():
+    app, client = fake_app(FakeClient(servers=SAMPLE[:1]))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_until(pilot, lambda: app.screen.query("#username"), what="login form")
+        app.screen.query_one("#username").value = "alice"
+        app.screen.query_one("#password").value = client.password
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen) and app.screen.ready, what="the fleet")
+        await wait_until(pilot, lambda: widget_text(app, "#totals").startswith("1 server,"), what="the singular")
