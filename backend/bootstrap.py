@@ -240,6 +240,10 @@ async def start_with_retry(name: str, adapter: Any, give_up_after_s: float | Non
         except (StartupError, asyncio.CancelledError):
             raise
         except Exception as exc:  # noqa: BLE001 - one line naming the setting, not a driver's traceback
+            from backend.adapters.work_journal import JournalInUse
+
+            if isinstance(exc, JournalInUse):  # its message already says what to do
+                raise StartupError(f"{where}: {exc}") from None
             raise StartupError(f"{where}: cannot start the {name}: {type(exc).__name__}: {exc}") from None
         log.info("%s connected", name)
         return

@@ -72,3 +72,22 @@ async def test_readings_accepted_before_a_sigkill_are_stored_exactly_once_after_
         assert "queued again" in second.log()
     finally:
         assert second.stop() == 0
+
+
+async def test_a_second_backend_on_the_same_data_dir_is_refused_in_one_line(embedded, tmp_path):
+    import subprocess
+
+    from tests.integration.backend_rig import TASKER
+
+    first = await spawn_backend(embedded, [], tmp_path / "first.log")
+    try:
+        second = await asyncio.to_thread(subprocess.run, [TASKER, "backend"], env=embedded.env(),
+                                         capture_output=True, text=True, timeout=60)
+    finally:
+        assert first.stop() == 0
+    assert second.returncode == 2, second.stderr
+    assert "Traceback" not in second.stderr
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"tasker: TASKER_BROKER_URL='memory://': the embedded broker "
+        f"journal {tmp_path / 'queue.db'} is in use by another tasker backend; stop it, or give this one its "
+        "own data directory (TASKER_TIMESERIES_URL) or journal (TASKER_BROKER_URL=memory:///path/to/queue.db)")
