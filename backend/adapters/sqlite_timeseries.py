@@ -84,22 +84,25 @@ INSERT OR IGNORE INTO temp.dirty (server_id, metric, start_ms)
 SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)
 """
 
+# CROSS JOIN makes SQLite loop over the dirty minutes and range-search the big table by its
+# primary key; with a plain JOIN its planner (no statistics) chose to scan all of `readings`.
+# Grouping by the dirty table's key streams the groups in its order (no temporary B-tree).
 _RECOMPUTE_60 = f"""
 INSERT OR REPLACE INTO rollup_60 (server_id, metric, start_ms, min, max, sum, count)
-SELECT r.server_id, r.metric, t.start_ms, min(r.value), max(r.value), sum(r.value), count(*)
+SELECT t.server_id, t.metric, t.start_ms, min(r.value), max(r.value), sum(r.value), count(*)
 FROM temp.dirty t
-JOIN readings r ON r.server_id = t.server_id AND r.metric = t.metric
+CROSS JOIN readings r ON r.server_id = t.server_id AND r.metric = t.metric
     AND r.ts_ms >= t.start_ms AND r.ts_ms < t.start_ms + {ds.MINUTE_MS}
-GROUP BY r.server_id, r.metric, t.start_ms
+GROUP BY t.server_id, t.metric, t.start_ms
 """
 
 _RECOMPUTE_3600 = f"""
 INSERT OR REPLACE INTO rollup_3600 (server_id, metric, start_ms, min, max, sum, count)
-SELECT r.server_id, r.metric, t.start_ms, min(r.min), max(r.max), sum(r.sum), sum(r.count)
+SELECT t.server_id, t.metric, t.start_ms, min(r.min), max(r.max), sum(r.sum), sum(r.count)
 FROM (SELECT DISTINCT server_id, metric, start_ms - start_ms % {ds.HOUR_MS} AS start_ms FROM temp.dirty) t
-JOIN rollup_60 r ON r.server_id = t.server_id AND r.metric = t.metric
+CROSS JOIN rollup_60 r ON r.server_id = t.server_id AND r.metric = t.metric
     AND r.start_ms >= t.start_ms AND r.start_ms < t.start_ms + {ds.HOUR_MS}
-GROUP BY r.server_id, r.metric, t.start_ms
+GROUP BY t.server_id, t.metric, t.start_ms
 """
 
 # SQLite returns the row holding max(ts_ms) for the bare `value` column. An equal ts replaces the
