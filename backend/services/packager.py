@@ -47,8 +47,9 @@ recomputed (ROLLUP_INTERVAL_S plus a recomputation, several seconds under load):
 per message (a 500-reading POST over two metrics) 2 x 2,048 messages are about a million readings.
 Messages wait as bytes (about 20 bytes per reading) until `GroupCommit.room` lets them be decoded.
 With 512, ingest over RabbitMQ + Cassandra stored 18,901 readings/s end to end (4,558/s during the
-load: the packager idled with every message in hand waiting for rollups); with 2,048, 28,499/s
-(18,808/s during the load), one run each on a machine busy with other work."""
+load, the packager using under a fifth of a core: presumably most messages in hand were waiting
+for their rollups); with 2,048, 20,131-28,499/s (12,662-18,808/s during the load) over three runs,
+on a machine busy with other work."""
 GROUP_MAX_READINGS = 100_000
 """A group stops taking messages at this many readings; the next message opens a new group. The
 store's cost per reading falls as a write holds more readings of each series (Cassandra, 1,000
