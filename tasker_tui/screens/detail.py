@@ -19,6 +19,23 @@ from tasker_tui.screens.base import TaskerScreen
 from tasker_tui.widgets.metric_chart import MetricChart
 
 
+def fit_parts(parts: list[Text], width: int) -> Text:
+    """Parts side by side, a part that would not fit starting a new line: a narrow terminal
+    breaks between figures, never between a value and its unit."""
+    text = Text()
+    line = 0
+    for part in parts:
+        if line and width and line + 2 + part.cell_len > width:
+            text.append("\n")
+            line = 0
+        elif line:
+            text.append("  ")
+            line += 2
+        text.append_text(part)
+        line += part.cell_len
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class ChartRange:
     key: str
@@ -184,7 +201,8 @@ class DetailScreen(TaskerScreen):
                     if ts > series.last_ts_ms:
                         series.add(ts, value)
         now = fmt.now_ms()
-        signature = (fleet.readings_version, self.range.key, now // 1000 if self.range.span_s <= 300 else now // 10_000)
+        signature = (fleet.readings_version, self.range.key, now // 1000 if self.range.span_s <= 300 else now // 10_000,
+                     self.query_one("#power-figures").content_size.width)  # the figures fit the width they have
         if signature == self._drawn:
             return
         self._drawn = signature
@@ -195,19 +213,20 @@ class DetailScreen(TaskerScreen):
             series = self.series[metric]
             self.query_one(f"#{metric}-chart", MetricChart).show_points(series.points(), start, now)
             figures = series.figures(now, last_reading)
-            text = Text()
+            parts = []
             for label, value in (("min", figures.minimum), ("avg", figures.average), ("max", figures.maximum)):
-                text.append(f"{label} ", "dim")
-                text.append(fmt.quantity(value, unit, 0 if metric == "power" else 1) + "  ")
+                parts.append(Text(f"{label} ", "dim").append(fmt.quantity(value, unit, 0 if metric == "power" else 1)))
             total = figures.value_hours / 1000  # Wh -> kWh, g -> kg
-            text.append("energy " if metric == "power" else "emitted ", "dim")
-            text.append(fmt.quantity(total, energy_unit, 3), "bold")
+            amount = Text("energy " if metric == "power" else "emitted ", "dim")
+            amount.append(fmt.quantity(total, energy_unit, 3), "bold")
             span_s = self.range.span_s
             if figures.covered_s < 0.9 * span_s:
-                text.append(f"  from {fmt.age(figures.covered_s)} of data in {self.range.label}", "dim")
+                coverage = Text(f"from {fmt.age(figures.covered_s)} of data in {self.range.label}", "dim")
             else:
-                text.append(f"  over {self.range.label}", "dim")
-            self.query_one(f"#{metric}-figures", Static).update(text)
+                coverage = Text(f"over {self.range.label}", "dim")
+            box = self.query_one(f"#{metric}-figures", Static)
+            text = fit_parts([*parts, amount, coverage], box.content_size.width)
+            box.update(text)
 
     def _show_head(self) -> None:
         fleet = self.tasker.fleet

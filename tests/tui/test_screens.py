@@ -248,3 +248,24 @@ async def test_one_server_is_not_counted_in_the_plural():
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen) and app.screen.ready, what="the fleet")
         await wait_until(pilot, lambda: widget_text(app, "#totals").startswith("1 server,"), what="the singular")
+
+
+async def test_narrow_detail_figures_break_between_figures_not_inside_one():
+    app, client = fake_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.series, what="detail")
+        await pilot.press("i")  # the spec takes half the width: the figures must wrap
+        lines = []
+
+        def wrapped() -> bool:
+            lines[:] = [line.strip() for line in screen_text(app).splitlines() if "max" in line or "emitted" in line]
+            return any(line.startswith("max") for line in lines)
+
+        await wait_until(pilot, wrapped, what="figures on two lines")
+        for line in lines:
+            figures = line.split("▏")[0].split()
+            for word, after in zip(figures, figures[1:] + [""]):
+                if word.replace(".", "").isdigit():
+                    assert after in ("W", "g/h", "kWh", "kg"), (word, after, lines)
