@@ -251,11 +251,11 @@ async def test_one_server_is_not_counted_in_the_plural():
 
 
 async def test_narrow_detail_figures_break_between_figures_not_inside_one():
+    from tests.tui.test_snapshots import detail
+
     app, client = fake_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await fleet_ready(pilot, client)
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.series, what="detail")
+        await detail(pilot, app, client)
         await pilot.press("i")  # the spec takes half the width: the figures must wrap
         lines = []
 
