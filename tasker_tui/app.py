@@ -8,7 +8,7 @@ fleet when a saved session is still valid).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,9 +64,14 @@ class TaskerApp(App[None]):
         export_dir: Path | None = None,
         client: TaskerClient | None = None,
         notice: str = "",
+        prepare: Callable[[], tuple[str, str]] | None = None,
     ) -> None:
         super().__init__()
         self.url = url.rstrip("/")
+        # Blocking set-up run in a thread once the first frame is up (the demo starts its backend
+        # there); returns (url, notice). Until it has, the login screen waits and says so.
+        self.prepare = prepare
+        self.prepare_error: BaseException | None = None
         # Made on first use: importing the HTTP client (aiohttp) waits until the first frame is up.
         self._client = client
         self.fleet = FleetState()
@@ -118,6 +123,36 @@ class TaskerApp(App[None]):
 
         self.push_screen(LoginScreen())
         self.set_interval(self.refresh_interval, self.tick)
+        if self.prepare is not None:
+            self.call_after_refresh(self.run_prepare)  # after the first frame
+
+    @property
+    def preparing(self) -> bool:
+        return self.prepare is not None
+
+    @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
+    def run_prepare(self) -> None:
+        assert self.prepare is not None
+        try:
+            try:
+                url, notice = self.prepare()
+            except Exception as exc:  # noqa: BLE001 - whatever failed is told after the TUI closes
+                self.call_from_thread(self._prepare_failed, exc)
+            else:
+                self.call_from_thread(self._prepared, url, notice)
+        except RuntimeError:
+            pass  # the app closed meanwhile (quit while starting): nobody to tell
+
+    def _prepared(self, url: str, notice: str) -> None:
+        from tasker_tui.screens.login import LoginScreen
+
+        self.url, self.notice, self.prepare = url.rstrip("/"), notice, None
+        if isinstance(self.screen, LoginScreen) and self.screen.ready:
+            self.screen.backend_ready()  # else it begins by itself once ready
+
+    def _prepare_failed(self, error: BaseException) -> None:
+        self.prepare_error = error
+        self.exit(return_code=1)
 
     async def on_unmount(self) -> None:
         if self._client is not None:

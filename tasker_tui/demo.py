@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -165,25 +166,33 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
     accounts: DemoAccounts | None = None
     stop = _StopSignals()
     stop.install()
+    # The TUI draws at once; the backend, accounts, fleet and sensors are set up meanwhile in a
+    # thread (`prepare`), and the login screen says so until they are.
+    started, done, stopping = threading.Event(), threading.Event(), threading.Event()
+
+    def prepare() -> tuple[str, str]:
+        nonlocal url, accounts
+        started.set()
+        try:
+            stack.launch_backend(DEFAULT_PORT if port_is_free(DEFAULT_PORT) else 0)
+            accounts = provision_accounts(stack)  # meanwhile: each account is a process of its own
+            url = stack.wait_for_backend()
+            token, added = asyncio.run(register_fleet(url, accounts, servers))
+            if stopping.is_set():
+                raise StackError("stopped while starting")
+            stack.start_sensors(accounts.ingest_key, token, interval=interval)
+            app.auto_login = (accounts.sysadmin, accounts.sysadmin_password)
+            fleet = f"{added} sample servers registered" if added else "the sample fleet is there from last time"
+            return url, (f"Backend at {url}; {fleet}.\nSecond TUI (support engineer), in another terminal:\n"
+                         f"{second_tui_hint(url, accounts)}")
+        finally:
+            done.set()
+
     try:
         print(f"tasker demo: data in {root}", flush=True)
-        print("Starting the embedded backend…", flush=True)
-        stack.launch_backend(DEFAULT_PORT if port_is_free(DEFAULT_PORT) else 0)
-        accounts = provision_accounts(stack)  # meanwhile: each account is a process of its own
-        url = stack.wait_for_backend()
-        token, added = asyncio.run(register_fleet(url, accounts, servers))
-        fleet_note = f"{added} sample servers registered" if added else "the sample fleet is there from last time"
-        print(f"Backend at {url}; {fleet_note}; starting the sensors…", flush=True)
-        stack.start_sensors(accounts.ingest_key, token, interval=interval)
-        hint = second_tui_hint(url, accounts)
-        print(f"Second TUI as the support engineer, in another terminal: {hint}", flush=True)
-
         from tasker_tui.app import TaskerApp
 
-        app = TaskerApp(
-            url, username=accounts.sysadmin, password=accounts.sysadmin_password,
-            remember_session=False, notice=f"Second TUI (support engineer), in another terminal:\n{hint}",
-        )
+        app = TaskerApp("", remember_session=False, prepare=prepare)
         stop.app = app
         try:
             app.run()
@@ -192,6 +201,8 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
                 raise  # a closed terminal fails the TUI's last writes; anything else is news
         if stop.signum:
             raise _Signalled(stop.signum)
+        if app.prepare_error is not None:
+            raise app.prepare_error
     except (StackError, ApiError) as exc:
         print(f"tasker demo: {exc}", file=sys.stderr)
         return 1
@@ -206,7 +217,11 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
         return 128 + stopped.signum
     finally:
         stop.ignore()
-        stack.close()
+        stopping.set()
+        stack.close()  # a set-up still waiting for the backend gives up at once
+        if started.is_set():
+            done.wait(60)
+            stack.close()  # whatever it started before it noticed
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
     print("tasker demo: stopped the backend and the sensors" + (", removed its data." if temporary else f"; data kept in {root}."))

@@ -30,6 +30,8 @@ class LoginScreen(TaskerScreen):
         self.initial_message = message
         # ctrl+r is offered only after a saved session could not be checked.
         self.can_retry = False
+        # Said "Starting the embedded backend…" while the app prepared it.
+        self.waiting = False
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "retry_session":
@@ -40,13 +42,28 @@ class LoginScreen(TaskerScreen):
         with Center(id="login-center"):
             with Vertical(id="login-box"):
                 yield Static("Tasker", id="login-title")
-                yield Static(f"Backend: {self.tasker.url}", id="login-url")
+                yield Static(f"Backend: {self.tasker.url or 'starting…'}", id="login-url")
                 yield Input(placeholder="username", id="username")
                 yield Input(placeholder="password", password=True, id="password")
                 yield Static(self.initial_message, id="login-message", classes="-error" if self.initial_message else "")
 
     def _become_ready(self) -> None:
         super()._become_ready()
+        if self.tasker.preparing:
+            self.waiting = True
+            self.say("Starting the embedded backend…")
+            return  # the app calls backend_ready when it runs
+        self.backend_ready()
+
+    def backend_ready(self) -> None:
+        """The backend is there (at once, or once the app has prepared it): show where, log in."""
+        self.query_one("#login-url", Static).update(f"Backend: {self.tasker.url}")
+        if self.waiting:
+            self.waiting = False
+            self.say("")
+        self._begin()
+
+    def _begin(self) -> None:
         app = self.tasker
         if app.auto_login:
             username, password = app.auto_login
@@ -63,6 +80,8 @@ class LoginScreen(TaskerScreen):
         message.set_class(error, "-error")
 
     def action_submit(self) -> None:
+        if self.tasker.preparing:
+            return  # nothing to log in to yet
         username = self.query_one("#username", Input).value.strip()
         password = self.query_one("#password", Input).value
         if not username:

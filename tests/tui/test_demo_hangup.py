@@ -1,4 +1,5 @@
-"""`tasker demo` stops everything it started when its terminal goes away, as `q` would.
+"""`tasker demo` draws its TUI before its backend is up, and stops everything it started when
+its terminal goes away, as `q` would.
 
 Its backend and sensors run in sessions of their own (a ctrl+c in the TUI is not theirs), so
 nothing but the demo itself can stop them when the SSH session or the terminal window closes.
@@ -33,7 +34,7 @@ def _children_of(root: Path) -> list[int]:
     return found
 
 
-def test_closing_the_terminal_stops_the_backend_and_sensors_and_removes_the_data(tmp_path):
+def test_the_tui_comes_first_and_closing_the_terminal_stops_everything(tmp_path):
     master, slave = pty.openpty()
     env = {**os.environ, "TMPDIR": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"), "TERM": "xterm-256color"}
     env.pop("TASKER_URL", None)
@@ -53,6 +54,8 @@ def test_closing_the_terminal_stops_the_backend_and_sensors_and_removes_the_data
                     break
             assert demo.poll() is None, shown[-1000:]
         assert "Fleet" in shown, f"the demo's TUI never showed the fleet: {shown[-1000:]}"
+        # The TUI was up before the backend: its login screen said it was starting it.
+        assert shown.index("Starting the embedded backend") < shown.index("Fleet")
         root = Path(re.search(r"data in (\S+)", shown).group(1))
         assert root.is_dir() and len(_children_of(root)) >= 2  # the backend and the sensors
         os.close(master)  # the terminal goes away: SIGHUP

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tasker_tui import format as fmt
+from tasker_tui.app import TaskerApp
 from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.screens.help import HelpScreen
@@ -17,7 +18,7 @@ from tasker_tui.screens.login import LoginScreen
 from tasker_tui.screens.status import StatusScreen
 from tasker_tui.widgets.fleet_table import FleetTable
 from tests.tui.conftest import type_text, wait_for_text, wait_until
-from tests.tui.fakes import SAMPLE, FakeClient
+from tests.tui.fakes import SAMPLE, FakeClient, demo_fleet_client
 from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
 from tests.tui.screen_text import screen_text, widget_text
 
@@ -269,3 +270,36 @@ async def test_narrow_detail_figures_break_between_figures_not_inside_one():
             for word, after in zip(figures, figures[1:] + [""]):
                 if word.replace(".", "").isdigit():
                     assert after in ("W", "g/h", "kWh", "kg"), (word, after, lines)
+
+
+async def test_the_first_frame_comes_before_a_prepared_backend_then_logs_in_by_itself():
+    import threading
+
+    release = threading.Event()
+    client = demo_fleet_client()
+
+    def prepare() -> tuple[str, str]:
+        release.wait(10)  # the demo starts its backend here
+        app.auto_login = ("alice", client.password)
+        return client.base_url, "Backend ready."
+
+    app = TaskerApp("", client=client, remember_session=False, refresh_interval=0.05, prepare=prepare)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_text(pilot, "Starting the embedded backend…")
+        assert "Backend: starting…" in screen_text(app) and isinstance(app.screen, LoginScreen)
+        await pilot.press("enter")  # nothing to log in to yet: ignored
+        assert "Enter your username" not in screen_text(app)
+        release.set()
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="logged in by itself")
+        await wait_until(pilot, lambda: "Backend ready." in [n.message for n in app._notifications],
+                         what="the prepared notice, said once logged in")
+
+
+async def test_a_failed_preparation_closes_the_tui_with_the_reason():
+    def prepare() -> tuple[str, str]:
+        raise RuntimeError("the backend did not start")
+
+    app = TaskerApp("", client=demo_fleet_client(), remember_session=False, prepare=prepare)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: not app.is_running, what="the TUI closing")
+    assert app.return_code == 1 and str(app.prepare_error) == "the backend did not start"
