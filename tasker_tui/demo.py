@@ -161,7 +161,11 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
     """Run the whole demo; returns the process exit code."""
     temporary = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="tasker-demo-")) if temporary else Path(data_dir).expanduser()
-    stack = LocalStack(root)
+    try:
+        stack = LocalStack(root)
+    except OSError as exc:
+        print(f"tasker demo: --data-dir {root}: cannot use it as a directory ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     url = ""
     accounts: DemoAccounts | None = None
     stop = _StopSignals()
