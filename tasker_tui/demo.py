@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,8 @@ class _StopSignals:
     def __init__(self) -> None:
         self.signum = 0
         self.app: Any = None
+        # What stopping needs done; run from the handler itself when the terminal has gone.
+        self.clean_up: Callable[[], None] | None = None
 
     def install(self) -> None:
         for signum in (signal.SIGHUP, signal.SIGTERM):
@@ -140,6 +143,12 @@ class _StopSignals:
 
     def _stop(self, signum: int, frame: object) -> None:
         self.signum = signum
+        if signum == signal.SIGHUP and self.app is not None and self.clean_up is not None:
+            # The terminal is gone: there is nothing to give back, and Textual's output thread
+            # may already have died on it (its shutdown would then wait forever). Clean up, leave.
+            self.ignore()
+            self.clean_up()
+            os._exit(128 + signum)
         try:
             loop = asyncio.get_running_loop()  # the handler runs on the main thread, inside its loop
         except RuntimeError:
@@ -192,6 +201,16 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
         finally:
             done.set()
 
+    def clean_up() -> None:
+        stopping.set()
+        stack.close()  # a set-up still waiting for the backend gives up at once
+        if started.is_set():
+            done.wait(60)
+            stack.close()  # whatever it started before it noticed
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)
+
+    stop.clean_up = clean_up
     try:
         print(f"tasker demo: data in {root}", flush=True)
         from tasker_tui.app import TaskerApp
@@ -221,13 +240,7 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
         return 128 + stopped.signum
     finally:
         stop.ignore()
-        stopping.set()
-        stack.close()  # a set-up still waiting for the backend gives up at once
-        if started.is_set():
-            done.wait(60)
-            stack.close()  # whatever it started before it noticed
-        if temporary:
-            shutil.rmtree(root, ignore_errors=True)
+        clean_up()
     print("tasker demo: stopped the backend and the sensors" + (", removed its data." if temporary else f"; data kept in {root}."))
     if accounts is not None and url:
         kept = "" if temporary else f" --data-dir {root}"

@@ -17,6 +17,8 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
+
 from tasker_tui.bench import ESCAPES, tasker_command
 
 
@@ -34,43 +36,71 @@ def _children_of(root: Path) -> list[int]:
     return found
 
 
-def test_the_tui_comes_first_and_closing_the_terminal_stops_everything(tmp_path):
-    master, slave = pty.openpty()
-    env = {**os.environ, "TMPDIR": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"), "TERM": "xterm-256color"}
-    env.pop("TASKER_URL", None)
-    demo = subprocess.Popen(
-        [*tasker_command(), "demo"], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # its own terminal, as in an SSH session
-    )
-    os.close(slave)
-    shown, root = "", None
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and "Fleet" not in shown:
-            if select.select([master], [], [], 1)[0]:
+class DemoInATerminal:
+    """`tasker demo` in a pseudo-terminal of its own (its controlling terminal, as over SSH)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.master, slave = pty.openpty()
+        env = {**os.environ, "TMPDIR": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+               "TERM": "xterm-256color"}
+        env.pop("TASKER_URL", None)
+        self.process = subprocess.Popen(
+            [*tasker_command(), "demo"], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self.shown = ""
+        self.root: Path | None = None
+
+    def read_until(self, text: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and text not in self.shown:
+            if select.select([self.master], [], [], 1)[0]:
                 try:
-                    shown += ESCAPES.sub("", os.read(master, 65536).decode("utf-8", "replace"))
+                    self.shown += ESCAPES.sub("", os.read(self.master, 65536).decode("utf-8", "replace"))
                 except OSError:
                     break
-            assert demo.poll() is None, shown[-1000:]
-        assert "Fleet" in shown, f"the demo's TUI never showed the fleet: {shown[-1000:]}"
-        # The TUI was up before the backend: its login screen said it was starting it.
-        assert shown.index("Starting the embedded backend") < shown.index("Fleet")
-        root = Path(re.search(r"data in (\S+)", shown).group(1))
-        assert root.is_dir() and len(_children_of(root)) >= 2  # the backend and the sensors
-        os.close(master)  # the terminal goes away: SIGHUP
-        master = -1
-        demo.wait(timeout=30)
+            assert self.process.poll() is None, self.shown[-1000:]
+        assert text in self.shown, f"the demo never showed {text!r}: {self.shown[-1000:]}"
+        if self.root is None and (found := re.search(r"data in (\S+)", self.shown)):
+            self.root = Path(found.group(1))
+
+    def hang_up(self) -> None:
+        """The terminal goes away (SIGHUP); the demo must exit and leave nothing behind."""
+        os.close(self.master)
+        self.master = -1
+        assert self.process.wait(timeout=60) == 129
         deadline = time.monotonic() + 15
-        while _children_of(root) and time.monotonic() < deadline:
+        while _children_of(self.root) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _children_of(root) == [], "the demo's backend or sensors outlived its terminal"
-        assert not root.exists(), "the demo's temporary data was left behind"
-    finally:
-        if master >= 0:
-            os.close(master)
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-        for pid in _children_of(root) if root else []:
+        assert _children_of(self.root) == [], "the demo's backend or sensors outlived its terminal"
+        assert not self.root.exists(), "the demo's temporary data was left behind"
+
+    def close(self) -> None:
+        if self.master >= 0:
+            os.close(self.master)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for pid in _children_of(self.root) if self.root else []:
             os.kill(pid, 9)  # only what this test's demo started (found by its own data dir)
+
+
+@pytest.fixture
+def demo(tmp_path):
+    running = DemoInATerminal(tmp_path)
+    yield running
+    running.close()
+
+
+def test_the_tui_comes_first_and_closing_the_terminal_stops_everything(demo):
+    demo.read_until("Fleet")
+    # The TUI was up before the backend: its login screen said it was starting it.
+    assert demo.shown.index("Starting the embedded backend") < demo.shown.index("Fleet")
+    assert demo.root.is_dir() and len(_children_of(demo.root)) >= 2  # the backend and the sensors
+    demo.hang_up()
+
+
+def test_closing_the_terminal_while_the_backend_starts_stops_everything(demo):
+    demo.read_until("Starting the embedded backend")
+    demo.hang_up()
