@@ -186,13 +186,19 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
     def prepare() -> tuple[str, str]:
         nonlocal url, accounts
         started.set()
+
+        def go_on() -> None:  # quitting while this runs stops it at the next step
+            if stopping.is_set() or not app.is_running:
+                raise StackError("stopped while starting")
+
         try:
             stack.launch_backend(DEFAULT_PORT if port_is_free(DEFAULT_PORT) else 0)
             accounts = provision_accounts(stack)  # meanwhile: each account is a process of its own
+            go_on()
             url = stack.wait_for_backend()
+            go_on()
             token, added = asyncio.run(register_fleet(url, accounts, servers))
-            if stopping.is_set():
-                raise StackError("stopped while starting")
+            go_on()
             stack.start_sensors(accounts.ingest_key, token, interval=interval)
             app.auto_login = (accounts.sysadmin, accounts.sysadmin_password)
             fleet = f"{added} sample servers registered" if added else "the sample fleet is there from last time"
