@@ -28,6 +28,11 @@ def frozen_clock(monkeypatch):
     monkeypatch.setattr(fmt, "now_ms", lambda: BASE_MS)
 
 
+async def open_help(pilot) -> None:
+    await pilot.press("question_mark")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), what="help")
+
+
 def names(app) -> list[str]:
     table = app.screen.query_one(FleetTable)
     return [app.fleet.servers[sid]["name"] for sid in table.shown_ids]
@@ -69,8 +74,7 @@ async def test_help_lists_every_key_of_the_screen_with_what_it_does():
     app, client = fake_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await fleet_ready(pilot, client)
-        await pilot.press("question_mark")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await open_help(pilot)
         text = widget_text(app, "#help-keys")
         for key, description in (("a", "Add"), ("e", "Edit"), ("d", "Delete"), ("/", "Filter"), ("s", "Sort"),
                                  ("r", "Raw"), ("^t", "Chat"), ("g", "Go to server"), ("q", "Quit")):
@@ -303,3 +307,18 @@ async def test_a_failed_preparation_closes_the_tui_with_the_reason():
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: not app.is_running, what="the TUI closing")
     assert app.return_code == 1 and str(app.prepare_error) == "the backend did not start"
+
+
+async def test_help_at_80x24_shows_the_fleet_keys_whole_and_scrolls_to_the_end_elsewhere():
+    app, client = fake_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fleet_ready(pilot, client)
+        await open_help(pilot)
+        text = screen_text(app)
+        assert "Keys: Fleet" in text and "Every action is also in the command palette (ctrl+p)." in text
+        await pilot.press("escape", "enter")  # the detail screen has the most keys
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+        await open_help(pilot)
+        await pilot.press("end")
+        await wait_for_text(pilot, "Every action is also in the command palette (ctrl+p).")
+        assert "Keys: Fleet ▸ web-dub-" in screen_text(app)  # the title stays in view
