@@ -86,8 +86,9 @@ class ChatPane(Vertical):
             yield Static("", id="chat-messages")
         yield Static("", id="chat-typing")
         yield Static("", id="chat-attachment")
-        yield Input(placeholder="Message… (enter sends)", id="chat-input")
+        # Above the input: below it, the line would fall under the footer and never be seen.
         yield Static("", id="chat-notice")
+        yield Input(placeholder="Message… (enter sends)", id="chat-input")
 
     def on_mount(self) -> None:
         self.state.subscribe(self._state_changed)
