@@ -250,6 +250,7 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
     print("tasker demo: stopped the backend and the sensors" + (", removed its data." if temporary else f"; data kept in {root}."))
     if accounts is not None and url:
         kept = "" if temporary else f" --data-dir {root}"
-        print(f"Run it again with `tasker demo{kept}`; while it runs, connect a second TUI as the")
-        print(f"demo support engineer from another terminal: {second_tui_hint(url, accounts)}")
+        print(f"Run it again with `tasker demo{kept}`. While it runs, a second terminal can")
+        print("connect a second TUI as the demo support engineer:")
+        print(f"  {second_tui_hint(url, accounts)}")
     return 0

@@ -104,3 +104,20 @@ def test_the_tui_comes_first_and_closing_the_terminal_stops_everything(demo):
 def test_closing_the_terminal_while_the_backend_starts_stops_everything(demo):
     demo.read_until("Starting the embedded backend")
     demo.hang_up()
+
+
+def test_q_stops_everything_and_says_how_to_connect_the_support_engineer(demo):
+    demo.read_until("Fleet")
+    demo.read_until("demo-admin")  # logged in by itself, the fleet live
+    os.write(demo.master, b"q")
+    assert demo.process.wait(timeout=60) == 0
+    try:  # what it printed after the TUI gave the terminal back
+        while select.select([demo.master], [], [], 1)[0]:
+            demo.shown += ESCAPES.sub("", os.read(demo.master, 65536).decode("utf-8", "replace"))
+    except OSError:
+        pass
+    after = " ".join(demo.shown.rsplit("tasker demo: stopped", 1)[-1].split())
+    assert after.startswith("the backend and the sensors, removed its data.")
+    assert re.search(r"connect a second TUI as the demo support engineer: tasker tui( --url http://127\.0\.0\.1:\d+)?"
+                     r" \(username demo-support, password tasker-demo\)$", after), after
+    assert _children_of(demo.root) == [] and not demo.root.exists()
