@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from tasker_tui.chat import ChatState
 
 CHAT_KEY = "ctrl+t"
+QUIT_AGAIN_S = 5.0  # how long a second quit key confirms dropping unsent chat messages
 SPARK_POINTS = 60  # history buckets fetched to fill a sparkline (5 s each over 5 minutes)
 
 
@@ -80,6 +81,7 @@ class TaskerApp(App[None]):
         self.chat_key = CHAT_KEY
         self.link_status = LinkStatus("idle")
         self.user: dict[str, Any] = {}
+        self._quit_warned_at = float("-inf")
         self.auto_login = (username, password) if username and password else None
         self.remember_session = remember_session
         self.refresh_interval = refresh_interval
@@ -267,6 +269,20 @@ class TaskerApp(App[None]):
             self.report_error(event.worker.error)
 
     # --- actions ----------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Quit; chat messages typed while offline and not yet sent need the quit key twice, so
+        they are never dropped without the user knowing."""
+        unsent = len(self._chat.outbox) if self._chat is not None else 0
+        now = time.monotonic()
+        if unsent and now - self._quit_warned_at > QUIT_AGAIN_S:
+            self._quit_warned_at = now
+            noun = "message is" if unsent == 1 else "messages are"
+            self.notify(f"{unsent} chat {noun} not sent yet (the backend is away); quitting drops "
+                        f"{'it' if unsent == 1 else 'them'}. Press the quit key again to quit anyway.",
+                        title="Unsent chat", severity="warning", timeout=QUIT_AGAIN_S)
+            return
+        self.exit()
 
     def action_toggle_chat(self) -> None:
         """Show or hide the chat pane on every screen."""

@@ -279,3 +279,27 @@ async def test_an_attached_server_opens_its_detail_for_the_receiver(backend, peo
         await pilot.press("ctrl+o")
         await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen)
                          and app.screen.server_id == server["id"], what="the server's detail")
+
+
+async def test_quitting_with_unsent_chat_messages_warns_first(backend, people):
+    app = TaskerApp(backend.url, remember_session=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await logged_in(pilot, people["cat"], people["password"])
+        await pilot.press("ctrl+t")
+        await wait_for_chat(pilot, "No messages yet")
+        backend.stack.stop_backend()
+        try:
+            await wait_until(pilot, lambda: not app.chat.connected, what="chat offline")
+            await type_text(pilot, "still here?")
+            await pilot.press("enter")
+            await wait_for_chat(pilot, "you (sending…) still here?")
+            await pilot.press("ctrl+q")
+            await pilot.pause(0.2)
+            assert app.is_running
+            assert any(title == "Unsent chat" and "1 chat message is not sent yet" in message
+                       for title, message in toasts(app))
+            await pilot.press("ctrl+q")
+            await pilot.pause(0.2)
+            assert not app.is_running
+        finally:
+            backend.stack.start_backend(backend.stack.port)
