@@ -242,8 +242,10 @@ class DetailScreen(TaskerScreen):
         text.append(f"  {server.get('energy_source', '')}", "")
         text.append("   ")
         series = fleet.series.get(self.server_id)
-        if stale:
-            last = series.last_ts_ms if series else None
+        last = series.last_ts_ms if series else None
+        if stale and not last and fleet.connected:
+            text.append("○ no readings yet", "bold yellow")  # registered, no sensor has reported
+        elif stale:
             text.append("○ stale", "bold yellow")
             if last:
                 text.append(f" (last reading {fmt.age((now - last) / 1000)} ago)", "yellow")

@@ -48,6 +48,9 @@ async def test_register_through_the_form_with_a_validation_error(backend):
         await wait_until(pilot, lambda: "form-made-1" in fleet_names(app), what="the new row")
         table = app.screen.query_one(FleetTable)
         assert app.fleet.servers[table.selected_server_id]["name"] == "form-made-1"
+        # No sensor reports it yet: its detail says so rather than calling it stale.
+        await pilot.press("enter")
+        await wait_for_text(pilot, "form-made-1 eu-west/Dublin coal ○ no readings yet")
     async with await backend.admin() as api:
         stored = next(s for s in (await api.list_servers())["servers"] if s["name"] == "form-made-1")
     assert stored["energy_source"] == "coal" and stored["max_watts"] == 450
