@@ -72,11 +72,14 @@ async def test_host_sensor_posts_measured_power_and_co2(backend, tmp_path):
         power = await readings(api, server["id"], "power", started, end)
         co2 = await readings(api, server["id"], "co2", started, end)
     assert len(power) >= 6, err
+    # Package + DRAM only: counting the core zone (inside the package) would add 1000 W, a
+    # wrap-around taken as a drop would give about -155 W, one counted twice about +245 W. The
+    # fake counters are written by a thread of this busy process, so one may lag a read and catch
+    # up at the next: single values wander, energy (the mean) does not.
     for ts, watts in power.items():
-        # Package + DRAM only (the core zone's 1000 W is inside the package and must not count),
-        # and a wrap-around must not show as a negative or huge value.
-        assert watts == pytest.approx(PACKAGE_W + DRAM_W, rel=0.15), (ts, watts)
+        assert 0 <= watts < 200, (ts, watts)
         assert co2[ts] == pytest.approx(watts / 1000 * 1.2 * 820.0, abs=1e-3)
+    assert sum(power.values()) / len(power) == pytest.approx(PACKAGE_W + DRAM_W, rel=0.15), power
 
 
 async def test_host_sensor_for_an_unknown_server_says_so_in_one_line(backend, tmp_path):
