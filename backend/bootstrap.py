@@ -38,7 +38,7 @@ from backend.services.live import LiveHub
 from backend.services.packager import DEFAULT_PREFETCH, Packager
 from backend.services.telemetry import Telemetry
 from backend.services.wire import queue_for
-from tasker.config import Settings, redact_url, xdg_data_home
+from tasker.config import Settings, redact_url, split_hosts, xdg_data_home
 from tasker.domain import METRICS
 
 log = logging.getLogger(__name__)
@@ -199,12 +199,11 @@ def open_registry(url: str) -> Registry:
 async def _resolve_hosts(url: str) -> None:
     """Unavailable when a host of a service URL has no address (yet): a driver would fail on it
     with an obscure error, and DNS may answer once the service's container exists."""
-    netloc = urlsplit(url).netloc.rpartition("@")[2]
-    if not netloc or urlsplit(url).scheme in ("memory", "sqlite"):
+    parts = urlsplit(url)
+    if not parts.netloc.rpartition("@")[2] or parts.scheme in ("memory", "sqlite"):
         return
     loop = asyncio.get_running_loop()
-    for entry in netloc.split(","):
-        host = entry.rpartition(":")[0] if ":" in entry and not entry.endswith("]") else entry
+    for host, _ in split_hosts(parts.netloc):
         host = host.strip("[]")
         try:
             await loop.getaddrinfo(host, None)

@@ -118,14 +118,22 @@ _MONGO_DB = re.compile(r"[A-Za-z0-9_-]{1,63}")
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 
 
-def _check_hosts(netloc: str, several: bool) -> str | None:
-    """What is wrong with the host[:port] list of a URL, or None."""
+def split_hosts(netloc: str, several: bool = True) -> list[tuple[str, str]]:
+    """(host, port) of each entry of a URL's `[user[:pass]@]host[:port][,host[:port]]`; a bracketed
+    IPv6 host keeps its brackets, a missing port is ''."""
     hostport = netloc.rpartition("@")[2]
-    entries = hostport.split(",") if several else [hostport]
-    for entry in entries:
+    pairs = []
+    for entry in hostport.split(",") if several else [hostport]:
         host, port = entry, ""
         if ":" in entry and not entry.endswith("]"):
             host, _, port = entry.rpartition(":")
+        pairs.append((host, port))
+    return pairs
+
+
+def _check_hosts(netloc: str, several: bool) -> str | None:
+    """What is wrong with the host[:port] list of a URL, or None."""
+    for host, port in split_hosts(netloc, several):
         if not host:
             return "no host"
         if not _HOST.fullmatch(host):

@@ -27,17 +27,12 @@ def _need_terminal(command: str) -> int:
 
 def start_tui(url: str | None) -> int:
     """Check the settings and the terminal, then run the TUI against `url`; the exit code."""
-    from urllib.parse import urlsplit
-
     from tasker.config import ConfigError, load_settings
 
     try:
-        settings = load_settings(url=url)
-        if not urlsplit(settings.url).hostname:
-            raise ConfigError(f"{settings.url!r}: expected http://host:port, e.g. http://127.0.0.1:8470")
+        settings = load_settings(url=url)  # checks the URL, naming --url or TASKER_URL
     except ConfigError as exc:
-        message = str(exc).replace("TASKER_URL=", f"{URL_OPTION} ") if url else str(exc)
-        print(f"tasker tui: {message}", file=sys.stderr)
+        print(f"tasker tui: {exc}", file=sys.stderr)
         return 2
     if code := _need_terminal("tui"):
         return code

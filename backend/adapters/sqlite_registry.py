@@ -24,6 +24,7 @@ from backend.adapters.registry_values import (
     require_count,
     require_str,
 )
+from backend.adapters.sqlite_tx import write_transaction
 from backend.ports import (
     ChatMessage,
     Conflict,
@@ -223,8 +224,7 @@ class SqliteRegistry:
         columns = (*_SERVER_COLUMNS, "name_key")
 
         def add(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(c):
                 taken = c.execute(
                     "SELECT id, name FROM servers WHERE id = ? OR name_key = ?",
                     (params["id"], params["name_key"]),
@@ -238,10 +238,6 @@ class SqliteRegistry:
                     f"VALUES ({', '.join(':' + k for k in columns)})",
                     params,
                 )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
 
         await self._run(add)
 
@@ -377,14 +373,12 @@ class SqliteRegistry:
 
         def append(c: sqlite3.Connection) -> tuple[tuple[Any, ...], bool]:
             # One write transaction: the id is allocated and used before anyone else can allocate.
-            c.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(c):
                 existing = c.execute(
                     f"{_CHAT_SELECT} WHERE conversation = ? AND sender = ? AND client_key = ?",
                     (conv, who, ckey),
                 ).fetchone()
                 if existing is not None:
-                    c.execute("COMMIT")
                     return existing, False
                 next_id, last_ts = c.execute(
                     "SELECT COALESCE(MAX(id), 0) + 1, COALESCE(MAX(ts_ms), 0) FROM chat_messages "
@@ -399,11 +393,7 @@ class SqliteRegistry:
                     "client_key, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     stored,
                 )
-                c.execute("COMMIT")
                 return stored, True
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
 
         stored, created = await self._run(append)
         return _chat_from_row(stored), created

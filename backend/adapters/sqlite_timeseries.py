@@ -25,6 +25,7 @@ from typing import TypeVar
 import orjson
 
 from backend import downsample as ds
+from backend.adapters.sqlite_tx import write_transaction
 from backend.ports import Latest, MinuteBucket, RawPage, Series, Unavailable
 from tasker.domain import Reading
 
@@ -270,9 +271,7 @@ class SqliteTimeSeries:
         # the GIL released, where executemany takes the GIL back for every row (which, beside
         # a busy event loop, halved the embedded store's rate). Built here, off the loop.
         rows = orjson.dumps([(r.server_id, r.metric, r.ts_ms, r.value) for r in readings])
-        con = self._db()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._db()) as con:
             con.execute("DELETE FROM temp.batch")
             con.execute(_BATCH_FROM_JSON, (rows,))
             con.execute("INSERT OR REPLACE INTO readings SELECT * FROM temp.batch")
@@ -281,22 +280,12 @@ class SqliteTimeSeries:
                 con.execute(_DIRTY_FROM_BATCH)
                 self._recompute_dirty(con)
             con.execute(_UPDATE_LATEST)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     def _recompute(self, minutes: bytes) -> None:
-        con = self._db()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._db()) as con:
             con.execute("DELETE FROM temp.dirty")
             con.execute(_DIRTY_FROM_JSON, (minutes,))
             self._recompute_dirty(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     @staticmethod
     def _recompute_dirty(con: sqlite3.Connection) -> None:
@@ -304,12 +293,6 @@ class SqliteTimeSeries:
         con.execute(_RECOMPUTE_3600)
 
     def _purge(self, server_id: str) -> None:
-        con = self._db()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._db()) as con:
             for table in ("readings", "rollup_60", "rollup_3600", "latest"):
                 con.execute(f"DELETE FROM {table} WHERE server_id = ?", (server_id,))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise

@@ -23,6 +23,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from backend.adapters.sqlite_tx import write_transaction
 from backend.ports import Unavailable
 
 log = logging.getLogger(__name__)
@@ -207,14 +208,8 @@ class WorkJournal:
         con = self._con
         if con is None:
             raise sqlite3.OperationalError("the journal is closed")
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(con):
             if rows:
                 con.executemany("INSERT INTO work (id, queue, body) VALUES (?, ?, ?)", rows)
             if forgets:
                 con.executemany("DELETE FROM work WHERE id = ?", [(i,) for i in forgets])
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                con.execute("ROLLBACK")
-            raise
