@@ -2,19 +2,23 @@
 
 Layout (DESIGN.md section 7), all in the keyspace named by the URL:
 
-- `readings`: a partition per (server_id, metric, UTC day), clustered by `ts` newest first. `ts`
-  is an `int` of milliseconds into the day and `value` a 32-bit `float` (about 7 significant
-  digits): with Zstd compression that keeps a reading near the 16-byte target on disk, where a
-  bigint ts and a double would add 8 bytes before compression. TimeWindowCompactionStrategy
-  with one-day windows, and a default TTL of `retention_days`.
+- `raw_minutes`: a partition per (server_id, metric, UTC day), clustered by `minute` of the day
+  newest first; a row holds that minute's readings in `points`, a map from milliseconds into
+  the day (`int`) to a 32-bit `float` value (about 7 significant digits). Each reading is its
+  own map cell, so writing one is still an idempotent upsert keyed by (server, metric, ts) that
+  needs no read, while Cassandra handles a row per minute instead of a row per reading: about a
+  quarter of the CPU per reading written and under half per reading read back (measured on
+  this node, `BENCHMARKS.md`), at the same bytes on disk. TimeWindowCompactionStrategy with
+  one-day windows, Zstd, and a default TTL of `retention_days`. It replaces `readings` (a row
+  per reading), which `start` migrates and drops when it finds it (`_migrate_legacy_readings`).
 - `rollup_60` (partition per server, metric, day) and `rollup_3600` (per server, metric and
   64-day period): min, max, sum and count per bucket; avg = sum / count.
 - `latest`: each server's newest reading per metric.
 - `series_days`: which (metric, day) partitions a server has, so raw paging can skip empty days
   and purge can find every partition.
 
-Rollups are recomputed, never incremented: once raw rows are written, every 60 s bucket they
-touched is re-read from the raw rows and written `USING TIMESTAMP` = the moment that read
+Rollups are recomputed, never incremented: once raw readings are written, every 60 s bucket
+they touched is re-read (one `raw_minutes` row each) and written `USING TIMESTAMP` = the moment that read
 started (microseconds), then every touched hour likewise from its 60 s rollups (`write` does it
 at once; the packager calls `write_raw`, then `recompute_rollups` for the minutes dirtied by all
 its writes of the last second or so, so a minute is re-read about once a second, not once per
@@ -26,8 +30,8 @@ older reading arriving late never replaces a newer one.
 
 Requests per write, fewest first: on a small node a request costs Cassandra about as much as
 a hundred rows in it, so a write packs rows into UNLOGGED batches of up to MAX_BATCH_ROWS rows
-spanning up to `partitions_per_batch` partitions (`pack_partitions`); a partition's rows stay in
-one batch. Latest values and the raw rows go at once; then each server's runs of consecutive
+(minute rows count their readings) spanning up to `partitions_per_batch` partitions
+(`pack_partitions`); a partition's rows stay in one batch. Latest values and the raw rows go at once; then each server's runs of consecutive
 touched minutes are re-read, servers with the same run sharing one `IN` read of up to
 MAX_SERVERS_PER_READ partitions, and their rollups written; then the touched hours likewise.
 The packager hands over many messages per write (group commit), so a write typically carries
@@ -41,6 +45,7 @@ blocking, run in a worker thread. Nothing blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import struct
 import time
@@ -60,9 +65,11 @@ from tasker.domain import MAX_FUTURE_SKEW_MS, Reading
 
 DEFAULT_PORT = 9042
 HOUR_PERIOD_MS = 64 * ds.DAY_MS  # rollup_3600 partition span: at most 1,536 rows each
-# Rows per UNLOGGED batch: about 10 kB of raw readings, well below Cassandra's default
-# batch_size_fail_threshold (50 KiB); twice as many measured no faster.
+# Rows (or readings, for minute rows) per UNLOGGED batch: rollup rows of about 40 bytes each, or
+# readings of about 13 bytes each (a map cell), stay well below Cassandra's default
+# batch_size_fail_threshold (50 KiB).
 MAX_BATCH_ROWS = 500
+MAX_BATCH_READINGS = 2_000
 MAX_IN_FLIGHT = 64  # concurrent requests per store
 # Rollup recomputations (a multi-partition read, then its rollup rows) at once. A recomputation
 # round re-reads thousands of rows; all at once it would fill every request slot and Cassandra's
@@ -84,6 +91,7 @@ YIELD_EVERY = 5_000  # readings a write handles before giving the event loop a t
 SERIES_DAY_CACHE_S = 60.0
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 
@@ -124,10 +132,10 @@ def _schema(ks: str, ttl_s: int) -> list[str]:
     return [
         f"CREATE KEYSPACE IF NOT EXISTS {ks}"
         " WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
-        f"CREATE TABLE IF NOT EXISTS {ks}.readings ("
-        " server_id text, metric text, day int, ts int, value float,"
-        " PRIMARY KEY ((server_id, metric, day), ts))"
-        f" WITH CLUSTERING ORDER BY (ts DESC) AND {twcs} AND {zstd}"
+        f"CREATE TABLE IF NOT EXISTS {ks}.raw_minutes ("
+        " server_id text, metric text, day int, minute int, points map<int, float>,"
+        " PRIMARY KEY ((server_id, metric, day), minute))"
+        f" WITH CLUSTERING ORDER BY (minute DESC) AND {twcs} AND {zstd}"
         f" AND default_time_to_live = {ttl_s}",
         f"CREATE TABLE IF NOT EXISTS {ks}.rollup_60 ("
         f" server_id text, metric text, period int, start_ms bigint, {rollup_columns},"
@@ -149,21 +157,23 @@ def _schema(ks: str, ttl_s: int) -> list[str]:
 
 # Tables whose default TTL follows retention_days (migrated at start when it changed), with
 # what they keep beyond it: the partition index outlives the last rows it points to.
-_TTL_TABLES = {"readings": 0, "rollup_60": 0, "rollup_3600": 0, "series_days": 2 * 86_400}
+_TTL_TABLES = {"raw_minutes": 0, "rollup_60": 0, "rollup_3600": 0, "series_days": 2 * 86_400}
 
 _STATEMENTS = {
-    "insert_raw": "INSERT INTO {ks}.readings (server_id, metric, day, ts, value) VALUES (?, ?, ?, ?, ?)",
+    # Adds cells to the minute's map: an upsert per reading, no read.
+    "insert_raw": "UPDATE {ks}.raw_minutes SET points = points + ?"
+    " WHERE server_id = ? AND metric = ? AND day = ? AND minute = ?",
     "insert_day": "INSERT INTO {ks}.series_days (server_id, metric, day) VALUES (?, ?, ?)",
-    "select_raw": "SELECT ts, value FROM {ks}.readings"
-    " WHERE server_id = ? AND metric = ? AND day = ? AND ts >= ? AND ts < ? LIMIT ?",
-    "select_raw_all": "SELECT ts, value FROM {ks}.readings"
-    " WHERE server_id = ? AND metric = ? AND day = ? AND ts >= ? AND ts < ?",
+    "select_raw": "SELECT minute, points FROM {ks}.raw_minutes"
+    " WHERE server_id = ? AND metric = ? AND day = ? AND minute >= ? AND minute <= ? LIMIT ?",
+    "select_raw_all": "SELECT points FROM {ks}.raw_minutes"
+    " WHERE server_id = ? AND metric = ? AND day = ? AND minute >= ? AND minute <= ?",
     "insert_r60": "INSERT INTO {ks}.rollup_60 (server_id, metric, period, start_ms, min, max, sum, count)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
     "insert_r3600": "INSERT INTO {ks}.rollup_3600 (server_id, metric, period, start_ms, min, max, sum, count)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
-    "select_raw_in": "SELECT server_id, ts, value FROM {ks}.readings"
-    " WHERE server_id IN ? AND metric = ? AND day = ? AND ts >= ? AND ts < ?",
+    "select_raw_in": "SELECT server_id, minute, points FROM {ks}.raw_minutes"
+    " WHERE server_id IN ? AND metric = ? AND day = ? AND minute >= ? AND minute < ?",
     "select_r60_in": "SELECT server_id, start_ms, min, max, sum, count FROM {ks}.rollup_60"
     " WHERE server_id IN ? AND metric = ? AND period = ? AND start_ms >= ? AND start_ms < ?",
     "select_r60": "SELECT start_ms, min, max, sum, count FROM {ks}.rollup_60"
@@ -177,7 +187,7 @@ _STATEMENTS = {
     "select_days": "SELECT metric, day FROM {ks}.series_days WHERE server_id = ?",
     "select_days_of": "SELECT day FROM {ks}.series_days"
     " WHERE server_id = ? AND metric = ? AND day >= ? AND day <= ?",
-    "delete_raw": "DELETE FROM {ks}.readings WHERE server_id = ? AND metric = ? AND day = ?",
+    "delete_raw": "DELETE FROM {ks}.raw_minutes WHERE server_id = ? AND metric = ? AND day = ?",
     "delete_r60": "DELETE FROM {ks}.rollup_60 WHERE server_id = ? AND metric = ? AND period = ?",
     "delete_r3600": "DELETE FROM {ks}.rollup_3600 WHERE server_id = ? AND metric = ? AND period = ?",
     "delete_latest": "DELETE FROM {ks}.latest USING TIMESTAMP ? WHERE server_id = ?",
@@ -196,24 +206,34 @@ def now_ms() -> int:
 
 
 def pack_partitions(
-    by_partition: Iterable[Sequence[T]], max_rows: int, max_partitions: int
+    by_partition: Iterable[Sequence[T]], max_rows: int, max_partitions: int,
+    weight: Callable[[T], int] | None = None,
 ) -> Iterator[list[T]]:
-    """Rows grouped by partition -> batches of at most `max_rows` rows spanning at most
-    `max_partitions` partitions, yielded as they fill. A partition's rows stay together unless
-    they alone exceed `max_rows`; then full chunks of it go alone. Few requests matter most: on
-    a small node each request costs Cassandra far more than a row."""
+    """Rows grouped by partition -> batches of at most `max_rows` rows (or of rows weighing
+    `max_rows` in all, by `weight`) spanning at most `max_partitions` partitions, yielded as they
+    fill. A partition's rows stay together unless they alone exceed `max_rows`; then full chunks
+    of it go alone. Few requests matter most: on a small node each request costs Cassandra far
+    more than a row."""
     current: list[T] = []
-    parts = 0
+    size = parts = 0
     for rows in by_partition:
-        n = len(rows)
+        weights = [weight(row) for row in rows] if weight else [1] * len(rows)
+        n = sum(weights)
         start = 0
-        while n - start > max_rows:
-            yield list(rows[start:start + max_rows])
-            start += max_rows
-        if current and (len(current) + n - start > max_rows or parts >= max_partitions):
+        while n > max_rows:  # full chunks go alone; the remainder joins the batches below
+            chunk_start, chunk_size = start, 0
+            while start < len(rows) and (start == chunk_start or chunk_size + weights[start] <= max_rows):
+                chunk_size += weights[start]
+                start += 1
+            yield list(rows[chunk_start:start])
+            n -= chunk_size
+        if start == len(rows):
+            continue
+        if current and (size + n > max_rows or parts >= max_partitions):
             yield current
-            current, parts = [], 0
+            current, size, parts = [], 0, 0
         current.extend(rows[start:] if start else rows)
+        size += n
         parts += 1
     if current:
         yield current
@@ -223,7 +243,6 @@ Encoded = tuple[bytes, ...]
 """A row of bind values already serialized to the protocol's bytes, in statement order."""
 
 _INT32 = struct.Struct(">i").pack
-_FLOAT32 = struct.Struct(">f").pack
 
 
 def _row_encoder(statement: PreparedStatement) -> Callable[[Iterable[Sequence[Any]]], list[Encoded]]:
@@ -256,13 +275,50 @@ def _batch_of(statement: PreparedStatement, rows: Sequence[Encoded]) -> BatchSta
     return batch
 
 
+_MAP_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _encode_points(points: list[tuple[int, float]]) -> bytes:
+    """A `map<int, float>` value in the native protocol's form: the entry count, then each key
+    and value with its length, all in one `struct.pack` (the driver's own MapType.serialize
+    costs several times more per entry)."""
+    n = len(points)
+    packer = _MAP_STRUCTS.get(n)
+    if packer is None:
+        packer = struct.Struct(">i" + "iiif" * n)
+        if n <= 1_024:
+            _MAP_STRUCTS[n] = packer
+    flat: list[float] = [n]
+    for ts, value in points:
+        flat += (4, ts, 4, value)
+    return packer.pack(*flat)
+
+
+def _points_in(row: Encoded) -> int:
+    """Readings in an encoded `insert_raw` row (its map: 4 bytes of count, 16 per entry)."""
+    return (len(row[0]) - 4) >> 4
+
+
 def _encode_raw(partitions: dict[tuple[str, str, int], dict[int, float]]) -> Iterator[list[Encoded]]:
-    """Encoded `insert_raw` rows, partition by partition: the hot path of every write, so the
-    partition key is encoded once per partition and each row packs only its ts and value."""
-    int32, float32 = _INT32, _FLOAT32
+    """Encoded `insert_raw` rows, a row per touched minute, partition by partition: the hot path
+    of every write, so the partition key is encoded once per partition."""
+    int32, minute_ms = _INT32, ds.MINUTE_MS
     for (server_id, metric, day), values in partitions.items():
         s, m, d = server_id.encode(), metric.encode(), int32(day)
-        yield [(s, m, d, int32(ts), float32(v)) for ts, v in values.items()]
+        minutes: dict[int, list[tuple[int, float]]] = defaultdict(list)
+        for ts, v in values.items():
+            minutes[ts // minute_ms].append((ts, v))
+        yield [(_encode_points(points), s, m, d, int32(minute)) for minute, points in minutes.items()]
+
+
+def _map_items(points: Any) -> list[tuple[int, float]]:
+    """(key, value) pairs of a map the driver decoded (an OrderedMapSerializedKey, whose public
+    Mapping API re-serializes every key on lookup; its item list is read directly, with the
+    public API as the fallback). None (no cells) gives []."""
+    if not points:
+        return []
+    items = getattr(points, "_items", None)
+    return items if isinstance(items, list) else list(points.items())
 
 
 def _runs(offsets: Sequence[int], width: int) -> list[tuple[int, int]]:
@@ -368,6 +424,7 @@ class CassandraTimeSeries:
             await self._migrate_ttl()
             self._prepared = await asyncio.to_thread(self._prepare_all)
             self._encoders = {name: _row_encoder(statement) for name, statement in self._prepared.items()}
+            await self._migrate_legacy_readings()
         except BaseException:
             await self.close()
             raise
@@ -395,6 +452,34 @@ class CassandraTimeSeries:
                 await self._execute(
                     f"ALTER TABLE {self._keyspace}.{table} WITH default_time_to_live = {self._ttl_s + extra}"
                 )
+
+    async def _migrate_legacy_readings(self) -> None:
+        """Copy a `readings` table of the earlier layout (a row per reading) into `raw_minutes`,
+        partition by partition as `series_days` lists them, then drop it. The copy is made of
+        upserts, and the table goes only once every partition is copied, so an interrupted
+        migration is simply done again at the next start (also when two processes start at
+        once). Copied readings get the table's full TTL anew."""
+        ks = self._keyspace
+        found = await self._execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = 'readings'",
+            (ks,),
+        )
+        if not found:
+            return
+        log.warning("%s: migrating readings to the minute-row layout (raw_minutes)", self._where())
+        assert self._session is not None
+        select = await asyncio.to_thread(
+            self._session.prepare, f"SELECT ts, value FROM {ks}.readings WHERE server_id = ? AND metric = ? AND day = ?"
+        )
+        copied = 0
+        for server_id, metric, day in await self._execute(f"SELECT server_id, metric, day FROM {ks}.series_days"):
+            rows = await self._execute(select, (server_id, metric, day))
+            if rows:
+                await self._write_encoded("insert_raw", _encode_raw({(server_id, metric, day): dict(rows)}), 1,
+                                          _points_in, MAX_BATCH_READINGS)
+                copied += len(rows)
+        await self._execute(f"DROP TABLE IF EXISTS {ks}.readings")
+        log.warning("%s: migrated %d readings; the readings table is dropped", self._where(), copied)
 
     async def close(self) -> None:
         cluster, self._cluster, self._session = self._cluster, None, None
@@ -463,7 +548,9 @@ class CassandraTimeSeries:
         encode = self._encoders[name]
         await self._write_encoded(name, (encode(rows) for rows in by_partition), len(by_partition))
 
-    async def _write_encoded(self, name: str, by_partition: Iterable[Sequence[Encoded]], partitions: int) -> None:
+    async def _write_encoded(self, name: str, by_partition: Iterable[Sequence[Encoded]], partitions: int,
+                             weight: Callable[[Encoded], int] | None = None,
+                             max_rows: int = MAX_BATCH_ROWS) -> None:
         """Encoded rows of one statement, grouped by `partitions` partitions, as UNLOGGED
         batches sent while the next ones are built (each row keeps its own USING TIMESTAMP).
         The loop gets a turn between batches, so a write of many thousand rows never holds it
@@ -475,7 +562,7 @@ class CassandraTimeSeries:
         tasks: list[asyncio.Task[list[tuple]]] = []
         try:
             async with asyncio.TaskGroup() as group:
-                for rows in pack_partitions(by_partition, MAX_BATCH_ROWS, per_batch):
+                for rows in pack_partitions(by_partition, max_rows, per_batch, weight):
                     tasks.append(group.create_task(self._execute(_batch_of(statement, rows))))
                     await asyncio.sleep(0)
         except BaseExceptionGroup as failed:
@@ -546,7 +633,8 @@ class CassandraTimeSeries:
 
         # Latest values need nothing else; the rollups need the raw rows in place first.
         await self._all([
-            self._write_encoded("insert_raw", _encode_raw(partitions), len(partitions)),
+            self._write_encoded("insert_raw", _encode_raw(partitions), len(partitions),
+                                _points_in, MAX_BATCH_READINGS),
             self._write_rows("insert_latest", by_server.values()),
             self._record_days(partitions),
         ])
@@ -596,18 +684,15 @@ class CassandraTimeSeries:
         self, metric: str, day: int, lo: int, hi: int, servers: list[str]
     ) -> dict[str, list[tuple[Any, ...]]]:
         read_at = _now_us()  # before the read: a later read always carries a later timestamp
-        rows = await self._run("select_raw_in", (servers, metric, day, lo, hi))
-        points: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        for server_id, ts, value in rows:
-            points[server_id].append((ts, value))
+        minute_ms = ds.MINUTE_MS
+        rows = await self._run("select_raw_in", (servers, metric, day, lo // minute_ms, hi // minute_ms))
         base = day * ds.DAY_MS
-        rollups = {
-            server_id: [
-                (server_id, metric, day, base + r.start_ms, r.min, r.max, r.sum, r.count, read_at)
-                for r in ds.rollup(found, ds.MINUTE_MS)
-            ]
-            for server_id, found in points.items()
-        }
+        rollups: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for server_id, minute, points in rows:
+            values = [v for _, v in _map_items(points)]
+            if values:
+                rollups[server_id].append((server_id, metric, day, base + minute * minute_ms,
+                                           min(values), max(values), sum(values), len(values), read_at))
         await self._write_rows("insert_r60", rollups.values())
         return rollups
 
@@ -654,16 +739,14 @@ class CassandraTimeSeries:
         if res == 1:
             days = list(_periods(from_ms, to_ms, ds.DAY_MS))
             pages = await self._all(
-                self._run(
-                    "select_raw_all",
-                    (server_id, metric, day, max(from_ms - day * ds.DAY_MS, 0),
-                     min(to_ms - day * ds.DAY_MS, ds.DAY_MS)),
-                )
+                self._run("select_raw_all", (server_id, metric, day, *self._minutes_of(day, from_ms, to_ms)))
                 for day in days
             )
-            rows = [
-                (day * ds.DAY_MS + ts, v, v, v, 1) for day, page in zip(days, pages) for ts, v in page
-            ]
+            rows = sorted(
+                (day * ds.DAY_MS + ts, v, v, v, 1)
+                for day, page in zip(days, pages) for (points,) in page for ts, v in _map_items(points)
+                if from_ms <= day * ds.DAY_MS + ts < to_ms
+            )
         else:
             name, span = _ROLLUP_SELECT[res]
             lo = ds.bucket_start(from_ms, res * ds.SECOND_MS)
@@ -691,16 +774,31 @@ class CassandraTimeSeries:
         found: list[Reading] = []
         for (day,) in sorted(days, reverse=True):
             base = day * ds.DAY_MS
-            rows = await self._run(
-                "select_raw",
-                (server_id, metric, day, max(from_ms - base, 0), min(upper - base, ds.DAY_MS),
-                 limit + 1 - len(found)),
-            )
-            found.extend(Reading(server_id, metric, base + ts, v) for ts, v in rows)
+            first, last = self._minutes_of(day, from_ms, upper)
+            # Minute rows newest first, a few at a time: a row holds any number of readings,
+            # and only the first and last minute of the range can hold none inside it.
+            rows_per_read = 4
+            while last >= first and len(found) <= limit:
+                rows = await self._run("select_raw", (server_id, metric, day, first, last, rows_per_read))
+                for _, points in rows:
+                    found.extend(Reading(server_id, metric, base + ts, v)
+                                 for ts, v in sorted(_map_items(points), reverse=True)
+                                 if from_ms <= base + ts < upper)
+                if len(rows) < rows_per_read:
+                    break
+                last = rows[-1][0] - 1
+                rows_per_read = min(rows_per_read * 4, limit + 2)
             if len(found) > limit:
                 break
         page = found[:limit]
         return RawPage(page, ds.encode_cursor(page[-1].ts_ms) if len(found) > limit else None)
+
+    @staticmethod
+    def _minutes_of(day: int, from_ms: int, to_ms: int) -> tuple[int, int]:
+        """First and last minute of `day` (inclusive) that [from_ms, to_ms) overlaps."""
+        base = day * ds.DAY_MS
+        return (max(from_ms - base, 0) // ds.MINUTE_MS,
+                (min(to_ms - base, ds.DAY_MS) - 1) // ds.MINUTE_MS)
 
     async def latest(self, server_ids: Sequence[str] | None = None) -> dict[tuple[str, str], Latest]:
         """Newest reading per (server, metric), for all servers or the ones given."""

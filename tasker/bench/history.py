@@ -5,7 +5,7 @@ as they send them), 1 s apart, ending now; once the packager has stored them all
 the raw readings API), the history endpoint is timed for the last 24 h at 500 points and for the
 last 30 days. Cold: the first call after the backend process
 was restarted. Warm: `repeats` calls in a row. In distributed mode Cassandra is then flushed and
-major-compacted (NodeTool over JMX) and the readings table's files are summed.
+major-compacted (NodeTool over JMX) and the raw readings table's (`raw_minutes`) files are summed.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ async def cassandra_disk(keyspace: str, readings: int) -> dict[str, Any]:
     await nodetool("flush", keyspace)
     await nodetool("compact", keyspace)
     tables = table_bytes(keyspace)
-    raw = tables.get("readings", {"all_files": 0, "data_db": 0})
+    raw = tables.get("raw_minutes", {"all_files": 0, "data_db": 0})
     everything = sum(t["all_files"] for t in tables.values())
     return {
         "tables": tables,
@@ -284,7 +284,7 @@ def render(result: dict[str, Any]) -> str:
     if "readings_table_bytes_per_reading" in disk:
         per = disk["readings_table_bytes_per_reading"]
         out.append("")
-        out.append(f"Cassandra readings table after flush + major compaction: {per} bytes per reading "
+        out.append(f"Cassandra raw readings table (raw_minutes) after flush + major compaction: {per} bytes per reading "
                    f"(Data.db alone {disk['readings_data_db_bytes_per_reading']}; whole keyspace with rollups "
                    f"{disk['keyspace_bytes_per_reading']}); target <= {TARGET_BYTES_PER_READING:g}: "
                    f"{verdict(per, TARGET_BYTES_PER_READING, False)}")

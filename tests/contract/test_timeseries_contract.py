@@ -81,7 +81,7 @@ async def backing(request, tmp_path) -> AsyncIterator[Backing]:
     def delete_cassandra(server_id: str, metric: str, from_ms: int, to_ms: int) -> None:
         for day in range(ds.day_of(from_ms), ds.day_of(to_ms - 1) + 1):
             session.execute(
-                f"DELETE FROM {keyspace}.readings WHERE server_id = %s AND metric = %s AND day = %s",
+                f"DELETE FROM {keyspace}.raw_minutes WHERE server_id = %s AND metric = %s AND day = %s",
                 (server_id, metric, day),
             )
 
@@ -385,6 +385,24 @@ async def test_raw_pages_newest_first_through_everything_across_days(store: Time
     assert await all_raw(store, server, "co2", lo, hi, limit=77) == in_range
 
 
+async def test_raw_pages_of_dense_minutes_cut_inside_a_minute(store: TimeSeriesStore):
+    """Ten readings a second (600 a minute): pages and bounds that fall inside a minute."""
+    server = new_server()
+    rng = random.Random(5)
+    start = T0 - 5 * ds.MINUTE_MS - 1_234
+    readings = [Reading(server, "power", start + i * 100, value(rng)) for i in range(3_500)]
+    await store.write(readings)
+    newest_first = readings[::-1]
+    assert await all_raw(store, server, "power", T0 - ds.HOUR_MS, T0 + ds.HOUR_MS, limit=7) == newest_first
+    lo, hi = readings[321].ts_ms, readings[2_999].ts_ms + 50
+    assert await all_raw(store, server, "power", lo, hi, limit=1_000) == newest_first[500:3_179]
+    one = await store.raw(server, "power", lo, hi, 1)
+    assert one.readings == [readings[2_999]] and one.next_cursor is not None
+    series = await store.history(server, "power", lo, hi, 5_000)
+    assert series.resolution_s == 1
+    assert_series_equal(series.points, expected_points({r.ts_ms: r.value for r in readings}, 1_000, lo, hi))
+
+
 async def test_garbled_cursor_and_bad_limits_are_clear_errors(store: TimeSeriesStore):
     server = new_server()
     with pytest.raises(ValueError, match="invalid cursor"):
@@ -477,16 +495,16 @@ async def test_cassandra_layout_follows_the_design_and_retention_changes_migrate
         )
         return {r.column_name: (r.kind, r.clustering_order, r.type) for r in rows}
 
-    raw = table("readings")
+    raw = table("raw_minutes")
     assert raw.default_time_to_live == 30 * 86_400
     assert raw.compaction["class"].endswith("TimeWindowCompactionStrategy")
     assert raw.compression["class"].endswith("ZstdCompressor")
-    assert columns("readings") == {
+    assert columns("raw_minutes") == {
         "server_id": ("partition_key", "none", "text"),
         "metric": ("partition_key", "none", "text"),
         "day": ("partition_key", "none", "int"),
-        "ts": ("clustering", "desc", "int"),
-        "value": ("regular", "none", "float"),
+        "minute": ("clustering", "desc", "int"),
+        "points": ("regular", "none", "map<int, float>"),
     }
     assert table("rollup_60").default_time_to_live == 30 * 86_400
 
@@ -495,7 +513,7 @@ async def test_cassandra_layout_follows_the_design_and_retention_changes_migrate
         store = CassandraTimeSeries(url, retention_days=400)
         await store.start()
         await store.close()
-        assert table("readings").default_time_to_live == 400 * 86_400
+        assert table("raw_minutes").default_time_to_live == 400 * 86_400
         assert table("rollup_3600").default_time_to_live == 400 * 86_400
 
 
@@ -525,9 +543,55 @@ def test_cassandra_rows_are_packed_into_few_batches_without_splitting_small_part
     assert list(pack_partitions([], 5, 2)) == []
 
 
+def test_minute_rows_are_packed_by_their_readings():
+    """Weighted rows (a minute row weighs its readings): a batch stays under the weight."""
+    parts = [[("a", 3), ("a", 3)], [("b", 7), ("b", 4)], [("c", 1)]]
+    batches = list(pack_partitions(parts, max_rows=8, max_partitions=5, weight=lambda row: row[1]))
+    assert [[row[1] for row in b] for b in batches] == [[7], [3, 3], [4, 1]]  # a full chunk goes at once
+    heavy = list(pack_partitions([[("x", 9), ("x", 2)]], max_rows=8, max_partitions=5, weight=lambda row: row[1]))
+    assert heavy == [[("x", 9)], [("x", 2)]]  # a row heavier than a batch still goes, alone
+
+
 def test_cassandra_url_with_several_hosts():
     assert parse_url("cassandra://10.0.0.1,10.0.0.2:9142/tasker") == (["10.0.0.1", "10.0.0.2"], 9142, "tasker")
     assert parse_url("cassandra://db/tasker") == (["db"], 9042, "tasker")
+
+
+async def test_cassandra_readings_of_the_row_per_reading_layout_are_migrated_at_start(cassandra_keyspace):
+    """A keyspace written by the earlier layout (a `readings` row per reading): the first start
+    copies every reading into the minute rows, keeps the rollups, and drops the old table."""
+    url, session = cassandra_keyspace
+    keyspace = parse_url(url)[2]
+    server = new_server()
+    rng = random.Random(3)
+    stamps = [T0 - ds.DAY_MS + 7_000 * i for i in range(700)]  # 700 readings over two days
+    written = {ts: value(rng) for ts in stamps}
+
+    def write_legacy() -> None:
+        session.execute(f"CREATE TABLE IF NOT EXISTS {keyspace}.readings (server_id text, metric text,"
+                        " day int, ts int, value float, PRIMARY KEY ((server_id, metric, day), ts))")
+        insert = session.prepare(f"INSERT INTO {keyspace}.readings (server_id, metric, day, ts, value)"
+                                 " VALUES (?, ?, ?, ?, ?)")
+        for ts, v in written.items():
+            session.execute(insert, (server, "power", ts // ds.DAY_MS, ts % ds.DAY_MS, v))
+        for day in {ts // ds.DAY_MS for ts in stamps}:
+            session.execute(f"INSERT INTO {keyspace}.series_days (server_id, metric, day) VALUES (%s, %s, %s)",
+                            (server, "power", day))
+
+    await asyncio.to_thread(write_legacy)
+    store = CassandraTimeSeries(url)
+    await store.start()
+    try:
+        got = await all_raw(store, server, "power", T0 - 2 * ds.DAY_MS, T0 + ds.DAY_MS, limit=250)
+        assert [(r.ts_ms, r.value) for r in got] == sorted(written.items(), reverse=True)
+        tables = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
+                                 (keyspace,))
+        assert "readings" not in {row.table_name for row in tables}
+    finally:
+        await store.close()
+    again = CassandraTimeSeries(url)  # nothing left to migrate: starts as usual
+    await again.start()
+    await again.close()
 
 
 async def test_cassandra_down_is_unavailable_not_a_traceback():
