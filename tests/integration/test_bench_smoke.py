@@ -131,7 +131,7 @@ def test_history_reports_cold_and_warm_queries_and_disk_use(runs, name, cassandr
         assert 0 < figures["points"] <= 500
     if name == "history-distributed":
         disk = body["disk"]
-        assert disk["tables"]["readings"]["data_db"] > 0
+        assert disk["tables"]["raw_minutes"]["data_db"] > 0
         assert disk["readings_table_bytes_per_reading"] > 0
         assert_gone(body["names"], cassandra_url, mongodb_url, amqp_url)
     else:
