@@ -162,10 +162,13 @@ class TimeSeriesStore(Protocol):
         this way and recomputes the minutes dirtied by many writes together, at most once per
         interval (`backend.services.rollups`); until then history of those minutes lags."""
 
-    async def recompute_rollups(self, minutes: Collection[MinuteBucket]) -> None:
+    async def recompute_rollups(self, minutes: Collection[MinuteBucket],
+                                hours_of: Collection[MinuteBucket] | None = None) -> None:
         """Recompute each given 60 s bucket from its raw rows as they stand when the
-        recomputation begins, then each 3600 s bucket holding one of them from its 60 s rollups.
-        Of recomputations racing on a bucket, the one that began last wins. Return once durable."""
+        recomputation begins, then each 3600 s bucket holding one of `hours_of` (by default
+        `minutes`; the packager passes the minutes of several earlier rounds, or none) from its
+        60 s rollups. Of recomputations racing on a bucket, the one that began last wins.
+        Return once durable."""
 
     async def history(
         self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int

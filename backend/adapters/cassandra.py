@@ -593,13 +593,20 @@ class CassandraTimeSeries:
         """Upsert readings and latest values, leaving the rollups to `recompute_rollups`."""
         await self._write_raw(readings)
 
-    async def recompute_rollups(self, minutes: Collection[MinuteBucket]) -> None:
-        """Recompute the given 60 s buckets from the raw rows, then the hours holding them."""
+    async def recompute_rollups(self, minutes: Collection[MinuteBucket],
+                                hours_of: Collection[MinuteBucket] | None = None) -> None:
+        """Recompute the given 60 s buckets from the raw rows, then the hours holding `hours_of`
+        (by default the same minutes) from their 60 s rollups."""
+        day_ms, hour_ms = ds.DAY_MS, ds.HOUR_MS
         by_partition: dict[tuple[str, str, int], list[int]] = defaultdict(list)
-        day_ms = ds.DAY_MS
         for server_id, metric, start_ms in minutes:
             by_partition[(server_id, metric, start_ms // day_ms)].append(start_ms % day_ms)
-        await self._recompute(_bucket_runs(by_partition.items(), ds.MINUTE_MS))
+        await self._recompute_minutes(_bucket_runs(by_partition.items(), ds.MINUTE_MS))
+        hours: dict[tuple[str, str, int], set[int]] = defaultdict(set)
+        for server_id, metric, start_ms in minutes if hours_of is None else hours_of:
+            offset = start_ms % day_ms
+            hours[(server_id, metric, start_ms // day_ms)].add(offset - offset % hour_ms)
+        await self._recompute_hours(hours)
 
     async def _recompute(self, minute_runs: dict[tuple[str, int, int, int], list[str]]) -> None:
         hours = await self._recompute_minutes(minute_runs)

@@ -67,9 +67,11 @@ INSERT OR REPLACE INTO temp.batch (server_id, metric, ts_ms, value)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)
 """
 
-# The minutes to recompute, from the batch just written (`write`) or given (`recompute_rollups`).
-_DIRTY_TABLE = """
-CREATE TEMP TABLE IF NOT EXISTS dirty (
+# Buckets to recompute: `dirty` the minutes, from the batch just written (`write`) or given
+# (`recompute_rollups`); `dirty_hours` the hours, those of the dirty minutes or of minutes given
+# apart (the packager recomputes hours less often than minutes, `backend.services.rollups`).
+_BUCKET_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS {name} (
     server_id TEXT NOT NULL, metric TEXT NOT NULL, start_ms INTEGER NOT NULL,
     PRIMARY KEY (server_id, metric, start_ms)
 ) WITHOUT ROWID
@@ -83,6 +85,16 @@ SELECT server_id, metric, ts_ms - ts_ms % {ds.MINUTE_MS} FROM temp.batch
 _DIRTY_FROM_JSON = """
 INSERT OR IGNORE INTO temp.dirty (server_id, metric, start_ms)
 SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)
+"""
+
+_DIRTY_HOURS_FROM_MINUTES = f"""
+INSERT OR IGNORE INTO temp.dirty_hours (server_id, metric, start_ms)
+SELECT server_id, metric, start_ms - start_ms % {ds.HOUR_MS} FROM temp.dirty
+"""
+
+_DIRTY_HOURS_FROM_JSON = f"""
+INSERT OR IGNORE INTO temp.dirty_hours (server_id, metric, start_ms)
+SELECT value ->> 0, value ->> 1, (value ->> 2) - (value ->> 2) % {ds.HOUR_MS} FROM json_each(?)
 """
 
 # CROSS JOIN makes SQLite loop over the dirty minutes and range-search the big table by its
@@ -100,7 +112,7 @@ GROUP BY t.server_id, t.metric, t.start_ms
 _RECOMPUTE_3600 = f"""
 INSERT OR REPLACE INTO rollup_3600 (server_id, metric, start_ms, min, max, sum, count)
 SELECT t.server_id, t.metric, t.start_ms, min(r.min), max(r.max), sum(r.sum), sum(r.count)
-FROM (SELECT DISTINCT server_id, metric, start_ms - start_ms % {ds.HOUR_MS} AS start_ms FROM temp.dirty) t
+FROM temp.dirty_hours t
 CROSS JOIN rollup_60 r ON r.server_id = t.server_id AND r.metric = t.metric
     AND r.start_ms >= t.start_ms AND r.start_ms < t.start_ms + {ds.HOUR_MS}
 GROUP BY t.server_id, t.metric, t.start_ms
@@ -160,11 +172,14 @@ class SqliteTimeSeries:
             return
         await self._run(self._write, readings, False)
 
-    async def recompute_rollups(self, minutes: Collection[MinuteBucket]) -> None:
-        """Recompute the given 60 s buckets and the hours holding them, in one transaction."""
-        if not minutes:
+    async def recompute_rollups(self, minutes: Collection[MinuteBucket],
+                                hours_of: Collection[MinuteBucket] | None = None) -> None:
+        """Recompute the given 60 s buckets, then the hours holding `hours_of` (by default the
+        same minutes), in one transaction."""
+        hours_of = minutes if hours_of is None else hours_of
+        if not minutes and not hours_of:
             return
-        await self._run(self._recompute, orjson.dumps(list(minutes)))
+        await self._run(self._recompute, orjson.dumps(list(minutes)), orjson.dumps(list(hours_of)))
 
     async def history(
         self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int
@@ -255,7 +270,8 @@ class SqliteTimeSeries:
         con.execute("PRAGMA synchronous=FULL")
         con.executescript(_SCHEMA)
         con.execute(_BATCH_TABLE)
-        con.execute(_DIRTY_TABLE)
+        con.execute(_BUCKET_TABLE.format(name="dirty"))
+        con.execute(_BUCKET_TABLE.format(name="dirty_hours"))
         self._con = con
 
     def _close_connection(self) -> None:
@@ -278,19 +294,20 @@ class SqliteTimeSeries:
             if rollups:
                 con.execute("DELETE FROM temp.dirty")
                 con.execute(_DIRTY_FROM_BATCH)
-                self._recompute_dirty(con)
+                con.execute(_RECOMPUTE_60)
+                con.execute("DELETE FROM temp.dirty_hours")
+                con.execute(_DIRTY_HOURS_FROM_MINUTES)
+                con.execute(_RECOMPUTE_3600)
             con.execute(_UPDATE_LATEST)
 
-    def _recompute(self, minutes: bytes) -> None:
+    def _recompute(self, minutes: bytes, hours_of: bytes) -> None:
         with write_transaction(self._db()) as con:
             con.execute("DELETE FROM temp.dirty")
             con.execute(_DIRTY_FROM_JSON, (minutes,))
-            self._recompute_dirty(con)
-
-    @staticmethod
-    def _recompute_dirty(con: sqlite3.Connection) -> None:
-        con.execute(_RECOMPUTE_60)
-        con.execute(_RECOMPUTE_3600)
+            con.execute(_RECOMPUTE_60)
+            con.execute("DELETE FROM temp.dirty_hours")
+            con.execute(_DIRTY_HOURS_FROM_JSON, (hours_of,))
+            con.execute(_RECOMPUTE_3600)
 
     def _purge(self, server_id: str) -> None:
         with write_transaction(self._db()) as con:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TypeVar
 
@@ -43,7 +44,7 @@ T = TypeVar("T")
 DEFAULT_PREFETCH = 2048
 """Unacked messages per metric queue. While a write is in flight the next group fills from these,
 so they must hold more than a group, and stored messages stay unacked until their rollups are
-recomputed (ROLLUP_INTERVAL_S plus a recomputation, several seconds under load): at 250 readings
+recomputed (up to ROLLUP_HOUR_INTERVAL_S plus a recomputation, several seconds under load): at 250 readings
 per message (a 500-reading POST over two metrics) 2 x 2,048 messages are about a million readings.
 Messages wait as bytes (about 20 bytes per reading) until `GroupCommit.room` lets them be decoded.
 With 512, ingest over RabbitMQ + Cassandra stored 18,901 readings/s end to end (4,558/s during the
@@ -67,6 +68,7 @@ half as large and end-to-end ingest over Cassandra no faster)."""
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_MAX_S = 5.0
 ROLLUP_INTERVAL_S = rollups.INTERVAL_S
+ROLLUP_HOUR_INTERVAL_S = rollups.HOUR_INTERVAL_S
 LIVE_BACKLOG = 1_000
 """Stored messages waiting to be announced live; beyond this live updates are dropped (they are
 best effort; the data is already stored)."""
@@ -101,7 +103,8 @@ class Packager:
                  prefetch: int = DEFAULT_PREFETCH, backoff_initial_s: float = BACKOFF_INITIAL_S,
                  backoff_max_s: float = BACKOFF_MAX_S, group_max_readings: int = GROUP_MAX_READINGS,
                  group_writes: int = GROUP_WRITES_IN_FLIGHT, group_busy_readings: int = GROUP_BUSY_READINGS,
-                 rollup_interval_s: float = ROLLUP_INTERVAL_S) -> None:
+                 rollup_interval_s: float = ROLLUP_INTERVAL_S,
+                 rollup_hour_interval_s: float = ROLLUP_HOUR_INTERVAL_S) -> None:
         self.broker = broker
         self.store = store
         self.telemetry = telemetry
@@ -113,7 +116,8 @@ class Packager:
         self.group_writes = group_writes
         self.group_busy_readings = group_busy_readings
         self._groups: GroupCommit[Sequence[Reading], asyncio.Future[None]] | None = None
-        self.rollups = rollups.DirtyMinutes(self._recompute_until_stored, rollup_interval_s)
+        self.rollups = rollups.DirtyMinutes(self._recompute_until_stored, rollup_interval_s,
+                                            max(rollup_interval_s, rollup_hour_interval_s))
         self._live: asyncio.Queue[bytes] = asyncio.Queue(maxsize=LIVE_BACKLOG)
         self._live_task: asyncio.Task[None] | None = None
 
@@ -169,8 +173,9 @@ class Packager:
         await self._until_stored(self.store.write_raw, readings, timed=True)
         return self.rollups.mark(minutes_of(readings))
 
-    async def _recompute_until_stored(self, minutes: Collection[MinuteBucket]) -> None:
-        await self._until_stored(self.store.recompute_rollups, minutes, timed=False)
+    async def _recompute_until_stored(self, minutes: Collection[MinuteBucket],
+                                      hours_of: Collection[MinuteBucket]) -> None:
+        await self._until_stored(partial(self.store.recompute_rollups, hours_of=hours_of), minutes, timed=False)
 
     async def _until_stored(self, operation: Callable[[T], Awaitable[None]], argument: T, timed: bool) -> None:
         """Run a store write, retrying with backoff until the store confirms. ValueError

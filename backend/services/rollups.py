@@ -8,6 +8,13 @@ the previous one began, and each takes every minute marked since: with the fleet
 it up to 60 times a minute at light load (and cost Cassandra 2-4x the raw write, BENCHMARKS.md).
 A write after a quiet spell is recomputed at once, so sporadic writes wait for no timer.
 
+Hours are recomputed less often: a round recomputes the 3600 s buckets (each re-read from its
+sixty 60 s rollups) only when `hour_interval_s` has passed since the last round that did, and
+then those of every minute recomputed since. At 1 reading per series per second that re-read was
+sixty rollup rows per series per round, the costliest part of a round (BENCHMARKS.md). A
+message is acked only once a round has also recomputed its hours, so the guarantee below holds
+for hours too; the price is acks (and the newest hour of history) up to `hour_interval_s` later.
+
 Correctness (DESIGN.md section 7) is the store's recompute-from-raw rule plus the late ack:
 - a packager that crashes before the recomputation never acked its messages, so they are
   redelivered, written again and their minutes recomputed (by this or another packager);
@@ -31,26 +38,37 @@ log = logging.getLogger(__name__)
 INTERVAL_S = 1.0
 """Least time between the starts of two recomputations. Longer saves more store work (a minute is
 re-read at most 60 / interval times) but delays acks and the newest history by as much."""
+HOUR_INTERVAL_S = 5.0
+"""Least time between the starts of two recomputations that include the hours."""
 
 
 class DirtyMinutes:
     """Minute buckets waiting for their rollups, recomputed together by `recompute`.
 
-    `recompute(minutes)` must return only once the rollups are durable, retrying outages itself
-    (the packager's backoff); an exception it raises reaches every caller waiting on that round.
+    `recompute(minutes, hours_of)` recomputes the 60 s buckets `minutes`, then the 3600 s
+    buckets holding `hours_of`, and must return only once the rollups are durable, retrying
+    outages itself (the packager's backoff); an exception it raises reaches every caller
+    waiting on that round.
     """
 
-    def __init__(self, recompute: Callable[[Collection[MinuteBucket]], Awaitable[None]],
-                 interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, recompute: Callable[[Collection[MinuteBucket], Collection[MinuteBucket]], Awaitable[None]],
+                 interval_s: float = INTERVAL_S, hour_interval_s: float = HOUR_INTERVAL_S) -> None:
         if interval_s < 0:
             raise ValueError(f"interval_s must be at least 0, got {interval_s}")
+        if hour_interval_s < interval_s:
+            raise ValueError(f"hour_interval_s must be at least interval_s ({interval_s}), got {hour_interval_s}")
         self._recompute = recompute
         self.interval_s = interval_s
+        self.hour_interval_s = hour_interval_s
         self._dirty: set[MinuteBucket] = set()
         self._round: asyncio.Future[None] | None = None  # settles when `_dirty` is recomputed
+        # Minutes recomputed whose hours are not yet, and the rounds waiting for those hours.
+        self._hours_owed: set[MinuteBucket] = set()
+        self._hour_waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_start = float("-inf")
+        self._last_hours_start = float("-inf")
         self.rounds = 0
         """Recomputations that returned (how many times the store was asked)."""
         self.minutes_recomputed = 0
@@ -65,15 +83,18 @@ class DirtyMinutes:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._round is not None:
-            self._round.cancel()
-            self._round = None
+        for waiter in [self._round, *self._hour_waiters]:
+            if waiter is not None:
+                waiter.cancel()
+        self._round = None
+        self._hour_waiters.clear()
         self._dirty.clear()
+        self._hours_owed.clear()
 
     def mark(self, minutes: Collection[MinuteBucket]) -> asyncio.Future[None]:
-        """Note minutes whose raw rows were just written; the future settles once a
-        recomputation that began after this call has covered all of them. Await it shielded
-        (`asyncio.shield`): other callers share it."""
+        """Note minutes whose raw rows were just written; the future settles once
+        recomputations that began after this call have covered all of them and their hours.
+        Await it shielded (`asyncio.shield`): other callers share it."""
         if self._task is None:
             raise RuntimeError("start the rollup recomputation first")
         loop = asyncio.get_running_loop()
@@ -89,28 +110,54 @@ class DirtyMinutes:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            hours_due_in = None
+            if self._hours_owed:  # no new minutes must not leave hours owed
+                hours_due_in = max(0.0, self._last_hours_start + self.hour_interval_s - time.monotonic())
+            try:
+                await asyncio.wait_for(self._wake.wait(), hours_due_in)
+            except TimeoutError:
+                pass
             wait = self._last_start + self.interval_s - time.monotonic()
-            if wait > 0:
+            if wait > 0 and self._round is not None:
                 await asyncio.sleep(wait)  # the debounce: minutes marked meanwhile join this round
             self._wake.clear()
             minutes, self._dirty = self._dirty, set()
             round_, self._round = self._round, None
-            if round_ is None:
+            if round_ is None and not self._hours_owed:
                 continue
-            self._last_start = time.monotonic()
+            now = time.monotonic()
+            self._last_start = now
+            with_hours = now - self._last_hours_start >= self.hour_interval_s
+            if with_hours:
+                self._last_hours_start = now
+                hours_of, self._hours_owed = self._hours_owed | minutes, set()
+                waiters, self._hour_waiters = self._hour_waiters, []
+            else:
+                hours_of, waiters = set(), []
+            if round_ is not None:
+                waiters.append(round_)
             try:
-                await self._recompute(minutes)
+                await self._recompute(minutes, hours_of)
             except asyncio.CancelledError:
-                round_.cancel()
+                for waiter in waiters:
+                    waiter.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 - the waiting messages are nacked and redelivered
-                log.warning("rollup recomputation of %d minutes failed: %r", len(minutes), exc)
-                round_.set_exception(exc)
-                round_.exception()  # retrieved: a round nobody awaits any more must not log it again
+                log.warning("rollup recomputation of %d minutes (%d for hours) failed: %r",
+                            len(minutes), len(hours_of), exc)
+                for waiter in waiters:
+                    waiter.set_exception(exc)
+                    waiter.exception()  # retrieved: a round nobody awaits any more must not log it again
+                if with_hours:
+                    self._last_hours_start = float("-inf")  # the redelivered messages' hours: at once
                 continue
             self.rounds += 1
             self.minutes_recomputed += len(minutes)
-            log.debug("rollups of %d minutes recomputed in %.3f s", len(minutes),
-                      time.monotonic() - self._last_start)
-            round_.set_result(None)
+            log.debug("rollups of %d minutes (%d for hours) recomputed in %.3f s", len(minutes),
+                      len(hours_of), time.monotonic() - now)
+            if with_hours:
+                for waiter in waiters:
+                    waiter.set_result(None)
+            else:
+                self._hours_owed |= minutes
+                self._hour_waiters.extend(waiters)

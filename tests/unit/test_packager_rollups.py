@@ -1,5 +1,6 @@
 """Rollups recomputed per dirty minute, debounced: many writes into a minute cause one
-recomputation, a message is acked only once its minutes are recomputed, and a packager that dies
+recomputation, hours are recomputed less often, a message is acked only once its minutes and
+their hours are recomputed, and a packager that dies
 between its raw write and the recomputation leaves the message to be redelivered, after which
 the rollups agree with the raw readings."""
 
@@ -33,7 +34,8 @@ class CountingStore(SqliteTimeSeries):
     def __init__(self, path) -> None:
         super().__init__(path)
         self.raw_writes = 0
-        self.recomputed: list[set] = []
+        self.recomputed: list[set] = []  # the minutes of each recomputation that had any
+        self.hours_recomputed: list[set] = []  # the minutes whose hours each one recomputed
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail_next_recompute = False
@@ -42,13 +44,16 @@ class CountingStore(SqliteTimeSeries):
         await super().write_raw(batch)
         self.raw_writes += 1
 
-    async def recompute_rollups(self, minutes) -> None:
+    async def recompute_rollups(self, minutes, hours_of=None) -> None:
         await self.gate.wait()
         if self.fail_next_recompute:
             self.fail_next_recompute = False
             raise Unavailable("time-series store: connection refused (test)")
-        await super().recompute_rollups(minutes)
-        self.recomputed.append(set(minutes))
+        await super().recompute_rollups(minutes, hours_of)
+        if minutes:
+            self.recomputed.append(set(minutes))
+        if hours_of:
+            self.hours_recomputed.append(set(hours_of))
 
 
 async def minute_rollup(store: SqliteTimeSeries) -> tuple | None:
@@ -65,7 +70,8 @@ def aggregate(values: list[float]) -> tuple[float, float, float]:
 
 async def test_many_writes_into_one_minute_cause_one_recomputation(tmp_path):
     store = CountingStore(tmp_path / "ts.db")
-    async with packager_over(store, prefetch=64, rollup_interval_s=3) as (broker, telemetry, _):
+    async with packager_over(store, prefetch=64, rollup_interval_s=3,
+                             rollup_hour_interval_s=3) as (broker, telemetry, _):
         queue = queue_for("power")
         await broker.publish_work(queue, encode_readings("power", readings(2), T0))
         await wait_for(lambda: telemetry.readings_stored.value(metric="power") == 2)
@@ -77,6 +83,7 @@ async def test_many_writes_into_one_minute_cause_one_recomputation(tmp_path):
             await wait_for(lambda: store.raw_writes == 2 + i)
         await wait_for(lambda: telemetry.readings_stored.value(metric="power") == 22, timeout=10)
         assert store.recomputed == [{(SERVER, "power", MINUTE)}] * 2  # the ten writes: one recomputation
+        assert store.hours_recomputed == [{(SERVER, "power", MINUTE)}] * 2
         assert await minute_rollup(store) == pytest.approx(aggregate([r.value for r in readings(22)]))
         assert await broker.queue_depth(queue) == 0
 
@@ -153,11 +160,11 @@ async def test_minutes_marked_during_a_recomputation_go_into_the_next_round_toge
     calls: list[set] = []
     release = asyncio.Event()
 
-    async def recompute(minutes) -> None:
+    async def recompute(minutes, hours_of) -> None:
         calls.append(set(minutes))
         await release.wait()
 
-    dirty = DirtyMinutes(recompute, interval_s=0.05)
+    dirty = DirtyMinutes(recompute, interval_s=0.05, hour_interval_s=0.05)
     dirty.start()
     try:
         first = dirty.mark({("a", "power", 0)})
@@ -179,7 +186,7 @@ async def test_minutes_marked_during_a_recomputation_go_into_the_next_round_toge
 async def test_a_failed_round_reaches_its_callers_and_later_rounds_still_run():
     outcomes = [Unavailable("time-series store: timed out (test)"), None]
 
-    async def recompute(minutes) -> None:
+    async def recompute(minutes, hours_of) -> None:
         outcome = outcomes.pop(0)
         if outcome is not None:
             raise outcome
@@ -196,7 +203,7 @@ async def test_a_failed_round_reaches_its_callers_and_later_rounds_still_run():
 
 
 async def test_marking_nothing_waits_for_nothing():
-    async def recompute(minutes) -> None:  # pragma: no cover - must not be called
+    async def recompute(minutes, hours_of) -> None:  # pragma: no cover - must not be called
         raise AssertionError("recomputed nothing")
 
     dirty = DirtyMinutes(recompute)
@@ -205,5 +212,42 @@ async def test_marking_nothing_waits_for_nothing():
         assert dirty.mark(set()).done()
         with pytest.raises(ValueError, match="interval_s"):
             DirtyMinutes(recompute, interval_s=-1)
+        with pytest.raises(ValueError, match="hour_interval_s"):
+            DirtyMinutes(recompute, interval_s=1, hour_interval_s=0.5)
+    finally:
+        await dirty.close()
+
+
+async def test_hours_are_recomputed_less_often_and_callers_wait_for_them():
+    """Minute rounds every `interval_s`; the hours of every minute recomputed since go in a round
+    at most every `hour_interval_s`, also when no new minute comes; a caller's future settles
+    only once its hours are done, and a failed hour round fails every caller waiting on it."""
+    calls: list[tuple[set, set]] = []
+    fail_hours = [True, False]
+
+    async def recompute(minutes, hours_of) -> None:
+        calls.append((set(minutes), set(hours_of)))
+        if hours_of and not minutes and fail_hours.pop(0):
+            raise Unavailable("time-series store: timed out (test)")
+
+    dirty = DirtyMinutes(recompute, interval_s=0.01, hour_interval_s=0.4)
+    dirty.start()
+    try:
+        a, b, c = ("a", "power", 0), ("a", "power", 60_000), ("b", "co2", 120_000)
+        await asyncio.wait_for(asyncio.shield(dirty.mark({a})), 2)  # after a quiet spell: both at once
+        assert calls == [({a}, {a})]
+        second = dirty.mark({b})
+        await asyncio.sleep(0.1)
+        third = dirty.mark({c})
+        await asyncio.sleep(0.1)
+        assert calls[1:] == [({b}, set()), ({c}, set())]  # minute rounds only
+        assert not second.done() and not third.done()  # their hours are owed
+        with pytest.raises(Unavailable, match="timed out"):  # the hours-only round fails: both see it
+            await asyncio.wait_for(asyncio.shield(second), 2)
+        assert third.exception() is not None
+        assert calls[3] == (set(), {b, c})
+        fourth = dirty.mark({b})  # redelivered and written again: owed anew
+        await asyncio.wait_for(asyncio.shield(fourth), 2)
+        assert calls[-1][1] == {b} and dirty.rounds == 4
     finally:
         await dirty.close()
