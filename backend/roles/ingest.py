@@ -17,6 +17,8 @@ async def start(backend: Backend) -> None:
     assert backend.broker is not None and backend.registry is not None and backend.context is not None
     directory = ServerDirectory(backend.registry)
     backend.context.ingest = IngestService(backend.broker, directory, backend.telemetry)
+    # Its background refresh is stopped with the adapters, before the registry it reads.
+    backend._started.append(("server directory", directory))
 
     async def on_registry_change(body: bytes) -> None:
         directory.on_registry_event(body)

@@ -25,7 +25,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,21 +140,51 @@ def check_role(role: str) -> str:
 
 
 class _TtlCache:
-    """A small time-bounded cache of authentication results."""
+    """A small time-bounded cache of authentication results, refreshed ahead of expiry.
+
+    An entry is trusted for `ttl_s` at most (a revoked key or deleted session stops working
+    within that). Once half of it has passed, the next use answers from the entry and looks the
+    credential up again in the background, so a credential in steady use (a sensor posting every
+    second) never waits for the registry: when every entry expired at once, each expiry held the
+    POSTs in flight for a registry round trip (the p99 of POST -> 202 in `tasker bench latency`,
+    distributed, fell from 86-180 ms to 41 ms with lookups never expiring).
+    """
 
     def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, Principal]] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
 
-    def get(self, key: str) -> Principal | None:
+    async def fetch(self, key: str, load: Callable[[], Awaitable[Principal]]) -> Principal:
+        """The cached principal of `key`, else `load()`'s (cached); Unauthorized from `load`
+        passes through. A half-expired entry is answered at once and reloaded in the background."""
         entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            del self._entries[key]
-            return None
-        return entry[1]
+        now = time.monotonic()
+        if entry is not None and entry[0] >= now:
+            if entry[0] - now < self.ttl_s / 2 and key not in self._refreshing:
+                self._refreshing[key] = asyncio.create_task(self._reload(key, entry, load))
+            return entry[1]
+        principal = await load()
+        self.put(key, principal)
+        return principal
+
+    async def _reload(self, key: str, entry: tuple[float, Principal], load: Callable[[], Awaitable[Principal]]) -> None:
+        try:
+            principal = await load()
+        except Unauthorized:
+            principal = None
+        except Exception as exc:  # noqa: BLE001 - the registry is down: the entry expires as usual
+            log.debug("background refresh of a cached credential failed: %r", exc)
+            return
+        finally:
+            self._refreshing.pop(key, None)
+        if self._entries.get(key) is not entry:
+            return  # dropped (logout) or replaced meanwhile: this older answer must not bring it back
+        if principal is None:
+            self.drop(key)
+        else:
+            self.put(key, principal)
 
     def put(self, key: str, principal: Principal) -> None:
         if len(self._entries) >= self.max_entries:
@@ -163,6 +193,12 @@ class _TtlCache:
 
     def drop(self, key: str) -> None:
         self._entries.pop(key, None)
+
+    async def close(self) -> None:
+        tasks = list(self._refreshing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class LoginThrottle:
@@ -272,11 +308,12 @@ class AuthService:
             await asyncio.sleep(interval_s)
 
     async def close(self) -> None:
-        """Stop the background purge."""
+        """Stop the background purge and credential refreshes."""
         task, self._purging = self._purging, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        await self._cache.close()
 
     # --- users ------------------------------------------------------------------------------
 
@@ -366,13 +403,14 @@ class AuthService:
                 raise Unauthorized("an ingest key can only post readings; log in for this")
             return await self._authenticate_key(credential)
         digest = token_digest(credential)
-        principal = self._cache.get(digest)
-        if principal is None:
+
+        async def load() -> Principal:
             session = await self.registry.get_session(digest)
             if session is None:
                 raise Unauthorized("invalid or expired token")
-            principal = Principal(session.username, session.role, session.expires_at_ms, digest)
-            self._cache.put(digest, principal)
+            return Principal(session.username, session.role, session.expires_at_ms, digest)
+
+        principal = await self._cache.fetch(digest, load)
         if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
             self._cache.drop(digest)
             # The registry has no TTL index everywhere (FerretDB), so expired sessions go here.
@@ -393,10 +431,9 @@ class AuthService:
         return record, f"{INGEST_KEY_PREFIX}{key_id}_{secret}"
 
     async def _authenticate_key(self, key: str) -> Principal:
-        digest = token_digest(key)
-        cached = self._cache.get(digest)
-        if cached is not None:
-            return cached
+        return await self._cache.fetch(token_digest(key), lambda: self._look_up_key(key))
+
+    async def _look_up_key(self, key: str) -> Principal:
         _, key_id, secret = (key.split("_", 2) + ["", ""])[:3]
         record = await self.registry.get_ingest_key(key_id) if _KEY_ID.match(key_id) else None
         if record is None or not secret:
@@ -405,6 +442,4 @@ class AuthService:
             raise Unauthorized("invalid ingest key")
         if record.revoked_at_ms is not None:
             raise Unauthorized(f"ingest key {key_id} has been revoked")
-        principal = Principal(f"key:{key_id}", INGEST_ROLE)
-        self._cache.put(digest, principal)
-        return principal
+        return Principal(f"key:{key_id}", INGEST_ROLE)

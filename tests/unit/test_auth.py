@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from backend.adapters.sqlite_registry import SqliteRegistry
@@ -149,3 +151,74 @@ async def test_the_first_admin_is_created_once_with_a_working_password(registry)
     result = await service.login({"username": "admin", "password": password})
     assert result.role == "admin"
     assert await service.ensure_first_admin() is None
+
+
+class SlowKeys:
+    """The registry, with ingest-key and session lookups that wait for `open` and are counted."""
+
+    def __init__(self, registry) -> None:
+        self._registry = registry
+        self.open = asyncio.Event()
+        self.open.set()
+        self.lookups = 0
+
+    def __getattr__(self, name):
+        return getattr(self._registry, name)
+
+    async def get_ingest_key(self, key_id):
+        self.lookups += 1
+        await self.open.wait()
+        return await self._registry.get_ingest_key(key_id)
+
+    async def get_session(self, digest):
+        self.lookups += 1
+        await self.open.wait()
+        return await self._registry.get_session(digest)
+
+
+async def test_a_key_in_steady_use_never_waits_for_the_registry_and_revocation_still_lands(registry):
+    slow = SlowKeys(registry)
+    service = AuthService(slow, cache_ttl_s=0.4)
+    try:
+        record, key = await service.create_ingest_key("rack 9", "alice")
+        header = f"Bearer {key}"
+        await service.authenticate(header, allow_ingest_key=True)
+        assert slow.lookups == 1
+        await asyncio.sleep(0.25)  # past half the TTL: the next uses answer at once and refresh once
+        slow.open.clear()
+        for _ in range(5):
+            async with asyncio.timeout(0.05):
+                await service.authenticate(header, allow_ingest_key=True)
+        await asyncio.sleep(0.01)
+        assert slow.lookups == 2  # one refresh for the five uses, still waiting on the registry
+        slow.open.set()
+        await asyncio.sleep(0.2)  # past the first lookup's TTL: the refreshed entry still answers
+        slow.open.clear()
+        async with asyncio.timeout(0.05):
+            await service.authenticate(header, allow_ingest_key=True)
+        slow.open.set()
+        await registry.revoke_ingest_key(record.key_id, 1)
+        await asyncio.sleep(0.45)  # a revocation lands within the TTL
+        with pytest.raises(Unauthorized, match="revoked"):
+            await service.authenticate(header, allow_ingest_key=True)
+    finally:
+        await service.close()
+
+
+async def test_a_refresh_in_flight_does_not_bring_back_a_logged_out_session(registry):
+    slow = SlowKeys(registry)
+    service = AuthService(slow, cache_ttl_s=0.4)
+    try:
+        await service.add_user("alice", "sysadmin", "correct horse")
+        token = (await service.login({"username": "alice", "password": "correct horse"})).token
+        principal = await service.authenticate(f"Bearer {token}")
+        await asyncio.sleep(0.25)
+        slow.open.clear()
+        await service.authenticate(f"Bearer {token}")  # answered from the cache; a refresh waits
+        await service.logout(principal)
+        slow.open.set()
+        await asyncio.sleep(0.05)
+        with pytest.raises(Unauthorized):
+            await service.authenticate(f"Bearer {token}")
+    finally:
+        await service.close()
