@@ -1,7 +1,9 @@
 """Getting readings to the backend through outages: a bounded buffer, batches, retry with backoff.
 
-- `submit()` never blocks: readings go into a buffer bounded at `max_buffer`; when full, the
-  oldest are dropped and counted (a sensor's freshest readings matter most).
+- `submit()` never blocks: readings go into a buffer bounded at `max_buffer`, a batch in flight
+  included; when full, the oldest are dropped and counted (a sensor's freshest readings matter
+  most). The batch in flight holds the oldest readings but cannot be recalled: those of its
+  readings over the bound are dropped when it comes back unaccepted, and just sent if accepted.
 - `run()` posts batches of at most `batch_size`. A batch leaves the buffer only once the backend
   accepted it (202), so nothing accepted is ever sent again.
 - 503, connection errors and timeouts: the batch goes back to the front, retried with
@@ -70,16 +72,20 @@ class SenderStats:
     """Readings the backend accepted (202)."""
     dropped: int = 0
     """Readings dropped because the buffer was full (oldest first)."""
+    dropping: int = 0
+    """Readings of the batch in flight that are over the bound: dropped unless the backend accepts them."""
     rejected: int = 0
     """Readings the backend refused as invalid (400); not retried."""
     buffered: int = 0
-    """Readings waiting to be sent (including a batch in flight)."""
+    """Readings waiting to be sent (including a batch in flight, less those counted in `dropping`)."""
     last_error: str = ""
     last_error_at: float = 0.0
 
     def line(self) -> str:
         """One progress line: sent, buffered, dropped, rejected, last error."""
         text = f"sent {self.sent}  buffered {self.buffered}  dropped {self.dropped}"
+        if self.dropping:
+            text += f" (+{self.dropping} unless the post in flight is accepted)"
         if self.rejected:
             text += f"  rejected {self.rejected}"
         if self.last_error:
@@ -115,7 +121,10 @@ class ReadingSender:
         self.backoff = backoff or Backoff()
         self.stats = SenderStats()
         self._buffer: deque[Item] = deque()
+        # The batch in flight is always older than the buffer; its first `_over_bound` readings are
+        # the ones over `max_buffer`.
         self._in_flight = 0
+        self._over_bound = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -130,15 +139,24 @@ class ReadingSender:
         if buffer:
             self._idle.clear()
             self._wake.set()
-        self.stats.buffered = len(buffer) + self._in_flight
+        self._count()
 
     def _trim(self) -> None:
-        over = len(self._buffer) + self._in_flight - self.max_buffer
-        if over > 0:
-            over = min(over, len(self._buffer))
-            for _ in range(over):
-                self._buffer.popleft()
-            self.stats.dropped += over
+        """Bring buffered + in flight within `max_buffer`, oldest first (the batch in flight, then the buffer)."""
+        over = len(self._buffer) + self._in_flight - self._over_bound - self.max_buffer
+        if over <= 0:
+            return
+        # A post cannot be recalled: mark its readings now, count them once it is known they were not accepted.
+        marked = min(over, self._in_flight - self._over_bound)
+        self._over_bound += marked
+        over -= marked
+        for _ in range(over):
+            self._buffer.popleft()
+        self.stats.dropped += over
+
+    def _count(self) -> None:
+        self.stats.buffered = len(self._buffer) + self._in_flight - self._over_bound
+        self.stats.dropping = self._over_bound
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -157,8 +175,9 @@ class ReadingSender:
             try:
                 await self._post(batch)
             finally:
-                self._in_flight = 0
-                self.stats.buffered = len(buffer)
+                # Unless put back, the batch was accepted or rejected: none of it counts as dropped.
+                self._in_flight = self._over_bound = 0
+                self._count()
 
     async def _post(self, batch: list[Item]) -> None:
         try:
@@ -192,9 +211,11 @@ class ReadingSender:
             self.backoff.reset()
 
     def _put_back(self, batch: list[Item]) -> None:
-        self._in_flight = 0
+        # Back in front, the readings marked over the bound are the oldest: the trim drops and counts them.
+        self._in_flight = self._over_bound = 0
         self._buffer.extendleft(reversed(batch))
         self._trim()
+        self._count()
 
     def _rejected(self, batch: list[Item], exc: ValidationFailed) -> None:
         bad = {d["index"] for d in exc.details if isinstance(d.get("index"), int) and 0 <= d["index"] < len(batch)}
