@@ -9,8 +9,9 @@ live channel (before the rollups, so they add nothing to the live latency).
 
 Rollups (`backend.services.rollups`): a write stores raw rows and latest values only; the minutes
 it touched are marked dirty, and every minute marked within about a second is recomputed in one
-go. A message is acked only once the recomputation covering its readings has returned, so a
-crash before it leaves the message to be redelivered and its minutes recomputed.
+go (their hours at most every five seconds). A message is acked only once the recomputations
+covering its readings (minutes and hours) have returned, so a crash before that leaves the
+message to be redelivered and its minutes and hours recomputed.
 
 Group commit (`backend.services.group_commit`): the messages in hand (up to the prefetch of every
 queue) are not written one by one. The readings of every message that arrives while the store is
