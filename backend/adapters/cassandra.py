@@ -60,7 +60,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionP
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 
 from backend import downsample as ds
-from backend.ports import Latest, MinuteBucket, RawPage, Series, Unavailable
+from backend.ports import Latest, MinuteBucket, RawPage, Series, Unavailable, minutes_of
 from tasker.domain import MAX_FUTURE_SKEW_MS, Reading
 
 DEFAULT_PORT = 9042
@@ -586,12 +586,8 @@ class CassandraTimeSeries:
         """Upsert readings and latest values, then recompute the 60 s and 3600 s rollups they
         touch. Returns once all of it is acknowledged; raises Unavailable otherwise (the caller
         retries the whole batch, which is idempotent), ValueError for a value out of range."""
-        partitions = await self._write_raw(readings)
-        await self._recompute(_bucket_runs(partitions.items(), ds.MINUTE_MS))
-
-    async def write_raw(self, readings: Sequence[Reading]) -> None:
-        """Upsert readings and latest values, leaving the rollups to `recompute_rollups`."""
-        await self._write_raw(readings)
+        await self.write_raw(readings)
+        await self.recompute_rollups(minutes_of(readings))
 
     async def recompute_rollups(self, minutes: Collection[MinuteBucket],
                                 hours_of: Collection[MinuteBucket] | None = None) -> None:
@@ -608,16 +604,12 @@ class CassandraTimeSeries:
             hours[(server_id, metric, start_ms // day_ms)].add(offset - offset % hour_ms)
         await self._recompute_hours(hours)
 
-    async def _recompute(self, minute_runs: dict[tuple[str, int, int, int], list[str]]) -> None:
-        hours = await self._recompute_minutes(minute_runs)
-        await self._recompute_hours(hours)
-
-    async def _write_raw(self, readings: Sequence[Reading]) -> dict[tuple[str, str, int], dict[int, float]]:
-        """Upsert readings, latest values and the partition index; the written partitions as
-        {(server, metric, day): {ms into the day: value}}."""
+    async def write_raw(self, readings: Sequence[Reading]) -> None:
+        """Upsert readings, latest values and the partition index, leaving the rollups to
+        `recompute_rollups`."""
         partitions: dict[tuple[str, str, int], dict[int, float]] = defaultdict(dict)
         if not readings:
-            return partitions
+            return
         day_ms = ds.DAY_MS
         for start in range(0, len(readings), YIELD_EVERY):
             if start:
@@ -645,7 +637,6 @@ class CassandraTimeSeries:
             self._write_rows("insert_latest", by_server.values()),
             self._record_days(partitions),
         ])
-        return partitions
 
     async def _record_days(self, keys: Iterable[tuple[str, str, int]]) -> None:
         """Note the (server, metric, day) partitions in `series_days`, skipping those this
@@ -664,32 +655,20 @@ class CassandraTimeSeries:
         for key in new:
             known[key] = now
 
-    async def _recompute_minutes(self, runs: dict[tuple[str, int, int, int], list[str]]
-                                 ) -> dict[tuple[str, str, int], set[int]]:
-        """Recompute every minute bucket of the runs from the raw rows; the touched hours, as
-        {(server, metric, day): {hour offsets in the day}}."""
-        written: list[dict[str, list[tuple[Any, ...]]]] = await self._all(
+    async def _recompute_minutes(self, runs: dict[tuple[str, int, int, int], list[str]]) -> None:
+        """Recompute every minute bucket of the runs from the raw rows."""
+        await self._all(
             self._recompute_minute_group(metric, day, lo, hi, servers)
             for (metric, day, lo, hi), servers in _read_groups(runs, ds.MINUTE_MS)
         )
-        hours: dict[tuple[str, str, int], set[int]] = defaultdict(set)
-        for group in written:
-            for rows in group.values():
-                for server_id, metric, day, start_ms, *_ in rows:
-                    hours[(server_id, metric, day)].add(start_ms - start_ms % ds.HOUR_MS - day * ds.DAY_MS)
-        return hours
 
-    async def _recompute_minute_group(
-        self, metric: str, day: int, lo: int, hi: int, servers: list[str]
-    ) -> dict[str, list[tuple[Any, ...]]]:
+    async def _recompute_minute_group(self, metric: str, day: int, lo: int, hi: int, servers: list[str]) -> None:
         """Recompute the minutes [lo, hi) (ms into `day`) of several servers from their raw rows:
         one multi-partition read, then the rollup rows, batched by partition."""
         async with self._rollup_slots:
-            return await self._recompute_minutes_of(metric, day, lo, hi, servers)
+            await self._recompute_minutes_of(metric, day, lo, hi, servers)
 
-    async def _recompute_minutes_of(
-        self, metric: str, day: int, lo: int, hi: int, servers: list[str]
-    ) -> dict[str, list[tuple[Any, ...]]]:
+    async def _recompute_minutes_of(self, metric: str, day: int, lo: int, hi: int, servers: list[str]) -> None:
         read_at = _now_us()  # before the read: a later read always carries a later timestamp
         minute_ms = ds.MINUTE_MS
         rows = await self._run("select_raw_in", (servers, metric, day, lo // minute_ms, hi // minute_ms))
@@ -701,7 +680,6 @@ class CassandraTimeSeries:
                 rollups[server_id].append((server_id, metric, day, base + minute * minute_ms,
                                            min(values), max(values), sum(values), len(values), read_at))
         await self._write_rows("insert_r60", rollups.values())
-        return rollups
 
     async def _recompute_hours(self, hours: dict[tuple[str, str, int], set[int]]) -> None:
         """Recompute every touched hour bucket from its 60 s rollups."""

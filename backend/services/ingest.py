@@ -72,7 +72,7 @@ class ServerDirectory:
         """Known ids; loaded first if never loaded or when one of `wanted` is unknown, else
         refreshed in the background when older than `ttl_s`."""
         age = time.monotonic() - self._loaded_at
-        if age == float("inf") or (wanted and not wanted <= self._ids and age > self.miss_refresh_s):
+        if self._loaded_at == float("-inf") or (wanted and not wanted <= self._ids and age > self.miss_refresh_s):
             await self._refresh()
         elif age > self.ttl_s and self._background is None:
             self._background = asyncio.create_task(self._refresh_quietly(), name="server-ids-refresh")

@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from functools import partial
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from functools import partial
 from typing import TypeVar
 
 from backend.ports import Broker, Delivery, MinuteBucket, TimeSeriesStore, Undecodable, minutes_of
