@@ -1,0 +1,200 @@
+"""Free cores per server and slot, and the two questions solvers ask of them for one task:
+the cheapest (server, slots) in its window, and the earliest.
+
+A choice reserves whole slots (capacity is per slot); it is priced with the same slot figures as
+`carbon.footprint`, the `partial` slot counted for the task's last fraction only. Equal costs go
+to the earlier finish: each slot index adds a negligible `TIE_G` to the price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.allocation.horizon import Horizon
+from backend.allocation.model import Placement
+from backend.allocation.windows import TaskWindow
+
+TIE_G = 1e-9
+"""Grams per slot index added to a choice's price: ties go to the earlier finish."""
+_CHUNK = 64
+"""Servers evaluated at once; the chunks go cleanest first and stop when none can do better."""
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """Slots on one server (horizon row) for one task; `partial` is the slot it only partly uses."""
+
+    row: int
+    slots: tuple[int, ...]
+    partial: int
+    cost_g: float
+
+    @property
+    def end_slot(self) -> int:
+        return self.slots[-1]
+
+
+class Board:
+    """Free cores per server (row) and slot."""
+
+    def __init__(self, horizon: Horizon, fixed: Iterable[Placement] = ()) -> None:
+        self.horizon = horizon
+        self.free = np.repeat(horizon.cores[:, None], horizon.n_slots, axis=1)
+        for placement in fixed:
+            row = horizon.index.get(placement.server_id)
+            if row is not None:
+                held = placement.cores or int(horizon.cores[row])
+                self.free[row, occupied_slots(horizon, placement.pieces)] -= held
+
+    def copy(self) -> Board:
+        clone = Board.__new__(Board)
+        clone.horizon, clone.free = self.horizon, self.free.copy()
+        return clone
+
+    def take(self, choice: Choice, cores: int) -> None:
+        self.free[choice.row, list(choice.slots)] -= cores
+
+    def give_back(self, choice: Choice, cores: int) -> None:
+        self.free[choice.row, list(choice.slots)] += cores
+
+    def fits(self, choice: Choice, cores: int) -> bool:
+        return bool((self.free[choice.row, list(choice.slots)] >= cores).all())
+
+
+def occupied_slots(horizon: Horizon, pieces: Sequence[tuple[int, int]]) -> list[int]:
+    """Slots of the horizon that the pieces touch (each reserves its whole slot)."""
+    slots: list[int] = []
+    for start, end in pieces:
+        first, last = horizon.slot_of(start), horizon.slot_of(end - 1)
+        slots.extend(k for k in range(max(first, 0), min(last, horizon.n_slots - 1) + 1))
+    return sorted(set(slots))
+
+
+def cheapest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -> Choice | None:
+    """The least-CO2 choice for the task on `rows` (default: all its eligible servers)."""
+    horizon, cores = board.horizon, window.task.cores
+    rows = window.rows if rows is None else rows
+    lo, hi, need = window.lo, window.hi, window.need
+    # lower bound per server: its cleanest slot in the window for the whole run
+    bound = horizon.core_slot_g[rows, lo:hi].min(axis=1) * (need - 1 + window.last_fraction) * cores
+    order = np.argsort(bound, kind="stable")
+    best: Choice | None = None
+    for at in range(0, len(order), _CHUNK):
+        if best is not None and bound[order[at]] > best.cost_g:
+            break
+        chunk = rows[np.sort(order[at:at + _CHUNK])]
+        found = (_cheapest_run if window.contiguous else _cheapest_slots)(window, board, chunk)
+        if found is not None and (best is None or found.cost_g < best.cost_g):
+            best = found
+    return best
+
+
+def _cheapest_run(window: TaskWindow, board: Board, rows: np.ndarray) -> Choice | None:
+    horizon, cores = board.horizon, window.task.cores
+    lo, hi, need = window.lo, window.hi, window.need
+    starts = hi - lo - need + 1
+    ok = _run_fits(board.free[rows, lo:hi] >= cores, need, starts)
+    prefix = horizon.prefix_g[rows, lo:hi + 1]
+    last = lo + need - 1
+    cost = (prefix[:, need - 1:need - 1 + starts] - prefix[:, :starts]
+            + window.last_fraction * horizon.core_slot_g[rows, last:last + starts]) * cores
+    cost += TIE_G * (np.arange(starts) + last)
+    cost[~ok] = np.inf
+    flat = int(np.argmin(cost))
+    i, s = divmod(flat, starts)
+    if not np.isfinite(cost[i, s]):
+        return None
+    k = lo + s
+    return Choice(int(rows[i]), tuple(range(k, k + need)), k + need - 1, float(cost[i, s]))
+
+
+def _run_fits(free_ok: np.ndarray, need: int, starts: int) -> np.ndarray:
+    """(rows x starts) True where `need` slots in a row from each start all have room."""
+    blocked = np.zeros((free_ok.shape[0], free_ok.shape[1] + 1), dtype=np.int32)
+    np.cumsum(~free_ok, axis=1, out=blocked[:, 1:])
+    return (blocked[:, need:need + starts] - blocked[:, :starts]) == 0
+
+
+def _cheapest_slots(window: TaskWindow, board: Board, rows: np.ndarray) -> Choice | None:
+    horizon, cores = board.horizon, window.task.cores
+    lo, hi, need = window.lo, window.hi, window.need
+    price = horizon.core_slot_g[rows, lo:hi] * cores + TIE_G * np.arange(lo, hi)
+    price[board.free[rows, lo:hi] < cores] = np.inf
+    picked = np.partition(price, need - 1, axis=1)[:, :need]
+    # the partial slot goes where a slot costs most: the run there is shortest
+    dearest = picked.max(axis=1)
+    full = np.isfinite(dearest)
+    cost = np.full(len(rows), np.inf)
+    cost[full] = picked[full].sum(axis=1) - (1.0 - window.last_fraction) * dearest[full]
+    i = int(np.argmin(cost))
+    if not np.isfinite(cost[i]):
+        return None
+    row_price = price[i]
+    slots = np.sort(np.argsort(row_price, kind="stable")[:need]) + lo
+    partial = int(slots[np.argmax(row_price[slots - lo])])
+    return Choice(int(rows[i]), tuple(int(k) for k in slots), partial, float(cost[i]))
+
+
+def earliest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -> Choice | None:
+    """The choice that finishes first, on the first of `rows` (in order) among equals; carbon
+    plays no part. An interruptible task takes the earliest free slots."""
+    horizon, cores = board.horizon, window.task.cores
+    rows = window.rows if rows is None else rows
+    lo, hi, need = window.lo, window.hi, window.need
+    # most of the time the first server has room right away
+    room = (board.free[rows, lo:lo + need] >= cores).all(axis=1)
+    if room.any():
+        i = int(np.argmax(room))
+        return priced(window, horizon, int(rows[i]), list(range(lo, lo + need)))
+    ok = board.free[rows, lo:hi] >= cores
+    if window.contiguous:
+        starts = hi - lo - need + 1
+        fits = _run_fits(ok, need, starts)
+        columns = np.flatnonzero(fits.any(axis=0))
+        if not len(columns):
+            return None
+        s = int(columns[0])
+        i = int(np.argmax(fits[:, s]))
+        return priced(window, horizon, int(rows[i]), list(range(lo + s, lo + s + need)))
+    counts = np.cumsum(ok, axis=1)
+    done = counts >= need
+    if not done.any():
+        return None
+    finish = np.where(done.any(axis=1), np.argmax(done, axis=1), hi)
+    i = int(np.argmin(finish))
+    slots = list(np.flatnonzero(ok[i])[:need] + lo)
+    return priced(window, horizon, int(rows[i]), [int(k) for k in slots])
+
+
+def priced(window: TaskWindow, horizon: Horizon, row: int, slots: list[int]) -> Choice:
+    """A choice with its price, the partial slot being the costliest one (the last of a run)."""
+    price = horizon.core_slot_g[row, slots] * window.task.cores
+    partial = slots[-1] if window.contiguous else slots[int(np.argmax(price))]
+    cost = float(price.sum()) - (1.0 - window.last_fraction) * float(price[slots.index(partial)])
+    return Choice(row, tuple(slots), partial, cost + TIE_G * slots[-1])
+
+
+def choice_pieces(window: TaskWindow, horizon: Horizon, choice: Choice) -> tuple[tuple[int, int], ...]:
+    """The time intervals a choice runs: whole slots, and the partial slot's share of it
+    (at the slot's end when it leads into the next piece, so the two join)."""
+    chosen = set(choice.slots)
+    partial_ms = round(window.last_fraction * horizon.slot_ms)
+    intervals = []
+    for k in choice.slots:
+        start, end = horizon.slot_start_ms(k), horizon.slot_start_ms(k + 1)
+        if k == choice.partial and partial_ms < horizon.slot_ms:
+            if (k + 1) in chosen and (k - 1) not in chosen:
+                start = end - partial_ms
+            else:
+                end = start + partial_ms
+        intervals.append((start, end))
+    merged: list[tuple[int, int]] = []
+    for start, end in intervals:
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return tuple(merged)

@@ -1,0 +1,83 @@
+"""The fast online solver: greedy cheapest insertion, then re-insertion passes.
+
+1. Tasks go in order of fewest choices first (least slack per slot needed, then the largest),
+   each to its cheapest (server, slots) given the tasks already placed (`choices.cheapest`: the
+   servers are tried cleanest-bound first and the search stops when no server can beat the best).
+2. Improvement: each placed task, costliest first, is taken out and put back where it is now
+   cheapest given all the others; a pass never makes the plan worse. Passes repeat while they
+   save more than `MIN_GAIN` of the total, within the time budget. Tasks left out are retried.
+
+Incremental re-plan (`insert`): the previous choices stay, new tasks are inserted, and a bounded
+repair re-inserts the new tasks and the tasks sharing their servers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from backend.allocation.choices import Board, Choice, cheapest
+from backend.allocation.windows import TaskWindow
+
+MIN_GAIN = 1e-4
+"""An improvement pass that saves less than this share of the total ends the search."""
+MAX_PASSES = 4
+REPAIR_LIMIT = 48
+"""Tasks an incremental re-plan may move besides the new ones."""
+
+
+def plan_greedy(windows: list[TaskWindow], board: Board, *, deadline: float) -> dict[str, Choice]:
+    """Choices for as many of `windows` as fit, least CO2 first; `board` is updated."""
+    choices: dict[str, Choice] = {}
+    _insert_all(sorted(windows, key=_difficulty), board, choices)
+    improve(windows, board, choices, deadline=deadline)
+    return choices
+
+
+def insert(new: list[TaskWindow], kept: list[TaskWindow], board: Board, choices: dict[str, Choice],
+           *, deadline: float) -> None:
+    """Add `new` tasks to a plan whose `kept` tasks already hold `choices` on `board`, then
+    repair locally: re-insert the new ones and up to REPAIR_LIMIT tasks on the servers they use."""
+    _insert_all(sorted(new, key=_difficulty), board, choices)
+    touched = {choices[w.task.id].row for w in new if w.task.id in choices}
+    neighbours = [w for w in kept if w.task.id in choices and choices[w.task.id].row in touched]
+    neighbours.sort(key=lambda w: -choices[w.task.id].cost_g)
+    improve(new + neighbours[:REPAIR_LIMIT], board, choices, deadline=deadline, passes=1)
+
+
+def improve(windows: Iterable[TaskWindow], board: Board, choices: dict[str, Choice], *,
+            deadline: float, passes: int = MAX_PASSES) -> None:
+    """Re-insertion passes over `windows` (costliest first), then a retry of those left out."""
+    windows = list(windows)
+    for _ in range(passes):
+        if time.perf_counter() > deadline:
+            break
+        total = sum(c.cost_g for c in choices.values()) or 1.0
+        gained = 0.0
+        for window in sorted(windows, key=lambda w: -choices[w.task.id].cost_g if w.task.id in choices else 0):
+            current = choices.get(window.task.id)
+            if current is None:
+                continue
+            cores = window.task.cores
+            board.give_back(current, cores)
+            better = cheapest(window, board)
+            if better is not None and better.cost_g < current.cost_g:
+                gained += current.cost_g - better.cost_g
+                current = better
+            board.take(current, cores)
+            choices[window.task.id] = current
+        if gained < MIN_GAIN * total:
+            break
+    _insert_all([w for w in windows if w.task.id not in choices], board, choices)
+
+
+def _insert_all(windows: Iterable[TaskWindow], board: Board, choices: dict[str, Choice]) -> None:
+    for window in windows:
+        choice = cheapest(window, board)
+        if choice is not None:
+            board.take(choice, window.task.cores)
+            choices[window.task.id] = choice
+
+
+def _difficulty(window: TaskWindow) -> tuple[float, int]:
+    return (window.slack, -window.task.cores * window.need)

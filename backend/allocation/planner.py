@@ -1,0 +1,97 @@
+"""The allocator's one entry point: a Problem and a carbon-intensity port in, a Plan out."""
+
+from __future__ import annotations
+
+import time
+
+from backend.allocation import exact
+from backend.allocation.baselines import plan_first_fit, plan_round_robin
+from backend.allocation.carbon import footprint
+from backend.allocation.choices import Board, Choice, choice_pieces, occupied_slots, priced
+from backend.allocation.explain import Explainer
+from backend.allocation.heuristic import insert, plan_greedy
+from backend.allocation.horizon import Horizon
+from backend.allocation.intensity import CarbonIntensity
+from backend.allocation.model import Placement, Plan, Problem
+from backend.allocation.windows import TaskWindow, no_capacity_reason, task_windows
+
+SOLVERS = ("auto", "heuristic", "exact", "first-fit", "round-robin")
+
+
+def plan_tasks(problem: Problem, intensity: CarbonIntensity, *, solver: str = "auto",
+               time_budget_s: float = 1.0, previous: Plan | None = None) -> Plan:
+    """Place every task of `problem` where and when it emits least CO2 within its window.
+
+    `solver`: "auto" (exact MILP when the instance is small enough for the budget, else the
+    heuristic), "heuristic", "exact", or a carbon-agnostic baseline ("first-fit",
+    "round-robin"). `time_budget_s` bounds the search (the heuristic's improvement passes, the
+    MILP's run). With `previous` (the last plan), the heuristic keeps its placements that still
+    hold, inserts the other tasks and repairs locally: the fast path after one submission.
+
+    Every task ends in `placements` (with an explanation) or in `unschedulable` with the
+    binding constraint. Capacity per server and slot includes `problem.fixed`.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}")
+    started = time.perf_counter()
+    deadline = started + time_budget_s
+    horizon = Horizon(problem, intensity)
+    windows, unschedulable = task_windows(list(problem.tasks), horizon)
+    fixed_board = Board(horizon, problem.fixed)
+    board = fixed_board.copy()
+    used, optimal = solver, False
+    if solver == "first-fit":
+        choices = plan_first_fit(windows, board)
+    elif solver == "round-robin":
+        choices = plan_round_robin(windows, board)
+    elif previous is not None and solver in ("auto", "heuristic"):
+        used, choices = "heuristic", _replan(windows, board, previous, deadline)
+    elif solver == "exact" or (solver == "auto" and exact.small_enough(windows)):
+        used, choices, optimal = exact.plan_exact(windows, board, time_budget_s=max(0.0, deadline - time.perf_counter()))
+    else:
+        used, choices = "heuristic", plan_greedy(windows, board, deadline=deadline)
+    plan = Plan(made_at_ms=problem.now_ms, solver=used, slot_s=problem.slot_s, start_ms=horizon.start_ms,
+                horizon_end_ms=horizon.end_ms, unschedulable=unschedulable, optimal=optimal)
+    explainer = Explainer(horizon, fixed_board)
+    for window in windows:
+        task = window.task
+        choice = choices.get(task.id)
+        if choice is None:
+            plan.unschedulable[task.id] = no_capacity_reason(window)
+            continue
+        pieces = choice_pieces(window, horizon, choice)
+        kwh, grams = footprint(horizon, choice.row, task.cores, pieces)
+        plan.placements[task.id] = Placement(task.id, horizon.servers[choice.row].id, pieces, grams, kwh, task.cores)
+        plan.explanations[task.id] = explainer.explain(window, choice)
+    plan.solve_s = time.perf_counter() - started
+    return plan
+
+
+def _replan(windows: list[TaskWindow], board: Board, previous: Plan, deadline: float) -> dict[str, Choice]:
+    """Keep what still holds of `previous`, insert the rest with a bounded local repair."""
+    choices: dict[str, Choice] = {}
+    kept, new = [], []
+    for window in windows:
+        choice = _still_valid(window, board, previous.placements.get(window.task.id))
+        if choice is None:
+            new.append(window)
+        else:
+            board.take(choice, window.task.cores)
+            choices[window.task.id] = choice
+            kept.append(window)
+    insert(new, kept, board, choices, deadline=deadline)
+    return choices
+
+
+def _still_valid(window: TaskWindow, board: Board, placement: Placement | None) -> Choice | None:
+    """The previous placement as a choice, if its server, slots and room still allow it."""
+    horizon = board.horizon
+    if placement is None or placement.server_id not in horizon.index:
+        return None
+    row = horizon.index[placement.server_id]
+    slots = occupied_slots(horizon, placement.pieces)
+    if (row not in window.rows or len(slots) != window.need or slots[0] < window.lo or slots[-1] >= window.hi
+            or (window.contiguous and slots[-1] - slots[0] != window.need - 1)):
+        return None
+    choice = priced(window, horizon, row, slots)
+    return choice if board.fits(choice, window.task.cores) else None
