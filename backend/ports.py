@@ -74,6 +74,13 @@ class Broker(Protocol):
     async def consume_work(self, queue: str, handler: WorkHandler, prefetch: int) -> None:
         """Start consuming in the background; returns once the consumer is registered."""
 
+    async def dead_letter(self, queue: str, body: bytes, reason: str) -> None:
+        """Put `body` in the dead-letter queue as a message refused from work queue `queue`, with
+        `reason`, and count it in `dead_lettered`; return once the broker holds it as it holds
+        its other dead letters (RabbitMQ: persistent and confirmed; the embedded broker: in
+        memory, for inspection) or raise Unavailable. The packager sends the readings a store refuses
+        this way, alone, then acks the message they came in, whose other readings are stored."""
+
     async def publish_event(self, channel: str, body: bytes) -> None: ...
 
     async def subscribe_events(self, channel: str, handler: EventHandler) -> None: ...
@@ -82,7 +89,8 @@ class Broker(Protocol):
         """Messages waiting (not yet delivered or unacked) in a work queue."""
 
     def dead_lettered(self) -> int:
-        """Messages this process sent to the dead-letter queue since it started."""
+        """Messages this process sent to the dead-letter queue since it started (whole
+        undecodable messages and `dead_letter` calls alike)."""
 
 
 # --- time series ------------------------------------------------------------------------------

@@ -13,18 +13,45 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """A measured quantity: its name on the wire, its unit, and the lowest valid value."""
+    """A measured quantity: its name on the wire, its unit, and the range of valid values.
+
+    `maximum` is an absolute ceiling, far above any real server yet small enough that every
+    store holds it exactly as a value (Cassandra keeps a 32-bit float, at most about 3.4e38)
+    and sums of a year of readings stay finite; `per_max_watts`, when set, bounds a server's
+    readings to that multiple of its registered max_watts as well (see `value_ceilings`).
+    """
 
     name: str
     unit: str
     description: str
-    minimum: float | None = 0.0
+    minimum: float = 0.0
+    maximum: float = 1e9
+    per_max_watts: float | None = None
 
+
+POWER_HEADROOM = 10.0
+"""Power above ten times a server's registered max_watts is refused: generous for a sensor that
+reads above the spec sheet, tight enough that a unit mistake (mW sent as W) or garbage is caught."""
 
 METRICS: dict[str, Metric] = {
-    "power": Metric("power", "W", "electrical power drawn by the server"),
-    "co2": Metric("co2", "g/h", "emission rate, grams CO2-equivalent per hour"),
+    # 1e7 W is ten times the largest max_watts a server may register.
+    "power": Metric("power", "W", "electrical power drawn by the server", maximum=1e7,
+                    per_max_watts=POWER_HEADROOM),
+    # 1e9 g/h is above 1e7 W at PUE 5 and 5,000 g/kWh doubled by a grid profile's peak.
+    "co2": Metric("co2", "g/h", "emission rate, grams CO2-equivalent per hour", maximum=1e9),
 }
+
+
+def value_ceilings(max_watts: float) -> dict[str, float]:
+    """The largest value each metric may take for a server registered with `max_watts`
+    (its absolute ceiling alone when max_watts is not given, i.e. 0)."""
+    out = {}
+    for name, metric in METRICS.items():
+        ceiling = metric.maximum
+        if metric.per_max_watts is not None and max_watts > 0:
+            ceiling = min(ceiling, metric.per_max_watts * max_watts)
+        out[name] = ceiling
+    return out
 
 # --- energy ---------------------------------------------------------------------------------
 

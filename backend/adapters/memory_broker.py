@@ -264,6 +264,14 @@ class MemoryBroker:
         committed.add_done_callback(landed)
         await asyncio.shield(committed)
 
+    async def dead_letter(self, queue: str, body: bytes, reason: str) -> None:
+        """Keep `body` among the dead letters (in memory, as undecodable messages are) and count it."""
+        if self._closed:
+            raise Unavailable("embedded broker: closed")
+        self._dead_count += 1
+        self.dead_letters.append((queue, body))
+        log.warning("dead-lettered readings from work queue %r: %s", queue, reason)
+
     def _settle(self, queue: _WorkQueue, delivery: MemoryDelivery) -> None:
         """An ack (or dead-lettering): the message leaves the queue, its room and the journal."""
         queue.settled()

@@ -5,8 +5,9 @@ Topology (every name starts with `prefix`, `tasker` by default):
 - `tasker.readings`: durable direct exchange; a work message for queue `q` (the backend names
   them `readings.<metric>`) is routed with key `q` to the durable queue `tasker.q`, e.g.
   `tasker.readings.power`.
-- `tasker.dead` (durable fanout) -> `tasker.dead-letter`: where undecodable messages go; every
-  work queue names it as its `x-dead-letter-exchange`.
+- `tasker.dead` (durable fanout) -> `tasker.dead-letter`: where undecodable messages go (every
+  work queue names it as its `x-dead-letter-exchange`), and the readings a store refused, alone
+  (`dead_letter`, with the work queue and the reason in `x-tasker-*` headers).
 - `tasker.events.<channel>`: fanout exchange per event channel; each subscriber binds its own
   exclusive, auto-delete, length-capped queue. Events are transient.
 
@@ -270,6 +271,28 @@ class RabbitMQBroker:
             raise self._unavailable(f"no confirm within {self.operation_timeout:g}s") from None
         except _BROKER_ERRORS as exc:
             raise self._unavailable("publish failed", exc) from None
+
+    async def dead_letter(self, queue: str, body: bytes, reason: str) -> None:
+        """Publish `body` to the dead-letter exchange, persistent and confirmed, with the work
+        queue it came from and why in its headers (as RabbitMQ's own x-death would say)."""
+        self._require_connected()
+        assert self._publish_channel is not None
+        message = aio_pika.Message(
+            body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={"x-tasker-queue": self.work_queue_name(queue), "x-tasker-reason": reason[:500]},
+        )
+        try:
+            async with asyncio.timeout(self.operation_timeout):
+                exchange = await self._publish_channel.get_exchange(self.dead_letter_exchange, ensure=False)
+                await exchange.publish(message, routing_key="", mandatory=True)
+        except aio_pika.exceptions.DeliveryError as exc:
+            raise self._unavailable("dead letter refused (nack)", exc) from None
+        except TimeoutError:
+            raise self._unavailable(f"no confirm of a dead letter within {self.operation_timeout:g}s") from None
+        except _BROKER_ERRORS as exc:
+            raise self._unavailable("dead letter not published", exc) from None
+        self._dead_count += 1
+        log.warning("dead-lettered readings from work queue %r: %s", queue, reason)
 
     async def consume_work(self, queue: str, handler: WorkHandler, prefetch: int) -> None:
         """Register a consumer on its own channel with `prefetch` unacked messages at most.

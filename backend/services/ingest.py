@@ -19,11 +19,12 @@ import time
 from typing import Any
 
 from backend.ports import Broker, Registry, Unavailable
-from backend.services.readings import MAX_BATCH_READINGS, ReadingBatch, validate_batch
+from backend.services.readings import MAX_BATCH_READINGS, ReadingBatch, ServerCeilings, validate_batch
 from backend.services.telemetry import Telemetry
 from backend.services.timestamps import now_ms
 from backend.services.group_commit import GroupCommit
 from backend.services.wire import READINGS_PER_MESSAGE, ReadingColumns, encode_columns, queue_for
+from tasker.domain import value_ceilings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ bounded by Cassandra, did not change measurably."""
 
 
 class ServerDirectory:
-    """The set of registered server ids, cached for ingest validation.
+    """Registered servers with the ceiling of each metric's values, cached for ingest validation.
 
     Refreshed every `ttl_s` in the background (requests go on with the ids in hand meanwhile:
     a refresh awaited by the requests in flight was, with the ingest key lookups, most of the p99
@@ -50,33 +51,36 @@ class ServerDirectory:
         self.registry = registry
         self.ttl_s = ttl_s
         self.miss_refresh_s = miss_refresh_s
-        self._ids: set[str] = set()
+        self._ceilings: dict[str, dict[str, float]] = {}
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
         self._background: asyncio.Task[None] | None = None
 
     async def _refresh(self) -> None:
         async with self._lock:
-            self._ids = set(await self.registry.server_ids())
+            servers = await self.registry.list_servers()
+            self._ceilings = {s.id: value_ceilings(s.max_watts) for s in servers}
             self._loaded_at = time.monotonic()
 
     async def _refresh_quietly(self) -> None:
         try:
             await self._refresh()
         except Exception as exc:  # noqa: BLE001 - the registry is down: keep the ids in hand
-            log.warning("server ids not refreshed: %s", exc)
+            log.warning("server list not refreshed: %s", exc)
         finally:
             self._background = None
 
-    async def ids(self, wanted: set[str] | None = None) -> set[str]:
-        """Known ids; loaded first if never loaded or when one of `wanted` is unknown, else
-        refreshed in the background when older than `ttl_s`."""
+    async def ceilings(self, wanted: set[str] | None = None) -> ServerCeilings:
+        """Known server ids -> metric -> ceiling; loaded first if never loaded or when one of
+        `wanted` is unknown, else refreshed in the background when older than `ttl_s`."""
         age = time.monotonic() - self._loaded_at
-        if self._loaded_at == float("-inf") or (wanted and not wanted <= self._ids and age > self.miss_refresh_s):
+        if self._loaded_at == float("-inf") or (
+            wanted and not wanted <= self._ceilings.keys() and age > self.miss_refresh_s
+        ):
             await self._refresh()
         elif age > self.ttl_s and self._background is None:
-            self._background = asyncio.create_task(self._refresh_quietly(), name="server-ids-refresh")
-        return self._ids
+            self._background = asyncio.create_task(self._refresh_quietly(), name="server-list-refresh")
+        return self._ceilings
 
     async def close(self) -> None:
         task, self._background = self._background, None
@@ -85,17 +89,18 @@ class ServerDirectory:
             await asyncio.gather(task, return_exceptions=True)
 
     def on_registry_event(self, body: bytes) -> None:
-        """Apply an added/removed event from the registry channel."""
+        """Apply an added/updated/removed event from the registry channel."""
         try:
             event = json.loads(body)
             server_id = event["server"]["id"]
             kind = event["event"]
-        except (ValueError, KeyError, TypeError):
+            max_watts = float(event["server"].get("max_watts") or 0.0)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return
-        if kind == "added":
-            self._ids.add(server_id)
+        if kind in ("added", "updated"):
+            self._ceilings[server_id] = value_ceilings(max_watts)
         elif kind == "removed":
-            self._ids.discard(server_id)
+            self._ceilings.pop(server_id, None)
 
 
 def _server_ids_named(payload: Any) -> set[str]:
@@ -118,7 +123,7 @@ class IngestService:
 
     async def validate(self, payload: Any) -> ReadingBatch:
         """Raise BatchRejected naming every bad item, or return the typed batch."""
-        known = await self.directory.ids(_server_ids_named(payload))
+        known = await self.directory.ceilings(_server_ids_named(payload))
         return validate_batch(payload, known, now_ms())
 
     def _publisher(self, metric: str) -> GroupCommit[ReadingColumns, None]:

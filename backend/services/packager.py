@@ -2,7 +2,10 @@
 
 For each metric queue it consumes with a prefetch bound. A message is decoded (a malformed one
 raises Undecodable, so the broker dead-letters and counts it), written as an idempotent upsert,
-and only then acknowledged. While the store is down the write is retried with capped
+and only then acknowledged. Readings the store refuses (ValueError: a value its column cannot
+hold; ingest's validation should let none through) never take the others down: the message's
+readings are written in halves, then quarters..., around the refused ones, which alone go to
+the dead-letter queue (`Broker.dead_letter`, counted); then the message is acked. While the store is down the write is retried with capped
 exponential backoff and the message stays unacked, so an outage pauses the packager and a crash
 leaves the message to be redelivered. Once its raw rows are stored, the same bytes go out on the
 live channel (before the rollups, so they add nothing to the live latency).
@@ -30,12 +33,12 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from functools import partial
 from typing import TypeVar
 
-from backend.ports import Broker, Delivery, MinuteBucket, TimeSeriesStore, Undecodable, minutes_of
+from backend.ports import Broker, Delivery, MinuteBucket, TimeSeriesStore, minutes_of
 from backend.services import rollups
 from backend.services.group_commit import GroupCommit
 from backend.services.telemetry import Telemetry
 from backend.services.timestamps import now_ms
-from backend.services.wire import LIVE_CHANNEL, decode_readings, queue_for
+from backend.services.wire import LIVE_CHANNEL, decode_readings, encode_readings, queue_for
 from tasker.domain import METRICS, Reading
 
 log = logging.getLogger(__name__)
@@ -143,7 +146,7 @@ class Packager:
             self._live_task = None
 
     async def handle(self, delivery: Delivery) -> None:
-        """Store one message; returning acks it, Undecodable dead-letters it."""
+        """Store one message; returning acks it, Undecodable (raised by decoding) dead-letters it."""
         if delivery.redelivered:
             self.telemetry.redelivered.inc()
         assert self._groups is not None, "start the packager first"
@@ -151,16 +154,54 @@ class Packager:
         message = decode_readings(delivery.body)
         metric, sent_ms, count = message.metric, message.sent_ms, len(message.readings)
         if count:
+            live = delivery.body
             try:
                 rolled_up = await self._groups.submit(message.readings)
-            except ValueError as exc:  # e.g. a value the store's column cannot hold
-                raise Undecodable(f"the store refuses its readings: {exc}") from None
+            except ValueError:  # e.g. a value the store's column cannot hold
+                rolled_up, refused = await self._write_around_refused(message.readings)
+                if refused:
+                    await self._dead_letter(metric, refused)
+                    count -= len(refused)
+                    dropped = {id(r) for r, _ in refused}
+                    live = encode_readings(metric, [r for r in message.readings if id(r) not in dropped], sent_ms)
             del message  # the readings are stored: hold no memory while the rollups wait
             # Live as soon as the raw rows are in: the rollups' wait is no part of the latency.
-            self._announce(delivery.body)
+            if count:
+                self._announce(live)
             await asyncio.shield(rolled_up)
         self.telemetry.readings_stored.inc(count, metric=metric)
         self.telemetry.queue_lag.set(max(0, now_ms() - sent_ms) / 1000, metric=metric)
+
+    async def _write_around_refused(
+        self, readings: Sequence[Reading]
+    ) -> tuple[asyncio.Future[None], list[tuple[Reading, str]]]:
+        """Write what the store takes of `readings`, halving each part it refuses down to the
+        single readings it refuses; returns the rollups to wait for and the refused readings
+        with the store's reason. Writes are upserts, so writing a part again is harmless."""
+        rollups: list[asyncio.Future[None]] = []
+        refused: list[tuple[Reading, str]] = []
+        parts = [readings]
+        while parts:
+            part = parts.pop()
+            try:
+                rollups.append(await self._write_parts([part]))
+            except ValueError as exc:
+                if len(part) == 1:
+                    refused.append((part[0], str(exc)))
+                else:
+                    half = len(part) // 2
+                    parts += [part[half:], part[:half]]
+        return asyncio.ensure_future(asyncio.gather(*rollups)), refused
+
+    async def _dead_letter(self, metric: str, refused: list[tuple[Reading, str]]) -> None:
+        """Send the refused readings alone to the dead-letter queue; Unavailable propagates, so
+        the message is delivered again and its good readings written again (as upserts)."""
+        reading, reason = refused[0]
+        more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+        body = encode_readings(metric, [r for r, _ in refused], now_ms())
+        await self.broker.dead_letter(queue_for(metric), body,
+                                      f"the store refused {len(refused)} readings: {reason}{more}")
+        self.telemetry.readings_dead_lettered.inc(len(refused), metric=metric)
 
     def _announce(self, body: bytes) -> None:
         try:

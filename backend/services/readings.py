@@ -2,18 +2,25 @@
 
 A batch is accepted whole or not at all: `validate_batch` either returns every reading, grouped
 by metric, or raises `BatchRejected` listing each bad item with its index, field and reason.
+
+This is the one place that decides which values Tasker holds: between the metric's minimum and
+its ceiling for that server (`tasker.domain.value_ceilings`), so whatever ingest accepts every
+store can keep as it is, in embedded and distributed mode alike, and aggregates stay finite.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from backend.services.timestamps import parse_rfc3339_ms
 from backend.services.wire import ReadingColumns
 from tasker.domain import EARLIEST_TS_MS, MAX_FUTURE_SKEW_MS, METRICS, Reading
+
+ServerCeilings = Mapping[str, Mapping[str, float]]
+"""Registered server id -> metric -> the largest value a reading of it may hold."""
 
 MAX_BATCH_READINGS = 10_000
 """Readings one POST may carry; more is refused with 413 (split the batch)."""
@@ -89,7 +96,7 @@ def _check_ts(raw: Any, now: int) -> tuple[int | None, str | None]:
     return ts, None
 
 
-def _check_item(index: int, item: Any, servers: Collection[str], now: int,
+def _check_item(index: int, item: Any, servers: ServerCeilings, now: int,
                 errors: list[ItemError]) -> Reading | None:
     if not isinstance(item, dict):
         errors.append(ItemError(index, "reading", "must be an object with server_id, metric, ts, value"))
@@ -129,23 +136,37 @@ def _check_item(index: int, item: Any, servers: Collection[str], now: int,
         if type(value) not in (int, float):
             errors.append(ItemError(index, "value", "must be a number"))
             value = None
-        elif not math.isfinite(value):
+        elif type(value) is float and not math.isfinite(value):
             errors.append(ItemError(index, "value", "must be finite"))
             value = None
-        elif metric is not None and metric.minimum is not None and value < metric.minimum:
+        elif metric is not None and value < metric.minimum:
             errors.append(ItemError(
                 index, "value", f"must be >= {metric.minimum:g} for {metric.name} ({metric.unit})"
             ))
             value = None
+        elif metric is not None and isinstance(server_id, str) and server_id in servers:
+            ceiling = servers[server_id][metric.name]
+            if value > ceiling:
+                errors.append(ItemError(index, "value", _over_ceiling(metric.name, ceiling)))
+                value = None
 
     if len(errors) != before:
         return None
     return Reading(server_id, metric_name, ts, float(value))  # type: ignore[arg-type]
 
 
-def validate_batch(payload: Any, servers: Collection[str], now: int,
+def _over_ceiling(metric_name: str, ceiling: float) -> str:
+    metric = METRICS[metric_name]
+    why = ""
+    if ceiling < metric.maximum and metric.per_max_watts is not None:
+        why = f" ({metric.per_max_watts:g} x its max_watts)"
+    return f"must be <= {ceiling:g} {metric.unit} for {metric.name} on this server{why}"
+
+
+def validate_batch(payload: Any, servers: ServerCeilings, now: int,
                    max_readings: int = MAX_BATCH_READINGS) -> ReadingBatch:
-    """Check a decoded POST body `{"readings": [...]}` against the registered `servers`.
+    """Check a decoded POST body `{"readings": [...]}` against the registered `servers` (each
+    with its ceilings per metric).
 
     Returns the readings grouped by metric, or raises BatchRejected naming every bad item
     (status 413 when the batch holds more than `max_readings`).
@@ -176,11 +197,12 @@ def validate_batch(payload: Any, servers: Collection[str], now: int,
         if type(item) is dict and len(item) == 4:
             server_id, name, ts, value = item.get("server_id"), item.get("metric"), item.get("ts"), item.get("value")
             metric = METRICS.get(name) if type(name) is str else None
+            ceilings = servers.get(server_id) if type(server_id) is str else None
             if (
-                metric is not None and type(server_id) is str and server_id in servers
+                metric is not None and ceilings is not None
                 and type(ts) is int and EARLIEST_TS_MS <= ts <= latest
-                and (type(value) is float or type(value) is int) and isfinite(value)
-                and (metric.minimum is None or value >= metric.minimum)
+                and (type(value) is int or type(value) is float and isfinite(value))
+                and metric.minimum <= value <= ceilings[name]  # exact for ints beyond any float too
             ):
                 columns = batch.columns.get(name)
                 if columns is None:

@@ -136,6 +136,10 @@ class Telemetry:
         self.readings_stored = Counter(
             "tasker_readings_stored_total", "Readings written to the time-series store by the packager, by metric."
         )
+        self.readings_dead_lettered = Counter(
+            "tasker_readings_dead_lettered_total",
+            "Readings the time-series store refused, sent alone to the dead-letter queue, by metric.",
+        )
         self.redelivered = Counter(
             "tasker_messages_redelivered_total",
             "Work messages received again after a consumer failed or died before acking them.",

@@ -603,6 +603,33 @@ async def test_rabbitmq_dead_letters_land_in_the_dead_letter_queue(rabbitmq: Rab
         await message.ack()
 
 
+async def test_a_dead_letter_sent_by_the_packager_is_counted(brokers: Brokers) -> None:
+    broker = brokers.broker
+    before = broker.dead_lettered()
+    await broker.dead_letter(queue_name(), b"refused readings", "the store refused 1 readings: test")
+    assert broker.dead_lettered() == before + 1
+
+
+async def test_rabbitmq_a_dead_letter_sent_alone_lands_in_the_dead_letter_queue_with_its_reason(
+    rabbitmq: RabbitMQBrokers,
+) -> None:
+    broker = await rabbitmq.make()
+    queue = queue_name()
+    await broker.dead_letter(queue, b"three refused readings", "the store refused 3 readings: too large")
+
+    connection = await aio_pika.connect(rabbitmq.url)
+    async with connection:
+        channel = await connection.channel()
+        dead = await channel.declare_queue(f"{rabbitmq.prefix}.dead-letter", passive=True)
+        message = await dead.get(timeout=WAIT_S)
+        assert message is not None
+        assert message.body == b"three refused readings"
+        assert message.headers["x-tasker-queue"] == f"{rabbitmq.prefix}.{queue}"
+        assert message.headers["x-tasker-reason"] == "the store refused 3 readings: too large"
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        await message.ack()
+
+
 def free_port() -> int:
     import socket
 

@@ -1,9 +1,11 @@
-"""Ingest's cache of registered server ids: loaded once, refreshed in the background (requests
+"""Ingest's cache of registered servers and their value ceilings: loaded once, refreshed in the background (requests
 never wait for a routine refresh), re-read at once for an id it does not know."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +14,7 @@ from backend.services.ingest import ServerDirectory
 
 
 class Registry:
-    """`server_ids` answering from `ids`, waiting for `open`, failing while `down`."""
+    """`list_servers` answering from `ids`, waiting for `open`, failing while `down`."""
 
     def __init__(self, ids: set[str]) -> None:
         self.ids = ids
@@ -21,12 +23,16 @@ class Registry:
         self.down = False
         self.calls = 0
 
-    async def server_ids(self) -> list[str]:
+    async def list_servers(self) -> list[SimpleNamespace]:
         self.calls += 1
         await self.open.wait()
         if self.down:
             raise Unavailable("registry: connection refused (test)")
-        return sorted(self.ids)
+        return [SimpleNamespace(id=i, max_watts=100.0) for i in sorted(self.ids)]
+
+
+async def ids(directory: ServerDirectory, wanted: set[str] | None = None) -> set[str]:
+    return set(await directory.ceilings(wanted))
 
 
 @pytest.fixture
@@ -39,38 +45,50 @@ async def directory_and_registry():
 
 async def test_a_stale_list_is_refreshed_behind_the_requests(directory_and_registry):
     directory, registry = directory_and_registry
-    assert await directory.ids() == {"a"} and registry.calls == 1  # the first use loads
+    assert await ids(directory, ) == {"a"} and registry.calls == 1  # the first use loads
     registry.ids = {"a", "b"}
     await asyncio.sleep(0.15)
     registry.open.clear()  # a slow registry: requests must not wait for it
     for _ in range(3):
         async with asyncio.timeout(0.05):
-            assert await directory.ids({"a"}) == {"a"}
+            assert await ids(directory, {"a"}) == {"a"}
     await asyncio.sleep(0.01)
     assert registry.calls == 2  # one refresh for the three requests
     registry.open.set()
     await asyncio.sleep(0.01)
-    assert await directory.ids() == {"a", "b"}
+    assert await ids(directory, ) == {"a", "b"}
 
 
 async def test_an_unknown_id_is_looked_up_before_answering(directory_and_registry):
     directory, registry = directory_and_registry
-    await directory.ids()
+    await ids(directory, )
     registry.ids = {"a", "new"}
     await asyncio.sleep(0.06)
-    assert await directory.ids({"new"}) == {"a", "new"}
+    assert await ids(directory, {"new"}) == {"a", "new"}
 
 
 async def test_a_failed_background_refresh_keeps_the_ids_in_hand(directory_and_registry):
     directory, registry = directory_and_registry
-    await directory.ids()
+    await ids(directory, )
     registry.down = True
     await asyncio.sleep(0.15)
-    assert await directory.ids() == {"a"}
+    assert await ids(directory, ) == {"a"}
     await asyncio.sleep(0.01)
     assert registry.calls == 2
     registry.down = False
     await asyncio.sleep(0.15)
-    await directory.ids()
+    await ids(directory, )
     await asyncio.sleep(0.01)
     assert registry.calls == 3
+
+
+async def test_ceilings_follow_the_servers_max_watts_through_events(directory_and_registry):
+    directory, _ = directory_and_registry
+    assert (await directory.ceilings())["a"]["power"] == 1_000.0  # 10 x 100 W
+    directory.on_registry_event(json.dumps({"event": "updated", "server": {"id": "a", "max_watts": 350}}).encode())
+    directory.on_registry_event(json.dumps({"event": "added", "server": {"id": "b", "max_watts": 0}}).encode())
+    ceilings = await directory.ceilings()
+    assert ceilings["a"]["power"] == 3_500.0 and ceilings["b"]["power"] == 1e7
+    directory.on_registry_event(json.dumps({"event": "removed", "server": {"id": "a"}}).encode())
+    directory.on_registry_event(b"not json")
+    assert set(await directory.ceilings()) == {"b"}

@@ -175,6 +175,30 @@ async def test_the_packager_dead_letters_a_refused_message_and_stores_the_rest(t
         assert await broker.queue_depth(queue_for("power")) == 0
 
 
+async def test_refused_readings_alone_are_dead_lettered_and_their_neighbours_stored(tmp_path):
+    # Ingest merges the POSTs of many sensors into one message: a value the store refuses used
+    # to dead-letter the whole message, losing other sensors' acknowledged readings.
+    store = RefusingStore(tmp_path / "ts.db")
+    async with packager_over(store, prefetch=16) as (broker, telemetry, _):
+        good = readings(40, 0)
+        poison = [Reading("srv_bbbbbbbbbb", "power", T0 + 7_000 + i, 3.4e38) for i in range(3)]
+        mixed = good[:10] + poison[:1] + good[10:25] + poison[1:] + good[25:]
+        await broker.publish_work(queue_for("power"), encode_readings("power", mixed, T0))
+        async with asyncio.timeout(5):
+            while telemetry.readings_dead_lettered.value(metric="power") < 3:
+                await asyncio.sleep(0.01)
+            while telemetry.readings_stored.value(metric="power") < 40:
+                await asyncio.sleep(0.01)
+        page = await store.raw("srv_aaaaaaaaaa", "power", T0, T0 + 10**7, 100)
+        assert sorted((r.ts_ms, r.value) for r in page.readings) == sorted((r.ts_ms, r.value) for r in good)
+        assert (await store.raw("srv_bbbbbbbbbb", "power", T0, T0 + 10**7, 100)).readings == []
+        assert broker.dead_lettered() == 1  # one dead letter holding the three refused readings
+        dead = decode_readings(broker.dead_letters[0][1])
+        assert sorted(r.ts_ms for r in dead.readings) == [r.ts_ms for r in poison]
+        assert telemetry.readings_stored.value(metric="power") == 40
+        assert await broker.queue_depth(queue_for("power")) == 0
+
+
 class HeldBroker:
     """A broker whose publishes each wait for the test to confirm them (or fail them)."""
 

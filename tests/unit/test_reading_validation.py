@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backend.services.readings import BatchRejected, validate_batch
-from tasker.domain import EARLIEST_TS_MS, MAX_FUTURE_SKEW_MS
+from tasker.domain import EARLIEST_TS_MS, MAX_FUTURE_SKEW_MS, METRICS, value_ceilings
 
 NOW = 1_795_000_000_000
-SERVERS = {"srv_aaaaaaaaaa", "srv_bbbbbbbbbb"}
+SERVERS = {"srv_aaaaaaaaaa": value_ceilings(350.0), "srv_bbbbbbbbbb": value_ceilings(0.0)}
+"""One server registered with max_watts 350, one without a max_watts (0)."""
 
 
 def reading(**changes):
@@ -127,3 +131,50 @@ def test_a_batch_over_the_limit_is_413():
 def test_the_error_json_has_index_field_reason():
     exc = rejected([reading(value=-3)])
     assert exc.details[0].as_json() == {"index": 0, "field": "value", "reason": "must be >= 0 for power (W)"}
+
+
+@pytest.mark.parametrize("value", [1e308, 3.5e38, 1e10])
+def test_a_value_no_store_could_hold_is_refused_naming_the_ceiling(value):
+    # 1e308 W was accepted, then refused by Cassandra's 32-bit float column after the 202.
+    exc = rejected([reading(), reading(server_id="srv_bbbbbbbbbb", value=value)])
+    assert reasons(exc) == [(1, "value", "must be <= 1e+07 W for power on this server")]
+    assert "nothing was accepted" in str(exc)
+
+
+def test_power_above_ten_times_the_servers_max_watts_is_refused():
+    assert len(validate_batch({"readings": [reading(value=3500.0)]}, SERVERS, NOW)) == 1
+    exc = rejected([reading(value=3500.5), reading(metric="co2", value=3500.5)])
+    assert reasons(exc) == [(0, "value", "must be <= 3500 W for power on this server (10 x its max_watts)")]
+
+
+def test_co2_has_an_absolute_ceiling():
+    exc = rejected([reading(metric="co2", value=1.5e9)])
+    assert reasons(exc) == [(0, "value", "must be <= 1e+09 g/h for co2 on this server")]
+
+
+def test_every_ceiling_fits_a_32_bit_float_with_room_for_sums():
+    float32_max = 3.4028234663852886e38
+    for metric in METRICS.values():
+        # a year of one reading a second summed in a rollup stays far from overflow
+        assert metric.maximum * 366 * 86_400 < float32_max
+
+
+@given(value=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**400), 10**400),
+       metric=st.sampled_from(sorted(METRICS)), server=st.sampled_from(sorted(SERVERS)),
+       as_text=st.booleans())
+def test_a_value_is_accepted_exactly_when_it_lies_in_its_metrics_domain(value, metric, server, as_text):
+    # as_text sends ts as RFC 3339, which takes the slow path: both paths must agree.
+    ts = datetime.fromtimestamp((NOW - 1000) / 1000, tz=timezone.utc).isoformat() if as_text else NOW - 1000
+    ceiling = SERVERS[server][metric]
+    try:
+        in_domain = math.isfinite(value) and METRICS[metric].minimum <= value <= ceiling
+    except OverflowError:  # an integer beyond any float
+        in_domain = False
+    body = {"readings": [reading(server_id=server, metric=metric, ts=ts, value=value)]}
+    if in_domain:
+        stored = validate_batch(body, SERVERS, NOW).by_metric[metric][0].value
+        assert stored == float(value) and math.isfinite(stored)
+    else:
+        with pytest.raises(BatchRejected) as caught:
+            validate_batch(body, SERVERS, NOW)
+        assert [(d.index, d.field) for d in caught.value.details] == [(0, "value")]
