@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sensors.grid import intensity_at, local_hour
+from tasker.grid import intensity_at, local_hour
 from tasker.domain import DEFAULT_PUE, co2_g_per_h, default_carbon_intensity
 
 _TWO_PI = 2 * math.pi

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from sensors.grid import GRID_PROFILES, grid_factor, intensity_at, local_hour
+from tasker.grid import GRID_PROFILES, grid_factor, intensity_at, local_hour
 from sensors.model import FleetModel, ServerModel, ServerSpec
 from tasker.domain import REGIONS, co2_g_per_h
 
