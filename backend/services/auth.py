@@ -55,8 +55,8 @@ CACHE_TTL_S = 5.0
 INGEST_KEY_PREFIX = "tik_"
 FIRST_ADMIN = "admin"
 
-_USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_KEY_ID = re.compile(r"^[a-z2-7]{8,16}$")
+_USERNAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_KEY_ID = re.compile(r"[a-z2-7]{8,16}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
@@ -128,7 +128,7 @@ def require_string(payload: dict[str, Any], field: str, max_len: int = MAX_PASSW
 
 
 def check_username(username: str) -> str:
-    if not _USERNAME.match(username):
+    if not _USERNAME.fullmatch(username):
         raise InvalidField("username", "must be 1-64 characters of A-Z a-z 0-9 . _ -")
     return username
 
@@ -361,7 +361,7 @@ class AuthService:
         return result
 
     async def _check_password(self, username: str, password: str) -> LoginResult:
-        user = await self.registry.get_user(username) if _USERNAME.match(username) else None
+        user = await self.registry.get_user(username) if _USERNAME.fullmatch(username) else None
         if user is None:
             # Spend the same time as a real check, so timing does not reveal which names exist.
             if self._dummy_hash is None:
@@ -435,7 +435,7 @@ class AuthService:
 
     async def _look_up_key(self, key: str) -> Principal:
         _, key_id, secret = (key.split("_", 2) + ["", ""])[:3]
-        record = await self.registry.get_ingest_key(key_id) if _KEY_ID.match(key_id) else None
+        record = await self.registry.get_ingest_key(key_id) if _KEY_ID.fullmatch(key_id) else None
         if record is None or not secret:
             raise Unauthorized("invalid ingest key")
         if not hmac.compare_digest(record.key_hash, token_digest(secret)):

@@ -24,8 +24,8 @@ RATE_PER_S = 1.0
 """...and how many per second they regain (per api process)."""
 MAX_SINCE_ENTRIES = 10_000
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_CLIENT_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CLIENT_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class ChatRefused(Exception):
@@ -62,7 +62,7 @@ def conversation_of(principal: Principal, frame: dict[str, Any]) -> str:
         if principal.role == "sysadmin":
             return principal.name
         raise ChatRefused("bad_request", "conversation is required: the sysadmin's username")
-    if not isinstance(named, str) or not _NAME.match(named):
+    if not isinstance(named, str) or not _NAME.fullmatch(named):
         raise ChatRefused("bad_request", "conversation must be a username (1-64 of A-Z a-z 0-9 . _ -)")
     if not can_see(principal, named):
         raise ChatRefused("forbidden", "a sysadmin can only use their own conversation")
@@ -72,7 +72,7 @@ def conversation_of(principal: Principal, frame: dict[str, Any]) -> str:
 def client_key_of(frame: dict[str, Any]) -> str | None:
     """The frame's idempotency key when it is well formed (else None)."""
     key = frame.get("client_key")
-    return key if isinstance(key, str) and _CLIENT_KEY.match(key) else None
+    return key if isinstance(key, str) and _CLIENT_KEY.fullmatch(key) else None
 
 
 def require_client_key(frame: dict[str, Any]) -> str:
@@ -109,7 +109,7 @@ def since_of(frame: dict[str, Any]) -> dict[str, int]:
         return {}
     if (
         not isinstance(since, dict) or len(since) > MAX_SINCE_ENTRIES
-        or not all(isinstance(k, str) and _NAME.match(k) for k in since)
+        or not all(isinstance(k, str) and _NAME.fullmatch(k) for k in since)
         or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in since.values())
     ):
         raise ChatRefused("bad_request", 'since must map conversations to the last message id seen, '

@@ -23,9 +23,9 @@ from tasker.domain import DEFAULT_PUE, ENERGY_SOURCES, REGIONS, default_carbon_i
 
 log = logging.getLogger(__name__)
 
-SERVER_ID = re.compile(r"^srv_[a-z2-7]{10}$")
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_TAG = re.compile(r"^[A-Za-z0-9._:/=-]{1,64}$")
+SERVER_ID = re.compile(r"srv_[a-z2-7]{10}")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_TAG = re.compile(r"[A-Za-z0-9._:/=-]{1,64}")
 MAX_TAGS = 32
 MAX_SITE = 100
 USER_SET = "set by user"
@@ -55,7 +55,7 @@ def new_server_id() -> str:
 
 def check_server_id(server_id: str) -> str:
     """`server_id` if it has the form of one of ours; NotFound otherwise (it cannot exist)."""
-    if not SERVER_ID.match(server_id):
+    if not SERVER_ID.fullmatch(server_id):
         raise NotFound(f"no server with id {server_id[:80]!r}")
     return server_id
 
@@ -85,7 +85,7 @@ def _parse_fields(payload: Any, errors: list[dict[str, str]]) -> dict[str, Any]:
             errors.append({"field": str(key)[:64], "reason": "is not a server field"})
     if "name" in payload:
         name = payload["name"]
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             errors.append({"field": "name", "reason": "must be 1-64 characters of A-Z a-z 0-9 . _ -"})
         else:
             out["name"] = name
@@ -141,7 +141,7 @@ def _parse_fields(payload: Any, errors: list[dict[str, str]]) -> dict[str, Any]:
         if not isinstance(tags, list) or len(tags) > MAX_TAGS:
             errors.append({"field": "tags", "reason": f"must be a list of at most {MAX_TAGS} tags"})
         else:
-            bad = [t for t in tags if not isinstance(t, str) or not _TAG.match(t)]
+            bad = [t for t in tags if not isinstance(t, str) or not _TAG.fullmatch(t)]
             if bad:
                 errors.append({"field": "tags",
                                "reason": "each tag must be 1-64 characters of A-Z a-z 0-9 . _ : / = -"})

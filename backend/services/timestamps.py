@@ -33,7 +33,7 @@ def format_rfc3339(ms: int) -> str:
     return instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_RELATIVE = re.compile(r"^-(\d{1,6})(s|m|h|d|w)$")
+_RELATIVE = re.compile(r"-(\d{1,6})(s|m|h|d|w)")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 
 
@@ -47,7 +47,7 @@ def parse_instant(text: str, now: int) -> int:
         return now
     if text.isdigit() and len(text) <= 15:
         return int(text)
-    match = _RELATIVE.match(text)
+    match = _RELATIVE.fullmatch(text)
     if match:
         return now - int(match.group(1)) * _UNIT_MS[match.group(2)]
     try:

@@ -222,3 +222,8 @@ async def test_a_refresh_in_flight_does_not_bring_back_a_logged_out_session(regi
             await service.authenticate(f"Bearer {token}")
     finally:
         await service.close()
+
+
+async def test_a_username_with_a_trailing_newline_is_refused(auth):
+    with pytest.raises(InvalidField):
+        await auth.add_user("ops\n", "sysadmin", "a long enough password")

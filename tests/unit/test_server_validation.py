@@ -138,3 +138,17 @@ def test_patch_checks_watts_against_the_stored_values():
 def test_ids_that_cannot_be_ours_are_not_found_without_a_lookup(server_id):
     with pytest.raises(NotFound):
         check_server_id(server_id)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"name": "web-1\n"}, "name"),
+    ({"tags": ["prod\n"]}, "tags"),
+])
+def test_a_trailing_newline_is_not_a_valid_name_or_tag(changes, field):
+    # A pattern checked with `$` let `web-1\n` register beside `web-1` and break the table.
+    assert field in rejected(form(**changes))
+
+
+def test_a_server_id_with_a_trailing_newline_is_not_found():
+    with pytest.raises(NotFound):
+        check_server_id(new_server_id() + "\n")
