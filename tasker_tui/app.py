@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import work
+from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from tasker_tui.commands import ServerCommands
+from tasker_tui.crash_report import crash_line, write_crash_report
 from tasker_tui.fleet_state import FleetState
+from tasker_tui.literal import printable
 from tasker_tui.live_link import LinkStatus, LiveLink
 from tasker_tui.screens.base import TaskerScreen
 
@@ -232,6 +236,26 @@ class TaskerApp(App[None]):
             del self.tick_durations[:5_000]
 
     # --- errors and sessions ----------------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast, always drawn as plain text: toasts carry server names and the backend's
+        messages, and Textual would otherwise parse them as markup (`[@click=app.quit]`)."""
+        super().notify(printable(message), title=printable(title), severity=severity, timeout=timeout, markup=False)
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual exits with return code 1 and prints a traceback with locals (secrets among
+        # them) once the terminal is restored; Tasker writes the traceback to a file instead
+        # and prints one line saying where.
+        super()._handle_exception(error)
+        self._exit_renderables[:] = [Text(crash_line(error, write_crash_report(error)))]
 
     def report_error(self, error: BaseException) -> None:
         """The one place a failed worker becomes something the user sees."""

@@ -38,8 +38,9 @@ def start_tui(url: str | None) -> int:
         return code
     from tasker_tui.app import TaskerApp
 
-    TaskerApp(settings.url).run()
-    return 0
+    app = TaskerApp(settings.url)
+    app.run()
+    return app.return_code or 0  # 1 after an unexpected error (said on stderr)
 
 
 def run_plain_tui(argv: list[str]) -> int | None:

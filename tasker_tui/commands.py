@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from functools import partial
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Matcher, Provider
+from textual.content import Content
 
 from tasker_tui.fleet_state import location_text
+from tasker_tui.literal import literal_content, one_line
+
+
+def highlighted(matcher: Matcher, title: str) -> Content:
+    """`title` with the query's matched characters styled, built as Content (never markup: the
+    palette's own `Matcher.highlight` parses its argument, and a server name is not markup)."""
+    content = literal_content(title)
+    _score, offsets = matcher.fuzzy_search.match(matcher.query, content.plain)
+    for offset in offsets:
+        if not content.plain[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
 
 
 class ServerCommands(Provider):
@@ -22,20 +35,25 @@ class ServerCommands(Provider):
         self.app.open_server(server_id)  # type: ignore[attr-defined]
 
     @staticmethod
-    def _help(server: dict) -> str:
-        return f"{location_text(server, with_site=True)} · {server.get('energy_source', '')}"
+    def _help(server: dict) -> Content:
+        # Content, not str: the palette parses a str help as markup (Content passes through).
+        return literal_content(one_line(f"{location_text(server, with_site=True)} · {server.get('energy_source', '')}"))
+
+    @staticmethod
+    def _title(server: dict) -> str:
+        return f"Go to server {one_line(server['name'])}"
 
     async def discover(self) -> Hits:
         for server in self._servers()[:50]:
-            yield DiscoveryHit(
-                f"Go to server {server['name']}", partial(self._open, server["id"]), help=self._help(server)
-            )
+            title = self._title(server)
+            yield DiscoveryHit(literal_content(title), partial(self._open, server["id"]), text=title,
+                               help=self._help(server))  # type: ignore[arg-type]
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for server in self._servers():
-            title = f"Go to server {server['name']}"
-            score = max(matcher.match(title), matcher.match(server["name"]))
+            title = self._title(server)
+            score = max(matcher.match(title), matcher.match(one_line(server["name"])))
             if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(self._open, server["id"]), text=title,
-                          help=self._help(server))
+                yield Hit(score, highlighted(matcher, title), partial(self._open, server["id"]), text=title,
+                          help=self._help(server))  # type: ignore[arg-type]

@@ -232,6 +232,7 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
             raise _Signalled(stop.signum)
         if app.prepare_error is not None:
             raise app.prepare_error
+        crashed = app.return_code or 0  # the TUI said why on stderr
     except (StackError, ApiError) as exc:
         print(f"tasker demo: {exc}", file=sys.stderr)
         return 1
@@ -253,4 +254,4 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
         print(f"Run it again with `tasker demo{kept}`. While it runs, a second terminal can")
         print("connect a second TUI as the demo support engineer:")
         print(f"  {second_tui_hint(url, accounts)}")
-    return 0
+    return crashed

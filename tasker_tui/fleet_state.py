@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasker_tui.format import as_value, is_number
+
 # Keep this much live history per server and metric: enough for the fleet sparklines and for the
 # 5-minute detail chart, bounded so 500 servers cannot grow memory without limit.
 RECENT_SECONDS = 330
@@ -124,7 +126,7 @@ class FleetState:
             series = self.series.setdefault(server_id, ServerSeries())
             for metric, point in (latest.get(server_id) or {}).items():
                 if metric in ("power", "co2") and point:
-                    series.add(metric, int(point["ts"]), float(point["value"]))
+                    series.add(metric, int(point["ts"]), as_value(point.get("value")))
         self.registry_version += 1
         self.readings_version += 1
 
@@ -138,7 +140,7 @@ class FleetState:
             series = self.series.get(reading.get("server_id", ""))
             if series is None:
                 continue
-            series.add(metric, int(reading["ts"]), float(reading["value"]))
+            series.add(metric, int(reading["ts"]), as_value(reading.get("value")))
             kept += 1
         if kept:
             self.readings_version += 1
@@ -161,7 +163,7 @@ class FleetState:
         """History buckets `[ts, min, avg, max]` of the recent past, for the sparklines."""
         series = self.series.get(server_id)
         if series is not None:
-            series.merge_history(metric, [(int(p[0]), float(p[2])) for p in points])
+            series.merge_history(metric, [(int(p[0]), as_value(p[2])) for p in points])
             self.readings_version += 1
 
     def upsert_server(self, server: Server) -> None:
@@ -193,8 +195,11 @@ class FleetState:
                 stale += 1
                 continue
             fresh += 1
-            watts += series.latest("power") or 0.0
-            grams += series.latest("co2") or 0.0
+            power, co2 = series.latest("power"), series.latest("co2")
+            # A value that is not a number is left out; a sum beyond float range becomes inf,
+            # which the totals line writes as n/a.
+            watts += power if is_number(power) else 0.0
+            grams += co2 if is_number(co2) else 0.0
         return FleetTotals(watts, grams / 1000.0, fresh, stale)
 
     def find_by_name(self, name: str) -> Server | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,14 +14,6 @@ TYPING_SHOWN_S = 5.0
 """How long "x is typing…" stays up after the last typing notice."""
 MESSAGES_KEPT = 2_000
 """Messages kept per conversation; older ones are dropped (history can fetch them again)."""
-
-
-def printable(text: str) -> str:
-    """Text safe to draw: the backend already neutralises control characters; this is the
-    second line of defence (e.g. against an older backend), keeping newlines and tabs."""
-    return "".join(
-        c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs") else "\ufffd" for c in text
-    )
 
 
 @dataclass

@@ -18,9 +18,9 @@ from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tasker_tui.chat.model import printable
 from tasker_tui.chat.render import conversation_label, message_log, online_line, typing_line
 from tasker_tui.chat.state import ChatState
+from tasker_tui.literal import literal, printable
 
 
 class ChatPane(Vertical):
@@ -129,14 +129,14 @@ class ChatPane(Vertical):
         title.append("" if state.connected else "  (offline)", style="red")
         self.query_one("#chat-title", Static).update(title)
         self.query_one("#chat-online", Static).update(
-            online_line(state.online, state.me, state.is_support) if state.connected else Text(state.status, "dim")
+            online_line(state.online, state.me, state.is_support) if state.connected else literal(state.status, "dim")
         )
         if state.is_support:
             self._sync_list()
         shown = state.shown()
         head = Text()
         if state.is_support:
-            head.append(f"{shown.name}" if shown else "no conversations yet")
+            head.append(printable(shown.name) if shown else "no conversations yet")
         else:
             head.append("Your conversation with support")
         self.query_one("#chat-head", Static).update(head)
@@ -154,7 +154,7 @@ class ChatPane(Vertical):
         attachment.set_class(self.attachment is not None, "-visible")
         if self.attachment is not None:
             attachment.update(Text(f"📎 {printable(self.attachment['name'])} (ctrl+b removes)"))
-        self.query_one("#chat-notice", Static).update(state.notice)
+        self.query_one("#chat-notice", Static).update(literal(state.notice))
 
     def _sync_list(self) -> None:
         state = self.state
@@ -180,8 +180,8 @@ class ChatPane(Vertical):
         if not self.is_mounted:
             return
         line = typing_line(self.state.shown())
-        if line != self._typing_drawn:
-            self._typing_drawn = line
+        if line.plain != self._typing_drawn:
+            self._typing_drawn = line.plain
             self.query_one("#chat-typing", Static).update(line)
 
     def _announce(self, is_open: bool) -> None:

@@ -13,7 +13,8 @@ from datetime import datetime
 from rich.style import Style
 from rich.text import Text
 
-from tasker_tui.chat.model import Conversation, OutboxEntry, printable
+from tasker_tui.chat.model import Conversation, OutboxEntry
+from tasker_tui.literal import printable
 
 MESSAGES_SHOWN = 300
 """Newest messages drawn in the log (older ones stay one page-up away)."""
@@ -69,7 +70,7 @@ def message_log(conversation: Conversation | None, me: str, pending: list[Outbox
         out.append(seen + "\n", style="dim italic")
     for entry in pending:
         if entry.error:
-            out.append(f"✗ not sent: {printable(entry.text)[:80]}\n  {entry.error}\n", style="bold red")
+            out.append(f"✗ not sent: {printable(entry.text)[:80]}\n  {printable(entry.error)}\n", style="bold red")
         else:
             note = entry.waiting or "sending…"
             out.append(f"⧗ you ({note})\n", style="yellow")
@@ -85,16 +86,16 @@ def seen_line(conversation: Conversation, me: str) -> str:
     if conversation.messages[newest].get("sender") != me:
         return ""
     readers = sorted(name for name, read in conversation.seen_by.items() if read >= newest and name != me)
-    return f"✓ seen by {', '.join(readers)}" if readers else ""
+    return printable(f"✓ seen by {', '.join(readers)}") if readers else ""
 
 
-def typing_line(conversation: Conversation | None) -> str:
+def typing_line(conversation: Conversation | None) -> Text:
     if conversation is None:
-        return ""
+        return Text()
     typists = conversation.typists()
     if not typists:
-        return ""
-    return f"{', '.join(typists)} {'is' if len(typists) == 1 else 'are'} typing…"
+        return Text()
+    return Text(printable(f"{', '.join(typists)} {'is' if len(typists) == 1 else 'are'} typing…"))
 
 
 def online_line(online: list[dict[str, str]], me: str, support: bool) -> Text:
@@ -105,14 +106,14 @@ def online_line(online: list[dict[str, str]], me: str, support: bool) -> Text:
     if support:
         sysadmins = [u["username"] for u in online if u.get("role") == "sysadmin"]
         text.append("● " if sysadmins else "○ ", style="green" if sysadmins else "dim")
-        text.append(f"sysadmins online: {', '.join(sysadmins)}" if sysadmins else "no sysadmin online",
+        text.append(printable(f"sysadmins online: {', '.join(sysadmins)}") if sysadmins else "no sysadmin online",
                     style="" if sysadmins else "dim")
         if staff:
-            text.append(f"\n● other support online: {', '.join(staff)}", style="dim")
+            text.append(printable(f"\n● other support online: {', '.join(staff)}"), style="dim")
         return text
     if staff:
         text.append("● ", style="green")
-        text.append(f"support online: {', '.join(staff)}")
+        text.append(printable(f"support online: {', '.join(staff)}"))
     else:
         text.append("○ ", style="red")
         text.append("no support engineer online", style="dim")
@@ -123,7 +124,7 @@ def conversation_label(conversation: Conversation, online: set[str]) -> Text:
     """A row of the support list: presence dot, name, unread count."""
     label = Text()
     label.append("● " if conversation.name in online else "  ", style="green")
-    label.append(conversation.name, style="bold" if conversation.unread else "")
+    label.append(printable(conversation.name), style="bold" if conversation.unread else "")
     if conversation.unread:
         label.append(f" ({conversation.unread})", style="bold magenta")
     return label

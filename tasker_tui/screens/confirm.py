@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tasker_tui.literal import literal
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Asks one question; dismisses with True only on an explicit yes."""
@@ -29,8 +31,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
-            yield Static(self.question, id="confirm-question")
-            yield Static(self.detail, id="confirm-detail")
+            yield Static(literal(self.question), id="confirm-question")
+            yield Static(literal(self.detail), id="confirm-detail")
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.yes_label} (y)", variant="error", id="yes", compact=True)
                 yield Button("Cancel (n)", id="no", compact=True)

@@ -14,6 +14,7 @@ from textual.widgets import Static
 
 from tasker.domain import REGIONS
 from tasker_tui import format as fmt
+from tasker_tui.literal import literal, one_line
 from tasker_tui.range_stats import LiveSeries
 from tasker_tui.screens.base import TaskerScreen
 from tasker_tui.widgets.metric_chart import MetricChart
@@ -59,31 +60,36 @@ def _short_time(rfc3339: str | None) -> str:
     """`2026-11-28T04:47:05.374Z` -> `2026-11-28 04:47Z`."""
     if not rfc3339:
         return "—"
-    return rfc3339[:16].replace("T", " ") + "Z"
+    return str(rfc3339)[:16].replace("T", " ") + "Z"
 
 
 def spec_table(server: dict) -> Table:
-    """The server's registered spec as a two-column table."""
+    """The server's registered spec as a two-column table; every value a literal `Text` (a Rich
+    table would parse a str cell as markup)."""
     location = server.get("location") or {}
     region = location.get("region", "")
     table = Table.grid(padding=(0, 1))
     table.add_column(style="dim", no_wrap=True)
     table.add_column()
-    table.add_row("Id", server.get("id", ""))
-    table.add_row("Region", f"{region} ({REGIONS.get(region, ('?',))[0]})")
-    table.add_row("Site", location.get("site") or "—")
-    table.add_row("Source", server.get("energy_source", ""))
+
+    def row(label: str, value: object, style: str = "") -> None:
+        table.add_row(label, literal(value, style))
+
+    row("Id", server.get("id", ""))
+    row("Region", f"{region} ({REGIONS.get(region, ('?',))[0]})")
+    row("Site", location.get("site") or "—")
+    row("Source", server.get("energy_source", ""))
     intensity = server.get("carbon_intensity_g_per_kwh")
-    table.add_row("Intensity", f"{intensity:g} g/kWh" if isinstance(intensity, (int, float)) else "—")
-    table.add_row("", Text(server.get("carbon_intensity_source", ""), "dim italic"))
-    number = lambda value: f"{value:g}" if isinstance(value, (int, float)) else "—"  # noqa: E731
-    table.add_row("PUE", number(server.get("pue")))
-    table.add_row("Idle/max", f"{number(server.get('idle_watts'))} / {number(server.get('max_watts'))} W")
-    table.add_row("Cores", str(server.get("cores", "—")))
-    table.add_row("Tags", ", ".join(server.get("tags") or []) or "—")
-    table.add_row("Created", f"{_short_time(server.get('created_at'))} by {server.get('created_by', '')}")
+    row("Intensity", f"{fmt.number(intensity)} g/kWh" if isinstance(intensity, (int, float)) else "—")
+    row("", server.get("carbon_intensity_source", ""), "dim italic")
+    number = lambda value: fmt.number(value) if isinstance(value, (int, float)) else "—"  # noqa: E731
+    row("PUE", number(server.get("pue")))
+    row("Idle/max", f"{number(server.get('idle_watts'))} / {number(server.get('max_watts'))} W")
+    row("Cores", server.get("cores", "—"))
+    row("Tags", ", ".join(map(str, server.get("tags") or [])) or "—")
+    row("Created", f"{_short_time(server.get('created_at'))} by {server.get('created_by', '')}")
     if server.get("updated_at") and server.get("updated_at") != server.get("created_at"):
-        table.add_row("Updated", _short_time(server["updated_at"]))
+        row("Updated", _short_time(server["updated_at"]))
     return table
 
 
@@ -235,11 +241,11 @@ class DetailScreen(TaskerScreen):
         stale = fleet.is_stale(self.server_id, now)
         location = server.get("location") or {}
         text = Text()
-        text.append(server.get("name", ""), "bold")
-        text.append(f"  {location.get('region', '')}", "")
+        text.append(one_line(server.get("name", "")), "bold")
+        text.append(one_line(f"  {location.get('region', '')}"))
         if location.get("site"):
-            text.append(f"/{location['site']}")
-        text.append(f"  {server.get('energy_source', '')}", "")
+            text.append(one_line(f"/{location['site']}"))
+        text.append(one_line(f"  {server.get('energy_source', '')}"))
         text.append("   ")
         series = fleet.series.get(self.server_id)
         last = series.last_ts_ms if series else None

@@ -64,7 +64,7 @@ class FleetScreen(TaskerScreen):
         text.append(" │ ", "dim")
         text.append(fmt.fleet_power(totals.watts), "bold")
         text.append(" │ ", "dim")
-        text.append(f"{totals.co2_kg_per_h:,.2f} kg CO2/h", "bold")
+        text.append(fmt.quantity(totals.co2_kg_per_h, "kg CO2/h", 2), "bold")
         sort_label = next(c.label for c in COLUMNS if c.key == table.sort_key)
         text.append(" │ ", "dim")
         text.append(f"{sort_label} {'▼' if table.sort_reverse else '▲'}")

@@ -9,6 +9,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from tasker_tui.literal import literal
+
 MOVING = "↑ ↓ pgup pgdn home end move in tables and lists · tab / shift+tab next / previous field"
 
 
@@ -65,6 +67,6 @@ class HelpScreen(ModalScreen[None]):
         text.append(MOVING + "\n", "dim")
         text.append("Every action is also in the command palette (ctrl+p).", "italic")
         with Vertical(id="help-box"):
-            yield Static(f"Keys: {self.under_title}   (esc closes)", id="help-title")
+            yield Static(literal(f"Keys: {self.under_title}   (esc closes)"), id="help-title")
             with VerticalScroll(id="help-scroll"):
                 yield Static(text, id="help-keys")

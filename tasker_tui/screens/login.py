@@ -9,6 +9,7 @@ from textual.containers import Center, Vertical
 from textual.widgets import Input, Static
 
 from tasker.session import forget_session, load_session, save_session
+from tasker_tui.literal import literal
 from tasker_tui.screens.base import TaskerScreen
 
 
@@ -42,10 +43,11 @@ class LoginScreen(TaskerScreen):
         with Center(id="login-center"):
             with Vertical(id="login-box"):
                 yield Static("Tasker", id="login-title")
-                yield Static(f"Backend: {self.tasker.url or 'starting…'}", id="login-url")
+                yield Static(literal(f"Backend: {self.tasker.url or 'starting…'}"), id="login-url")
                 yield Input(placeholder="username", id="username")
                 yield Input(placeholder="password", password=True, id="password")
-                yield Static(self.initial_message, id="login-message", classes="-error" if self.initial_message else "")
+                yield Static(literal(self.initial_message), id="login-message",
+                             classes="-error" if self.initial_message else "")
 
     def _become_ready(self) -> None:
         super()._become_ready()
@@ -57,7 +59,7 @@ class LoginScreen(TaskerScreen):
 
     def backend_ready(self) -> None:
         """The backend is there (at once, or once the app has prepared it): show where, log in."""
-        self.query_one("#login-url", Static).update(f"Backend: {self.tasker.url}")
+        self.query_one("#login-url", Static).update(literal(f"Backend: {self.tasker.url}"))
         if self.waiting:
             self.waiting = False
             self.say("")
@@ -75,8 +77,9 @@ class LoginScreen(TaskerScreen):
             self.check_saved_session()
 
     def say(self, text: str, *, error: bool = False) -> None:
+        """Show `text` (often the backend's own words) under the form, literally."""
         message = self.query_one("#login-message", Static)
-        message.update(text)
+        message.update(literal(text))
         message.set_class(error, "-error")
 
     def action_submit(self) -> None:

@@ -15,6 +15,7 @@ from textual.widgets import Input, Label, Select, Static
 
 from tasker.client import ApiError, BackendUnavailable, Conflict, ValidationFailed
 from tasker.domain import DEFAULT_PUE, ENERGY_SOURCES, REGIONS, default_carbon_intensity
+from tasker_tui.literal import literal
 from tasker_tui.screens.base import TaskerScreen
 
 
@@ -149,7 +150,7 @@ class ServerFormScreen(TaskerScreen):
 
     def compose_body(self) -> ComposeResult:
         values = initial_values(self.server)
-        yield Static(self.title_text, id="form-title")
+        yield Static(literal(self.title_text), id="form-title")
         with VerticalScroll(id="form"):
             for field in FIELDS:
                 with Horizontal(classes="form-row", id=f"row-{field.key}"):
@@ -183,7 +184,8 @@ class ServerFormScreen(TaskerScreen):
             self.query_one("#field-carbon_intensity_g_per_kwh", Input).placeholder = f"default {intensity:g}"
             self.hints["carbon_intensity_g_per_kwh"] = f"blank = {origin.split(' (')[0]}"
             if not self.query_one("#row-carbon_intensity_g_per_kwh").has_class("-invalid"):
-                self.query_one("#error-carbon_intensity_g_per_kwh", Static).update(self.hints["carbon_intensity_g_per_kwh"])
+                self.query_one("#error-carbon_intensity_g_per_kwh", Static).update(
+                    literal(self.hints["carbon_intensity_g_per_kwh"]))
 
     def values(self) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -197,10 +199,10 @@ class ServerFormScreen(TaskerScreen):
         for field in FIELDS:
             box = self.query_one(f"#error-{field.key}", Static)
             reason = errors.get(field.key, "")
-            box.update(reason or self.hints.get(field.key, ""))
+            box.update(literal(reason or self.hints.get(field.key, "")))
             self.query_one(f"#row-{field.key}").set_class(bool(reason), "-invalid")
         note = self.query_one("#form-message", Static)
-        note.update(message)
+        note.update(literal(message))
         note.set_class(bool(message), "-error")
         if errors:
             first = next(f.key for f in FIELDS if f.key in errors)

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Input, Static
 
 from tasker.domain import EARLIEST_TS_MS, METRICS
 from tasker_tui import format as fmt
+from tasker_tui.literal import literal
 from tasker_tui.screens.base import TaskerScreen
 
 PAGE_SIZE = 100
@@ -81,7 +82,7 @@ class RangeScreen(ModalScreen[TimeRange | None]):
             start = parse_time(raw_from or "-1h", now)
             end = parse_time(raw_to, now)
         except ValueError as exc:
-            self.query_one("#range-message", Static).update(Text(str(exc), "bold red"))
+            self.query_one("#range-message", Static).update(literal(exc, "bold red"))
             return
         if start >= end:
             self.query_one("#range-message", Static).update(Text("'from' must be before 'to'", "bold red"))
@@ -162,7 +163,7 @@ class StatusScreen(TaskerScreen):
         self.query_one("#status-head", Static).update(text)
 
     def _show_foot(self) -> None:
-        self.query_one("#status-foot", Static).update(self.export_note)
+        self.query_one("#status-foot", Static).update(literal(self.export_note))
 
     @work(exclusive=True, group="page", exit_on_error=False)
     async def load_page(self) -> None:
@@ -176,7 +177,8 @@ class StatusScreen(TaskerScreen):
         table.clear()
         for item in readings:
             ts = int(item["ts"])
-            table.add_row(fmt.timestamp(ts, with_ms=True), Text(f"{float(item['value']):.2f}", justify="right"), str(ts))
+            value = fmt.reading(fmt.as_value(item.get("value")))
+            table.add_row(Text(fmt.timestamp(ts, with_ms=True)), Text(value, justify="right"), Text(str(ts)))
         self.page_rows = len(readings)
         self.next_cursor = page.get("next_cursor")
         self._show_head()

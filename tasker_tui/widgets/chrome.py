@@ -7,6 +7,7 @@ import time
 from rich.text import Text
 from textual.widgets import Static
 
+from tasker_tui.literal import one_line
 from tasker_tui.live_link import LinkStatus
 
 
@@ -14,7 +15,7 @@ class TopBar(Static):
     """One line: where you are, the connection state, the chat badge and who you are."""
 
     def show(self, title: str, status: LinkStatus, unread: int, user: str, chat_key: str) -> None:
-        left = Text.assemble(("Tasker", "bold"), " ▸ ", (title, "bold"))
+        left = Text.assemble(("Tasker", "bold"), " ▸ ", (one_line(title), "bold"))
         right = Text()
         if status.state == "idle":
             pass
@@ -30,7 +31,7 @@ class TopBar(Static):
             right.append(badge, "bold reverse magenta" if unread else "dim")
             right.append(f" {chat_key}", "dim")
         if user:
-            right.append(f"  {user}", "italic")
+            right.append(f"  {one_line(user)}", "italic")
         width = max(0, self.size.width - 2)
         gap = max(1, width - left.cell_len - right.cell_len)
         self.update(Text.assemble(left, " " * gap, right))
@@ -47,13 +48,13 @@ class ConnectionBanner(Static):
         if status.state == "connecting":
             text = Text("◌ Connecting to the backend…", "bold")
         elif status.state == "unauthorized":
-            text = Text(f"⚠ Session refused: {status.message}. Log in again.", "bold")
+            text = Text(f"⚠ Session refused: {one_line(status.message)}. Log in again.", "bold")
         else:
             retry = ""
             if status.retry_at is not None:
                 seconds = max(0, round(status.retry_at - time.monotonic()))
                 retry = f" Reconnecting in {seconds}s (attempt {status.attempt})." if seconds else " Reconnecting…"
-            text = Text.assemble(("⚠ Backend connection lost: ", "bold"), status.message + ".", retry)
+            text = Text.assemble(("⚠ Backend connection lost: ", "bold"), one_line(status.message) + ".", retry)
             if stale_hint:
                 text.append(" Showing last data, marked stale.")
         self.update(text)

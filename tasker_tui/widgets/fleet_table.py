@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -25,6 +26,7 @@ from textual.strip import Strip
 
 from tasker_tui import format as fmt
 from tasker_tui.fleet_state import FleetState, Server, location_text, matches_filter
+from tasker_tui.literal import one_line
 
 SPARK_SPAN_S = 300  # the sparklines show the last five minutes
 WIDE_AT = 120  # table width from which the wide layout (site, longer names) is used
@@ -88,10 +90,13 @@ class RowCells(NamedTuple):
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
-    """`text` padded or cut (with an ellipsis) to exactly `width` cells."""
-    if len(text) > width:
-        return text[: max(0, width - 1)] + "…" if width > 0 else ""
-    return text.rjust(width) if right else text.ljust(width)
+    """`text` padded or cut (with an ellipsis) to exactly `width` cells: counted in cells, not
+    characters, so a name in wide (CJK) characters cannot push the columns after it."""
+    cells = cell_len(text)
+    if cells > width:
+        return set_cell_size(text, width - 1) + "…" if width > 0 else ""
+    pad = " " * (width - cells)
+    return pad + text if right else text + pad
 
 
 class FleetTable(ScrollView, can_focus=True):
@@ -306,7 +311,7 @@ class FleetTable(ScrollView, can_focus=True):
             return server.get("energy_source", "")
         if key in ("power", "co2"):
             value = self.state.latest(server_id, key)
-            return -1.0 if value is None else value
+            return value if fmt.is_number(value) else -1.0
         series = self.state.series.get(server_id)
         metric = "power" if key == "power_spark" else "co2"
         mean = fmt.mean_since(series.samples(metric), self.now_ms() - SPARK_SPAN_S * 1000) if series else None
@@ -345,8 +350,8 @@ class FleetTable(ScrollView, can_focus=True):
             power_spark = fmt.sparkline(series.power, now_ms, spark_width, SPARK_SPAN_S)
             co2_spark = fmt.sparkline(series.co2, now_ms, spark_width, SPARK_SPAN_S)
         return RowCells(
-            stale, server.get("name", server_id), location_text(server, with_site=wide),
-            server.get("energy_source", ""), power, co2, power_spark, co2_spark,
+            stale, one_line(server.get("name", server_id)), one_line(location_text(server, with_site=wide)),
+            one_line(server.get("energy_source", "")), power, co2, power_spark, co2_spark,
         )
 
     def _refresh_row(self, index: int) -> None:
