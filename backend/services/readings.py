@@ -191,6 +191,9 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
     batch = ReadingBatch()
     latest = now + MAX_FUTURE_SKEW_MS
     isfinite = math.isfinite
+    # (server, metric, ts) -> index of its first reading: a batch saying two things of one
+    # instant is refused, rather than counted twice and stored once (which value would win?).
+    first: dict[tuple[str, str, int], int] = {}
     for index, item in enumerate(items):
         # Fast path for the common well-formed item (ingest runs this for every reading); anything
         # unusual goes through _check_item, which names each problem.
@@ -203,6 +206,7 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
                 and type(ts) is int and EARLIEST_TS_MS <= ts <= latest
                 and (type(value) is int or type(value) is float and isfinite(value))
                 and metric.minimum <= value <= ceilings[name]  # exact for ints beyond any float too
+                and first.setdefault((server_id, name, ts), index) == index
             ):
                 columns = batch.columns.get(name)
                 if columns is None:
@@ -210,7 +214,12 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
                 columns.append(server_id, ts, float(value))
                 continue
         reading = _check_item(index, item, servers, now, errors)
-        if reading is not None:
+        if reading is None:
+            continue
+        earlier = first.setdefault(reading.key, index)
+        if earlier != index:
+            errors.append(ItemError(index, "ts", f"repeats reading {earlier} (same server, metric and ts)"))
+        else:
             batch.add(reading)
     if errors:
         bad = len({e.index for e in errors})

@@ -104,7 +104,7 @@ def test_missing_fields_are_each_named():
 
 
 def test_every_bad_item_of_a_batch_is_named_and_nothing_is_returned():
-    exc = rejected([reading(), "not an object", reading(value=float("nan")), reading(), reading(metric="x")])
+    exc = rejected([reading(), "not an object", reading(value=float("nan")), reading(ts=NOW - 2000), reading(metric="x")])
     assert [(d.index, d.field) for d in exc.details] == [(1, "reading"), (2, "value"), (4, "metric")]
     assert "3 of 5 readings are invalid; nothing was accepted" == str(exc)
 
@@ -178,3 +178,11 @@ def test_a_value_is_accepted_exactly_when_it_lies_in_its_metrics_domain(value, m
         with pytest.raises(BatchRejected) as caught:
             validate_batch(body, SERVERS, NOW)
         assert [(d.index, d.field) for d in caught.value.details] == [(0, "value")]
+
+
+def test_a_batch_that_repeats_a_reading_is_refused_naming_both():
+    # It used to be counted as two accepted readings and stored as one.
+    exc = rejected([reading(), reading(metric="co2"), reading(value=99.0),
+                    reading(ts=datetime.fromtimestamp((NOW - 1000) / 1000, tz=timezone.utc).isoformat())])
+    assert reasons(exc) == [(2, "ts", "repeats reading 0 (same server, metric and ts)"),
+                            (3, "ts", "repeats reading 0 (same server, metric and ts)")]
