@@ -39,6 +39,7 @@ from backend.services.packager import DEFAULT_PREFETCH, Packager
 from backend.services.telemetry import Telemetry
 from backend.services.wire import queue_for
 from tasker.config import Settings, redact_url, split_hosts, xdg_data_home
+from tasker.private_files import private_dir
 from tasker.domain import METRICS
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def writable_file(path: Path, label: str, expected: str) -> Path:
     if path.is_dir():
         raise StartupError(f"{label}: {path} is a directory; {expected}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
     except FileExistsError:
         raise StartupError(f"{label}: {path.parent} is a file, not a directory; {expected}") from None
     except OSError as exc:

@@ -35,6 +35,7 @@ from backend.ports import (
     Unavailable,
     UserRecord,
 )
+from tasker.private_files import private_file
 
 T = TypeVar("T")
 
@@ -176,7 +177,7 @@ class SqliteRegistry:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tasker-registry")
 
         def open_db() -> sqlite3.Connection:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self._path)
             # Autocommit mode: multi-statement writes take BEGIN IMMEDIATE themselves.
             conn = sqlite3.connect(self._path, isolation_level=None, timeout=10.0)
             try:

@@ -28,6 +28,7 @@ from backend import downsample as ds
 from backend.adapters.sqlite_tx import write_transaction
 from backend.ports import Latest, MinuteBucket, RawPage, Series, Unavailable
 from tasker.domain import Reading
+from tasker.private_files import private_file
 
 T = TypeVar("T")
 
@@ -259,7 +260,7 @@ class SqliteTimeSeries:
         if self._con is not None:
             return
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self._path)
             # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE).
             con = sqlite3.connect(self._path, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from backend.adapters.sqlite_tx import write_transaction
 from backend.ports import Unavailable
+from tasker.private_files import private_file
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class WorkJournal:
 
     def _open(self) -> list[tuple[int, str, bytes]]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
             # The lock is on a file descriptor kept open until close: closing any descriptor of
             # the database file itself would drop SQLite's own POSIX locks, hence a side file.
             fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
