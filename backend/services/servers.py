@@ -65,10 +65,10 @@ def _number(value: Any, field: str, low: float, high: float, errors: list[dict[s
     if type(value) not in ((int,) if integer else (int, float)):
         errors.append({"field": field, "reason": "must be a whole number" if integer else "must be a number"})
         return None
-    if not math.isfinite(value):
+    if type(value) is float and not math.isfinite(value):
         errors.append({"field": field, "reason": "must be finite"})
         return None
-    if not low <= value <= high:
+    if not low <= value <= high:  # exact for integers beyond any float too
         errors.append({"field": field, "reason": f"must be between {low:g} and {high:g}"})
         return None
     return value

@@ -152,3 +152,9 @@ def test_a_trailing_newline_is_not_a_valid_name_or_tag(changes, field):
 def test_a_server_id_with_a_trailing_newline_is_not_found():
     with pytest.raises(NotFound):
         check_server_id(new_server_id() + "\n")
+
+
+@pytest.mark.parametrize("field", ["idle_watts", "max_watts", "cores", "pue", "carbon_intensity_g_per_kwh"])
+def test_an_integer_beyond_any_float_is_out_of_range_not_a_crash(field):
+    # It raised OverflowError, answered as a 500 with a traceback in the log.
+    assert "must be between" in rejected(form(**{field: 10**400}))[field]
