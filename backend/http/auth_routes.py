@@ -6,6 +6,7 @@ from aiohttp import web
 
 from backend.http.context import context
 from backend.http.errors import json_error, read_json
+from backend.http.json_body import json_response
 from backend.services.auth import Principal, TooManyAttempts
 from backend.services.timestamps import format_rfc3339
 
@@ -27,7 +28,7 @@ async def login(request: web.Request) -> web.Response:
         result = await auth.login(await read_json(request), client=request.remote)
     except TooManyAttempts as exc:
         return json_error(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
-    return web.json_response({
+    return json_response({
         "token": result.token,
         "expires_at": format_rfc3339(result.expires_at_ms),
         "role": result.role,
@@ -44,7 +45,7 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     principal = await caller(request)
     expires = principal.expires_at_ms
-    return web.json_response({
+    return json_response({
         "username": principal.name,
         "role": principal.role,
         "expires_at": format_rfc3339(expires) if expires is not None else None,

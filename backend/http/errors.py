@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from backend.http.context import CONTEXT
+from backend.http.json_body import json_response
 from backend.ports import Conflict, NotFound, Unavailable
 from backend.services.auth import Forbidden, InvalidField, Unauthorized
 from backend.services.readings import BatchRejected
@@ -27,7 +28,7 @@ def json_error(status: int, message: str, details: list[Any] | None = None,
     body: dict[str, Any] = {"error": message}
     if details:
         body["details"] = details
-    return web.json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)
 
 
 async def read_json(request: web.Request) -> Any:

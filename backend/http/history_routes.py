@@ -6,6 +6,7 @@ from aiohttp import web
 
 from backend.http.auth_routes import caller
 from backend.http.context import context
+from backend.http.json_body import json_response
 from backend.services.timestamps import now_ms
 
 
@@ -14,7 +15,7 @@ async def history(request: web.Request) -> web.Response:
     body = await context(request).history.history(  # type: ignore[union-attr]
         request.match_info["server_id"], request.query, now_ms()
     )
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def raw_readings(request: web.Request) -> web.Response:
@@ -22,7 +23,7 @@ async def raw_readings(request: web.Request) -> web.Response:
     body = await context(request).history.raw(  # type: ignore[union-attr]
         request.match_info["server_id"], request.query, now_ms()
     )
-    return web.json_response(body)
+    return json_response(body)
 
 
 def add_routes(app: web.Application) -> None:

@@ -7,6 +7,7 @@ from aiohttp import web
 from backend.http.auth_routes import caller
 from backend.http.context import context
 from backend.http.errors import read_json
+from backend.http.json_body import json_response
 from backend.ports import Unavailable
 from backend.services.auth import INGEST_ROLE, Forbidden
 from backend.services.readings import BatchRejected
@@ -30,7 +31,7 @@ async def post_readings(request: web.Request) -> web.Response:
     except Unavailable as exc:
         ctx.telemetry.batches_rejected.inc(status="503")
         raise Unavailable(f"broker unavailable: {exc}") from None
-    return web.json_response({"accepted": accepted}, status=202)
+    return json_response({"accepted": accepted}, status=202)
 
 
 def add_routes(app: web.Application) -> None:

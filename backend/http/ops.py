@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from backend.http.context import context
+from backend.http.json_body import json_response
 from backend.ports import Unavailable
 
 READY_TIMEOUT_S = 1.0
@@ -14,7 +15,7 @@ READY_TIMEOUT_S = 1.0
 
 async def healthz(request: web.Request) -> web.Response:
     """The process is alive and serving."""
-    return web.json_response({"status": "alive"})
+    return json_response({"status": "alive"})
 
 
 async def _probe(name: str, check) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
@@ -35,8 +36,8 @@ async def readyz(request: web.Request) -> web.Response:
     checks = {name: ("ok" if problem is None else f"down: {problem}") for name, problem in results}
     down = [f"{name} unavailable: {problem}" for name, problem in results if problem is not None]
     if down:
-        return web.json_response({"error": "not ready: " + "; ".join(down), "checks": checks}, status=503)
-    return web.json_response({"status": "ready", "checks": checks})
+        return json_response({"error": "not ready: " + "; ".join(down), "checks": checks}, status=503)
+    return json_response({"status": "ready", "checks": checks})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from aiohttp import web
 from backend.http.auth_routes import caller
 from backend.http.context import context
 from backend.http.errors import read_json
+from backend.http.json_body import json_response
 from backend.ports import Unavailable
 from backend.services.auth import InvalidField
 from backend.services.servers import server_json
@@ -41,21 +42,21 @@ async def list_servers(request: web.Request) -> web.Response:
             for (server_id, metric), value in latest.items():
                 out.setdefault(server_id, {})[metric] = {"ts": value.ts_ms, "value": value.value}
             body["latest"] = out
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def get_server(request: web.Request) -> web.Response:
     # Sensors read the fleet and its specs with their ingest key; they never write it.
     await caller(request, allow_ingest_key=True)
     record = await context(request).servers.get(request.match_info["server_id"])  # type: ignore[union-attr]
-    return web.json_response(server_json(record))
+    return json_response(server_json(record))
 
 
 async def create_server(request: web.Request) -> web.Response:
     principal = await caller(request)
     principal.require_writer()
     record = await context(request).servers.create(await read_json(request), principal)  # type: ignore[union-attr]
-    return web.json_response(server_json(record), status=201,
+    return json_response(server_json(record), status=201,
                              headers={"Location": f"/api/v1/servers/{record.id}"})
 
 
@@ -65,7 +66,7 @@ async def patch_server(request: web.Request) -> web.Response:
     record = await context(request).servers.update(  # type: ignore[union-attr]
         request.match_info["server_id"], await read_json(request), principal
     )
-    return web.json_response(server_json(record))
+    return json_response(server_json(record))
 
 
 async def delete_server(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from backend.http.context import context
+from backend.json_text import dumps
 from backend.ports import Unavailable
 from backend.services.auth import Forbidden, InvalidField, Principal, Unauthorized
 from backend.services.live import Subscription
@@ -59,7 +60,7 @@ class WsConnection:
 
     def send(self, frame: dict[str, Any]) -> None:
         """Queue a JSON frame."""
-        self.push(json.dumps(frame, separators=(",", ":")))
+        self.push(dumps(frame))
 
     def error(self, code: str, message: str) -> None:
         self.send({"type": "error", "code": code, "message": message})
@@ -71,7 +72,7 @@ class WsConnection:
             await self.ws.send_str(text)
             if self._dropped:
                 dropped, self._dropped = self._dropped, 0
-                await self.ws.send_str(json.dumps({
+                await self.ws.send_str(dumps({
                     "type": "error", "code": "lagging",
                     "message": f"{dropped} frames were dropped because this client read too slowly; "
                                "fetch history to fill the gap",
@@ -191,7 +192,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     except Unauthorized as exc:
         if not ws.closed:
             try:
-                await ws.send_str(json.dumps({"type": "error", "code": "unauthorized", "message": str(exc)}))
+                await ws.send_str(dumps({"type": "error", "code": "unauthorized", "message": str(exc)}))
             except ConnectionError:
                 pass  # the client went away before authenticating
             await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")

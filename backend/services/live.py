@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from backend.json_text import dumps
 from backend.ports import Undecodable
 from backend.services.wire import decode_readings
 from tasker.domain import METRICS
@@ -67,7 +68,7 @@ class LiveHub:
                     for r in message.readings if sub.wants(r.server_id, r.metric)
                 ]
                 frames[sub] = (
-                    json.dumps({"type": "readings", "readings": picked}, separators=(",", ":"))
+                    dumps({"type": "readings", "readings": picked})
                     if picked else None
                 )
             text = frames[sub]
@@ -84,7 +85,7 @@ class LiveHub:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignored a malformed registry event: %r", exc)
             return
-        text = json.dumps(frame, separators=(",", ":"))
+        text = dumps(frame)
         for client in list(self.clients):
             client.push(text)
 
