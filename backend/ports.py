@@ -268,8 +268,64 @@ class ChatMessage:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+TASK_STATES = ("queued", "planned", "running", "done", "failed", "cancelled", "unschedulable")
+"""A task's life: queued (not placed yet), planned, running, then done or failed; cancelled by
+its owner; unschedulable (with the reason) when no server can meet its constraints."""
+OPEN_STATES = frozenset({"queued", "planned", "unschedulable"})
+"""States the scheduler re-plans on every round (running tasks keep or resume their place)."""
+TASK_VERSION_KEEP_MS = 10 * 60_000
+"""How long MongoDB keeps a superseded task version (see `Registry.update_task`)."""
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """A submitted task and its current plan; validation happens before it gets here.
+
+    Every write bumps `version` (compare-and-set, see `Registry.update_task`); `plan_epoch` is
+    the scheduler lease epoch under which the plan fields were last written (0: never planned).
+    `pieces` are [start_ms, end_ms) intervals on `server_id`.
+    """
+
+    id: str
+    name: str
+    owner: str
+    cores: int
+    duration_s: int
+    earliest_start_ms: int
+    deadline_ms: int
+    interruptible: bool
+    regions: list[str]
+    tags: list[str]
+    command: list[str] | None
+    state: str
+    reason: str
+    server_id: str | None
+    pieces: list[list[int]]
+    co2_g: float | None
+    energy_kwh: float | None
+    run_now_co2_g: float | None
+    run_now_server_id: str | None
+    explanation: str
+    plan_epoch: int
+    created_at_ms: int
+    updated_at_ms: int
+    version: int
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """Who holds a named lease, until when, under which fencing epoch."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at_ms: int
+
+
 class Registry(Protocol):
-    """Servers, users, sessions, ingest keys and chat messages.
+    """Servers, users, sessions, ingest keys, chat messages, tasks, leases and grid traces.
 
     Only plain values cross this port: adapters never interpret a field's content as a query
     (no operator injection into MongoDB, no string-built SQL).
@@ -355,3 +411,44 @@ class Registry(Protocol):
 
     async def read_markers(self, username: str) -> dict[str, int]:
         """conversation -> last read id, for one user."""
+
+    # tasks (see TaskRecord): the scheduler plans them, the api stores and cancels them
+    async def add_task(self, task: TaskRecord) -> None:
+        """Store a new task (its version is 1). Raises Conflict when the id is taken."""
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """The task as last written. Raises NotFound."""
+
+    async def list_tasks(self, owner: str | None = None,
+                         states: Collection[str] | None = None) -> list[TaskRecord]:
+        """Tasks (of one owner, in some states), oldest first (created_at_ms, then id)."""
+
+    async def update_task(self, task: TaskRecord, expected_version: int) -> bool:
+        """Compare-and-set: store `task` (whose version must be expected_version + 1) only if
+        the stored version is still `expected_version` and the stored plan_epoch is not above
+        `task.plan_epoch`; False otherwise, and nothing changes. So of two writers that read the
+        same version exactly one wins, and a scheduler whose lease was taken over (a lower
+        epoch) cannot overwrite a plan made under the newer lease. Raises NotFound, and
+        ValueError when the version is not expected_version + 1. (MongoDB: an update built on a
+        read more than TASK_VERSION_KEEP_MS old may be refused even if nobody else wrote.)"""
+
+    # leases: at most one unexpired holder per name, each takeover with a higher fencing epoch
+    async def acquire_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> int | None:
+        """Take or renew the lease until now_ms + ttl_ms; the fencing epoch while `holder` has
+        it, None while another holds an unexpired one. A renewal keeps the epoch; every takeover
+        (of an expired or released lease, or the first one) gets a higher epoch than any before.
+        A holder whose own lease expired before it renewed gets a new epoch, like anyone else."""
+
+    async def release_lease(self, name: str, holder: str, epoch: int) -> None:
+        """Give the lease up early (on shutdown) if `holder` still has it at `epoch`."""
+
+    async def get_lease(self, name: str) -> LeaseRecord | None:
+        """The lease as it stands (expired or not), None if never taken."""
+
+    # grid carbon-intensity traces, per region (`tasker grid import`)
+    async def replace_grid_trace(self, region: str, rows: Sequence[tuple[int, float]]) -> None:
+        """Replace the whole trace of `region` by rows (ts_ms, g_per_kwh); an empty list
+        removes it. A reader sees the old or the new trace, never a mix."""
+
+    async def grid_trace(self) -> dict[str, list[tuple[int, float]]]:
+        """Every region's trace: region -> rows (ts_ms, g_per_kwh) sorted by ts_ms."""

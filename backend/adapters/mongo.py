@@ -30,6 +30,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
 
+from backend.adapters.mongo_tasks import MongoTasks
 from backend.adapters.registry_values import (
     chat_values,
     extra_from_json,
@@ -84,8 +85,9 @@ def _is_unique_violation(exc: PyMongoError) -> bool:
     )
 
 
-class MongoRegistry:
-    """Registry port over MongoDB through pymongo's asyncio client."""
+class MongoRegistry(MongoTasks):
+    """Registry port over MongoDB through pymongo's asyncio client; tasks, leases and grid
+    traces live in `MongoTasks`."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -138,6 +140,7 @@ class MongoRegistry:
             )
             await db.chat_read_markers.create_index("username", name="read_marker_user")
             await db.sessions.create_index("expires_at_ms", name="session_expiry")
+            await self._create_task_indexes()
 
     async def close(self) -> None:
         client, self._client = self._client, None

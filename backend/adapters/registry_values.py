@@ -42,6 +42,26 @@ _KINDS: dict[Any, tuple[typing.Callable[[Any], bool], typing.Callable[[Any], Any
         list,
         "a list of strings",
     ),
+    # Task fields (TaskRecord).
+    bool: (lambda v: isinstance(v, bool), bool, "true or false"),
+    str | None: (lambda v: v is None or isinstance(v, str), lambda v: v, "a string or None"),
+    float | None: (
+        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                and math.isfinite(v)),
+        lambda v: None if v is None else float(v),
+        "a finite number or None",
+    ),
+    list[str] | None: (
+        lambda v: v is None or (isinstance(v, list) and all(isinstance(t, str) for t in v)),
+        lambda v: None if v is None else list(v),
+        "a list of strings or None",
+    ),
+    list[list[int]]: (
+        lambda v: isinstance(v, list) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_int(x) for x in p) for p in v),
+        lambda v: [[int(a), int(b)] for a, b in v],
+        "a list of [start_ms, end_ms] integer pairs",
+    ),
 }
 
 

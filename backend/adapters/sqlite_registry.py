@@ -1,4 +1,5 @@
-"""The embedded Registry: servers, users, sessions, ingest keys and chat in one SQLite file.
+"""The embedded Registry: servers, users, sessions, ingest keys, chat (and, through
+`sqlite_tasks`, tasks, leases and grid traces) in one SQLite file.
 
 sqlite3 blocks, so every statement runs on one dedicated thread that owns the connection; the
 event loop only awaits it. The file is in WAL mode with a busy timeout, so the `tasker` CLI
@@ -24,6 +25,7 @@ from backend.adapters.registry_values import (
     require_count,
     require_str,
 )
+from backend.adapters.sqlite_tasks import TASK_SCHEMA, SqliteTasks
 from backend.adapters.sqlite_tx import write_transaction
 from backend.ports import (
     ChatMessage,
@@ -122,8 +124,9 @@ def _chat_from_row(row: tuple[Any, ...]) -> ChatMessage:
     return ChatMessage(conversation, id_, sender, role, text, ts_ms, client_key, extra_from_json(extra))
 
 
-class SqliteRegistry:
-    """Registry port over a SQLite file (`TASKER_REGISTRY_URL=sqlite:///path.db`)."""
+class SqliteRegistry(SqliteTasks):
+    """Registry port over a SQLite file (`TASKER_REGISTRY_URL=sqlite:///path.db`); tasks, leases
+    and grid traces live in `SqliteTasks`."""
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
@@ -183,7 +186,7 @@ class SqliteRegistry:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA foreign_keys=ON")
-                conn.executescript(_SCHEMA)
+                conn.executescript(_SCHEMA + TASK_SCHEMA)
             except BaseException:
                 conn.close()
                 raise

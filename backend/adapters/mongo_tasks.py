@@ -1,0 +1,209 @@
+"""The task, lease and grid-trace part of the MongoDB Registry (mixed into MongoRegistry).
+
+FerretDB v1 has no transactions and no atomic conditional update (see `mongo.py`); what is
+atomic is an insert against a unique `_id`. So both rules that must hold under concurrency are
+decided by inserts:
+
+- a task is a series of immutable versions, `_id` = [task id, version]. update_task reads the
+  newest version, checks it, and inserts version + 1: of two writers that read the same version
+  one insert wins and the other gets a duplicate key, i.e. False. Readers take the newest
+  version of each task. Superseded versions are deleted once the next one is older than
+  TASK_VERSION_KEEP_MS, never the newest two; an insert that lands on a deleted number (a
+  writer whose read is older than that) is detected and refused.
+- a lease is a series of epochs, `_id` = [name, epoch]: taking over inserts epoch + 1, so of
+  two processes that saw the lease expired one wins. Only the holder renews (moves the expiry
+  of its own epoch's document), and checks afterwards that nobody took over meanwhile.
+
+Writes that decide something use majority write concern.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+from pymongo.write_concern import WriteConcern
+
+from backend.adapters.registry_values import lookup_key, require_count
+from backend.adapters.task_values import (
+    check_states,
+    check_update,
+    lease_args,
+    task_from_json,
+    task_json,
+    trace_rows,
+)
+from backend.ports import TASK_VERSION_KEEP_MS, Conflict, LeaseRecord, NotFound, TaskRecord
+from backend.services.timestamps import now_ms
+
+_MAJORITY = WriteConcern("majority")
+
+
+class MongoTasks:
+    """Tasks, leases and grid traces; needs the host class's `_db` and `_driver_errors`."""
+
+    _db: Any
+    _driver_errors: Any
+
+    def _collection(self, name: str) -> Any:
+        return self._db.get_collection(name, write_concern=_MAJORITY)
+
+    async def _create_task_indexes(self) -> None:
+        db = self._db
+        await db.task_versions.create_index([("task_id", ASCENDING), ("version", DESCENDING)],
+                                            name="task_version")
+        await db.task_versions.create_index([("owner", ASCENDING)], name="task_owner")
+        await db.leases.create_index([("name", ASCENDING), ("epoch", DESCENDING)], name="lease_epoch")
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _version_doc(task: TaskRecord) -> dict[str, Any]:
+        return {"_id": json.dumps([task.id, task.version]), "task_id": task.id, "owner": task.owner,
+                "version": task.version, "plan_epoch": task.plan_epoch,
+                "written_at_ms": now_ms(), "doc": task_json(task)}
+
+    async def _newest(self, task_id: str) -> dict[str, Any] | None:
+        return await self._db.task_versions.find_one({"task_id": task_id}, sort=[("version", DESCENDING)])
+
+    async def add_task(self, task: TaskRecord) -> None:
+        """Store a new task; Conflict when its id is taken."""
+        doc = self._version_doc(task)
+        with self._driver_errors():
+            try:
+                # The id itself, once: version documents come and go, this one never does.
+                await self._collection("task_ids").insert_one({"_id": task.id})
+            except DuplicateKeyError:
+                raise Conflict(f"task id {task.id!r} already exists") from None
+            await self._collection("task_versions").insert_one(doc)
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """The newest version of the task; NotFound otherwise."""
+        doc = None
+        if lookup_key(task_id) is not None:
+            with self._driver_errors():
+                doc = await self._newest(task_id)
+        if doc is None:
+            raise NotFound(f"no task with id {task_id!r}")
+        return task_from_json(doc["doc"])
+
+    async def list_tasks(self, owner: str | None = None,
+                         states: Collection[str] | None = None) -> list[TaskRecord]:
+        """Tasks (of one owner, in some states), oldest first."""
+        wanted = check_states(states)
+        query: dict[str, Any] = {}
+        if owner is not None:
+            if lookup_key(owner) is None:
+                return []
+            query["owner"] = owner
+        with self._driver_errors():
+            docs = await self._db.task_versions.find(
+                query, projection={"task_id": 1, "version": 1, "doc": 1}).to_list()
+        newest: dict[str, dict[str, Any]] = {}
+        for d in docs:  # superseded versions linger for a while; the newest one counts
+            if d["task_id"] not in newest or d["version"] > newest[d["task_id"]]["version"]:
+                newest[d["task_id"]] = d
+        tasks = [task_from_json(d["doc"]) for d in newest.values()]
+        if wanted is not None:
+            tasks = [t for t in tasks if t.state in wanted]
+        return sorted(tasks, key=lambda t: (t.created_at_ms, t.id))
+
+    async def update_task(self, task: TaskRecord, expected_version: int) -> bool:
+        """Compare-and-set on (version, plan epoch) by inserting the next version."""
+        check_update(task, expected_version)
+        doc = self._version_doc(task)
+        versions = self._collection("task_versions")
+        with self._driver_errors():
+            current = await self._newest(task.id)
+            if current is None:
+                raise NotFound(f"no task with id {task.id!r}")
+            if current["version"] != expected_version or current["plan_epoch"] > task.plan_epoch:
+                return False
+            try:
+                await versions.insert_one(doc)
+            except DuplicateKeyError:
+                return False  # another writer's version + 1 got in first
+            if await versions.find_one({"_id": json.dumps([task.id, expected_version])},
+                                       projection={"_id": 1}) is None:
+                # The version this update was built on has been superseded and deleted since:
+                # the insert filled a gap below the newest version. Undo it and refuse.
+                await versions.delete_one({"_id": doc["_id"]})
+                return False
+            await versions.delete_many({
+                "task_id": task.id, "version": {"$lt": expected_version},
+                "written_at_ms": {"$lt": now_ms() - TASK_VERSION_KEEP_MS},
+            })
+        return True
+
+    # --- leases -----------------------------------------------------------------------------
+
+    async def _lease_doc(self, name: str) -> dict[str, Any] | None:
+        return await self._db.leases.find_one({"name": name}, sort=[("epoch", DESCENDING)])
+
+    async def acquire_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> int | None:
+        """Take or renew a lease; the fencing epoch while held, None while another has it."""
+        name, holder, now, ttl = lease_args(name, holder, now_ms, ttl_ms)
+        leases = self._collection("leases")
+        with self._driver_errors():
+            current = await self._lease_doc(name)
+            if current is not None and current["expires_at_ms"] > now:
+                if current["holder"] != holder:
+                    return None
+                epoch = current["epoch"]
+                await leases.update_one({"_id": current["_id"], "holder": holder},
+                                        {"$set": {"expires_at_ms": now + ttl}})
+                taken = await leases.find_one({"name": name, "epoch": {"$gt": epoch}},
+                                              projection={"_id": 1})
+                return None if taken is not None else epoch
+            epoch = 1 if current is None else current["epoch"] + 1
+            try:
+                await leases.insert_one({"_id": json.dumps([name, epoch]), "name": name,
+                                         "holder": holder, "epoch": epoch,
+                                         "expires_at_ms": now + ttl})
+            except DuplicateKeyError:
+                return None  # another process took over first
+            await leases.delete_many({"name": name, "epoch": {"$lt": epoch - 1}})
+        return epoch
+
+    async def release_lease(self, name: str, holder: str, epoch: int) -> None:
+        """Expire the lease now if `holder` still has it at `epoch`."""
+        name, holder, _, _ = lease_args(name, holder, 0, 1)
+        at = require_count("epoch", epoch)
+        with self._driver_errors():
+            await self._collection("leases").update_one(
+                {"_id": json.dumps([name, at]), "holder": holder}, {"$set": {"expires_at_ms": 0}})
+
+    async def get_lease(self, name: str) -> LeaseRecord | None:
+        """The newest epoch of the lease, or None."""
+        if lookup_key(name) is None:
+            return None
+        with self._driver_errors():
+            doc = await self._lease_doc(name)
+        if doc is None:
+            return None
+        return LeaseRecord(doc["name"], doc["holder"], doc["epoch"], doc["expires_at_ms"])
+
+    # --- grid traces: one document per region, so a replacement is one atomic write ---------
+
+    async def replace_grid_trace(self, region: str, rows: Sequence[tuple[int, float]]) -> None:
+        """Replace a region's trace (one document; an empty trace deletes it)."""
+        region, checked = trace_rows(region, rows)
+        traces = self._collection("grid_traces")
+        with self._driver_errors():
+            if not checked:
+                await traces.delete_one({"_id": region})
+                return
+            # Two parallel arrays: FerretDB v1 stores no nested arrays.
+            await traces.replace_one({"_id": region}, {"ts_ms": [ts for ts, _ in checked],
+                                                       "g_per_kwh": [g for _, g in checked]},
+                                     upsert=True)
+
+    async def grid_trace(self) -> dict[str, list[tuple[int, float]]]:
+        """region -> rows (ts_ms, g_per_kwh), sorted."""
+        with self._driver_errors():
+            docs = await self._db.grid_traces.find({}).to_list()
+        return {d["_id"]: [(int(ts), float(g)) for ts, g in zip(d["ts_ms"], d["g_per_kwh"], strict=True)]
+                for d in sorted(docs, key=lambda d: d["_id"])}

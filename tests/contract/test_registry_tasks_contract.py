@@ -1,0 +1,175 @@
+"""The Registry contract for tasks, the scheduler lease and grid traces: the same assertions
+over SQLite and the real MongoDB-compatible server (FerretDB; these fail when it is down).
+
+The fixtures are those of `test_registry_contract.py`: each `make_registry()` is another
+instance on the same store, as two backend processes would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from backend.ports import Conflict, NotFound, Registry, TaskRecord
+from tests.contract.test_registry_contract import (  # noqa: F401 - fixtures
+    MakeRegistry,
+    make_registry,
+    registry,
+)
+
+T0 = 1_760_000_000_000
+
+
+def task(id_: str = "tsk-1", owner: str = "alice", **changes) -> TaskRecord:
+    record = TaskRecord(
+        id=id_, name="render", owner=owner, cores=4, duration_s=7200, earliest_start_ms=T0,
+        deadline_ms=T0 + 86_400_000, interruptible=True, regions=["eu-north"], tags=["gpu"],
+        command=["render", "--frames", "1-100"], state="queued", reason="", server_id=None,
+        pieces=[], co2_g=None, energy_kwh=None, run_now_co2_g=None, run_now_server_id=None,
+        explanation="", plan_epoch=0, created_at_ms=T0, updated_at_ms=T0, version=1,
+    )
+    return replace(record, **changes)
+
+
+def planned(record: TaskRecord, epoch: int, server: str = "srv-a") -> TaskRecord:
+    return replace(record, state="planned", server_id=server, pieces=[[T0, T0 + 3_600_000]],
+                   co2_g=12.5, energy_kwh=0.3, run_now_co2_g=40.0, run_now_server_id="srv-b",
+                   explanation="waits for wind", plan_epoch=epoch, version=record.version + 1)
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+
+
+async def test_task_round_trips_every_field(registry: Registry) -> None:
+    await registry.add_task(task())
+    assert await registry.get_task("tsk-1") == task()
+    done = planned(task(), epoch=3)
+    done = replace(done, started_at_ms=T0 + 5, finished_at_ms=T0 + 9, command=None)
+    assert await registry.update_task(done, expected_version=1)
+    got = await registry.get_task("tsk-1")
+    assert got == done and got.pieces == [[T0, T0 + 3_600_000]] and isinstance(got.co2_g, float)
+
+
+async def test_task_id_is_unique_and_unknown_is_not_found(registry: Registry) -> None:
+    await registry.add_task(task())
+    with pytest.raises(Conflict):
+        await registry.add_task(task(name="other"))
+    with pytest.raises(NotFound):
+        await registry.get_task("tsk-nope")
+    with pytest.raises(NotFound):
+        await registry.update_task(task("tsk-nope", version=2), expected_version=1)
+
+
+async def test_list_tasks_by_owner_and_state_oldest_first(registry: Registry) -> None:
+    await registry.add_task(task("t-3", "bob", created_at_ms=T0 + 3))
+    await registry.add_task(task("t-1", "alice", created_at_ms=T0 + 1))
+    await registry.add_task(task("t-2", "alice", created_at_ms=T0 + 2))
+    assert await registry.update_task(planned(await registry.get_task("t-2"), 1), 1)
+    assert [t.id for t in await registry.list_tasks()] == ["t-1", "t-2", "t-3"]
+    assert [t.id for t in await registry.list_tasks(owner="alice")] == ["t-1", "t-2"]
+    assert [t.id for t in await registry.list_tasks(states=["queued"])] == ["t-1", "t-3"]
+    assert [t.id for t in await registry.list_tasks("alice", ["planned"])] == ["t-2"]
+    assert await registry.list_tasks(states=[]) == []
+    assert await registry.list_tasks(owner={"$ne": None}) == []  # type: ignore[arg-type]
+
+
+async def test_update_is_compare_and_set_on_the_version(registry: Registry) -> None:
+    await registry.add_task(task())
+    assert await registry.update_task(planned(task(), 1), expected_version=1)
+    stale = replace(task(), state="cancelled", version=2)
+    assert not await registry.update_task(stale, expected_version=1)
+    assert (await registry.get_task("tsk-1")).state == "planned"
+    with pytest.raises(ValueError):
+        await registry.update_task(replace(task(), version=7), expected_version=2)
+
+
+async def test_a_lower_plan_epoch_cannot_overwrite_a_newer_plan(registry: Registry) -> None:
+    await registry.add_task(task())
+    assert await registry.update_task(planned(task(), epoch=5, server="srv-new"), 1)
+    current = await registry.get_task("tsk-1")
+    assert not await registry.update_task(planned(current, epoch=4, server="srv-old"), 2)
+    assert (await registry.get_task("tsk-1")).server_id == "srv-new"
+    # A write that keeps the epoch (a cancel through the api) goes through.
+    assert await registry.update_task(replace(current, state="cancelled", version=3), 2)
+
+
+async def test_racing_updates_from_two_instances_one_wins_each_round(make_registry: MakeRegistry) -> None:
+    a, b = await make_registry(), await make_registry()
+    await a.add_task(task())
+    for round_ in range(1, 9):
+        current = await a.get_task("tsk-1")
+        results = await asyncio.gather(*(
+            reg.update_task(replace(current, reason=f"{name}{round_}", version=current.version + 1),
+                            current.version)
+            for name, reg in (("a", a), ("b", b)) * 3
+        ))
+        assert sum(results) == 1, results
+        assert (await b.get_task("tsk-1")).version == round_ + 1
+    assert len(await b.list_tasks()) == 1
+
+
+# --- the lease ------------------------------------------------------------------------------------
+
+
+async def test_lease_is_held_by_one_and_renewed_with_its_epoch(registry: Registry) -> None:
+    first = await registry.acquire_lease("scheduler", "p1", T0, 15_000)
+    assert first is not None
+    assert await registry.acquire_lease("scheduler", "p2", T0 + 1_000, 15_000) is None
+    assert await registry.acquire_lease("scheduler", "p1", T0 + 5_000, 15_000) == first
+    # Renewed until T0 + 20 s: p2 still cannot take it at T0 + 18 s.
+    assert await registry.acquire_lease("scheduler", "p2", T0 + 18_000, 15_000) is None
+    lease = await registry.get_lease("scheduler")
+    assert lease is not None and (lease.holder, lease.epoch, lease.expires_at_ms) == ("p1", first, T0 + 20_000)
+
+
+async def test_an_expired_lease_is_taken_over_with_a_higher_epoch(registry: Registry) -> None:
+    first = await registry.acquire_lease("scheduler", "p1", T0, 15_000)
+    second = await registry.acquire_lease("scheduler", "p2", T0 + 15_001, 15_000)
+    assert first is not None and second is not None and second > first
+    # The old holder, back from a pause, neither renews nor takes it back.
+    assert await registry.acquire_lease("scheduler", "p1", T0 + 16_000, 15_000) is None
+    # A holder that let its own lease expire gets a new epoch too.
+    third = await registry.acquire_lease("scheduler", "p2", T0 + 40_000, 15_000)
+    assert third is not None and third > second
+
+
+async def test_released_lease_is_free_at_once(registry: Registry) -> None:
+    epoch = await registry.acquire_lease("scheduler", "p1", T0, 15_000)
+    assert epoch is not None
+    await registry.release_lease("scheduler", "p2", epoch)  # not the holder: no effect
+    assert await registry.acquire_lease("scheduler", "p2", T0 + 1, 15_000) is None
+    await registry.release_lease("scheduler", "p1", epoch)
+    taken = await registry.acquire_lease("scheduler", "p2", T0 + 2, 15_000)
+    assert taken is not None and taken > epoch
+    assert await registry.get_lease("other") is None
+
+
+async def test_racing_takeovers_leave_one_holder(make_registry: MakeRegistry) -> None:
+    instances = [await make_registry() for _ in range(3)]
+    await instances[0].acquire_lease("scheduler", "dead", T0, 1_000)
+    results = await asyncio.gather(*(
+        reg.acquire_lease("scheduler", f"p{i}", T0 + 5_000, 15_000)
+        for i, reg in enumerate(instances * 2)
+    ))
+    won = [r for r in results if r is not None]
+    assert len(won) == 1 and won[0] == 2
+    lease = await instances[1].get_lease("scheduler")
+    assert lease is not None and lease.epoch == 2 and lease.holder != "dead"
+
+
+# --- grid traces ----------------------------------------------------------------------------------
+
+
+async def test_grid_traces_replace_per_region(registry: Registry) -> None:
+    assert await registry.grid_trace() == {}
+    await registry.replace_grid_trace("eu-north", [(T0 + 3_600_000, 30), (T0, 25.5)])
+    await registry.replace_grid_trace("us-west", [(T0, 300.0)])
+    assert await registry.grid_trace() == {
+        "eu-north": [(T0, 25.5), (T0 + 3_600_000, 30.0)], "us-west": [(T0, 300.0)]}
+    await registry.replace_grid_trace("eu-north", [(T0, 40.0)])
+    await registry.replace_grid_trace("us-west", [])
+    assert await registry.grid_trace() == {"eu-north": [(T0, 40.0)]}
+    with pytest.raises(ValueError):
+        await registry.replace_grid_trace("eu-north", [(T0, float("nan"))])
