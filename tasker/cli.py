@@ -28,6 +28,7 @@ def _build_app() -> typer.Typer:
     from sensors.cli import register as register_sensors
     from tasker.bench.cli import register as register_bench
     from tasker.shell import register as register_shell
+    from tasker.task_shell import register as register_tasks
     from tasker_tui.cli import register as register_tui
 
     app = typer.Typer(
@@ -41,6 +42,7 @@ def _build_app() -> typer.Typer:
     register_sensors(app)
     register_tui(app)
     register_shell(app)
+    register_tasks(app)
     register_bench(app)
     _app = app
     return app

@@ -209,6 +209,7 @@ class TaskerClient:
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
         data: bytes | None = None,
+        content_type: str = "application/json",
     ) -> tuple[int, Any]:
         """Send one request; return (status, decoded JSON body or None) or raise an ApiError."""
         if self._session is None:
@@ -217,7 +218,7 @@ class TaskerClient:
         clean = {k: str(v) for k, v in (params or {}).items() if v is not None}
         headers = self._headers()
         if data is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         try:
             async with self._session.request(
                 method, self.base_url + path, json=json_body, data=data, params=clean, headers=headers
@@ -317,6 +318,39 @@ class TaskerClient:
         """Remove a server (the caller has confirmed); `purge` also drops its history."""
         params = {"confirm": "true", "purge": "true" if purge else None}
         await self.request("DELETE", f"/api/v1/servers/{quote(server_id, safe='')}", params=params)
+
+    # --- tasks, the plan and grid traces -----------------------------------------------------
+
+    async def submit_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """Submit a task (API.md task fields); returns it as stored, queued, with its `id`."""
+        return (await self.request("POST", "/api/v1/tasks", json_body=dict(task)))[1]
+
+    async def list_tasks(self, states: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The tasks the caller may see, oldest first (optionally only in some states)."""
+        params = {"state": ",".join(states)} if states else None
+        _, body = await self.request("GET", "/api/v1/tasks", params=params)
+        return list((body or {}).get("tasks", []))
+
+    async def get_task(self, task_id: str) -> dict[str, Any]:
+        return (await self.request("GET", f"/api/v1/tasks/{quote(task_id, safe='')}"))[1]
+
+    async def cancel_task(self, task_id: str) -> dict[str, Any]:
+        """Cancel a task not finished yet; returns it, cancelled."""
+        return (await self.request("DELETE", f"/api/v1/tasks/{quote(task_id, safe='')}"))[1]
+
+    async def plan(self) -> dict[str, Any]:
+        """Each server's timeline over the horizon, with intensity curves (`GET /api/v1/plan`)."""
+        return (await self.request("GET", "/api/v1/plan"))[1]
+
+    async def plan_savings(self) -> dict[str, Any]:
+        """CO2 planned vs run-now, in total and per task state."""
+        return (await self.request("GET", "/api/v1/plan/savings"))[1]
+
+    async def import_grid_traces(self, csv_text: str) -> dict[str, Any]:
+        """Replace the traces of the regions in a `region,ts,g_per_kwh` CSV (admin)."""
+        _, body = await self.request("PUT", "/api/v1/grid/traces", data=csv_text.encode(),
+                                     content_type="text/csv")
+        return body
 
     # --- readings -------------------------------------------------------------------------
 

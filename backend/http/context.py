@@ -13,6 +13,7 @@ from backend.services.history import HistoryService
 from backend.services.ingest import IngestService
 from backend.services.live import LiveHub
 from backend.services.servers import ServerService
+from backend.services.tasks import TaskService
 from backend.services.telemetry import Telemetry
 
 Check = Callable[[], Awaitable[None]]
@@ -27,6 +28,7 @@ class ApiContext:
     auth: AuthService | None = None
     ingest: IngestService | None = None
     servers: ServerService | None = None
+    tasks: TaskService | None = None
     history: HistoryService | None = None
     timeseries: TimeSeriesStore | None = None
     hub: LiveHub | None = None

@@ -1,4 +1,5 @@
-"""The api role: auth, the server registry, and the websocket with its live fan-out.
+"""The api role: auth, the server registry, tasks and the plan, and the websocket with its live
+fan-out.
 
 Websocket features register their frame types on `backend.dispatcher` in `start_features`.
 """
@@ -10,7 +11,8 @@ from typing import TYPE_CHECKING
 from backend.services.chat import ChatService
 from backend.services.live import LiveHub
 from backend.services.servers import ServerService
-from backend.services.wire import LIVE_CHANNEL, REGISTRY_CHANNEL
+from backend.services.tasks import TaskService
+from backend.services.wire import LIVE_CHANNEL, PLAN_CHANNEL, REGISTRY_CHANNEL
 
 if TYPE_CHECKING:
     from backend.bootstrap import Backend
@@ -23,10 +25,12 @@ async def start(backend: Backend) -> None:
     ctx = backend.context
     assert ctx is not None and backend.registry is not None and backend.broker is not None
     ctx.servers = ServerService(backend.registry, backend.broker, backend.timeseries)
+    ctx.tasks = TaskService(backend.registry, backend.broker)
     ctx.timeseries = backend.timeseries
     backend.hub = ctx.hub = LiveHub()
     await backend.broker.subscribe_events(LIVE_CHANNEL, backend.hub.on_readings_event)
     await backend.broker.subscribe_events(REGISTRY_CHANNEL, backend.hub.on_registry_event)
+    await backend.broker.subscribe_events(PLAN_CHANNEL, backend.hub.on_plan_event)
     await start_features(backend)
 
 

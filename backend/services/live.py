@@ -89,6 +89,32 @@ class LiveHub:
         for client in list(self.clients):
             client.push(text)
 
+    async def on_plan_event(self, body: bytes) -> None:
+        """A task submitted or cancelled, or a new plan, anywhere: each client hears of the
+        tasks it may see as a `plan` frame (a sysadmin only of their own tasks)."""
+        if not self.clients:
+            return
+        try:
+            event = json.loads(body)
+            if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+                raise ValueError("no event name")
+            tasks = event["tasks"] if "tasks" in event else [event["task"]]
+            owners = [t["owner"] for t in tasks]
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignored a malformed plan event: %r", exc)
+            return
+        everything = dumps({"type": "plan", **event})
+        for client in list(self.clients):
+            principal = getattr(client, "principal", None)
+            if principal is None or principal.role != "sysadmin":
+                client.push(everything)
+                continue
+            own = [t for t, owner in zip(tasks, owners) if owner == principal.name]
+            if not own:
+                continue
+            frame = {"type": "plan", **event, **({"tasks": own} if "tasks" in event else {})}
+            client.push(dumps(frame))
+
     def broadcast(self, text: str) -> None:
         """Push a prepared frame to every client (used by other websocket features)."""
         for client in list(self.clients):

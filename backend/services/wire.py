@@ -33,6 +33,10 @@ LIVE_CHANNEL = "live.readings"
 """Broker event channel of readings once stored; every api process relays them to websockets."""
 REGISTRY_CHANNEL = "registry.changes"
 """Broker event channel of server added/updated/removed events."""
+PLAN_CHANNEL = "plan.changes"
+"""Broker event channel of task and plan events: `submitted` and `cancelled` (from the api,
+waking the scheduler) and `replanned` (from the scheduler); every api process relays them to
+its websocket clients as `plan` frames."""
 
 
 def queue_for(metric: str) -> str:

@@ -32,7 +32,7 @@ import aiohttp
 import pytest
 
 from backend.bootstrap import Backend, serving
-from backend.services.wire import LIVE_CHANNEL, REGISTRY_CHANNEL, queue_for
+from backend.services.wire import LIVE_CHANNEL, PLAN_CHANNEL, REGISTRY_CHANNEL, queue_for
 from tasker.config import Settings
 from tasker.domain import METRICS
 
@@ -102,7 +102,8 @@ async def delete_rabbitmq_names(amqp_url: str, prefix: str) -> None:
     """Delete every queue and exchange a backend with this prefix declares."""
     queues = [f"{prefix}.{queue_for(m)}" for m in METRICS] + [f"{prefix}.dead-letter"]
     exchanges = [f"{prefix}.readings", f"{prefix}.dead",
-                 f"{prefix}.events.{LIVE_CHANNEL}", f"{prefix}.events.{REGISTRY_CHANNEL}"]
+                 f"{prefix}.events.{LIVE_CHANNEL}", f"{prefix}.events.{REGISTRY_CHANNEL}",
+                 f"{prefix}.events.{PLAN_CHANNEL}"]
     connection = await aio_pika.connect(amqp_url, timeout=5)
     async with connection:
         for name, kind in [(q, "queue") for q in queues] + [(e, "exchange") for e in exchanges]:
