@@ -5,11 +5,8 @@ so a copy of the registry lets nobody log in. Lookups of a token are cached a fe
 process so a sensor posting every second does not cost a registry round trip each time; a
 logout or key revocation therefore takes up to `CACHE_TTL_S` to reach other processes.
 
-Failed logins are counted per username and per client address (`LoginThrottle`): after
-`LOGIN_FAILURES_ALLOWED` within `LOGIN_FAILURE_WINDOW_S`, further attempts for that username
-(from anywhere) or from that address (for any username) are refused without checking the
-password until the window has room again. The counts live in each api process: with N of them
-behind a balancer an attacker gets up to N times the allowance.
+Password guessing is slowed per (username, client address) with growing delays, and password
+checks are rationed so a flood of wrong ones cannot starve real logins (`login_guard`).
 
 Expired sessions are deleted every `SESSION_PURGE_INTERVAL_S` by each api process (the registry
 may have no TTL index: FerretDB), and one presented after expiry is deleted at once.
@@ -20,16 +17,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import math
 import re
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from backend.ports import Conflict, IngestKeyRecord, Registry, SessionRecord, UserRecord
+from backend.services.login_guard import LoginThrottle, PasswordGate, TooManyAttempts
 from backend.services.passwords import (
     hash_password,
     new_password,
@@ -49,8 +45,6 @@ log = logging.getLogger(__name__)
 
 SESSION_TTL_MS = 12 * 3600 * 1000
 SESSION_PURGE_INTERVAL_S = 600.0
-LOGIN_FAILURES_ALLOWED = 5
-LOGIN_FAILURE_WINDOW_S = 300.0
 CACHE_TTL_S = 5.0
 INGEST_KEY_PREFIX = "tik_"
 FIRST_ADMIN = "admin"
@@ -67,14 +61,6 @@ class Unauthorized(Exception):
 
 class Forbidden(Exception):
     """Valid credentials, but the role may not do this (HTTP 403)."""
-
-
-class TooManyAttempts(Exception):
-    """Too many failed logins lately (HTTP 429); `retry_after_s` says when to try again."""
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class InvalidField(ValueError):
@@ -201,87 +187,16 @@ class _TtlCache:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class LoginThrottle:
-    """Failed logins per username and per client address over a sliding window, in memory.
-
-    `begin` refuses an attempt once `limit` failures of its username or of its address fall
-    within the last `window_s` seconds, counting attempts still being checked as failures (so
-    parallel guesses cannot all slip in before the first fails); `end` records the outcome. A
-    success clears the username's failures, not the address's, so one valid account does not
-    reset an address that guesses others.
-    """
-
-    def __init__(self, limit: int = LOGIN_FAILURES_ALLOWED, window_s: float = LOGIN_FAILURE_WINDOW_S,
-                 max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self.max_keys = max_keys
-        self._clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._pending: dict[tuple[str, str], int] = {}
-
-    @staticmethod
-    def _keys(username: str, address: str | None) -> list[tuple[str, str]]:
-        return [("user", username)] + ([("address", address)] if address else [])
-
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        stamps = self._failures.get(key)
-        if stamps is None:
-            return deque()
-        while stamps and stamps[0] <= now - self.window_s:
-            stamps.popleft()
-        if not stamps:
-            del self._failures[key]
-        return stamps
-
-    def begin(self, username: str, address: str | None) -> None:
-        """Count an attempt in, or raise TooManyAttempts when its username or address used up
-        its failures."""
-        now = self._clock()
-        keys = self._keys(username, address)
-        for kind, value in keys:
-            stamps = self._recent((kind, value), now)
-            if len(stamps) + self._pending.get((kind, value), 0) < self.limit:
-                continue
-            who = f"for user {username!r}" if kind == "user" else f"from {address}"
-            if len(stamps) >= self.limit:
-                wait = max(1, math.ceil(stamps[-self.limit] + self.window_s - now))
-                raise TooManyAttempts(f"too many failed logins {who} ({len(stamps)} in the last "
-                                      f"{self.window_s / 60:g} minutes); try again in {wait} s", wait)
-            raise TooManyAttempts(f"too many login attempts at once {who}; try again in 1 s", 1)
-        for key in keys:
-            self._pending[key] = self._pending.get(key, 0) + 1
-
-    def end(self, username: str, address: str | None, succeeded: bool | None) -> None:
-        """The attempt begun for (username, address) is over: True when the password was right,
-        False when not, None when it could not be checked (a registry outage counts for nobody)."""
-        now = self._clock()
-        keys = self._keys(username, address)
-        for key in keys:
-            left = self._pending.get(key, 0) - 1
-            if left > 0:
-                self._pending[key] = left
-            else:
-                self._pending.pop(key, None)
-        if succeeded:
-            self._failures.pop(("user", username), None)
-        elif succeeded is False:
-            # Bounded memory: past max_keys the longest-known keys go (insertion order), in
-            # O(1) per failure even when an attacker sprays names and addresses.
-            while self._failures and len(self._failures) + len(keys) > self.max_keys:
-                del self._failures[next(iter(self._failures))]
-            for key in keys:
-                self._failures.setdefault(key, deque(maxlen=self.limit)).append(now)
-
-
 class AuthService:
     """Login, logout, token and ingest-key verification, user and key administration."""
 
     def __init__(self, registry: Registry, session_ttl_ms: int = SESSION_TTL_MS,
-                 cache_ttl_s: float = CACHE_TTL_S, throttle: LoginThrottle | None = None) -> None:
+                 cache_ttl_s: float = CACHE_TTL_S, throttle: LoginThrottle | None = None,
+                 gate: PasswordGate | None = None) -> None:
         self.registry = registry
         self.session_ttl_ms = session_ttl_ms
         self.throttle = throttle if throttle is not None else LoginThrottle()
+        self.gate = gate if gate is not None else PasswordGate()
         self._cache = _TtlCache(cache_ttl_s)
         self._dummy_hash: str | None = None
         self._purging: asyncio.Task[None] | None = None
@@ -342,16 +257,17 @@ class AuthService:
 
     async def login(self, payload: Any, client: str | None = None) -> LoginResult:
         """Check `{"username","password"}`; the same Unauthorized whatever was wrong.
-        TooManyAttempts, before any check, once the username or the `client` address has
-        failed too often lately."""
+        TooManyAttempts, before any check, while this (username, `client` address) must wait
+        after its failures, or when the server is flooded with suspect attempts."""
         if not isinstance(payload, dict):
             raise InvalidField("body", 'must be a JSON object {"username", "password"}')
         username = require_string(payload, "username", 64)
         password = require_string(payload, "password")
-        self.throttle.begin(username, client)
+        attempt = self.throttle.begin(username, client)
         outcome: bool | None = None
         try:
-            result = await self._check_password(username, password)
+            async with self.gate.slot(attempt):
+                result = await self._check_password(username, password)
             outcome = True
         except Unauthorized:
             outcome = False
