@@ -7,6 +7,7 @@ from aiohttp import web
 from backend.http.auth_routes import caller
 from backend.http.context import context
 from backend.http.errors import read_json
+from backend.http.json_body import json_response
 from backend.ports import TASK_STATES
 from backend.services.auth import InvalidField
 from backend.services.grid_traces import import_trace
@@ -33,35 +34,35 @@ def _states(request: web.Request) -> list[str] | None:
 async def list_tasks(request: web.Request) -> web.Response:
     principal = await caller(request)
     tasks = await _tasks(request).list(principal, _states(request))
-    return web.json_response({"tasks": [task_json(t) for t in tasks]})
+    return json_response({"tasks": [task_json(t) for t in tasks]})
 
 
 async def submit_task(request: web.Request) -> web.Response:
     principal = await caller(request)
     task = await _tasks(request).submit(await read_json(request), principal)
-    return web.json_response(task_json(task), status=201, headers={"Location": f"/api/v1/tasks/{task.id}"})
+    return json_response(task_json(task), status=201, headers={"Location": f"/api/v1/tasks/{task.id}"})
 
 
 async def get_task(request: web.Request) -> web.Response:
     principal = await caller(request)
     task = await _tasks(request).get(request.match_info["task_id"], principal)
-    return web.json_response(task_json(task))
+    return json_response(task_json(task))
 
 
 async def cancel_task(request: web.Request) -> web.Response:
     principal = await caller(request)
     task = await _tasks(request).cancel(request.match_info["task_id"], principal)
-    return web.json_response(task_json(task))
+    return json_response(task_json(task))
 
 
 async def get_plan(request: web.Request) -> web.Response:
     principal = await caller(request)
-    return web.json_response(await timeline(_tasks(request).registry, principal, now_ms()))
+    return json_response(await timeline(_tasks(request).registry, principal, now_ms()))
 
 
 async def get_savings(request: web.Request) -> web.Response:
     principal = await caller(request)
-    return web.json_response(savings(await _tasks(request).list(principal)))
+    return json_response(savings(await _tasks(request).list(principal)))
 
 
 async def put_grid_traces(request: web.Request) -> web.Response:
@@ -72,7 +73,7 @@ async def put_grid_traces(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise InvalidField("body", "is not UTF-8 text") from None
     regions = await import_trace(_tasks(request).registry, text, principal)
-    return web.json_response({"regions": regions, "rows": sum(regions.values())})
+    return json_response({"regions": regions, "rows": sum(regions.values())})
 
 
 def add_routes(app: web.Application) -> None:

@@ -11,7 +11,7 @@ from tasker.config import Settings
 
 
 def test_no_role_means_every_role():
-    assert check_roles([], "memory://") == {"ingest", "packager", "history", "api"}
+    assert check_roles([], "memory://") == {"ingest", "packager", "history", "api", "scheduler"}
 
 
 def test_an_unknown_role_is_named():
