@@ -31,6 +31,11 @@ def json_error(status: int, message: str, details: list[Any] | None = None,
     return json_response(body, status=status, headers=headers)
 
 
+CLIENT_CLOSED = 499
+"""Status recorded (never sent) for a request whose client hung up, as nginx counts them."""
+TOO_DEEP = "is nested too deeply (at most 1,024 levels)"
+
+
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON; 400 saying why when it is not (413 raised by aiohttp if too big)."""
     raw = await request.read()
@@ -42,14 +47,17 @@ async def read_json(request: web.Request) -> Any:
         # names per item; UTF-16/32) and words the error messages. (Integers beyond 64 bits
         # come back as floats of the same size, not ints; no field takes such numbers.)
         return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise InvalidField("body", TOO_DEEP) from None
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
         raise InvalidField("body", "is not UTF-8 text") from None
     except ValueError as exc:
         raise InvalidField("body", f"is not valid JSON ({exc})") from None
+    except RecursionError:  # nesting orjson let through (within its limit) yet deeper than ours
+        raise InvalidField("body", TOO_DEEP) from None
 
 
 def _route_label(request: web.Request) -> str:
@@ -83,6 +91,11 @@ def _to_response(request: web.Request, exc: BaseException) -> web.StreamResponse
         return json_error(exc.status, exc.reason, headers={
             k: v for k, v in exc.headers.items() if k.lower() == "allow"
         })
+    if isinstance(exc, ConnectionResetError):
+        # The client hung up (e.g. mid-body): nobody is there to answer and nothing failed here.
+        log.info("%s %s: the client closed the connection before the request was read",
+                 request.method, request.path)
+        return json_error(CLIENT_CLOSED, "the client closed the connection")
     log.exception("%s %s failed unexpectedly", request.method, request.path, exc_info=exc)
     return json_error(500, "internal error; the backend log has the details")
 

@@ -56,7 +56,7 @@ def _duration(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("must be seconds or a duration like 2h, 90m, 1h30m")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value != int(value):
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
             raise ValueError("must be a whole number of seconds")
         return parse_duration(str(int(value)))
     if isinstance(value, str):

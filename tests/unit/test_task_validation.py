@@ -155,3 +155,11 @@ def test_local_times_follow_the_zone() -> None:
 def test_bad_local_times(text: str) -> None:
     with pytest.raises(ValueError):
         parse_local_time(text, MORNING, UTC)
+
+
+@pytest.mark.parametrize("field, value", [("duration", 10**400), ("cores", 10**400),
+                                          ("earliest_start", 10**400), ("deadline", -(10**400)),
+                                          ("duration", 1e308), ("duration", 1.5)])
+def test_numbers_beyond_any_float_or_fractional_are_refused_not_a_crash(field, value) -> None:
+    # math.isfinite(10**400) raises OverflowError: a 500 with a traceback before.
+    assert field in rejected(**{field: value})
