@@ -1,4 +1,196 @@
-"""placeholder"""
-def small_enough(windows): return False
-def plan_exact(windows, board, time_budget_s):
-    raise NotImplementedError
+"""The exact solver: a mixed-integer program solved by HiGHS (through `highspy`).
+
+Why HiGHS rather than OR-Tools: it is open source (MIT), ships as one pip wheel with no other
+service or licence, its MILP branch-and-cut is among the best open solvers, and the model is a
+plain linear one (no constraint-programming features needed).
+
+Model, per task t, eligible server s and slot k of its window:
+- non-interruptible: binary x[t,s,k] = starts at slot k on s (only starts whose slots all have
+  room after the fixed load); its price is the run's CO2 (the last slot for its fraction only);
+- interruptible: binary y[t,s] = runs on s; binary z[t,s,k] = runs in slot k; sum_k z = need*y;
+  continuous p[t,s,k] <= z picks the one partial slot (sum_k p = y), refunding the part of that
+  slot it does not use, so the cheapest choice puts the partial where a slot costs most;
+- u[t] in [0, 1] = not placed, at a penalty above any placement's CO2, with
+  sum x + sum y + u = 1: placing every task that can be placed comes first;
+- capacity: for each server and slot, the cores of runs covering it <= free cores.
+Objective: total grams plus `choices.TIE_G` per slot index (ties go to the earlier finish).
+The heuristic's plan is given as the starting solution; when the budget ends before HiGHS
+proves optimality, the better of its incumbent and the heuristic's plan is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import highspy
+import numpy as np
+
+from backend.allocation.choices import TIE_G, Board, Choice, priced
+from backend.allocation.heuristic import plan_greedy
+from backend.allocation.windows import TaskWindow
+
+MAX_VARIABLES = 20_000
+"""Largest model "auto" solves exactly; above it the heuristic plans alone."""
+
+
+def variable_count(windows: list[TaskWindow]) -> int:
+    """Upper bound of the model's variables for these tasks."""
+    count = 0
+    for w in windows:
+        span = w.hi - w.lo
+        count += len(w.rows) * (span - w.need + 1 if w.contiguous else 2 * span + 1) + 1
+    return count
+
+
+def small_enough(windows: list[TaskWindow]) -> bool:
+    """Whether "auto" should solve these tasks exactly."""
+    return variable_count(windows) <= MAX_VARIABLES
+
+
+def plan_exact(windows: list[TaskWindow], board: Board, *, time_budget_s: float) -> tuple[str, dict[str, Choice], bool]:
+    """("exact", choices, proven optimal) for the tasks on `board` (which is updated)."""
+    started = time.perf_counter()
+    warm = plan_greedy(windows, board.copy(), deadline=started + time_budget_s / 4)
+    model = _Model(windows, board)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.setOptionValue("time_limit", max(0.05, time_budget_s - (time.perf_counter() - started)))
+    h.passModel(model.lp())
+    model.warm_start(h, warm)
+    h.run()
+    status = h.getModelStatus()
+    optimal = status == highspy.HighsModelStatus.kOptimal
+    choices = model.choices(h.getSolution().col_value) if h.getInfo().primal_solution_status == 2 else None
+    heuristic_cost = _objective(warm, windows, model.penalty)
+    if choices is None or (not optimal and _objective(choices, windows, model.penalty) > heuristic_cost):
+        choices = warm
+    for w in windows:
+        if w.task.id in choices:
+            board.take(choices[w.task.id], w.task.cores)
+    return "exact", choices, optimal
+
+
+def _objective(choices: dict[str, Choice], windows: list[TaskWindow], penalty: dict[str, float]) -> float:
+    return sum(choices[w.task.id].cost_g if w.task.id in choices else penalty[w.task.id] for w in windows)
+
+
+class _Model:
+    """The MILP's columns (with what each means) and rows, built column by column."""
+
+    def __init__(self, windows: list[TaskWindow], board: Board) -> None:
+        self.windows, self.board = windows, board
+        self.cost: list[float] = []
+        self.upper: list[float] = []
+        self.integer: list[bool] = []
+        self.entries: list[list[tuple[int, float]]] = []
+        self.row_lower: list[float] = []
+        self.row_upper: list[float] = []
+        self.capacity_rows: dict[tuple[int, int], int] = {}
+        self.meaning: list[tuple] = []
+        self.penalty: dict[str, float] = {}
+        for w in windows:
+            self._add_task(w)
+
+    def _row(self, lower: float, upper: float) -> int:
+        self.row_lower.append(lower)
+        self.row_upper.append(upper)
+        return len(self.row_lower) - 1
+
+    def _col(self, cost: float, upper: float, integer: bool, entries: list[tuple[int, float]], meaning: tuple) -> int:
+        self.cost.append(cost)
+        self.upper.append(upper)
+        self.integer.append(integer)
+        self.entries.append(entries)
+        self.meaning.append(meaning)
+        return len(self.cost) - 1
+
+    def _capacity(self, row: int, k: int) -> int:
+        key = (row, k)
+        if key not in self.capacity_rows:
+            self.capacity_rows[key] = self._row(-np.inf, float(self.board.free[row, k]))
+        return self.capacity_rows[key]
+
+    def _add_task(self, w: TaskWindow) -> None:
+        horizon, cores, free = self.board.horizon, w.task.cores, self.board.free
+        one = self._row(1.0, 1.0)
+        dearest = float(horizon.core_slot_g[w.rows, w.lo:w.hi].max()) * cores * w.need
+        self.penalty[w.task.id] = 10.0 * dearest + 1.0
+        self._col(self.penalty[w.task.id], 1.0, False, [(one, 1.0)], ("unplaced", w))
+        for row in (int(r) for r in w.rows):
+            if w.contiguous:
+                fits = np.flatnonzero(np.convolve(free[row, w.lo:w.hi] < cores, np.ones(w.need), "valid") == 0)
+                for s in fits:
+                    choice = priced(w, horizon, row, list(range(w.lo + int(s), w.lo + int(s) + w.need)))
+                    entries = [(one, 1.0)] + [(self._capacity(row, k), cores) for k in choice.slots]
+                    self._col(choice.cost_g, 1.0, True, entries, ("run", w, choice))
+                continue
+            slots = [k for k in range(w.lo, w.hi) if free[row, k] >= cores]
+            if len(slots) < w.need:
+                continue
+            count, partial = self._row(0.0, 0.0), self._row(0.0, 0.0)
+            self._col(0.0, 1.0, True, [(one, 1.0), (count, -w.need), (partial, -1.0)], ("on", w, row))
+            for k in slots:
+                price = float(horizon.core_slot_g[row, k]) * cores
+                link = self._row(-np.inf, 0.0)
+                self._col(price + TIE_G * k, 1.0, True,
+                          [(count, 1.0), (self._capacity(row, k), cores), (link, -1.0)], ("slot", w, row, k))
+                self._col(-(1.0 - w.last_fraction) * price, 1.0, False, [(partial, 1.0), (link, 1.0)], ("partial",))
+
+    def lp(self) -> highspy.HighsLp:
+        lp = highspy.HighsLp()
+        n = len(self.cost)
+        lp.num_col_, lp.num_row_ = n, len(self.row_lower)
+        lp.col_cost_ = np.array(self.cost)
+        lp.col_lower_ = np.zeros(n)
+        lp.col_upper_ = np.array(self.upper)
+        lp.row_lower_ = np.array(self.row_lower)
+        lp.row_upper_ = np.array(self.row_upper)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.cumsum([0] + [len(e) for e in self.entries]).astype(np.int32)
+        lp.a_matrix_.index_ = np.array([r for e in self.entries for r, _ in e], dtype=np.int32)
+        lp.a_matrix_.value_ = np.array([v for e in self.entries for _, v in e], dtype=float)
+        lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+                           for i in self.integer]
+        return lp
+
+    def warm_start(self, h: highspy.Highs, choices: dict[str, Choice]) -> None:
+        """Offer the heuristic's plan as the first incumbent."""
+        values = np.zeros(len(self.cost))
+        for i, meaning in enumerate(self.meaning):
+            kind, w = meaning[0], meaning[1] if len(meaning) > 1 else None
+            chosen = choices.get(w.task.id) if w is not None else None
+            if kind == "unplaced":
+                values[i] = 1.0 if chosen is None else 0.0
+            elif kind == "run":
+                same = chosen is not None and (chosen.row, chosen.slots) == (meaning[2].row, meaning[2].slots)
+                values[i] = 1.0 if same else 0.0
+            elif kind == "on":
+                values[i] = 1.0 if chosen is not None and chosen.row == meaning[2] else 0.0
+            elif kind == "slot":
+                on = chosen is not None and chosen.row == meaning[2] and meaning[3] in chosen.slots
+                values[i] = 1.0 if on else 0.0
+                if on and chosen.partial == meaning[3]:
+                    values[i + 1] = 1.0  # its "partial" column follows it
+        solution = highspy.HighsSolution()
+        solution.col_value = list(values)
+        solution.value_valid = True
+        h.setSolution(solution)
+
+    def choices(self, values: list[float]) -> dict[str, Choice]:
+        """The plan the solution describes."""
+        horizon = self.board.horizon
+        out: dict[str, Choice] = {}
+        slots: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for value, meaning in zip(values, self.meaning):
+            if value < 0.5:
+                continue
+            if meaning[0] == "run":
+                out[meaning[1].task.id] = meaning[2]
+            elif meaning[0] == "slot":
+                slots[(meaning[1].task.id, meaning[2])].append(meaning[3])
+        by_id = {w.task.id: w for w in self.windows}
+        for (task_id, row), chosen in slots.items():
+            out[task_id] = priced(by_id[task_id], horizon, row, sorted(chosen))
+        return out

@@ -41,8 +41,9 @@ class Workload:
 
 
 def make_workload(seed: int, n_servers: int, n_tasks: int, *, day_ms: int = DAY_MS,
-                  busy: float = TARGET_BUSY) -> Workload:
-    """A fleet and a day of tasks, the same for the same arguments."""
+                  busy: float = TARGET_BUSY, slot_ms: int = SLOT_MS) -> Workload:
+    """A fleet and `day_ms` of submitted tasks (planned over twice that), the same for the same
+    arguments."""
     rng = random.Random(seed)
     regions = list(REGIONS)
     sources, weights = zip(*SOURCES)
@@ -72,10 +73,10 @@ def make_workload(seed: int, n_servers: int, n_tasks: int, *, day_ms: int = DAY_
     horizon_end = START_MS + 2 * day_ms
     tasks = []
     for i, (at, cores, hours) in enumerate(raw):
-        duration_s = max(300, int(hours * scale * 3600) // 60 * 60)
+        duration_s = max(slot_ms // 1000, int(hours * scale * 3600) // 60 * 60)
         kind = rng.random()
-        slack_h = 0.0 if kind < 0.2 else rng.uniform(1, 4) if kind < 0.6 else rng.uniform(6, 20)
-        est = START_MS + at // SLOT_MS * SLOT_MS  # submissions wait for the next planning round
+        slack_h = 0.0 if kind < 0.2 else rng.uniform(1, 4) * day_ms / DAY_MS if kind < 0.6 else rng.uniform(6, 20) * day_ms / DAY_MS
+        est = START_MS + at // slot_ms * slot_ms  # submissions wait for the next planning round
         deadline = min(est + duration_s * 1000 + int(slack_h * 3_600_000), horizon_end)
         duration_s = min(duration_s, (deadline - est) // 1000)
         regions_allowed = frozenset(rng.sample(regions, 4)) if rng.random() < 0.1 else frozenset()
@@ -117,3 +118,63 @@ def busy_share(plan: Plan, servers: list[ServerSpec], day_ms: int = DAY_MS) -> t
             used[max(first, 0):min(last + 1, len(used))] += placement.cores
     share = used / sum(s.cores for s in servers)
     return float(share.mean()), float(share.max())
+
+
+def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int) -> dict[str, Any]:
+    """Every figure of the benchmark, as one JSON-ready dict."""
+    workload = make_workload(seed, n_servers, n_tasks)
+    intensity = BuiltinIntensity()
+    plans = {}
+    for solver in ("heuristic", "first-fit", "round-robin"):
+        plans[solver] = plan_tasks(problem_of(workload), intensity, solver=solver, time_budget_s=10.0)
+    baseline = plans["first-fit"].total_co2_g
+    rows = []
+    for solver, plan in plans.items():
+        mean, peak = busy_share(plan, workload.servers)
+        rows.append({"solver": solver, "co2_kg": plan.total_co2_g / 1000, "saving_pct": 100 * (1 - plan.total_co2_g / baseline),
+                     "unschedulable": len(plan.unschedulable), "busy_mean_pct": 100 * mean, "busy_peak_pct": 100 * peak,
+                     "plan_s": plan.solve_s})
+    extra = TaskSpec(id="submitted", cores=4, duration_s=7200, earliest_start_ms=START_MS + 6 * 3_600_000,
+                     deadline_ms=START_MS + 20 * 3_600_000, interruptible=False)
+    replans = []
+    for _ in range(5):
+        started = time.perf_counter()
+        plan_tasks(problem_of(Workload(workload.servers, [*workload.tasks, extra])), intensity,
+                   solver="heuristic", previous=plans["heuristic"])
+        replans.append(time.perf_counter() - started)
+    result: dict[str, Any] = {"seed": seed, "servers": n_servers, "tasks": n_tasks, "plans": rows,
+                              "replan_s_median": statistics.median(replans)}
+    if exact_seeds:
+        result["exact"] = run_small(exact_seeds)
+    return result
+
+
+def run_small(seeds: int) -> dict[str, Any]:
+    """Heuristic against the MILP on 20 servers x 60 tasks x 24 one-hour slots, per seed."""
+    gaps, rows = [], []
+    for seed in range(seeds):
+        workload = make_workload(seed, 20, 60, day_ms=DAY_MS // 2, slot_ms=3_600_000)
+        problem = problem_of(workload, slot_s=3600, horizon_s=24 * 3600)
+        heuristic = plan_tasks(problem, BuiltinIntensity(), solver="heuristic")
+        exact = plan_tasks(problem, BuiltinIntensity(), solver="exact", time_budget_s=60.0)
+        gap = 100 * (heuristic.total_co2_g / exact.total_co2_g - 1)
+        gaps.append(gap)
+        rows.append({"seed": seed, "heuristic_placed": len(heuristic.placements), "exact_placed": len(exact.placements),
+                     "gap_pct": gap, "optimal": exact.optimal, "exact_s": exact.solve_s})
+    return {"runs": rows, "gap_pct_median": statistics.median(gaps), "gap_pct_worst": max(gaps)}
+
+
+def render(result: dict[str, Any]) -> str:
+    """The figures as tables."""
+    from tasker.bench.report import table
+
+    lines = [table(["plan", "kg CO2e", "saving %", "unschedulable", "busy mean %", "busy peak %", "plan s"],
+                   [list(r.values())[0:7] for r in result["plans"]],
+                   title=f"{result['tasks']} tasks on {result['servers']} servers, seed {result['seed']}, 48 h of 5-minute slots"),
+             f"re-plan after one submitted task: {result['replan_s_median'] * 1000:.0f} ms (median of 5)"]
+    if "exact" in result:
+        small = result["exact"]
+        lines.append(table(["seed", "heuristic placed", "exact placed", "gap %", "optimal", "exact s"],
+                           [list(r.values()) for r in small["runs"]], title="\nheuristic vs exact (20 servers x 60 tasks x 24 slots)"))
+        lines.append(f"gap median {small['gap_pct_median']:.2f}%, worst {small['gap_pct_worst']:.2f}%")
+    return "\n".join(lines)

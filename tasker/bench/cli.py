@@ -139,6 +139,22 @@ def tui_command(
     emit(result, render(result), as_json)
 
 
+@bench_app.command("allocate")
+def allocate_command(
+    seed: int = typer.Option(1, "--seed", help="Workload seed (same seed, same workload)."),
+    servers: int = typer.Option(500, "--servers", help="Servers in the fleet."),
+    tasks: int = typer.Option(2000, "--tasks", help="Tasks submitted over the day."),
+    exact: bool = typer.Option(False, "--exact", help="Also run 10 small instances against the exact MILP."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """CO2 of the carbon-aware plan vs run-now first-fit and round-robin; misses; planning time."""
+    from tasker.bench.allocate import render, run_allocate
+    from tasker.bench.report import emit
+
+    result = _guarded(lambda: run_allocate(seed, servers, tasks, 10 if exact else 0))
+    emit(result, render(result), as_json)
+
+
 def register(app: typer.Typer) -> None:
     """Add `tasker bench ...` to the root app."""
     app.add_typer(bench_app, name="bench")
