@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import work
-from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
@@ -98,6 +97,8 @@ class TaskerApp(App[None]):
         self._chrome_signature: tuple = ()
         # Frame timings (seconds spent in each refresh tick), read by the benchmark.
         self.tick_durations: list[float] = []
+        # Set when an unexpected error stopped the app: the one line to say on stderr.
+        self.crash_line: str | None = None
 
     @property
     def client(self) -> TaskerClient:
@@ -252,10 +253,12 @@ class TaskerApp(App[None]):
 
     def _handle_exception(self, error: Exception) -> None:
         # Textual exits with return code 1 and prints a traceback with locals (secrets among
-        # them) once the terminal is restored; Tasker writes the traceback to a file instead
-        # and prints one line saying where.
+        # them) once the terminal is restored; Tasker writes the traceback to a file instead,
+        # and the command prints `crash_line` (unwrapped, unlike Textual's console) after run().
         super()._handle_exception(error)
-        self._exit_renderables[:] = [Text(crash_line(error, write_crash_report(error)))]
+        if self.crash_line is None:
+            self.crash_line = crash_line(error, write_crash_report(error))
+        self._exit_renderables.clear()
 
     def report_error(self, error: BaseException) -> None:
         """The one place a failed worker becomes something the user sees."""

@@ -40,7 +40,9 @@ def start_tui(url: str | None) -> int:
 
     app = TaskerApp(settings.url)
     app.run()
-    return app.return_code or 0  # 1 after an unexpected error (said on stderr)
+    if app.crash_line:
+        print(app.crash_line, file=sys.stderr)
+    return app.return_code or 0
 
 
 def run_plain_tui(argv: list[str]) -> int | None:

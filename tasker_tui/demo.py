@@ -232,7 +232,9 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
             raise _Signalled(stop.signum)
         if app.prepare_error is not None:
             raise app.prepare_error
-        crashed = app.return_code or 0  # the TUI said why on stderr
+        crashed = app.return_code or 0
+        if app.crash_line:
+            print(app.crash_line, file=sys.stderr)
     except (StackError, ApiError) as exc:
         print(f"tasker demo: {exc}", file=sys.stderr)
         return 1
