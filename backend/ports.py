@@ -227,6 +227,23 @@ class ServerRecord:
     created_at_ms: int
     created_by: str
     updated_at_ms: int
+    owner: str = ""
+    """The user who may change and delete it (admins may too); an admin can hand it over.
+    Empty in records stored before servers had owners: then `created_by` owns it."""
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """One change to the registry: who did what to which thing, and when."""
+
+    id: str
+    """Sortable by time: zero-padded ts_ms, then random characters (unique in both registries)."""
+    ts_ms: int
+    actor: str
+    action: str
+    """e.g. server.added, server.updated, server.removed, server.purged, server.transferred."""
+    target: str
+    detail: str
 
 
 @dataclass(slots=True)
@@ -433,6 +450,13 @@ class Registry(Protocol):
         read more than TASK_VERSION_KEEP_MS old may be refused even if nobody else wrote.)"""
 
     # leases: at most one unexpired holder per name, each takeover with a higher fencing epoch
+    # audit
+    async def append_audit(self, entry: AuditRecord) -> None:
+        """Keep one audit entry (ids are unique; appending the same id twice keeps one)."""
+
+    async def list_audit(self, limit: int, before_id: str | None = None) -> list[AuditRecord]:
+        """The newest `limit` entries with id < before_id (or the newest), newest first."""
+
     async def acquire_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> int | None:
         """Take or renew the lease until now_ms + ttl_ms; the fencing epoch while `holder` has
         it, None while another holds an unexpired one. A renewal keeps the epoch; every takeover

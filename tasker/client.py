@@ -319,6 +319,16 @@ class TaskerClient:
         params = {"confirm": "true", "purge": "true" if purge else None}
         await self.request("DELETE", f"/api/v1/servers/{quote(server_id, safe='')}", params=params)
 
+    async def transfer_server(self, server_id: str, owner: str) -> dict[str, Any]:
+        """Hand a server to another sysadmin or admin (admins only)."""
+        path = f"/api/v1/servers/{quote(server_id, safe='')}/owner"
+        return (await self.request("PUT", path, json_body={"owner": owner}))[1]
+
+    async def audit(self, limit: int = 100, before: str | None = None) -> dict[str, Any]:
+        """A page of the audit log, newest first (admins only): `entries`, `next_before`."""
+        params = {"limit": str(limit), "before": before}
+        return (await self.request("GET", "/api/v1/audit", params=params))[1]
+
     # --- tasks, the plan and grid traces -----------------------------------------------------
 
     async def submit_task(self, task: Mapping[str, Any]) -> dict[str, Any]:

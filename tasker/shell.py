@@ -233,7 +233,7 @@ def logout(url: str | None = URL_OPTION) -> None:
 
 # --- servers -------------------------------------------------------------------------------------
 
-servers_app = typer.Typer(help="The server registry: add, list, show, edit, rm.", no_args_is_help=True)
+servers_app = typer.Typer(help="The server registry: add, list, show, edit, rm, transfer.", no_args_is_help=True)
 
 
 def _with_client(url: str | None, work: Callable[[TaskerClient], Awaitable[T]]) -> T:
@@ -282,6 +282,7 @@ def _spec_lines(server: dict[str, Any], latest: dict[str, Any]) -> list[tuple[st
         ("power range", f"{_num(server.get('idle_watts'), 0)}..{_num(server.get('max_watts'), 0)} W"),
         ("cores", str(server.get("cores", ""))),
         ("tags", ", ".join(server.get("tags") or [])),
+        ("owner", str(server.get("owner", ""))),
         ("created", f"{server.get('created_at', '')} by {server.get('created_by', '?')}"),
     ]
     for metric in ("power", "co2"):
@@ -433,6 +434,44 @@ def servers_rm(
     typer.echo(run_cli(main, url=base))
 
 
+@servers_app.command("transfer")
+def servers_transfer(
+    server: str = typer.Argument(..., help="Server id or name."),
+    owner: str = typer.Argument(..., help="Username of the sysadmin or admin who will own it."),
+    as_json: bool = JSON_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
+    """Hand a server to another owner (admins only): only its owner or an admin may change it."""
+
+    async def work(api: TaskerClient) -> dict[str, Any]:
+        return await api.transfer_server((await api.find_server(server))["id"], owner)
+
+    moved = _with_client(url, work)
+    if as_json:
+        print_json(moved)
+    else:
+        typer.echo(f"{moved.get('name')} ({moved.get('id')}) now belongs to {moved.get('owner')}")
+
+
+def audit(
+    limit: int = typer.Option(50, "--limit", "-n", help="Entries to show, newest first (at most 1,000)."),
+    before: str | None = typer.Option(None, "--before", help="Only entries older than this entry id."),
+    as_json: bool = JSON_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
+    """Who changed what in the registry, newest first (admins only)."""
+    page = _with_client(url, lambda api: api.audit(limit, before))
+    if as_json:
+        print_json(page)
+        return
+    rows = [[e["at"], e["actor"], e["action"], e["target"], e["detail"]] for e in page["entries"]]
+    print_table(["WHEN", "WHO", "WHAT", "TARGET", "DETAIL"], rows)
+    if not rows:
+        typer.echo("(no changes recorded)")
+    elif page.get("next_before"):
+        typer.echo(f"older entries: tasker audit --before {page['next_before']}")
+
+
 # --- history -------------------------------------------------------------------------------------
 
 _SPAN = re.compile(r"^-?(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
@@ -510,3 +549,4 @@ def register(app: typer.Typer) -> None:
     app.command("logout")(logout)
     app.add_typer(servers_app, name="servers")
     app.command("history")(history)
+    app.command("audit")(audit)

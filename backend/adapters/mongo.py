@@ -29,6 +29,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
+from pymongo.write_concern import WriteConcern
 
 from backend.adapters.mongo_tasks import MongoTasks
 from backend.adapters.registry_values import (
@@ -41,6 +42,7 @@ from backend.adapters.registry_values import (
     require_str,
 )
 from backend.ports import (
+    AuditRecord,
     ChatMessage,
     Conflict,
     IngestKeyRecord,
@@ -308,6 +310,27 @@ class MongoRegistry(MongoTasks):
         """The key, revoked or not, or None."""
         doc = await self._by_key("ingest_keys", key_id)
         return None if doc is None else _from_doc(IngestKeyRecord, doc, "key_id")
+
+    # --- audit --------------------------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditRecord) -> None:
+        """Keep one audit entry (majority-acknowledged); the same id twice keeps the first."""
+        doc = _to_doc(entry, "id")
+        with self._driver_errors():
+            try:
+                await self._db.get_collection("audit", write_concern=WriteConcern("majority")).insert_one(doc)
+            except DuplicateKeyError:
+                pass
+
+    async def list_audit(self, limit: int, before_id: str | None = None) -> list[AuditRecord]:
+        """The newest `limit` entries before `before_id`, newest first."""
+        count = require_count("limit", limit)
+        query: dict[str, Any] = {}
+        if before_id is not None:
+            query = {"_id": {"$lt": require_str("before_id", before_id)}}
+        with self._driver_errors():
+            docs = await self._db.audit.find(query).sort([("_id", -1)]).limit(count).to_list()
+        return [_from_doc(AuditRecord, d, "id") for d in docs]
 
     async def list_ingest_keys(self) -> list[IngestKeyRecord]:
         """Every key, revoked ones included, oldest first."""

@@ -28,6 +28,7 @@ from backend.adapters.registry_values import (
 from backend.adapters.sqlite_tasks import TASK_SCHEMA, SqliteTasks
 from backend.adapters.sqlite_tx import write_transaction
 from backend.ports import (
+    AuditRecord,
     ChatMessage,
     Conflict,
     IngestKeyRecord,
@@ -58,7 +59,16 @@ CREATE TABLE IF NOT EXISTS servers (
     tags TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL,
     created_by TEXT NOT NULL,
-    updated_at_ms INTEGER NOT NULL
+    updated_at_ms INTEGER NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id TEXT PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
@@ -105,7 +115,7 @@ CREATE TABLE IF NOT EXISTS read_markers (
 _SERVER_COLUMNS = (
     "id", "name", "region", "site", "energy_source", "carbon_intensity_g_per_kwh",
     "carbon_intensity_source", "pue", "idle_watts", "max_watts", "cores", "tags",
-    "created_at_ms", "created_by", "updated_at_ms",
+    "created_at_ms", "created_by", "updated_at_ms", "owner",
 )
 _SERVER_SELECT = f"SELECT {', '.join(_SERVER_COLUMNS)} FROM servers"
 _CHAT_SELECT = (
@@ -194,6 +204,9 @@ class SqliteRegistry(SqliteTasks):
 
         try:
             self._conn = await asyncio.get_running_loop().run_in_executor(self._thread, open_db)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(servers)")}
+                if columns and "owner" not in columns:  # a file from before servers had owners
+                    conn.execute("ALTER TABLE servers ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
         except (sqlite3.Error, OSError) as exc:
             self._thread.shutdown(wait=False)
             self._thread = None
@@ -359,6 +372,24 @@ class SqliteRegistry(SqliteTasks):
 
     async def revoke_ingest_key(self, key_id: str, at_ms: int) -> None:
         """Mark a key revoked at `at_ms` (a second revoke keeps the first time); NotFound."""
+    # --- audit --------------------------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditRecord) -> None:
+        """Keep one audit entry; the same id twice keeps the first."""
+        values = record_values(entry)
+        await self._run(lambda c: c.execute(
+            "INSERT OR IGNORE INTO audit (id, ts_ms, actor, action, target, detail) "
+            "VALUES (:id, :ts_ms, :actor, :action, :target, :detail)", values))
+
+    async def list_audit(self, limit: int, before_id: str | None = None) -> list[AuditRecord]:
+        """The newest `limit` entries before `before_id`, newest first."""
+        count = require_count("limit", limit)
+        before = "\uffff" if before_id is None else require_str("before_id", before_id)
+        rows = await self._run(lambda c: c.execute(
+            "SELECT id, ts_ms, actor, action, target, detail FROM audit WHERE id < ? "
+            "ORDER BY id DESC LIMIT ?", (before, count)).fetchall())
+        return [AuditRecord(*row) for row in rows]
+
         at = require_count("revoked at_ms", at_ms)
         sql = "UPDATE ingest_keys SET revoked_at_ms = COALESCE(revoked_at_ms, ?) WHERE key_id = ?"
         if await self._change(sql, key_id, at) == 0:

@@ -12,6 +12,7 @@ from backend.http.errors import read_json
 from backend.http.json_body import json_response
 from backend.ports import Unavailable
 from backend.services.auth import InvalidField
+from backend.services.audit import audit_json
 from backend.services.servers import server_json
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,35 @@ async def delete_server(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def put_owner(request: web.Request) -> web.Response:
+    """Hand a server to another sysadmin or admin: `{"owner": "bob"}` (admins only)."""
+    principal = await caller(request)
+    body = await read_json(request)
+    owner = body.get("owner") if isinstance(body, dict) else None
+    record = await context(request).servers.transfer(  # type: ignore[union-attr]
+        request.match_info["server_id"], owner, principal
+    )
+    return json_response(server_json(record))
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    """The audit log, newest first: `?limit=` (at most 1,000) and `?before=` an entry id."""
+    principal = await caller(request)
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise InvalidField("limit", "must be a whole number") from None
+    entries = await context(request).servers.audit.page(  # type: ignore[union-attr]
+        principal, limit, request.query.get("before"))
+    return json_response({"entries": [audit_json(e) for e in entries],
+                          "next_before": entries[-1].id if len(entries) == limit else None})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/servers", list_servers)
     app.router.add_post("/api/v1/servers", create_server)
     app.router.add_get("/api/v1/servers/{server_id}", get_server)
     app.router.add_patch("/api/v1/servers/{server_id}", patch_server)
     app.router.add_delete("/api/v1/servers/{server_id}", delete_server)
+    app.router.add_put("/api/v1/servers/{server_id}/owner", put_owner)
+    app.router.add_get("/api/v1/audit", list_audit)

@@ -91,6 +91,10 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+    def require_admin(self) -> None:
+        if self.role != "admin":
+            raise Forbidden(f"role {self.role!r} may not do this; needs admin")
+
 class LoginResult:
     token: str
     username: str

@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from backend.ports import Broker, NotFound, Registry, ServerRecord, TimeSeriesStore, Unavailable
-from backend.services.auth import Principal
+from backend.services.audit import AuditLog
+from backend.services.auth import Forbidden, Principal
 from backend.services.passwords import random_base32
 from backend.services.timestamps import format_rfc3339, now_ms
 from backend.services.wire import REGISTRY_CHANNEL
@@ -37,6 +38,7 @@ WRITABLE = frozenset({
 REQUIRED = ("name", "location", "energy_source", "idle_watts", "max_watts", "cores")
 # Fields a client may echo back from a GET; they are the server's to set, so they are ignored.
 READ_ONLY = frozenset({"id", "carbon_intensity_source", "created_at", "created_by", "updated_at"})
+OWNER_CHANGE = "is changed by an admin with PUT /api/v1/servers/{id}/owner (tasker servers transfer)"
 
 
 class FormRejected(Exception):
@@ -80,8 +82,10 @@ def _parse_fields(payload: Any, errors: list[dict[str, str]]) -> dict[str, Any]:
         errors.append({"field": "body", "reason": "must be a JSON object"})
         return {}
     out: dict[str, Any] = {}
+    if "owner" in payload:
+        out["owner"] = payload["owner"]  # echoed back unchanged, or refused (_check_owner)
     for key in payload:
-        if key not in WRITABLE and key not in READ_ONLY:
+        if key not in WRITABLE and key not in READ_ONLY and key != "owner":
             errors.append({"field": str(key)[:64], "reason": "is not a server field"})
     if "name" in payload:
         name = payload["name"]
@@ -150,6 +154,11 @@ def _parse_fields(payload: Any, errors: list[dict[str, str]]) -> dict[str, Any]:
     return out
 
 
+def _check_owner(fields: dict[str, Any], owner: str, errors: list[dict[str, str]]) -> None:
+    if "owner" in fields and fields["owner"] != owner:
+        errors.append({"field": "owner", "reason": OWNER_CHANGE})
+
+
 def _check_watts(record: ServerRecord, errors: list[dict[str, str]]) -> None:
     if record.max_watts < record.idle_watts:
         errors.append({"field": "max_watts", "reason": f"must be >= idle_watts ({record.idle_watts:g})"})
@@ -184,8 +193,10 @@ def new_server(payload: Any, created_by: str, at_ms: int) -> ServerRecord:
         carbon_intensity_source="", pue=fields.get("pue", DEFAULT_PUE),
         idle_watts=fields["idle_watts"], max_watts=fields["max_watts"], cores=fields["cores"],
         tags=fields.get("tags", []), created_at_ms=at_ms, created_by=created_by, updated_at_ms=at_ms,
+        owner=created_by,
     )
     _apply_intensity(record, fields.get("carbon_intensity_g_per_kwh"), touched=True)
+    _check_owner(fields, created_by, errors)
     _check_watts(record, errors)
     if errors:
         raise FormRejected(errors)
@@ -210,6 +221,7 @@ def patched_server(current: ServerRecord, payload: Any, at_ms: int) -> ServerRec
         _apply_intensity(record, fields["carbon_intensity_g_per_kwh"], touched=True)
     else:
         _apply_intensity(record, None, touched=False)
+    _check_owner(fields, owner_of(current), errors)
     _check_watts(record, errors)
     if errors:
         raise FormRejected(errors)
@@ -232,8 +244,23 @@ def server_json(record: ServerRecord) -> dict[str, Any]:
         "tags": list(record.tags),
         "created_at": format_rfc3339(record.created_at_ms),
         "created_by": record.created_by,
+        "owner": owner_of(record),
         "updated_at": format_rfc3339(record.updated_at_ms),
     }
+
+
+def owner_of(record: ServerRecord) -> str:
+    """Who owns a server: its owner, or whoever registered it (records from before owners)."""
+    return record.owner or record.created_by
+
+
+def require_owner(record: ServerRecord, principal: Principal, doing: str) -> None:
+    """Forbidden unless `principal` is an admin or the server's owner (sysadmins change only
+    their own servers; DESIGN.md section 3)."""
+    principal.require_writer()
+    if principal.role != "admin" and owner_of(record) != principal.name:
+        raise Forbidden(f"server {record.name!r} belongs to {owner_of(record)!r}; only its owner "
+                        f"or an admin may {doing} it")
 
 
 class ServerService:
@@ -244,6 +271,7 @@ class ServerService:
         self.registry = registry
         self.broker = broker
         self.timeseries = timeseries
+        self.audit = AuditLog(registry)
 
     async def _announce(self, event: str, server: dict[str, Any]) -> None:
         if self.broker is None:
@@ -266,26 +294,51 @@ class ServerService:
         record = new_server(payload, principal.name, now_ms())
         await self.registry.add_server(record)
         log.info("server %s (%s) added by %s", record.id, record.name, principal.name)
+        await self.audit.record(principal.name, "server.added", record.id, f"name {record.name}")
         await self._announce("added", server_json(record))
         return record
 
     async def update(self, server_id: str, payload: Any, principal: Principal) -> ServerRecord:
         principal.require_writer()
         current = await self.get(server_id)
+        require_owner(current, principal, "change")
         record = patched_server(current, payload, now_ms())
         await self.registry.replace_server(record)
         log.info("server %s (%s) updated by %s", record.id, record.name, principal.name)
+        changed = [k for k in ("name", "region", "site", "energy_source", "carbon_intensity_g_per_kwh",
+                               "pue", "idle_watts", "max_watts", "cores", "tags")
+                   if getattr(current, k) != getattr(record, k)]
+        await self.audit.record(principal.name, "server.updated", record.id,
+                                "changed " + (", ".join(changed) or "nothing"))
+        await self._announce("updated", server_json(record))
+        return record
+
+    async def transfer(self, server_id: str, new_owner: Any, principal: Principal) -> ServerRecord:
+        """Hand a server to another sysadmin or admin (admins only)."""
+        principal.require_admin()
+        current = await self.get(server_id)
+        user = await self.registry.get_user(new_owner) if isinstance(new_owner, str) else None
+        if user is None or user.role not in ("sysadmin", "admin"):
+            raise FormRejected([{"field": "owner", "reason": "must be the username of a sysadmin or admin"}])
+        record = replace(current, owner=user.username, updated_at_ms=now_ms(), tags=list(current.tags))
+        await self.registry.replace_server(record)
+        await self.audit.record(principal.name, "server.transferred", record.id,
+                                f"from {owner_of(current)} to {user.username}")
         await self._announce("updated", server_json(record))
         return record
 
     async def delete(self, server_id: str, principal: Principal, purge: bool) -> None:
         principal.require_writer()
         record = await self.get(server_id)
+        require_owner(record, principal, "delete")
         await self.registry.delete_server(record.id)
+        await self.audit.record(principal.name, "server.removed", record.id, f"name {record.name}")
         if purge:
             if self.timeseries is None:
                 raise RuntimeError("purge needs the time-series store")
             await self.timeseries.purge(record.id)
+            await self.audit.record(principal.name, "server.purged", record.id,
+                                    f"every reading and rollup of {record.name}")
         log.info("server %s (%s) removed by %s%s", record.id, record.name, principal.name,
                  " with its history" if purge else "")
         await self._announce("removed", server_json(record))

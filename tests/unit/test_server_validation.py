@@ -87,7 +87,7 @@ def test_ids_are_random():
     ({"tags": "prod"}, "tags", "list"),
     ({"tags": ["ok", "not ok"]}, "tags", "each tag"),
     ({"tags": [{"$where": "1"}]}, "tags", "each tag"),
-    ({"owner": "bob"}, "owner", "not a server field"),
+    ({"owner": "bob"}, "owner", "is changed by an admin"),
     ({"idle_watts": 250, "max_watts": 200}, "max_watts", "must be >= idle_watts (250)"),
 ])
 def test_each_invalid_field_is_named(changes, field, reason_part):
