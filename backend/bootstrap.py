@@ -32,10 +32,12 @@ from backend.http.context import ApiContext
 from backend.http.ws import WsDispatcher, default_dispatcher
 from backend.ports import Broker, Registry, TimeSeriesStore, Unavailable
 from backend.roles import ROLES
+from backend.services.agents import AgentSettings
 from backend.services.auth import AuthService
 from backend.services.health import HealthWatch
 from backend.services.live import LiveHub
 from backend.services.packager import DEFAULT_PREFETCH, Packager
+from backend.services.scheduler import SchedulerSettings
 from backend.services.telemetry import Telemetry
 from backend.services.wire import queue_for
 from tasker.config import Settings, redact_url, split_hosts, xdg_data_home
@@ -267,6 +269,10 @@ class Backend:
     hub: LiveHub | None = None
     context: ApiContext | None = None
     health: HealthWatch | None = None
+    scheduler_settings: SchedulerSettings | None = None
+    """Slot, horizon and pacing of the scheduler role (None: the defaults)."""
+    agent_settings: AgentSettings | None = None
+    """Agent lease and polling pace the api role hands to agents (None: the defaults)."""
     _started: list[tuple[str, Any]] = field(default_factory=list)
 
     @classmethod

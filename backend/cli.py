@@ -201,17 +201,22 @@ def users_add(
 
 
 @keys_app.command("create")
-def keys_create(label: str = typer.Option("", "--label", help="What the key is for, e.g. the sensor's host.")) -> None:
+def keys_create(
+    label: str = typer.Option("", "--label", help="What the key is for, e.g. the sensor's host."),
+    server: str | None = typer.Option(None, "--server", help="Scope the key to this server id: it posts "
+                                      "readings only for it and may run its agent (`tasker agent`)."),
+) -> None:
     """Create an ingest key for a sensor; prints it once (only its hash is stored)."""
     import getpass
 
     from backend.services.auth import AuthService
 
     async def work(registry: Any) -> tuple[Any, str]:
-        return await AuthService(registry).create_ingest_key(label, f"shell:{getpass.getuser()}")
+        return await AuthService(registry).create_ingest_key(label, f"shell:{getpass.getuser()}", server)
 
     record, key = _with_registry(work)
-    typer.echo(f"Created ingest key {record.key_id}" + (f" ({label})" if label else "") + ".")
+    scope = f" for server {server}" if server else ""
+    typer.echo(f"Created ingest key {record.key_id}" + (f" ({label})" if label else "") + f"{scope}.")
     typer.echo("Key, shown only now (sensors send it as Authorization: Bearer <key>):")
     typer.echo(key)
 
@@ -229,6 +234,7 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readab
         "key_id": k.key_id, "label": k.label, "created_by": k.created_by,
         "created_at": format_rfc3339(k.created_at_ms),
         "revoked_at": format_rfc3339(k.revoked_at_ms) if k.revoked_at_ms is not None else None,
+        "server_id": k.server_id,
     } for k in keys]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -236,8 +242,8 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readab
     if not rows:
         typer.echo("No ingest keys. Create one with: tasker keys create --label NAME")
         return
-    header = ("KEY ID", "LABEL", "CREATED BY", "CREATED AT", "STATUS")
-    table = [header] + [(r["key_id"], r["label"], r["created_by"], r["created_at"],
+    header = ("KEY ID", "LABEL", "SERVER", "CREATED BY", "CREATED AT", "STATUS")
+    table = [header] + [(r["key_id"], r["label"], r["server_id"] or "any", r["created_by"], r["created_at"],
                          f"revoked {r['revoked_at']}" if r["revoked_at"] else "active") for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:

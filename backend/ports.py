@@ -271,6 +271,9 @@ class IngestKeyRecord:
     created_by: str
     created_at_ms: int
     revoked_at_ms: int | None = None
+    server_id: str | None = None
+    """The one server whose readings this key may post and whose agent it may act as; None:
+    readings for any server, and no agent."""
 
 
 @dataclass(slots=True)
@@ -329,6 +332,24 @@ class TaskRecord:
     version: int
     started_at_ms: int | None = None
     finished_at_ms: int | None = None
+    cwd: str | None = None
+    """Working directory the agent starts `command` in (None: the agent's own)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Variables the agent adds to its environment for `command`."""
+    runs: list[list[int]] = field(default_factory=list)
+    """[start_ms, end_ms) intervals the task really ran, as its agent reported them."""
+    run_since_ms: int | None = None
+    """Start of the run in progress (None: not running, or paused)."""
+    exit_code: int | None = None
+    output_tail: str = ""
+    """The last few KiB of the command's stdout and stderr, from its agent."""
+    agent_epoch: int = 0
+    """The `agent:{server}` lease epoch under which the last run event was accepted."""
+    measured_co2_g: float | None = None
+    """CO2 attributed to the task from its server's power readings over its runs."""
+    measured_energy_kwh: float | None = None
+    measured_at_ms: int | None = None
+    """When the measurement was made (None: not yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +450,13 @@ class Registry(Protocol):
     async def read_markers(self, username: str) -> dict[str, int]:
         """conversation -> last read id, for one user."""
 
+    # audit
+    async def append_audit(self, entry: AuditRecord) -> None:
+        """Keep one audit entry (ids are unique; appending the same id twice keeps one)."""
+
+    async def list_audit(self, limit: int, before_id: str | None = None) -> list[AuditRecord]:
+        """The newest `limit` entries with id < before_id (or the newest), newest first."""
+
     # tasks (see TaskRecord): the scheduler plans them, the api stores and cancels them
     async def add_task(self, task: TaskRecord) -> None:
         """Store a new task (its version is 1). Raises Conflict when the id is taken."""
@@ -450,13 +478,6 @@ class Registry(Protocol):
         read more than TASK_VERSION_KEEP_MS old may be refused even if nobody else wrote.)"""
 
     # leases: at most one unexpired holder per name, each takeover with a higher fencing epoch
-    # audit
-    async def append_audit(self, entry: AuditRecord) -> None:
-        """Keep one audit entry (ids are unique; appending the same id twice keeps one)."""
-
-    async def list_audit(self, limit: int, before_id: str | None = None) -> list[AuditRecord]:
-        """The newest `limit` entries with id < before_id (or the newest), newest first."""
-
     async def acquire_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> int | None:
         """Take or renew the lease until now_ms + ttl_ms; the fencing epoch while `holder` has
         it, None while another holds an unexpired one. A renewal keeps the epoch; every takeover

@@ -24,6 +24,7 @@ def _build_app() -> typer.Typer:
         return _app
     import typer
 
+    from agents.cli import register as register_agent
     from backend.cli import register as register_backend
     from sensors.cli import register as register_sensors
     from tasker.bench.cli import register as register_bench
@@ -43,6 +44,7 @@ def _build_app() -> typer.Typer:
     register_tui(app)
     register_shell(app)
     register_tasks(app)
+    register_agent(app)
     register_bench(app)
     _app = app
     return app

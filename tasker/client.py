@@ -348,6 +348,18 @@ class TaskerClient:
         """Cancel a task not finished yet; returns it, cancelled."""
         return (await self.request("DELETE", f"/api/v1/tasks/{quote(task_id, safe='')}"))[1]
 
+    async def agent_heartbeat(self, server_id: str, agent: str, running: Sequence[str] = ()) -> dict[str, Any]:
+        """Take or renew the agent lease of a server; its tasks to run and to stop (docs/agents.md).
+        Conflict while another agent holds the lease."""
+        body = {"agent": agent, "running": list(running)}
+        return (await self.request("POST", f"/api/v1/agents/{quote(server_id, safe='')}/heartbeat",
+                                   json_body=body))[1]
+
+    async def task_event(self, task_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Report how a task runs (running, paused, resumed, done, failed); Conflict when stale."""
+        return (await self.request("POST", f"/api/v1/tasks/{quote(task_id, safe='')}/events",
+                                   json_body=dict(event)))[1]
+
     async def plan(self) -> dict[str, Any]:
         """Each server's timeline over the horizon, with intensity curves (`GET /api/v1/plan`)."""
         return (await self.request("GET", "/api/v1/plan"))[1]

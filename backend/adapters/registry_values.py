@@ -56,6 +56,11 @@ _KINDS: dict[Any, tuple[typing.Callable[[Any], bool], typing.Callable[[Any], Any
         lambda v: None if v is None else list(v),
         "a list of strings or None",
     ),
+    dict[str, str]: (
+        lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
+        dict,
+        "a map of strings to strings",
+    ),
     list[list[int]]: (
         lambda v: isinstance(v, list) and all(
             isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_int(x) for x in p) for p in v),

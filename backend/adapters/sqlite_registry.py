@@ -90,7 +90,8 @@ CREATE TABLE IF NOT EXISTS ingest_keys (
     label TEXT NOT NULL,
     created_by TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL,
-    revoked_at_ms INTEGER
+    revoked_at_ms INTEGER,
+    server_id TEXT
 );
 CREATE TABLE IF NOT EXISTS chat_messages (
     conversation TEXT NOT NULL,
@@ -111,6 +112,13 @@ CREATE TABLE IF NOT EXISTS read_markers (
     PRIMARY KEY (conversation, username)
 );
 """
+
+def _add_key_scope(conn: sqlite3.Connection) -> None:
+    """Files made before keys had a server scope get the column (NULL: unscoped)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(ingest_keys)")}
+    if "server_id" not in columns:
+        conn.execute("ALTER TABLE ingest_keys ADD COLUMN server_id TEXT")
+
 
 _SERVER_COLUMNS = (
     "id", "name", "region", "site", "energy_source", "carbon_intensity_g_per_kwh",
@@ -196,7 +204,11 @@ class SqliteRegistry(SqliteTasks):
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA foreign_keys=ON")
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(servers)")}
+                if columns and "owner" not in columns:  # a file from before servers had owners
+                    conn.execute("ALTER TABLE servers ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
                 conn.executescript(_SCHEMA + TASK_SCHEMA)
+                _add_key_scope(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -204,9 +216,6 @@ class SqliteRegistry(SqliteTasks):
 
         try:
             self._conn = await asyncio.get_running_loop().run_in_executor(self._thread, open_db)
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(servers)")}
-                if columns and "owner" not in columns:  # a file from before servers had owners
-                    conn.execute("ALTER TABLE servers ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
         except (sqlite3.Error, OSError) as exc:
             self._thread.shutdown(wait=False)
             self._thread = None
@@ -351,7 +360,7 @@ class SqliteRegistry(SqliteTasks):
     # --- ingest keys ------------------------------------------------------------------------
 
     _KEY_SELECT = (
-        "SELECT key_id, key_hash, label, created_by, created_at_ms, revoked_at_ms FROM ingest_keys"
+        "SELECT key_id, key_hash, label, created_by, created_at_ms, revoked_at_ms, server_id FROM ingest_keys"
     )
 
     async def add_ingest_key(self, key: IngestKeyRecord) -> None:
@@ -363,15 +372,6 @@ class SqliteRegistry(SqliteTasks):
         row = await self._one(f"{self._KEY_SELECT} WHERE key_id = ?", key_id)
         return None if row is None else IngestKeyRecord(*row)
 
-    async def list_ingest_keys(self) -> list[IngestKeyRecord]:
-        """Every key, revoked ones included, oldest first."""
-        rows = await self._run(
-            lambda c: c.execute(f"{self._KEY_SELECT} ORDER BY created_at_ms, key_id").fetchall()
-        )
-        return [IngestKeyRecord(*r) for r in rows]
-
-    async def revoke_ingest_key(self, key_id: str, at_ms: int) -> None:
-        """Mark a key revoked at `at_ms` (a second revoke keeps the first time); NotFound."""
     # --- audit --------------------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditRecord) -> None:
@@ -390,6 +390,15 @@ class SqliteRegistry(SqliteTasks):
             "ORDER BY id DESC LIMIT ?", (before, count)).fetchall())
         return [AuditRecord(*row) for row in rows]
 
+    async def list_ingest_keys(self) -> list[IngestKeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        rows = await self._run(
+            lambda c: c.execute(f"{self._KEY_SELECT} ORDER BY created_at_ms, key_id").fetchall()
+        )
+        return [IngestKeyRecord(*r) for r in rows]
+
+    async def revoke_ingest_key(self, key_id: str, at_ms: int) -> None:
+        """Mark a key revoked at `at_ms` (a second revoke keeps the first time); NotFound."""
         at = require_count("revoked at_ms", at_ms)
         sql = "UPDATE ingest_keys SET revoked_at_ms = COALESCE(revoked_at_ms, ?) WHERE key_id = ?"
         if await self._change(sql, key_id, at) == 0:

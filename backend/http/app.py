@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from backend.http import auth_routes, history_routes, ingest_routes, ops, server_routes, task_routes, ws
+from backend.http import agent_routes, auth_routes, history_routes, ingest_routes, ops, server_routes, task_routes, ws
 from backend.http.context import CONTEXT, ApiContext
 from backend.http.errors import error_middleware
 
@@ -30,5 +30,6 @@ def build_app(ctx: ApiContext, roles: Iterable[str], dispatcher: ws.WsDispatcher
         auth_routes.add_routes(app)
         server_routes.add_routes(app)
         task_routes.add_routes(app)
+        agent_routes.add_routes(app)
         ws.add_routes(app, dispatcher or ws.default_dispatcher())
     return app

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from backend.ports import TimeSeriesStore
+from backend.services.agents import AgentService
 from backend.services.auth import AuthService
 from backend.services.history import HistoryService
 from backend.services.ingest import IngestService
@@ -29,6 +30,7 @@ class ApiContext:
     ingest: IngestService | None = None
     servers: ServerService | None = None
     tasks: TaskService | None = None
+    agents: AgentService | None = None
     history: HistoryService | None = None
     timeseries: TimeSeriesStore | None = None
     hub: LiveHub | None = None

@@ -26,6 +26,11 @@ async def post_readings(request: web.Request) -> web.Response:
         ctx.telemetry.batches_rejected.inc(status=str(rejected.status))
         ctx.telemetry.readings_rejected.inc(len({d.index for d in rejected.details if d.index is not None}))
         raise
+    if principal.server_id is not None:
+        others = sorted({s for c in batch.columns.values() for s in c.servers} - {principal.server_id})
+        if others:
+            raise Forbidden(f"this ingest key posts readings only for server {principal.server_id!r}, "
+                            f"not for {others[0]!r}")
     try:
         accepted = await ingest.publish(batch)
     except Unavailable as exc:

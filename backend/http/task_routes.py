@@ -62,7 +62,7 @@ async def get_plan(request: web.Request) -> web.Response:
 
 async def get_savings(request: web.Request) -> web.Response:
     principal = await caller(request)
-    return json_response(savings(await _tasks(request).list(principal)))
+    return json_response(savings(await _tasks(request).list(principal), now_ms()))
 
 
 async def put_grid_traces(request: web.Request) -> web.Response:

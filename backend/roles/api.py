@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from backend.services.agents import AgentService
 from backend.services.chat import ChatService
 from backend.services.live import LiveHub
 from backend.services.servers import ServerService
@@ -26,6 +27,7 @@ async def start(backend: Backend) -> None:
     assert ctx is not None and backend.registry is not None and backend.broker is not None
     ctx.servers = ServerService(backend.registry, backend.broker, backend.timeseries)
     ctx.tasks = TaskService(backend.registry, backend.broker)
+    ctx.agents = AgentService(backend.registry, ctx.tasks, backend.agent_settings)
     ctx.timeseries = backend.timeseries
     backend.hub = ctx.hub = LiveHub()
     await backend.broker.subscribe_events(LIVE_CHANNEL, backend.hub.on_readings_event)

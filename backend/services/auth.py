@@ -80,6 +80,8 @@ class Principal:
     role: str
     expires_at_ms: int | None = None
     token_hash: str | None = None
+    server_id: str | None = None
+    """For an ingest key scoped to one server: that server (its readings, its agent)."""
 
     @property
     def can_write(self) -> bool:
@@ -89,12 +91,12 @@ class Principal:
         if not self.can_write:
             raise Forbidden(f"role {self.role!r} may not change anything; needs sysadmin or admin")
 
-
-@dataclass(frozen=True, slots=True)
     def require_admin(self) -> None:
         if self.role != "admin":
             raise Forbidden(f"role {self.role!r} may not do this; needs admin")
 
+
+@dataclass(frozen=True, slots=True)
 class LoginResult:
     token: str
     username: str
@@ -340,13 +342,20 @@ class AuthService:
 
     # --- ingest keys ------------------------------------------------------------------------
 
-    async def create_ingest_key(self, label: str, created_by: str) -> tuple[IngestKeyRecord, str]:
-        """A new ingest key; returns its record and the full key, which is never shown again."""
+    async def create_ingest_key(self, label: str, created_by: str,
+                                server_id: str | None = None) -> tuple[IngestKeyRecord, str]:
+        """A new ingest key; returns its record and the full key, which is never shown again.
+
+        With `server_id` (a registered server; NotFound otherwise) the key posts readings only
+        for that server and may act as its agent (`tasker agent`)."""
         if not isinstance(label, str) or len(label) > 200:
             raise InvalidField("label", "must be a string of at most 200 characters")
+        if server_id is not None:
+            await self.registry.get_server(server_id)
         key_id = random_base32(10)
         secret = secrets.token_urlsafe(32)
-        record = IngestKeyRecord(key_id, token_digest(secret), label, created_by, now_ms())
+        record = IngestKeyRecord(key_id, token_digest(secret), label, created_by, now_ms(),
+                                 server_id=server_id)
         await self.registry.add_ingest_key(record)
         return record, f"{INGEST_KEY_PREFIX}{key_id}_{secret}"
 
@@ -362,4 +371,4 @@ class AuthService:
             raise Unauthorized("invalid ingest key")
         if record.revoked_at_ms is not None:
             raise Unauthorized(f"ingest key {key_id} has been revoked")
-        return Principal(f"key:{key_id}", INGEST_ROLE)
+        return Principal(f"key:{key_id}", INGEST_ROLE, server_id=record.server_id)

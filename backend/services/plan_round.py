@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from backend.allocation.model import DEFAULT_HORIZON_S, DEFAULT_SLOT_S, Placement, Plan, Problem, ServerSpec, TaskSpec
 from backend.ports import Latest, ServerRecord, TaskRecord
+from backend.services.task_runs import ran_ms
 
 STALE_MS = 2 * 60_000
 """A server without a reading for this long gets no tasks (DESIGN.md section 3)."""
@@ -43,7 +44,24 @@ def live_servers(servers: Sequence[ServerRecord], latest: Mapping[tuple[str, str
 
 
 def _ran_ms(task: TaskRecord, now_ms: int) -> int:
+    """What the task has run: as its agent reported it, else (no agent) its pieces until now."""
+    if task.runs or task.run_since_ms is not None:
+        return ran_ms(task, now_ms)
     return sum(max(0, min(b, now_ms) - a) for a, b in task.pieces)
+
+
+def frozen(task: TaskRecord, now_ms: int, slot_ms: int, grace_ms: int) -> bool:
+    """True when the task's placement must not move: it runs now or starts within the next
+    slot, so its agent may be starting it (agents and the plan must agree). A planned task
+    whose start passed more than `grace_ms` ago was never started (no agent took it): it
+    moves again."""
+    if task.state not in ("planned", "running") or not task.pieces:
+        return False
+    upcoming = [p for p in task.pieces if p[1] > now_ms]
+    if not upcoming:
+        return task.state == "running"  # overran its plan: it still holds its server
+    start = upcoming[0][0]
+    return start <= now_ms + slot_ms and (task.state == "running" or start > now_ms - grace_ms)
 
 
 @dataclass(slots=True)
@@ -58,10 +76,12 @@ class Round:
 
 
 def build_round(tasks: Iterable[TaskRecord], servers: Sequence[ServerRecord], now_ms: int,
-                slot_s: int = DEFAULT_SLOT_S, horizon_s: int = DEFAULT_HORIZON_S) -> Round:
-    """The Problem of a round: tasks not started are placed afresh; a started
-    non-interruptible task keeps its placement (fixed); a started interruptible one keeps its
-    server for what it still owes."""
+                slot_s: int = DEFAULT_SLOT_S, horizon_s: int = DEFAULT_HORIZON_S,
+                freeze_grace_ms: int = 60_000) -> Round:
+    """The Problem of a round: tasks not started are placed afresh; a task that runs now or
+    starts within the next slot keeps its placement (fixed, see `frozen`), as does a started
+    non-interruptible task; a started interruptible one between its pieces keeps its server
+    for what it still owes."""
     specs: list[TaskSpec] = []
     fixed: list[Placement] = []
     by_id: dict[str, TaskRecord] = {}
@@ -69,6 +89,10 @@ def build_round(tasks: Iterable[TaskRecord], servers: Sequence[ServerRecord], no
     live = {s.id for s in servers}
     for task in tasks:
         by_id[task.id] = task
+        if task.server_id in live and frozen(task, now_ms, slot_s * 1000, freeze_grace_ms):
+            fixed.append(Placement(task.id, task.server_id, tuple((a, b) for a, b in task.pieces),
+                                   task.co2_g or 0.0, task.energy_kwh or 0.0, task.cores))
+            continue
         if task.state in REPLANNED:
             if task.deadline_ms - max(now_ms, task.earliest_start_ms) < task.duration_s * 1000:
                 expired.append(task)

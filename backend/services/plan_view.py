@@ -72,13 +72,33 @@ def _sums(tasks: Iterable[TaskRecord]) -> dict[str, Any]:
             "saving_pct": round(100 * saving / run_now, 2) if run_now > 0 else None}
 
 
-def savings(tasks: Iterable[TaskRecord]) -> dict[str, Any]:
+DAY_MS = 86_400_000
+
+
+def saved_today(tasks: Iterable[TaskRecord], now_ms: int) -> dict[str, Any]:
+    """Over the tasks done since midnight UTC with a measured figure: run-now minus measured
+    CO2 ("saved today"); tasks done but not measured yet are counted apart."""
+    midnight = now_ms - now_ms % DAY_MS
+    done = [t for t in tasks if t.state == "done" and (t.finished_at_ms or 0) >= midnight]
+    measured = [t for t in done if t.measured_co2_g is not None and t.run_now_co2_g is not None]
+    run_now = sum(t.run_now_co2_g for t in measured)  # type: ignore[misc]
+    actual = sum(t.measured_co2_g for t in measured)  # type: ignore[misc]
+    return {"since": format_rfc3339(midnight), "done": len(done), "measured": len(measured),
+            "run_now_co2_g": round(run_now, 3), "measured_co2_g": round(actual, 3),
+            "saved_g": round(run_now - actual, 3)}
+
+
+def savings(tasks: Iterable[TaskRecord], now_ms: int | None = None) -> dict[str, Any]:
     """CO2 planned vs run-now (first fit, now): in total over the tasks that run or will
     (planned, running, done), and per task state. Tasks without both figures (queued,
-    unschedulable) are counted but not compared."""
+    unschedulable) are counted but not compared. With `now_ms`, also `today`: run-now minus
+    measured over the tasks done today (`saved_today`)."""
     tasks = list(tasks)
     by_state: dict[str, list[TaskRecord]] = {}
     for task in tasks:
         by_state.setdefault(task.state, []).append(task)
     counted = [t for t in tasks if t.state in ("planned", "running", "done")]
-    return {"totals": _sums(counted), "by_state": {s: _sums(ts) for s, ts in sorted(by_state.items())}}
+    out = {"totals": _sums(counted), "by_state": {s: _sums(ts) for s, ts in sorted(by_state.items())}}
+    if now_ms is not None:
+        out["today"] = saved_today(tasks, now_ms)
+    return out

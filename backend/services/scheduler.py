@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.allocation import plan_tasks
-from backend.allocation.model import Plan
+from backend.allocation.model import DEFAULT_HORIZON_S, DEFAULT_SLOT_S, Plan
 from backend.ports import Broker, Registry, TaskRecord, TimeSeriesStore, Unavailable
+from backend.services.agent_silence import requeue_silent
 from backend.services.grid_traces import load_intensity
 from backend.services.plan_round import STALE_MS, build_round, live_servers, planned_records
 from backend.services.tasks import task_json
@@ -52,6 +53,24 @@ class SchedulerSettings:
     time_budget_s: float = 1.0
     """The allocator's search budget per round."""
     stale_ms: int = STALE_MS
+    slot_s: int = DEFAULT_SLOT_S
+    """Planning resolution (tests use seconds)."""
+    horizon_s: int = DEFAULT_HORIZON_S
+    """How far ahead tasks are planned."""
+    agent_grace_s: float = 15.0
+    """A running task is queued again once its server's agent lease has been expired this long
+    (the agent's task watchdog stops the task when its lease may have expired, before that)."""
+    freeze_grace_s: float = 60.0
+    """A planned task whose start passed this long ago unstarted moves again (see plan_round.frozen)."""
+    measure_every_s: float = 5.0
+    """How often ended tasks are looked for to measure their CO2 (`TaskMeter`)."""
+    measure_settle_s: float = 5.0
+    """How long after a task ended its readings are waited for before measuring."""
+
+
+def _overdue(tasks: list[TaskRecord], now: int, grace_ms: int) -> bool:
+    """A planned task whose start passed `grace_ms` ago unstarted: the round must move it."""
+    return any(t.state == "planned" and t.pieces and t.pieces[0][0] < now - grace_ms for t in tasks)
 
 
 class Scheduler:
@@ -101,7 +120,7 @@ class Scheduler:
             event = json.loads(body).get("event")
         except (ValueError, AttributeError):
             return
-        if event in ("submitted", "cancelled"):
+        if event in ("submitted", "cancelled", "done", "failed"):  # a finish frees cores early
             self._wake.set()
 
     async def _on_registry_event(self, body: bytes) -> None:
@@ -180,12 +199,19 @@ class Scheduler:
         if epoch is None or not self.holds_lease():
             return False
         now = now_ms()
+        settings = self.settings
         servers = await self._live_servers(now)
         live = frozenset(s.id for s in servers)
-        if not force and live == self._live:
-            return False
         tasks = await self.registry.list_tasks(states=["queued", "planned", "unschedulable", "running"])
-        round_ = build_round(tasks, servers, now)
+        requeued = await requeue_silent(self.registry, tasks, now, epoch,
+                                        int(settings.agent_grace_s * 1000), self.holds_lease)
+        if requeued:
+            await self._announce_tasks(epoch, requeued, "requeued")
+            tasks = await self.registry.list_tasks(states=["queued", "planned", "unschedulable", "running"])
+        elif not force and live == self._live and not _overdue(tasks, now, int(settings.freeze_grace_s * 1000)):
+            return False
+        round_ = build_round(tasks, servers, now, settings.slot_s, settings.horizon_s,
+                             int(settings.freeze_grace_s * 1000))
         intensity = await load_intensity(self.registry)
         previous = self._previous if live == self._live else None
         plan = await asyncio.to_thread(plan_tasks, round_.problem, intensity,
@@ -214,6 +240,13 @@ class Scheduler:
             else:
                 self._wake.set()
         return written
+
+    async def _announce_tasks(self, epoch: int, tasks: list[TaskRecord], event: str) -> None:
+        body = {"event": event, "epoch": epoch, "tasks": [task_json(t) for t in tasks]}
+        try:
+            await self.broker.publish_event(PLAN_CHANNEL, json.dumps(body, separators=(",", ":")).encode())
+        except Unavailable as exc:
+            log.warning("%s tasks not broadcast (clients re-read the plan): %s", event, exc)
 
     async def _announce(self, epoch: int, plan: Plan, written: list[TaskRecord]) -> None:
         body = {"event": "replanned", "epoch": epoch, "made_at_ms": plan.made_at_ms,

@@ -24,11 +24,16 @@ DEFAULT_WINDOW_MS = 24 * 3_600_000
 MAX_COMMAND_ARGS = 256
 MAX_ARG_CHARS = 4096
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_CWD_CHARS = 4096
+MAX_ENV_VARS = 64
+MAX_ENV_CHARS = 32 * 1024
+"""Bound on the names and values of `env` together."""
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 FIELDS = frozenset({"name", "cores", "duration", "earliest_start", "deadline", "interruptible",
-                    "regions", "tags", "command"})
+                    "regions", "tags", "command", "cwd", "env"})
 # What a GET returns that a client may echo back; the server sets these, so they are ignored.
 READ_ONLY = frozenset({"id", "owner", "state", "reason", "plan", "created_at", "updated_at",
-                       "duration_s", "version", "started_at", "finished_at"})
+                       "duration_s", "version", "started_at", "finished_at", "run"})
 
 
 class TaskRejected(FormRejected):
@@ -85,6 +90,26 @@ def _command(value: Any) -> list[str] | None:
     if not value[0]:
         raise ValueError("the program (first argument) must not be empty")
     return list(value)
+
+
+def _cwd(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > MAX_CWD_CHARS \
+            or "\x00" in value:
+        raise ValueError(f"must be an absolute path (starting with /) of at most {MAX_CWD_CHARS} characters")
+    return value
+
+
+def _env(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > MAX_ENV_VARS:
+        raise ValueError(f"must be a map of at most {MAX_ENV_VARS} variable names to string values")
+    for name, text in value.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ValueError(f"{str(name)[:64]!r} is not a variable name (A-Z a-z 0-9 _, not starting with a digit)")
+        if not isinstance(text, str) or "\x00" in text:
+            raise ValueError(f"the value of {name} must be a string without NUL")
+    if sum(len(k) + len(v) for k, v in value.items()) > MAX_ENV_CHARS:
+        raise ValueError(f"names and values must total at most {MAX_ENV_CHARS} characters")
+    return dict(value)
 
 
 def _fleet_checks(cores: int | None, tags: list[str], fleet: Sequence[ServerRecord],
@@ -147,6 +172,8 @@ def new_task(payload: Any, task_id: str, owner: str, now_ms: int,
     check("regions", lambda v: _strings(v, "regions", REGIONS), default=[])
     check("tags", lambda v: _strings(v, "tags"), default=[])
     check("command", _command)
+    check("cwd", _cwd)
+    check("env", _env, default={})
     _fleet_checks(values["cores"], values["tags"] or [], fleet, errors)
 
     start = values["earliest_start"]
@@ -173,5 +200,5 @@ def new_task(payload: Any, task_id: str, owner: str, now_ms: int,
         regions=values["regions"], tags=values["tags"], command=values["command"], state="queued",
         reason="waiting for the scheduler", server_id=None, pieces=[], co2_g=None, energy_kwh=None,
         run_now_co2_g=None, run_now_server_id=None, explanation="", plan_epoch=0,
-        created_at_ms=now_ms, updated_at_ms=now_ms, version=1,
+        created_at_ms=now_ms, updated_at_ms=now_ms, version=1, cwd=values["cwd"], env=values["env"],
     )

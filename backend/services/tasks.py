@@ -50,6 +50,10 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
             "saving_g": saving,
             "explanation": task.explanation,
             "epoch": task.plan_epoch,
+            "measured_co2_g": task.measured_co2_g,
+            "measured_energy_kwh": task.measured_energy_kwh,
+            "measured_saving_g": (None if task.run_now_co2_g is None or task.measured_co2_g is None
+                                  else task.run_now_co2_g - task.measured_co2_g),
         }
     return {
         "id": task.id, "name": task.name, "owner": task.owner, "cores": task.cores,
@@ -62,6 +66,20 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
         "started_at": None if task.started_at_ms is None else format_rfc3339(task.started_at_ms),
         "finished_at": None if task.finished_at_ms is None else format_rfc3339(task.finished_at_ms),
         "version": task.version,
+        "cwd": task.cwd, "env": dict(task.env), "run": run_json(task),
+    }
+
+
+def run_json(task: TaskRecord) -> dict[str, Any]:
+    """How the task really ran, as its agent reported it (see docs/agents.md)."""
+    activity = ("running" if task.run_since_ms is not None
+                else "paused" if task.state == "running" else None)
+    return {
+        "activity": activity,
+        "runs": [[format_rfc3339(a), format_rfc3339(b)] for a, b in task.runs],
+        "since": None if task.run_since_ms is None else format_rfc3339(task.run_since_ms),
+        "exit_code": task.exit_code, "output_tail": task.output_tail, "agent_epoch": task.agent_epoch,
+        "measured_at": None if task.measured_at_ms is None else format_rfc3339(task.measured_at_ms),
     }
 
 

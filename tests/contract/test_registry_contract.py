@@ -315,6 +315,17 @@ async def test_ingest_keys(registry: Registry) -> None:
         await registry.revoke_ingest_key("key-3", 500)
 
 
+async def test_ingest_key_keeps_its_server_scope(registry: Registry) -> None:
+    scoped = IngestKeyRecord("key-s", "hs", "rack C", "alice", 100, server_id="srv-7")
+    await registry.add_ingest_key(scoped)
+    await registry.add_ingest_key(IngestKeyRecord("key-u", "hu", "any", "alice", 200))
+    assert (await registry.get_ingest_key("key-s")).server_id == "srv-7"
+    assert (await registry.get_ingest_key("key-u")).server_id is None
+    await registry.revoke_ingest_key("key-s", 300)
+    assert [(k.key_id, k.server_id) for k in await registry.list_ingest_keys()] == [
+        ("key-s", "srv-7"), ("key-u", None)]
+
+
 # --- chat ---------------------------------------------------------------------------------------
 
 

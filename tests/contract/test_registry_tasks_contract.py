@@ -46,7 +46,10 @@ async def test_task_round_trips_every_field(registry: Registry) -> None:
     await registry.add_task(task())
     assert await registry.get_task("tsk-1") == task()
     done = planned(task(), epoch=3)
-    done = replace(done, started_at_ms=T0 + 5, finished_at_ms=T0 + 9, command=None)
+    done = replace(done, started_at_ms=T0 + 5, finished_at_ms=T0 + 9, command=None, cwd="/srv/render",
+                   env={"FRAMES": "1-100", "EMPTY": ""}, runs=[[T0 + 5, T0 + 9]], run_since_ms=None,
+                   exit_code=0, output_tail="done\n", agent_epoch=4, measured_co2_g=11.5,
+                   measured_energy_kwh=0.25, measured_at_ms=T0 + 20)
     assert await registry.update_task(done, expected_version=1)
     got = await registry.get_task("tsk-1")
     assert got == done and got.pieces == [[T0, T0 + 3_600_000]] and isinstance(got.co2_g, float)

@@ -144,9 +144,10 @@ def mode(request) -> Mode:
 
 
 @asynccontextmanager
-async def running_backend(mode: Mode, roles: Iterable[str] = ()) -> AsyncIterator[tuple[Backend, str]]:
-    """An in-process backend serving on a free port: (backend, base URL)."""
-    backend = Backend.create(mode.settings, roles, queue_prefix=mode.queue_prefix)
+async def running_backend(mode: Mode, roles: Iterable[str] = (), **options: Any) -> AsyncIterator[tuple[Backend, str]]:
+    """An in-process backend serving on a free port: (backend, base URL). `options` go to
+    `Backend.create` (e.g. scheduler_settings)."""
+    backend = Backend.create(mode.settings, roles, queue_prefix=mode.queue_prefix, **options)
     try:
         await backend.start(give_up_after_s=20)
         async with serving(backend, "127.0.0.1", 0) as url:
