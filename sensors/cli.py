@@ -62,9 +62,15 @@ def emulate(
     ingest_url: str | None = INGEST_URL_OPTION,
     buffer: int = BUFFER_OPTION,
     quiet: bool = QUIET_OPTION,
+    agents: bool = typer.Option(True, "--agents/--no-agents", help="Also play the agent of every emulated "
+                                "server: planned tasks load it at their planned times (needs a session)."),
+    fail_rate: float = typer.Option(0.0, "--fail-rate", min=0.0, max=1.0,
+                                    help="Share of emulated tasks that end failed (exit code 1)."),
 ) -> None:
-    """Emulated power (W) and CO2 (g/h) for every registered server, following adds and removals."""
+    """Emulated power (W) and CO2 (g/h) for every registered server, following adds and removals;
+    the tasks planned on them run there (emulated)."""
     from sensors.emulate import FleetEmulator
+    from sensors.emulated_agents import EmulatedAgents
     from sensors.registry import RegistryFollower
     from sensors.sender import ReadingSender
     from sensors.synthetic import create_fleet, synthetic_servers
@@ -86,6 +92,8 @@ def emulate(
                 RegistryFollower(registry, poll_s=interval),
                 ReadingSender(posting, max_buffer=buffer),
                 interval_s=interval, seed=seed,
+                agents=EmulatedAgents(registry, poll_s=min(1.0, interval), fail_rate=fail_rate, seed=seed)
+                if agents else None,
             )
             await emulator.run(progress_every_s=None if quiet else 1.0)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ class ServerSpec:
     carbon_intensity_g_per_kwh: float
     energy_source: str
     region: str
+    cores: int = 0
 
     @classmethod
     def from_json(cls, server: Mapping[str, Any]) -> ServerSpec:
@@ -61,6 +62,7 @@ class ServerSpec:
             carbon_intensity_g_per_kwh=float(intensity),
             energy_source=source,
             region=region,
+            cores=int(server.get("cores") or 0),
         )
 
     def intensity_at(self, ts_ms: int) -> float:
@@ -114,10 +116,14 @@ class ServerModel:
         u = self.base + daily + self._drift + gauss(0.0, self.noise) + spike
         return 0.0 if u < 0.0 else 1.0 if u > 1.0 else u
 
-    def sample(self, ts_ms: int, dt_s: float) -> tuple[float, float]:
-        """(power W, co2 g/h) at `ts_ms`; power stays within idle_watts..max_watts."""
+    def sample(self, ts_ms: int, dt_s: float, task_cores: int = 0) -> tuple[float, float]:
+        """(power W, co2 g/h) at `ts_ms`, with `task_cores` busy with emulated tasks on top of the
+        server's own load; power stays within idle_watts..max_watts."""
         spec = self.spec
-        power = spec.idle_watts + (spec.max_watts - spec.idle_watts) * self.utilisation(ts_ms, dt_s)
+        u = self.utilisation(ts_ms, dt_s)
+        if task_cores and spec.cores > 0:
+            u = min(1.0, u + task_cores / spec.cores)
+        power = spec.idle_watts + (spec.max_watts - spec.idle_watts) * u
         return power, spec.co2_for(power, ts_ms)
 
 
@@ -145,6 +151,10 @@ class FleetModel:
                 model.spec = spec
         return added, removed
 
-    def tick(self, ts_ms: int, dt_s: float) -> list[tuple[str, float, float]]:
-        """One sample of every server: [(server id, power W, co2 g/h)]."""
-        return [(sid, *model.sample(ts_ms, dt_s)) for sid, model in self.models.items()]
+    def tick(self, ts_ms: int, dt_s: float, task_cores: Callable[[str, int], int] | None = None,
+             ) -> list[tuple[str, float, float]]:
+        """One sample of every server: [(server id, power W, co2 g/h)]; `task_cores(server, ts)`
+        gives the cores emulated tasks keep busy there."""
+        if task_cores is None:
+            return [(sid, *model.sample(ts_ms, dt_s)) for sid, model in self.models.items()]
+        return [(sid, *model.sample(ts_ms, dt_s, task_cores(sid, ts_ms))) for sid, model in self.models.items()]
