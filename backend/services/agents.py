@@ -18,6 +18,7 @@ from typing import Any
 
 from backend.ports import Conflict, LeaseRecord, Registry, ServerRecord, TaskRecord, Unavailable
 from backend.services.auth import INGEST_ROLE, Forbidden, InvalidField, Principal
+from backend.services.servers import owner_of
 from backend.services.task_runs import RunRefused, apply_run_event, parse_run_event
 from backend.services.tasks import TaskService
 from backend.services.timestamps import format_rfc3339, now_ms
@@ -97,8 +98,8 @@ class AgentService:
         if not principal.can_write:
             raise Forbidden(f"role {principal.role!r} may not act as an agent")
         server = await self.registry.get_server(server_id)
-        if principal.role != "admin" and server.created_by != principal.name:
-            raise Forbidden(f"server {server_id!r} belongs to {server.created_by}; only they or an admin "
+        if principal.role != "admin" and owner_of(server) != principal.name:
+            raise Forbidden(f"server {server_id!r} belongs to {owner_of(server)}; only they or an admin "
                             "may act as its agent")
         return server
 
