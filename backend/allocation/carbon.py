@@ -17,14 +17,27 @@ def footprint(horizon: Horizon, row: int, cores: int, pieces: Sequence[tuple[int
     """(kWh, grams CO2e) of running `cores` on server `row` of the horizon over `pieces`."""
     server = horizon.servers[row]
     watts = server.task_watts(cores)
+    slot_ms, n = horizon.slot_ms, horizon.n_slots
     kwh = grams = 0.0
     for start, end in pieces:
+        kwh += watts * (end - start) / MS_PER_KWH_AT_1W
+        first, last = horizon.slot_of(start), horizon.slot_of(end - 1)
+        if 0 <= first and last < n:
+            # Inside the horizon: whole slots from the prefix sums, the two ends by their share.
+            per_core = horizon.core_slot_g[row]
+            head = (horizon.slot_start_ms(first + 1) - start) / slot_ms
+            tail = (end - horizon.slot_start_ms(last)) / slot_ms
+            if first == last:
+                share = (end - start) / slot_ms * per_core[first]
+            else:
+                share = (head * per_core[first] + tail * per_core[last]
+                         + horizon.prefix_g[row, last] - horizon.prefix_g[row, first + 1])
+            grams += float(share) * cores
+            continue
         t = start
         while t < end:
             k = horizon.slot_of(t)
             part_end = min(end, horizon.slot_start_ms(k + 1))
-            part_kwh = watts * (part_end - t) / MS_PER_KWH_AT_1W
-            kwh += part_kwh
-            grams += part_kwh * server.pue * horizon.intensity(row, k)
+            grams += watts * (part_end - t) / MS_PER_KWH_AT_1W * server.pue * horizon.intensity(row, k)
             t = part_end
     return kwh, grams

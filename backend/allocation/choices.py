@@ -69,8 +69,8 @@ def occupied_slots(horizon: Horizon, pieces: Sequence[tuple[int, int]]) -> list[
     slots: list[int] = []
     for start, end in pieces:
         first, last = horizon.slot_of(start), horizon.slot_of(end - 1)
-        slots.extend(k for k in range(max(first, 0), min(last, horizon.n_slots - 1) + 1))
-    return sorted(set(slots))
+        slots.extend(range(max(first, 0), min(last, horizon.n_slots - 1) + 1))
+    return slots if len(pieces) < 2 else sorted(set(slots))
 
 
 def cheapest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -> Choice | None:
@@ -180,6 +180,31 @@ def priced(window: TaskWindow, horizon: Horizon, row: int, slots: list[int]) -> 
 def choice_pieces(window: TaskWindow, horizon: Horizon, choice: Choice) -> tuple[tuple[int, int], ...]:
     """The time intervals a choice runs: whole slots, and the partial slot's share of it
     (at the slot's end when it leads into the next piece, so the two join)."""
+    slots = choice.slots
+    # runs of consecutive slots: [first, last] of each
+    runs: list[list[int]] = []
+    for k in slots:
+        if runs and runs[-1][1] == k - 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    partial_ms = round(window.last_fraction * horizon.slot_ms)
+    pieces = []
+    for first, last in runs:
+        start, end = horizon.slot_start_ms(first), horizon.slot_start_ms(last + 1)
+        if first <= choice.partial <= last and partial_ms < horizon.slot_ms:
+            cut = horizon.slot_ms - partial_ms
+            if choice.partial == last:
+                end -= cut  # the run ends inside its last slot
+            elif choice.partial == first:
+                start += cut  # it leads into the next slot: start late, so the two join
+            else:  # never chosen by the solvers (the partial slot is a run's end); keep it exact
+                return _pieces_by_slot(window, horizon, choice)
+        pieces.append((start, end))
+    return tuple(pieces)
+
+
+def _pieces_by_slot(window: TaskWindow, horizon: Horizon, choice: Choice) -> tuple[tuple[int, int], ...]:
     chosen = set(choice.slots)
     partial_ms = round(window.last_fraction * horizon.slot_ms)
     intervals = []

@@ -10,8 +10,9 @@ Model, per task t, eligible server s and slot k of its window:
 - interruptible: binary y[t,s] = runs on s; binary z[t,s,k] = runs in slot k; sum_k z = need*y;
   continuous p[t,s,k] <= z picks the one partial slot (sum_k p = y), refunding the part of that
   slot it does not use, so the cheapest choice puts the partial where a slot costs most;
-- u[t] in [0, 1] = not placed, at a penalty above any placement's CO2, with
-  sum x + sum y + u = 1: placing every task that can be placed comes first;
+- u[t] in [0, 1] = not placed, with sum x + sum y + u = 1, at one penalty for every task, above
+  the CO2 of any whole plan: placing more tasks comes first, then less CO2 (a penalty per task
+  that grew with its size would leave out a small task to place a large one);
 - capacity: for each server and slot, the cores of runs covering it <= free cores.
 Objective: total grams plus `choices.TIE_G` per slot index (ties go to the earlier finish).
 The heuristic's plan is given as the starting solution; when the budget ends before HiGHS
@@ -56,6 +57,9 @@ def plan_exact(windows: list[TaskWindow], board: Board, *, time_budget_s: float)
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
+    # The penalties make the objective large: a relative gap would stop short of the least grams.
+    h.setOptionValue("mip_rel_gap", 1e-9)
+    h.setOptionValue("mip_abs_gap", 1e-6)
     h.setOptionValue("time_limit", max(0.05, time_budget_s - (time.perf_counter() - started)))
     h.passModel(model.lp())
     model.warm_start(h, warm)
@@ -90,6 +94,11 @@ class _Model:
         self.capacity_rows: dict[tuple[int, int], int] = {}
         self.meaning: list[tuple] = []
         self.penalty: dict[str, float] = {}
+        # One penalty for all: more than every task at its dearest, so one more task placed
+        # always outweighs any saving of grams.
+        dearest = sum(float(board.horizon.core_slot_g[w.rows, w.lo:w.hi].max()) * w.task.cores * w.need
+                      for w in windows)
+        self.unplaced_g = 2.0 * dearest + 1.0
         for w in windows:
             self._add_task(w)
 
@@ -115,8 +124,7 @@ class _Model:
     def _add_task(self, w: TaskWindow) -> None:
         horizon, cores, free = self.board.horizon, w.task.cores, self.board.free
         one = self._row(1.0, 1.0)
-        dearest = float(horizon.core_slot_g[w.rows, w.lo:w.hi].max()) * cores * w.need
-        self.penalty[w.task.id] = 10.0 * dearest + 1.0
+        self.penalty[w.task.id] = self.unplaced_g
         self._col(self.penalty[w.task.id], 1.0, False, [(one, 1.0)], ("unplaced", w))
         for row in (int(r) for r in w.rows):
             if w.contiguous:

@@ -4,7 +4,7 @@ given only the load that is fixed, and in one line for a person."""
 from __future__ import annotations
 
 from backend.allocation.carbon import footprint
-from backend.allocation.choices import Board, Choice, choice_pieces, earliest
+from backend.allocation.choices import TIE_G, Board, Choice, choice_pieces, earliest
 from backend.allocation.horizon import Horizon
 from backend.allocation.model import Explanation
 from backend.allocation.windows import TaskWindow, fmt_instant
@@ -42,6 +42,9 @@ class Explainer:
             choice = earliest(window, self.fixed_board)
             if choice is None:
                 self._run_now[key] = None
+            elif choice.slots[-1] < self.horizon.n_slots:
+                # the price of a choice is its grams (plus the tie-break): no need to cut pieces
+                self._run_now[key] = (choice, choice.cost_g - TIE_G * choice.slots[-1])
             else:
                 pieces = choice_pieces(window, self.horizon, choice)
                 self._run_now[key] = (choice, footprint(self.horizon, choice.row, task.cores, pieces)[1])
@@ -49,7 +52,7 @@ class Explainer:
 
     def _why_server(self, choice: Choice) -> str:
         server = self.horizon.servers[choice.row]
-        level = sum(self.horizon.intensity(choice.row, k) for k in choice.slots) / len(choice.slots)
+        level = float(self.horizon.g_per_kwh[choice.row, list(choice.slots)].mean())
         return f"{server.energy_source} in {server.region}, {level:.0f} g/kWh"
 
     def _why_time(self, window: TaskWindow, choice: Choice) -> str:

@@ -40,12 +40,13 @@ def plan_tasks(problem: Problem, intensity: CarbonIntensity, *, solver: str = "a
     fixed_board = Board(horizon, problem.fixed)
     board = fixed_board.copy()
     used, optimal = solver, False
+    kept_choices: dict[str, Choice] = {}
     if solver == "first-fit":
         choices = plan_first_fit(windows, board)
     elif solver == "round-robin":
         choices = plan_round_robin(windows, board)
     elif previous is not None and solver in ("auto", "heuristic"):
-        used, choices = "heuristic", _replan(windows, board, previous, deadline)
+        used, (choices, kept_choices) = "heuristic", _replan(windows, board, previous, deadline)
     elif solver == "exact" or (solver == "auto" and exact.small_enough(windows)):
         used, choices, optimal = exact.plan_exact(windows, board, time_budget_s=max(0.0, deadline - time.perf_counter()))
     else:
@@ -59,16 +60,28 @@ def plan_tasks(problem: Problem, intensity: CarbonIntensity, *, solver: str = "a
         if choice is None:
             plan.unschedulable[task.id] = no_capacity_reason(window)
             continue
-        pieces = choice_pieces(window, horizon, choice)
-        kwh, grams = footprint(horizon, choice.row, task.cores, pieces)
-        plan.placements[task.id] = Placement(task.id, horizon.servers[choice.row].id, pieces, grams, kwh, task.cores)
+        before = previous.placements.get(task.id) if previous is not None else None
+        if before is not None and kept_choices.get(task.id) is choice:
+            # It stays where it was, and keeps its explanation: its run-now alternative is the one
+            # it had when it was placed, not one that drifts as time passes.
+            plan.placements[task.id] = before
+            if previous is not None and task.id in previous.explanations:
+                plan.explanations[task.id] = previous.explanations[task.id]
+                continue
+        else:
+            pieces = choice_pieces(window, horizon, choice)
+            kwh, grams = footprint(horizon, choice.row, task.cores, pieces)
+            plan.placements[task.id] = Placement(task.id, horizon.servers[choice.row].id, pieces, grams, kwh,
+                                                 task.cores)
         plan.explanations[task.id] = explainer.explain(window, choice)
     plan.solve_s = time.perf_counter() - started
     return plan
 
 
-def _replan(windows: list[TaskWindow], board: Board, previous: Plan, deadline: float) -> dict[str, Choice]:
-    """Keep what still holds of `previous`, insert the rest with a bounded local repair."""
+def _replan(windows: list[TaskWindow], board: Board, previous: Plan,
+            deadline: float) -> tuple[dict[str, Choice], dict[str, Choice]]:
+    """Keep what still holds of `previous`, insert the rest with a bounded local repair; the
+    choices, and those of the previous plan as they were kept (before the repair)."""
     choices: dict[str, Choice] = {}
     kept, new = [], []
     for window in windows:
@@ -79,8 +92,9 @@ def _replan(windows: list[TaskWindow], board: Board, previous: Plan, deadline: f
             board.take(choice, window.task.cores)
             choices[window.task.id] = choice
             kept.append(window)
+    before_repair = dict(choices)
     insert(new, kept, board, choices, deadline=deadline)
-    return choices
+    return choices, before_repair
 
 
 def _still_valid(window: TaskWindow, board: Board, placement: Placement | None) -> Choice | None:

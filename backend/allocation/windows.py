@@ -40,8 +40,12 @@ def task_windows(tasks: list[TaskSpec], horizon: Horizon) -> tuple[list[TaskWind
     """Windows of the tasks that may fit somewhere, and a reason for each that never can."""
     windows: list[TaskWindow] = []
     reasons: dict[str, str] = {}
+    eligible: dict[tuple, tuple[np.ndarray, str]] = {}  # most tasks ask alike: compute once
     for task in tasks:
-        outcome = task_window(task, horizon)
+        key = (task.server_id, task.regions, task.tags, task.cores)
+        if key not in eligible:
+            eligible[key] = _eligible_rows(task, horizon)
+        outcome = task_window(task, horizon, eligible[key])
         if isinstance(outcome, str):
             reasons[task.id] = outcome
         else:
@@ -49,9 +53,10 @@ def task_windows(tasks: list[TaskSpec], horizon: Horizon) -> tuple[list[TaskWind
     return windows, reasons
 
 
-def task_window(task: TaskSpec, horizon: Horizon) -> TaskWindow | str:
+def task_window(task: TaskSpec, horizon: Horizon,
+                eligible: tuple[np.ndarray, str] | None = None) -> TaskWindow | str:
     """The task's window, or the binding constraint that rules out every server and slot."""
-    rows, reason = _eligible_rows(task, horizon)
+    rows, reason = eligible if eligible is not None else _eligible_rows(task, horizon)
     if reason:
         return reason
     slot_ms = horizon.slot_ms

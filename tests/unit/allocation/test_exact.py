@@ -1,0 +1,113 @@
+"""The exact solver equals brute force on tiny instances: every way of placing every task (or
+leaving it out) enumerated, the best kept (most tasks placed, then least CO2).
+
+The oracle shares only the accounting (`carbon.footprint`, checked by hand in test_carbon.py)
+with the code under test: windows, capacity and the choice of slots are worked out here afresh.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backend.allocation import BuiltinIntensity, plan_tasks
+from backend.allocation.carbon import footprint
+from backend.allocation.horizon import Horizon
+from backend.allocation.model import Problem, TaskSpec
+
+from .builders import H, T0, problem, server, task
+
+SLOT_MS = 3_600_000
+SLOTS = 6
+
+
+def options(prob: Problem, horizon: Horizon, t: TaskSpec) -> list[tuple[int, tuple[int, ...], float]]:
+    """Every (server row, slots reserved, grams) the task may take."""
+    out = []
+    need = -(-t.duration_s * 1000 // SLOT_MS)
+    last_ms = t.duration_s * 1000 - (need - 1) * SLOT_MS
+    first = -(-(max(t.earliest_start_ms, prob.now_ms) - T0) // SLOT_MS)
+    splits = t.interruptible and (t.deadline_ms - T0) // SLOT_MS - first > need
+    for row, s in enumerate(prob.servers):
+        if (t.regions and s.region not in t.regions) or not t.tags <= s.tags or t.cores > s.cores:
+            continue
+        if t.server_id not in (None, s.id):
+            continue
+        for slots in itertools.combinations(range(first, SLOTS), need):
+            contiguous = slots[-1] - slots[0] == need - 1
+            if not splits and not contiguous:
+                continue
+            for partial in ([slots[-1]] if not splits else slots):
+                pieces = []
+                for k in slots:
+                    start = T0 + k * SLOT_MS
+                    pieces.append((start, start + (last_ms if k == partial else SLOT_MS)))
+                if max(end for _, end in pieces) > t.deadline_ms:
+                    continue
+                # The planner's rule (windows.py): every slot of an interruptible task ends by the
+                # deadline (a slot it would share with the deadline is not offered), unless its
+                # window has no slot to spare, when it runs as one run like any other task.
+                if splits and T0 + (slots[-1] + 1) * SLOT_MS > t.deadline_ms:
+                    continue
+                grams = footprint(horizon, row, t.cores, pieces)[1]
+                out.append((row, slots, grams))
+    return out
+
+
+def brute_force(prob: Problem) -> tuple[int, float]:
+    """(tasks placed, grams) of the best plan."""
+    horizon = Horizon(prob, BuiltinIntensity())
+    per_task = [[None, *options(prob, horizon, t)] for t in prob.tasks]
+    best = (-1, 0.0)
+    for combo in itertools.product(*per_task):
+        used: dict[tuple[int, int], int] = {}
+        for t, option in zip(prob.tasks, combo):
+            if option is not None:
+                for k in option[1]:
+                    used[(option[0], k)] = used.get((option[0], k), 0) + t.cores
+        if any(cores > prob.servers[row].cores for (row, _), cores in used.items()):
+            continue
+        placed = [o for o in combo if o is not None]
+        score = (len(placed), -sum(o[2] for o in placed))
+        if score > (best[0], -best[1]):
+            best = (len(placed), -score[1])
+    return best
+
+
+@st.composite
+def tiny(draw):
+    fleet = [server("wind", source="wind", region="eu-north", g=11.0, cores=draw(st.sampled_from([4, 8]))),
+             server("grid", source="grid-mix", region="us-west", g=230.0, cores=8)]
+    tasks = []
+    for i in range(draw(st.integers(1, 3))):
+        hours = draw(st.sampled_from([1.0, 1.5, 2.0]))
+        start = float(draw(st.integers(0, 2)))
+        tasks.append(task(f"t{i}", cores=draw(st.sampled_from([2, 4, 8])), hours=hours, start_h=start,
+                          deadline_h=min(SLOTS, start + hours + draw(st.integers(0, 3))),
+                          interruptible=draw(st.booleans())))
+    return problem(tasks, fleet, slot_s=SLOT_MS // 1000, horizon_h=SLOTS)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny())
+def test_the_exact_solver_finds_the_brute_force_optimum(prob):
+    placed, grams = brute_force(prob)
+    plan = plan_tasks(prob, BuiltinIntensity(), solver="exact", time_budget_s=10.0)
+    assert plan.optimal
+    assert len(plan.placements) == placed
+    assert plan.total_co2_g == pytest.approx(grams, rel=1e-6, abs=1e-6)
+
+
+def test_the_oracle_itself_prefers_the_clean_server_and_places_both():
+    # two 4-core tasks, one 4-core wind server: one waits or goes to the grid
+    prob = problem([task("a", cores=4, hours=1.0, deadline_h=1.0), task("b", cores=4, hours=1.0, deadline_h=1.0)],
+                   [server("wind", source="wind", g=11.0, cores=4), server("coal", source="coal", g=820.0, cores=4)],
+                   slot_s=3600, horizon_h=SLOTS)
+    placed, grams = brute_force(prob)
+    horizon = Horizon(prob, BuiltinIntensity())
+    assert placed == 2
+    assert grams == pytest.approx(footprint(horizon, 0, 4, [(T0, T0 + H)])[1]
+                                  + footprint(horizon, 1, 4, [(T0, T0 + H)])[1])
