@@ -182,12 +182,13 @@ class Stack:
         return {p.name: p.pid for p in self.processes}
 
     def _layout(self) -> list[tuple[str, tuple[str, ...]]]:
-        main_roles = ["api", "history"]
+        # The main process holds every role not split out (the scheduler too, as a deployment runs it).
+        main_roles = ["api", "history", "scheduler"]
         if not self.ingesters:
             main_roles.insert(0, "ingest")
         if not self.packagers:
             main_roles.insert(1, "packager")
-        layout = [("backend" if len(main_roles) == 4 else "backend-api", tuple(main_roles))]
+        layout = [("backend" if len(main_roles) == 5 else "backend-api", tuple(main_roles))]
         layout += [(f"ingest-{i + 1}", ("ingest",)) for i in range(self.ingesters)]
         layout += [(f"packager-{i + 1}", ("packager",)) for i in range(self.packagers)]
         return layout
