@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from tasker.domain import Reading
+from tasker.models import PlanTimeline, Savings, Task
 
 # Wire timestamps: int epoch ms, an RFC 3339 string, or a relative "-1h" (history/readings).
 TimeArg = int | str | None
@@ -423,6 +424,24 @@ class TaskerClient:
     def live(self, *, heartbeat: float = 20.0) -> LiveConnection:
         """The websocket: `async with api.live() as live: await live.subscribe(...); async for f in live`."""
         return LiveConnection(self, heartbeat=heartbeat)
+
+    # --- tasks and the plan as typed objects (tasker.models) ---------------------------------
+
+    async def read_tasks(self, states: Sequence[str] = ()) -> list[Task]:
+        """`list_tasks`, parsed; ModelError when the answer is not task JSON."""
+        return [Task.from_json(raw, f"tasks[{i}]") for i, raw in enumerate(await self.list_tasks(states))]
+
+    async def read_task(self, task_id: str) -> Task:
+        """`get_task`, parsed."""
+        return Task.from_json(await self.get_task(task_id))
+
+    async def read_plan(self) -> PlanTimeline:
+        """`plan`, parsed: each server's placements and the intensity curves."""
+        return PlanTimeline.from_json(await self.plan())
+
+    async def read_savings(self) -> Savings:
+        """`plan_savings`, parsed."""
+        return Savings.from_json(await self.plan_savings())
 
 
 class LiveConnection:

@@ -1,0 +1,411 @@
+"""Tasks, the plan and the savings as typed objects, parsed once where JSON comes off the wire.
+
+The client hands these to its callers (shell, TUI) so nothing past the boundary reads a
+`dict[str, Any]`. Parsing is tolerant of optional fields an older or newer backend leaves out
+(they read as None, empty or a default) and refuses garbage with a `ModelError` naming the
+field, e.g. `task.plan.co2_g: expected a number or null, got 'lots'`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+Interval = tuple[int, int]
+"""[start, end) in epoch milliseconds."""
+
+
+class ModelError(ValueError):
+    """JSON from the backend does not have the shape of the object it should be."""
+
+
+class _Reader:
+    """Typed reads of one JSON object, each error naming the field by its path."""
+
+    def __init__(self, raw: Any, path: str) -> None:
+        if not isinstance(raw, Mapping):
+            raise ModelError(f"{path}: expected an object, got {_show(raw)}")
+        self.raw = raw
+        self.path = path
+
+    def _bad(self, key: str, wanted: str) -> ModelError:
+        return ModelError(f"{self.path}.{key}: expected {wanted}, got {_show(self.raw.get(key))}")
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.raw.get(key, default)
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str):
+            raise self._bad(key, "a string")
+        return value
+
+    def opt_text(self, key: str) -> str | None:
+        value = self.raw.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self._bad(key, "a string or null")
+        return value
+
+    def integer(self, key: str, default: int | None = None) -> int:
+        value = self.raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(key, "a whole number")
+        return value
+
+    def opt_integer(self, key: str) -> int | None:
+        value = self.raw.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(key, "a whole number or null")
+        return value
+
+    def figure(self, key: str) -> float | None:
+        """A number that may be null (NaN/inf are sent as null); huge integers become inf."""
+        value = self.raw.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._bad(key, "a number or null")
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        value = self.raw.get(key, default)
+        if not isinstance(value, bool):
+            raise self._bad(key, "true or false")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.raw.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._bad(key, "a list of strings")
+        return tuple(value)
+
+    def instant(self, key: str) -> int:
+        value = self.raw.get(key)
+        try:
+            return parse_instant(value)
+        except ValueError:
+            raise self._bad(key, "an RFC 3339 time") from None
+
+    def opt_instant(self, key: str) -> int | None:
+        return None if self.raw.get(key) is None else self.instant(key)
+
+    def intervals(self, key: str) -> tuple[Interval, ...]:
+        value = self.raw.get(key) or []
+        try:
+            if not isinstance(value, list):
+                raise ValueError
+            out = []
+            for pair in value:
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise ValueError
+                out.append((parse_instant(pair[0]), parse_instant(pair[1])))
+            return tuple(out)
+        except ValueError:
+            raise self._bad(key, "a list of [start, end] times") from None
+
+    def child(self, key: str) -> _Reader | None:
+        value = self.raw.get(key)
+        return None if value is None else _Reader(value, f"{self.path}.{key}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def parse_instant(value: Any) -> int:
+    """Epoch ms from an RFC 3339 string (or epoch ms already); ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"not a time: {_show(value)}")
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"no time zone: {value!r}")
+    return round(moment.timestamp() * 1000)
+
+
+def overlap_ms(intervals: tuple[Interval, ...], until_ms: int) -> int:
+    """How much of `intervals` lies before `until_ms`."""
+    return sum(max(0, min(end, until_ms) - start) for start, end in intervals)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPlan:
+    """Where and when the allocator placed a task, and the CO2 it expects against running now."""
+
+    server_id: str
+    pieces: tuple[Interval, ...]
+    co2_g: float | None = None
+    energy_kwh: float | None = None
+    run_now_co2_g: float | None = None
+    run_now_server_id: str | None = None
+    saving_g: float | None = None
+    explanation: str = ""
+    epoch: int = 0
+    measured_co2_g: float | None = None
+    measured_energy_kwh: float | None = None
+    measured_saving_g: float | None = None
+
+    @property
+    def start_ms(self) -> int:
+        return self.pieces[0][0]
+
+    @property
+    def end_ms(self) -> int:
+        return self.pieces[-1][1]
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "plan") -> TaskPlan:
+        """Parse the `plan` object of task JSON."""
+        r = _Reader(raw, path)
+        pieces = r.intervals("pieces")
+        if not pieces:
+            raise ModelError(f"{path}.pieces: a plan has at least one piece")
+        return cls(
+            server_id=r.text("server_id"), pieces=pieces, co2_g=r.figure("co2_g"),
+            energy_kwh=r.figure("energy_kwh"), run_now_co2_g=r.figure("run_now_co2_g"),
+            run_now_server_id=r.opt_text("run_now_server_id"), saving_g=r.figure("saving_g"),
+            explanation=r.text("explanation", ""), epoch=r.opt_integer("epoch") or 0,
+            measured_co2_g=r.figure("measured_co2_g"), measured_energy_kwh=r.figure("measured_energy_kwh"),
+            measured_saving_g=r.figure("measured_saving_g"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """How the task really ran, as its agent reported it."""
+
+    activity: str | None = None  # running | paused | None
+    runs: tuple[Interval, ...] = ()
+    since_ms: int | None = None
+    exit_code: int | None = None
+    output_tail: str = ""
+    measured_at_ms: int | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "run") -> TaskRun:
+        """Parse the `run` object of task JSON."""
+        r = _Reader(raw, path)
+        return cls(
+            activity=r.opt_text("activity"), runs=r.intervals("runs"), since_ms=r.opt_instant("since"),
+            exit_code=r.opt_integer("exit_code"), output_tail=r.text("output_tail", ""),
+            measured_at_ms=r.opt_instant("measured_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as the API shows it (`GET /api/v1/tasks/{id}`)."""
+
+    id: str
+    name: str
+    owner: str
+    cores: int
+    duration_s: int
+    state: str
+    earliest_start_ms: int | None = None
+    deadline_ms: int | None = None
+    interruptible: bool = False
+    regions: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    command: tuple[str, ...] | None = None
+    reason: str = ""
+    plan: TaskPlan | None = None
+    created_at_ms: int | None = None
+    updated_at_ms: int | None = None
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    version: int = 0
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    run: TaskRun = field(default_factory=TaskRun)
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "task") -> Task:
+        """Parse task JSON; ModelError naming the first field that is not what it should be."""
+        r = _Reader(raw, path)
+        plan = r.child("plan")
+        run = r.child("run")
+        command = r.raw.get("command")
+        if command is not None and (not isinstance(command, list) or not all(isinstance(a, str) for a in command)):
+            raise ModelError(f"{path}.command: expected a list of strings or null, got {_show(command)}")
+        env = r.raw.get("env") or {}
+        if not isinstance(env, Mapping) or not all(isinstance(v, str) for v in env.values()):
+            raise ModelError(f"{path}.env: expected a map of strings, got {_show(env)}")
+        return cls(
+            id=r.text("id"), name=r.text("name"), owner=r.text("owner", ""), cores=r.integer("cores"),
+            duration_s=r.integer("duration_s"), state=r.text("state"),
+            earliest_start_ms=r.opt_instant("earliest_start"), deadline_ms=r.opt_instant("deadline"),
+            interruptible=r.flag("interruptible"), regions=r.strings("regions"), tags=r.strings("tags"),
+            command=None if command is None else tuple(command), reason=r.text("reason", ""),
+            plan=None if plan is None else TaskPlan.from_json(plan.raw, plan.path),
+            created_at_ms=r.opt_instant("created_at"), updated_at_ms=r.opt_instant("updated_at"),
+            started_at_ms=r.opt_instant("started_at"), finished_at_ms=r.opt_instant("finished_at"),
+            version=r.opt_integer("version") or 0, cwd=r.opt_text("cwd"), env=dict(env),
+            run=TaskRun() if run is None else TaskRun.from_json(run.raw, run.path),
+        )
+
+    def progress(self, now_ms: int) -> float:
+        """Share of the duration run so far (0..1): from the runs the agent reported when there
+        are any, else from the planned pieces up to now while the task is running."""
+        if self.state == "done":
+            return 1.0
+        if self.duration_s <= 0:
+            return 0.0
+        if self.run.runs or self.run.since_ms is not None:
+            # `runs` are the closed intervals; `since` starts the one still open.
+            done_ms = overlap_ms(self.run.runs, now_ms)
+            if self.run.since_ms is not None:
+                done_ms += max(0, now_ms - self.run.since_ms)
+        elif self.state == "running" and self.plan is not None:
+            done_ms = overlap_ms(self.plan.pieces, now_ms)
+        else:
+            return 0.0
+        return max(0.0, min(1.0, done_ms / (self.duration_s * 1000)))
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One task's pieces on a server's timeline; name and id are None for another owner's task."""
+
+    cores: int
+    state: str
+    pieces: tuple[Interval, ...]
+    co2_g: float | None = None
+    task_id: str | None = None
+    name: str | None = None
+    owner: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str) -> Placement:
+        r = _Reader(raw, path)
+        return cls(cores=r.integer("cores"), state=r.text("state"), pieces=r.intervals("pieces"),
+                   co2_g=r.figure("co2_g"), task_id=r.opt_text("task_id"), name=r.opt_text("name"),
+                   owner=r.opt_text("owner"))
+
+
+@dataclass(frozen=True, slots=True)
+class PlanServer:
+    """A server's row of the plan: its placements and the key of its intensity curve."""
+
+    id: str
+    name: str
+    region: str
+    energy_source: str
+    cores: int
+    curve: str
+    placements: tuple[Placement, ...] = ()
+    pue: float | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str) -> PlanServer:
+        r = _Reader(raw, path)
+        placements = r.raw.get("placements") or []
+        if not isinstance(placements, list):
+            raise ModelError(f"{path}.placements: expected a list, got {_show(placements)}")
+        return cls(
+            id=r.text("id"), name=r.text("name"), region=r.text("region", ""),
+            energy_source=r.text("energy_source", ""), cores=r.integer("cores", 0), curve=r.text("curve", ""),
+            placements=tuple(Placement.from_json(p, f"{path}.placements[{i}]") for i, p in enumerate(placements)),
+            pue=r.figure("pue"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTimeline:
+    """`GET /api/v1/plan`: every server's placements over [start, end), in slots of `slot_s`,
+    and the intensity curves (g/kWh per slot from `start`) the servers refer to by key."""
+
+    start_ms: int
+    end_ms: int
+    slot_s: int
+    servers: tuple[PlanServer, ...] = ()
+    curves: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "plan") -> PlanTimeline:
+        """Parse the plan timeline; ModelError on garbage."""
+        r = _Reader(raw, path)
+        servers = r.raw.get("servers") or []
+        curves = r.raw.get("curves") or {}
+        if not isinstance(servers, list):
+            raise ModelError(f"{path}.servers: expected a list, got {_show(servers)}")
+        if not isinstance(curves, Mapping):
+            raise ModelError(f"{path}.curves: expected an object, got {_show(curves)}")
+        parsed_curves = {}
+        for key, values in curves.items():
+            if not isinstance(values, list):
+                raise ModelError(f"{path}.curves.{key}: expected a list of numbers")
+            parsed_curves[str(key)] = tuple(_Reader({"v": v}, f"{path}.curves.{key}").figure("v") for v in values)
+        slot_s = r.integer("slot_s")
+        if slot_s <= 0:
+            raise ModelError(f"{path}.slot_s: expected a positive number of seconds, got {slot_s}")
+        return cls(start_ms=r.instant("start"), end_ms=r.instant("end"), slot_s=slot_s,
+                   servers=tuple(PlanServer.from_json(s, f"{path}.servers[{i}]") for i, s in enumerate(servers)),
+                   curves=parsed_curves)
+
+    def curve_of(self, server: PlanServer) -> tuple[float | None, ...]:
+        return self.curves.get(server.curve, ())
+
+
+@dataclass(frozen=True, slots=True)
+class SavingsSums:
+    """CO2 planned against run-now over some tasks (those with both figures are `compared`)."""
+
+    tasks: int = 0
+    compared: int = 0
+    planned_co2_g: float | None = None
+    run_now_co2_g: float | None = None
+    saving_g: float | None = None
+    saving_pct: float | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str) -> SavingsSums:
+        r = _Reader(raw, path)
+        return cls(tasks=r.integer("tasks", 0), compared=r.integer("compared", 0),
+                   planned_co2_g=r.figure("planned_co2_g"), run_now_co2_g=r.figure("run_now_co2_g"),
+                   saving_g=r.figure("saving_g"), saving_pct=r.figure("saving_pct"))
+
+
+@dataclass(frozen=True, slots=True)
+class SavedToday:
+    """Run-now minus measured CO2 over the tasks done since midnight UTC with a measurement."""
+
+    done: int = 0
+    measured: int = 0
+    run_now_co2_g: float | None = None
+    measured_co2_g: float | None = None
+    saved_g: float | None = None
+    since_ms: int | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str) -> SavedToday:
+        r = _Reader(raw, path)
+        return cls(done=r.integer("done", 0), measured=r.integer("measured", 0),
+                   run_now_co2_g=r.figure("run_now_co2_g"), measured_co2_g=r.figure("measured_co2_g"),
+                   saved_g=r.figure("saved_g"), since_ms=r.opt_instant("since"))
+
+
+@dataclass(frozen=True, slots=True)
+class Savings:
+    """`GET /api/v1/plan/savings`: totals, and `today` when the backend measures tasks."""
+
+    totals: SavingsSums = field(default_factory=SavingsSums)
+    today: SavedToday | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "savings") -> Savings:
+        """Parse the savings answer; ModelError on garbage."""
+        r = _Reader(raw, path)
+        totals = r.child("totals")
+        today = r.child("today")
+        return cls(totals=SavingsSums() if totals is None else SavingsSums.from_json(totals.raw, totals.path),
+                   today=None if today is None else SavedToday.from_json(today.raw, today.path))
