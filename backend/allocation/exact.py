@@ -21,6 +21,10 @@ proves optimality, the better of its incumbent and the heuristic's plan is kept.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+import threading
 import time
 from collections import defaultdict
 
@@ -54,7 +58,7 @@ def plan_exact(windows: list[TaskWindow], board: Board, *, time_budget_s: float)
     started = time.perf_counter()
     warm = plan_greedy(windows, board.copy(), deadline=started + time_budget_s / 4)
     model = _Model(windows, board)
-    h = highspy.Highs()
+    h = _new_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     # The penalties make the objective large: a relative gap would stop short of the least grams.
@@ -74,6 +78,31 @@ def plan_exact(windows: list[TaskWindow], board: Board, *, time_budget_s: float)
         if w.task.id in choices:
             board.take(choices[w.task.id], w.task.cores)
     return "exact", choices, optimal
+
+
+_banner_lock = threading.Lock()
+_banner_shown = False
+
+
+def _new_highs() -> highspy.Highs:
+    """A solver, without the banner HiGHS prints on stdout when a process makes its first one
+    (it would land in `tasker bench allocate --json` and in the TUI's terminal)."""
+    global _banner_shown
+    with _banner_lock:
+        if _banner_shown:
+            return highspy.Highs()
+        sys.stdout.flush()
+        saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            solver = highspy.Highs()
+            ctypes.CDLL(None).fflush(None)  # what the C library buffered goes to /dev/null too
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+            _banner_shown = True
+        return solver
 
 
 def _objective(choices: dict[str, Choice], windows: list[TaskWindow], penalty: dict[str, float]) -> float:
