@@ -27,14 +27,17 @@ from tasker_tui.fleet_state import FleetState
 from tasker_tui.literal import printable
 from tasker_tui.live_link import LinkStatus, LiveLink
 from tasker_tui.screens.base import TaskerScreen
+from tasker_tui.task_board import TaskBoard
 
 if TYPE_CHECKING:
     from tasker.client import TaskerClient
+    from tasker.models import Task
     from tasker_tui.chat import ChatState
 
 CHAT_KEY = "ctrl+t"
 QUIT_AGAIN_S = 5.0  # how long a second quit key confirms dropping unsent chat messages
 SPARK_POINTS = 60  # history buckets fetched to fill a sparkline (5 s each over 5 minutes)
+PLAN_SETTLE_S = 0.5  # a burst of plan frames is one re-read of the plan and savings, this long after
 
 
 class TaskerApp(App[None]):
@@ -79,6 +82,7 @@ class TaskerApp(App[None]):
         # Made on first use: importing the HTTP client (aiohttp) waits until the first frame is up.
         self._client = client
         self.fleet = FleetState()
+        self.board = TaskBoard()
         self._chat: ChatState | None = None
         self.chat_open = False
         self.chat_key = CHAT_KEY
@@ -177,7 +181,8 @@ class TaskerApp(App[None]):
             self.notice = ""
 
     def start_live_link(self) -> None:
-        self.link = LiveLink(self.client, self.fleet, self.chat, self._link_status_changed, self._registry_changed)
+        self.link = LiveLink(self.client, self.fleet, self.chat, self._link_status_changed, self._registry_changed,
+                             self._plan_frame)
         self.run_live_link()
 
     @work(exclusive=True, group="live", exit_on_error=False)
@@ -216,6 +221,101 @@ class TaskerApp(App[None]):
     def _registry_changed(self) -> None:
         self.call_later(self.tick)
 
+    # --- tasks and the plan -------------------------------------------------------------------
+
+    def _plan_frame(self, frame: Any) -> None:
+        """A `plan` frame (applied at once, the plan re-read once the burst settles), or None
+        after a (re)connect: everything is read again."""
+        if frame is None:
+            self.call_later(self.reload_tasks)
+        elif self.board.apply_frame(frame):
+            self.call_later(self.refresh_plan)
+
+    @work(exclusive=True, group="tasks", exit_on_error=False)
+    async def reload_tasks(self) -> None:
+        """Read the task list, then the plan and the savings."""
+        self.board.set_tasks(await self.client.read_tasks())
+        self.refresh_plan(delay=0)
+
+    @work(exclusive=True, group="plan", exit_on_error=False)
+    async def refresh_plan(self, delay: float = PLAN_SETTLE_S) -> None:
+        """Re-read the plan and the savings; a newer call replaces a waiting one (bursts merge)."""
+        import asyncio
+
+        await asyncio.sleep(delay)
+        self.board.set_plan(await self.client.read_plan())
+        self.board.set_savings(await self.client.read_savings())
+
+    @property
+    def saved_today(self) -> str:
+        """`saved today: 1.2 kg CO2e` for the top bar; empty until the savings are known."""
+        savings = self.board.savings
+        if savings is None or savings.today is None:
+            return ""
+        from tasker_tui.format import co2_mass
+
+        return f"saved today: {co2_mass(savings.today.saved_g)}"
+
+    def open_tasks(self) -> None:
+        """Show the Tasks screen (once on the stack)."""
+        from tasker_tui.screens.tasks import TasksScreen
+
+        self._show_once(TasksScreen)
+
+    def open_plan(self) -> None:
+        """Show the plan view (once on the stack)."""
+        from tasker_tui.screens.plan import PlanScreen
+
+        self._show_once(PlanScreen)
+
+    def _show_once(self, kind: type[Screen]) -> None:
+        if isinstance(self.screen, kind):
+            return
+        if any(isinstance(s, kind) for s in self.screen_stack):
+            while not isinstance(self.screen, kind):
+                self.pop_screen()
+            return
+        self.push_screen(kind())
+
+    def open_task(self, task_id: str) -> None:
+        """Show one task's detail."""
+        from tasker_tui.screens.task_detail import TaskDetailScreen
+
+        self.push_screen(TaskDetailScreen(task_id))
+
+    def request_submit(self) -> None:
+        """Open the submit form; the task shows at once, before the scheduler's frame."""
+        from tasker_tui.screens.task_form import TaskFormScreen
+
+        def submitted(task: Task | None) -> None:
+            if task is not None:
+                self.board.upsert(task)
+                self.tick()
+
+        self.push_screen(TaskFormScreen(), submitted)
+
+    def request_cancel_task(self, task: Task) -> None:
+        """Ask (only a key pressed after the question counts), then cancel."""
+        from tasker_tui.literal import one_line
+        from tasker_tui.screens.confirm import ask
+
+        if task.state in ("done", "failed", "cancelled"):
+            self.notify(f"{task.name} is already {task.state}.", severity="warning")
+            return
+        detail = "It is taken off the plan; a running task is stopped (SIGTERM, then SIGKILL)."
+        ask(self, f"Cancel task {one_line(task.name)}?", detail, "Cancel task",
+            lambda yes: self.cancel_task(task.id) if yes else None, no_label="Keep it")
+
+    @work(exclusive=True, group="cancel", exit_on_error=False)
+    async def cancel_task(self, task_id: str) -> None:
+        from tasker.models import Task
+
+        task = Task.from_json(await self.client.cancel_task(task_id))
+        self.board.upsert(task)
+        self.tick()
+        self.notify(f"Cancelled {task.name}.", title="Task cancelled")
+        self.refresh_plan()
+
     def tick(self) -> None:
         """The refresh tick: repaint the chrome when it changed, and the top screen's live data."""
         if not self.is_running:
@@ -227,7 +327,7 @@ class TaskerApp(App[None]):
         status = self.link_status
         countdown = round(status.retry_at - time.monotonic()) if status.retry_at else None
         chat_version = self._chat.version if self._chat is not None else 0
-        signature = (id(screen), status, countdown, chat_version, self.chat_open, screen.size)
+        signature = (id(screen), status, countdown, chat_version, self.chat_open, screen.size, self.saved_today)
         if signature != self._chrome_signature:
             self._chrome_signature = signature
             screen.sync_chrome()
@@ -263,6 +363,7 @@ class TaskerApp(App[None]):
     def report_error(self, error: BaseException) -> None:
         """The one place a failed worker becomes something the user sees."""
         from tasker.client import ApiError, BackendUnavailable, Unauthorized
+        from tasker.models import ModelError
 
         if isinstance(error, Unauthorized):
             self.session_refused(error.message)
@@ -270,6 +371,8 @@ class TaskerApp(App[None]):
             self.notify(error.message, title="Backend unavailable", severity="error")
         elif isinstance(error, ApiError):
             self.notify(error.describe(), title="Refused", severity="error")
+        elif isinstance(error, ModelError):
+            self.notify(str(error), title="Answer not understood", severity="error")
         else:
             self.log.error(repr(error))
             self.notify(f"{type(error).__name__}: {error}", title="Unexpected error", severity="error")

@@ -221,3 +221,58 @@ def span_label(start_ms: int, end_ms: int) -> str:
     if start[:10] == end[:10]:
         return f"{start[:-1]}–{end[11:]}"
     return f"{start} – {end}"
+
+
+def co2_mass(grams: float | None) -> str:
+    """An amount of CO2e with the unit that reads best: `350 g CO2e`, `1.2 kg CO2e`, `3.4 t CO2e`."""
+    if grams is None:
+        return "—"
+    if not math.isfinite(grams):
+        return NOT_A_NUMBER
+    size = abs(grams)
+    if size >= 1e9:
+        return f"{scientific(grams / 1e6)} t CO2e"
+    if size >= 1e6:
+        return f"{grams / 1e6:.1f} t CO2e"
+    if size >= 1000:
+        return f"{grams / 1000:.1f} kg CO2e"
+    return f"{grams:.0f} g CO2e"
+
+
+def grams(value: float | None) -> str:
+    """Grams of CO2e for a table cell: `12.3`, `850`, `1.2k`; `—` unknown, `n/a` not a number."""
+    if (special := _cell(value)) is not None:
+        return special
+    assert value is not None
+    if abs(value) >= 10_000:
+        return f"{value / 1000:.0f}k"
+    if abs(value) >= 1000:
+        return f"{value / 1000:.1f}k"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}"
+
+
+def clock(ts_ms: int | None, now_ms: int) -> str:
+    """A UTC instant for a table cell: `18:30` today, `Thu 06:00` within a week, else the date."""
+    if ts_ms is None:
+        return "—"
+    try:
+        moment = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+        today = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return f"{ts_ms} ms"
+    if moment.date() == today.date():
+        return moment.strftime("%H:%M")
+    if abs((moment.date() - today.date()).days) < 7:
+        return moment.strftime("%a %H:%M")
+    return moment.strftime("%Y-%m-%d")
+
+
+def share(value: float | None) -> str:
+    """A share (0..1) as a whole percentage; `—` when unknown."""
+    if value is None:
+        return "—"
+    if not math.isfinite(value):
+        return NOT_A_NUMBER
+    return f"{value * 100:.0f}%"

@@ -65,12 +65,16 @@ class LiveLink:
         chat: ChatState,
         on_status: Callable[[LinkStatus], None],
         on_registry: Callable[[], None] | None = None,
+        on_plan: Callable[[Mapping[str, Any] | None], None] | None = None,
     ) -> None:
         self.client = client
         self.fleet = fleet
         self.chat = chat
         self.on_status = on_status
         self.on_registry = on_registry or (lambda: None)
+        # Called with each `plan` frame, and with None on every (re)connect: frames missed while
+        # away are not replayed, so the tasks and the plan must be read again.
+        self.on_plan = on_plan or (lambda frame: None)
         self.backoff = Backoff()
         self.frames = 0
         # Bumped on every (re)connect and on every "lagging" notice: screens that keep their
@@ -117,6 +121,7 @@ class LiveLink:
             self.backoff.reset()
             self.chat.attach_sender(live.send)
             self.on_registry()
+            self.on_plan(None)
             self.on_status(LinkStatus("live", f"live from {self.client.base_url}"))
             async for frame in live:
                 self.frames += 1
@@ -133,7 +138,10 @@ class LiveLink:
             if isinstance(server, dict):
                 self.fleet.apply_registry(str(frame.get("event")), server)
                 self.on_registry()
+        elif kind == "plan":
+            self.on_plan(frame)
         elif kind == "error" and frame.get("code") == "lagging":
             self.epoch += 1
+            self.on_plan(None)  # plan frames may be among those dropped
         elif isinstance(kind, str) and kind.startswith("chat."):
             self.chat.handle_frame(frame)

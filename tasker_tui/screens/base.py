@@ -77,6 +77,7 @@ class TaskerScreen(Screen):
         self.query_one(TopBar).show(
             self.title_text, app.link_status, app.chat_unread,
             f"{user} ({role})" if role else user, app.chat_key if self.HAS_CHAT else "",
+            saved=app.saved_today if self.HAS_CHAT else "",
         )
         self.query_one(ConnectionBanner).show(app.link_status)
         for pane in self.query("#chat-pane"):

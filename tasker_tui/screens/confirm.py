@@ -1,4 +1,8 @@
-"""A yes/no modal. Deleting a server always goes through it; Cancel has the focus by default."""
+"""A yes/no modal. Deleting a server or cancelling a task goes through it; No has the focus.
+
+It answers only keys pressed after it was drawn: a key typed ahead (say `c` then `y` in one
+burst) reached the terminal before the question did, so it cannot be an answer to it.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +27,25 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No", tooltip="Cancel"),
     ]
 
-    def __init__(self, question: str, detail: str, yes_label: str = "Yes") -> None:
+    def __init__(self, question: str, detail: str, yes_label: str = "Yes", no_label: str = "Cancel") -> None:
         super().__init__()
         self.question = question
         self.detail = detail
         self.yes_label = yes_label
+        self.no_label = no_label
+        # False until the question has been drawn: a key handled before then was typed ahead.
+        self.shown = False
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._show)
+
+    def _show(self) -> None:
+        self.shown = True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Keys typed ahead reach the app's bindings after this screen is pushed but before it is
+        # drawn; the answer keys wait until it is.
+        return self.shown or action != "answer"
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
@@ -35,14 +53,15 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(literal(self.detail), id="confirm-detail")
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.yes_label} (y)", variant="error", id="yes", compact=True)
-                yield Button("Cancel (n)", id="no", compact=True)
+                yield Button(f"{self.no_label} (n)", id="no", compact=True)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
+        if self.shown:
+            self.dismiss(event.button.id == "yes")
 
 
 def confirm_delete(app: App, server: dict, then: Callable[[str | None], None]) -> None:
@@ -55,3 +74,9 @@ def confirm_delete(app: App, server: dict, then: Callable[[str | None], None]) -
         ConfirmScreen(question, detail, yes_label="Delete"),
         lambda yes: then(server["id"] if yes else None),
     )
+
+
+def ask(app: App, question: str, detail: str, yes_label: str, then: Callable[[bool], None],
+        no_label: str = "Cancel") -> None:
+    """Ask `question`; `then(True)` only on an explicit yes pressed after it was shown."""
+    app.push_screen(ConfirmScreen(question, detail, yes_label, no_label), lambda yes: then(bool(yes)))

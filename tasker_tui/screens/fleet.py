@@ -23,7 +23,9 @@ class FleetScreen(TaskerScreen):
         Binding("a", "add", "Add", tooltip="Register a new server"),
         Binding("e", "edit", "Edit", tooltip="Edit the selected server"),
         Binding("d", "delete", "Delete", tooltip="Delete the selected server (asks first)"),
-        Binding("r", "readings", "Raw", tooltip="Raw readings of the selected server"),
+        Binding("r", "readings", "Raw", show=False, tooltip="Raw readings of the selected server"),
+        Binding("t", "tasks", "Tasks", tooltip="Every task: state, server, start, progress, CO2"),
+        Binding("p", "plan", "Plan", show=False, tooltip="Each server's timeline under its grid intensity"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter by name, location, source or tag"),
         Binding("s", "next_sort", "Sort", tooltip="Sort by the next column"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
@@ -43,6 +45,7 @@ class FleetScreen(TaskerScreen):
 
     def refresh_live(self) -> None:
         table = self.table
+        table.set_loads(self.tasker.board.loads(), self.tasker.board.version)
         table.refresh_live()
         app = self.tasker
         if app.selected_after_save and app.selected_after_save in table.shown_ids:
@@ -99,6 +102,12 @@ class FleetScreen(TaskerScreen):
 
         if server := self._selected():
             self.app.push_screen(StatusScreen(server["id"]))
+
+    def action_tasks(self) -> None:
+        self.tasker.open_tasks()
+
+    def action_plan(self) -> None:
+        self.tasker.open_plan()
 
     # --- register / edit / delete --------------------------------------------------------
 

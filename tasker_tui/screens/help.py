@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from tasker_tui.literal import literal
 
-MOVING = "↑ ↓ pgup pgdn home end move in tables and lists · tab / shift+tab next / previous field"
+MOVING = "↑ ↓ pgup pgdn home end move · tab / shift+tab next / previous field"
 
 
 def binding_sections(screen: Screen) -> list[tuple[str, list[tuple[str, str, str]]]]:
@@ -63,7 +63,6 @@ class HelpScreen(ModalScreen[None]):
                 if explanation and explanation != description:
                     text.append(f"  {explanation}", "dim")
                 text.append("\n")
-            text.append("\n")
         text.append(MOVING + "\n", "dim")
         text.append("Every action is also in the command palette (ctrl+p).", "italic")
         with Vertical(id="help-box"):

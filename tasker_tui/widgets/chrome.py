@@ -14,9 +14,23 @@ from tasker_tui.live_link import LinkStatus
 class TopBar(Static):
     """One line: where you are, the connection state, the chat badge and who you are."""
 
-    def show(self, title: str, status: LinkStatus, unread: int, user: str, chat_key: str) -> None:
+    def show(self, title: str, status: LinkStatus, unread: int, user: str, chat_key: str, saved: str = "") -> None:
+        """Draw the bar; `saved` ("saved today: 1.2 kg CO2e") goes first on the right. When 80
+        columns cannot hold it all, the user goes first, then `saved` shortens to `saved`."""
+        width = max(0, self.size.width - 2)
         left = Text.assemble(("Tasker", "bold"), " ▸ ", (one_line(title), "bold"))
+        for with_user, saved_text in ((True, saved), (False, saved), (False, saved.replace(" today", ""))):
+            right = self._right(status, unread, user if with_user else "", chat_key, saved_text)
+            if left.cell_len + 1 + right.cell_len <= width:
+                break
+        gap = max(1, width - left.cell_len - right.cell_len)
+        self.update(Text.assemble(left, " " * gap, right))
+
+    @staticmethod
+    def _right(status: LinkStatus, unread: int, user: str, chat_key: str, saved: str) -> Text:
         right = Text()
+        if saved:
+            right.append(saved + "  ", "bold green")
         if status.state == "idle":
             pass
         elif status.live:
@@ -32,9 +46,7 @@ class TopBar(Static):
             right.append(f" {chat_key}", "dim")
         if user:
             right.append(f"  {one_line(user)}", "italic")
-        width = max(0, self.size.width - 2)
-        gap = max(1, width - left.cell_len - right.cell_len)
-        self.update(Text.assemble(left, " " * gap, right))
+        return right
 
 
 class ConnectionBanner(Static):

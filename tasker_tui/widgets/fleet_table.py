@@ -27,6 +27,7 @@ from textual.strip import Strip
 from tasker_tui import format as fmt
 from tasker_tui.fleet_state import FleetState, Server, location_text, matches_filter
 from tasker_tui.literal import one_line
+from tasker_tui.task_board import ServerLoad
 
 SPARK_SPAN_S = 300  # the sparklines show the last five minutes
 WIDE_AT = 120  # table width from which the wide layout (site, longer names) is used
@@ -53,6 +54,7 @@ COLUMNS = (
     Column("source", "Source"),
     Column("power", "W", right=True),
     Column("co2", "g/h", right=True),
+    Column("tasks", "Tasks"),
     Column("power_spark", "Power 5m"),
     Column("co2_spark", "CO2 5m"),
 )
@@ -64,10 +66,11 @@ def column_widths(table_width: int) -> dict[str, int]:
     wide = table_width >= WIDE_AT
     widths = {
         "name": 22 if wide else 14,
-        "location": 24 if wide else 12,
+        "location": 24 if wide else 10,
         "source": 8,
         "power": 7 if wide else 6,
         "co2": 8 if wide else 7,
+        "tasks": 6 if wide else 5,
     }
     # What is left (minus the padding and a scrollbar) goes to the two sparklines.
     spare = table_width - 2 - sum(widths.values()) - 2 * PADDING * len(COLUMNS)
@@ -85,8 +88,27 @@ class RowCells(NamedTuple):
     source: str
     power: str
     co2: str
+    tasks: str
     power_spark: str
     co2_spark: str
+
+
+CURSOR_BINDINGS = [
+    Binding("up", "cursor(-1)", "Up", show=False),
+    Binding("down", "cursor(1)", "Down", show=False),
+    Binding("pageup", "page(-1)", "Page up", show=False),
+    Binding("pagedown", "page(1)", "Page down", show=False),
+    Binding("home", "edge(0)", "First", show=False),
+    Binding("end", "edge(1)", "Last", show=False),
+]
+"""The cursor keys of Tasker's tables (the widget implements cursor, page and edge)."""
+
+
+def tasks_cell(load: ServerLoad | None) -> str:
+    """`▶2+1`: two tasks running, one more planned there; blank when none."""
+    if load is None:
+        return ""
+    return (f"▶{load.running}" if load.running else "") + (f"+{load.planned}" if load.planned else "")
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
@@ -124,12 +146,7 @@ class FleetTable(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"fleet-table--header", "fleet-table--cursor", "fleet-table--stale", "fleet-table--fresh-mark"}
 
     BINDINGS = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "edge(0)", "First", show=False),
-        Binding("end", "edge(1)", "Last", show=False),
+        *CURSOR_BINDINGS,
         Binding("enter", "select", "Open", tooltip="Open the selected server's charts and spec"),
     ]
 
@@ -167,6 +184,9 @@ class FleetTable(ScrollView, can_focus=True):
         self._synced_registry = -1
         self._synced_filter: str | None = None
         self._styles: dict[str, Style] = {}
+        # Running and planned tasks per server, set by the screen (attributes down).
+        self.loads: dict[str, ServerLoad] = {}
+        self._loads_version = -1
 
     # --- what the screen asks for -------------------------------------------------------
 
@@ -184,6 +204,15 @@ class FleetTable(ScrollView, can_focus=True):
     @property
     def row_count(self) -> int:
         return len(self._order)
+
+    def set_loads(self, loads: dict[str, ServerLoad], version: int) -> None:
+        """Tasks per server for the Tasks column; repaints only when `version` moved."""
+        if version == self._loads_version:
+            return
+        self._loads_version = version
+        self.loads = loads
+        self._cells.clear()
+        self.refresh_live(force=True)
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text
@@ -309,6 +338,9 @@ class FleetTable(ScrollView, can_focus=True):
             return location_text(server, with_site=True).casefold()
         if key == "source":
             return server.get("energy_source", "")
+        if key == "tasks":
+            load = self.loads.get(server_id, ServerLoad())
+            return (load.running, load.planned)
         if key in ("power", "co2"):
             value = self.state.latest(server_id, key)
             return value if fmt.is_number(value) else -1.0
@@ -351,7 +383,8 @@ class FleetTable(ScrollView, can_focus=True):
             co2_spark = fmt.sparkline(series.co2, now_ms, spark_width, SPARK_SPAN_S)
         return RowCells(
             stale, one_line(server.get("name", server_id)), one_line(location_text(server, with_site=wide)),
-            one_line(server.get("energy_source", "")), power, co2, power_spark, co2_spark,
+            one_line(server.get("energy_source", "")), power, co2, tasks_cell(self.loads.get(server_id)),
+            power_spark, co2_spark,
         )
 
     def _refresh_row(self, index: int) -> None:
@@ -435,6 +468,7 @@ class FleetTable(ScrollView, can_focus=True):
             Segment(fit(cells.source, widths["source"]), source_style), Segment(pad * 2, row),
             Segment(fit(cells.power, widths["power"], right=True), muted), Segment(pad * 2, row),
             Segment(fit(cells.co2, widths["co2"], right=True), muted), Segment(pad * 2, row),
+            Segment(fit(cells.tasks, widths["tasks"]), row + Style(color="green", bold=True)), Segment(pad * 2, row),
             Segment(fit(cells.power_spark, widths["power_spark"]), muted if cells.stale else row + Style(color=POWER_SPARK)),
             Segment(pad * 2, row),
             Segment(fit(cells.co2_spark, widths["co2_spark"]), muted if cells.stale else row + Style(color=CO2_SPARK)),

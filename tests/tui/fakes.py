@@ -11,6 +11,7 @@ from typing import Any
 
 from tasker.client import BackendUnavailable, NotFoundError, Unauthorized, ValidationFailed
 from tasker.domain import default_carbon_intensity
+from tests.tui.fake_tasks import FakeTasks
 
 BASE_MS = 1_795_000_000_000  # a fixed "now" for deterministic screens (2026-11-18)
 
@@ -67,8 +68,9 @@ class FakeLive:
             yield frame
 
 
-class FakeClient:
-    """Servers in a dict, readings in lists; `push()` sends frames to every open live connection."""
+class FakeClient(FakeTasks):
+    """Servers in a dict, readings in lists, tasks (see `FakeTasks`); `push()` sends frames to
+    every open live connection."""
 
     def __init__(self, servers=SAMPLE, *, password: str = "secret", base_url: str = "http://fake:8470") -> None:
         self.base_url = base_url
@@ -82,6 +84,8 @@ class FakeClient:
         self.sent: list = []
         self.down = False
         self.calls: list[str] = []
+        self.now_ms = BASE_MS
+        self.init_tasks()
 
     def _check(self) -> None:
         if self.down:

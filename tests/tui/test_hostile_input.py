@@ -217,3 +217,62 @@ async def test_chat_and_toasts_show_hostile_senders_and_text_literally():
         app.notify("[@click=app.quit]x[/] [/]", title="[/]")  # anything toasted is plain text
         await wait_until(pilot, lambda: any("[@click=app.quit]x[/] [/]" in t for t in toasts(app)), what="toast")
         still_running(app)
+
+
+def hostile_tasks_client() -> FakeClient:
+    """The demo fleet with one task per hostile string (name, tags, reason, explanation, output)
+    and absurd CO2 figures: NaN arrives as null, huge integers beyond any float."""
+    from tests.tui.fakes import demo_fleet_client
+
+    client = demo_fleet_client()
+    for index, text in enumerate(HOSTILE):
+        client.add_task(text, cores=2, tags=[text], reason=text)
+    client.schedule()
+    figures = [None, 10**400, -(10**400), 1e308, 1e-300]
+    for index, task in enumerate(client.tasks.values()):
+        if task["plan"]:
+            task["plan"].update(co2_g=figures[index % 5], run_now_co2_g=figures[(index + 1) % 5],
+                                saving_g=figures[(index + 2) % 5], measured_co2_g=figures[(index + 3) % 5],
+                                explanation=task["name"])
+            task["run"]["output_tail"] = task["name"]
+    return client
+
+
+async def test_hostile_task_names_and_figures_are_drawn_literally_everywhere():
+    from tasker_tui.screens.plan import PlanScreen
+    from tasker_tui.screens.task_detail import TaskDetailScreen
+    from tasker_tui.screens.tasks import TasksScreen
+
+    client = hostile_tasks_client()
+    app, _ = fake_app(client)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen) and app.board.loaded, what="tasks")
+        await wait_for_text(pilot, "[link=file:///etc/passw")
+        words = screen_words(app)
+        assert "[@click=app.quit]x[/]" in words and "[$x]y [B]z[/B]" in words and "n/a" in words
+        for _ in HOSTILE:  # open every task's detail and come back
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, TaskDetailScreen), what="detail")
+            await pilot.pause(0.1)
+            await pilot.press("escape", "down")
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen) and app.board.plan, what="plan")
+        await wait_for_text(pilot, "[/] (2c, planned)")
+        assert app.is_running
+
+
+async def test_a_garbled_plan_is_a_notice_not_a_crash():
+    from tasker_tui.screens.plan import PlanScreen
+
+    client = hostile_tasks_client()
+    client.plan_override = {"start": "soon", "end": None, "slot_s": "NaN", "servers": "[/]"}
+    app, _ = fake_app(client)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen), what="plan")
+        notices = lambda: [n.message for n in app._notifications]  # noqa: E731
+        await wait_until(pilot, lambda: "plan.servers: expected a list, got '[/]'" in notices(), what="the notice")
+        assert app.is_running and "Loading the plan" in screen_text(app)

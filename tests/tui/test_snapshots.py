@@ -77,10 +77,34 @@ async def offline_banner(pilot, app, client):
     app.tick()
 
 
+def with_tasks(client):
+    client.add_task("render-frames", cores=8, duration_s=7200, interruptible=True)
+    client.add_task("nightly-backup", cores=4, duration_s=3600)
+    client.add_task("[/]", cores=2, duration_s=1800)
+    client.add_task("too-big", cores=500)
+    client.schedule()
+
+
+async def tasks_table(pilot, app, client):
+    with_tasks(client)
+    await fleet_ready(pilot, client)
+    await pilot.press("t")
+    await wait_until(pilot, lambda: app.board.loaded and app.board.savings and app.board.plan, what="tasks")
+    await pilot.pause(0.2)
+
+
+async def plan_view(pilot, app, client):
+    with_tasks(client)
+    await fleet_ready(pilot, client)
+    await pilot.press("p")
+    await wait_until(pilot, lambda: app.board.plan and app.board.savings and app.board.loaded, what="plan")
+    await pilot.pause(0.3)
+
+
 SCENARIOS = {
     "login": login_form, "fleet": fleet_by_power, "fleet_filtered": fleet_filtered, "detail": detail,
     "form_error": form_with_backend_error, "raw_readings": raw_readings, "help": help_keys,
-    "offline": offline_banner,
+    "offline": offline_banner, "tasks": tasks_table, "plan": plan_view,
 }
 
 

@@ -1,0 +1,278 @@
+"""The Tasks screen, the submit form, cancelling, the plan view and the task detail, over the
+fake backend with a frozen clock: what a sysadmin sees and does."""
+
+from __future__ import annotations
+
+import pytest
+from textual import events
+from textual.widgets import Checkbox, Input
+
+from tasker_tui import format as fmt
+from tasker_tui.screens.confirm import ConfirmScreen
+from tasker_tui.screens.fleet import FleetScreen
+from tasker_tui.screens.plan import PlanScreen
+from tasker_tui.screens.task_detail import TaskDetailScreen
+from tasker_tui.screens.task_form import TaskFormScreen
+from tasker_tui.screens.tasks import TasksScreen
+from tasker_tui.widgets.task_table import TaskTable
+from tests.tui.conftest import type_text, wait_for_text, wait_until
+from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
+from tests.tui.screen_text import screen_text, widget_text
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch):
+    monkeypatch.setattr(fmt, "now_ms", lambda: BASE_MS)
+
+
+def with_tasks():
+    app, client = fake_app()
+    client.add_task("render-frames", cores=8, duration_s=7200)
+    client.add_task("nightly-backup", cores=4, duration_s=3600)
+    client.add_task("too-big", cores=500)
+    client.schedule()
+    return app, client
+
+
+async def open_tasks(pilot, client) -> TaskTable:
+    await fleet_ready(pilot, client)
+    await pilot.press("t")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, TasksScreen) and pilot.app.board.loaded, what="tasks")
+    await pilot.pause(0.1)
+    return pilot.app.screen.query_one(TaskTable)
+
+
+def row_of(app, name: str) -> str:
+    """The screen line that names `name` ("" when none does yet)."""
+    return next((line for line in screen_text(app).splitlines() if name in line), "")
+
+
+async def test_tasks_screen_shows_state_server_start_progress_and_co2():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_tasks(pilot, client)
+        render = client.tasks["tsk_0000000001"]["plan"]
+        row = row_of(app, "render-frames")
+        for cell in ("planned", "web-dub-1", "14:00", "0%", f"{render['co2_g']:.1f}", f"{render['run_now_co2_g']:.1f}",
+                     f"{render['saving_g']:.1f}"):
+            assert cell in row, (cell, row)
+        assert "unschedulable" in row_of(app, "too-big")
+        totals = widget_text(app, "#task-totals")
+        assert "3 tasks: 2 planned · 1 unschedulable" in totals and "plan saves" in totals
+
+
+async def test_progress_counts_the_pieces_run_so_far(monkeypatch):
+    app, client = with_tasks()
+    task = client.tasks["tsk_0000000001"]
+    task["state"] = "running"
+    start = BASE_MS - BASE_MS % 1_800_000
+    task["plan"]["pieces"] = [[_iso(start - 3_600_000), _iso(start + 3_600_000)]]  # 2h task, 1h gone
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_tasks(pilot, client)
+        minutes_run = (BASE_MS - (start - 3_600_000)) / 60_000
+        assert f"{minutes_run / 120 * 100:.0f}%" in row_of(app, "render-frames")
+
+
+def _iso(ms: int) -> str:
+    from tests.tui.fake_tasks import rfc3339
+
+    return rfc3339(ms)
+
+
+async def test_sort_and_filter_like_the_fleet():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = await open_tasks(pilot, client)
+        await pilot.press("s", "s")  # start -> progress -> planned g
+        assert table.sort_key == "planned"
+        await pilot.press("S")
+        figures = [app.board.tasks[t].plan.co2_g for t in table.shown_ids if app.board.tasks[t].plan]
+        assert figures == sorted(figures, reverse=True)
+        await pilot.press("slash")
+        await type_text(pilot, "backup")
+        await pilot.press("enter")
+        assert [app.board.tasks[t].name for t in table.shown_ids] == ["nightly-backup"]
+        await wait_for_text(pilot, "/backup: 1 shown")
+        await pilot.press("escape")
+        assert len(table.shown_ids) == 3 and isinstance(app.screen, TasksScreen)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="back to the fleet")
+
+
+async def test_plan_frames_update_the_table_live_and_a_burst_reads_the_plan_once():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_tasks(pilot, client)
+        await pilot.pause(0.8)
+        before = client.calls.count("plan")
+        for name in ("burst-1", "burst-2", "burst-3"):
+            client.add_task(name, cores=2)
+            client.push({"type": "plan", "event": "submitted", "task": client.tasks[f"tsk_{len(client.tasks):010d}"]})
+        client.schedule()
+        await wait_until(pilot, lambda: "planned" in row_of(app, "burst-3"), what="burst-3 planned")
+        await pilot.pause(1.0)
+        assert client.calls.count("plan") - before == 1  # four frames, one re-read
+
+
+async def test_reconnect_reads_the_tasks_again():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_tasks(pilot, client)
+        client.drop()
+        await wait_until(pilot, lambda: app.link_status.state == "down", what="offline")
+        client.add_task("while-away", cores=1)  # no frame: the link was down
+        client.down = False
+        await wait_for_text(pilot, "while-away", timeout=15)
+
+
+async def fill(pilot, values: dict[str, str]) -> None:
+    """Clear each field, then type its value into it as a user would."""
+    for key, value in values.items():
+        pilot.app.screen.query_one(f"#field-{key}", Input).focus()
+        await pilot.pause()
+        pilot.app.screen.query_one(f"#field-{key}", Input).value = ""
+        await type_text(pilot, value)
+
+
+async def open_form(pilot, client) -> TaskFormScreen:
+    await open_tasks(pilot, client)
+    await pilot.press("n")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, TaskFormScreen) and pilot.app.screen.ready, what="form")
+    return pilot.app.screen
+
+
+async def test_submit_form_shows_every_error_by_its_field_then_submits():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 36)) as pilot:
+        form = await open_form(pilot, client)
+        await fill(pilot, {"name": "my job", "cores": "4", "duration": "2 hours", "deadline": "25:00",
+                           "regions": "eu-north, mars-1", "tags": "batch", "command": "render --out 'a b.png'"})
+        await pilot.press("ctrl+s")
+        for key in ("name", "duration", "deadline", "regions"):
+            assert form.query_one(f"#row-{key}").has_class("-invalid"), key
+        assert not form.query_one("#row-cores").has_class("-invalid")
+        text = screen_text(app)
+        assert "1-64 of A-Z a-z 0-9 . _ -" in text and "must be a duration like 2h" in text
+        assert "unknown region 'mars-1'" in text
+        assert "argv: ['render', '--out', 'a b.png']" in text  # the command as it will run
+        await fill(pilot, {"name": "my-job", "duration": "90m", "deadline": "+6h", "regions": "eu-north"})
+        form.query_one("#field-interruptible", Checkbox).focus()
+        await pilot.press("space")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen), what="back to the tasks")
+        sent = client.tasks["tsk_0000000004"]
+        assert (sent["name"], sent["cores"], sent["duration_s"], sent["interruptible"]) == ("my-job", 4, 5400, True)
+        assert sent["command"] == ["render", "--out", "a b.png"] and sent["regions"] == ["eu-north"]
+        await wait_for_text(pilot, "my-job")
+        client.schedule()
+        await wait_until(pilot, lambda: "planned" in row_of(app, "my-job"), what="my-job planned")
+
+
+async def test_backend_objections_land_beside_their_fields():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 36)) as pilot:
+        form = await open_form(pilot, client)
+        await fill(pilot, {"name": "taken-name", "cores": "2", "duration": "1h"})
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: form.query_one("#row-name").has_class("-invalid"), what="name refused")
+        assert "the backend does not like this name" in screen_text(app)
+        assert client.calls.count("submit") == 1
+
+
+async def test_escape_on_a_changed_form_asks_before_throwing_it_away():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_form(pilot, client)
+        await pilot.press("escape")  # nothing typed: closes at once
+        await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen), what="closed")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, TaskFormScreen) and app.screen.ready, what="form")
+        await type_text(pilot, "half-typed")
+        await pilot.press("escape")
+        await wait_for_text(pilot, "Discard this task?")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, TaskFormScreen), what="kept")
+        assert app.screen.query_one("#field-name", Input).value == "half-typed"
+        await pilot.press("escape")
+        await wait_for_text(pilot, "Discard this task?")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen), what="discarded")
+
+
+async def test_cancel_asks_first_and_type_ahead_cannot_answer():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = await open_tasks(pilot, client)
+        await pilot.press("home")
+        target = table.selected_task_id
+        # Typed ahead: both keys are queued before the question can be drawn (pilot.press would
+        # wait for the screen between keys).
+        app.post_message(events.Key("c", "c"))
+        app.post_message(events.Key("y", "y"))
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ConfirmScreen) and client.tasks[target]["state"] == "planned"
+        await pilot.press("enter")  # the focus is on "Keep it"
+        await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen), what="kept")
+        assert client.tasks[target]["state"] == "planned"
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.pause(0.2)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.board.tasks[target].state == "cancelled", what="cancelled")
+        assert client.tasks[target]["state"] == "cancelled"
+
+
+async def test_plan_view_draws_each_server_under_its_intensity_with_task_initials():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen) and app.board.plan, what="plan")
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert "48h from 11-18 11:00 UTC" in text and "30m slots" in text and "2 placed" in text
+        assert "19 Nov" in text  # the axis says the date where it crosses midnight
+        lines = text.splitlines()
+        dub = next(i for i, line in enumerate(lines) if line.strip().startswith("web-dub-1"))
+        assert any(c in lines[dub] for c in "▁▂▃▄▅▆▇█")  # its region's intensity
+        lanes = "\n".join(lines[dub + 1:dub + 3])
+        assert "R█" in lanes and "N█" in lanes  # render-frames and nightly-backup, side by side
+        assert "render-frames (8c, planned)" in " ".join(text.split())
+
+
+async def test_an_empty_plan_says_so():
+    app, client = fake_app()
+    client.servers.clear()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: app.screen.query("#username"), what="login")
+        app.screen.query_one("#username").value = "alice"
+        app.screen.query_one("#password").value = client.password
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="fleet")
+        await pilot.press("p")
+        await wait_for_text(pilot, "No servers in the plan yet")
+
+
+async def test_task_detail_explains_the_choice_and_shows_the_figures():
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await open_tasks(pilot, client)
+        await pilot.press("home", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, TaskDetailScreen), what="detail")
+        task = app.board.tasks[table.selected_task_id]
+        await wait_for_text(pilot, "the grid is cleanest then.")
+        text = screen_text(app)
+        for label in ("Planned", "Run now", "Measured", "Saved", "Pieces", "Command", "History"):
+            assert label in text
+        assert f"Task {task.name}" in text
+
+
+async def test_fleet_shows_tasks_per_server_and_the_top_bar_the_saving_today():
+    app, client = with_tasks()
+    client.tasks["tsk_0000000001"]["state"] = "running"
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        await wait_for_text(pilot, "saved today: 1.2 kg CO2e")
+        await wait_until(pilot, lambda: "▶1+1" in row_of(app, "web-dub-1"), what="the tasks column")
