@@ -15,12 +15,15 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tasker.client import ApiError, Conflict, TaskerClient
+from tasker.when import to_rfc3339
 from tasker_tui.local_stack import LocalStack, StackError, port_is_free
 
 DEFAULT_PORT = 8470  # TASKER_URL's default, so a plain `tasker tui` finds the demo
@@ -43,6 +46,17 @@ SAMPLE_FLEET: tuple[tuple[str, str, str, str, int, int, int, tuple[str, ...]], .
     ("ci-dsm-1", "us-central", "Des Moines", "wind", 120, 520, 48, ("ci",)),
     ("web-bom-1", "ap-south", "Mumbai", "coal", 70, 260, 16, ("prod", "web")),
     ("cache-sin-1", "ap-southeast", "Singapore", "oil", 60, 240, 8, ("prod", "cache")),
+)
+
+
+# (name, cores, duration, deadline in hours from now, interruptible, regions, tags, command): a
+# few tasks with room to wait for cleaner power, so the plan shows allocation at once.
+SAMPLE_TASKS: tuple[tuple[str, int, str, int, bool, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    ("render-frames", 16, "90m", 6, True, ("eu-north", "fr-central"), (), ("render", "--frames", "1-500")),
+    ("nightly-backup", 8, "2h", 8, True, (), ("db",), ("backup", "--full")),
+    ("train-model", 64, "3h", 12, True, (), ("gpu",), ("python", "train.py", "--epochs", "20")),
+    ("ci-build", 4, "30m", 2, False, (), ("ci",), ("make", "test")),
+    ("log-compact", 2, "45m", 4, False, ("us-west", "us-central"), (), ("compact-logs", "/var/log")),
 )
 
 
@@ -110,7 +124,28 @@ async def register_fleet(url: str, accounts: DemoAccounts, count: int) -> tuple[
                 added += 1
             except Conflict:
                 pass
+        await submit_sample_tasks(api)
         return answer["token"], added
+
+
+def sample_tasks(now_ms: int) -> list[dict[str, Any]]:
+    """The demo's task bodies, deadlines counted from `now_ms`."""
+    bodies = []
+    for name, cores, duration, hours, interruptible, regions, tags, command in SAMPLE_TASKS:
+        deadline = datetime.fromtimestamp(now_ms / 1000 + hours * 3600, tz=timezone.utc)
+        bodies.append({"name": name, "cores": cores, "duration": duration, "deadline": to_rfc3339(deadline),
+                       "interruptible": interruptible, "regions": list(regions), "tags": list(tags),
+                       "command": list(command)})
+    return bodies
+
+
+async def submit_sample_tasks(api: TaskerClient) -> int:
+    """Submit the sample tasks unless the demo has tasks already (a reused data dir)."""
+    if await api.list_tasks():
+        return 0
+    for body in sample_tasks(int(time.time() * 1000)):
+        await api.submit_task(body)
+    return len(SAMPLE_TASKS)
 
 
 def second_tui_hint(url: str, accounts: DemoAccounts) -> str:
@@ -201,7 +236,8 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
             go_on()
             stack.start_sensors(accounts.ingest_key, token, interval=interval)
             app.auto_login = (accounts.sysadmin, accounts.sysadmin_password)
-            fleet = f"{added} sample servers registered" if added else "the sample fleet is there from last time"
+            fleet = (f"{added} sample servers registered, sample tasks submitted (press t)" if added
+                     else "the sample fleet is there from last time")
             return url, (f"Backend at {url}; {fleet}.\nSecond TUI (support engineer), in another terminal:\n"
                          f"{second_tui_hint(url, accounts)}")
         finally:
