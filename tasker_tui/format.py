@@ -236,6 +236,8 @@ def co2_mass(grams: float | None) -> str:
         return f"{grams / 1e6:.1f} t CO2e"
     if size >= 1000:
         return f"{grams / 1000:.1f} kg CO2e"
+    if 0 < size < 10:
+        return f"{grams:.1f} g CO2e"
     return f"{grams:.0f} g CO2e"
 
 

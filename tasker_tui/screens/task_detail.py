@@ -30,7 +30,7 @@ def task_text(task: Task, server_names: Mapping[str, str], now_ms: int) -> Text:
         text.append("\n")
 
     plan = task.plan
-    state = task.state + (f" ({task.run.activity})" if task.run.activity else "")
+    state = task.state + (" (paused)" if task.run.activity == "paused" else "")
     line("State", state, STATE_STYLES.get(task.state, ""))
     if task.reason:
         line("Reason", task.reason)

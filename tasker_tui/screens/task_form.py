@@ -63,7 +63,7 @@ class TaskFormScreen(TaskerScreen):
                 with Horizontal(classes="form-row", id=f"row-{field.key}"):
                     yield Label(field.label, classes="form-label")
                     if field.key == "interruptible":
-                        yield Checkbox("may pause and resume", False, compact=True, id="field-interruptible")
+                        yield Checkbox(self._interruptible_label(False), False, compact=True, id="field-interruptible")
                     else:
                         yield Input(placeholder=field.placeholder, compact=True, id=f"field-{field.key}")
                     yield Static(literal(self.hints.get(field.key, "")), classes="form-error", id=f"error-{field.key}")
@@ -108,6 +108,15 @@ class TaskFormScreen(TaskerScreen):
             self.hints["command"] = f"argv: {argv!r}" if argv else "blank: the task only reserves its cores"
         if not self.query_one("#row-command").has_class("-invalid"):
             self.query_one("#error-command", Static).update(literal(self.hints["command"]))
+
+    @staticmethod
+    def _interruptible_label(ticked: bool) -> str:
+        # The compact checkbox draws the same mark either way but for its colour: say it in words.
+        return "yes: may pause and resume (space)" if ticked else "no: runs in one piece (space)"
+
+    @on(Checkbox.Changed, "#field-interruptible")
+    def _interruptible_changed(self, event: Checkbox.Changed) -> None:
+        event.checkbox.label = self._interruptible_label(event.value)
 
     @on(Input.Submitted)
     def _enter(self) -> None:

@@ -157,7 +157,9 @@ async def test_submit_form_shows_every_error_by_its_field_then_submits():
         assert "argv: ['render', '--out', 'a b.png']" in text  # the command as it will run
         await fill(pilot, {"name": "my-job", "duration": "90m", "deadline": "+6h", "regions": "eu-north"})
         form.query_one("#field-interruptible", Checkbox).focus()
+        assert "no: runs in one piece" in screen_text(app)
         await pilot.press("space")
+        await wait_for_text(pilot, "yes: may pause and resume")
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen), what="back to the tasks")
         sent = client.tasks["tsk_0000000004"]
