@@ -8,9 +8,10 @@
    save more than `MIN_GAIN` of the total, within the time budget. Tasks left out are retried.
 3. Never worse than running now: the run-now first-fit plan is made too and, when it places
    more tasks or the same ones for less, improved in its turn; the better plan is kept (more
-   tasks placed first, then less CO2). Greedy orders can be fooled by contested capacity, so
-   while the budget allows several more searches (small instances) the search is repeated with
-   the order perturbed (seeded, so a plan is reproducible) and the best plan kept.
+   tasks placed first, then less CO2).
+4. Ruin and recreate, while the budget lasts (`ruin_and_recreate`): related tasks are taken out
+   and put back in a perturbed order, and the change kept only when the plan gets better
+   (seeded, so a plan is reproducible).
 
 Incremental re-plan (`insert`): the previous choices stay, new tasks are inserted, and a bounded
 repair re-inserts the new tasks and the tasks sharing their servers.
@@ -33,32 +34,63 @@ REPAIR_LIMIT = 48
 """Tasks an incremental re-plan may move besides the new ones."""
 
 
-RESTARTS = 64
-"""Perturbed searches at most, after the first, while the budget holds several more."""
+STALE_FACTOR = 10
+"""Ruin-and-recreate stops after this many steps per task without a gain (or at the deadline)."""
+RUIN_SHARE = 0.15
+"""Share of the placed tasks a ruin-and-recreate step takes out (at least 2)."""
 
 
 def plan_greedy(windows: list[TaskWindow], board: Board, *, deadline: float) -> dict[str, Choice]:
     """Choices for as many of `windows` as fit, least CO2 first; `board` is updated."""
-    started = time.perf_counter()
-    best_board = board.copy()
-    best = _search(sorted(windows, key=_difficulty), windows, best_board, deadline)
-    one_search = time.perf_counter() - started
-    run_now_board = board.copy()
+    best = _search(sorted(windows, key=_difficulty), windows, board, deadline)
+    run_now_board = board.copy()  # the board as the original board was before the search
+    run_now_board.free[:] = board.free
+    for window in windows:
+        if window.task.id in best:
+            run_now_board.give_back(best[window.task.id], window.task.cores)
     run_now = plan_first_fit(windows, run_now_board)
     if _score(run_now) > _score(best):
         improve(windows, run_now_board, run_now, deadline=deadline)
-        best, best_board = run_now, run_now_board
-    rng = random.Random(len(windows))
-    for _ in range(RESTARTS):
-        if time.perf_counter() + 3 * one_search > deadline:
-            break
-        order = sorted(windows, key=lambda w: (_difficulty(w)[0] * rng.uniform(0.5, 2.0), rng.random()))
-        trial_board = board.copy()
-        trial = _search(order, windows, trial_board, deadline)
-        if _score(trial) > _score(best):
-            best, best_board = trial, trial_board
-    board.free[:] = best_board.free
+        best = run_now
+        board.free[:] = run_now_board.free
+    ruin_and_recreate(windows, board, best, deadline=deadline, rng=random.Random(len(windows)))
     return best
+
+
+def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str, Choice], *,
+                      deadline: float, rng: random.Random) -> None:
+    """Large-neighbourhood search while the budget lasts: take out related tasks (those on one
+    server and on the servers they could move to, plus a few at random), put them and the tasks
+    left out back in a perturbed order of difficulty, and keep the result when it places more
+    tasks or emits less; otherwise undo it. Moves one task at a time cannot make room on a
+    contested clean server for a bigger task: this can."""
+    by_id = {w.task.id: w for w in windows}
+    patience = STALE_FACTOR * len(windows)
+    stale = 0
+    while time.perf_counter() < deadline and len(choices) >= 2 and stale < patience:
+        stale += 1
+        before = _score(choices)
+        placed = list(choices)
+        seed = by_id[rng.choice(placed)]
+        rows = {choices[seed.task.id].row, int(rng.choice(seed.rows))}
+        related = [t for t in placed if choices[t].row in rows]
+        extra = rng.sample(placed, min(len(placed), max(2, int(RUIN_SHARE * len(placed))) // 2))
+        out = list(dict.fromkeys(related + extra))
+        saved = {t: choices.pop(t) for t in out}
+        for task_id, choice in saved.items():
+            board.give_back(choice, by_id[task_id].task.cores)
+        again = [by_id[t] for t in out] + [w for w in windows if w.task.id not in choices and w.task.id not in saved]
+        again.sort(key=lambda w: (_difficulty(w)[0] * rng.uniform(0.7, 1.4), rng.random()))
+        _insert_all(again, board, choices)
+        if _score(choices) > before:
+            stale = 0
+            continue
+        for w in again:  # undo
+            if w.task.id in choices:
+                board.give_back(choices.pop(w.task.id), w.task.cores)
+        for task_id, choice in saved.items():
+            board.take(choice, by_id[task_id].task.cores)
+            choices[task_id] = choice
 
 
 def _search(order: list[TaskWindow], windows: list[TaskWindow], board: Board, deadline: float) -> dict[str, Choice]:
