@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 POWERCAP = Path("/sys/class/powercap")
-_ZONE = re.compile(r"^intel-rapl:\d+(:\d+)?$")  # intel-rapl-mmio duplicates the package: skipped
+_ZONE = re.compile(r"intel-rapl:\d+(:\d+)?")  # intel-rapl-mmio duplicates the package: skipped
 
 
 class RaplUnavailable(Exception):
@@ -81,7 +81,7 @@ def discover(root: Path = POWERCAP) -> list[RaplDomain]:
             " and the intel_rapl driver: try `sudo modprobe intel_rapl_common`)"
         )
     domains = []
-    for zone in sorted(p for p in root.iterdir() if _ZONE.match(p.name)):
+    for zone in sorted(p for p in root.iterdir() if _ZONE.fullmatch(p.name)):
         try:
             name = (zone / "name").read_text().strip()
         except OSError:

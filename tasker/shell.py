@@ -474,14 +474,14 @@ def audit(
 
 # --- history -------------------------------------------------------------------------------------
 
-_SPAN = re.compile(r"^-?(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
+_SPAN = re.compile(r"-?(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)")
 _UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_when(text: str, now_ms: int, option: str) -> int:
     """`1h`/`-30m`/`7d` (that long ago), epoch ms, or RFC 3339, as epoch ms."""
     value = text.strip()
-    if m := _SPAN.match(value):
+    if m := _SPAN.fullmatch(value):
         return now_ms - int(float(m.group(1)) * _UNIT_S[m.group(2)] * 1000)
     if value.isdigit():
         return int(value)

@@ -15,7 +15,7 @@ MAX_DURATION_S = 30 * 86_400
 
 _PART = re.compile(r"(\d{1,7})\s*(d|h|m|s)")
 _UNIT_S = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
-_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 
 
 def parse_duration(text: str) -> int:
@@ -70,7 +70,7 @@ def parse_local_time(text: str, now: datetime, zone: tzinfo | None = None) -> da
         clock = _clock(words[1])
         day = local_now.date() + timedelta(days=1 if words[0] == "tomorrow" else 0)
         return datetime.combine(day, clock, tzinfo=zone)
-    if len(words) == 1 and _CLOCK.match(words[0]):
+    if len(words) == 1 and _CLOCK.fullmatch(words[0]):
         at = datetime.combine(local_now.date(), _clock(words[0]), tzinfo=zone)
         return at if at > local_now else at + timedelta(days=1)
     try:
@@ -83,7 +83,7 @@ def parse_local_time(text: str, now: datetime, zone: tzinfo | None = None) -> da
 
 
 def _clock(text: str):  # -> datetime.time
-    match = _CLOCK.match(text)
+    match = _CLOCK.fullmatch(text)
     if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
         raise ValueError(f"{text!r} is not a clock time like 06:00 or 18:30")
     return datetime.strptime(text, "%H:%M").time()

@@ -17,8 +17,8 @@ from typing import Any
 from tasker.domain import REGIONS
 from tasker.when import parse_duration, parse_local_time, to_rfc3339
 
-NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-TAG = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+TAG = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ def read_draft(values: Mapping[str, Any], now: datetime, known_tags: Collection[
 
     if not text["name"]:
         errors["name"] = "required"
-    elif not NAME.match(text["name"]):
+    elif not NAME.fullmatch(text["name"]):
         errors["name"] = "1-64 of A-Z a-z 0-9 . _ -"
     else:
         payload["name"] = text["name"]
@@ -112,7 +112,7 @@ def read_draft(values: Mapping[str, Any], now: datetime, known_tags: Collection[
         payload["regions"] = regions
 
     tags = split_list(text["tags"])
-    bad = [t for t in tags if not TAG.match(t)]
+    bad = [t for t in tags if not TAG.fullmatch(t)]
     missing = [t for t in tags if known_tags and t not in known_tags]
     if bad:
         errors["tags"] = f"{bad[0][:20]!r} is not a tag (letters, digits, . _ : -)"

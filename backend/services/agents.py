@@ -25,7 +25,7 @@ from backend.services.timestamps import format_rfc3339, now_ms
 
 log = logging.getLogger(__name__)
 
-_AGENT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+_AGENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 MAX_REPORTED = 1000
 _CAS_ATTEMPTS = 20
 
@@ -66,7 +66,7 @@ def _reported(payload: Any) -> tuple[str, list[str]]:
     if not isinstance(payload, dict):
         raise InvalidField("body", 'must be a JSON object {"agent", "running"}')
     agent = payload.get("agent")
-    if not isinstance(agent, str) or not _AGENT_ID.match(agent):
+    if not isinstance(agent, str) or not _AGENT_ID.fullmatch(agent):
         raise InvalidField("agent", "must be the agent's instance id: 1-128 of A-Z a-z 0-9 . _ : @ -")
     running = payload.get("running", [])
     if not isinstance(running, list) or len(running) > MAX_REPORTED:

@@ -23,12 +23,12 @@ DEFAULT_WINDOW_MS = 24 * 3_600_000
 """Deadline when none is given: earliest start + 24 h."""
 MAX_COMMAND_ARGS = 256
 MAX_ARG_CHARS = 4096
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_CWD_CHARS = 4096
 MAX_ENV_VARS = 64
 MAX_ENV_CHARS = 32 * 1024
 """Bound on the names and values of `env` together."""
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 FIELDS = frozenset({"name", "cores", "duration", "earliest_start", "deadline", "interruptible",
                     "regions", "tags", "command", "cwd", "env"})
 # What a GET returns that a client may echo back; the server sets these, so they are ignored.
@@ -103,7 +103,7 @@ def _env(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > MAX_ENV_VARS:
         raise ValueError(f"must be a map of at most {MAX_ENV_VARS} variable names to string values")
     for name, text in value.items():
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
             raise ValueError(f"{str(name)[:64]!r} is not a variable name (A-Z a-z 0-9 _, not starting with a digit)")
         if not isinstance(text, str) or "\x00" in text:
             raise ValueError(f"the value of {name} must be a string without NUL")
@@ -149,7 +149,7 @@ def new_task(payload: Any, task_id: str, owner: str, now_ms: int,
             values[field] = None
 
     def name(v: Any) -> str:
-        if not isinstance(v, str) or not _NAME.match(v):
+        if not isinstance(v, str) or not _NAME.fullmatch(v):
             raise ValueError("must be 1-64 characters of A-Z a-z 0-9 . _ -")
         return v
 

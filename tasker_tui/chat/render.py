@@ -18,7 +18,7 @@ from tasker_tui.literal import printable
 
 MESSAGES_SHOWN = 300
 """Newest messages drawn in the log (older ones stay one page-up away)."""
-_SERVER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SERVER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def clock(ts_ms: int, now: float | None = None) -> str:
@@ -33,7 +33,7 @@ def server_link(server: object) -> Text | None:
     if not isinstance(server, dict) or not isinstance(server.get("id"), str):
         return None
     server_id, name = server["id"], printable(str(server.get("name") or server["id"]))
-    if not _SERVER_ID.match(server_id):
+    if not _SERVER_ID.fullmatch(server_id):
         return None
     style = Style(color="cyan", underline=True, meta={"@click": f"app.open_server('{server_id}')"})
     return Text.assemble(("↗ ", "cyan"), (name, style))
