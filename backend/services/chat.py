@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backend.ports import Broker, ChatMessage, NotFound, Registry, Unavailable
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 CHAT_CHANNEL = "chat.events"
 """Broker event channel carrying chat messages, read markers, typing and presence."""
 TYPING_EVERY_S = 1.0
+READ_EVERY_S = 1.0
+"""Read markers stored per conversation and connection at most this often (the rest merged)."""
 """A connection's typing notices are passed on at most this often (more are dropped quietly)."""
 
 _EXTENSION = "chat"
@@ -59,6 +61,10 @@ class ChatSession:
     stream: ChatStream
     last_typing: float = 0.0
     presence_sent: list[dict[str, str]] | None = None
+    read_at: dict[str, float] = field(default_factory=dict)
+    """conversation -> when this connection last stored a read marker."""
+    read_waiting: dict[str, int] = field(default_factory=dict)
+    """conversation -> highest marker received since, to store when READ_EVERY_S has passed."""
 
     @property
     def owner(self) -> Principal:
@@ -346,6 +352,31 @@ class ChatService:
         read_id = optional_count(frame, "id")
         if read_id is None:
             raise ChatRefused("bad_request", "id (the last message id read) is required")
+        # At most one stored marker per conversation and connection every READ_EVERY_S: markers
+        # arriving faster (a client sending one per message scrolled past, or a flood) are merged
+        # into the highest, stored when the interval is over. Each costs a registry write and a
+        # broadcast to every api process.
+        now = asyncio.get_running_loop().time()
+        if conversation in session.read_waiting:
+            session.read_waiting[conversation] = max(session.read_waiting[conversation], read_id)
+            return
+        wait = session.read_at.get(conversation, -READ_EVERY_S) + READ_EVERY_S - now
+        if wait > 0:
+            session.read_waiting[conversation] = read_id
+            self._spawn(self._read_later(session, conversation, wait))
+            return
+        await self._store_read(session, conversation, read_id)
+
+    async def _read_later(self, session: ChatSession, conversation: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        read_id = session.read_waiting.pop(conversation)
+        try:
+            await self._store_read(session, conversation, read_id)
+        except Exception as exc:  # noqa: BLE001 - nobody waits for this answer; the next marker retries
+            log.warning("read marker of %s in %s not stored: %s", session.owner.name, conversation, exc)
+
+    async def _store_read(self, session: ChatSession, conversation: str, read_id: int) -> None:
+        session.read_at[conversation] = asyncio.get_running_loop().time()
         # A marker past the newest message would hide messages still to come.
         newest = await self.registry.chat_before(conversation, None, 1)
         read_id = min(read_id, newest[-1].id if newest else 0)

@@ -451,3 +451,29 @@ async def test_presence_read_markers_unread_counts_and_typing(chat):
         await client.close()
     frame = await alice.next("chat.presence", where=lambda f: eve.username not in online_names(f))
     assert online_names(frame) == set()
+
+
+async def test_a_flood_of_read_markers_is_merged_not_written_each(chat):
+    # Each marker was a registry write and a broadcast to every api process, unlimited.
+    backend = chat.backend
+    alice = await chat.client("sysadmin")
+    eve = await chat.client("engineer")
+    for i in range(3):
+        await alice.say(f"question {i}")
+    await eve.messages(3)
+    writes = []
+    real = backend.registry.set_read_marker
+
+    async def counted(*args):
+        writes.append(args)
+        await real(*args)
+
+    backend.registry.set_read_marker = counted
+    for i in range(200):
+        await eve.send_frame({"type": "chat.read", "conversation": alice.username, "id": 1 + i % 3})
+    # the first is stored at once, the other 199 merged into one, stored a second later
+    first = await alice.next("chat.read")
+    merged = await alice.next("chat.read")
+    assert (first["id"], merged["id"]) == (1, 3)
+    assert len(writes) == 2
+    assert await alice.quiet("chat.read") == []
