@@ -8,6 +8,9 @@ lease: the scheduler may then queue it elsewhere. Through a backend outage short
 lease, running tasks go on and reports wait; a restarted agent adopts its tasks from the state
 directory and reports them under its new lease epoch.
 
+Between heartbeats the agent waits `poll_s`, or less when a piece starts or ends sooner; a
+`plan` frame about its server on its websocket (agents/plan_watch.py) ends the wait at once.
+
 Times: the plan's pieces are in the backend's clock; each heartbeat answer carries its `now_ms`,
 and the agent acts at `time.time() + offset`.
 """
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.plan_watch import PlanWatch
 from agents.processes import TaskProcess
 from tasker.client import ApiError, BackendUnavailable, Conflict, TaskerClient
 
@@ -43,10 +47,14 @@ class AgentStats:
     running: int = 0
     last_error: str = ""
     steps: int = 0
+    transport: str = "polling"
+    """How the agent hears of plan changes: its websocket, or polling only."""
 
     def line(self) -> str:
+        """The agent's status line."""
         lease = f"lease epoch {self.epoch}" if self.epoch else "no lease"
-        text = f"{lease}  running {self.running}  started {self.started}  ended {self.ended}"
+        text = (f"{lease}  running {self.running}  started {self.started}  ended {self.ended}"
+                f"  via {self.transport}")
         return text + (f"  last error: {self.last_error}" if self.last_error else "")
 
 
@@ -78,6 +86,8 @@ class Agent:
     its predecessor's lease at once (and its tasks' watchdogs see the lease go on)."""
     kill_grace_s: float = 10.0
     """Between SIGTERM and SIGKILL when a task is cancelled."""
+    websocket: bool = True
+    """Keep a websocket open so plan changes wake the agent at once (polling only without)."""
     stats: AgentStats = field(default_factory=AgentStats)
 
     def __post_init__(self) -> None:
@@ -91,6 +101,8 @@ class Agent:
         self._offset_ms = 0
         self._poll_s = 2.0
         self._stopping: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self.watch = PlanWatch(self.client, self.server_id, self._wake) if self.websocket else None
         for proc in self.procs.values():
             if proc.ended() is None and not proc.meta.cancelled:
                 self._report(proc.meta.task_id, "paused" if proc.meta.paused else "running", proc.meta.started_at_ms)
@@ -114,12 +126,21 @@ class Agent:
     async def run(self) -> None:
         """Heartbeat and act until cancelled; stops reporting nothing and kills nothing on exit
         (tasks go on under their supervisors, for the next agent to adopt)."""
+        watching = asyncio.create_task(self.watch.run(), name="agent websocket") if self.watch else None
         try:
             while True:
-                await asyncio.sleep(await self.step())
+                self._wake.clear()  # before the heartbeat: a frame arriving during it wakes the next
+                wait = await self.step()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    pass
         finally:
             for task in self._stopping.values():
                 task.cancel()
+            if watching is not None:
+                watching.cancel()
+                await asyncio.gather(watching, return_exceptions=True)  # closes the websocket
 
     async def step(self) -> float:
         """One heartbeat and what follows; returns how long to wait before the next."""
@@ -130,6 +151,7 @@ class Agent:
         self._collect_ends()
         await self._flush()
         self.stats.running = sum(1 for p in self.procs.values() if not p.meta.reported_end)
+        self.stats.transport = self.watch.describe(self._poll_s) if self.watch else f"polling every {self._poll_s:g} s"
         wait = self._poll_s
         if answer is not None:
             now = self.now_ms()

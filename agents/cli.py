@@ -41,6 +41,8 @@ def agent_command(
     kill_grace: float = typer.Option(10.0, "--kill-grace", min=0.0, help="Seconds between SIGTERM and SIGKILL on cancel."),
     url: str | None = typer.Option(None, "--url", help="Backend URL (default: TASKER_URL, else http://127.0.0.1:8470)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
+    websocket: bool = typer.Option(True, "--websocket/--poll-only", help="Hear of plan changes on a websocket "
+                                   "at once (default), or only poll."),
 ) -> None:
     """Run the tasks planned for this server at their planned times, and report how they ran."""
     from agents.agent import Agent
@@ -66,7 +68,7 @@ def agent_command(
 
     async def main() -> None:
         async with TaskerClient(base, token) as client:
-            agent = Agent(client, server, directory, kill_grace_s=kill_grace)
+            agent = Agent(client, server, directory, kill_grace_s=kill_grace, websocket=websocket)
             typer.echo(f"agent {agent.agent_id} for {server}; state in {agent.state_dir}", err=True)
             await run_reporting([agent.run()], agent.stats.line, None if quiet else 1.0)
 

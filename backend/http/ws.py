@@ -22,6 +22,7 @@ from backend.json_text import dumps
 from backend.ports import Unavailable
 from backend.services.auth import Forbidden, InvalidField, Principal, Unauthorized
 from backend.services.live import Subscription
+from backend.services.plan_feed import PLAN_FEED, PlanFeed, is_agent
 from backend.services.telemetry import Telemetry
 from backend.services.timestamps import now_ms
 from tasker.domain import METRICS
@@ -35,6 +36,8 @@ OUTBOX_FRAMES = 512
 told (an error frame with code "lagging") so it can backfill from history."""
 MAX_FRAME_BYTES = 1 << 20
 MAX_SUBSCRIBED_SERVERS = 10_000
+AGENT_FRAME_TYPES = frozenset({"ping", "agent.subscribe"})
+"""All an agent's key may send: it hears its server's plan frames and nothing else."""
 
 
 class WsConnection:
@@ -101,6 +104,10 @@ class WsDispatcher:
         if frame_type == "auth":
             conn.error("bad_request", "already authenticated")
             return
+        if is_agent(conn.principal) and frame_type not in AGENT_FRAME_TYPES:
+            conn.error("forbidden", f"an agent key may send only {', '.join(sorted(AGENT_FRAME_TYPES))}; "
+                       f"{str(frame_type)[:64]!r} needs a user's session")
+            return
         handler = self.handlers.get(frame_type) if isinstance(frame_type, str) else None
         if handler is None:
             conn.error("unknown_type", f"unknown frame type {str(frame_type)[:64]!r}; "
@@ -144,10 +151,23 @@ async def handle_subscribe(conn: WsConnection, frame: dict[str, Any]) -> None:
     conn.subscription = Subscription(chosen, frozenset(metrics))
 
 
+async def handle_agent_subscribe(conn: WsConnection, frame: dict[str, Any]) -> None:
+    """Narrow the connection's plan frames to one server's (a key: only its own server)."""
+    server_id = frame.get("server_id")
+    if not isinstance(server_id, str) or not 0 < len(server_id) <= 64:
+        raise InvalidField("server_id", "must be a server id")
+    scope = conn.principal.server_id
+    if is_agent(conn.principal) and server_id != scope:
+        raise Forbidden(f"this key is scoped to server {scope!r}; it may not follow {server_id!r}")
+    conn.extensions[PLAN_FEED] = PlanFeed(server_id)
+    conn.send({"type": "agent.subscribed", "server_id": server_id})
+
+
 def default_dispatcher() -> WsDispatcher:
     dispatcher = WsDispatcher()
     dispatcher.register("ping", handle_ping)
     dispatcher.register("subscribe", handle_subscribe)
+    dispatcher.register("agent.subscribe", handle_agent_subscribe)
     return dispatcher
 
 
@@ -167,12 +187,13 @@ def _decode(data: str) -> dict[str, Any] | None:
 
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Principal:
-    """From the Authorization header, else from a first {"type":"auth"} frame within 5 s."""
+    """From the Authorization header, else from a first {"type":"auth"} frame within 5 s: a
+    session, or an ingest key scoped to a server (that server's agent)."""
     auth = context(request).auth
     assert auth is not None
     header = request.headers.get("Authorization")
     if header:
-        return await auth.authenticate(header)
+        return _agent_or_session(await auth.authenticate(header, allow_ingest_key=True))
     try:
         msg = await ws.receive(timeout=AUTH_TIMEOUT_S)
     except TimeoutError:
@@ -180,7 +201,14 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Prin
     frame = _decode(msg.data) if msg.type == WSMsgType.TEXT else None
     if frame is None or frame.get("type") != "auth" or not isinstance(frame.get("token"), str):
         raise Unauthorized('the first frame must be {"type": "auth", "token": "..."}')
-    return await auth.authenticate_token(frame["token"])
+    return _agent_or_session(await auth.authenticate_token(frame["token"], allow_ingest_key=True))
+
+
+def _agent_or_session(principal: Principal) -> Principal:
+    if is_agent(principal) and principal.server_id is None:
+        raise Unauthorized("an ingest key not scoped to a server only posts readings; an agent needs "
+                           "one made with tasker keys create --server ID")
+    return principal
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -202,7 +230,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     dispatcher = request.app[WS_DISPATCHER]
     open_connections = request.app[WS_OPEN]
     writer = asyncio.create_task(conn.write_loop(), name="ws-writer")
-    conn.send({"type": "hello", "username": principal.name, "role": principal.role, "server_time": now_ms()})
+    hello = {"type": "hello", "username": principal.name, "role": principal.role, "server_time": now_ms()}
+    conn.send({**hello, "server_id": principal.server_id} if is_agent(principal) else hello)
+    # Features (chat, presence) are for people: an agent's connection skips their hooks.
+    hooked = not is_agent(principal)
     hub = ctx.hub
     if hub is not None:
         hub.add(conn)
@@ -210,7 +241,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ctx.telemetry.ws_connections.set(len(open_connections))
     log.info("websocket opened by %s (%s)", principal.name, principal.role)
     try:
-        for hook in dispatcher.on_open:
+        for hook in dispatcher.on_open if hooked else ():
             await hook(conn)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -228,7 +259,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             hub.remove(conn)
         open_connections.discard(conn)
         ctx.telemetry.ws_connections.set(len(open_connections))
-        for hook in dispatcher.on_close:
+        for hook in dispatcher.on_close if hooked else ():
             try:
                 await hook(conn)
             except Exception:  # noqa: BLE001 - one feature's cleanup must not skip the others

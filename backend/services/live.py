@@ -14,6 +14,7 @@ from typing import Protocol
 
 from backend.json_text import dumps
 from backend.ports import Undecodable
+from backend.services.plan_feed import PLAN_FEED, is_agent, plan_frame
 from backend.services.wire import decode_readings
 from tasker.domain import METRICS
 
@@ -36,6 +37,11 @@ class LiveClient(Protocol):
 
     def push(self, text: str) -> None:
         """Queue a text frame without waiting; a client that reads too slowly loses frames."""
+
+
+def _is_agent(client: LiveClient) -> bool:
+    """An agent's key hears only its server's plan frames (see plan_feed), nothing else."""
+    return is_agent(getattr(client, "principal", None))
 
 
 class LiveHub:
@@ -87,11 +93,13 @@ class LiveHub:
             return
         text = dumps(frame)
         for client in list(self.clients):
-            client.push(text)
+            if not _is_agent(client):
+                client.push(text)
 
     async def on_plan_event(self, body: bytes) -> None:
         """A task submitted or cancelled, or a new plan, anywhere: each client hears of the
-        tasks it may see as a `plan` frame (a sysadmin only of their own tasks)."""
+        tasks it may see as a `plan` frame (a sysadmin only of their own tasks; a connection that
+        sent `agent.subscribe` only of that server's)."""
         if not self.clients:
             return
         try:
@@ -106,16 +114,21 @@ class LiveHub:
         everything = dumps({"type": "plan", **event})
         for client in list(self.clients):
             principal = getattr(client, "principal", None)
-            if principal is None or principal.role != "sysadmin":
+            visible = tasks if principal is None or principal.role != "sysadmin" else [
+                t for t, owner in zip(tasks, owners) if owner == principal.name]
+            feed = getattr(client, "extensions", {}).get(PLAN_FEED)
+            if feed is not None or _is_agent(client):
+                frame = None if feed is None else plan_frame(event, visible, feed)
+            elif visible is tasks:
                 client.push(everything)
                 continue
-            own = [t for t, owner in zip(tasks, owners) if owner == principal.name]
-            if not own:
-                continue
-            frame = {"type": "plan", **event, **({"tasks": own} if "tasks" in event else {})}
-            client.push(dumps(frame))
+            else:
+                frame = {"type": "plan", **event, **({"tasks": visible} if "tasks" in event else {})} if visible else None
+            if frame is not None:
+                client.push(dumps(frame))
 
     def broadcast(self, text: str) -> None:
         """Push a prepared frame to every client (used by other websocket features)."""
         for client in list(self.clients):
-            client.push(text)
+            if not _is_agent(client):
+                client.push(text)
