@@ -29,10 +29,12 @@ class AuditLog:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self._last_ms = 0
 
     async def record(self, actor: str, action: str, target: str, detail: str = "") -> None:
         """Append an entry now; a registry outage is logged, never raised."""
-        ts = now_ms()
+        # Strictly increasing here, so two changes in one millisecond keep their order.
+        ts = self._last_ms = max(now_ms(), self._last_ms + 1)
         entry = AuditRecord(f"{ts:013d}-{random_base32(8)}", ts, actor, action, target, detail[:500])
         try:
             await self.registry.append_audit(entry)

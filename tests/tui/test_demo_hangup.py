@@ -110,12 +110,16 @@ def test_q_stops_everything_and_says_how_to_connect_the_support_engineer(demo):
     demo.read_until("Fleet")
     demo.read_until("demo-admin")  # logged in by itself, the fleet live
     os.write(demo.master, b"q")
-    assert demo.process.wait(timeout=60) == 0
-    try:  # what it printed after the TUI gave the terminal back
-        while select.select([demo.master], [], [], 1)[0]:
-            demo.shown += ESCAPES.sub("", os.read(demo.master, 65536).decode("utf-8", "replace"))
+    # Read what it writes while it stops: a terminal nobody reads fills up and blocks the writer.
+    deadline = time.monotonic() + 60
+    try:
+        while demo.process.poll() is None or select.select([demo.master], [], [], 1)[0]:
+            assert time.monotonic() < deadline, f"the demo did not stop: {demo.shown[-1000:]}"
+            if select.select([demo.master], [], [], 0.2)[0]:
+                demo.shown += ESCAPES.sub("", os.read(demo.master, 65536).decode("utf-8", "replace"))
     except OSError:
         pass
+    assert demo.process.wait(timeout=5) == 0
     after = " ".join(demo.shown.rsplit("tasker demo: stopped", 1)[-1].split())
     assert after.startswith("the backend and the sensors, removed its data.")
     assert re.search(r"connect a second TUI as the demo support engineer: tasker tui( --url http://127\.0\.0\.1:\d+)?"
