@@ -57,6 +57,8 @@ SAMPLE_TASKS: tuple[tuple[str, int, str, int, bool, tuple[str, ...], tuple[str, 
     ("train-model", 64, "3h", 12, True, (), ("gpu",), ("python", "train.py", "--epochs", "20")),
     ("ci-build", 4, "30m", 2, False, (), ("ci",), ("make", "test")),
     ("log-compact", 2, "45m", 4, False, ("us-west", "us-central"), (), ("compact-logs", "/var/log")),
+    # Only a grid-mix server fits it: it waits for that grid's cleanest hours (midday solar).
+    ("monthly-report", 8, "1h", 22, False, ("eu-central",), ("api",), ("report", "--month")),
 )
 
 
