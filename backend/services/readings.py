@@ -155,6 +155,27 @@ def _check_item(index: int, item: Any, servers: ServerCeilings, now: int,
     return Reading(server_id, metric_name, ts, float(value))  # type: ignore[arg-type]
 
 
+def _repeats(items: list[Any], batch: ReadingBatch) -> list[ItemError]:
+    """A batch saying two things of one instant (server, metric, ts) is refused rather than
+    counted twice and stored once (which value would win?). Checked on the columns, in C, and
+    only when there is a repeat are the items walked to name each."""
+    if all(len(set(zip(c.server, c.ts))) == len(c) for c in batch.columns.values()):
+        return []
+    # Every item is valid here, so the k-th reading of a metric's columns is its k-th item.
+    errors: list[ItemError] = []
+    first: dict[tuple[str, str, int], int] = {}
+    position: dict[str, int] = {}
+    for index, item in enumerate(items):
+        name = item["metric"]
+        k = position[name] = position.get(name, -1) + 1
+        columns = batch.columns[name]
+        key = (columns.servers[columns.server[k]], name, columns.ts[k])
+        earlier = first.setdefault(key, index)
+        if earlier != index:
+            errors.append(ItemError(index, "ts", f"repeats reading {earlier} (same server, metric and ts)"))
+    return errors
+
+
 def _over_ceiling(metric_name: str, ceiling: float) -> str:
     metric = METRICS[metric_name]
     why = ""
@@ -191,9 +212,6 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
     batch = ReadingBatch()
     latest = now + MAX_FUTURE_SKEW_MS
     isfinite = math.isfinite
-    # (server, metric, ts) -> index of its first reading: a batch saying two things of one
-    # instant is refused, rather than counted twice and stored once (which value would win?).
-    first: dict[tuple[str, str, int], int] = {}
     for index, item in enumerate(items):
         # Fast path for the common well-formed item (ingest runs this for every reading); anything
         # unusual goes through _check_item, which names each problem.
@@ -206,7 +224,6 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
                 and type(ts) is int and EARLIEST_TS_MS <= ts <= latest
                 and (type(value) is int or type(value) is float and isfinite(value))
                 and metric.minimum <= value <= ceilings[name]  # exact for ints beyond any float too
-                and first.setdefault((server_id, name, ts), index) == index
             ):
                 columns = batch.columns.get(name)
                 if columns is None:
@@ -214,13 +231,10 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
                 columns.append(server_id, ts, float(value))
                 continue
         reading = _check_item(index, item, servers, now, errors)
-        if reading is None:
-            continue
-        earlier = first.setdefault(reading.key, index)
-        if earlier != index:
-            errors.append(ItemError(index, "ts", f"repeats reading {earlier} (same server, metric and ts)"))
-        else:
+        if reading is not None:
             batch.add(reading)
+    if not errors:
+        errors = _repeats(items, batch)
     if errors:
         bad = len({e.index for e in errors})
         raise BatchRejected(
