@@ -26,6 +26,13 @@ keys_app = typer.Typer(help="Ingest keys for sensors (acts on TASKER_REGISTRY_UR
                        no_args_is_help=True)
 
 
+def _shell_actor() -> str:
+    """Who acts from the shell on the registry directly: the local account, for the audit log."""
+    import getpass
+
+    return f"shell:{getpass.getuser()}"
+
+
 def _fail(message: str, code: int = 1) -> None:
     typer.echo(f"tasker: {message}", err=True)
     raise typer.Exit(code)
@@ -185,6 +192,7 @@ def users_add(
     ),
 ) -> None:
     """Create a user account."""
+    from backend.services.audit import AuditLog
     from backend.services.auth import AuthService
 
     password = None
@@ -192,7 +200,9 @@ def users_add(
         password = sys.stdin.readline().rstrip("\r\n")
 
     async def work(registry: Any) -> str:
-        return await AuthService(registry).add_user(username, role, password)
+        created = await AuthService(registry).add_user(username, role, password)
+        await AuditLog(registry).record(_shell_actor(), "user.added", username, f"role {role}")
+        return created
 
     created = _with_registry(work)
     typer.echo(f"Created user {username} ({role}).")
@@ -207,12 +217,14 @@ def keys_create(
                                       "readings only for it and may run its agent (`tasker agent`)."),
 ) -> None:
     """Create an ingest key for a sensor; prints it once (only its hash is stored)."""
-    import getpass
-
+    from backend.services.audit import AuditLog
     from backend.services.auth import AuthService
 
     async def work(registry: Any) -> tuple[Any, str]:
-        return await AuthService(registry).create_ingest_key(label, f"shell:{getpass.getuser()}", server)
+        record, key = await AuthService(registry).create_ingest_key(label, _shell_actor(), server)
+        await AuditLog(registry).record(_shell_actor(), "key.created", record.key_id,
+                                        f"label {label!r}, server {server or 'any'}")
+        return record, key
 
     record, key = _with_registry(work)
     scope = f" for server {server}" if server else ""
@@ -253,6 +265,7 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readab
 @keys_app.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by `tasker keys list`.")) -> None:
     """Revoke an ingest key: sensors using it are refused (within a few seconds)."""
+    from backend.services.audit import AuditLog
     from backend.services.timestamps import now_ms
 
     if key_id.startswith("tik_"):
@@ -260,6 +273,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by `tas
 
     async def work(registry: Any) -> None:
         await registry.revoke_ingest_key(key_id, now_ms())
+        await AuditLog(registry).record(_shell_actor(), "key.revoked", key_id)
 
     _with_registry(work)
     typer.echo(f"Revoked ingest key {key_id}.")

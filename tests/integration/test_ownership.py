@@ -51,3 +51,33 @@ async def test_a_sysadmin_cannot_change_or_purge_anothers_server(embedded):
         assert log["entries"][0]["actor"] == mallory_name
         assert log["entries"][3]["detail"] == "changed max_watts"
         assert log["entries"][2]["detail"].endswith(f"to {mallory_name}")
+
+
+def test_users_and_keys_made_from_the_shell_are_in_the_audit_log(tmp_path):
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from backend.adapters.sqlite_registry import SqliteRegistry
+
+    env = {**os.environ, "TASKER_REGISTRY_URL": f"sqlite:///{tmp_path}/registry.db"}
+    run = [sys.executable, "-c", "from tasker.cli import main; main()"]
+    subprocess.run([*run, "users", "add", "olga", "--role", "engineer"], env=env, check=True, capture_output=True)
+    out = subprocess.run([*run, "keys", "create", "--label", "rack-7"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    key_id = out.split("Created ingest key ")[1].split(" ")[0]
+    subprocess.run([*run, "keys", "revoke", key_id], env=env, check=True, capture_output=True)
+
+    async def entries():
+        registry = SqliteRegistry(tmp_path / "registry.db")
+        await registry.start()
+        try:
+            return await registry.list_audit(10)
+        finally:
+            await registry.close()
+
+    log = asyncio.run(entries())
+    assert [(e.action, e.target) for e in log] == [("key.revoked", key_id), ("key.created", key_id),
+                                                   ("user.added", "olga")]
+    assert all(e.actor.startswith("shell:") for e in log)
