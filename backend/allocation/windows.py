@@ -102,7 +102,9 @@ def _eligible_rows(task: TaskSpec, horizon: Horizon) -> tuple[np.ndarray, str]:
             missing = ", ".join(sorted(task.tags))
             return np.empty(0, np.int64), f"no server{where} has tag{'s' if len(task.tags) > 1 else ''} {missing}"
     if not candidates:
-        return np.empty(0, np.int64), "no server is available"
+        # The scheduler leaves out servers with no reading for 2 minutes: say so, it is the usual cause.
+        return np.empty(0, np.int64), ("no server can take tasks: none is registered, or none has "
+                                       "reported a reading in the last 2 minutes")
     largest = max(servers[i].cores for i in candidates)
     if task.cores > largest:
         return np.empty(0, np.int64), f"needs {task.cores} cores; the largest allowed server has {largest}"

@@ -42,3 +42,9 @@ def test_no_capacity_before_the_deadline():
     plan = plan_tasks(problem([*full, late], FLEET), BuiltinIntensity())
     assert len(plan.placements) == 3
     assert list(plan.unschedulable.values()) == ["no capacity before the deadline 04:00 on the 2 servers that match"]
+
+
+def test_no_live_server_says_why():
+    plan = plan_tasks(problem([task("t")], []), BuiltinIntensity())
+    assert plan.unschedulable["t"] == ("no server can take tasks: none is registered, or none has reported "
+                                       "a reading in the last 2 minutes")
