@@ -150,9 +150,19 @@ async def submit_sample_tasks(api: TaskerClient) -> int:
     return len(SAMPLE_TASKS)
 
 
+def tasker_command() -> str:
+    """`tasker` when a shell finds it on PATH, else the full path of the one running (after
+    `scripts/setup` it lives in the project's .venv, which is not on PATH)."""
+    running = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if shutil.which("tasker") or running is None or running.name != "tasker":
+        return "tasker"
+    return str(running)
+
+
 def second_tui_hint(url: str, accounts: DemoAccounts) -> str:
     """How to watch the running demo from a second terminal as the support engineer."""
-    command = "tasker tui" if url.endswith(f":{DEFAULT_PORT}") else f"tasker tui --url {url}"
+    tui = f"{tasker_command()} tui"
+    command = tui if url.endswith(f":{DEFAULT_PORT}") else f"{tui} --url {url}"
     return f"{command}   (username {accounts.engineer}, password {accounts.engineer_password})"
 
 
