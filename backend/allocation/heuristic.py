@@ -42,12 +42,8 @@ RUIN_SHARE = 0.15
 
 def plan_greedy(windows: list[TaskWindow], board: Board, *, deadline: float) -> dict[str, Choice]:
     """Choices for as many of `windows` as fit, least CO2 first; `board` is updated."""
+    run_now_board = board.copy()  # before the search takes any room
     best = _search(sorted(windows, key=_difficulty), windows, board, deadline)
-    run_now_board = board.copy()  # the board as the original board was before the search
-    run_now_board.free[:] = board.free
-    for window in windows:
-        if window.task.id in best:
-            run_now_board.give_back(best[window.task.id], window.task.cores)
     run_now = plan_first_fit(windows, run_now_board)
     if _score(run_now) > _score(best):
         improve(windows, run_now_board, run_now, deadline=deadline)

@@ -72,12 +72,13 @@ def test_every_solver_respects_capacity_windows_and_constraints(prob):
         check_plan(prob, plan_tasks(prob, BuiltinIntensity(), solver=solver, time_budget_s=5.0))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_the_carbon_aware_plan_never_emits_more_than_run_now_first_fit(prob):
+    # A short budget on purpose: a MILP stopped early must still keep the guarantee.
     first_fit = plan_tasks(prob, BuiltinIntensity(), solver="first-fit")
     for solver in ("heuristic", "exact"):
-        plan = plan_tasks(prob, BuiltinIntensity(), solver=solver, time_budget_s=5.0)
+        plan = plan_tasks(prob, BuiltinIntensity(), solver=solver, time_budget_s=1.0)
         assert len(plan.placements) >= len(first_fit.placements)
         if set(plan.placements) == set(first_fit.placements):
             assert plan.total_co2_g <= first_fit.total_co2_g + 1e-6
