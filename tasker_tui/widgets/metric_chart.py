@@ -1,5 +1,9 @@
 """A line chart of one metric over a time range (textual-plotext), drawn from points it is given.
 
+The axes are Tasker's own, not plotext's: round values evenly spaced from zero (power and CO2
+rates are never negative, and a scale from 218 to 222 W would turn noise into cliffs), and times
+on round minutes, hours or days with the date where the range crosses midnight.
+
 Whatever the points hold, the chart draws: a value that is not a finite number breaks the line
 (a gap, as a missing reading does), and magnitudes plotext cannot scale (1e308, 1e-300) are drawn
 in units of a power of ten named in the title.
@@ -9,13 +13,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timezone
 
 from textual_plotext import PlotextPlot
 
 from tasker_tui.format import scientific
+from tasker_tui.ticks import time_ticks, value_label, value_ticks
 
 Bucket = tuple[int, float, float, float]
+# Rows and columns of the widget that are not plot area: title, frame, x labels; y labels, frame.
+CHROME_ROWS = 4
+CHROME_COLUMNS = 10
 PLAIN_RANGE = (1e-3, 1e6)  # largest magnitudes drawn in plain units; outside, the axis is scaled
 FINEST_SCALE = -300  # exponent floor: 10**-320 would be 0 and divide by zero
 
@@ -44,21 +51,6 @@ def runs(xs: Sequence[float], ys: Sequence[float]) -> list[tuple[list[float], li
     return out
 
 
-def tick_labels(start_ms: int, end_ms: int, count: int) -> tuple[list[float], list[str]]:
-    """Evenly spaced x ticks (epoch seconds) with labels that fit the span: HH:MM:SS, HH:MM or MM-DD."""
-    span_s = max(1.0, (end_ms - start_ms) / 1000)
-    if span_s <= 15 * 60:
-        pattern = "%H:%M:%S"
-    elif span_s <= 2 * 86400:
-        pattern = "%H:%M"
-    else:
-        pattern = "%m-%d"
-    count = max(2, count)
-    positions = [start_ms / 1000 + span_s * i / (count - 1) for i in range(count)]
-    labels = [datetime.fromtimestamp(p, tz=timezone.utc).strftime(pattern) for p in positions]
-    return positions, labels
-
-
 class MetricChart(PlotextPlot):
     """Average per bucket as a line (with the bucket maxima faint above it when they differ)."""
 
@@ -83,9 +75,8 @@ class MetricChart(PlotextPlot):
         plt.clear_figure()
         start_ms, end_ms = self._window
         plt.xlim(start_ms / 1000, end_ms / 1000)
-        width = max(10, self.size.width)
-        positions, labels = tick_labels(start_ms, end_ms, max(2, min(6, width // 14)))
-        plt.xticks(positions, labels)
+        positions = time_ticks(start_ms, end_ms, max(10, self.size.width - CHROME_COLUMNS))
+        plt.xticks([ts / 1000 for ts, _ in positions], [label for _, label in positions])
         points = self._points
         finite = [v for p in points for v in p[1:4] if math.isfinite(v)]
         scale = axis_scale(finite)
@@ -101,10 +92,13 @@ class MetricChart(PlotextPlot):
                 for run_xs, run_ys in runs(xs, highs):
                     plt.plot(run_xs, run_ys, marker="braille", color="gray")
             low, high = min(finite) / scale, max(finite) / scale
-            pad = (high - low) * 0.1 or max(1.0, abs(high) * 0.05)
-            plt.ylim(max(0.0, low - pad) if low >= 0 else low - pad, high + pad)
+            ticks = value_ticks(min(0.0, low), max(0.0, high), max(2, min(6, self.size.height - CHROME_ROWS)))
+            step = ticks[1] - ticks[0]
+            plt.ylim(ticks[0], ticks[-1])
+            plt.yticks(ticks, [value_label(t, step) for t in ticks])
         else:
             plt.ylim(0, 1)
+            plt.yticks([0, 1], ["", ""])  # no values: no scale to claim
             note = self._empty_note if not points else "no numeric readings in this range"
             plt.text(note, (start_ms + end_ms) / 2000, 0.5, alignment="center")
         return super().render()
