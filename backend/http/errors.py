@@ -31,6 +31,14 @@ def json_error(status: int, message: str, details: list[Any] | None = None,
     return json_response(body, status=status, headers=headers)
 
 
+class BodyTimeout(TimeoutError):
+    """The client did not send its request body in time (408). A TimeoutError, so that aiohttp,
+    draining the rest of the body after the answer, gives up at once and closes the connection."""
+
+    def __init__(self, allowed_s: float) -> None:
+        super().__init__(f"request body not received within {allowed_s:g} s")
+
+
 CLIENT_CLOSED = 499
 """Status recorded (never sent) for a request whose client hung up, as nginx counts them."""
 TOO_DEEP = "is nested too deeply (at most 1,024 levels)"
@@ -91,6 +99,11 @@ def _to_response(request: web.Request, exc: BaseException) -> web.StreamResponse
         return json_error(exc.status, exc.reason, headers={
             k: v for k, v in exc.headers.items() if k.lower() == "allow"
         })
+    if isinstance(exc, BodyTimeout):
+        log.info("%s %s: 408 %s", request.method, request.path, exc)
+        response = json_error(408, str(exc), [{"field": "body", "reason": "was not received in time"}])
+        response.force_close()
+        return response
     if isinstance(exc, ConnectionResetError):
         # The client hung up (e.g. mid-body): nobody is there to answer and nothing failed here.
         log.info("%s %s: the client closed the connection before the request was read",
