@@ -37,6 +37,13 @@ MAX_SERVERS_PER_READ partitions, and their rollups written; then the touched hou
 The packager hands over many messages per write (group commit), so a write typically carries
 many readings of each series.
 
+On a cluster (`cassandra://h1,h2,h3/tasker?replication=3`) the keyspace keeps `replication`
+copies of every row (NetworkTopologyStrategy) and every read and write runs at the URL's
+`consistency`, QUORUM by default: a write acknowledged by two of three replicas is read back by
+any later QUORUM read, and either survives one node being down. The driver learns the other
+nodes from whichever listed host answers, and moves its requests off a node that goes away;
+a request that was in flight on it fails as Unavailable and is retried by the caller.
+
 Every request goes through the driver's async API (`execute_async` futures bridged to asyncio
 with `call_soon_threadsafe`); only connect, prepare and shutdown, which the driver offers only
 blocking, run in a worker thread. Nothing blocks the event loop.
@@ -51,8 +58,9 @@ import struct
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from cassandra import ConsistencyLevel, RequestValidationException
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
@@ -96,9 +104,32 @@ log = logging.getLogger(__name__)
 _KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 
 
-def parse_url(url: str) -> tuple[list[str], int, str]:
-    """(hosts, port, keyspace) of `cassandra://host[,host][:port]/keyspace`; ValueError if bad."""
-    expected = "expected cassandra://host[,host][:port]/keyspace"
+@dataclass(frozen=True, slots=True)
+class CassandraTarget:
+    """What a `cassandra://` URL names: where the cluster is, and how to use it."""
+
+    hosts: list[str]
+    port: int
+    keyspace: str
+    replication: int | None
+    """`?replication=N`: replicas of each row (NetworkTopologyStrategy, N in every data centre).
+    None: a new keyspace gets 1 and an existing one keeps what it has."""
+    consistency: int
+    """`?consistency=NAME`: the ConsistencyLevel of every read and write (QUORUM by default: with
+    one replica that is the replica, with three it is two of them, so reads see every write)."""
+
+
+CONSISTENCY_LEVELS = {
+    name: getattr(ConsistencyLevel, name)
+    for name in ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
+}
+MAX_REPLICATION = 9
+
+
+def parse_target(url: str) -> CassandraTarget:
+    """The CassandraTarget of `cassandra://host[,host][:port]/keyspace[?replication=N]
+    [&consistency=LEVEL]`; ValueError naming what is wrong."""
+    expected = "expected cassandra://host[,host][:port]/keyspace[?replication=N&consistency=LEVEL]"
     parts = urlsplit(url)
     keyspace = parts.path.lstrip("/")
     if parts.scheme != "cassandra" or not parts.netloc:
@@ -118,10 +149,41 @@ def parse_url(url: str) -> tuple[list[str], int, str]:
             f"time-series URL {url!r}: keyspace must be a letter then up to 47 letters, digits"
             f" or underscores; {expected}"
         )
-    return hosts, ports.pop() if ports else DEFAULT_PORT, keyspace
+    options = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(options) - {"replication", "consistency"})
+    if unknown:
+        raise ValueError(f"time-series URL {url!r}: unknown option {', '.join(unknown)}; {expected}")
+    repeated = sorted(name for name, values in options.items() if len(values) > 1)
+    if repeated:
+        raise ValueError(f"time-series URL {url!r}: {', '.join(repeated)} given more than once")
+    replication = None
+    if "replication" in options:
+        text = options["replication"][0]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_REPLICATION:
+            raise ValueError(f"time-series URL {url!r}: replication={text!r} is not a number of"
+                             f" replicas from 1 to {MAX_REPLICATION}")
+        replication = int(text)
+    level = options.get("consistency", ["QUORUM"])[0].upper()
+    if level not in CONSISTENCY_LEVELS:
+        raise ValueError(f"time-series URL {url!r}: consistency={level!r} is not one of"
+                         f" {', '.join(CONSISTENCY_LEVELS)}")
+    return CassandraTarget(hosts, ports.pop() if ports else DEFAULT_PORT, keyspace, replication,
+                           CONSISTENCY_LEVELS[level])
 
 
-def _schema(ks: str, ttl_s: int) -> list[str]:
+def parse_url(url: str) -> tuple[list[str], int, str]:
+    """(hosts, port, keyspace) of a `cassandra://` URL (see `parse_target`); ValueError if bad."""
+    target = parse_target(url)
+    return target.hosts, target.port, target.keyspace
+
+
+def replication_map(replicas: int) -> dict[str, str]:
+    """The keyspace replication for `replicas` copies of each row, in every data centre (the
+    `replication_factor` shorthand of NetworkTopologyStrategy, which Cassandra expands per DC)."""
+    return {"class": "NetworkTopologyStrategy", "replication_factor": str(replicas)}
+
+
+def _schema(ks: str, ttl_s: int, replicas: int) -> list[str]:
     twcs = (
         "compaction = {'class': 'TimeWindowCompactionStrategy',"
         " 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}"
@@ -130,8 +192,7 @@ def _schema(ks: str, ttl_s: int) -> list[str]:
     lz4 = "compression = {'class': 'LZ4Compressor', 'chunk_length_in_kb': 16}"
     rollup_columns = "min float, max float, sum double, count int"
     return [
-        f"CREATE KEYSPACE IF NOT EXISTS {ks}"
-        " WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {_cql_map(replication_map(replicas))}",
         f"CREATE TABLE IF NOT EXISTS {ks}.raw_minutes ("
         " server_id text, metric text, day int, minute int, points map<int, float>,"
         " PRIMARY KEY ((server_id, metric, day), minute))"
@@ -153,6 +214,17 @@ def _schema(ks: str, ttl_s: int) -> list[str]:
         " server_id text, metric text, day int, PRIMARY KEY (server_id, metric, day))"
         f" WITH default_time_to_live = {ttl_s + _TTL_TABLES['series_days']}",
     ]
+
+
+def _cql_map(values: dict[str, str]) -> str:
+    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in values.items()) + "}"
+
+
+def _replicas_of(replication: dict[str, str]) -> int | None:
+    """Replicas per data centre of a keyspace's replication map (as Cassandra stores it: NTS
+    lists each data centre), or None when they differ between data centres."""
+    counts = {v for k, v in replication.items() if k not in ("class",)}
+    return int(counts.pop()) if len(counts) == 1 and next(iter(counts)).isdigit() else None
 
 
 # Tables whose default TTL follows retention_days (migrated at start when it changed), with
@@ -365,7 +437,8 @@ def _periods(from_ms: int, to_ms: int, span_ms: int) -> range:
 
 
 class CassandraTimeSeries:
-    """TimeSeriesStore over Cassandra at `url` (`cassandra://host[,host][:port]/keyspace`).
+    """TimeSeriesStore over Cassandra at `url` (`cassandra://host[,host][:port]/keyspace`, with
+    `?replication=N&consistency=LEVEL` as `parse_target` describes).
 
     `retention_days` is the TTL of raw readings and rollups; changing it migrates the tables'
     default TTL at the next start (rows already written keep theirs).
@@ -373,7 +446,9 @@ class CassandraTimeSeries:
 
     def __init__(self, url: str, retention_days: int = 400,
                  partitions_per_batch: int = MAX_PARTITIONS_PER_BATCH) -> None:
-        self._hosts, self._port, self._keyspace = parse_url(url)
+        target = parse_target(url)
+        self._hosts, self._port, self._keyspace = target.hosts, target.port, target.keyspace
+        self._replication, self._consistency = target.replication, target.consistency
         self.partitions_per_batch = partitions_per_batch
         if retention_days < 1:
             raise ValueError(f"retention_days must be at least 1, got {retention_days}")
@@ -392,13 +467,14 @@ class CassandraTimeSeries:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, create the keyspace (SimpleStrategy, RF 1) and tables if missing, migrate
-        the TTL, and prepare the statements. Idempotent."""
+        """Connect, create the keyspace (NetworkTopologyStrategy, the URL's replication or 1)
+        and tables if missing, change an existing keyspace's replication when the URL names
+        another, migrate the TTL, and prepare the statements. Idempotent."""
         if self._session is not None:
             return
         profile = ExecutionProfile(
             load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-            consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+            consistency_level=self._consistency,
             row_factory=tuple_factory,
             request_timeout=15.0,
         )
@@ -419,7 +495,10 @@ class CassandraTimeSeries:
             raise Unavailable(f"{self._where()}: cannot connect: {exc}") from exc
         self._cluster, self._session = cluster, session
         try:
-            for ddl in _schema(self._keyspace, self._ttl_s):
+            schema = _schema(self._keyspace, self._ttl_s, self._replication or 1)
+            await self._execute(schema[0])
+            await self._migrate_replication()
+            for ddl in schema[1:]:
                 await self._execute(ddl)
             await self._migrate_ttl()
             self._prepared = await asyncio.to_thread(self._prepare_all)
@@ -440,6 +519,24 @@ class CassandraTimeSeries:
             raise
         except Exception as exc:
             raise Unavailable(f"{self._where()}: cannot prepare statements: {exc}") from exc
+
+    async def _migrate_replication(self) -> None:
+        """Give the keyspace the URL's replication when it has another. Rows written before
+        reach the new replicas only through a repair (`nodetool repair` on each node), which
+        this does not run: it says so."""
+        if self._replication is None:
+            return
+        rows = await self._execute(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (self._keyspace,)
+        )
+        wanted = replication_map(self._replication)
+        current = dict(rows[0][0]) if rows else {}
+        if _replicas_of(current) == self._replication and current.get("class", "").endswith("NetworkTopologyStrategy"):
+            return
+        await self._execute(f"ALTER KEYSPACE {self._keyspace} WITH replication = {_cql_map(wanted)}")
+        log.warning("%s: replication changed from %s to %d replicas; run `nodetool repair %s` on every"
+                    " node so rows written before have them all", self._where(), current or "none",
+                    self._replication, self._keyspace)
 
     async def _migrate_ttl(self) -> None:
         rows = await self._execute(

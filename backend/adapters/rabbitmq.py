@@ -11,6 +11,12 @@ Topology (every name starts with `prefix`, `tasker` by default):
 - `tasker.events.<channel>`: fanout exchange per event channel; each subscriber binds its own
   exclusive, auto-delete, length-capped queue. Events are transient.
 
+On a cluster (`amqp://user:pass@h1,h2,h3/vhost`, or `?queue_type=quorum` with one host) the work
+and dead-letter queues are quorum queues, replicated on every node: a publish is confirmed once
+a majority of them has it, and the queue survives the loss of a minority. The connection then
+goes to the listed hosts in turn: when the node it is on goes away, it reconnects to the next one
+that answers (`FailoverConnection`).
+
 Work messages are persistent and published on a channel with publisher confirms, so
 `publish_work` returns only once RabbitMQ has the message. Consumers ack only after their handler
 returned. The connection is robust: after RabbitMQ comes back, aio-pika re-declares the topology
@@ -35,6 +41,8 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
 from yarl import URL
 
 from backend.adapters.memory_broker import RetryBackoff
@@ -48,6 +56,72 @@ _BROKER_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, Runtime
 EVENT_QUEUE_MAX_LENGTH = 10_000
 EVENT_PREFETCH = 256
 _MAX_NAME = 200  # AMQP names are at most 255 bytes; leave room for the prefix
+
+
+QUEUE_TYPES = ("classic", "quorum")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerTarget:
+    """What an `amqp://` URL names: one URL per node, and the kind of queue to declare."""
+
+    urls: list[str]
+    """`amqp://user:pass@host:port/vhost` of each listed host, in the order given."""
+    queue_type: str
+    """`?queue_type=classic|quorum`; quorum by default when several hosts are listed."""
+    where: str
+    """`RabbitMQ at h1:5672,h2:5672`, for messages (never the password)."""
+
+
+def parse_broker_url(url: str) -> BrokerTarget:
+    """The BrokerTarget of `amqp[s]://[user[:pass]@]host[:port][,host[:port]]/vhost[?queue_type=...]`
+    (other query options are left to aio-pika); ValueError naming what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps"):
+        raise ValueError(f"broker URL: expected amqp:// or amqps://, got {parts.scheme or 'no'} scheme")
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    default_port = 5671 if parts.scheme == "amqps" else 5672
+    hosts = []
+    for entry in hostlist.split(","):
+        host, port = entry, ""
+        if ":" in entry and not entry.endswith("]"):
+            host, _, port = entry.rpartition(":")
+        if not host or port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"broker URL: bad host {entry!r}; expected host[:port][,host[:port]]")
+        hosts.append(f"{host}:{port or default_port}")
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    ours = [value for key, value in options if key == "queue_type"]
+    rest = urlencode([(key, value) for key, value in options if key != "queue_type"])
+    queue_type = ours[-1] if ours else ("quorum" if len(hosts) > 1 else "classic")
+    if queue_type not in QUEUE_TYPES:
+        raise ValueError(f"broker URL: queue_type={queue_type!r}; expected one of {', '.join(QUEUE_TYPES)}")
+    urls = [urlunsplit((parts.scheme, f"{userinfo}{at}{host}", parts.path, rest, "")) for host in hosts]
+    return BrokerTarget(urls, queue_type, f"RabbitMQ at {','.join(hosts)}")
+
+
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection that tries the cluster's nodes in turn: each (re)connect attempt goes
+    to the next URL of the list, so losing the node it is on means reconnecting to another.
+
+    aio-pika's RobustConnection reconnects to `self.url` and clears `self.transport` right before
+    each attempt (aio-pika 10.x); the next URL is chosen there. The cluster fault tests catch a
+    change of that behaviour."""
+
+    def __init__(self, urls: list[str], first: int = 0, **kwargs: Any) -> None:
+        self._urls = [URL(u) for u in urls]
+        self._turn = first - 1  # the first attempt goes to urls[first]
+        super().__init__(self._urls[first], **kwargs)
+
+    @property
+    def transport(self) -> Any:
+        return self._transport_now
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        if value is None and getattr(self, "_urls", None):
+            self._turn = (self._turn + 1) % len(self._urls)
+            self.url = self._urls[self._turn]
+        self._transport_now = value
 
 
 @dataclass(slots=True)
@@ -84,18 +158,19 @@ class RabbitMQBroker:
         retry_backoff: float = 0.1,
         retry_backoff_max: float = 5.0,
     ) -> None:
-        """`url`: `amqp://user:pass@host:5672/vhost`. `prefix`: first part of every queue and
+        """`url`: `amqp://user:pass@host:5672/vhost`, or several hosts for a cluster (see
+        `parse_broker_url`). `prefix`: first part of every queue and
         exchange name (tests use a random one to stay apart). `operation_timeout`: longest wait
         for a publish confirm or a declaration before `Unavailable`. `ping_timeout`: longest
         `ping`. `reconnect_interval`: pause between reconnect attempts. `retry_backoff`/
         `retry_backoff_max`: first and longest delay before a failed message is requeued."""
         _check_name("prefix", prefix)
-        self._url = url
-        parsed = URL(url)
-        port = parsed.port or (5671 if parsed.scheme == "amqps" else 5672)
+        target = parse_broker_url(url)
+        self._urls = target.urls
+        self.queue_type = target.queue_type
         # Said in every error; never the password.
-        self.where = f"RabbitMQ at {parsed.host or 'localhost'}:{port}"
-        self._password = parsed.password or ""
+        self.where = target.where
+        self._password = URL(target.urls[0]).password or ""
         self.prefix = prefix
         self.connect_timeout = connect_timeout
         self.operation_timeout = operation_timeout
@@ -151,10 +226,7 @@ class RabbitMQBroker:
     async def start(self) -> None:
         """Connect and declare the readings and dead-letter topology; Unavailable if unreachable."""
         try:
-            self._connection = await aio_pika.connect_robust(
-                self._url, timeout=self.connect_timeout, reconnect_interval=self.reconnect_interval
-            )
-            connection = self._connection
+            self._connection = connection = await self._connect()
             self._topology_channel = await connection.channel(publisher_confirms=False)
             self._publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             self._event_channel = await connection.channel(publisher_confirms=False)
@@ -162,13 +234,29 @@ class RabbitMQBroker:
             await self._subscribe_channel.set_qos(prefetch_count=EVENT_PREFETCH)
             await self._declare_exchange(self.readings_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
             await self._declare_exchange(self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
-            dead = await self._topology_channel.declare_queue(self.dead_letter_queue, durable=True)
+            dead = await self._topology_channel.declare_queue(
+                self.dead_letter_queue, durable=True, arguments=self._queue_type_arguments()
+            )
             self._queue_names.add(self.dead_letter_queue)
             await dead.bind(self.dead_letter_exchange, routing_key="")
         except _BROKER_ERRORS as exc:
             await self.close()
             raise self._unavailable("cannot connect", exc) from None
         self._readings_exchange = await self._publish_channel.get_exchange(self.readings_exchange, ensure=False)
+
+    async def _connect(self) -> FailoverConnection:
+        """A connection to the first listed node that answers."""
+        failure: BaseException | None = None
+        for first in range(len(self._urls)):
+            connection = FailoverConnection(self._urls, first, reconnect_interval=self.reconnect_interval)
+            try:
+                await connection.connect(timeout=self.connect_timeout)
+                return connection
+            except _BROKER_ERRORS as exc:
+                failure = exc
+                await connection.close()
+        assert failure is not None
+        raise failure
 
     async def close(self) -> None:
         """Stop consuming and disconnect; unacked messages go back to their queues."""
@@ -226,7 +314,11 @@ class RabbitMQBroker:
         self._exchange_names.add(name)
 
     def _work_queue_arguments(self) -> dict[str, Any]:
-        return {"x-dead-letter-exchange": self.dead_letter_exchange}
+        return {"x-dead-letter-exchange": self.dead_letter_exchange, **self._queue_type_arguments()}
+
+    def _queue_type_arguments(self) -> dict[str, Any]:
+        # A queue keeps the type it was declared with: declaring it again with another fails.
+        return {"x-queue-type": "quorum"} if self.queue_type == "quorum" else {}
 
     async def _ensure_work_queue(self, queue: str) -> None:
         """Declare (once) the durable queue for `queue` and bind it, so nothing published is lost
