@@ -12,7 +12,7 @@ from backend.http.errors import read_json
 from backend.http.json_body import json_response
 from backend.ports import Unavailable
 from backend.services.auth import InvalidField
-from backend.services.audit import audit_json
+from backend.services.audit import MAX_PAGE, audit_json
 from backend.services.servers import server_json
 
 log = logging.getLogger(__name__)
@@ -95,10 +95,10 @@ async def put_owner(request: web.Request) -> web.Response:
 async def list_audit(request: web.Request) -> web.Response:
     """The audit log, newest first: `?limit=` (at most 1,000) and `?before=` an entry id."""
     principal = await caller(request)
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        raise InvalidField("limit", "must be a whole number") from None
+    raw = request.query.get("limit", "100")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidField("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+    limit = int(raw)
     entries = await context(request).servers.audit.page(  # type: ignore[union-attr]
         principal, limit, request.query.get("before"))
     return json_response({"entries": [audit_json(e) for e in entries],

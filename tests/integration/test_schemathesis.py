@@ -1,0 +1,163 @@
+"""Every operation of the OpenAPI document, called by schemathesis against a real embedded backend
+with inputs made from the document (valid ones and broken ones): no answer is a 500, none breaks
+the document (status, content type, body schema). Then stateful sequences along the document's
+links (create a server, read, change and delete it; submit a task, read and cancel it).
+
+The backend runs on a loop of its own in a thread, since schemathesis calls it synchronously.
+Calls are made as an admin; posting readings with an ingest key, as sensors do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from backend.bootstrap import Backend, serving
+from backend.http.openapi import document
+from tasker.config import Settings
+
+pytestmark = pytest.mark.timeout(600)
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+MAX_EXAMPLES = 20
+"""Per operation and generation mode: about a minute for the whole API on a busy 2-core machine."""
+KEY_OPERATIONS = {"postReadings"}
+"""Operations called with the ingest key, as sensors call them."""
+
+
+@dataclass
+class LiveBackend:
+    url: str
+    admin_token: str
+    ingest_key: str
+    errors: list[logging.LogRecord]
+
+    def headers(self, operation_id: str | None) -> dict[str, str]:
+        if operation_id == "logout":
+            # Logging out the admin's session would leave every later call a 401.
+            return {"Authorization": f"Bearer {self.login()}"}
+        secret = self.ingest_key if operation_id in KEY_OPERATIONS else self.admin_token
+        return {"Authorization": f"Bearer {secret}"}
+
+    def login(self) -> str:
+        answer = requests.post(f"{self.url}/api/v1/auth/login",
+                               json={"username": "fuzz-admin", "password": PASSWORD}, timeout=30)
+        answer.raise_for_status()
+        return answer.json()["token"]
+
+
+PASSWORD = secrets.token_urlsafe(16)
+
+
+class ErrorLog(logging.Handler):
+    """Log records at ERROR and above from the backend: a traceback is a bug even without a 500."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def live_backend(tmp_path_factory) -> Iterator[LiveBackend]:
+    """An embedded backend running every role on its own loop in a thread, with an admin, an
+    ingest key and one registered server."""
+    tmp: Path = tmp_path_factory.mktemp("schemathesis")
+    loop = asyncio.new_event_loop()
+    ready: Future[LiveBackend] = Future()
+    stop = asyncio.Event()
+    errors = ErrorLog()
+
+    async def run() -> None:
+        settings_ = Settings(timeseries_url=f"sqlite:///{tmp}/ts.db", registry_url=f"sqlite:///{tmp}/registry.db")
+        backend = Backend.create(settings_)
+        try:
+            await backend.start(give_up_after_s=20)
+            async with serving(backend, "127.0.0.1", 0) as url:
+                assert backend.auth is not None
+                await backend.auth.add_user("fuzz-admin", "admin", PASSWORD)
+                _, key = await backend.auth.create_ingest_key("schemathesis", "fuzz-admin")
+                ready.set_result(LiveBackend(url, "", key, errors.records))
+                await stop.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+        finally:
+            await backend.close()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), name="schemathesis-backend")
+    logging.getLogger().addHandler(errors)
+    thread.start()
+    try:
+        live = ready.result(timeout=60)
+        live.admin_token = live.login()
+        server = {"name": "fuzz-target", "location": {"region": "eu-west"}, "energy_source": "wind",
+                  "idle_watts": 80, "max_watts": 400, "cores": 16}
+        requests.post(f"{live.url}/api/v1/servers", json=server, headers=live.headers(None),
+                      timeout=30).raise_for_status()
+        yield live
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        logging.getLogger().removeHandler(errors)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def api_schema(live_backend: LiveBackend):
+    schema = schemathesis.openapi.from_dict(document())
+    schema.config.update(base_url=live_backend.url)
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+                                    max_examples=MAX_EXAMPLES)
+    return schema
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_every_operation_answers_within_its_contract(case, live_backend: LiveBackend):
+    case.call_and_validate(headers=live_backend.headers(case.operation.definition.raw.get("operationId")),
+                           checks=CHECKS, timeout=30)
+    assert not live_backend.errors, [r.getMessage() for r in live_backend.errors]
+
+
+def test_stateful_sequences_along_the_links_stay_within_the_contract(live_backend: LiveBackend):
+    schema_ = schemathesis.openapi.from_dict(document())
+    schema_.config.update(base_url=live_backend.url)
+    machine = schema_.as_state_machine()
+
+    class Workflow(machine):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case):  # noqa: ANN001, ANN201 - schemathesis' hook
+            return {"headers": live_backend.headers(case.operation.definition.raw.get("operationId")),
+                    "timeout": 30}
+
+        def validate_response(self, response, case, **kwargs):  # noqa: ANN001, ANN201
+            case.validate_response(response, checks=CHECKS)
+
+    Workflow.run(settings=settings(max_examples=25, stateful_step_count=6, deadline=None, derandomize=True,
+                                   suppress_health_check=list(HealthCheck)))
+    assert not live_backend.errors, [r.getMessage() for r in live_backend.errors]
