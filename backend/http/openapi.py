@@ -81,7 +81,9 @@ ERRORS = {
 def errors(*statuses: int) -> dict[str, Any]:
     """Error answers, each the Error JSON; 503 whenever a store is involved."""
     out = {}
-    for status in statuses:
+    if 401 in statuses and 403 not in statuses:
+        statuses = (*statuses, 403)  # whoever authenticates may meet a rule of their role or key
+    for status in sorted(statuses):
         entry: dict[str, Any] = {"description": ERRORS[status], "content": json_content(ref("Error"))}
         if status == 503:
             entry["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
@@ -118,7 +120,7 @@ def _metric_limits() -> str:
 
 
 def _schemas() -> dict[str, Schema]:
-    region = {"type": "string", "enum": list(REGIONS)}
+    region = ref("Region")
     tags = {"type": "array", "maxItems": MAX_TAGS, "items": {"type": "string", "pattern": TAG_PATTERN}}
     location = {
         "type": "object", "additionalProperties": False,
@@ -181,6 +183,7 @@ def _schemas() -> dict[str, Schema]:
                        "saving_g": {"type": "number"}, "saving_pct": nullable_number},
     }
     return {
+        "Region": {"type": "string", "enum": list(REGIONS)},
         "Error": {
             "type": "object", "required": ["error"],
             "properties": {
