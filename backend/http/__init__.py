@@ -1,1 +1,1 @@
-"""The HTTP face of the backend: aiohttp routes of API.md, /healthz, /readyz, /metrics, the websocket."""
+"""The HTTP face of the backend: aiohttp routes of docs/api.md, /healthz, /readyz, /metrics, the websocket."""

@@ -1,4 +1,4 @@
-"""History and raw readings: query parameters checked into typed queries, answers as API.md JSON."""
+"""History and raw readings: query parameters checked into typed queries, answers as in docs/api.md."""
 
 from __future__ import annotations
 

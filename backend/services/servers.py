@@ -1,6 +1,6 @@
 """Registered servers: validation of the form fields, defaults, CRUD and change events.
 
-The fields and their rules come from DESIGN.md section 3; the JSON shape from API.md. Every
+The fields and their rules come from DESIGN.md section 3; the JSON shape from docs/api.md. Every
 change is broadcast on the broker's registry channel so each api process can tell its
 websocket clients.
 """
@@ -229,7 +229,7 @@ def patched_server(current: ServerRecord, payload: Any, at_ms: int) -> ServerRec
 
 
 def server_json(record: ServerRecord) -> dict[str, Any]:
-    """The server as API.md shows it."""
+    """The server as docs/api.md shows it."""
     return {
         "id": record.id,
         "name": record.name,

@@ -1,6 +1,6 @@
 """An in-memory stand-in for `tasker.client.TaskerClient`, for fast TUI unit and snapshot tests.
 
-It implements only the calls the TUI makes, with the wire shapes of API.md. The must-hold Pilot
+It implements only the calls the TUI makes, with the wire shapes of docs/api.md. The must-hold Pilot
 tests run against a real backend instead (see `test_against_backend.py`).
 """
 

@@ -1,4 +1,4 @@
-"""TaskerClient against a tiny in-test aiohttp server that speaks API.md.
+"""TaskerClient against a tiny in-test aiohttp server that speaks docs/api.md.
 
 The fake keeps just enough state (one user, a server dict, posted readings) to check that the
 client sends what the contract says and turns every kind of answer into the right result or error.
@@ -35,7 +35,7 @@ def _err(status: int, message: str, details=None) -> web.Response:
 
 
 class FakeBackend:
-    """The routes of API.md with in-memory state; `requests` records (method, path, query, body)."""
+    """The routes of docs/api.md with in-memory state; `requests` records (method, path, query, body)."""
 
     def __init__(self) -> None:
         self.servers: dict[str, dict] = {}
