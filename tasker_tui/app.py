@@ -28,6 +28,7 @@ from tasker_tui.literal import printable
 from tasker_tui.live_link import LinkStatus, LiveLink
 from tasker_tui.screens.base import TaskerScreen
 from tasker_tui.task_board import TaskBoard
+from tasker_tui.type_ahead import OrderedKeys
 
 if TYPE_CHECKING:
     from tasker.client import TaskerClient
@@ -40,7 +41,7 @@ SPARK_POINTS = 60  # history buckets fetched to fill a sparkline (5 s each over 
 PLAN_SETTLE_S = 0.5  # a burst of plan frames is one re-read of the plan and savings, this long after
 
 
-class TaskerApp(App[None]):
+class TaskerApp(OrderedKeys, App[None]):
     """Tasker's terminal UI for one backend at `url`."""
 
     CSS_PATH = Path(__file__).parent / "tasker.tcss"  # absolute, so subclasses elsewhere find it

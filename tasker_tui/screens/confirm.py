@@ -1,11 +1,13 @@
 """A yes/no modal. Deleting a server or cancelling a task goes through it; No has the focus.
 
 It answers only keys pressed after it was drawn: a key typed ahead (say `c` then `y` in one
-burst) reached the terminal before the question did, so it cannot be an answer to it.
+burst) reached the terminal before the question did, so it cannot be an answer to it. The app
+drops such keys (`refuses_type_ahead`, see `tasker_tui.type_ahead`); the screen checks again.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from textual import on
@@ -33,19 +35,32 @@ class ConfirmScreen(ModalScreen[bool]):
         self.detail = detail
         self.yes_label = yes_label
         self.no_label = no_label
-        # False until the question has been drawn: a key handled before then was typed ahead.
-        self.shown = False
+        # None until the question has been drawn: a key typed before then was typed ahead.
+        self.shown_at: float | None = None
+
+    refuses_type_ahead = True
+
+    @property
+    def shown(self) -> bool:
+        return self.shown_at is not None
+
+    @property
+    def ready(self) -> bool:
+        return self.shown
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._show)
 
     def _show(self) -> None:
-        self.shown = True
+        self.shown_at = time.monotonic()
+
+    def _typed_ahead(self) -> bool:
+        typed_before = getattr(self.app, "typed_before", None)
+        return not self.shown or (typed_before is not None and typed_before(self.shown_at))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Keys typed ahead reach the app's bindings after this screen is pushed but before it is
-        # drawn; the answer keys wait until it is.
-        return self.shown or action != "answer"
+        # The answer keys count only when pressed after the question was drawn.
+        return action != "answer" or not self._typed_ahead()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
@@ -60,7 +75,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
-        if self.shown:
+        if not self._typed_ahead():
             self.dismiss(event.button.id == "yes")
 
 

@@ -1,0 +1,112 @@
+"""What a user notices of keys and focus: bursts of keys typed ahead, deleting from a detail
+screen, footers that offer only what works, forms, the `:` command line, and the smaller keys.
+
+Over the in-memory fake client with a frozen clock, like `test_screens.py`.
+"""
+
+from __future__ import annotations
+
+import pytest
+from textual import events
+from textual.widgets import Input
+
+from tasker_tui import format as fmt
+from tasker_tui.screens.confirm import ConfirmScreen
+from tasker_tui.screens.detail import DetailScreen
+from tasker_tui.screens.fleet import FleetScreen
+from tasker_tui.screens.server_form import ServerFormScreen
+from tests.tui.conftest import wait_until
+from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
+from tests.tui.screen_text import screen_words
+
+KEY_NAMES = {"/": "slash", "-": "minus", "\t": "tab", " ": "space", ":": "colon"}
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch):
+    monkeypatch.setattr(fmt, "now_ms", lambda: BASE_MS)
+
+
+def burst(app, text: str) -> None:
+    """Every key of `text` queued at once, as one write from the terminal delivers them (pilot.press
+    would wait for the app between keys)."""
+    for char in text:
+        app.post_message(events.Key(KEY_NAMES.get(char, char), char))
+
+
+async def settled(pilot) -> None:
+    await pilot.pause(0.3)
+    await pilot.press()  # nothing: lets the queued keys be handled before looking
+
+
+async def select(pilot, name: str) -> str:
+    app = pilot.app
+    table = app.screen.query_one("#fleet")
+    server_id = next(sid for sid, s in app.fleet.servers.items() if s["name"] == name)
+    await pilot.press("home")
+    for _ in range(len(app.fleet.servers)):
+        if table.selected_server_id == server_id:
+            return server_id
+        await pilot.press("down")
+    raise AssertionError(f"no row for {name}")
+
+
+# --- 1. keys typed ahead ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed", ["/dyn", "/db", "/web-dub"])
+async def test_a_burst_after_slash_goes_into_the_filter(typed):
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        count = len(client.servers)
+        burst(app, typed)
+        await wait_until(pilot, lambda: app.screen.query_one("#filter", Input).value == typed[1:],
+                         what=f"the filter to read {typed[1:]!r}")
+        await settled(pilot)
+        assert isinstance(app.screen, FleetScreen)  # no delete question, no edit form
+        assert app.screen.query_one("#filter", Input).value == typed[1:]
+        assert len(client.servers) == count
+        assert f"/{typed[1:]}:" in screen_words(app)  # the totals line says what is filtered
+
+
+async def test_a_paste_right_after_slash_goes_into_the_filter():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        burst(app, "/")
+        app.post_message(events.Paste("web-dub"))
+        await wait_until(pilot, lambda: app.screen.query_one("#filter", Input).value == "web-dub",
+                         what="the pasted filter")
+        await settled(pilot)
+        assert "web-dub-1" in screen_words(app) and "db-iad-1" not in screen_words(app)
+
+
+async def test_a_delete_question_cannot_be_answered_by_type_ahead():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        server_id = await select(pilot, "web-dub-1")
+        burst(app, "dy")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.shown, what="question")
+        await settled(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert server_id in client.servers
+        assert "Delete server web-dub-1?" in screen_words(app)
+        await pilot.press("enter")  # the focus is on No: the default answer
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="back to the fleet")
+        assert server_id in client.servers
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.shown, what="question")
+        await pilot.press("y")  # pressed after it was shown: counts
+        await wait_until(pilot, lambda: server_id not in client.servers, what="deleted")
+
+
+async def test_tab_in_a_burst_moves_to_the_next_field_of_the_form_it_opened():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        burst(app, "aweb-9\t")
+        await wait_until(pilot, lambda: isinstance(app.screen, ServerFormScreen) and app.focused is not None
+                         and app.focused.id == "field-region", what="the focus on the second field")
+        assert app.screen.query_one("#field-name", Input).value == "web-9"
