@@ -393,7 +393,11 @@ class TaskerApp(OrderedKeys, App[None]):
         self.user = {}
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        self.switch_screen(LoginScreen(message=f"{message}. Please log in again."))
+        login = LoginScreen(message=f"{message}. Please log in again.")
+        if len(self.screen_stack) > 1:
+            self.switch_screen(login)
+        else:  # only Textual's default screen is left: nothing to replace
+            self.push_screen(login)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
@@ -469,7 +473,7 @@ class TaskerApp(OrderedKeys, App[None]):
     async def delete_server(self, server_id: str) -> None:
         name = self.fleet.servers.get(server_id, {}).get("name", server_id)
         await self.client.delete_server(server_id)
-        while getattr(self.screen, "server_id", None) == server_id:
+        while getattr(self.screen, "server_id", None) == server_id and len(self.screen_stack) > 2:
             self.pop_screen()
         self.fleet.remove_server(server_id)
         self.tick()

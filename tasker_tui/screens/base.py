@@ -60,7 +60,8 @@ class TaskerScreen(Screen):
         self.refresh_live()
 
     def on_screen_resume(self) -> None:
-        if self.ready:
+        # The resume of a screen closed meanwhile (a delete from it) arrives late: nothing to draw.
+        if self.ready and self.is_current:
             self.sync_chrome()
             self.refresh_live()
 

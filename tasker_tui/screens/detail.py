@@ -148,6 +148,8 @@ class DetailScreen(TaskerScreen):
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
+        if not self.is_current:
+            return  # closed meanwhile (see TaskerScreen.on_screen_resume)
         self._show_spec()
         if self._loaded_for:  # coming back from another screen: fill what happened meanwhile
             self.load_history()
@@ -191,8 +193,11 @@ class DetailScreen(TaskerScreen):
     def refresh_live(self) -> None:
         fleet = self.tasker.fleet
         if self.server_id not in fleet.servers and fleet.connected and self._loaded_for:
-            self.notify(f"{self.server.get('name', 'The server')} was deleted.", severity="warning")
-            self.dismiss()
+            # Only from the top: `dismiss` pops whatever is on top, and a delete from this screen
+            # has closed it already by the time a late resume gets here.
+            if self.is_current:
+                self.notify(f"{self.server.get('name', 'The server')} was deleted.", severity="warning")
+                self.dismiss()
             return
         link = self.tasker.link
         if self._loaded_for and link and self._loaded_for[1] != link.epoch:

@@ -110,3 +110,47 @@ async def test_tab_in_a_burst_moves_to_the_next_field_of_the_form_it_opened():
         await wait_until(pilot, lambda: isinstance(app.screen, ServerFormScreen) and app.focused is not None
                          and app.focused.id == "field-region", what="the focus on the second field")
         assert app.screen.query_one("#field-name", Input).value == "web-9"
+
+
+# --- 2. deleting from the detail screen -----------------------------------------------------------
+
+
+async def open_detail(pilot, name: str) -> DetailScreen:
+    await select(pilot, name)
+    await pilot.press("enter")
+    app = pilot.app
+    await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.ready, what="detail")
+    return app.screen
+
+
+async def test_deleting_from_the_detail_screen_returns_to_the_fleet_once():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        detail = await open_detail(pilot, "web-dub-1")
+        server_id = detail.server_id
+        real_delete = client.delete_server
+
+        async def delete_and_announce(sid, *, purge=False):
+            # The backend tells every live connection, this TUI's included, as it deletes.
+            server = client.servers[sid]
+            await real_delete(sid)
+            client.push({"type": "registry", "event": "removed", "server": server})
+
+        client.delete_server = delete_and_announce
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.shown, what="question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: server_id not in app.fleet.servers and isinstance(app.screen, FleetScreen),
+                         what="the fleet without the server")
+        # The detail screen's own resume (queued when the question closed) may come after the
+        # delete closed it: the fleet stays.
+        detail.on_screen_resume()
+        detail.refresh_live()
+        await settled(pilot)
+        assert isinstance(app.screen, FleetScreen)
+        words = screen_words(app)
+        assert "11 servers" in words and "web-dub-1" not in words
+        await pilot.press("ctrl+l")  # log out from there: the login screen, no crash
+        await wait_until(pilot, lambda: app.screen.query("#username"), what="the login screen")
+        assert app.is_running
