@@ -14,6 +14,7 @@ import pytest
 import typer
 from aiohttp import web
 
+from backend.bootstrap import Backend
 from backend.http import ops
 from backend.http.app import build_app
 from backend.http.context import ApiContext
@@ -165,6 +166,8 @@ def test_settings_accept_the_backend_environment(docs: list[dict[str, Any]]) -> 
         if not roles_of(container):
             continue
         settings = load_settings(backend_environment(docs, container))
+        # The adapters the role needs take these URLs (creating them connects nothing).
+        Backend.create(settings, roles_of(container))
         host, port = split_listen(settings.listen)
         assert host == "0.0.0.0", "the backend must listen beyond the pod's loopback"
         assert [p["containerPort"] for p in container["ports"] if p["name"] == "http"] == [port]
