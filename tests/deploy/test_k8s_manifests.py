@@ -144,6 +144,9 @@ def test_every_tasker_variable_named_exists(docs: list[dict[str, Any]]) -> None:
     named_here = set()
     for _, container in containers(docs):
         named_here |= {name for name in env_names(container) if name.startswith("TASKER_")}
+        if container.get("command", [None])[0] == "sh":  # variables set inside a script
+            script = " ".join(container["command"] + container.get("args", []))
+            named_here |= set(re.findall(r"\bTASKER_[A-Z0-9_]+", script))
     for doc in docs:
         if doc["kind"] == "ConfigMap":
             named_here |= {key for key in doc.get("data", {}) if key.startswith("TASKER_")}
@@ -272,6 +275,9 @@ def test_no_secret_is_committed_and_every_one_used_is_documented(docs: list[dict
             if "secret" in volume:
                 used |= {(volume["secret"]["secretName"], item["key"]) for item in volume["secret"]["items"]}
     assert used
+    for ingress in (d for d in docs if d["kind"] == "Ingress"):
+        for tls in ingress["spec"].get("tls", []):
+            assert f"secret tls {tls['secretName']}" in guide
     for name, key in used:
         assert f"secret generic {name}" in guide and f"--from-literal={key}=" in guide, (
             f"docs/deploy.md does not say how to make Secret {name} key {key}")
