@@ -14,6 +14,8 @@ import pytest
 import typer
 from aiohttp import web
 
+from backend.adapters.cassandra import parse_target
+from backend.adapters.rabbitmq import parse_broker_url
 from backend.bootstrap import Backend
 from backend.http import ops
 from backend.http.app import build_app
@@ -177,6 +179,21 @@ def test_settings_accept_the_backend_environment(docs: list[dict[str, Any]]) -> 
         assert settings.broker_url.startswith("amqp://tasker:" + SAMPLE_SECRET)
         assert settings.timeseries_url.startswith("cassandra://")
         assert settings.registry_url.startswith(f"mongodb://tasker:{SAMPLE_SECRET}@")
+
+
+def test_the_backend_uses_the_clusters_replication(docs: list[dict[str, Any]]) -> None:
+    """Quorum queues on a RabbitMQ cluster, and as many copies of each reading as Cassandra has
+    nodes (QUORUM reads and writes then survive one node down)."""
+    rabbitmq = named(docs, "StatefulSet", "rabbitmq")["spec"]["replicas"]
+    cassandra = named(docs, "StatefulSet", "cassandra")["spec"]["replicas"]
+    assert rabbitmq == cassandra == 3
+    for _, container in tasker_containers(docs):
+        if roles_of(container):
+            settings = load_settings(backend_environment(docs, container))
+            assert parse_broker_url(settings.broker_url).queue_type == "quorum"
+            target = parse_target(settings.timeseries_url)
+            assert target.replication == cassandra
+            assert len(target.hosts) == cassandra
 
 
 def resolvable_names(docs: list[dict[str, Any]]) -> dict[str, set[int]]:
