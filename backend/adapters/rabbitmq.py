@@ -108,9 +108,9 @@ class FailoverConnection(aio_pika.RobustConnection):
     change of that behaviour."""
 
     def __init__(self, urls: list[str], first: int = 0, **kwargs: Any) -> None:
+        super().__init__(URL(urls[first]), **kwargs)
         self._urls = [URL(u) for u in urls]
         self._turn = first - 1  # the first attempt goes to urls[first]
-        super().__init__(self._urls[first], **kwargs)
 
     @property
     def transport(self) -> Any:
