@@ -34,7 +34,7 @@ def _count(params: Mapping[str, str], name: str, default: int, maximum: int) -> 
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise InvalidField(name, f"must be a whole number from 1 to {maximum}")
     return int(raw)
 

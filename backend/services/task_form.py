@@ -44,17 +44,23 @@ class TaskRejected(FormRejected):
         self.args = (f"invalid task: {', '.join(d['field'] for d in details)}",)
 
 
+LATEST_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the last instant an answer can show in RFC 3339."""
+
+
 def _instant(value: Any) -> int:
-    """Epoch ms (an integer) or an RFC 3339 string; ValueError saying why not."""
+    """Epoch ms (an integer) or an RFC 3339 string, from 2000 to 9999; ValueError saying why not."""
     if isinstance(value, bool):
         raise ValueError("must be epoch milliseconds or an RFC 3339 timestamp")
     if isinstance(value, int):
-        if value < EARLIEST_TS_MS or value > 2**53:
-            raise ValueError("is out of range for epoch milliseconds")
-        return value
-    if isinstance(value, str):
-        return parse_rfc3339_ms(value)
-    raise ValueError("must be epoch milliseconds or an RFC 3339 timestamp")
+        ms = value
+    elif isinstance(value, str):
+        ms = parse_rfc3339_ms(value)
+    else:
+        raise ValueError("must be epoch milliseconds or an RFC 3339 timestamp")
+    if not EARLIEST_TS_MS <= ms <= LATEST_MS:
+        raise ValueError("must be from 2000-01-01T00:00:00Z to 9999-12-31T23:59:59Z")
+    return ms
 
 
 def _duration(value: Any) -> int:

@@ -63,8 +63,10 @@ def parse_run_event(payload: Any, now_ms: int) -> RunEvent:
     try:
         if isinstance(at, str):
             at = parse_rfc3339_ms(at)
-        elif type(at) is not int or not EARLIEST_TS_MS <= at <= 2**53:
+        elif type(at) is not int:
             raise ValueError("must be epoch milliseconds or an RFC 3339 timestamp")
+        if at < EARLIEST_TS_MS:
+            raise ValueError("is before 2000-01-01T00:00:00Z")
         if at > now_ms + MAX_CLOCK_AHEAD_MS:
             raise ValueError("is more than a minute in the future (is the agent's clock right?)")
     except ValueError as exc:

@@ -45,7 +45,7 @@ def parse_instant(text: str, now: int) -> int:
     text = text.strip()
     if text == "now":
         return now
-    if text.isdigit() and len(text) <= 15:
+    if text.isascii() and text.isdigit() and len(text) <= 15:
         return int(text)
     match = _RELATIVE.fullmatch(text)
     if match:
