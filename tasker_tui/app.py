@@ -39,6 +39,7 @@ CHAT_KEY = "ctrl+t"
 QUIT_AGAIN_S = 5.0  # how long a second quit key confirms dropping unsent chat messages
 SPARK_POINTS = 60  # history buckets fetched to fill a sparkline (5 s each over 5 minutes)
 PLAN_SETTLE_S = 0.5  # a burst of plan frames is one re-read of the plan and savings, this long after
+WRITER_ROLES = frozenset({"sysadmin", "admin"})  # the backend's roles that may change servers and tasks
 
 
 class TaskerApp(OrderedKeys, App[None]):
@@ -123,6 +124,19 @@ class TaskerApp(OrderedKeys, App[None]):
 
             self._chat = ChatState()
         return self._chat
+
+    @property
+    def can_write(self) -> bool:
+        """Whether the logged-in role may change servers and tasks (engineers only read)."""
+        return self.user.get("role") in WRITER_ROLES
+
+    def refuse_reader(self, what: str) -> bool:
+        """True (and says why) when the logged-in role may not `what` ("delete servers")."""
+        if self.can_write:
+            return False
+        role = self.user.get("role") or "this role"
+        self.notify(f"{role.capitalize()}s may not {what}; a sysadmin or an admin may.", severity="warning")
+        return True
 
     @property
     def chat_unread(self) -> int:
@@ -288,6 +302,9 @@ class TaskerApp(OrderedKeys, App[None]):
         """Open the submit form; the task shows at once, before the scheduler's frame."""
         from tasker_tui.screens.task_form import TaskFormScreen
 
+        if self.refuse_reader("submit tasks"):
+            return
+
         def submitted(task: Task | None) -> None:
             if task is not None:
                 self.board.upsert(task)
@@ -300,6 +317,8 @@ class TaskerApp(OrderedKeys, App[None]):
         from tasker_tui.literal import one_line
         from tasker_tui.screens.confirm import ask
 
+        if self.refuse_reader("cancel tasks"):
+            return
         if task.state in ("done", "failed", "cancelled"):
             self.notify(f"{task.name} is already {task.state}.", severity="warning")
             return
@@ -455,6 +474,9 @@ class TaskerApp(OrderedKeys, App[None]):
         """Open the register form (None) or the edit form; what the backend stored is shown at once."""
         from tasker_tui.screens.server_form import ServerFormScreen
 
+        if self.refuse_reader("register or edit servers"):
+            return
+
         def saved(stored: dict[str, Any] | None) -> None:
             if stored:
                 self.fleet.upsert_server(stored)
@@ -467,6 +489,8 @@ class TaskerApp(OrderedKeys, App[None]):
         """Ask, then delete; screens showing that server close."""
         from tasker_tui.screens.confirm import confirm_delete
 
+        if self.refuse_reader("delete servers"):
+            return
         confirm_delete(self, server, lambda server_id: self.delete_server(server_id) if server_id else None)
 
     @work(exclusive=True, group="delete", exit_on_error=False)
@@ -494,14 +518,22 @@ class TaskerApp(OrderedKeys, App[None]):
         """The palette lists every key-bound action of the current screen as well."""
         yield from super().get_system_commands(screen)
         seen: set[str] = {"quit"}
-        for active in screen.active_bindings.values():
-            binding, node = active.binding, active.node
-            if not binding.description or not binding.tooltip or binding.action in seen or not active.enabled:
-                continue  # Tasker's keys all have a tooltip; focus and cursor moves are not commands
-            seen.add(binding.action)
-            key = binding.key_display or self.get_key_display(binding)
-            yield SystemCommand(
-                binding.description,
-                f"{binding.tooltip or binding.description} (key: {key})",
-                partial(self.run_action, binding.action, node),
-            )
+        # Every node from the focused widget up, unfiltered: Textual drops the keys a focused text
+        # field would type (the chat input), but from the palette those actions work all the same.
+        focused = screen.focused
+        nodes = [*focused.ancestors_with_self] if focused is not None else [screen, self]
+        for node in nodes:
+            for _key, binding in node._bindings:
+                if not binding.description or not binding.tooltip or binding.action in seen:
+                    continue  # Tasker's keys all have a tooltip; focus and cursor moves are not commands
+                if isinstance(screen, TaskerScreen) and not screen.offers(binding, focus_matters=False):
+                    continue
+                if not self._check_action_state(binding.action, node):
+                    continue
+                seen.add(binding.action)
+                key = binding.key_display or self.get_key_display(binding)
+                yield SystemCommand(
+                    binding.description,
+                    f"{binding.tooltip or binding.description} (key: {key})",
+                    partial(self.run_action, binding.action, node),
+                )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
+from textual.binding import ActiveBinding, Binding
+from textual.keys import key_to_character
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
@@ -13,6 +15,18 @@ from tasker_tui.widgets.chrome import ConnectionBanner, TopBar
 
 if TYPE_CHECKING:
     from tasker_tui.app import TaskerApp
+
+# Actions that change the fleet or the tasks: the backend refuses them to roles that only read
+# (engineers), so those roles are not offered them.
+WRITER_ACTIONS = frozenset({"add", "edit", "delete", "new", "cancel_task"})
+
+
+def typed_character(binding: Binding) -> str | None:
+    """The character a binding's key types in a text field (`slash` is `/`), or None."""
+    character = key_to_character(binding.key)
+    if character is None and binding.key_display and len(binding.key_display) == 1:
+        character = binding.key_display
+    return character
 
 
 class TaskerScreen(Screen):
@@ -48,6 +62,30 @@ class TaskerScreen(Screen):
     @property
     def title_text(self) -> str:
         return self.SCREEN_TITLE
+
+    # --- what is offered ------------------------------------------------------------------
+
+    def may(self, action: str) -> bool:
+        """Whether the logged-in user's role may run `action` (a writer action needs a writer)."""
+        return action.removeprefix("app.") not in WRITER_ACTIONS or self.tasker.can_write
+
+    def offers(self, binding: Binding, *, focus_matters: bool = True) -> bool:
+        """Whether the footer, help and palette offer this key: the role may use it, and (with
+        `focus_matters`) the focused text field would not type it instead."""
+        if not self.may(binding.action):
+            return False
+        focused = self.focused
+        if focus_matters and focused is not None:
+            return not focused.check_consume_key(binding.key, typed_character(binding))
+        return True
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        """Textual's active keys, less those this user or focus cannot use (see `offers`)."""
+        return {key: active for key, active in super().active_bindings.items() if self.offers(active.binding)}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.may(action)
 
     def on_mount(self) -> None:
         # Nested widgets (the chat pane's own children) finish mounting before the first

@@ -15,9 +15,9 @@ from tasker_tui.screens.confirm import ConfirmScreen
 from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.screens.server_form import ServerFormScreen
-from tests.tui.conftest import wait_until
+from tests.tui.conftest import type_text, wait_for_text, wait_until
 from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
-from tests.tui.screen_text import screen_words
+from tests.tui.screen_text import screen_text, screen_words
 
 KEY_NAMES = {"/": "slash", "-": "minus", "\t": "tab", " ": "space", ":": "colon"}
 
@@ -32,6 +32,11 @@ def burst(app, text: str) -> None:
     would wait for the app between keys)."""
     for char in text:
         app.post_message(events.Key(KEY_NAMES.get(char, char), char))
+
+
+def toasts(app) -> list[str]:
+    """The messages of the toasts raised (Pilot's screen dump leaves toasts out)."""
+    return [n.message for n in app._notifications]
 
 
 async def settled(pilot) -> None:
@@ -154,3 +159,61 @@ async def test_deleting_from_the_detail_screen_returns_to_the_fleet_once():
         await pilot.press("ctrl+l")  # log out from there: the login screen, no crash
         await wait_until(pilot, lambda: app.screen.query("#username"), what="the login screen")
         assert app.is_running
+
+
+# --- 3. footers offer only what works ------------------------------------------------------------
+
+
+def engineer_app():
+    app, client = fake_app()
+    real_login = client.login
+
+    async def login_as_engineer(username, password):
+        answer = await real_login(username, password)
+        return {**answer, "role": "engineer"}
+
+    client.login = login_as_engineer
+    return app, client
+
+
+async def test_an_engineer_is_not_offered_changes_and_a_key_says_why():
+    app, client = engineer_app()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await fleet_ready(pilot, client)
+        bar = screen_text(app).splitlines()[-1]
+        assert "Open" in bar and "Tasks" in bar
+        assert "Add" not in bar and "Edit" not in bar and "Delete" not in bar
+        await pilot.press("a")  # the key still exists for sysadmins; for an engineer it says why
+        await wait_until(pilot, lambda: any("Engineers may not register or edit servers" in t for t in toasts(app)),
+                         what="the toast saying why")
+        assert isinstance(app.screen, FleetScreen)
+        await pilot.press("t")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen", what="tasks")
+        bar = screen_text(app).splitlines()[-1]
+        assert "Open" in bar and "New" not in bar and "Cancel task" not in bar
+
+
+async def test_with_the_chat_focused_the_footer_offers_no_key_the_input_would_type():
+    app, client = fake_app()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await fleet_ready(pilot, client)
+        assert "Filter" in screen_text(app).splitlines()[-1]
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: app.focused is not None and app.focused.id == "chat-input", what="chat")
+        bar = screen_text(app).splitlines()[-1]
+        assert "Close chat" in bar
+        assert "Filter" not in bar and "Quit" not in bar.replace("^q", "")
+
+
+async def test_the_palette_finds_the_screens_actions_while_the_chat_is_focused():
+    app, client = fake_app()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: app.focused is not None and app.focused.id == "chat-input", what="chat")
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", what="palette")
+        await type_text(pilot, "tasks")
+        await wait_for_text(pilot, "Every task: state, server, start, progress, CO2")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen", what="the tasks screen")
