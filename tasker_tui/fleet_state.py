@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasker_tui.format import as_value, is_number
+from tasker_tui.table_query import parse_filter
 
 # Keep this much live history per server and metric: enough for the fleet sparklines and for the
 # 5-minute detail chart, bounded so 500 servers cannot grow memory without limit.
@@ -186,11 +187,14 @@ class FleetState:
         series = self.series.get(server_id)
         return series.latest(metric) if series else None
 
-    def totals(self, now_ms: int) -> FleetTotals:
+    def totals(self, now_ms: int, server_ids: Iterable[str] | None = None) -> FleetTotals:
+        """Sums over `server_ids` (the whole fleet when None), e.g. the rows a filter shows."""
         watts = 0.0
         grams = 0.0
         fresh = stale = 0
-        for server_id, series in self.series.items():
+        chosen = self.series.items() if server_ids is None else [
+            (sid, self.series[sid]) for sid in server_ids if sid in self.series]
+        for server_id, series in chosen:
             if not self.connected or series.is_stale(now_ms):
                 stale += 1
                 continue
@@ -218,19 +222,22 @@ def location_text(server: Server, *, with_site: bool = False) -> str:
     return f"{region}/{site}" if with_site and site else region
 
 
-def matches_filter(server: Server, query: str) -> bool:
-    """True when every word of `query` occurs in the server's name, location, source or tags."""
-    words = query.casefold().split()
-    if not words:
-        return True
+FLEET_FIELDS = ("name", "region", "site", "source", "tag")
+"""What the fleet's filter can name: `source:coal region:eu-*` (see `table_query`)."""
+
+
+def filter_fields(server: Server) -> dict[str, list[str]]:
+    """A server as the fleet's filter sees it."""
     location = server.get("location") or {}
-    haystack = " ".join(
-        [
-            server.get("name", ""),
-            location.get("region", ""),
-            location.get("site", "") or "",
-            server.get("energy_source", ""),
-            *server.get("tags", []),
-        ]
-    ).casefold()
-    return all(word in haystack for word in words)
+    return {
+        "name": [str(server.get("name", ""))],
+        "region": [str(location.get("region", ""))],
+        "site": [str(location.get("site") or "")],
+        "source": [str(server.get("energy_source", ""))],
+        "tag": [str(tag) for tag in server.get("tags") or []],
+    }
+
+
+def matches_filter(server: Server, query: str) -> bool:
+    """True when the server matches every word of `query`, in any field or in the one named."""
+    return parse_filter(query, FLEET_FIELDS).matches(filter_fields(server))

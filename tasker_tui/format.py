@@ -132,13 +132,15 @@ def fleet_power(total_w: float) -> str:
 
 
 def sparkline(
-    samples: Sequence[tuple[int, float]], now_ms: int, width: int, span_s: int
+    samples: Sequence[tuple[int, float]], now_ms: int, width: int, span_s: int, *, ceiling: float | None = None
 ) -> str:
     """A `width`-character sparkline of the last `span_s` seconds ending at `now_ms`.
 
     `samples` are (ts_ms, value) oldest first. Each character is the mean of its time bucket,
-    scaled between the min and max of the visible buckets; empty buckets are blanks, so a
-    sensor that went quiet shows as a gap rather than a drop to zero.
+    scaled between the min and max of the visible buckets, or, given a `ceiling`, between zero and
+    the ceiling (or the highest value, when one goes above it): then a steady 220 W of 400 reads
+    as a steady half, not as noise blown up to full height, and rows compare. Empty buckets are
+    blanks, so a sensor that went quiet shows as a gap rather than a drop to zero.
     """
     if width <= 0:
         return ""
@@ -157,6 +159,8 @@ def sparkline(
         return SPARK_GAP * width
     # Halves: the span of -1e308 .. 1e308 would overflow to inf.
     low, high = min(present) / 2, max(present) / 2
+    if ceiling is not None and is_number(ceiling) and ceiling > 0 and low >= 0:
+        low, high = 0.0, max(high, ceiling / 2)
     half_span = high - low
     top = len(SPARK_CHARS) - 1
     chars = []

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.widgets import Input, Static
 
 from tasker_tui import format as fmt
+from tasker_tui.fleet_state import FLEET_FIELDS
 from tasker_tui.screens.base import TaskerScreen
 from tasker_tui.widgets.fleet_table import COLUMNS, FleetTable
 
@@ -26,9 +27,8 @@ class FleetScreen(TaskerScreen):
         Binding("r", "readings", "Raw", show=False, tooltip="Raw readings of the selected server"),
         Binding("t", "tasks", "Tasks", tooltip="Every task: state, server, start, progress, CO2"),
         Binding("p", "plan", "Plan", show=False, tooltip="Each server's timeline under its grid intensity"),
-        Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter by name, location, source or tag"),
-        Binding("s", "next_sort", "Sort", tooltip="Sort by the next column"),
-        Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
+        Binding("slash", "filter", "Filter", key_display="/",
+                tooltip="Filter: words or field:value, e.g. source:coal region:eu-*"),
         Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
     ]
 
@@ -36,8 +36,8 @@ class FleetScreen(TaskerScreen):
         yield Static(id="totals")
         yield FleetTable(self.tasker.fleet, id="fleet")
         yield Static("No servers registered yet. Press a to register one.", id="fleet-empty")
-        yield Input(placeholder="filter: name, location, source or tag (enter keeps, esc clears)", id="filter",
-                    compact=True)
+        yield Input(placeholder=f"filter: word or field:value ({' '.join(FLEET_FIELDS)}), * any, ! not",
+                    id="filter", compact=True)
 
     @property
     def table(self) -> FleetTable:
@@ -55,25 +55,33 @@ class FleetScreen(TaskerScreen):
         self.query_one("#fleet-empty").set_class(bool(self.tasker.fleet.servers), "-hidden")
 
     def _show_totals(self) -> None:
+        """Count, power and CO2 of the rows shown: with a filter, of those it leaves."""
         fleet = self.tasker.fleet
-        totals = fleet.totals(fmt.now_ms())
         table = self.table
+        query = table.filter
+        shown = table.shown_ids if query.active else None
+        totals = fleet.totals(fmt.now_ms(), shown)
         text = Text()
-        count = len(fleet.servers)
+        count = len(fleet.servers) if shown is None else len(shown)
+        if shown is not None:
+            text.append(f"/{query.text}", "bold yellow")
+            text.append(": ", "dim")
         text.append(f"{count} server{'' if count == 1 else 's'}", "bold")
         text.append(f", {totals.fresh} live", "green")
         if totals.stale:
             text.append(f" · {totals.stale} stale", "yellow")
         text.append(" │ ", "dim")
-        text.append(fmt.fleet_power(totals.watts), "bold")
+        # No fresh reading is no figure, not a fleet drawing 0 W.
+        text.append(fmt.fleet_power(totals.watts) if totals.fresh else "— W", "bold")
         text.append(" │ ", "dim")
-        text.append(fmt.quantity(totals.co2_kg_per_h, "kg CO2/h", 2), "bold")
-        sort_label = next(c.label for c in COLUMNS if c.key == table.sort_key)
-        text.append(" │ ", "dim")
-        text.append(f"{sort_label} {'▼' if table.sort_reverse else '▲'}")
-        if table.filter_text:
+        text.append(fmt.quantity(totals.co2_kg_per_h, "kg CO2/h", 2) if totals.fresh else "— kg CO2/h", "bold")
+        if query.error:
             text.append(" │ ", "dim")
-            text.append(f"/{table.filter_text}: {len(table.shown_ids)} shown", "bold yellow")
+            text.append(query.error, "bold red")
+        else:
+            sort_label = next(c.label for c in COLUMNS if c.key == table.sort_key)
+            text.append(" │ ", "dim")
+            text.append(f"{sort_label} {table.order.arrow}")
         self.query_one("#totals", Static).update(text)
 
     # --- selection ----------------------------------------------------------------------
@@ -124,12 +132,8 @@ class FleetScreen(TaskerScreen):
 
     # --- sort and filter -----------------------------------------------------------------
 
-    def action_next_sort(self) -> None:
-        self.table.next_sort()
-        self._show_totals()
-
-    def action_reverse_sort(self) -> None:
-        self.table.reverse_sort()
+    @on(FleetTable.SortChanged, "#fleet")
+    def _sort_changed(self) -> None:
         self._show_totals()
 
     def action_filter(self) -> None:

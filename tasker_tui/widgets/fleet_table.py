@@ -4,12 +4,17 @@ A Line API widget rather than a DataTable: every visible row changes every secon
 rows straight from segments (cached per row content) costs a fraction of DataTable's per-cell
 rendering, which the 500-server benchmark showed to dominate. It draws from a `FleetState` the
 screen hands it, repaints only visible rows whose text changed, and sorts and filters over the
-state, so a sort by a live column follows the data.
+state (with `table_query`), so a sort by a live column follows the data.
+
+Figures are drawn so they compare across rows: W is coloured by its share of the server's
+maximum power, g/h by the carbon intensity of the power drawn, the power sparkline runs from 0 to
+the server's maximum and the CO2 sparkline from 0 to one scale shared by the fleet (named in its
+header).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -25,8 +30,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tasker_tui import format as fmt
-from tasker_tui.fleet_state import FleetState, Server, location_text, matches_filter
+from tasker_tui.fleet_state import FLEET_FIELDS, FleetState, Server, filter_fields, location_text
 from tasker_tui.literal import one_line
+from tasker_tui.table_query import Filter, SortColumn, SortOrder, letter_position, ordered, parse_filter
 from tasker_tui.task_board import ServerLoad
 
 SPARK_SPAN_S = 300  # the sparklines show the last five minutes
@@ -39,24 +45,28 @@ SOURCE_COLORS = {
 }
 POWER_SPARK = "#e0a040"
 CO2_SPARK = "#60c0a0"
+# Share of its maximum power from which a server's W turns yellow, then red.
+POWER_THRESHOLDS = ((0.85, "red"), (0.6, "yellow"))
+# Carbon intensity (g CO2e per kWh drawn) from which g/h turns yellow, then red: below the first
+# is wind, hydro, nuclear and solar; above the second, gas, oil and coal.
+INTENSITY_THRESHOLDS = ((400.0, "red"), (100.0, "yellow"))
+LOW_CARBON = "green"
 
 
 @dataclass(frozen=True, slots=True)
-class Column:
-    key: str
-    label: str
+class Column(SortColumn):
     right: bool = False
 
 
 COLUMNS = (
-    Column("name", "Name"),
-    Column("location", "Location"),
-    Column("source", "Source"),
-    Column("power", "W", right=True),
-    Column("co2", "g/h", right=True),
-    Column("tasks", "Tasks"),
-    Column("power_spark", "Power 5m"),
-    Column("co2_spark", "CO2 5m"),
+    Column("name", "Name", "n"),
+    Column("location", "Location", "l"),
+    Column("source", "Source", "s"),
+    Column("power", "W", "w", descending_first=True, right=True),
+    Column("co2", "g/h", "c", descending_first=True, right=True),
+    Column("tasks", "Tasks", "t", descending_first=True),
+    Column("power_spark", "Power 5m", "p", descending_first=True),
+    Column("co2_spark", "CO2 5m", "o", descending_first=True),
 )
 LIVE_COLUMNS = {"power", "co2", "power_spark", "co2_spark"}
 
@@ -91,17 +101,24 @@ class RowCells(NamedTuple):
     tasks: str
     power_spark: str
     co2_spark: str
+    power_color: str  # "" for the table's own colour
+    co2_color: str
 
 
 CURSOR_BINDINGS = [
-    Binding("up", "cursor(-1)", "Up", show=False),
-    Binding("down", "cursor(1)", "Down", show=False),
+    Binding("up,k", "cursor(-1)", "Up", show=False),
+    Binding("down,j", "cursor(1)", "Down", show=False),
     Binding("pageup", "page(-1)", "Page up", show=False),
     Binding("pagedown", "page(1)", "Page down", show=False),
-    Binding("home", "edge(0)", "First", show=False),
-    Binding("end", "edge(1)", "Last", show=False),
+    Binding("home,g", "edge(0)", "First", show=False),
+    Binding("end,G", "edge(1)", "Last", show=False),
 ]
-"""The cursor keys of Tasker's tables (the widget implements cursor, page and edge)."""
+"""The cursor keys of Tasker's tables, vi-style too (the widget implements cursor, page and edge)."""
+
+
+def sort_bindings(columns: Iterable[SortColumn]) -> list[Binding]:
+    """Shift and a column's letter sorts by it; again reverses (the widget implements sort)."""
+    return [Binding(c.letter.upper(), f"sort('{c.key}')", f"Sort by {c.label}", show=False) for c in columns]
 
 
 def tasks_cell(load: ServerLoad | None) -> str:
@@ -119,6 +136,56 @@ def fit(text: str, width: int, right: bool = False) -> str:
         return set_cell_size(text, width - 1) + "…" if width > 0 else ""
     pad = " " * (width - cells)
     return pad + text if right else text + pad
+
+
+def header_label(label: str, letter: str, arrow: str, width: int, right: bool, style: Style) -> list[Segment]:
+    """A column header fitted to `width`, its sort letter underlined (where the label has it)."""
+    text = fit(f"{label} {arrow}" if arrow else label, width, right)
+    offset = text.find(label[:1]) if right else 0
+    at = letter_position(label, letter)
+    if at is None or offset < 0 or offset + at >= len(text) or text[offset + at] == "…":
+        return [Segment(text, style)]
+    at += offset
+    return [Segment(text[:at], style), Segment(text[at], style + Style(underline=True)), Segment(text[at + 1:], style)]
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and fmt.is_number(float(value)) else None
+
+
+def power_color(server: Server, watts: float | None) -> str:
+    """Yellow, then red, as the server nears its registered maximum power."""
+    top = _number(server.get("max_watts"))
+    if watts is None or not fmt.is_number(watts) or not top or top <= 0:
+        return ""
+    share = watts / top
+    return next((color for threshold, color in POWER_THRESHOLDS if share >= threshold), "")
+
+
+def intensity_color(server: Server, watts: float | None, grams_per_h: float | None) -> str:
+    """Green, yellow or red by the carbon intensity of what the server draws: measured from its
+    live power and CO2 (grid-mix intensity moves through the day), else as registered."""
+    intensity = None
+    if watts is not None and grams_per_h is not None and fmt.is_number(watts) and fmt.is_number(grams_per_h) and watts > 0:
+        intensity = grams_per_h / (watts / 1000) / (_number(server.get("pue")) or 1.0)
+    else:
+        intensity = _number(server.get("carbon_intensity_g_per_kwh"))
+    if intensity is None or not fmt.is_number(intensity):
+        return ""
+    return next((color for threshold, color in INTENSITY_THRESHOLDS if intensity >= threshold), LOW_CARBON)
+
+
+def co2_ceiling(servers: Iterable[Server]) -> float | None:
+    """The fleet's shared CO2 sparkline scale: the highest CO2 rate (g/h) any server reaches at its
+    maximum power, as registered."""
+    ceiling = None
+    for server in servers:
+        top, pue, intensity = (_number(server.get(k)) for k in ("max_watts", "pue", "carbon_intensity_g_per_kwh"))
+        if top and intensity is not None:
+            rate = top / 1000 * (pue or 1.0) * intensity
+            if fmt.is_number(rate) and rate > 0 and (ceiling is None or rate > ceiling):
+                ceiling = rate
+    return ceiling
 
 
 class FleetTable(ScrollView, can_focus=True):
@@ -147,6 +214,7 @@ class FleetTable(ScrollView, can_focus=True):
 
     BINDINGS = [
         *CURSOR_BINDINGS,
+        *sort_bindings(COLUMNS),
         Binding("enter", "select", "Open", tooltip="Open the selected server's charts and spec"),
     ]
 
@@ -162,6 +230,17 @@ class FleetTable(ScrollView, can_focus=True):
         def control(self) -> FleetTable:
             return self.table
 
+    class SortChanged(Message):
+        """The user chose another sort (a key or a click on a header)."""
+
+        def __init__(self, table: FleetTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> FleetTable:
+            return self.table
+
     class HistoryWanted(Message):
         """Rows on screen whose recent past the state has not been filled with yet."""
 
@@ -172,9 +251,8 @@ class FleetTable(ScrollView, can_focus=True):
     def __init__(self, state: FleetState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state = state
-        self.filter_text = ""
-        self.sort_key = "name"
-        self.sort_reverse = False
+        self.filter = Filter()
+        self.order = SortOrder("name")
         self.cursor_row = 0
         self.now_ms: Callable[[], int] = fmt.now_ms
         self._widths: dict[str, int] = {}
@@ -182,13 +260,26 @@ class FleetTable(ScrollView, can_focus=True):
         self._cells: dict[str, RowCells] = {}
         self._strips: LRUCache[tuple, Strip] = LRUCache(1024)
         self._synced_registry = -1
-        self._synced_filter: str | None = None
+        self._synced_filter: Filter | None = None
         self._styles: dict[str, Style] = {}
+        self._co2_ceiling: float | None = None
         # Running and planned tasks per server, set by the screen (attributes down).
         self.loads: dict[str, ServerLoad] = {}
         self._loads_version = -1
 
     # --- what the screen asks for -------------------------------------------------------
+
+    @property
+    def filter_text(self) -> str:
+        return self.filter.text
+
+    @property
+    def sort_key(self) -> str:
+        return self.order.key
+
+    @property
+    def sort_reverse(self) -> bool:
+        return self.order.reverse
 
     @property
     def selected_server_id(self) -> str | None:
@@ -215,20 +306,19 @@ class FleetTable(ScrollView, can_focus=True):
         self.refresh_live(force=True)
 
     def set_filter(self, text: str) -> None:
-        self.filter_text = text
+        """Show the rows `text` matches (see `table_query` for the syntax)."""
+        self.filter = parse_filter(text, FLEET_FIELDS)
         self.refresh_live(force=True)
 
     def set_sort(self, key: str, reverse: bool = False) -> None:
-        self.sort_key = key
-        self.sort_reverse = reverse
+        self.order = SortOrder(key, reverse)
         self.refresh_live(force=True)
 
-    def next_sort(self) -> None:
-        keys = [c.key for c in COLUMNS]
-        self.set_sort(keys[(keys.index(self.sort_key) + 1) % len(keys)], self.sort_reverse)
-
-    def reverse_sort(self) -> None:
-        self.set_sort(self.sort_key, not self.sort_reverse)
+    def action_sort(self, key: str) -> None:
+        column = next(c for c in COLUMNS if c.key == key)
+        self.order = self.order.pressed(column)
+        self.refresh_live(force=True)
+        self.post_message(self.SortChanged(self))
 
     def move_cursor(self, row: int, animate: bool = False) -> None:
         """Put the cursor on `row` (clamped) and scroll it into view."""
@@ -276,7 +366,7 @@ class FleetTable(ScrollView, can_focus=True):
         for column in COLUMNS:
             right = left + self._widths.get(column.key, 0) + 2 * PADDING
             if left <= x + int(self.scroll_x) < right:
-                self.set_sort(column.key, not self.sort_reverse if column.key == self.sort_key else False)
+                self.action_sort(column.key)
                 return
             left = right
 
@@ -307,15 +397,20 @@ class FleetTable(ScrollView, can_focus=True):
         """Sync rows with the registry and filter, re-sort, and repaint what changed on screen."""
         if not self._widths:
             return
-        rows_changed = force or self._synced_registry != self.state.registry_version or self._synced_filter != self.filter_text
+        rows_changed = force or self._synced_registry != self.state.registry_version or self._synced_filter != self.filter
         if rows_changed:
+            first = not self._order
             self._sync_rows()
-        if rows_changed or self.sort_key in LIVE_COLUMNS:
+            self._apply_order()
+            if first:
+                self.move_cursor(0)  # a table just filled starts at its top row
+        elif self.order.key in LIVE_COLUMNS:
             self._apply_order()
         self._paint_visible(full=rows_changed)
 
     def _sync_rows(self) -> None:
-        wanted = [sid for sid, server in self.state.servers.items() if matches_filter(server, self.filter_text)]
+        keep = self.selected_server_id
+        wanted = [sid for sid, server in self.state.servers.items() if self.filter.matches(filter_fields(server))]
         kept = set(wanted)
         self._order = [sid for sid in self._order if sid in kept]
         known = set(self._order)
@@ -323,15 +418,24 @@ class FleetTable(ScrollView, can_focus=True):
         for server_id in list(self._cells):
             if server_id not in kept:
                 del self._cells[server_id]
+        if self._synced_registry != self.state.registry_version:
+            self._co2_ceiling = co2_ceiling(self.state.servers.values())
         self._synced_registry = self.state.registry_version
-        self._synced_filter = self.filter_text
+        self._synced_filter = self.filter
         self.virtual_size = Size(sum(self._widths.values()) + 2 * PADDING * len(COLUMNS), len(self._order) + 1)
+        # The cursor stays on its server when that is still shown, else on a row that is (a filter
+        # that leaves one row leaves it selected).
+        if keep in kept:
+            self.cursor_row = self._order.index(keep)
+        else:
+            self.cursor_row = max(0, min(self.cursor_row, len(self._order) - 1))
         # Registry edits change what the static cells say: forget what was painted.
         self._cells.clear()
 
     def _sort_value(self, server_id: str) -> Any:
+        """What a server sorts by in the current column; None when it has no value there."""
         server = self.state.servers.get(server_id, {})
-        key = self.sort_key
+        key = self.order.key
         if key == "name":
             return server.get("name", "").casefold()
         if key == "location":
@@ -343,21 +447,20 @@ class FleetTable(ScrollView, can_focus=True):
             return (load.running, load.planned)
         if key in ("power", "co2"):
             value = self.state.latest(server_id, key)
-            return value if fmt.is_number(value) else -1.0
+            return value if fmt.is_number(value) else None
         series = self.state.series.get(server_id)
         metric = "power" if key == "power_spark" else "co2"
-        mean = fmt.mean_since(series.samples(metric), self.now_ms() - SPARK_SPAN_S * 1000) if series else None
-        return -1.0 if mean is None else mean
+        return fmt.mean_since(series.samples(metric), self.now_ms() - SPARK_SPAN_S * 1000) if series else None
 
     def _apply_order(self) -> None:
         keep = self.selected_server_id
         names = {sid: self.state.servers.get(sid, {}).get("name", "") for sid in self._order}
-        ordered = sorted(self._order, key=lambda sid: (self._sort_value(sid), names[sid]), reverse=self.sort_reverse)
-        if ordered == self._order:
+        ordered_ids = ordered(self._order, self._sort_value, lambda sid: (names[sid], sid), self.order.reverse)
+        if ordered_ids == self._order:
             return
-        self._order = ordered
+        self._order = ordered_ids
         if keep is not None:
-            self.cursor_row = ordered.index(keep)
+            self.cursor_row = ordered_ids.index(keep)
             self._scroll_cursor_into_view()
         self.refresh()
 
@@ -373,18 +476,23 @@ class FleetTable(ScrollView, can_focus=True):
         stale = state.is_stale(server_id, now_ms)
         wide = self._widths.get("location", 0) > 12
         spark_width = self._widths.get("power_spark", 8)
+        power_level = co2_level = ""
         if series is None:
             power = co2 = "—"
             power_spark = co2_spark = ""
         else:
-            power = fmt.watts(series.latest("power"))
-            co2 = fmt.grams_per_hour(series.latest("co2"))
-            power_spark = fmt.sparkline(series.power, now_ms, spark_width, SPARK_SPAN_S)
-            co2_spark = fmt.sparkline(series.co2, now_ms, spark_width, SPARK_SPAN_S)
+            latest_w, latest_co2 = series.latest("power"), series.latest("co2")
+            power = fmt.watts(latest_w)
+            co2 = fmt.grams_per_hour(latest_co2)
+            power_spark = fmt.sparkline(series.power, now_ms, spark_width, SPARK_SPAN_S,
+                                        ceiling=_number(server.get("max_watts")))
+            co2_spark = fmt.sparkline(series.co2, now_ms, spark_width, SPARK_SPAN_S, ceiling=self._co2_ceiling)
+            power_level = power_color(server, latest_w)
+            co2_level = intensity_color(server, latest_w, latest_co2) if latest_co2 is not None else ""
         return RowCells(
             stale, one_line(server.get("name", server_id)), one_line(location_text(server, with_site=wide)),
             one_line(server.get("energy_source", "")), power, co2, tasks_cell(self.loads.get(server_id)),
-            power_spark, co2_spark,
+            power_spark, co2_spark, power_level, co2_level,
         )
 
     def _refresh_row(self, index: int) -> None:
@@ -443,14 +551,28 @@ class FleetTable(ScrollView, can_focus=True):
                 strip = self._strips[key] = self._row_strip(cells, selected, base)
         return strip.crop_extend(int(self.scroll_x), int(self.scroll_x) + width, base)
 
+    def header_labels(self) -> dict[str, str]:
+        """Column headers for the current widths; the sparklines name their scale where it fits."""
+        labels = {c.key: c.label for c in COLUMNS}
+        ceiling = self._co2_ceiling
+        scale = f"0–{fmt.grams_per_hour(ceiling)} g/h" if ceiling else ""
+        options = {
+            "power_spark": ["Power 5m, 0–max W", "Power 5m", "W 5m"],
+            "co2_spark": [f"CO2 5m, {scale}" if scale else "CO2 5m", f"CO2 {scale}" if scale else "CO2 5m", "CO2 5m"],
+        }
+        for key, candidates in options.items():
+            room = self._widths.get(key, 0) - (2 if key == self.order.key else 0)
+            labels[key] = next((c for c in candidates if cell_len(c) <= room), candidates[-1])
+        return labels
+
     def _header_strip(self, style: Style) -> Strip:
         segments = []
+        labels = self.header_labels()
         for column in COLUMNS:
-            label = column.label
-            if column.key == self.sort_key:
-                label += " ▼" if self.sort_reverse else " ▲"
-            text = fit(label, self._widths[column.key], column.right)
-            segments.append(Segment(" " * PADDING + text + " " * PADDING, style))
+            arrow = self.order.arrow if column.key == self.order.key else ""
+            segments.append(Segment(" " * PADDING, style))
+            segments += header_label(labels[column.key], column.letter, arrow, self._widths[column.key], column.right, style)
+            segments.append(Segment(" " * PADDING, style))
         return Strip(segments)
 
     def _row_strip(self, cells: RowCells, selected: bool, base: Style) -> Strip:
@@ -461,13 +583,15 @@ class FleetTable(ScrollView, can_focus=True):
         mark = (muted, "○ ") if cells.stale else (row + self._style("fleet-table--fresh-mark"), "● ")
         source_style = muted if cells.stale else row + Style(color=SOURCE_COLORS.get(cells.source))
         name_style = muted if cells.stale else row + Style(bold=True)
+        power_style = muted if cells.stale or not cells.power_color else row + Style(color=cells.power_color)
+        co2_style = muted if cells.stale or not cells.co2_color else row + Style(color=cells.co2_color)
         segments = [
             Segment(pad, row), Segment(mark[1], mark[0]),
             Segment(fit(cells.name, widths["name"] - 2), name_style), Segment(pad * 2, row),
             Segment(fit(cells.location, widths["location"]), row), Segment(pad * 2, row),
             Segment(fit(cells.source, widths["source"]), source_style), Segment(pad * 2, row),
-            Segment(fit(cells.power, widths["power"], right=True), muted), Segment(pad * 2, row),
-            Segment(fit(cells.co2, widths["co2"], right=True), muted), Segment(pad * 2, row),
+            Segment(fit(cells.power, widths["power"], right=True), power_style), Segment(pad * 2, row),
+            Segment(fit(cells.co2, widths["co2"], right=True), co2_style), Segment(pad * 2, row),
             Segment(fit(cells.tasks, widths["tasks"]), row + Style(color="green", bold=True)), Segment(pad * 2, row),
             Segment(fit(cells.power_spark, widths["power_spark"]), muted if cells.stale else row + Style(color=POWER_SPARK)),
             Segment(pad * 2, row),

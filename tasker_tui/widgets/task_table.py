@@ -2,8 +2,10 @@
 
 Built on the line API like `FleetTable` (and sharing its `fit`), for the same reasons: rows are
 plain cells drawn as segments, sorting and filtering happen over the screen's data, and a
-progress column that moves every second repaints cheaply. It does no I/O: the screen hands it
-the tasks and the server names, and hears back `TaskSelected`.
+progress column that moves every second repaints cheaply. It filters and sorts with
+`table_query`, as the fleet does (shift+letter sorts, `state:running owner:bob` filters). It
+does no I/O: the screen hands it the tasks and the server names, and hears back `TaskSelected`
+and `SortChanged`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from textual.strip import Strip
 from tasker.models import Task
 from tasker_tui import format as fmt
 from tasker_tui.literal import one_line
-from tasker_tui.widgets.fleet_table import CURSOR_BINDINGS, fit
+from tasker_tui.table_query import Filter, SortColumn, SortOrder, ordered, parse_filter
+from tasker_tui.widgets.fleet_table import CURSOR_BINDINGS, fit, header_label, sort_bindings
 
 WIDE_AT = 120
 
@@ -36,25 +39,25 @@ STATE_ORDER = {s: i for i, s in enumerate(("running", "planned", "queued", "unsc
 
 
 @dataclass(frozen=True, slots=True)
-class TaskColumn:
-    key: str
-    label: str
-    narrow: int
-    wide: int
+class TaskColumn(SortColumn):
+    narrow: int = 8
+    wide: int = 8
     right: bool = False
 
 
 TASK_COLUMNS = (
-    TaskColumn("name", "Task", 12, 24),
-    TaskColumn("state", "State", 9, 13),
-    TaskColumn("server", "Server", 10, 16),
-    TaskColumn("start", "Start", 9, 10),
-    TaskColumn("progress", "Done", 4, 5, right=True),
-    TaskColumn("planned", "Plan g", 6, 9, right=True),
-    TaskColumn("measured", "Meas g", 6, 9, right=True),
-    TaskColumn("run_now", "Now g", 6, 9, right=True),
-    TaskColumn("saving", "Saved", 6, 9, right=True),
+    TaskColumn("name", "Task", "t", narrow=12, wide=24),
+    TaskColumn("state", "State", "s", narrow=9, wide=13),
+    TaskColumn("server", "Server", "v", narrow=10, wide=16),
+    TaskColumn("start", "Start", "a", narrow=9, wide=10),
+    TaskColumn("progress", "Done", "d", True, narrow=4, wide=5, right=True),
+    TaskColumn("planned", "Plan g", "p", True, narrow=6, wide=9, right=True),
+    TaskColumn("measured", "Meas g", "m", True, narrow=6, wide=9, right=True),
+    TaskColumn("run_now", "Now g", "n", True, narrow=6, wide=9, right=True),
+    TaskColumn("saving", "Saved", "e", True, narrow=6, wide=9, right=True),
 )
+TASK_FIELDS = ("name", "state", "server", "owner", "tag", "region")
+"""What the tasks' filter can name: `state:running owner:bob` (see `table_query`)."""
 
 
 class TaskCells(NamedTuple):
@@ -87,34 +90,36 @@ def task_cells(task: Task, server_name: str, now_ms: int) -> TaskCells:
     )
 
 
+def filter_fields(task: Task, server_name: str) -> dict[str, list[str]]:
+    """A task as the tasks' filter sees it."""
+    return {"name": [task.name], "state": [task.state], "server": [server_name], "owner": [task.owner],
+            "tag": list(task.tags), "region": list(task.regions)}
+
+
 def task_matches(task: Task, server_name: str, query: str) -> bool:
-    """True when every word of `query` occurs in the task's name, state, server, owner, tags or regions."""
-    words = query.casefold().split()
-    if not words:
-        return True
-    haystack = " ".join([task.name, task.state, server_name, task.owner, *task.tags, *task.regions]).casefold()
-    return all(word in haystack for word in words)
+    """True when the task matches every word of `query`, in any field or in the one named."""
+    return parse_filter(query, TASK_FIELDS).matches(filter_fields(task, server_name))
 
 
-def _figure(value: float | None) -> float:
-    return value if fmt.is_number(value) else float("-inf")
+def _figure(value: float | None) -> float | None:
+    return value if fmt.is_number(value) else None
 
 
 def sort_value(key: str, task: Task, server_name: str, now_ms: int) -> Any:
-    """What a column sorts by (numbers as numbers, unknown figures last when ascending)."""
+    """What a column sorts by: numbers as numbers, None when the task has no value there."""
     plan = task.plan
     if key == "name":
         return task.name.casefold()
     if key == "state":
         return STATE_ORDER.get(task.state, 99)
     if key == "server":
-        return server_name.casefold()
+        return server_name.casefold() if plan else None
     if key == "start":
-        return plan.start_ms if plan else float("inf")
+        return plan.start_ms if plan else None
     if key == "progress":
-        return task.progress(now_ms)
+        return _figure(task.progress(now_ms))
     if plan is None:
-        return float("-inf")
+        return None
     return _figure({"planned": plan.co2_g, "measured": plan.measured_co2_g, "run_now": plan.run_now_co2_g,
                     "saving": plan.saving_g}[key])
 
@@ -143,6 +148,7 @@ class TaskTable(ScrollView, can_focus=True):
 
     BINDINGS = [
         *CURSOR_BINDINGS,
+        *sort_bindings(TASK_COLUMNS),
         Binding("enter", "select", "Open", tooltip="Open the selected task"),
     ]
 
@@ -158,19 +164,41 @@ class TaskTable(ScrollView, can_focus=True):
         def control(self) -> TaskTable:
             return self.table
 
+    class SortChanged(Message):
+        """The user chose another sort (shift and a column's letter)."""
+
+        def __init__(self, table: TaskTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> TaskTable:
+            return self.table
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tasks: Mapping[str, Task] = {}
         self.server_names: Mapping[str, str] = {}
-        self.filter_text = ""
-        self.sort_key = "start"
-        self.sort_reverse = False
+        self.filter = Filter()
+        self.order = SortOrder("start")
         self.cursor_row = 0
         self.now_ms: Callable[[], int] = fmt.now_ms
         self._order: list[str] = []
         self._rows: dict[str, TaskCells] = {}
 
     # --- what the screen asks for -------------------------------------------------------
+
+    @property
+    def filter_text(self) -> str:
+        return self.filter.text
+
+    @property
+    def sort_key(self) -> str:
+        return self.order.key
+
+    @property
+    def sort_reverse(self) -> bool:
+        return self.order.reverse
 
     @property
     def selected_task_id(self) -> str | None:
@@ -193,17 +221,23 @@ class TaskTable(ScrollView, can_focus=True):
         self._rebuild()
 
     def set_filter(self, text: str) -> None:
-        self.filter_text = text
+        """Show the tasks `text` matches (see `table_query` for the syntax)."""
+        self.filter = parse_filter(text, TASK_FIELDS)
         self._rebuild()
+
+    def action_sort(self, key: str) -> None:
+        self.order = self.order.pressed(next(c for c in TASK_COLUMNS if c.key == key))
+        self._rebuild()
+        self.post_message(self.SortChanged(self))
 
     def next_sort(self) -> None:
+        """The next column's sort (the screen's `s` key, until it goes)."""
         keys = [c.key for c in TASK_COLUMNS]
-        self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
-        self._rebuild()
+        self.action_sort(keys[(keys.index(self.order.key) + 1) % len(keys)])
 
     def reverse_sort(self) -> None:
-        self.sort_reverse = not self.sort_reverse
-        self._rebuild()
+        """The same column's sort reversed."""
+        self.action_sort(self.order.key)
 
     def move_cursor(self, row: int) -> None:
         self.cursor_row = max(0, min(row, len(self._order) - 1))
@@ -217,9 +251,9 @@ class TaskTable(ScrollView, can_focus=True):
     def _rebuild(self) -> None:
         keep = self.selected_task_id
         now = self.now_ms()
-        shown = [t for t in self.tasks.values() if task_matches(t, self.server_name(t), self.filter_text)]
-        shown.sort(key=lambda t: (sort_value(self.sort_key, t, self.server_name(t), now), t.name.casefold(), t.id),
-                   reverse=self.sort_reverse)
+        shown = [t for t in self.tasks.values() if self.filter.matches(filter_fields(t, self.server_name(t)))]
+        shown = ordered(shown, lambda t: sort_value(self.order.key, t, self.server_name(t), now),
+                        lambda t: (t.name.casefold(), t.id), self.order.reverse)
         self._order = [t.id for t in shown]
         self._rows = {t.id: task_cells(t, self.server_name(t), now) for t in shown}
         self.virtual_size = Size(sum(self._widths().values()) + len(TASK_COLUMNS) + 1, len(self._order) + 1)
@@ -265,10 +299,12 @@ class TaskTable(ScrollView, can_focus=True):
         widths = self._widths()
         if y == 0:
             style = base + self.get_component_rich_style("task-table--header", partial=True)
-            text = " " + " ".join(
-                fit(c.label + ((" ▼" if self.sort_reverse else " ▲") if c.key == self.sort_key else ""),
-                    widths[c.key], c.right) for c in TASK_COLUMNS)
-            return Strip([Segment(text, style)]).crop_extend(int(self.scroll_x), int(self.scroll_x) + width, style)
+            segments = [Segment(" ", style)]
+            for column in TASK_COLUMNS:
+                arrow = self.order.arrow if column.key == self.order.key else ""
+                segments += [*header_label(column.label, column.letter, arrow, widths[column.key], column.right, style),
+                             Segment(" ", style)]
+            return Strip(segments).crop_extend(int(self.scroll_x), int(self.scroll_x) + width, style)
         index = int(self.scroll_y) + y - 1
         if index >= len(self._order):
             return Strip.blank(width, base)
