@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
@@ -15,6 +16,9 @@ from tasker_tui.widgets.chrome import ConnectionBanner, TopBar
 
 if TYPE_CHECKING:
     from tasker_tui.app import TaskerApp
+
+# Styles shared by the forms (the focused field stands out); a screen loads them with CSS_PATH.
+FORM_CSS = Path(__file__).parent / "forms.tcss"
 
 # Actions that change the fleet or the tasks: the backend refuses them to roles that only read
 # (engineers), so those roles are not offered them.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from textual.widgets import Input, Label, Select, Static
 from tasker.client import ApiError, BackendUnavailable, Conflict, ValidationFailed
 from tasker.domain import DEFAULT_PUE, ENERGY_SOURCES, REGIONS, default_carbon_intensity
 from tasker_tui.literal import literal
-from tasker_tui.screens.base import TaskerScreen
+from tasker_tui.screens.base import FORM_CSS, TaskerScreen
+from tasker_tui.screens.confirm import ask
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,15 @@ class Field:
     placeholder: str = ""
     optional: bool = False
 
+
+# The backend's rules for a server (API.md), checked here too so that one save names every
+# mistake, and a field says what is wrong with it as it is typed.
+NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+TAG = re.compile(r"[A-Za-z0-9._:/=-]{1,64}")
+MAX_TAGS = 32
+MAX_SITE = 100
+LIMITS = {"carbon_intensity_g_per_kwh": (0, 5000), "pue": (1, 5), "idle_watts": (0, 1_000_000),
+          "max_watts": (0, 1_000_000), "cores": (1, 1_000_000)}
 
 FIELDS = (
     Field("name", "Name", "text", "web-1 (letters, digits, . _ -)"),
@@ -87,8 +98,8 @@ def initial_values(server: Mapping[str, Any] | None) -> dict[str, str]:
 def parse_form(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Turn the form's strings into the API's server JSON; returns (payload, errors by field).
 
-    Only what can be checked without the backend is checked here (numbers look like numbers,
-    required fields are filled); the backend judges the rest and its answer is shown as well.
+    Every field is checked at once, by the backend's rules (names, ranges, idle below max); the
+    backend still judges (a name taken) and its answer is shown as well.
     """
     payload: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -98,20 +109,34 @@ def parse_form(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str
             if not field.optional:
                 errors[field.key] = "required"
             continue
-        if field.kind == "number":
+        if field.kind in ("number", "integer"):
             try:
-                payload[field.key] = float(raw)
+                number = int(raw) if field.kind == "integer" else float(raw)
             except ValueError:
-                errors[field.key] = "must be a number"
-        elif field.kind == "integer":
-            try:
-                payload[field.key] = int(raw)
-            except ValueError:
-                errors[field.key] = "must be a whole number"
+                errors[field.key] = "must be a whole number" if field.kind == "integer" else "must be a number"
+                continue
+            low, high = LIMITS[field.key]
+            if not math.isfinite(number) or not low <= number <= high:
+                errors[field.key] = f"must be between {low:g} and {high:g}"
+                continue
+            payload[field.key] = number
         elif field.kind == "tags":
-            payload[field.key] = [t.strip() for t in raw.split(",") if t.strip()]
+            tags = [t.strip() for t in raw.split(",") if t.strip()]
+            if len(tags) > MAX_TAGS:
+                errors[field.key] = f"at most {MAX_TAGS} tags"
+            elif not all(TAG.fullmatch(t) for t in tags):
+                errors[field.key] = "each tag: letters, digits and . _ : / = - (commas between)"
+            else:
+                payload[field.key] = tags
+        elif field.key == "name" and not NAME.fullmatch(raw):
+            errors[field.key] = "1-64 of letters, digits and . _ - (no spaces)"
+        elif field.key == "site" and (len(raw) > MAX_SITE or not raw.isprintable()):
+            errors[field.key] = f"at most {MAX_SITE} printable characters"
         else:
             payload[field.key] = raw
+    if "max_watts" not in errors and payload.get("max_watts", math.inf) < payload.get("idle_watts", 0):
+        errors["max_watts"] = f"must be at least Idle W ({payload['idle_watts']:g})"
+        payload.pop("max_watts")
     location = {"region": payload.pop("region", ""), "site": payload.pop("site", "")}
     payload["location"] = location
     payload.setdefault("tags", [])
@@ -133,9 +158,10 @@ def changes_between(server: Mapping[str, Any], payload: Mapping[str, Any]) -> di
 class ServerFormScreen(TaskerScreen):
     """Dismisses with the server as the backend stored it, or None when cancelled."""
 
+    CSS_PATH = FORM_CSS
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True, tooltip="Save (enter in a text field does too)"),
-        Binding("escape", "cancel", "Cancel", tooltip="Close without saving"),
+        Binding("escape", "cancel", "Cancel", tooltip="Close; asks first when something was changed"),
     ]
 
     def __init__(self, server: Mapping[str, Any] | None) -> None:
@@ -143,6 +169,7 @@ class ServerFormScreen(TaskerScreen):
         self.server = dict(server) if server else None
         # Shown beside a field while it has no error.
         self.hints: dict[str, str] = {}
+        self._initial: dict[str, str] = {}  # what the fields held once mounted
 
     @property
     def title_text(self) -> str:
@@ -173,6 +200,25 @@ class ServerFormScreen(TaskerScreen):
         super().on_mount()
         self.query_one("#field-name", Input).focus()
         self._show_default_intensity()
+        self._initial = self.values()
+
+    @property
+    def changed(self) -> bool:
+        return self.values() != self._initial
+
+    @on(Input.Changed)
+    def _check_as_typed(self, event: Input.Changed) -> None:
+        """A field typed in says at once what is wrong with it (and Max W when Idle W moves);
+        fields not yet touched wait for the save to say they are required."""
+        if not self._initial:
+            return  # still mounting: the initial values are being set
+        values = self.values()
+        _, errors = parse_form(values)
+        touched = {key for key, value in values.items() if value != self._initial.get(key)}
+        for field in FIELDS:
+            row = self.query_one(f"#row-{field.key}")
+            if field.key in touched or row.has_class("-invalid"):
+                self._show_field_error(field.key, errors.get(field.key, ""))
 
     @on(Select.Changed)
     def _show_default_intensity(self) -> None:
@@ -195,12 +241,13 @@ class ServerFormScreen(TaskerScreen):
             values[field.key] = value if isinstance(value, str) else ""
         return values
 
+    def _show_field_error(self, key: str, reason: str) -> None:
+        self.query_one(f"#error-{key}", Static).update(literal(reason or self.hints.get(key, "")))
+        self.query_one(f"#row-{key}").set_class(bool(reason), "-invalid")
+
     def show_errors(self, errors: Mapping[str, str], message: str = "") -> None:
         for field in FIELDS:
-            box = self.query_one(f"#error-{field.key}", Static)
-            reason = errors.get(field.key, "")
-            box.update(literal(reason or self.hints.get(field.key, "")))
-            self.query_one(f"#row-{field.key}").set_class(bool(reason), "-invalid")
+            self._show_field_error(field.key, errors.get(field.key, ""))
         note = self.query_one("#form-message", Static)
         note.update(literal(message))
         note.set_class(bool(message), "-error")
@@ -213,12 +260,17 @@ class ServerFormScreen(TaskerScreen):
         self.action_save()
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        if not self.changed:
+            self.dismiss(None)
+            return
+        ask(self.app, "Discard your changes?", "What you typed in the form is lost.", "Discard",
+            lambda yes: self.dismiss(None) if yes else None, no_label="Keep editing")
 
     def action_save(self) -> None:
         payload, errors = parse_form(self.values())
         if errors:
-            self.show_errors(errors, "Fix the fields marked in red.")
+            count = len(errors)
+            self.show_errors(errors, f"Fix the {count} field{'s' if count > 1 else ''} marked in red.")
             return
         if self.server is not None:
             if self.server.get("carbon_intensity_source") == "set by user" and "carbon_intensity_g_per_kwh" not in payload:

@@ -16,7 +16,7 @@ from textual.widgets import Checkbox, Input, Label, Static
 from tasker.client import ApiError, BackendUnavailable, ValidationFailed
 from tasker.models import ModelError, Task
 from tasker_tui.literal import literal
-from tasker_tui.screens.base import TaskerScreen
+from tasker_tui.screens.base import FORM_CSS, TaskerScreen
 from tasker_tui.screens.confirm import ask
 from tasker_tui.task_draft import FIELD_KEYS, FIELDS, read_draft
 
@@ -46,6 +46,7 @@ class TaskFormScreen(TaskerScreen):
     """Dismisses with the task as the backend stored it, or None when given up."""
 
     SCREEN_TITLE = "Submit a task"
+    CSS_PATH = FORM_CSS
     BINDINGS = [
         Binding("ctrl+s", "save", "Submit", priority=True, tooltip="Submit (enter in a text field does too)"),
         Binding("escape", "cancel", "Cancel", tooltip="Close; asks first when something was typed"),

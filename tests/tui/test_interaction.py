@@ -217,3 +217,85 @@ async def test_the_palette_finds_the_screens_actions_while_the_chat_is_focused()
         await wait_for_text(pilot, "Every task: state, server, start, progress, CO2")
         await pilot.press("enter")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen", what="the tasks screen")
+
+
+# --- 5. forms -------------------------------------------------------------------------------------
+
+
+async def open_register_form(pilot) -> ServerFormScreen:
+    app = pilot.app
+    await pilot.press("a")
+    await wait_until(pilot, lambda: isinstance(app.screen, ServerFormScreen) and app.screen.ready, what="form")
+    return app.screen
+
+
+def field_error(app, key: str) -> str:
+    return str(app.screen.query_one(f"#error-{key}").render())
+
+
+async def test_one_save_names_every_mistake_of_the_server_form():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await fleet_ready(pilot, client)
+        form = await open_register_form(pilot)
+        await type_text(pilot, "web 9")  # a space: not allowed in a name
+        for key, value in (("pue", "0.5"), ("idle_watts", "300"), ("max_watts", "200"), ("cores", "16")):
+            form.query_one(f"#field-{key}", Input).value = value
+        await pilot.press("ctrl+s")
+        await wait_for_text(pilot, "Fix the 3 fields marked in red.")
+        invalid = {row.id for row in form.query(".form-row.-invalid")}
+        assert invalid == {"row-name", "row-pue", "row-max_watts"}
+        assert "no spaces" in field_error(app, "name")
+        assert "between 1 and 5" in field_error(app, "pue")
+        assert "at least Idle W (300)" in field_error(app, "max_watts")
+        assert "create" not in client.calls  # the backend was not asked
+
+
+async def test_a_field_says_what_is_wrong_as_it_is_typed_and_clears_when_fixed():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await fleet_ready(pilot, client)
+        form = await open_register_form(pilot)
+        await pilot.press("tab", "tab", "tab", "tab", "tab", "tab")  # to Idle W, past the lists
+        assert app.focused.id == "field-idle_watts"
+        await type_text(pilot, "4x")
+        await wait_until(pilot, lambda: form.query_one("#row-idle_watts").has_class("-invalid"), what="error")
+        assert "must be a number" in field_error(app, "idle_watts")
+        assert not form.query_one("#row-name").has_class("-invalid")  # untouched: no "required" yet
+        await pilot.press("backspace")
+        await wait_until(pilot, lambda: not form.query_one("#row-idle_watts").has_class("-invalid"), what="cleared")
+
+
+async def test_escape_on_a_changed_server_form_asks_before_throwing_it_away():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await fleet_ready(pilot, client)
+        await open_register_form(pilot)
+        await pilot.press("escape")  # nothing typed: closes at once
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="closed")
+        form = await open_register_form(pilot)
+        await type_text(pilot, "half")
+        await pilot.press("escape")
+        await wait_for_text(pilot, "Discard your changes?")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.screen is form, what="kept")
+        assert form.query_one("#field-name", Input).value == "half"
+        await pilot.press("escape")
+        await wait_for_text(pilot, "Discard your changes?")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="discarded")
+
+
+async def test_the_focused_field_of_a_form_stands_out():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await fleet_ready(pilot, client)
+        form = await open_register_form(pilot)
+        label = form.query_one("#row-name .form-label")
+        other = form.query_one("#row-site .form-label")
+        assert label.styles.text_style.bold and not other.styles.text_style.bold
+        assert label.styles.color != other.styles.color
+        await pilot.press("tab", "tab")
+        await wait_until(pilot, lambda: app.focused.id == "field-site", what="site focused")
+        await pilot.pause(0.1)
+        assert other.styles.text_style.bold and not label.styles.text_style.bold
