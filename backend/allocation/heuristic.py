@@ -10,8 +10,8 @@
    more tasks or the same ones for less, improved in its turn; the better plan is kept (more
    tasks placed first, then less CO2).
 4. Ruin and recreate, while the budget lasts (`ruin_and_recreate`): related tasks are taken out
-   and put back in a perturbed order, and the change kept only when the plan gets better
-   (seeded, so a plan is reproducible).
+   and put back in a perturbed order (fewest choices first, or most energy first), and the
+   change kept only when the plan gets better (seeded, so a plan is reproducible).
 
 Incremental re-plan (`insert`): the previous choices stay, new tasks are inserted, and a bounded
 repair re-inserts the new tasks and the tasks sharing their servers.
@@ -76,8 +76,7 @@ def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str
         for task_id, choice in saved.items():
             board.give_back(choice, by_id[task_id].task.cores)
         again = [by_id[t] for t in out] + [w for w in windows if w.task.id not in choices and w.task.id not in saved]
-        again.sort(key=lambda w: (_difficulty(w)[0] * rng.uniform(0.7, 1.4), rng.random()))
-        _insert_all(again, board, choices)
+        _insert_all(_recreate_order(again, rng), board, choices)
         if _score(choices) > before:
             stale = 0
             continue
@@ -87,6 +86,20 @@ def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str
         for task_id, choice in saved.items():
             board.take(choice, by_id[task_id].task.cores)
             choices[task_id] = choice
+
+
+def _recreate_order(again: list[TaskWindow], rng: random.Random) -> list[TaskWindow]:
+    """The order a ruined neighbourhood goes back in, perturbed: half the time fewest choices
+    first (places the most tasks), half the time most energy first (a large task on a clean
+    server saves more than the small ones it displaces emit elsewhere)."""
+    if rng.random() < 0.5:
+        return sorted(again, key=lambda w: (-_energy(w) * rng.uniform(0.7, 1.4), rng.random()))
+    return sorted(again, key=lambda w: (_difficulty(w)[0] * rng.uniform(0.7, 1.4), rng.random()))
+
+
+def _energy(window: TaskWindow) -> float:
+    """Core-slots the task runs: what its CO2 scales with."""
+    return window.task.cores * (window.need - 1 + window.last_fraction)
 
 
 def _search(order: list[TaskWindow], windows: list[TaskWindow], board: Board, deadline: float) -> dict[str, Choice]:
