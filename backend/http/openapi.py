@@ -101,14 +101,16 @@ BODY_ERRORS = (400, 408, 413)
 INSTANT = {
     "oneOf": [
         {"type": "integer", "description": "UTC epoch milliseconds", "minimum": 946_684_800_000,
-         "maximum": 2**53},
-        {"type": "string", "description": "RFC 3339 with a zone, e.g. 2026-01-02T03:04:05Z", "maxLength": 40},
+         "maximum": 253_402_300_799_999},
+        {"type": "string", "format": "date-time", "maxLength": 40,
+         "description": "RFC 3339 with a zone, e.g. 2026-01-02T03:04:05Z"},
     ]
 }
 TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 QUERY_INSTANT = {
     "type": "string", "maxLength": 40,
+    "anyOf": [{"pattern": "^(now|-[0-9]{1,6}[smhdw]|[0-9]{1,15})$"}, {"format": "date-time"}],
     "description": "epoch milliseconds, RFC 3339, `now`, or relative to now like `-1h`, `-30d`",
 }
 
@@ -156,7 +158,7 @@ def _schemas() -> dict[str, Schema]:
         "cores": {"type": "integer", "minimum": 1, "maximum": 1_000_000,
                   "description": "at most the cores of the largest server"},
         "duration": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_DURATION_S},
-                               {"type": "string", "maxLength": 32,
+                               {"type": "string", "maxLength": 32, "pattern": "^([0-9]{1,9}|([0-9]+[dhms])+)$",
                                 "description": "like 2h, 90m, 1h30m, 45s, 1d"}],
                      "description": f"seconds, at most {MAX_DURATION_S // 86_400} days"},
         "earliest_start": {**INSTANT, "description": "default now"},
@@ -167,6 +169,7 @@ def _schemas() -> dict[str, Schema]:
                  "description": "every tag must be on some registered server"},
         "command": {"type": ["array", "null"], "minItems": 1, "maxItems": MAX_COMMAND_ARGS,
                     "items": {"type": "string", "maxLength": MAX_ARG_CHARS},
+                    "prefixItems": [{"type": "string", "minLength": 1}],
                     "description": "argv; the first item (the program) not empty; no NUL"},
         "cwd": {"type": ["string", "null"], "pattern": "^/", "maxLength": MAX_CWD_CHARS},
         "env": {"type": ["object", "null"], "maxProperties": MAX_ENV_VARS,
@@ -532,7 +535,8 @@ def _server_paths() -> dict[str, Any]:
                                     **errors(*BODY_ERRORS, 401, 403, 404, 409, 503)}},
             "delete": {"operationId": "deleteServer", "tags": ["servers"], "security": SESSION,
                        "summary": "remove a server (its owner or an admin); its history stays unless purge",
-                       "parameters": [_query("confirm", flag, "must be true", required=True),
+                       "parameters": [_query("confirm", {"type": "string", "enum": ["true", "1", "yes"]},
+                                             "must be true", required=True),
                                       _query("purge", flag, "also delete every reading and rollup")],
                        "responses": {"204": NO_CONTENT, **errors(400, 401, 403, 404, 503)}},
         },
@@ -547,7 +551,7 @@ def _server_paths() -> dict[str, Any]:
             "summary": "who changed what in the registry, newest first (admins only)",
             "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100},
                                   "entries per page"),
-                           _query("before", {"type": "string", "maxLength": 64}, "next_before of the previous page")],
+                           _query("before", {"type": "string"}, "next_before of the previous page")],
             "responses": {"200": ok("one page", ref("AuditPage")), **errors(400, 401, 403, 503)}}},
     }
 
