@@ -42,10 +42,20 @@ PLAN_SETTLE_S = 0.5  # a burst of plan frames is one re-read of the plan and sav
 WRITER_ROLES = frozenset({"sysadmin", "admin"})  # the backend's roles that may change servers and tasks
 
 
+def downloads_dir() -> Path:
+    """`$XDG_DATA_HOME/tasker/downloads` (`~/.local/share/tasker/downloads` by default): exports
+    land in one known place, not wherever the TUI happened to be started."""
+    import os
+
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "tasker" / "downloads"
+
+
 class TaskerApp(OrderedKeys, App[None]):
     """Tasker's terminal UI for one backend at `url`."""
 
-    CSS_PATH = Path(__file__).parent / "tasker.tcss"  # absolute, so subclasses elsewhere find it
+    # Absolute, so subclasses elsewhere find them.
+    CSS_PATH = [Path(__file__).parent / "tasker.tcss", Path(__file__).parent / "chat" / "chat.tcss"]
     TITLE = "Tasker"
     COMMANDS = App.COMMANDS | {ServerCommands}
     ENABLE_COMMAND_PALETTE = True
@@ -56,6 +66,8 @@ class TaskerApp(OrderedKeys, App[None]):
         Binding(CHAT_KEY, "toggle_chat", "Chat", priority=True, show=False, tooltip="Show or hide the support chat pane"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="Every key of this screen"),
         Binding("g", "go_to_server", "Go to server", show=False, tooltip="Go to a server by name"),
+        Binding("colon", "command_line", "Command", key_display=":", show=False,
+                tooltip="Type a command: servers, tasks, plan, chat, server <name>, help, quit"),
         Binding("q", "quit", "Quit", tooltip="Quit Tasker"),
         # Textual's own quit key, said the same way (it also works while typing in a field).
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True, tooltip="Quit Tasker"),
@@ -94,7 +106,8 @@ class TaskerApp(OrderedKeys, App[None]):
         self.auto_login = (username, password) if username and password else None
         self.remember_session = remember_session
         self.refresh_interval = refresh_interval
-        self.export_dir = export_dir or Path.cwd()
+        # Where CSV exports go (the raw readings screen says so before and after).
+        self.export_dir = export_dir or downloads_dir()
         # Said once after login (the demo uses it to tell how to connect a second TUI).
         self.notice = notice
         self.link: LiveLink | None = None
@@ -457,6 +470,55 @@ class TaskerApp(OrderedKeys, App[None]):
     def action_go_to_server(self) -> None:
         if self.user and not CommandPalette.is_open(self):
             self.push_screen(CommandPalette(providers=[ServerCommands], placeholder="Go to server…"))
+
+    def action_command_line(self) -> None:
+        from tasker_tui.command_line import CommandLineScreen
+
+        if not self.user or not isinstance(self.screen, TaskerScreen):
+            return  # logging in, or over a modal: nothing to command yet
+
+        def names() -> list[str]:
+            return [s["name"] for s in self.fleet.servers.values()]
+
+        self.push_screen(CommandLineScreen(names), self.run_command)
+
+    def run_command(self, parsed: Any) -> None:
+        """Do what the `:` command line asked (see `tasker_tui.command_line.COMMANDS`)."""
+        if parsed is None:
+            return
+        command, server_name = parsed
+        server_id = next((sid for sid, s in self.fleet.servers.items() if s["name"] == server_name), None)
+        match command.name:
+            case "servers":
+                self.open_fleet()
+            case "server" if server_id:
+                self.open_server(server_id)
+            case "raw" if server_id:
+                from tasker_tui.screens.status import StatusScreen
+
+                self.push_screen(StatusScreen(server_id))
+            case "tasks":
+                self.open_tasks()
+            case "plan":
+                self.open_plan()
+            case "chat":
+                self.action_toggle_chat()
+            case "add":
+                self.request_edit(None)
+            case "submit":
+                self.request_submit()
+            case "help":
+                self.action_help()
+            case "logout":
+                self.call_later(self.action_logout)
+            case "quit":
+                self.call_later(self.action_quit)
+
+    def open_fleet(self) -> None:
+        """Back to the fleet table, closing what is above it."""
+        from tasker_tui.screens.fleet import FleetScreen
+
+        self._show_once(FleetScreen)
 
     def open_server(self, server_id: str) -> None:
         """Show a server's detail screen (from the palette, the fleet table or a chat link)."""

@@ -123,6 +123,7 @@ class TaskerScreen(Screen):
             saved=app.saved_today if self.HAS_CHAT else "",
         )
         self.query_one(ConnectionBanner).show(app.link_status)
+        self.set_class(app.chat_open and self.HAS_CHAT, "-chat-open")  # toasts move aside (chat.tcss)
         for pane in self.query("#chat-pane"):
             pane.set_class(app.chat_open, "-open")
             pane.sync()

@@ -13,6 +13,17 @@ from tasker_tui.literal import literal
 
 MOVING = "↑ ↓ pgup pgdn home end move · tab / shift+tab next / previous field"
 
+# What the screens' signs and units mean, after the keys.
+LEGEND = (
+    ("●", "live: the server's readings are arriving"),
+    ("○", "stale: no reading for several of its intervals (or none yet); its figures are the last known"),
+    ("W", "power the server draws now, in watts; the fleet line sums the live servers (kW)"),
+    ("g/h", "CO2 it emits now, grams per hour: power × PUE × grid intensity (kg CO2/h for the fleet)"),
+    ("g/kWh", "carbon intensity of the server's electricity, from its energy source and region"),
+    ("PUE", "data-centre overhead: 1.5 means the site draws 1.5 W per watt the server draws"),
+    ("kWh", "energy over a chart's range; kg CO2 the emissions over it; CO2e counts other gases as CO2"),
+)
+
 
 def binding_sections(screen: Screen) -> list[tuple[str, list[tuple[str, str, str]]]]:
     """(section title, [(keys, description, explanation)]) for the described keys of `screen`:
@@ -64,7 +75,13 @@ class HelpScreen(ModalScreen[None]):
                     text.append(f"  {explanation}", "dim")
                 text.append("\n")
         text.append(MOVING + "\n", "dim")
-        text.append("Every action is also in the command palette (ctrl+p).", "italic")
+        text.append("Every action is also in the command palette (ctrl+p).\n", "italic")
+        text.append(": opens the command line: :servers :tasks :plan :chat :help … (tab completes)\n", "italic")
+        text.append("\nSigns and units\n", "bold underline")
+        for sign, meaning in LEGEND:
+            text.append(f"{sign:>{width}}  ", "bold")
+            text.append(f"{meaning}\n")
+        text.rstrip()
         with Vertical(id="help-box"):
             yield Static(literal(f"Keys: {self.under_title}   (esc closes)"), id="help-title")
             with VerticalScroll(id="help-scroll"):

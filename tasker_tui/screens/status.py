@@ -105,7 +105,7 @@ class StatusScreen(TaskerScreen):
         Binding("m", "metric", "Metric", tooltip="Switch between power and CO2"),
         Binding("t", "preset", "Range", tooltip="Next preset time range"),
         Binding("T", "custom_range", "Custom range", show=False, tooltip="Type a time range"),
-        Binding("x", "export", "Export", tooltip="Write every reading of the range to a CSV file"),
+        Binding("x", "export", "Export", tooltip="Write every reading of the range to a CSV file (the foot line says where)"),
         Binding("escape", "back", "Back", tooltip="Back to the previous screen"),
     ]
 
@@ -114,6 +114,8 @@ class StatusScreen(TaskerScreen):
         self.server_id = server_id
         self.metric = "power"
         self.preset: int | None = 1
+        # The preset `u` goes back to after a typed range (which stays as typed until then).
+        self.last_preset = 1
         self.range = preset_range(self.preset, fmt.now_ms())
         # cursors[i] opens page i; page 0 starts at the newest reading.
         self.cursors: list[str | None] = [None]
@@ -156,14 +158,15 @@ class StatusScreen(TaskerScreen):
         elif self.page_rows:
             text.append(f"  rows {first}–{first + self.page_rows - 1}", "")
             text.append("  more older: n" if self.next_cursor else "  oldest reached", "dim")
-            if page > 1:
-                text.append("  newest: u", "dim")
+            if page > 1 or self.preset is None:
+                text.append("  newest, ending now: u", "dim")
         else:
             text.append("  no readings in this range", "yellow")
         self.query_one("#status-head", Static).update(text)
 
     def _show_foot(self) -> None:
-        self.query_one("#status-foot", Static).update(literal(self.export_note))
+        note = self.export_note or f"x exports this range as CSV to {self.tasker.export_dir}"
+        self.query_one("#status-foot", Static).update(literal(note))
 
     @work(exclusive=True, group="page", exit_on_error=False)
     async def load_page(self) -> None:
@@ -204,8 +207,9 @@ class StatusScreen(TaskerScreen):
         self.load_page()
 
     def action_latest(self) -> None:
-        if self.preset is not None:
-            self.range = preset_range(self.preset, fmt.now_ms())
+        if self.preset is None:
+            self.preset = self.last_preset  # a typed range ends where it was typed to end: leave it
+        self.range = preset_range(self.preset, fmt.now_ms())
         self._restart()
 
     def action_metric(self) -> None:
@@ -223,6 +227,8 @@ class StatusScreen(TaskerScreen):
     def _custom_chosen(self, chosen: TimeRange | None) -> None:
         if chosen is not None:
             self.range = chosen
+            if self.preset is not None:
+                self.last_preset = self.preset
             self.preset = None  # a typed range stays as typed
             self._restart()
 

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import pytest
 from textual import events
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
 from tasker_tui import format as fmt
+from tasker_tui.command_line import CommandLineScreen
 from tasker_tui.screens.confirm import ConfirmScreen
 from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.screens.server_form import ServerFormScreen
+from tasker_tui.screens.status import StatusScreen
 from tests.tui.conftest import type_text, wait_for_text, wait_until
 from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
 from tests.tui.screen_text import screen_text, screen_words
 
-KEY_NAMES = {"/": "slash", "-": "minus", "\t": "tab", " ": "space", ":": "colon"}
+KEY_NAMES = {"/": "slash", "-": "minus", "\t": "tab", " ": "space", ":": "colon", "\r": "enter"}
 
 
 @pytest.fixture(autouse=True)
@@ -299,3 +301,114 @@ async def test_the_focused_field_of_a_form_stands_out():
         await wait_until(pilot, lambda: app.focused.id == "field-site", what="site focused")
         await pilot.pause(0.1)
         assert other.styles.text_style.bold and not label.styles.text_style.bold
+
+
+# --- 7. the : command line ----------------------------------------------------------------------
+
+
+async def test_the_command_line_goes_to_screens_by_name():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("colon")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandLineScreen) and app.screen.ready, what=":")
+        await type_text(pilot, "tasks")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen", what="the tasks screen")
+        burst(app, ":server db-iad-1\r")  # typed ahead, in one write
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), what="the server's detail")
+        assert app.fleet.servers[app.screen.server_id]["name"] == "db-iad-1"
+        burst(app, ":servers\r")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="the fleet")
+        assert len(app.screen_stack) == 2  # back, not one more screen on the stack
+
+
+async def test_the_command_line_completes_and_says_what_is_wrong():
+    app, client = fake_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("colon")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandLineScreen) and app.screen.ready, what=":")
+        line = app.screen.query_one("#command-input", Input)
+        await type_text(pilot, "serve")
+        await pilot.press("tab")
+        assert line.value == "server"  # servers or server: the common part
+        await type_text(pilot, " web-du")
+        await pilot.press("tab")
+        assert line.value == "server web-dub-"
+        await pilot.press("enter")
+        await wait_for_text(pilot, "'web-dub-' could be web-dub-1, web-dub-2")
+        assert isinstance(app.screen, CommandLineScreen)  # still open, to fix
+        line.value = "frobnicate"
+        await pilot.press("enter")
+        await wait_for_text(pilot, "no command 'frobnicate'; commands: :servers")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="closed")
+
+
+# --- 8. smaller things --------------------------------------------------------------------------
+
+
+async def open_raw_readings(pilot):
+    app = pilot.app
+    await pilot.press("r")
+    await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and app.screen.page_rows, what="rows")
+    return app.screen
+
+
+async def test_u_after_a_typed_range_goes_back_to_a_range_ending_now():
+    app, client = fake_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        raw = await open_raw_readings(pilot)
+        table = raw.query_one("#raw", DataTable)
+        await pilot.press("T")
+        await wait_until(pilot, lambda: app.screen.query("#range-from"), what="the range form")
+        await type_text(pilot, "-200s")
+        await pilot.press("tab")
+        app.screen.query_one("#range-to", Input).value = "-190s"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.screen is raw and table.row_count == 10, what="the typed range")
+        await wait_for_text(pilot, "newest, ending now: u")
+        await pilot.press("u")
+        await wait_until(pilot, lambda: table.row_count == 100, what="the newest readings")
+        await wait_for_text(pilot, "last 1h")
+        assert raw.range.to_ms > BASE_MS  # ends now
+
+
+async def test_exports_go_to_the_downloads_folder_and_the_screen_says_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    downloads = tmp_path / "data" / "tasker" / "downloads"
+    app, client = fake_app()
+    async with app.run_test(size=(160, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        await open_raw_readings(pilot)
+        await wait_for_text(pilot, f"x exports this range as CSV to {downloads}")
+        await pilot.press("x")
+        await wait_for_text(pilot, f"Exported 300 readings to {downloads}/")
+        files = list(downloads.glob("tasker-*.csv"))
+        assert len(files) == 1 and len(files[0].read_text().splitlines()) == 301
+
+
+async def test_toasts_stay_clear_of_the_open_chat_pane():
+    app, client = fake_app()
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: app.focused is not None and app.focused.id == "chat-input", what="chat")
+        app.notify("eve: is web-dub-1 down?", title="Support chat")
+        await wait_until(pilot, lambda: app.screen.query("Toast"), what="the toast")
+        await pilot.pause(0.2)
+        pane = app.screen.query_one("#chat-pane").region
+        for toast in app.screen.query("Toast"):
+            assert not toast.region.overlaps(pane), (toast.region, pane)
+
+
+async def test_help_explains_the_markers_and_units():
+    app, client = fake_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("question_mark")
+        await wait_for_text(pilot, "Signs and units")
+        for sign in ("● live", "○ stale", "g/h CO2 it emits now", "PUE data-centre overhead", "g/kWh carbon intensity"):
+            assert sign in screen_words(app), sign
