@@ -27,9 +27,9 @@ def _build_app() -> typer.Typer:
     from agents.cli import register as register_agent
     from backend.cli import register as register_backend
     from sensors.cli import register as register_sensors
-    from tasker.bench.cli import register as register_bench
     from tasker.shell import register as register_shell
     from tasker.task_shell import register as register_tasks
+    from tasker_bench.cli import register as register_bench
     from tasker_tui.cli import register as register_tui
 
     app = typer.Typer(

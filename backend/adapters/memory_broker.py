@@ -26,6 +26,7 @@ from pathlib import Path
 
 from backend.adapters.work_journal import WorkJournal
 from backend.ports import EventHandler, Unavailable, Undecodable, WorkHandler
+from tasker.backoff import RetryBackoff
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +46,6 @@ class MemoryDelivery:
     redelivered: bool = False
     message_id: int = 0
     """Its row in the journal (0 without a journal)."""
-
-
-class RetryBackoff:
-    """Delay before a failed message is requeued, doubling per consecutive failure.
-
-    Without it a handler whose store is down would receive the same message again at once, in a
-    tight loop; with it the consumer slows to one attempt per `maximum` seconds per slot.
-    """
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._failures = 0
-
-    def failed(self) -> float:
-        """Record a failure and return how long to wait before giving the message back."""
-        delay = min(self.maximum, self.initial * 2**self._failures) if self.initial > 0 else 0.0
-        self._failures = min(self._failures + 1, 32)
-        return delay
-
-    def succeeded(self) -> None:
-        self._failures = 0
 
 
 class _Budget:

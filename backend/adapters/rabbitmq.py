@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from yarl import URL
 
-from backend.adapters.memory_broker import RetryBackoff
+from tasker.backoff import RetryBackoff
 from backend.ports import EventHandler, Unavailable, Undecodable, WorkHandler
 
 log = logging.getLogger(__name__)

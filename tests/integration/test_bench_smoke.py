@@ -150,7 +150,7 @@ def test_tui_reports_cpu_memory_and_first_frame(runs):
 @pytest.mark.parametrize("run", [1, 60, 7])
 def test_every_reading_of_the_load_has_its_own_key_that_maps_back_to_it(run):
     """The exact count rests on this: from a stored key the benchmark finds the reading's batch."""
-    from tasker.bench.loadgen import Layout
+    from tasker_bench.loadgen import Layout
 
     layout = Layout(servers=5, generators=3, base_ms=1_767_000_000_000, step_ms=1000, run=run)
     keys = set()
@@ -206,7 +206,7 @@ def assert_no_queues(amqp_url: str, prefix: str) -> None:
 
     import aio_pika
 
-    from tasker.bench.stack import rabbitmq_names
+    from tasker_bench.stack import rabbitmq_names
 
     async def check() -> list[str]:
         left = []

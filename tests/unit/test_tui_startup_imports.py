@@ -60,7 +60,7 @@ print(json.dumps(seen))
     assert not loaded, f"loaded before the first frame: {sorted(loaded)}"
     # Only the login screen is needed first: the other screens and the chat come later.
     later = [m for m in seen["tasker"] if m.startswith(("tasker_tui.screens.fleet", "tasker_tui.screens.detail",
-                                                        "tasker_tui.chat", "tasker.client", "tasker.bench"))]
+                                                        "tasker_tui.chat", "tasker.client", "tasker_bench"))]
     assert not later, later
 
 

@@ -1,12 +1,12 @@
 """`tasker bench ingest`: sustained ingest throughput, then an exact count of what was stored.
 
-Load generator processes (`tasker.bench.loadgen`) post batches to the ingest processes for
+Load generator processes (`tasker_bench.loadgen`) post batches to the ingest processes for
 `duration` seconds. Then the benchmark waits until the packagers report every accepted reading
 written, and reads every series back through the raw readings API, reading by reading: lost
 (accepted, not stored), duplicated (one key returned twice), altered (wrong value) and unexpected
 (a key nobody posted) must all be 0. CPU is measured per process, services included.
 
-`--naive` runs the same load against the naive design (`tasker.bench.naive`: one reading per
+`--naive` runs the same load against the naive design (`tasker_bench.naive`: one reading per
 request, per message and per INSERT); `--compare` runs both and prints the ratio.
 """
 
@@ -26,13 +26,13 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from tasker.bench import loadgen
-from tasker.bench.loadgen import DAY_MS, METRIC_NAMES, Layout, LoadSpec
-from tasker.bench.machine import CpuMeter, code_version, machine_info, restarted_services, service_pids
-from tasker.bench.naive import NaiveSpec
-from tasker.bench.naive import spec_json as naive_spec_json
-from tasker.bench.report import CPU_HEADER, cpu_rows, table, verdict
-from tasker.bench.stack import (
+from tasker_bench import loadgen
+from tasker_bench.loadgen import DAY_MS, METRIC_NAMES, Layout, LoadSpec
+from tasker_bench.machine import CpuMeter, code_version, machine_info, restarted_services, service_pids
+from tasker_bench.naive import NaiveSpec
+from tasker_bench.naive import spec_json as naive_spec_json
+from tasker_bench.report import CPU_HEADER, cpu_rows, table, verdict
+from tasker_bench.stack import (
     REPO,
     BackendProcess,
     BenchError,
@@ -149,7 +149,7 @@ class TaskerTarget:
 
 
 class NaiveTarget:
-    """The naive pipeline (`tasker.bench.naive`) in one process, over this run's own names."""
+    """The naive pipeline (`tasker_bench.naive`) in one process, over this run's own names."""
 
     name = "naive"
 
@@ -179,7 +179,7 @@ class NaiveTarget:
         )
         say(f"naive pipeline ({params.mode}): names tasker_bench_{suffix}")
         process = await spawn_listening(
-            "naive", ("ingest", "packager"), [sys.executable, "-m", "tasker.bench.naive", naive_spec_json(spec)],
+            "naive", ("ingest", "packager"), [sys.executable, "-m", "tasker_bench.naive", naive_spec_json(spec)],
             dict(os.environ), workdir / "naive.log", what="the naive pipeline")
         return cls(params.mode, process, spec, workdir, params.servers)
 
@@ -222,7 +222,7 @@ async def _generate(target: Target, params: IngestParams, batch: int, layout: La
                         generator=g, generators=params.generators, base_ms=layout.base_ms,
                         step_ms=layout.step_ms, start_at=start_at, run=params.run)
         processes.append(await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tasker.bench.loadgen", loadgen.spec_json(spec), cwd=REPO,
+            sys.executable, "-m", "tasker_bench.loadgen", loadgen.spec_json(spec), cwd=REPO,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))
     await asyncio.sleep(max(0.0, start_at - time.time()))
     meter.start()

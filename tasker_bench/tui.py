@@ -12,9 +12,9 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tasker.bench.machine import code_version, machine_info
-from tasker.bench.report import table, verdict
-from tasker.bench.stack import REPO, BenchError
+from tasker_bench.machine import code_version, machine_info
+from tasker_bench.report import table, verdict
+from tasker_bench.stack import REPO, BenchError
 
 TARGET_CPU_PERCENT = 10.0
 TARGET_FIRST_FRAME_S = 1.0

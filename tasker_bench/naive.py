@@ -1,6 +1,6 @@
 """The naive ingest pipeline the ingest benchmark compares Tasker against.
 
-    python -m tasker.bench.naive '<NaiveSpec as JSON>'
+    python -m tasker_bench.naive '<NaiveSpec as JSON>'
 
 One reading per HTTP request, one broker message per reading, one INSERT per message; the
 message is acked once its INSERT returned. It is deliberately the naive *design*, not a

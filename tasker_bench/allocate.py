@@ -223,7 +223,7 @@ def run_small(seeds: int) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     """The figures as tables."""
-    from tasker.bench.report import table
+    from tasker_bench.report import table
 
     lines = [table(["plan", "kg CO2e", "g/core-h", "saving %", "unschedulable", "busy mean %", "busy peak %",
                     "plan s"],

@@ -1,6 +1,6 @@
 """The ingest load generator: a process that posts reading batches as fast as the backend takes them.
 
-    python -m tasker.bench.loadgen '<LoadSpec as JSON>'
+    python -m tasker_bench.loadgen '<LoadSpec as JSON>'
 
 prints one JSON object (what was accepted, status counts, POST latency) when done. Every
 reading has its own (server, metric, ts), computed from its sequence number by `Layout`, so the
@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from tasker.bench.machine import summary_ms
+from tasker_bench.machine import summary_ms
 from tasker.domain import METRICS
 
 METRIC_NAMES = tuple(METRICS)

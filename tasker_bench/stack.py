@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TASKER_CMD = [sys.executable, "-c", "from tasker.cli import main; main()"]
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0

@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from tasker.bench.loadgen import METRIC_NAMES
-from tasker.bench.machine import (
+from tasker_bench.loadgen import METRIC_NAMES
+from tasker_bench.machine import (
     CpuMeter,
     code_version,
     machine_info,
@@ -26,8 +26,8 @@ from tasker.bench.machine import (
     service_pids,
     summary_ms,
 )
-from tasker.bench.report import CPU_HEADER, cpu_rows, table, verdict
-from tasker.bench.stack import REPO, BenchError, Stack, say
+from tasker_bench.report import CPU_HEADER, cpu_rows, table, verdict
+from tasker_bench.stack import REPO, BenchError, Stack, say
 
 TARGET_P99_MS = 250.0
 STRAGGLER_WAIT_S = 10.0

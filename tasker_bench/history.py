@@ -22,16 +22,16 @@ from typing import Any
 
 import aiohttp
 
-from tasker.bench.loadgen import METRIC_NAMES
-from tasker.bench.machine import (
+from tasker_bench.loadgen import METRIC_NAMES
+from tasker_bench.machine import (
     code_version,
     machine_info,
     restarted_services,
     service_pids,
     summary_ms,
 )
-from tasker.bench.report import table, verdict
-from tasker.bench.stack import REPO, BenchError, Stack, say, stop_process
+from tasker_bench.report import table, verdict
+from tasker_bench.stack import REPO, BenchError, Stack, say, stop_process
 
 TARGET_24H_P99_MS = 100.0
 TARGET_30D_P99_MS = 150.0

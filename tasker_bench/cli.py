@@ -30,7 +30,7 @@ def _run(work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
 
 def _guarded(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run a benchmark; a BenchError or a bad setting becomes one line and exit 2."""
-    from tasker.bench.stack import BenchError
+    from tasker_bench.stack import BenchError
     from tasker.config import ConfigError
 
     try:
@@ -68,8 +68,8 @@ def ingest_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Sustained readings/s accepted and stored, lost and duplicated (must be 0), CPU per process."""
-    from tasker.bench.ingest import IngestParams, correct, render, run_ingest
-    from tasker.bench.report import emit
+    from tasker_bench.ingest import IngestParams, correct, render, run_ingest
+    from tasker_bench.report import emit
 
     params = IngestParams(mode=mode, duration_s=duration, batch=batch, concurrency=concurrency,
                           generators=generators, servers=servers, run=consecutive, ingesters=ingesters,
@@ -95,8 +95,8 @@ def latency_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Time from POST to the reading's arrival on a websocket subscription: p50, p99, max."""
-    from tasker.bench.latency import LatencyParams, render, run_latency
-    from tasker.bench.report import emit
+    from tasker_bench.latency import LatencyParams, render, run_latency
+    from tasker_bench.report import emit
 
     params = LatencyParams(mode=mode, rate=rate, duration_s=duration, servers=servers, batch=batch,
                            ingesters=ingesters, packagers=packagers, keep_logs=keep_logs)
@@ -114,8 +114,8 @@ def history_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """History for 24 h at 500 points and for 30 days, cold and warm; bytes on disk per reading."""
-    from tasker.bench.history import HistoryParams, render, run_history
-    from tasker.bench.report import emit
+    from tasker_bench.history import HistoryParams, render, run_history
+    from tasker_bench.report import emit
 
     params = HistoryParams(mode=mode, hours=hours, repeats=repeats, points=points, keep_logs=keep_logs)
     result = _run(lambda: run_history(params))
@@ -131,8 +131,8 @@ def tui_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """The TUI, headless, against 500 live servers: CPU, peak memory, first frame, frame times."""
-    from tasker.bench.report import emit
-    from tasker.bench.tui import TuiParams, render, run_tui
+    from tasker_bench.report import emit
+    from tasker_bench.tui import TuiParams, render, run_tui
 
     params = TuiParams(servers=servers, seconds=seconds, warmup=warmup, size=size)
     result = _guarded(lambda: run_tui(params))  # it runs event loops of its own
@@ -148,8 +148,8 @@ def allocate_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """CO2 of the carbon-aware plan vs run-now first-fit and round-robin; misses; planning time."""
-    from tasker.bench.allocate import render, run_allocate
-    from tasker.bench.report import emit
+    from tasker_bench.allocate import render, run_allocate
+    from tasker_bench.report import emit
 
     result = _guarded(lambda: run_allocate(seed, servers, tasks, 10 if exact else 0))
     emit(result, render(result), as_json)
