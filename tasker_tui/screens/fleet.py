@@ -27,8 +27,7 @@ class FleetScreen(TaskerScreen):
         Binding("r", "readings", "Raw", show=False, tooltip="Raw readings of the selected server"),
         Binding("t", "tasks", "Tasks", tooltip="Every task: state, server, start, progress, CO2"),
         Binding("p", "plan", "Plan", show=False, tooltip="Each server's timeline under its grid intensity"),
-        Binding("slash", "filter", "Filter", key_display="/",
-                tooltip="Filter: words or field:value, e.g. source:coal region:eu-*"),
+        Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter: words or field:value, like region:eu-*"),
         Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
     ]
 
@@ -66,6 +65,10 @@ class FleetScreen(TaskerScreen):
         if shown is not None:
             text.append(f"/{query.text}", "bold yellow")
             text.append(": ", "dim")
+        if query.error:  # alone on the line, so 80 columns show it whole
+            text.append(query.error, "bold red")
+            self.query_one("#totals", Static).update(text)
+            return
         text.append(f"{count} server{'' if count == 1 else 's'}", "bold")
         text.append(f", {totals.fresh} live", "green")
         if totals.stale:
@@ -75,13 +78,9 @@ class FleetScreen(TaskerScreen):
         text.append(fmt.fleet_power(totals.watts) if totals.fresh else "— W", "bold")
         text.append(" │ ", "dim")
         text.append(fmt.quantity(totals.co2_kg_per_h, "kg CO2/h", 2) if totals.fresh else "— kg CO2/h", "bold")
-        if query.error:
-            text.append(" │ ", "dim")
-            text.append(query.error, "bold red")
-        else:
-            sort_label = next(c.label for c in COLUMNS if c.key == table.sort_key)
-            text.append(" │ ", "dim")
-            text.append(f"{sort_label} {table.order.arrow}")
+        sort_label = next(c.label for c in COLUMNS if c.key == table.sort_key)
+        text.append(" │ ", "dim")
+        text.append(f"{sort_label} {table.order.arrow}")
         self.query_one("#totals", Static).update(text)
 
     # --- selection ----------------------------------------------------------------------
