@@ -67,7 +67,7 @@ class TaskerApp(OrderedKeys, App[None]):
         Binding("question_mark", "help", "Help", key_display="?", tooltip="Every key of this screen"),
         Binding("g", "go_to_server", "Go to server", show=False, tooltip="Go to a server by name"),
         Binding("colon", "command_line", "Command", key_display=":", show=False,
-                tooltip="Type a command: servers, tasks, plan, chat, server <name>, help, quit"),
+                tooltip="Commands by name: :tasks :server <name> :chat …"),
         Binding("q", "quit", "Quit", tooltip="Quit Tasker"),
         # Textual's own quit key, said the same way (it also works while typing in a field).
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True, tooltip="Quit Tasker"),

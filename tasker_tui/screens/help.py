@@ -15,13 +15,13 @@ MOVING = "↑ ↓ pgup pgdn home end move · tab / shift+tab next / previous fie
 
 # What the screens' signs and units mean, after the keys.
 LEGEND = (
-    ("●", "live: the server's readings are arriving"),
-    ("○", "stale: no reading for several of its intervals (or none yet); its figures are the last known"),
-    ("W", "power the server draws now, in watts; the fleet line sums the live servers (kW)"),
-    ("g/h", "CO2 it emits now, grams per hour: power × PUE × grid intensity (kg CO2/h for the fleet)"),
-    ("g/kWh", "carbon intensity of the server's electricity, from its energy source and region"),
-    ("PUE", "data-centre overhead: 1.5 means the site draws 1.5 W per watt the server draws"),
-    ("kWh", "energy over a chart's range; kg CO2 the emissions over it; CO2e counts other gases as CO2"),
+    ("●", "live: its readings are arriving"),
+    ("○", "stale: no reading for several of its intervals (or none yet)"),
+    ("W", "power drawn now, in watts (kW for the fleet)"),
+    ("g/h", "CO2 emitted now, grams per hour: W × PUE × grid g/kWh"),
+    ("g/kWh", "carbon intensity of its electricity (energy source and region)"),
+    ("PUE", "site overhead: 1.5 means the site draws 1.5 W per server watt"),
+    ("kWh", "energy over a chart's range; kg CO2 (CO2e) emitted over it"),
 )
 
 
@@ -76,7 +76,7 @@ class HelpScreen(ModalScreen[None]):
                 text.append("\n")
         text.append(MOVING + "\n", "dim")
         text.append("Every action is also in the command palette (ctrl+p).\n", "italic")
-        text.append(": opens the command line: :servers :tasks :plan :chat :help … (tab completes)\n", "italic")
+        text.append("Or type : and a command: :tasks, :server web-1, :chat (tab completes).\n", "italic")
         text.append("\nSigns and units\n", "bold underline")
         for sign, meaning in LEGEND:
             text.append(f"{sign:>{width}}  ", "bold")

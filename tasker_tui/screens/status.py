@@ -61,6 +61,14 @@ def parse_time(text: str, now_ms: int) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def home_relative(path: Path) -> str:
+    """`~/.local/share/…` for a path under the home directory: shorter, and what a shell accepts."""
+    try:
+        return "~/" + str(Path(path).relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 class RangeScreen(ModalScreen[TimeRange | None]):
     """Type a custom time range; enter applies, escape cancels."""
 
@@ -165,7 +173,7 @@ class StatusScreen(TaskerScreen):
         self.query_one("#status-head", Static).update(text)
 
     def _show_foot(self) -> None:
-        note = self.export_note or f"x exports this range as CSV to {self.tasker.export_dir}"
+        note = self.export_note or f"x exports this range as CSV to {home_relative(self.tasker.export_dir)}"
         self.query_one("#status-foot", Static).update(literal(note))
 
     @work(exclusive=True, group="page", exit_on_error=False)
@@ -248,7 +256,7 @@ class StatusScreen(TaskerScreen):
         path = self.export_path()
         metric = METRICS[self.metric]
         rows = 0
-        self.export_note = f"Exporting to {path}…"
+        self.export_note = f"Exporting to {home_relative(path)}…"
         self._show_foot()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,13 +272,13 @@ class StatusScreen(TaskerScreen):
                                      ts, fmt.iso(ts), item["value"]])
                     rows += 1
                     if rows % EXPORT_PAGE_SIZE == 0:
-                        self.export_note = f"Exporting to {path}… {rows:,} rows"
+                        self.export_note = f"Exporting to {home_relative(path)}… {rows:,} rows"
                         self._show_foot()
         except OSError as exc:
             self.export_note = f"Export failed: {exc.strerror or exc} ({path})"
             self._show_foot()
             self.notify(self.export_note, severity="error")
             return
-        self.export_note = f"Exported {rows:,} readings to {path}"
+        self.export_note = f"Exported {rows:,} readings to {home_relative(path)}"
         self._show_foot()
         self.notify(self.export_note, title="CSV written", timeout=8)

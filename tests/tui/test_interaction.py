@@ -410,5 +410,5 @@ async def test_help_explains_the_markers_and_units():
         await fleet_ready(pilot, client)
         await pilot.press("question_mark")
         await wait_for_text(pilot, "Signs and units")
-        for sign in ("● live", "○ stale", "g/h CO2 it emits now", "PUE data-centre overhead", "g/kWh carbon intensity"):
+        for sign in ("● live", "○ stale", "g/h CO2 emitted now", "PUE site overhead", "g/kWh carbon intensity"):
             assert sign in screen_words(app), sign
