@@ -117,8 +117,16 @@ CURSOR_BINDINGS = [
 
 
 def sort_bindings(columns: Iterable[SortColumn]) -> list[Binding]:
-    """Shift and a column's letter sorts by it; again reverses (the widget implements sort)."""
-    return [Binding(c.letter.upper(), f"sort('{c.key}')", f"Sort by {c.label}", show=False) for c in columns]
+    """Shift and a column's letter sorts by it; again reverses (the widget implements sort). The
+    first key stands for all of them in the help and the palette: one line, not one per column."""
+    columns = list(columns)
+    letters = " ".join(c.letter.upper() for c in columns)
+    first, *rest = columns
+    return [
+        Binding(first.letter.upper(), f"sort('{first.key}')", "Sort", show=False,
+                tooltip=f"Shift+{letters} sort by column; again reverses"),
+        *(Binding(c.letter.upper(), f"sort('{c.key}')", f"Sort by {c.label}", show=False) for c in rest),
+    ]
 
 
 def tasks_cell(load: ServerLoad | None) -> str:

@@ -245,3 +245,18 @@ async def test_tasks_table_sorts_and_filters_the_same_way():
         await type_text(pilot, "state:plan* !name:render*")
         await pilot.press("enter")
         assert [app.board.tasks[t].name for t in table.shown_ids] == ["nightly-backup"]
+
+
+async def test_help_and_palette_name_the_sort_keys_in_one_line():
+    from tasker_tui.screens.help import HelpScreen
+
+    app, client = fake_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fleet_ready(pilot, client)
+        commands = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        assert "Shift+N L S W C T P O sort by column" in commands["Sort"]
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        text = screen_text(app)
+        assert "N  Sort  Shift+N L S W C T P O sort by column; again reverses" in text
+        assert "Every action is also in the command palette (ctrl+p)." in text  # still one screen
