@@ -45,6 +45,8 @@ class OrderedKeys(App):
         self._backlog: deque[events.Key | events.Paste] = deque()
         self._in_flight: events.Key | events.Paste | None = None
         self._in_flight_serial = 0
+        # Whether the key in flight ran an action (a binding): only then may focus or screens move.
+        self._key_acted = False
         self._waiting_since: float | None = None
         self._key_timer: Timer | None = None
 
@@ -89,6 +91,7 @@ class OrderedKeys(App):
                 continue
             target = self.focused or self.screen
             self._in_flight = event
+            self._key_acted = False
             await super().on_event(event)
             self._in_flight_serial += 1
             # Not forwarded: a priority binding took it, so it is handled already.
@@ -97,12 +100,20 @@ class OrderedKeys(App):
                 return
             self._key_timer = self.set_timer(IN_FLIGHT_WAIT_S, self._given_up_waiting)
 
+    async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
+        if self._in_flight is not None:
+            self._key_acted = True
+        return await super().run_action(action, default_namespace, namespaces)
+
     def on_key_delivered(self, message: KeyDelivered) -> None:
         message.stop()
         if message.serial == self._in_flight_serial and self._in_flight is not None:
-            # After the refresh: what the key's action asked for later (a focus move, a screen
-            # to mount) comes first.
-            self.call_after_refresh(self._key_settled)
+            if self._key_acted:
+                # After the refresh: what the key's action asked for later (a focus move, a
+                # screen to mount) comes first.
+                self.call_after_refresh(self._key_settled)
+            else:  # typed into a field: nothing moved, the next key may follow at once
+                self.call_later(self._key_settled)
 
     async def _key_settled(self) -> None:
         self._in_flight = None
