@@ -12,7 +12,7 @@ from tasker_tui import format as fmt
 from tasker_tui.screens.confirm import ConfirmScreen
 from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.tasks import TasksScreen
-from tasker_tui.widgets.fleet_table import FleetTable
+from tasker_tui.widgets.fleet_table import COLUMNS, FleetTable
 from tasker_tui.widgets.task_table import TaskTable
 from tests.tui.conftest import type_text, wait_for_text, wait_until
 from tests.tui.fakes import FakeClient, server_json
@@ -260,3 +260,19 @@ async def test_help_and_palette_name_the_sort_keys_in_one_line():
         text = screen_text(app)
         assert "N  Sort  Shift+N L S W C T P O sort by column; again reverses" in text
         assert "Every action is also in the command palette (ctrl+p)." in text  # still one screen
+
+
+async def test_every_sort_key_both_ways_over_absurd_values_keeps_running():
+    from tests.tui.test_hostile_input import hostile_client
+
+    app, client = fake_app(hostile_client())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await fleet_ready(pilot, client)
+        table = app.screen.query_one(FleetTable)
+        for column in COLUMNS:
+            await pilot.press(column.letter.upper())
+            reverse = table.sort_reverse
+            await pilot.press(column.letter.upper())
+            assert table.sort_key == column.key and table.sort_reverse != reverse
+            assert len(table.shown_ids) == len(app.fleet.servers)
+        assert app.is_running
