@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -53,6 +55,7 @@ def binding_sections(screen: Screen) -> list[tuple[str, list[tuple[str, str, str
 class HelpScreen(ModalScreen[None]):
     """Keys of the screen below; escape, q or ? closes it."""
 
+    CSS_PATH = Path(__file__).parent / "help.tcss"
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", tooltip="Close the help")]
 
     def __init__(self, under: Screen) -> None:

@@ -167,7 +167,7 @@ class StatusScreen(TaskerScreen):
             text.append(f"  rows {first}–{first + self.page_rows - 1}", "")
             text.append("  more older: n" if self.next_cursor else "  oldest reached", "dim")
             if page > 1 or self.preset is None:
-                text.append("  newest, ending now: u", "dim")
+                text.append("  newest: u", "dim")
         else:
             text.append("  no readings in this range", "yellow")
         self.query_one("#status-head", Static).update(text)
