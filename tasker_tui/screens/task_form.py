@@ -130,13 +130,32 @@ class TaskFormScreen(TaskerScreen):
         ask(self.app, "Discard this task?", "What you typed in the form is lost.", "Discard",
             lambda yes: self.dismiss(None) if yes else None, no_label="Keep editing")
 
-    def action_save(self) -> None:
+    def _draft(self):
         fleet = self.tasker.fleet.servers.values()
         tags = {t for s in fleet for t in s.get("tags") or []}
         largest = max((s.get("cores") or 0 for s in fleet), default=None) or None
-        draft = read_draft(self.values(), datetime.now(timezone.utc), tags, largest)
+        return read_draft(self.values(), datetime.now(timezone.utc), tags, largest)
+
+    @on(Input.Changed)
+    def _check_as_typed(self) -> None:
+        """A field typed in says at once what is wrong with it; untouched fields wait for the
+        submit to say they are required."""
+        if not self._initial:
+            return  # still mounting
+        values = self.values()
+        errors = self._draft().errors
+        for key in FIELD_KEYS:
+            row = self.query_one(f"#row-{key}")
+            if values[key] != self._initial.get(key) or row.has_class("-invalid"):
+                reason = errors.get(key, "")
+                self.query_one(f"#error-{key}", Static).update(literal(reason or self.hints.get(key, "")))
+                row.set_class(bool(reason), "-invalid")
+
+    def action_save(self) -> None:
+        draft = self._draft()
         if draft.errors:
-            self.show_errors(draft.errors, "Fix the fields marked in red.")
+            count = len(draft.errors)
+            self.show_errors(draft.errors, f"Fix the {count} field{'s' if count > 1 else ''} marked in red.")
             return
         self.show_errors({}, "Submitting…")
         self.submit(draft.payload)

@@ -268,6 +268,20 @@ async def test_a_field_says_what_is_wrong_as_it_is_typed_and_clears_when_fixed()
         await wait_until(pilot, lambda: not form.query_one("#row-idle_watts").has_class("-invalid"), what="cleared")
 
 
+async def test_the_task_form_too_says_what_is_wrong_as_it_is_typed():
+    from tests.tui.test_tasks import open_form, with_tasks
+
+    app, client = with_tasks()
+    async with app.run_test(size=(120, 36)) as pilot:
+        form = await open_form(pilot, client)
+        await pilot.press("tab")  # to Cores
+        await type_text(pilot, "many")
+        await wait_until(pilot, lambda: form.query_one("#row-cores").has_class("-invalid"), what="the error")
+        assert not form.query_one("#row-name").has_class("-invalid")  # untouched: no "required" yet
+        form.query_one("#field-cores", Input).value = "4"
+        await wait_until(pilot, lambda: not form.query_one("#row-cores").has_class("-invalid"), what="cleared")
+
+
 async def test_escape_on_a_changed_server_form_asks_before_throwing_it_away():
     app, client = fake_app()
     async with app.run_test(size=(120, 36)) as pilot:
