@@ -127,3 +127,13 @@ def test_a_task_that_blocks_a_bigger_one_is_moved_aside():
     assert plan.optimal
     assert {p.server_id for p in plan.placements.values()} == {"wind"}
     assert plan.total_co2_g == pytest.approx(brute_force(prob)[1], rel=1e-6)
+
+
+def test_equal_grams_go_to_the_earliest_start():
+    # Wind's intensity is flat: every hour costs the same, so the task should start at once.
+    # HiGHS's tolerance is far above the tie-break, so this is the planner's doing, not luck.
+    tasks = [task(f"t{i}", cores=2, hours=0.5, deadline_h=24, interruptible=True) for i in range(3)]
+    prob = problem(tasks, [server("wind", source="wind", g=11.0, cores=8)], slot_s=SLOT_MS // 1000, horizon_h=24)
+    plan = plan_tasks(prob, BuiltinIntensity(), solver="exact", time_budget_s=10.0)
+    assert plan.optimal
+    assert [p.pieces[0][0] for p in plan.placements.values()] == [T0] * 3
