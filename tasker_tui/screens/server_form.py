@@ -135,7 +135,7 @@ def parse_form(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str
         else:
             payload[field.key] = raw
     if "max_watts" not in errors and payload.get("max_watts", math.inf) < payload.get("idle_watts", 0):
-        errors["max_watts"] = f"must be at least Idle W ({payload['idle_watts']:g})"
+        errors["max_watts"] = f"must be >= Idle W ({payload['idle_watts']:g})"
         payload.pop("max_watts")
     location = {"region": payload.pop("region", ""), "site": payload.pop("site", "")}
     payload["location"] = location

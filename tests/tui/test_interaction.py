@@ -249,7 +249,7 @@ async def test_one_save_names_every_mistake_of_the_server_form():
         assert invalid == {"row-name", "row-pue", "row-max_watts"}
         assert "no spaces" in field_error(app, "name")
         assert "between 1 and 5" in field_error(app, "pue")
-        assert "at least Idle W (300)" in field_error(app, "max_watts")
+        assert "must be >= Idle W (300)" in field_error(app, "max_watts")
         assert "create" not in client.calls  # the backend was not asked
 
 
