@@ -482,8 +482,8 @@ def _history_paths() -> dict[str, Any]:
     common = [
         SERVER_ID,
         _query("metric", {"type": "string", "enum": list(METRICS), "default": "power"}, "the metric"),
-        _query("from", QUERY_INSTANT, "start of the range (inclusive); default `to` - 1 h"),
-        _query("to", QUERY_INSTANT, "end of the range (exclusive); default now"),
+        _query("from", QUERY_INSTANT, "start of the range (inclusive), not before 2000-01-01; default `to` - 1 h"),
+        _query("to", QUERY_INSTANT, "end of the range (exclusive), at most a day from now; default now"),
     ]
     return {
         "/api/v1/servers/{server_id}/history": {"get": {

@@ -10,7 +10,7 @@ from backend.ports import TimeSeriesStore
 from backend.services.auth import InvalidField
 from backend.services.servers import check_server_id
 from backend.services.timestamps import parse_instant
-from tasker.domain import METRICS
+from tasker.domain import EARLIEST_TS_MS, METRICS
 
 DEFAULT_RANGE_MS = 3_600_000
 DEFAULT_POINTS = 500
@@ -18,6 +18,8 @@ MAX_POINTS = 10_000
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 MAX_CURSOR = 1_024
+MAX_AHEAD_MS = 86_400_000
+"""How far after now a range may end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,12 @@ def parse_range(server_id: str, params: Mapping[str, str], now: int) -> RangeQue
         raise InvalidField("from", str(exc)) from None
     if from_ms >= to_ms:
         raise InvalidField("from", "must be before to")
+    # Bounded so that the buckets of any range are cheap to work out: a range across the epoch,
+    # or millennia long, kept the downsampling looping for minutes on the event loop.
+    if from_ms < EARLIEST_TS_MS:
+        raise InvalidField("from", "must be 2000-01-01T00:00:00Z or later (no reading is older)")
+    if to_ms > now + MAX_AHEAD_MS:
+        raise InvalidField("to", "must be at most a day from now")
     return RangeQuery(server_id, metric, from_ms, to_ms)
 
 

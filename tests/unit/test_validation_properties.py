@@ -203,6 +203,17 @@ def test_history_parameters_give_a_range_or_name_the_bad_one(params, server_id):
     assert query.from_ms < query.to_ms and query.metric in METRICS
 
 
+@pytest.mark.parametrize("params, field", [
+    ({"from": "-999999w", "to": "now"}, "from"),           # across the epoch: looped for ever
+    ({"from": "0", "to": "now"}, "from"),
+    ({"from": "-1h", "to": "9999-12-31T23:59:59Z"}, "to"),  # millennia: looped for minutes
+])
+def test_a_history_range_beyond_any_reading_is_refused_naming_the_end(params, field):
+    with pytest.raises(InvalidField) as caught:
+        parse_range("srv_aaaaaaaaaa", {**params, "points": "1"}, NOW)
+    assert caught.value.field == field
+
+
 @PROPERTY
 @given(query_text)
 @example("²")
