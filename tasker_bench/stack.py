@@ -445,9 +445,12 @@ def rabbitmq_names(prefix: str) -> tuple[list[str], list[str]]:
 async def delete_rabbitmq_names(amqp_url: str, prefix: str) -> None:
     import aio_pika
 
+    from backend.adapters.rabbitmq import parse_broker_url
+
     queues, exchanges = rabbitmq_names(prefix)
     deletions = [("queue_delete", q) for q in queues] + [("exchange_delete", e) for e in exchanges]
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    # a cluster URL names several hosts; aio-pika connects to one
+    connection = await aio_pika.connect(parse_broker_url(amqp_url).urls[0], timeout=10)
     async with connection:
         for method, name in deletions:
             # A failed delete (never declared in this run) closes its channel: one channel each.
