@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from backend.http import (
-    agent_routes, auth_routes, history_routes, ingest_routes, openapi, ops, server_routes, task_routes, ws,
+    agent_routes,
+    auth_routes,
+    history_routes,
+    ingest_routes,
+    openapi,
+    ops,
+    server_routes,
+    task_routes,
+    ws,
 )
 from backend.http.context import CONTEXT, ApiContext
 from backend.http.errors import BodyTimeout, error_middleware

@@ -24,11 +24,20 @@ from backend.ports import TASK_STATES
 from backend.services.agents import MAX_REPORTED
 from backend.services.audit import MAX_PAGE
 from backend.services.auth import MAX_PASSWORD, ROLES
-from backend.services.history import DEFAULT_LIMIT, DEFAULT_POINTS, MAX_CURSOR, MAX_LIMIT, MAX_POINTS
+from backend.services.history import (
+    DEFAULT_LIMIT,
+    DEFAULT_POINTS,
+    MAX_CURSOR,
+    MAX_LIMIT,
+    MAX_POINTS,
+)
 from backend.services.readings import MAX_BATCH_READINGS
 from backend.services.servers import MAX_SITE, MAX_TAGS
 from backend.services.task_form import (
-    MAX_ARG_CHARS, MAX_COMMAND_ARGS, MAX_CWD_CHARS, MAX_ENV_VARS,
+    MAX_ARG_CHARS,
+    MAX_COMMAND_ARGS,
+    MAX_CWD_CHARS,
+    MAX_ENV_VARS,
 )
 from backend.services.task_runs import MAX_OUTPUT_TAIL, RUN_EVENTS
 from tasker.domain import ENERGY_SOURCES, METRICS, REGIONS

@@ -154,11 +154,11 @@ def test_stateful_sequences_along_the_links_stay_within_the_contract(live_backen
     machine = schema_.as_state_machine()
 
     class Workflow(machine):  # type: ignore[misc, valid-type]
-        def get_call_kwargs(self, case):  # noqa: ANN001, ANN201 - schemathesis' hook
+        def get_call_kwargs(self, case):
             return {"headers": live_backend.headers(case.operation.definition.raw.get("operationId")),
                     "timeout": 30}
 
-        def validate_response(self, response, case, **kwargs):  # noqa: ANN001, ANN201
+        def validate_response(self, response, case, **kwargs):
             case.validate_response(response, checks=CHECKS)
 
     Workflow.run(settings=settings(max_examples=25, stateful_step_count=6, deadline=None, derandomize=True,

@@ -20,12 +20,23 @@ from backend.ports import NotFound, ServerRecord
 from backend.services.auth import InvalidField
 from backend.services.history import _count, parse_range
 from backend.services.readings import BatchRejected, validate_batch
-from backend.services.servers import FormRejected, new_server, patched_server, server_json
+from backend.services.servers import (
+    FormRejected,
+    new_server,
+    patched_server,
+    server_json,
+)
 from backend.services.task_form import TaskRejected, new_task
 from backend.services.task_runs import EventRejected, parse_run_event
 from backend.services.tasks import task_json
 from backend.services.timestamps import format_rfc3339, parse_instant
-from tasker.domain import EARLIEST_TS_MS, MAX_FUTURE_SKEW_MS, METRICS, REGIONS, value_ceilings
+from tasker.domain import (
+    EARLIEST_TS_MS,
+    MAX_FUTURE_SKEW_MS,
+    METRICS,
+    REGIONS,
+    value_ceilings,
+)
 
 NOW = 1_795_000_000_000
 SERVERS = {"srv_aaaaaaaaaa": value_ceilings(350.0), "srv_bbbbbbbbbb": value_ceilings(0.0)}

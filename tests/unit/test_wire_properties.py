@@ -12,7 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.ports import Undecodable
-from backend.services.wire import ReadingColumns, decode_readings, encode_columns, encode_readings
+from backend.services.wire import (
+    ReadingColumns,
+    decode_readings,
+    encode_columns,
+    encode_readings,
+)
 from tasker.domain import METRICS, Reading
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
