@@ -18,7 +18,11 @@ TIME_STEPS_S = (
 )
 DAY_S = 86400
 WEEK_ALIGN_S = 4 * DAY_S  # the epoch began on a Thursday: weekly ticks fall on Mondays
-TICK_GAP = 2  # blank cells at least between two time labels
+# Room each time label needs: its width and half again. A chart library that places labels
+# around ones already drawn moves a label that comes closer, and then where it lands depends on
+# the order they were drawn in.
+def label_room(width: int) -> int:
+    return width + (width + 1) // 2 + 1
 
 
 def nice_step(rough: float) -> float:
@@ -86,7 +90,7 @@ def time_ticks(start_ms: int, end_ms: int, width: int) -> list[tuple[int, str]]:
             continue
         ticks = candidate
         widest = max((len(label) for _, label in ticks), default=0)
-        if len(ticks) * (widest + TICK_GAP) <= width:
+        if len(ticks) * label_room(widest) <= width:
             break
     return ticks  # when none fits, the coarsest step's
 

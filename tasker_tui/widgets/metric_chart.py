@@ -23,6 +23,7 @@ Bucket = tuple[int, float, float, float]
 # Rows and columns of the widget that are not plot area: title, frame, x labels; y labels, frame.
 CHROME_ROWS = 4
 CHROME_COLUMNS = 10
+Y_LABEL_WIDTH = 5  # up to 99999; larger values are drawn scaled by a power of ten or wider
 PLAIN_RANGE = (1e-3, 1e6)  # largest magnitudes drawn in plain units; outside, the axis is scaled
 FINEST_SCALE = -300  # exponent floor: 10**-320 would be 0 and divide by zero
 
@@ -95,10 +96,11 @@ class MetricChart(PlotextPlot):
             ticks = value_ticks(min(0.0, low), max(0.0, high), max(2, min(6, self.size.height - CHROME_ROWS)))
             step = ticks[1] - ticks[0]
             plt.ylim(ticks[0], ticks[-1])
-            plt.yticks(ticks, [value_label(t, step) for t in ticks])
+            # Labels of one width: the plot keeps its place when a live value moves the scale.
+            plt.yticks(ticks, [value_label(t, step).rjust(Y_LABEL_WIDTH) for t in ticks])
         else:
             plt.ylim(0, 1)
-            plt.yticks([0, 1], ["", ""])  # no values: no scale to claim
+            plt.yticks([0, 1], [" " * Y_LABEL_WIDTH] * 2)  # no values: no scale to claim
             note = self._empty_note if not points else "no numeric readings in this range"
             plt.text(note, (start_ms + end_ms) / 2000, 0.5, alignment="center")
         return super().render()
