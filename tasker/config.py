@@ -65,9 +65,14 @@ class Settings:
 
     broker_url: str = "memory://"
     """TASKER_BROKER_URL: `memory://` (in-process, journaled in `queue.db` next to the SQLite time
-    series, or in the file of `memory:///path/to/queue.db`) or `amqp://user:pass@host:5672/vhost`."""
+    series, or in the file of `memory:///path/to/queue.db`) or `amqp://user:pass@host:5672/vhost`;
+    a RabbitMQ cluster lists its nodes, `amqp://user:pass@h1,h2,h3/vhost` (quorum queues, and a
+    reconnect to another node when one goes away; `?queue_type=quorum|classic` overrides)."""
     timeseries_url: str = ""
-    """TASKER_TIMESERIES_URL: `sqlite:///path.db` or `cassandra://host[,host]:9042/keyspace`."""
+    """TASKER_TIMESERIES_URL: `sqlite:///path.db` or `cassandra://host[,host]:9042/keyspace`, with
+    `?replication=N` (copies of each row; a new keyspace gets 1 without it) and
+    `?consistency=LEVEL` (of every read and write: QUORUM unless given) for a cluster, e.g.
+    `cassandra://h1,h2,h3/tasker?replication=3`."""
     registry_url: str = ""
     """TASKER_REGISTRY_URL: `sqlite:///path.db` or `mongodb://host:27017/dbname`."""
     listen: str = "127.0.0.1:8470"
@@ -76,6 +81,11 @@ class Settings:
     """TASKER_URL: where clients (TUI, sensors, CLI) find the backend."""
     retention_days: int = 400
     """TASKER_RETENTION_DAYS: how long raw readings are kept (Cassandra TTL) before expiring."""
+    header_timeout_s: float = 10.0
+    """TASKER_HEADER_TIMEOUT: seconds a connection may go without a complete request head (from
+    when it opened or its previous answer ended; so also how long an idle keep-alive lasts)."""
+    body_timeout_s: float = 30.0
+    """TASKER_BODY_TIMEOUT: seconds a client has to send a request body, per started MiB; then 408."""
 
     def __post_init__(self) -> None:
         if not self.timeseries_url:
@@ -98,8 +108,11 @@ ENV = {
     "listen": "TASKER_LISTEN",
     "url": "TASKER_URL",
     "retention_days": "TASKER_RETENTION_DAYS",
+    "header_timeout_s": "TASKER_HEADER_TIMEOUT",
+    "body_timeout_s": "TASKER_BODY_TIMEOUT",
 }
 _FLAGS = {"listen": "--listen", "url": "--url"}
+_NUMBERS = ("retention_days", "header_timeout_s", "body_timeout_s")
 
 _EXPECTED = {
     "broker_url": "memory://, memory:///path/to/queue.db or amqp://user:pass@host:5672/vhost",
@@ -156,7 +169,7 @@ def _check_url(name: str, value: str) -> str | None:
         return None  # the SQLite file is checked when the backend opens it
     if not parts.netloc.rpartition("@")[2]:
         return "no host"
-    problem = _check_hosts(parts.netloc, several=parts.scheme in ("cassandra", "mongodb"))
+    problem = _check_hosts(parts.netloc, several=parts.scheme in ("cassandra", "mongodb", "amqp", "amqps"))
     if problem:
         return problem
     path = parts.path.strip("/")
@@ -211,7 +224,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         return ConfigError(f"{where}: {problem}" + (f"; expected {expected}" if expected else ""))
 
     for name, value in values.items():
-        if name != "retention_days" and not isinstance(value, str):
+        if name not in _NUMBERS and not isinstance(value, str):
             raise fail(name, "must be text")
     if "retention_days" in values:
         days = values["retention_days"]
@@ -222,6 +235,15 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         if days is None or days < 1:
             raise fail("retention_days", "expected a whole number of days, at least 1")
         values["retention_days"] = days
+    for name in ("header_timeout_s", "body_timeout_s"):
+        if name in values:
+            try:
+                seconds = float(str(values[name]).strip()) if not isinstance(values[name], bool) else 0.0
+            except ValueError:
+                seconds = 0.0
+            if not 0 < seconds <= 3600:
+                raise fail(name, "expected a number of seconds above 0 and at most 3600")
+            values[name] = seconds
     settings = Settings(**values)  # type: ignore[arg-type]
     for name in _SCHEMES:
         problem = _check_url(name, getattr(settings, name))
