@@ -1,7 +1,10 @@
-"""Shell commands of the backend: `tasker backend`, `tasker users add`, `tasker keys ...`.
+"""Shell commands of the backend: `tasker backend`, `tasker users ...`, `tasker keys ...`.
 
 `users` and `keys` act directly on the registry named by TASKER_REGISTRY_URL (they are how the
-first accounts and sensor keys come to exist), so they need no running backend.
+first accounts and sensor keys come to exist), so they need no running backend; every change is
+in the audit log as done by `shell:<local account>`. A session they end stops working within
+`auth.CACHE_TTL_S` (5 s) in every running api process, and its websocket closes within
+`ws.SESSION_CHECK_S` (5 s). See docs/accounts.md.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def _with_registry(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(registry)` against TASKER_REGISTRY_URL, with one-line errors."""
     from backend.bootstrap import StartupError, open_registry
     from backend.ports import Conflict, NotFound, Unavailable
-    from backend.services.auth import InvalidField
+    from backend.services.auth import Forbidden, InvalidField
 
     settings = _settings()
 
@@ -72,6 +75,8 @@ def _with_registry(work: Callable[[Any], Awaitable[T]]) -> T:
     except InvalidField as exc:
         _fail(f"{exc.field} {exc.reason}", 2)
     except (Conflict, NotFound) as exc:
+        _fail(str(exc))
+    except Forbidden as exc:
         _fail(str(exc))
     raise AssertionError("unreachable")
 
@@ -165,6 +170,8 @@ def backend_command(
                     if password is not None:
                         print("Created the first user: admin (role admin)", flush=True)
                         print(f"One-time password, shown only now: {password}", flush=True)
+                        print("It must be changed at the first login: `tasker login` asks for a new "
+                              "one, as does the TUI.", flush=True)
                 print(f"Tasker backend ({', '.join(sorted(backend.roles))}) listening on {url}", flush=True)
                 await stopping
         finally:
@@ -182,14 +189,44 @@ def backend_command(
         _fail(f"could not start: {exc}")
 
 
+def _read_password_line() -> str:
+    """The first line of stdin, without its line ending."""
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _ask_new_password(username: str) -> str:
+    """A new password typed twice at the terminal (hidden); refused at once if the policy says so."""
+    from backend.services.password_policy import RULES, problem
+
+    if not sys.stdin.isatty():
+        _fail("no terminal to ask for the password on: pass --password-stdin and give it on stdin", 2)
+    typer.echo(f"New password for {username} ({RULES}).", err=True)
+    while True:
+        password = typer.prompt("New password", hide_input=True, err=True)
+        wrong = problem(password, username)
+        if wrong is not None:
+            typer.echo(f"That password {wrong}; try another.", err=True)
+            continue
+        if typer.prompt("Repeat it", hide_input=True, err=True) == password:
+            return password
+        typer.echo("The two did not match; again.", err=True)
+
+
+def _sessions_note(ended: int) -> str:
+    return f"; {ended} session(s) ended" if ended else ""
+
+
 @users_app.command("add")
 def users_add(
     username: str = typer.Argument(..., help="1-64 characters of A-Z a-z 0-9 . _ -"),
     role: str = typer.Option(..., "--role", help="admin, sysadmin or engineer"),
     password_stdin: bool = typer.Option(
         False, "--password-stdin", help="Read the password from the first line of stdin "
-        "(otherwise one is generated and printed once)."
+        "(otherwise one is generated, printed once, and must be changed at the first login)."
     ),
+    must_change: bool = typer.Option(
+        False, "--must-change", help="The user must choose another password at the first login "
+        "(always so for a generated one)."),
 ) -> None:
     """Create a user account."""
     from backend.services.audit import AuditLog
@@ -197,10 +234,11 @@ def users_add(
 
     password = None
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = _read_password_line()
 
     async def work(registry: Any) -> str:
-        created = await AuthService(registry).add_user(username, role, password)
+        created = await AuthService(registry).add_user(username, role, password,
+                                                       must_change_password=must_change or password is None)
         await AuditLog(registry).record(_shell_actor(), "user.added", username, f"role {role}")
         return created
 
@@ -208,6 +246,168 @@ def users_add(
     typer.echo(f"Created user {username} ({role}).")
     if not password_stdin:
         typer.echo(f"Password, shown only now: {created}")
+    if must_change or not password_stdin:
+        typer.echo("It must be changed at the first login (tasker login or the TUI ask for a new one).")
+
+
+@users_app.command("list")
+def users_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List users: role, whether disabled or due a password change, live sessions."""
+    from backend.services.auth import AuthService
+
+    async def work(registry: Any) -> list[Any]:
+        return await AuthService(registry).accounts.list_users()
+
+    rows = [summary.as_json() for summary in _with_registry(work)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("No users. The first `tasker backend` makes `admin`; add more with: "
+                   "tasker users add NAME --role sysadmin")
+        return
+
+    def status(row: dict[str, Any]) -> str:
+        if row["disabled"]:
+            return f"disabled {row['disabled_at']}"
+        return "must change password" if row["must_change_password"] else "active"
+
+    _print_table(("USER", "ROLE", "STATUS", "SESSIONS", "CREATED AT", "PASSWORD CHANGED"),
+                 [(r["username"], r["role"], status(r), str(r["sessions"]), r["created_at"],
+                   r["password_changed_at"] or "never") for r in rows])
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: str = typer.Argument(..., help="Whose password to set."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the new password from the first line of stdin (for "
+        "scripts); otherwise it is asked twice at the terminal."),
+    must_change: bool = typer.Option(
+        False, "--must-change", help="The user must choose another password at the next login."),
+) -> None:
+    """Set a user's password (the policy applies); every session of the user ends."""
+    from backend.services.auth import AuthService
+
+    if not password_stdin:
+        async def exists(registry: Any) -> None:
+            await AuthService(registry).accounts.require_user(username)
+
+        _with_registry(exists)  # before asking for a password it could not be given
+    password = _read_password_line() if password_stdin else _ask_new_password(username)
+
+    async def work(registry: Any) -> int:
+        return await AuthService(registry).accounts.set_password(_shell_actor(), username, password,
+                                                                 must_change)
+
+    ended = _with_registry(work)
+    typer.echo(f"Password of {username} set{_sessions_note(ended)}."
+               + (" It must be changed at the next login." if must_change else ""))
+
+
+@users_app.command("disable")
+def users_disable(username: str = typer.Argument(..., help="The user to lock out.")) -> None:
+    """Disable a user: its logins are refused and its sessions end (websockets close)."""
+    from backend.services.auth import AuthService
+
+    async def work(registry: Any) -> int:
+        return await AuthService(registry).accounts.disable(_shell_actor(), username)
+
+    ended = _with_registry(work)
+    typer.echo(f"Disabled {username}{_sessions_note(ended)}. Undo with: tasker users enable {username}")
+
+
+@users_app.command("enable")
+def users_enable(username: str = typer.Argument(..., help="The user to let in again.")) -> None:
+    """Let a disabled user log in again."""
+    from backend.services.auth import AuthService
+
+    async def work(registry: Any) -> bool:
+        return await AuthService(registry).accounts.enable(_shell_actor(), username)
+
+    changed = _with_registry(work)
+    typer.echo(f"Enabled {username}." if changed else f"{username} was not disabled; nothing changed.")
+
+
+@users_app.command("delete", hidden=True)  # the words a user may try first
+@users_app.command("remove", hidden=True)
+@users_app.command("rm")
+def users_rm(
+    username: str = typer.Argument(..., help="The user to delete."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    transfer_to: str | None = typer.Option(
+        None, "--transfer-to", help="Hand the user's servers and unfinished tasks to this sysadmin or "
+        "admin (a user who owns any is not deleted without it)."),
+) -> None:
+    """Delete a user: its sessions end; its servers and unfinished tasks go to --transfer-to."""
+    from backend.services.auth import AuthService
+
+    async def owned(registry: Any) -> tuple[Any, list[Any], list[Any]]:
+        accounts = AuthService(registry).accounts
+        user = await accounts.require_user(username)
+        servers, tasks = await accounts.owned(user.username)
+        return user, servers, tasks
+
+    if not yes:
+        user, servers, tasks = _with_registry(owned)
+        what = f"user {user.username} ({user.role})"
+        if (servers or tasks) and transfer_to:
+            what += f", handing {len(servers)} server(s) and {len(tasks)} unfinished task(s) to {transfer_to}"
+        if not sys.stdin.isatty():
+            _fail(f"not deleting {what} without confirmation: pass --yes", 2)
+        if not typer.confirm(f"Delete {what}?", default=False):
+            typer.echo(f"Kept {username}.")
+            return
+
+    async def work(registry: Any) -> Any:
+        return await AuthService(registry).accounts.remove(_shell_actor(), username, transfer_to)
+
+    removal = _with_registry(work)
+    handed = ""
+    if removal.servers or removal.tasks:
+        handed = f"; {len(removal.servers)} server(s) and {removal.tasks} task(s) now belong to {transfer_to}"
+    typer.echo(f"Deleted user {username}{_sessions_note(removal.sessions)}{handed}.")
+
+
+@users_app.command("sessions")
+def users_sessions(
+    username: str = typer.Argument(..., help="Whose sessions."),
+    revoke: bool = typer.Option(False, "--revoke", help="End them (all, or only --session ID)."),
+    session: str | None = typer.Option(None, "--session", help="With --revoke: only this session id."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List a user's live sessions, or end them with --revoke (websockets close too)."""
+    from backend.services.accounts import session_json
+    from backend.services.auth import AuthService
+
+    if session is not None and not revoke:
+        _fail("--session names the session to end: add --revoke", 2)
+
+    async def work(registry: Any) -> Any:
+        accounts = AuthService(registry).accounts
+        if revoke:
+            return await accounts.revoke_sessions(_shell_actor(), username, session)
+        return [session_json(s) for s in await accounts.sessions(username)]
+
+    answer = _with_registry(work)
+    if revoke:
+        typer.echo(f"Ended {answer} session(s) of {username}.")
+        return
+    if as_json:
+        typer.echo(json.dumps(answer, indent=2))
+        return
+    if not answer:
+        typer.echo(f"{username} has no live session.")
+        return
+    _print_table(("SESSION", "FROM", "CREATED AT", "EXPIRES AT"),
+                 [(s["id"], s["client"] or "?", s["created_at"], s["expires_at"]) for s in answer])
 
 
 @keys_app.command("create")

@@ -252,6 +252,13 @@ class UserRecord:
     role: str  # admin | sysadmin | engineer
     password_hash: str
     created_at_ms: int
+    must_change_password: bool = False
+    """Every call but the password change is refused (403) until the user chooses a new one:
+    the first admin, accounts made with a generated password, a password the policy refuses."""
+    disabled_at_ms: int | None = None
+    """Set while the account is disabled: it cannot log in and its sessions are refused."""
+    password_changed_at_ms: int | None = None
+    """When the password was last set after the account was made (None: never)."""
 
 
 @dataclass(slots=True)
@@ -261,6 +268,8 @@ class SessionRecord:
     role: str
     expires_at_ms: int
     created_at_ms: int
+    client: str = ""
+    """The address the login came from, as the api process saw it ("" if unknown)."""
 
 
 @dataclass(slots=True)
@@ -402,7 +411,21 @@ class Registry(Protocol):
 
     async def list_users(self) -> list[UserRecord]: ...
 
-    async def set_password_hash(self, username: str, password_hash: str) -> None: ...
+    async def set_password_hash(self, username: str, password_hash: str, *,
+                                must_change_password: bool = False,
+                                changed_at_ms: int | None = None) -> None:
+        """Replace a user's password hash and set its must-change flag (and, when given, when it
+        changed). Raises NotFound."""
+
+    async def set_must_change_password(self, username: str, must_change: bool) -> None:
+        """Set or clear the flag alone (the hash is left as it is). Raises NotFound."""
+
+    async def set_user_disabled(self, username: str, disabled_at_ms: int | None) -> None:
+        """Disable a user from `disabled_at_ms` (a second disable keeps the first time), or
+        enable it with None. Raises NotFound."""
+
+    async def delete_user(self, username: str) -> None:
+        """Forget a user (its sessions are the caller's to delete). Raises NotFound."""
 
     async def add_session(self, session: SessionRecord) -> None: ...
 
@@ -410,6 +433,13 @@ class Registry(Protocol):
         """The session, expired or not; the caller checks expiry."""
 
     async def delete_session(self, token_hash: str) -> None: ...
+
+    async def list_sessions(self, username: str) -> list[SessionRecord]:
+        """The user's sessions, expired or not, oldest first ([] for an unknown user)."""
+
+    async def delete_user_sessions(self, username: str, keep: str | None = None) -> int:
+        """Delete every session of `username` except the one whose token hash is `keep`;
+        returns how many went."""
 
     async def purge_expired_sessions(self, now_ms: int) -> int:
         """Delete every session with expires_at_ms <= now_ms; returns how many went. (FerretDB

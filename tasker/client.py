@@ -286,8 +286,63 @@ class TaskerClient:
         self.token = None
 
     async def me(self) -> dict[str, Any]:
-        """Who the current token belongs to: `username`, `role`, `expires_at`."""
+        """Who the current token belongs to: `username`, `role`, `expires_at`,
+        `must_change_password`."""
         return (await self.request("GET", "/api/v1/auth/me"))[1]
+
+    # --- accounts (docs/accounts.md) --------------------------------------------------------
+
+    async def change_password(self, current: str, new: str) -> dict[str, Any]:
+        """Change this session's user's password (needed first when `login` answered
+        `must_change_password`); the user's other sessions end. ValidationFailed names the
+        field: a wrong `current_password`, or a `new_password` the policy refuses."""
+        body = {"current_password": current, "new_password": new}
+        return (await self.request("POST", "/api/v1/me/password", json_body=body))[1]
+
+    async def my_sessions(self) -> list[dict[str, Any]]:
+        """This user's live sessions: `id`, `created_at`, `expires_at`, `client`, `current`."""
+        return list(((await self.request("GET", "/api/v1/me/sessions"))[1] or {}).get("sessions", []))
+
+    async def end_my_other_sessions(self) -> int:
+        """Log out everywhere else; returns how many sessions ended."""
+        return int(((await self.request("DELETE", "/api/v1/me/sessions"))[1] or {}).get("ended", 0))
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        """Every user (admins only)."""
+        return list(((await self.request("GET", "/api/v1/users"))[1] or {}).get("users", []))
+
+    def _user_path(self, username: str, tail: str = "") -> str:
+        return f"/api/v1/users/{quote(username, safe='')}{tail}"
+
+    async def set_user_password(self, username: str, password: str, *,
+                                must_change: bool = False) -> dict[str, Any]:
+        """Set a user's password (admins only); every session of the user ends."""
+        body = {"password": password, "must_change_password": must_change}
+        return (await self.request("PUT", self._user_path(username, "/password"), json_body=body))[1]
+
+    async def disable_user(self, username: str) -> dict[str, Any]:
+        """Disable a user (admins only): its logins are refused, its sessions end."""
+        return (await self.request("POST", self._user_path(username, "/disable")))[1]
+
+    async def enable_user(self, username: str) -> dict[str, Any]:
+        return (await self.request("POST", self._user_path(username, "/enable")))[1]
+
+    async def delete_user(self, username: str, *, transfer_to: str | None = None) -> dict[str, Any]:
+        """Delete a user (admins only; the caller has confirmed); Conflict when it owns servers
+        or unfinished tasks and no `transfer_to` is given."""
+        params = {"confirm": "true", "transfer_to": transfer_to}
+        return (await self.request("DELETE", self._user_path(username), params=params))[1]
+
+    async def user_sessions(self, username: str) -> list[dict[str, Any]]:
+        """A user's live sessions (admins, or the user)."""
+        return list(((await self.request("GET", self._user_path(username, "/sessions")))[1] or {})
+                    .get("sessions", []))
+
+    async def end_user_sessions(self, username: str, session: str | None = None) -> int:
+        """End a user's sessions, or only `session` (an id); never this client's own."""
+        params = {"session": session}
+        answer = (await self.request("DELETE", self._user_path(username, "/sessions"), params=params))[1]
+        return int((answer or {}).get("ended", 0))
 
     # --- registry -------------------------------------------------------------------------
 
@@ -539,6 +594,8 @@ class LiveConnection:
                     continue
                 if frame.get("type") == "error" and frame.get("code") == "unauthorized":
                     raise Unauthorized(401, str(frame.get("message") or "the websocket refused the token"))
+                if frame.get("type") == "error" and frame.get("code") == "password_change_required":
+                    raise Forbidden(403, str(frame.get("message") or "password change required"))
                 return frame
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 code = ws.close_code

@@ -1,4 +1,5 @@
-"""Tasker from the shell: `tasker login`, `tasker servers add/list/show/edit/rm`, `tasker history`.
+"""Tasker from the shell: `tasker login`, `tasker passwd`, `tasker servers add/list/show/edit/rm`,
+`tasker history`.
 
 Every command talks to the backend through `TaskerClient` only. The backend is chosen by
 `--url`, else `TASKER_URL`, else the config file; the token by `TASKER_TOKEN`, else the session
@@ -207,9 +208,104 @@ def login(
     answer = run_cli(main, url=base)
     save_session(base, answer)
     expires = answer.get("expires_at")
-    typer.echo(f"logged in to {base} as {answer.get('username', user)} ({answer.get('role', '?')})"
+    who = answer.get("username", user)
+    typer.echo(f"logged in to {base} as {who} ({answer.get('role', '?')})"
                + (f", session valid until {expires}" if expires else "")
                + f"; kept in {session_file()}")
+    if not answer.get("must_change_password"):
+        return
+    reason = answer.get("password_change_reason") or "the password must be changed before first use"
+    where = f" --url {base}" if url else ""
+    if password_stdin or not sys.stdin.isatty():
+        typer.echo(f"tasker: {who} must choose a new password before anything else ({reason}): run "
+                   f"`tasker passwd{where}` (for scripts: --password-stdin with the current and the new "
+                   "password on two lines)", err=True)
+        return
+    typer.echo(f"{who} must choose a new password before anything else: {reason}.")
+    ended = run_cli(lambda: _change_password_interactively(base, answer["token"], who, password), url=base)
+    typer.echo(f"password of {who} changed" + (f"; {ended} other session(s) ended" if ended else ""))
+
+
+_NEW_PASSWORD_RULES = ("at least 10 characters; not the username, not a common password (even with "
+                       "digits or symbols added), not a keyboard run or a repeated piece")
+
+
+async def _ask_hidden(prompt: str) -> str:
+    return await asyncio.to_thread(typer.prompt, prompt, hide_input=True)
+
+
+def _refusal(exc: Any) -> str:
+    """A refused password change as "field reason; ..." (each named once)."""
+    reasons = [f"{d.get('field')} {d.get('reason')}" for d in exc.details if d.get("field")]
+    return "; ".join(reasons) or exc.message
+
+
+async def _change_password_interactively(base: str, token: str, who: str, current: str | None) -> int:
+    """Ask for the new password twice (and the current one unless known) until the backend takes
+    it; returns how many other sessions ended. Refusals of the new password are said and asked
+    again; anything else stops the command."""
+    from tasker.client import TaskerClient, ValidationFailed
+
+    if current is None:
+        current = await _ask_hidden("Current password")
+    typer.echo(f"The new password needs {_NEW_PASSWORD_RULES}.")
+    async with TaskerClient(base, token) as api:
+        while True:
+            new = await _ask_hidden("New password")
+            if await _ask_hidden("Repeat it") != new:
+                typer.echo("The two did not match; again.")
+                continue
+            try:
+                answer = await api.change_password(current, new)
+            except ValidationFailed as exc:
+                if any(d.get("field") == "new_password" for d in exc.details):
+                    typer.echo(f"Refused: {_refusal(exc)}; try another.")
+                    continue
+                raise UsageError(_refusal(exc)) from None
+            return int((answer or {}).get("other_sessions_ended", 0))
+
+
+def passwd(
+    url: str | None = URL_OPTION,
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the current password and the new one from the first two "
+        "lines of stdin (for scripts); otherwise they are asked at the terminal."),
+) -> None:
+    """Change your own password (with the current one); your other sessions end."""
+    from tasker.client import TaskerClient
+
+    base = backend_url(url)
+    token = session_token(base)
+
+    async def who() -> str:
+        async with TaskerClient(base, token) as api:
+            return str((await api.me()).get("username", "?"))
+
+    if password_stdin:
+        current = sys.stdin.readline().rstrip("\r\n")
+        new = sys.stdin.readline().rstrip("\r\n")
+
+        async def main() -> tuple[str, int]:
+            from tasker.client import ValidationFailed
+
+            async with TaskerClient(base, token) as api:
+                name = str((await api.me()).get("username", "?"))
+                try:
+                    answer = await api.change_password(current, new)
+                except ValidationFailed as exc:
+                    raise UsageError(_refusal(exc)) from None
+                return name, int((answer or {}).get("other_sessions_ended", 0))
+
+        name, ended = run_cli(main, url=base)
+    else:
+        if not sys.stdin.isatty():
+            fail("no terminal to ask for the passwords on: pass --password-stdin (current and new "
+                 "password on two lines)", 2)
+        name = run_cli(who, url=base)
+        typer.echo(f"Changing the password of {name} on {base}.")
+        assert token is not None
+        ended = run_cli(lambda: _change_password_interactively(base, token, name, None), url=base)
+    typer.echo(f"password of {name} changed" + (f"; {ended} other session(s) ended" if ended else ""))
 
 
 def logout(url: str | None = URL_OPTION) -> None:
@@ -544,9 +640,10 @@ def history(
 
 
 def register(app: typer.Typer) -> None:
-    """Add login/logout, `servers ...` and `history` to the root `tasker` app."""
+    """Add login/logout/passwd, `servers ...` and `history` to the root `tasker` app."""
     app.command("login")(login)
     app.command("logout")(logout)
+    app.command("passwd")(passwd)
     app.add_typer(servers_app, name="servers")
     app.command("history")(history)
     app.command("audit")(audit)

@@ -142,6 +142,7 @@ class MongoRegistry(MongoTasks):
             )
             await db.chat_read_markers.create_index("username", name="read_marker_user")
             await db.sessions.create_index("expires_at_ms", name="session_expiry")
+            await db.sessions.create_index("username", name="session_user")
             await self._create_task_indexes()
 
     async def close(self) -> None:
@@ -267,17 +268,57 @@ class MongoRegistry(MongoTasks):
         """Every user, ordered by username."""
         return [_from_doc(UserRecord, d, "username") for d in await self._all("users", [("_id", 1)])]
 
-    async def set_password_hash(self, username: str, password_hash: str) -> None:
-        """Replace a user's password hash; NotFound when there is no such user."""
-        new_hash = require_str("password_hash", password_hash)
-        matched = 0
+    async def _set_user(self, username: object, changes: dict[str, Any],
+                        only_if: dict[str, Any] | None = None) -> None:
+        """`$set` plain values on one user; NotFound when there is none. With `only_if`, the
+        fields are set only where that also matches (the user still counts as found)."""
+        if lookup_key(username) is None:
+            raise NotFound(f"no user {username!r}")
+        with self._driver_errors():
+            result = await self._db.users.update_one({"_id": username, **(only_if or {})},
+                                                     {"$set": changes})
+            if result.matched_count == 0 and only_if is not None:
+                if await self._db.users.find_one({"_id": username}, projection={"_id": 1}):
+                    return
+        if result.matched_count == 0:
+            raise NotFound(f"no user {username!r}")
+
+    async def set_password_hash(self, username: str, password_hash: str, *,
+                                must_change_password: bool = False,
+                                changed_at_ms: int | None = None) -> None:
+        """Replace a user's password hash and must-change flag (and when it changed, if given);
+        NotFound when there is no such user."""
+        changes: dict[str, Any] = {"password_hash": require_str("password_hash", password_hash)}
+        if not isinstance(must_change_password, bool):
+            raise TypeError("must_change_password must be true or false")
+        changes["must_change_password"] = must_change_password
+        if changed_at_ms is not None:
+            changes["password_changed_at_ms"] = require_count("changed_at_ms", changed_at_ms)
+        await self._set_user(username, changes)
+
+    async def set_must_change_password(self, username: str, must_change: bool) -> None:
+        """Set or clear the must-change flag alone; NotFound when there is no such user."""
+        if not isinstance(must_change, bool):
+            raise TypeError("must_change must be true or false")
+        await self._set_user(username, {"must_change_password": must_change})
+
+    async def set_user_disabled(self, username: str, disabled_at_ms: int | None) -> None:
+        """Disable from `disabled_at_ms` (a second disable keeps the first time) or enable with
+        None; NotFound when there is no such user."""
+        if disabled_at_ms is None:
+            await self._set_user(username, {"disabled_at_ms": None})
+            return
+        at = require_count("disabled_at_ms", disabled_at_ms)
+        # Old documents have no field at all: {"disabled_at_ms": None} matches both.
+        await self._set_user(username, {"disabled_at_ms": at}, only_if={"disabled_at_ms": None})
+
+    async def delete_user(self, username: str) -> None:
+        """Forget a user; NotFound when there is no such user."""
+        deleted = 0
         if lookup_key(username) is not None:
             with self._driver_errors():
-                result = await self._db.users.update_one(
-                    {"_id": username}, {"$set": {"password_hash": new_hash}}
-                )
-            matched = result.matched_count
-        if matched == 0:
+                deleted = (await self._db.users.delete_one({"_id": username})).deleted_count
+        if deleted == 0:
             raise NotFound(f"no user {username!r}")
 
     async def add_session(self, session: SessionRecord) -> None:
@@ -294,6 +335,24 @@ class MongoRegistry(MongoTasks):
         if lookup_key(token_hash) is not None:
             with self._driver_errors():
                 await self._db.sessions.delete_one({"_id": token_hash})
+
+    async def list_sessions(self, username: str) -> list[SessionRecord]:
+        """The user's sessions, expired or not, oldest first ([] for an unknown user)."""
+        if lookup_key(username) is None:
+            return []
+        with self._driver_errors():
+            docs = await self._db.sessions.find({"username": username}).sort(
+                [("created_at_ms", ASCENDING), ("_id", ASCENDING)]).to_list()
+        return [_from_doc(SessionRecord, d, "token_hash") for d in docs]
+
+    async def delete_user_sessions(self, username: str, keep: str | None = None) -> int:
+        """Delete every session of `username` but `keep` (a token hash); returns how many."""
+        kept = "" if keep is None else require_str("keep", keep)
+        if lookup_key(username) is None:
+            return 0
+        with self._driver_errors():
+            result = await self._db.sessions.delete_many({"username": username, "_id": {"$ne": kept}})
+        return result.deleted_count
 
     async def purge_expired_sessions(self, now_ms: int) -> int:
         """Delete the sessions that expired at or before `now_ms`; returns how many. (FerretDB

@@ -74,16 +74,21 @@ CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
     role TEXT NOT NULL,
     password_hash TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL
+    created_at_ms INTEGER NOT NULL,
+    must_change_password INTEGER NOT NULL DEFAULT 0,
+    disabled_at_ms INTEGER,
+    password_changed_at_ms INTEGER
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY,
     username TEXT NOT NULL,
     role TEXT NOT NULL,
     expires_at_ms INTEGER NOT NULL,
-    created_at_ms INTEGER NOT NULL
+    created_at_ms INTEGER NOT NULL,
+    client TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at_ms);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (username);
 CREATE TABLE IF NOT EXISTS ingest_keys (
     key_id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL,
@@ -118,6 +123,33 @@ def _add_key_scope(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(ingest_keys)")}
     if "server_id" not in columns:
         conn.execute("ALTER TABLE ingest_keys ADD COLUMN server_id TEXT")
+
+
+_ACCOUNT_COLUMNS = (
+    ("users", "must_change_password", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "disabled_at_ms", "INTEGER"),
+    ("users", "password_changed_at_ms", "INTEGER"),
+    ("sessions", "client", "TEXT NOT NULL DEFAULT ''"),
+)
+
+
+def _add_account_columns(conn: sqlite3.Connection) -> None:
+    """Files made before accounts could be disabled or forced to change their password get the
+    columns (users as they were: enabled, no change required; sessions from an unknown address)."""
+    for table, column, kind in _ACCOUNT_COLUMNS:
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+_USER_SELECT = ("SELECT username, role, password_hash, created_at_ms, must_change_password, "
+                "disabled_at_ms, password_changed_at_ms FROM users")
+_SESSION_SELECT = ("SELECT token_hash, username, role, expires_at_ms, created_at_ms, client "
+                   "FROM sessions")
+
+
+def _user_from_row(row: tuple[Any, ...]) -> UserRecord:
+    username, role, password_hash, created, must_change, disabled, changed = row
+    return UserRecord(username, role, password_hash, created, bool(must_change), disabled, changed)
 
 
 _SERVER_COLUMNS = (
@@ -207,6 +239,8 @@ class SqliteRegistry(SqliteTasks):
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(servers)")}
                 if columns and "owner" not in columns:  # a file from before servers had owners
                     conn.execute("ALTER TABLE servers ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+                if {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}:
+                    _add_account_columns(conn)  # before the schema indexes the new columns
                 conn.executescript(_SCHEMA + TASK_SCHEMA)
                 _add_key_scope(conn)
             except BaseException:
@@ -314,24 +348,51 @@ class SqliteRegistry(SqliteTasks):
 
     async def get_user(self, username: str) -> UserRecord | None:
         """The user, or None (also when `username` is not a string)."""
-        row = await self._one(
-            "SELECT username, role, password_hash, created_at_ms FROM users WHERE username = ?",
-            username,
-        )
-        return None if row is None else UserRecord(*row)
+        row = await self._one(f"{_USER_SELECT} WHERE username = ?", username)
+        return None if row is None else _user_from_row(row)
 
     async def list_users(self) -> list[UserRecord]:
         """Every user, ordered by username."""
-        rows = await self._run(lambda c: c.execute(
-            "SELECT username, role, password_hash, created_at_ms FROM users ORDER BY username"
-        ).fetchall())
-        return [UserRecord(*r) for r in rows]
+        rows = await self._run(lambda c: c.execute(f"{_USER_SELECT} ORDER BY username").fetchall())
+        return [_user_from_row(r) for r in rows]
 
-    async def set_password_hash(self, username: str, password_hash: str) -> None:
-        """Replace a user's password hash; NotFound when there is no such user."""
+    async def set_password_hash(self, username: str, password_hash: str, *,
+                                must_change_password: bool = False,
+                                changed_at_ms: int | None = None) -> None:
+        """Replace a user's password hash and must-change flag (and when it changed, if given);
+        NotFound when there is no such user."""
         new_hash = require_str("password_hash", password_hash)
-        sql = "UPDATE users SET password_hash = ? WHERE username = ?"
-        if await self._change(sql, username, new_hash) == 0:
+        if not isinstance(must_change_password, bool):
+            raise TypeError("must_change_password must be true or false")
+        changed = None if changed_at_ms is None else require_count("changed_at_ms", changed_at_ms)
+        sql = ("UPDATE users SET password_hash = ?, must_change_password = ?, "
+               "password_changed_at_ms = COALESCE(?, password_changed_at_ms) WHERE username = ?")
+        if await self._change(sql, username, new_hash, int(must_change_password), changed) == 0:
+            raise NotFound(f"no user {username!r}")
+
+    async def set_must_change_password(self, username: str, must_change: bool) -> None:
+        """Set or clear the must-change flag alone; NotFound when there is no such user."""
+        if not isinstance(must_change, bool):
+            raise TypeError("must_change must be true or false")
+        sql = "UPDATE users SET must_change_password = ? WHERE username = ?"
+        if await self._change(sql, username, int(must_change)) == 0:
+            raise NotFound(f"no user {username!r}")
+
+    async def set_user_disabled(self, username: str, disabled_at_ms: int | None) -> None:
+        """Disable from `disabled_at_ms` (a second disable keeps the first time) or enable with
+        None; NotFound when there is no such user."""
+        if disabled_at_ms is None:
+            sql, args = "UPDATE users SET disabled_at_ms = NULL WHERE username = ?", ()
+        else:
+            at = require_count("disabled_at_ms", disabled_at_ms)
+            sql = "UPDATE users SET disabled_at_ms = COALESCE(disabled_at_ms, ?) WHERE username = ?"
+            args = (at,)
+        if await self._change(sql, username, *args) == 0:
+            raise NotFound(f"no user {username!r}")
+
+    async def delete_user(self, username: str) -> None:
+        """Forget a user; NotFound when there is no such user."""
+        if await self._change("DELETE FROM users WHERE username = ?", username) == 0:
             raise NotFound(f"no user {username!r}")
 
     async def add_session(self, session: SessionRecord) -> None:
@@ -340,16 +401,28 @@ class SqliteRegistry(SqliteTasks):
 
     async def get_session(self, token_hash: str) -> SessionRecord | None:
         """The session, expired or not, or None (also when `token_hash` is not a string)."""
-        row = await self._one(
-            "SELECT token_hash, username, role, expires_at_ms, created_at_ms FROM sessions "
-            "WHERE token_hash = ?",
-            token_hash,
-        )
+        row = await self._one(f"{_SESSION_SELECT} WHERE token_hash = ?", token_hash)
         return None if row is None else SessionRecord(*row)
 
     async def delete_session(self, token_hash: str) -> None:
         """Forget a session; deleting one that does not exist is not an error (logout twice)."""
         await self._change("DELETE FROM sessions WHERE token_hash = ?", token_hash)
+
+    async def list_sessions(self, username: str) -> list[SessionRecord]:
+        """The user's sessions, expired or not, oldest first ([] for an unknown user)."""
+        key = lookup_key(username)
+        if key is None:
+            return []
+        rows = await self._run(lambda c: c.execute(
+            f"{_SESSION_SELECT} WHERE username = ? ORDER BY created_at_ms, token_hash", (key,)
+        ).fetchall())
+        return [SessionRecord(*r) for r in rows]
+
+    async def delete_user_sessions(self, username: str, keep: str | None = None) -> int:
+        """Delete every session of `username` but `keep` (a token hash); returns how many."""
+        kept = "" if keep is None else require_str("keep", keep)
+        return await self._change(
+            "DELETE FROM sessions WHERE token_hash != ? AND username = ?", username, kept)
 
     async def purge_expired_sessions(self, now_ms: int) -> int:
         """Delete the sessions that expired at or before `now_ms`; returns how many."""

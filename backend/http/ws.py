@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from aiohttp import WSMsgType, web
 from backend.http.context import context
 from backend.json_text import dumps
 from backend.ports import Unavailable
-from backend.services.auth import Forbidden, InvalidField, Principal, Unauthorized
+from backend.services.auth import Forbidden, InvalidField, PasswordChangeRequired, Principal, Unauthorized
 from backend.services.live import Subscription
 from backend.services.plan_feed import PLAN_FEED, PlanFeed, is_agent
 from backend.services.telemetry import Telemetry
@@ -31,6 +32,14 @@ log = logging.getLogger(__name__)
 
 AUTH_TIMEOUT_S = 5.0
 CLOSE_UNAUTHORIZED = 4401
+"""Refused credentials, or a session that ended while connected (logged out, revoked, expired,
+its user disabled or deleted): the client logs in again rather than retrying the token."""
+CLOSE_PASSWORD_CHANGE = 4403
+"""The user must change their password before anything else (POST /api/v1/me/password)."""
+SESSION_CHECK_S = 5.0
+"""How often a user's connection checks in the registry that its session still holds. A session
+ended by this api process closes its websockets at once; one ended elsewhere (another api
+process, `tasker users ...` from a shell) within this long; an expiring one at its expiry."""
 OUTBOX_FRAMES = 512
 """Frames a connection may have queued; beyond that new frames are dropped and the client is
 told (an error frame with code "lagging") so it can backfill from history."""
@@ -52,6 +61,8 @@ class WsConnection:
         self._telemetry = telemetry
         self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_FRAMES)
         self._dropped = 0
+        self.ending = False
+        """Set when its session ended and the connection is being closed for it."""
 
     def push(self, text: str) -> None:
         """Queue a text frame; never waits (a full outbox drops the frame and counts it)."""
@@ -218,12 +229,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     try:
         principal = await _authenticate(request, ws)
     except Unauthorized as exc:
-        if not ws.closed:
-            try:
-                await ws.send_str(dumps({"type": "error", "code": "unauthorized", "message": str(exc)}))
-            except ConnectionError:
-                pass  # the client went away before authenticating
-            await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+        await _refuse(ws, "unauthorized", str(exc), CLOSE_UNAUTHORIZED, "unauthorized")
+        return ws
+    except PasswordChangeRequired as exc:
+        await _refuse(ws, "password_change_required", str(exc), CLOSE_PASSWORD_CHANGE,
+                      "password change required")
         return ws
 
     conn = WsConnection(ws, principal, ctx.telemetry)
@@ -240,6 +250,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     open_connections.add(conn)
     ctx.telemetry.ws_connections.set(len(open_connections))
     log.info("websocket opened by %s (%s)", principal.name, principal.role)
+    watcher = (asyncio.create_task(_watch_session(conn, ctx.auth), name="ws-session")
+               if principal.token_hash is not None and ctx.auth is not None else None)
     try:
         for hook in dispatcher.on_open if hooked else ():
             await hook(conn)
@@ -264,11 +276,61 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 await hook(conn)
             except Exception:  # noqa: BLE001 - one feature's cleanup must not skip the others
                 log.exception("websocket close hook failed")
+        if watcher is not None:
+            if conn.ending:  # it is closing the socket: let it finish the close handshake
+                await asyncio.wait({watcher}, timeout=2.0)
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         await ws.close()
         log.info("websocket closed for %s", principal.name)
     return ws
+
+
+async def _refuse(ws: web.WebSocketResponse, code: str, message: str, close_code: int, reason: str) -> None:
+    """Say why in one error frame, then close with `close_code` and a short `reason`."""
+    if ws.closed:
+        return
+    try:
+        await ws.send_str(dumps({"type": "error", "code": code, "message": message}))
+    except (ConnectionError, RuntimeError):
+        pass  # the client went away first
+    await ws.close(code=close_code, message=reason.encode()[:123].decode("utf-8", "ignore").encode())
+
+
+async def _watch_session(conn: WsConnection, auth: Any) -> None:
+    """Close the connection (4401, with the reason) once its session no longer holds: checked
+    every SESSION_CHECK_S, at once when this process ends sessions (`AuthService.watch`), and
+    at the session's expiry. A registry that cannot answer keeps the connection open."""
+    wake = asyncio.Event()
+    stop_watching = auth.watch(conn.principal, wake.set)
+    expires = conn.principal.expires_at_ms
+    first = True
+    try:
+        while True:
+            # The first check is spread out so that connections opened together check apart.
+            wait = SESSION_CHECK_S * (random.uniform(0.5, 1.0) if first else 1.0)
+            first = False
+            if expires is not None:
+                wait = min(wait, max(0.0, (expires - now_ms()) / 1000))
+            try:
+                await asyncio.wait_for(wake.wait(), wait)
+            except TimeoutError:
+                pass
+            wake.clear()
+            try:
+                reason = await auth.session_ended(conn.principal)
+            except Unavailable as exc:
+                log.debug("session of a websocket not checked: %s", exc)
+                continue
+            if reason is not None:
+                conn.ending = True
+                log.info("websocket of %s closed: %s", conn.principal.name, reason)
+                await _refuse(conn.ws, "unauthorized", reason, CLOSE_UNAUTHORIZED, reason)
+                return
+    finally:
+        stop_watching()
 
 
 async def close_all(app: web.Application) -> None:

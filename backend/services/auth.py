@@ -8,6 +8,16 @@ logout or key revocation therefore takes up to `CACHE_TTL_S` to reach other proc
 Password guessing is slowed per (username, client address) with growing delays, and password
 checks are rationed so a flood of wrong ones cannot starve real logins (`login_guard`).
 
+Each lookup of a session also reads its user, so a session of a user who was disabled or
+deleted is refused like a revoked one. Whatever ends a session in this process (logout, a
+password change, disabling, deleting, revoking) drops the cached lookups at once and wakes the
+websockets that `watch` it; other processes see it within `CACHE_TTL_S` (HTTP) and their
+websockets within `backend.http.ws.SESSION_CHECK_S`. A user who must change their password
+(`UserRecord.must_change_password`) is refused everything else with `PasswordChangeRequired`
+(403); such sessions are never cached, so the change is seen by every process at once.
+Account administration (passwords, disabling, deleting, sessions) is `accounts.AccountService`;
+what a password must be is `password_policy`.
+
 Expired sessions are deleted every `SESSION_PURGE_INTERVAL_S` by each api process (the registry
 may have no TTL index: FerretDB), and one presented after expiry is deleted at once.
 """
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import logging
 import re
 import secrets
@@ -25,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.ports import Conflict, IngestKeyRecord, Registry, SessionRecord, UserRecord
+from backend.services import password_policy
 from backend.services.login_guard import LoginThrottle, PasswordGate, TooManyAttempts
 from backend.services.passwords import (
     hash_password,
@@ -51,8 +63,8 @@ FIRST_ADMIN = "admin"
 
 _USERNAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _KEY_ID = re.compile(r"[a-z2-7]{8,16}")
-MIN_PASSWORD = 8
-MAX_PASSWORD = 1024
+MIN_PASSWORD = password_policy.MIN_LENGTH
+MAX_PASSWORD = password_policy.MAX_LENGTH
 
 
 class Unauthorized(Exception):
@@ -61,6 +73,21 @@ class Unauthorized(Exception):
 
 class Forbidden(Exception):
     """Valid credentials, but the role may not do this (HTTP 403)."""
+
+
+class PasswordChangeRequired(Forbidden):
+    """The session is valid, but its user must choose a new password first (HTTP 403)."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(
+            f"password change required: {username} must choose a new password before anything else "
+            "(POST /api/v1/me/password with current_password and new_password; from a shell: "
+            "tasker passwd)")
+        self.username = username
+
+
+class AccountDisabled(Forbidden):
+    """The password was right but the account is disabled (HTTP 403)."""
 
 
 class InvalidField(ValueError):
@@ -82,6 +109,8 @@ class Principal:
     token_hash: str | None = None
     server_id: str | None = None
     """For an ingest key scoped to one server: that server (its readings, its agent)."""
+    must_change_password: bool = False
+    """Only the password change, `me` and logout are allowed until it is made."""
 
     @property
     def can_write(self) -> bool:
@@ -102,6 +131,8 @@ class LoginResult:
     username: str
     role: str
     expires_at_ms: int
+    must_change_password: bool = False
+    password_change_reason: str = ""
 
 
 def require_string(payload: dict[str, Any], field: str, max_len: int = MAX_PASSWORD) -> str:
@@ -131,6 +162,14 @@ def check_role(role: str) -> str:
     return role
 
 
+def check_password(password: Any, username: str, field: str = "password") -> str:
+    """`password` when the policy allows it for `username`; InvalidField(field) saying why not."""
+    problem = password_policy.problem(password, username)
+    if problem is not None:
+        raise InvalidField(field, problem)
+    return password
+
+
 class _TtlCache:
     """A small time-bounded cache of authentication results, refreshed ahead of expiry.
 
@@ -147,6 +186,8 @@ class _TtlCache:
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, Principal]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._drops = 0
+        """Counts drops: a lookup that was in flight across one must not put back what it read."""
 
     async def fetch(self, key: str, load: Callable[[], Awaitable[Principal]]) -> Principal:
         """The cached principal of `key`, else `load()`'s (cached); Unauthorized from `load`
@@ -157,9 +198,36 @@ class _TtlCache:
             if entry[0] - now < self.ttl_s / 2 and key not in self._refreshing:
                 self._refreshing[key] = asyncio.create_task(self._reload(key, entry, load))
             return entry[1]
+        return await self.load(key, load)
+
+    async def load(self, key: str, load: Callable[[], Awaitable[Principal]]) -> Principal:
+        """`load()`'s principal, cached unless something was dropped meanwhile (what it read may
+        predate a revocation)."""
+        drops = self._drops
         principal = await load()
-        self.put(key, principal)
+        if self._drops == drops:
+            self.put(key, principal)
         return principal
+
+    def put(self, key: str, principal: Principal) -> None:
+        if principal.must_change_password:
+            # Never cached: once the password is changed, every process must see it at once.
+            self._entries.pop(key, None)
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl_s, principal)
+
+    def drop(self, key: str) -> None:
+        self._drops += 1
+        self._entries.pop(key, None)
+
+    def drop_user(self, username: str, keep: str | None = None) -> None:
+        """Drop every cached session of `username` but the one keyed `keep`."""
+        self._drops += 1
+        for key in [k for k, (_, p) in self._entries.items()
+                    if p.name == username and p.token_hash is not None and k != keep]:
+            del self._entries[key]
 
     async def _reload(self, key: str, entry: tuple[float, Principal], load: Callable[[], Awaitable[Principal]]) -> None:
         try:
@@ -177,14 +245,6 @@ class _TtlCache:
             self.drop(key)
         else:
             self.put(key, principal)
-
-    def put(self, key: str, principal: Principal) -> None:
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[key] = (time.monotonic() + self.ttl_s, principal)
-
-    def drop(self, key: str) -> None:
-        self._entries.pop(key, None)
 
     async def close(self) -> None:
         tasks = list(self._refreshing.values())
@@ -206,6 +266,18 @@ class AuthService:
         self._cache = _TtlCache(cache_ttl_s)
         self._dummy_hash: str | None = None
         self._purging: asyncio.Task[None] | None = None
+        self._watchers: dict[int, tuple[Principal, Callable[[], None]]] = {}
+        self._watch_ids = itertools.count()
+        self._accounts: Any = None
+
+    @property
+    def accounts(self) -> Any:
+        """This process's `accounts.AccountService` (made on first use)."""
+        if self._accounts is None:
+            from backend.services.accounts import AccountService
+
+            self._accounts = AccountService(self)
+        return self._accounts
 
     # --- expired sessions -------------------------------------------------------------------
 
@@ -238,20 +310,28 @@ class AuthService:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def add_user(self, username: str, role: str, password: str | None = None) -> str:
-        """Create a user; returns the password (generated when none is given). Conflict if taken."""
+    async def add_user(self, username: str, role: str, password: str | None = None, *,
+                       must_change_password: bool | None = None) -> str:
+        """Create a user; returns the password. Conflict if taken; InvalidField when the password
+        breaks the policy (`password_policy`). A generated password (none given) is shown to
+        whoever made the account, so it must be changed at the first login unless
+        `must_change_password` says otherwise; a chosen one need not, unless it says so."""
         check_username(username)
         check_role(role)
+        generated = password is None
         if password is None:
             password = new_password()
-        elif not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-            raise InvalidField("password", f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+        else:
+            check_password(password, username)
+        must_change = generated if must_change_password is None else must_change_password
         hashed = await asyncio.to_thread(hash_password, password)
-        await self.registry.add_user(UserRecord(username, role, hashed, now_ms()))
+        await self.registry.add_user(UserRecord(username, role, hashed, now_ms(),
+                                                must_change_password=must_change))
         return password
 
     async def ensure_first_admin(self) -> str | None:
-        """On a registry without users, create `admin` and return its one-time password."""
+        """On a registry without users, create `admin` and return its one-time password, which
+        must be changed at the first login."""
         if await self.registry.list_users():
             return None
         try:
@@ -273,7 +353,7 @@ class AuthService:
         outcome: bool | None = None
         try:
             async with self.gate.slot(attempt):
-                result = await self._check_password(username, password)
+                result = await self._check_password(username, password, client)
             outcome = True
         except Unauthorized:
             outcome = False
@@ -282,42 +362,112 @@ class AuthService:
             self.throttle.end(username, client, outcome)
         return result
 
-    async def _check_password(self, username: str, password: str) -> LoginResult:
+    async def verify(self, username: str, password: str) -> UserRecord | None:
+        """The user when `password` is theirs, else None, in the time a real check takes either
+        way (so timing does not reveal which names exist). Unthrottled: callers ration it."""
         user = await self.registry.get_user(username) if _USERNAME.fullmatch(username) else None
         if user is None:
-            # Spend the same time as a real check, so timing does not reveal which names exist.
             if self._dummy_hash is None:
                 self._dummy_hash = await asyncio.to_thread(hash_password, secrets.token_hex(8))
             await asyncio.to_thread(verify_password, password, self._dummy_hash)
-            raise Unauthorized("unknown user or wrong password")
+            return None
         if not await asyncio.to_thread(verify_password, password, user.password_hash):
+            return None
+        return user
+
+    async def _check_password(self, username: str, password: str, client: str | None) -> LoginResult:
+        user = await self.verify(username, password)
+        if user is None:
             raise Unauthorized("unknown user or wrong password")
+        if user.disabled_at_ms is not None:
+            # Said only to whoever knows the password: it tells a guesser nothing.
+            raise AccountDisabled(f"user {user.username} is disabled; an admin can enable it "
+                                  f"(tasker users enable {user.username})")
+        must_change, reason = user.must_change_password, ""
+        if must_change:
+            reason = "the password was set to be used once; choose your own"
+        problem = password_policy.problem(password, user.username)
+        if problem is not None:
+            # A password set before the policy (or before the list grew): change it now.
+            reason = f"the password no longer meets the policy: it {problem}"
+            if not must_change:
+                must_change = True
+                await self.registry.set_must_change_password(user.username, True)
+                await self.accounts.audit.record(user.username, "user.password_change_required",
+                                                 user.username, f"at login: password {problem}")
         token = secrets.token_urlsafe(32)
         now = now_ms()
         expires = now + self.session_ttl_ms
         await self.registry.add_session(
-            SessionRecord(token_digest(token), user.username, user.role, expires, now)
+            SessionRecord(token_digest(token), user.username, user.role, expires, now, client or "")
         )
-        return LoginResult(token, user.username, user.role, expires)
+        return LoginResult(token, user.username, user.role, expires, must_change, reason)
 
     async def logout(self, principal: Principal) -> None:
         if principal.token_hash is None:
             raise Forbidden("only a session can log out")
-        self._cache.drop(principal.token_hash)
         await self.registry.delete_session(principal.token_hash)
+        self.sessions_ended(token_hash=principal.token_hash)
 
-    async def authenticate(self, authorization: str | None, allow_ingest_key: bool = False) -> Principal:
-        """The caller of an `Authorization: Bearer ...` header; Unauthorized otherwise."""
+    # --- sessions ended here: caches and websockets -------------------------------------------
+
+    def sessions_ended(self, username: str | None = None, token_hash: str | None = None,
+                       keep: str | None = None) -> None:
+        """Sessions were just ended in the registry by this process: the one of `token_hash`,
+        or every one of `username` but `keep`. Drop their cached lookups and wake the
+        websockets watching them, which then check and close."""
+        if token_hash is not None:
+            self._cache.drop(token_hash)
+        if username is not None:
+            self._cache.drop_user(username, keep)
+        for principal, wake in list(self._watchers.values()):
+            digest = principal.token_hash
+            if digest is None:
+                continue
+            if digest == token_hash or (principal.name == username and digest != keep):
+                wake()
+
+    def watch(self, principal: Principal, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake()` whenever this process ends sessions that may include `principal`'s;
+        returns the function that stops watching."""
+        key = next(self._watch_ids)
+        self._watchers[key] = (principal, wake)
+        return lambda: self._watchers.pop(key, None) and None
+
+    async def session_ended(self, principal: Principal) -> str | None:
+        """Why `principal`'s session no longer holds (expired, logged out or revoked, its user
+        disabled or deleted), read from the registry now; None while it holds (and for ingest
+        keys). Unavailable when the registry cannot say."""
+        digest = principal.token_hash
+        if digest is None:
+            return None
+        if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
+            return "session expired; log in again"
+        try:
+            await self._cache.load(digest, lambda: self._load_session(
+                digest, "the session was logged out or revoked"))
+        except Unauthorized as exc:
+            self._cache.drop(digest)
+            return str(exc)
+        return None
+
+    async def authenticate(self, authorization: str | None, allow_ingest_key: bool = False,
+                           allow_password_change: bool = False) -> Principal:
+        """The caller of an `Authorization: Bearer ...` header; Unauthorized otherwise, and
+        PasswordChangeRequired for a user who must change their password unless
+        `allow_password_change` (the routes that make the change, say who, or log out)."""
         if not authorization:
             raise Unauthorized("missing credentials: send Authorization: Bearer <token>")
         scheme, _, credential = authorization.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise Unauthorized("malformed Authorization header: expected Bearer <token>")
-        return await self.authenticate_token(credential, allow_ingest_key)
+        return await self.authenticate_token(credential, allow_ingest_key, allow_password_change)
 
-    async def authenticate_token(self, credential: str, allow_ingest_key: bool = False) -> Principal:
-        """The caller presenting `credential` (a session token, or an ingest key if allowed)."""
+    async def authenticate_token(self, credential: str, allow_ingest_key: bool = False,
+                                 allow_password_change: bool = False) -> Principal:
+        """The caller presenting `credential` (a session token, or an ingest key if allowed);
+        see `authenticate`."""
         if len(credential) > 256:
             raise Unauthorized("invalid or expired token")
         if credential.startswith(INGEST_KEY_PREFIX):
@@ -325,20 +475,28 @@ class AuthService:
                 raise Unauthorized("an ingest key can only post readings; log in for this")
             return await self._authenticate_key(credential)
         digest = token_digest(credential)
-
-        async def load() -> Principal:
-            session = await self.registry.get_session(digest)
-            if session is None:
-                raise Unauthorized("invalid or expired token")
-            return Principal(session.username, session.role, session.expires_at_ms, digest)
-
-        principal = await self._cache.fetch(digest, load)
+        principal = await self._cache.fetch(digest, lambda: self._load_session(digest))
         if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
             self._cache.drop(digest)
             # The registry has no TTL index everywhere (FerretDB), so expired sessions go here.
             await self.registry.delete_session(digest)
             raise Unauthorized("session expired; log in again")
+        if principal.must_change_password and not allow_password_change:
+            raise PasswordChangeRequired(principal.name)
         return principal
+
+    async def _load_session(self, digest: str, missing: str = "invalid or expired token") -> Principal:
+        """The caller of a session, with its user's current role and flags, from the registry."""
+        session = await self.registry.get_session(digest)
+        if session is None:
+            raise Unauthorized(missing)
+        user = await self.registry.get_user(session.username)
+        if user is None:
+            raise Unauthorized(f"user {session.username} no longer exists")
+        if user.disabled_at_ms is not None:
+            raise Unauthorized(f"user {user.username} is disabled")
+        return Principal(user.username, user.role, session.expires_at_ms, digest,
+                         must_change_password=user.must_change_password)
 
     # --- ingest keys ------------------------------------------------------------------------
 

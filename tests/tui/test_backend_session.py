@@ -34,9 +34,14 @@ async def test_login_refuses_a_wrong_password_then_accepts_the_right_one(backend
     assert stored is not None and stored.username == "alice"
     assert stat.S_IMODE(session_file().stat().st_mode) == 0o600
 
-    # The saved session is reused: the next start goes straight to the fleet.
+    # The saved session is offered, never used silently (issue 15): enter on the empty form
+    # continues it (tests/tui/test_login_accounts.py has the rest).
     again = TaskerApp(backend.url)
     async with again.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(again.screen, LoginScreen) and again.screen.saved is not None,
+                         what="the saved session offered")
+        assert "alice" in widget_text(again, "#login-saved")
+        await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(again.screen, FleetScreen), what="resumed session")
 
 
