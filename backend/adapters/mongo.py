@@ -128,6 +128,12 @@ class MongoRegistry(MongoTasks):
                 serverSelectionTimeoutMS=_SERVER_SELECTION_MS,
                 connectTimeoutMS=_SERVER_SELECTION_MS,
                 socketTimeoutMS=10_000,
+                # On a replica set a write is acknowledged once most members hold it, so a failover
+                # never rolls back an account, session, server name or chat message already
+                # confirmed; reads see only such writes. (One FerretDB node here accepts both.)
+                w="majority",
+                readConcernLevel="majority",
+                retryWrites=True,
             )
         await self.ping()
         db = self._db
