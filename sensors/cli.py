@@ -1,7 +1,8 @@
 """`tasker sensors emulate` and `tasker sensors host`, registered on the root `tasker` app.
 
-Credentials: readings are posted with an ingest key (`--key` or TASKER_INGEST_KEY; a sysadmin
-session also works). Reading the registry (which servers exist, their specs) needs a session
+Credentials: readings are posted with an ingest key (TASKER_INGEST_KEY or `--key-file`, never
+the command line, where other users of the host would see it in `ps`; a sysadmin session also
+works). Reading the registry (which servers exist, their specs) needs a session
 (`tasker login` or TASKER_TOKEN); without one the ingest key is tried.
 """
 
@@ -15,7 +16,8 @@ import typer
 sensors_app = typer.Typer(help="Power and CO2 sensors: emulated for the fleet, or measured on this host.",
                           no_args_is_help=True)
 
-KEY_OPTION = typer.Option(None, "--key", help="Ingest key (default: TASKER_INGEST_KEY); create one with `tasker keys create`.")
+KEY_FILE_OPTION = typer.Option(None, "--key-file", help="File holding the ingest key (default: TASKER_INGEST_KEY); "
+                               "an admin creates one with `tasker keys create`.")
 URL_OPTION = typer.Option(None, "--url", help="Backend URL (default: TASKER_URL, else http://127.0.0.1:8470).")
 INGEST_URL_OPTION = typer.Option(
     None, "--ingest-url", envvar="TASKER_INGEST_URL",
@@ -26,15 +28,23 @@ BUFFER_OPTION = typer.Option(100_000, "--buffer", min=1, help="Readings kept whi
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress line.")
 
 
-def _credentials(url: str, key: str | None) -> tuple[str, str | None]:
+def _credentials(url: str, key_file: Path | None) -> tuple[str, str | None]:
     """(token to post readings with, token to read the registry with)."""
     from tasker.session import resolve_token
     from tasker.shell import fail
 
+    key = None
+    if key_file is not None:
+        try:
+            key = key_file.read_text().strip()
+        except OSError as exc:
+            fail(f"--key-file {key_file}: {exc.strerror or exc}", 2)
+        if not key:
+            fail(f"--key-file {key_file}: the file is empty", 2)
     session = resolve_token(url)
     ingest = key or os.environ.get("TASKER_INGEST_KEY") or session
     if not ingest:
-        fail("no ingest key: pass --key or set TASKER_INGEST_KEY (an admin creates one with `tasker keys create`)", 2)
+        fail("no ingest key: set TASKER_INGEST_KEY or pass --key-file (an admin creates one with `tasker keys create`)", 2)
     return ingest, session or ingest
 
 
@@ -57,7 +67,7 @@ def emulate(
     seed: int = typer.Option(0, "--seed", help="Seed of the model: the same seed reproduces the same readings."),
     servers: int | None = typer.Option(None, "--servers", min=1, help="With --create: register a synthetic fleet of N servers first."),
     create: bool = typer.Option(False, "--create", help="Register the --servers N synthetic servers (names already taken are kept)."),
-    key: str | None = KEY_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
     url: str | None = URL_OPTION,
     ingest_url: str | None = INGEST_URL_OPTION,
     buffer: int = BUFFER_OPTION,
@@ -81,7 +91,7 @@ def emulate(
         fail("--servers N and --create go together: `--servers 50 --create` registers 50 synthetic servers", 2)
     base = backend_url(url)
     post_to = _ingest_url(ingest_url, base)
-    ingest, registry_token = _credentials(base, key)
+    ingest, registry_token = _credentials(base, key_file)
 
     async def main() -> None:
         async with TaskerClient(base, registry_token) as registry, TaskerClient(post_to, ingest) as posting:
@@ -104,7 +114,7 @@ def emulate(
 def host(
     server_id: str = typer.Argument(..., help="Id of the registered server this machine is."),
     interval: float = INTERVAL_OPTION,
-    key: str | None = KEY_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
     url: str | None = URL_OPTION,
     ingest_url: str | None = INGEST_URL_OPTION,
     buffer: int = BUFFER_OPTION,
@@ -125,7 +135,7 @@ def host(
         fail(str(exc))
     base = backend_url(url)
     post_to = _ingest_url(ingest_url, base)
-    ingest, registry_token = _credentials(base, key)
+    ingest, registry_token = _credentials(base, key_file)
 
     async def main() -> None:
         async with TaskerClient(base, registry_token) as registry, TaskerClient(post_to, ingest) as posting:

@@ -193,7 +193,7 @@ class ReadingSender:
             self._error(exc.message)
             raise SenderRefused(
                 f"the backend refused the ingest key ({exc.message}); create one with `tasker keys create`"
-                " and pass it with --key or TASKER_INGEST_KEY"
+                " and pass it in TASKER_INGEST_KEY or with --key-file"
             ) from None
         except (BackendUnavailable, ApiError) as exc:
             # Unknown statuses are treated like outages: the readings are kept and retried.

@@ -147,9 +147,10 @@ class LocalStack:
         """`tasker sensors emulate` for every registered server of this backend."""
         assert self.url is not None, "start the backend first"
         log = (self.root / "sensors.log").open("ab")
-        env = {**self.env, "TASKER_URL": self.url, "TASKER_TOKEN": session_token}
+        # the key goes in the environment: on the command line any user could read it in `ps`
+        env = {**self.env, "TASKER_URL": self.url, "TASKER_TOKEN": session_token, "TASKER_INGEST_KEY": ingest_key}
         self.sensors = subprocess.Popen(
-            [*TASKER, "sensors", "emulate", "--key", ingest_key, "--interval", str(interval),
+            [*TASKER, "sensors", "emulate", "--interval", str(interval),
              "--seed", str(seed), "--quiet"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )

@@ -263,3 +263,29 @@ async def test_readings_made_while_the_backend_restarts_arrive_after_it_returns(
     # Its last progress line tells of the outage, and that nothing had to be dropped.
     final = err.strip().splitlines()[-1]
     assert "buffered 0  dropped 0" in final and "connection refused" in final, err
+
+
+async def test_the_key_comes_from_a_file_and_never_shows_in_ps(backend, tmp_path):
+    # No session and no TASKER_INGEST_KEY: readings arrive only if the key file was read.
+    token = await backend.login()
+    key_file = tmp_path / "ingest.key"
+    key_file.write_text(backend.ingest_key + "\n")
+    env = {k: v for k, v in backend.env.items() if k not in ("TASKER_TOKEN", "TASKER_INGEST_KEY")}
+    async with TaskerClient(backend.url, token) as api:
+        server = await api.create_server({**FLEET[0], "name": "key-file"})
+        started = int(time.time() * 1000)
+        emulator = subprocess.Popen([TASKER, "sensors", "emulate", "--key-file", str(key_file), "--interval", "0.5",
+                                     "--quiet", "--no-agents"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env)
+        try:
+            command_line = Path(f"/proc/{emulator.pid}/cmdline").read_bytes().decode()
+            assert backend.ingest_key not in command_line
+            await wait_for(lambda: readings(api, server["id"], "power", started, started + 60_000), 15)
+        finally:
+            code, err = stop_process(emulator)
+        assert code == 0, err
+
+    missing = subprocess.run([TASKER, "sensors", "emulate", "--key-file", str(tmp_path / "none")],
+                             capture_output=True, text=True, env=env, timeout=30)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].endswith("No such file or directory")

@@ -37,7 +37,10 @@ async def test_sensors_read_the_fleet_from_the_api_and_post_to_the_ingest_proces
             api = await login(http, api_url, "ops", PASSWORD)
             server = await api.add_server("split-1")
 
-            wrong = tasker(distributed, "sensors", "emulate", "--url", ingest_url, "--key", key, "-q", timeout=30)
+            key_file = tmp_path / "ingest.key"
+            key_file.write_text(key + "\n")
+            wrong = tasker(distributed, "sensors", "emulate", "--url", ingest_url, "--key-file", str(key_file), "-q",
+                           timeout=30)
             assert wrong.returncode != 0
             assert wrong.stderr.strip().splitlines()[-1] == (
                 f"tasker: {ingest_url} does not serve the server list (404): point --url at a backend process"
@@ -45,9 +48,9 @@ async def test_sensors_read_the_fleet_from_the_api_and_post_to_the_ingest_proces
 
             started = int(time.time() * 1000)
             sensors = subprocess.Popen(
-                [TASKER, "sensors", "emulate", "--url", api_url, "--ingest-url", ingest_url, "--key", key,
+                [TASKER, "sensors", "emulate", "--url", api_url, "--ingest-url", ingest_url,
                  "--interval", "0.5", "-q"],
-                env={**distributed.env(), "TASKER_TOKEN": api.token}, stderr=subprocess.PIPE, text=True)
+                env={**distributed.env(), "TASKER_TOKEN": api.token, "TASKER_INGEST_KEY": key}, stderr=subprocess.PIPE, text=True)
             try:
                 deadline = time.monotonic() + 60
                 found: dict[str, list] = {"power": [], "co2": []}
