@@ -120,7 +120,7 @@ def _setup_logging() -> None:
 def backend_command(
     role: list[str] = typer.Option(
         None, "--role", "-r",
-        help="Role to run: ingest, packager, history, api. Repeatable; all when omitted. "
+        help="Role to run: ingest, packager, history, api, scheduler. Repeatable; all when omitted. "
              "Roles in separate processes need RabbitMQ (TASKER_BROKER_URL=amqp://...).",
     ),
     listen: str = typer.Option(None, "--listen", help="host:port for HTTP (overrides TASKER_LISTEN)."),
