@@ -77,7 +77,7 @@ NO_CONTENT = {"description": "done; no body"}
 ERRORS = {
     400: "the request is invalid: `details` names each bad field (`field`, `reason`; `index` for a reading)",
     401: "missing, malformed, unknown or expired credentials",
-    403: "authenticated, but this role or key may not do this",
+    403: "authenticated, but this role or key may not do this (or the user must change their password first)",
     404: "no such resource (or one the caller may not see)",
     408: "the request body did not arrive in time (TASKER_BODY_TIMEOUT); the connection is closed",
     409: "conflicts with the current state (a name taken, a task already finished, a stale agent lease)",
@@ -94,6 +94,9 @@ def errors(*statuses: int) -> dict[str, Any]:
         statuses = (*statuses, 403)  # whoever authenticates may meet a rule of their role or key
     for status in sorted(statuses):
         entry: dict[str, Any] = {"description": ERRORS[status], "content": json_content(ref("Error"))}
+        if status == 400:
+            # A request line or header over 8 KiB is refused by the HTTP parser, before any route.
+            entry["content"]["text/plain"] = {"schema": {"type": "string"}}
         if status == 503:
             entry["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
         if status == 401:
@@ -215,13 +218,34 @@ def _schemas() -> dict[str, Schema]:
         "Session": {
             "type": "object", "required": ["token", "expires_at", "role", "username"],
             "properties": {"token": {"type": "string"}, "expires_at": TIME,
-                           "role": {"type": "string", "enum": list(ROLES)}, "username": {"type": "string"}},
+                           "role": {"type": "string", "enum": list(ROLES)}, "username": {"type": "string"},
+                           "must_change_password": {"type": "boolean"},
+                           "password_change_reason": {"type": "string"}},
         },
         "Me": {
             "type": "object", "required": ["username", "role", "expires_at"],
             "properties": {"username": {"type": "string"}, "role": {"type": "string", "enum": list(ROLES)},
-                           "expires_at": NULLABLE_TIME},
+                           "expires_at": NULLABLE_TIME, "must_change_password": {"type": "boolean"}},
         },
+        "PasswordChange": {"type": "object", "required": ["current_password", "new_password"],
+                           "properties": {"current_password": {"type": "string"},
+                                          "new_password": {"type": "string", "maxLength": MAX_PASSWORD}}},
+        "PasswordSet": {"type": "object", "required": ["password"],
+                        "properties": {"password": {"type": "string", "maxLength": MAX_PASSWORD},
+                                       "must_change_password": {"type": "boolean", "default": False}}},
+        "SessionList": {"type": "object", "required": ["sessions"], "properties": {"sessions": {
+            "type": "array", "items": {
+                "type": "object", "required": ["id", "created_at", "expires_at", "client", "current"],
+                "properties": {"id": {"type": "string"}, "created_at": TIME, "expires_at": TIME,
+                               "client": {"type": ["string", "null"]}, "current": {"type": "boolean"}}}}}},
+        "UserList": {"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": {
+            "type": "object",
+            "required": ["username", "role", "disabled", "disabled_at", "must_change_password", "created_at",
+                         "password_changed_at", "sessions"],
+            "properties": {"username": {"type": "string"}, "role": {"type": "string", "enum": list(ROLES)},
+                           "disabled": {"type": "boolean"}, "disabled_at": NULLABLE_TIME,
+                           "must_change_password": {"type": "boolean"}, "created_at": TIME,
+                           "password_changed_at": NULLABLE_TIME, "sessions": {"type": "integer"}}}}}},
         "ReadingBatch": {
             "type": "object", "required": ["readings"],
             "properties": {"readings": {"type": "array", "maxItems": MAX_BATCH_READINGS, "items": reading}},
@@ -456,11 +480,16 @@ def _ops_paths() -> dict[str, Any]:
 
 
 def _accounts_paths() -> dict[str, Any]:
-    """auth_routes.py: sessions. Account routes (password change, users) are added here."""
+    """auth_routes.py: sessions, the caller's own account, and the admins' account routes."""
+    user = {"name": "username", "in": "path", "required": True, "description": "a username",
+            "schema": {"type": "string", "pattern": NAME_PATTERN}}
+    ended = {"type": "object", "required": ["ended"], "properties": {"ended": {"type": "integer", "minimum": 0}}}
+    sessions = ok("the sessions not yet expired", ref("SessionList"))
     return {
         "/api/v1/auth/login": {"post": {
             "operationId": "login", "tags": ["accounts"], "security": [],
             "summary": "check a password and open a session; the same 401 for an unknown user and a wrong password",
+            "description": "403 for a disabled account (said only after the right password).",
             "requestBody": {"required": True, "content": json_content(ref("LoginRequest"))},
             "responses": {"200": ok("a session token", ref("Session")), **errors(*BODY_ERRORS, 401, 429, 503)}}},
         "/api/v1/auth/logout": {"post": {
@@ -470,6 +499,63 @@ def _accounts_paths() -> dict[str, Any]:
             "operationId": "me", "tags": ["accounts"], "security": SESSION,
             "summary": "who the session belongs to",
             "responses": {"200": ok("the caller", ref("Me")), **errors(401, 503)}}},
+        "/api/v1/me/password": {"post": {
+            "operationId": "changeMyPassword", "tags": ["accounts"], "security": SESSION,
+            "summary": "change the caller's password; the caller's other sessions end",
+            "requestBody": {"required": True, "content": json_content(ref("PasswordChange"))},
+            "responses": {"200": ok("changed", {"type": "object",
+                                                "required": ["username", "must_change_password",
+                                                             "other_sessions_ended"]}),
+                          **errors(*BODY_ERRORS, 401, 429, 503)}}},
+        "/api/v1/me/sessions": {
+            "get": {"operationId": "mySessions", "tags": ["accounts"], "security": SESSION,
+                    "summary": "the caller's sessions", "responses": {"200": sessions, **errors(401, 503)}},
+            "delete": {"operationId": "endMyOtherSessions", "tags": ["accounts"], "security": SESSION,
+                       "summary": "log out everywhere else: every session of the caller but this one ends",
+                       "responses": {"200": ok("how many ended", ended), **errors(401, 503)}},
+        },
+        "/api/v1/users": {"get": {
+            "operationId": "listUsers", "tags": ["accounts"], "security": SESSION,
+            "summary": "every account (admins only)",
+            "responses": {"200": ok("the users", ref("UserList")), **errors(401, 503)}}},
+        "/api/v1/users/{username}": {"delete": {
+            "operationId": "deleteUser", "tags": ["accounts"], "security": SESSION, "parameters": [
+                user, _query("confirm", {"type": "string", "enum": ["true", "1", "yes"]}, "must be true",
+                             required=True),
+                _query("transfer_to", {"type": "string"},
+                       "who gets the user's servers and unfinished tasks (409 without, when there are any)")],
+            "summary": "delete an account (admins only; never one's own, nor the last admin)",
+            "responses": {"200": ok("what was handed over", {
+                "type": "object", "required": ["servers_transferred", "tasks_transferred", "sessions_ended"]}),
+                **errors(400, 401, 404, 409, 503)}}},
+        "/api/v1/users/{username}/password": {"put": {
+            "operationId": "setUserPassword", "tags": ["accounts"], "security": SESSION, "parameters": [user],
+            "summary": "set a user's password (admins only); every session of the user ends",
+            "requestBody": {"required": True, "content": json_content(ref("PasswordSet"))},
+            "responses": {"200": ok("set", {"type": "object",
+                                            "required": ["username", "must_change_password", "sessions_ended"]}),
+                          **errors(*BODY_ERRORS, 401, 404, 503)}}},
+        "/api/v1/users/{username}/disable": {"post": {
+            "operationId": "disableUser", "tags": ["accounts"], "security": SESSION, "parameters": [user],
+            "summary": "stop a user logging in and end its sessions (admins only)",
+            "responses": {"200": ok("disabled", {"type": "object",
+                                                 "required": ["username", "disabled", "sessions_ended"]}),
+                          **errors(400, 401, 404, 409, 503)}}},
+        "/api/v1/users/{username}/enable": {"post": {
+            "operationId": "enableUser", "tags": ["accounts"], "security": SESSION, "parameters": [user],
+            "summary": "let a disabled user log in again (admins only)",
+            "responses": {"200": ok("enabled", {"type": "object", "required": ["username", "disabled", "changed"]}),
+                          **errors(401, 404, 503)}}},
+        "/api/v1/users/{username}/sessions": {
+            "parameters": [user],
+            "get": {"operationId": "userSessions", "tags": ["accounts"], "security": SESSION,
+                    "summary": "a user's sessions (admins, or the user)",
+                    "responses": {"200": sessions, **errors(401, 404, 503)}},
+            "delete": {"operationId": "endUserSessions", "tags": ["accounts"], "security": SESSION,
+                       "summary": "end a user's sessions, or one (`?session=ID`); never the caller's own",
+                       "parameters": [_query("session", {"type": "string"}, "the id (or its first 6+ characters)")],
+                       "responses": {"200": ok("how many ended", ended), **errors(400, 401, 404, 503)}},
+        },
     }
 
 

@@ -15,12 +15,13 @@ import secrets
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 import schemathesis
+from aiohttp.http_exceptions import HttpProcessingError
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -52,19 +53,28 @@ class LiveBackend:
     admin_token: str
     ingest_key: str
     errors: list[logging.LogRecord]
+    spare_tokens: list[str] = field(default_factory=list)
+    """Sessions of another user, to log out: logging out the admin would leave every later call a 401."""
 
-    def headers(self, operation_id: str | None) -> dict[str, str]:
-        if operation_id == "logout":
-            # Logging out the admin's session would leave every later call a 401.
-            return {"Authorization": f"Bearer {self.login()}"}
+    def headers(self, case) -> dict[str, str]:  # noqa: ANN001 - a schemathesis Case
+        operation_id = case.operation.definition.raw.get("operationId")
+        # The admin's own password, sessions and account stay as they are: a fuzzed call on them
+        # lands on another user.
+        if (case.path_parameters or {}).get("username") == ADMIN:
+            case.path_parameters["username"] = "fuzz-victim"
+        if operation_id == "logout" and self.spare_tokens:
+            return {"Authorization": f"Bearer {self.spare_tokens.pop()}"}
         secret = self.ingest_key if operation_id in KEY_OPERATIONS else self.admin_token
         return {"Authorization": f"Bearer {secret}"}
 
-    def login(self) -> str:
+    def login(self, username: str = "fuzz-admin") -> str:
         answer = requests.post(f"{self.url}/api/v1/auth/login",
-                               json={"username": "fuzz-admin", "password": PASSWORD}, timeout=30)
+                               json={"username": username, "password": PASSWORD}, timeout=30)
         answer.raise_for_status()
         return answer.json()["token"]
+
+
+ADMIN = "fuzz-admin"
 
 
 PASSWORD = secrets.token_urlsafe(16)
@@ -78,6 +88,11 @@ class ErrorLog(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        # aiohttp logs a request it cannot parse (a request line over 8 KiB) at ERROR, then
+        # answers it 400 before any route: not a fault of the backend.
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and isinstance(exc, HttpProcessingError):
+            return
         self.records.append(record)
 
 
@@ -98,7 +113,8 @@ def live_backend(tmp_path_factory) -> Iterator[LiveBackend]:
             await backend.start(give_up_after_s=20)
             async with serving(backend, "127.0.0.1", 0) as url:
                 assert backend.auth is not None
-                await backend.auth.add_user("fuzz-admin", "admin", PASSWORD)
+                for name, role in ((ADMIN, "admin"), ("fuzz-spare", "sysadmin"), ("fuzz-victim", "sysadmin")):
+                    await backend.auth.add_user(name, role, PASSWORD)
                 _, key = await backend.auth.create_ingest_key("schemathesis", "fuzz-admin")
                 ready.set_result(LiveBackend(url, "", key, errors.records))
                 await stop.wait()
@@ -115,10 +131,11 @@ def live_backend(tmp_path_factory) -> Iterator[LiveBackend]:
     try:
         live = ready.result(timeout=60)
         live.admin_token = live.login()
+        live.spare_tokens = [live.login("fuzz-spare") for _ in range(MAX_EXAMPLES * 3)]
         server = {"name": "fuzz-target", "location": {"region": "eu-west"}, "energy_source": "wind",
                   "idle_watts": 80, "max_watts": 400, "cores": 16}
-        requests.post(f"{live.url}/api/v1/servers", json=server, headers=live.headers(None),
-                      timeout=30).raise_for_status()
+        requests.post(f"{live.url}/api/v1/servers", json=server,
+                      headers={"Authorization": f"Bearer {live.admin_token}"}, timeout=30).raise_for_status()
         yield live
     finally:
         loop.call_soon_threadsafe(stop.set)
@@ -143,20 +160,20 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, phases=PHASES,
           suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_within_its_contract(case, live_backend: LiveBackend):
-    case.call_and_validate(headers=live_backend.headers(case.operation.definition.raw.get("operationId")),
-                           checks=CHECKS, timeout=30)
+    case.call_and_validate(headers=live_backend.headers(case), checks=CHECKS, timeout=30)
     assert not live_backend.errors, [r.getMessage() for r in live_backend.errors]
 
 
 def test_stateful_sequences_along_the_links_stay_within_the_contract(live_backend: LiveBackend):
-    schema_ = schemathesis.openapi.from_dict(document())
+    # Account routes stay out of the sequences: one of them ending the admin's sessions would
+    # turn the rest of a sequence into 401s. Each is called on its own above.
+    schema_ = schemathesis.openapi.from_dict(document()).exclude(tag="accounts")
     schema_.config.update(base_url=live_backend.url)
     machine = schema_.as_state_machine()
 
     class Workflow(machine):  # type: ignore[misc, valid-type]
         def get_call_kwargs(self, case):
-            return {"headers": live_backend.headers(case.operation.definition.raw.get("operationId")),
-                    "timeout": 30}
+            return {"headers": live_backend.headers(case), "timeout": 30}
 
         def validate_response(self, response, case, **kwargs):
             case.validate_response(response, checks=CHECKS)
