@@ -46,8 +46,25 @@ def _build_app() -> typer.Typer:
     register_tasks(app)
     register_agent(app)
     register_bench(app)
+    _hide_flag_types()
     _app = app
     return app
+
+
+def _hide_flag_types() -> None:
+    """Help without a type after a flag: typer 0.29 prints `--json <bool>`, which reads as if the
+    flag took a value (`--json true`), and it takes none."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "hides_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.hides_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 def __getattr__(name: str) -> Any:

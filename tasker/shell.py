@@ -150,8 +150,28 @@ def session_token(url: str, required: bool = True) -> str | None:
 
     token = resolve_token(url)
     if token is None and required:
+        unreachable = _unreachable(url)
+        if unreachable:
+            fail(f"cannot reach the backend at {url}: {unreachable} — is `tasker backend` running?")
         fail(f"not logged in to {url} (or the session expired): run `tasker login --url {url}` or set TASKER_TOKEN")
     return token
+
+
+def _unreachable(url: str) -> str | None:
+    """Why the backend at `url` does not answer, or None when it does: "not logged in" would
+    send the user to log in to a backend that is not there."""
+    import urllib.error
+    import urllib.request
+
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as the client: no proxy
+    try:
+        with direct.open(f"{url}/healthz", timeout=3):
+            return None
+    except urllib.error.HTTPError:
+        return None  # something answers HTTP there
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return str(getattr(reason, "strerror", None) or reason).lower()
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -395,17 +415,30 @@ def _print_server(server: dict[str, Any], latest: dict[str, Any]) -> None:
         typer.echo(f"{key.ljust(width)}  {value}")
 
 
+HELP = {
+    "region": f"Region code: {', '.join(REGIONS)}.",
+    "site": "Site or city, e.g. Dublin.",
+    "source": "Energy source: coal, gas, oil, nuclear, hydro, wind, solar, grid-mix.",
+    "intensity": "Carbon intensity, g/kWh",
+    "pue": "Power usage effectiveness, >= 1",
+    "idle": "Idle power, W.",
+    "max": "Maximum power, W.",
+    "cores": "CPU cores.",
+}
+"""Help of the server fields, the same for `add` and `edit` (and named as the TUI's form names them)."""
+
+
 @servers_app.command("add")
 def servers_add(
     name: str = typer.Argument(..., help="Unique name: 1-64 of A-Z a-z 0-9 . _ -"),
-    region: str = typer.Option(..., "--region", help=f"Region code: {', '.join(REGIONS)}."),
-    site: str | None = typer.Option(None, "--site", help="Site or city, e.g. Dublin."),
-    source: str = typer.Option("grid-mix", "--source", help="Energy source: coal, gas, oil, nuclear, hydro, wind, solar, grid-mix."),
-    intensity: float | None = typer.Option(None, "--intensity", help="Carbon intensity g/kWh (default: from source and region)."),
-    pue: float | None = typer.Option(None, "--pue", help="Power usage effectiveness, >= 1 (default 1.5)."),
-    idle: float = typer.Option(..., "--idle", help="Idle power, W."),
-    max_watts: float = typer.Option(..., "--max", help="Maximum power, W."),
-    cores: int = typer.Option(..., "--cores", help="CPU cores."),
+    region: str = typer.Option(..., "--region", help=HELP["region"]),
+    site: str | None = typer.Option(None, "--site", help=HELP["site"]),
+    source: str = typer.Option("grid-mix", "--source", "--energy-source", help=HELP["source"]),
+    intensity: float | None = typer.Option(None, "--intensity", help=HELP["intensity"] + " (default: from source and region)."),
+    pue: float | None = typer.Option(None, "--pue", help=HELP["pue"] + " (default 1.5)."),
+    idle: float = typer.Option(..., "--idle", help=HELP["idle"]),
+    max_watts: float = typer.Option(..., "--max", help=HELP["max"]),
+    cores: int = typer.Option(..., "--cores", help=HELP["cores"]),
     tags: list[str] | None = typer.Option(None, "--tag", help="A tag (repeatable, or comma-separated)."),
     as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,
@@ -469,14 +502,14 @@ def servers_show(
 def servers_edit(
     server: str = typer.Argument(..., help="Server id or name."),
     name: str | None = typer.Option(None, "--name", help="New name."),
-    region: str | None = typer.Option(None, "--region"),
-    site: str | None = typer.Option(None, "--site"),
-    source: str | None = typer.Option(None, "--source"),
-    intensity: float | None = typer.Option(None, "--intensity", help="Carbon intensity g/kWh."),
-    pue: float | None = typer.Option(None, "--pue"),
-    idle: float | None = typer.Option(None, "--idle", help="Idle power, W."),
-    max_watts: float | None = typer.Option(None, "--max", help="Maximum power, W."),
-    cores: int | None = typer.Option(None, "--cores"),
+    region: str | None = typer.Option(None, "--region", help=HELP["region"]),
+    site: str | None = typer.Option(None, "--site", help=HELP["site"]),
+    source: str | None = typer.Option(None, "--source", "--energy-source", help=HELP["source"]),
+    intensity: float | None = typer.Option(None, "--intensity", help=HELP["intensity"] + "."),
+    pue: float | None = typer.Option(None, "--pue", help=HELP["pue"] + "."),
+    idle: float | None = typer.Option(None, "--idle", help=HELP["idle"]),
+    max_watts: float | None = typer.Option(None, "--max", help=HELP["max"]),
+    cores: int | None = typer.Option(None, "--cores", help=HELP["cores"]),
     tags: list[str] | None = typer.Option(None, "--tag", help="Replaces the tags (repeatable)."),
     as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,
@@ -603,6 +636,7 @@ def history(
     url: str | None = URL_OPTION,
 ) -> None:
     """A server's history of one metric, downsampled to at most --points buckets (min/avg/max)."""
+    metric = metric.strip().lower()  # `--metric CO2` means co2
     if metric not in METRICS:
         fail(f"--metric {metric!r}: expected one of {', '.join(METRICS)}", 2)
     if points < 1:

@@ -74,7 +74,10 @@ def register(app: typer.Typer) -> None:
         """The terminal UI against a running backend."""
         raise typer.Exit(start_tui(url))
 
-    @app.command()
+    @app.command(help="Embedded backend + emulated sensors for a sample fleet + the TUI, in one command.\n\n"
+                      "You are logged in as demo-admin. To chat with yourself as support, run "
+                      "`tasker tui --url URL` in a second terminal (the demo shows the URL) as "
+                      "demo-support, password tasker-demo.")
     def demo(
         data_dir: Optional[Path] = typer.Option(
             None, "--data-dir", help="Keep the demo's data here (default: a fresh temporary directory, removed on exit)."

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import socket
 import stat
 import time
@@ -169,6 +170,9 @@ def test_history_as_csv_and_table(shell):
 
     bad = shell("history", "web-1", "--since", "yesterday-ish")
     assert "--since 'yesterday-ish'" in one_line_error(bad)
+    upper = shell("history", "web-1", "--metric", "POWER", "--since", iso(since), "--until", iso(until),
+                  "--points", "4", "--csv")
+    assert upper.exit_code == 0 and upper.stdout == result.stdout, upper.stderr
     bad_metric = shell("history", "web-1", "--metric", "voltage")
     assert one_line_error(bad_metric) == "tasker: --metric 'voltage': expected one of power, co2"
 
@@ -180,6 +184,19 @@ def test_an_unreachable_backend_is_one_clear_line(shell):
     result = shell("servers", "list", "--url", url, env={"TASKER_TOKEN": "any"})
     assert one_line_error(result) == (f"tasker: cannot reach the backend at {url}: connection refused"
                                       " — is `tasker backend` running?")
+    # Without a session too: "not logged in" would send the user to log in to nothing.
+    no_session = shell("servers", "list", "--url", url)
+    assert one_line_error(no_session) == (f"tasker: cannot reach the backend at {url}: connection refused"
+                                          " — is `tasker backend` running?")
     bad_url = shell("servers", "list", "--url", "ftp://example")
     assert one_line_error(bad_url) == ("tasker: --url 'ftp://example': unknown scheme 'ftp';"
                                        " expected http://host:port, e.g. http://127.0.0.1:8470")
+
+
+def test_help_names_every_server_field_and_flags_take_no_value(shell):
+    edit = shell("servers", "edit", "--help")
+    assert edit.exit_code == 0
+    for option in ("--region", "--site", "--energy-source", "--pue", "--cores"):
+        line = next(line for line in edit.stdout.splitlines() if option in line)
+        assert re.search(r"<\w+>\s+[^\s│][^│]*│$", line), f"{option} has no description: {line}"
+    assert "<bool>" not in edit.stdout and "--json" in edit.stdout

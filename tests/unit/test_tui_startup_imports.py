@@ -104,3 +104,13 @@ print(json.dumps(said))
     assert fast_code == typer_code == 2
     assert fast_text == typer_text
     assert fast_text.startswith("tasker tui: --url 'ftp://x'") and fast_text.count("\n") == 1
+
+
+def test_the_demo_help_names_the_support_login():
+    from typer.testing import CliRunner
+
+    from tasker.cli import app
+    from tasker_tui.demo import DEMO_PASSWORD
+
+    shown = " ".join(CliRunner().invoke(app, ["demo", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    assert f"demo-support, password {DEMO_PASSWORD}" in shown
