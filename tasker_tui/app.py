@@ -1,8 +1,8 @@
 """The Tasker TUI application: owns the API client, the live link and the state screens draw.
 
 Screens never talk to the backend themselves except through `app.client` inside their workers;
-widgets never do I/O at all. `TaskerApp(url)` starts at the login screen (or straight at the
-fleet when a saved session is still valid).
+widgets never do I/O at all. `TaskerApp(url)` starts at the login screen, which offers a saved
+session that is still valid (enter continues it).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class TaskerApp(OrderedKeys, App[None]):
         # 80 columns need the room for the keys of the screen.
         Binding(CHAT_KEY, "toggle_chat", "Chat", priority=True, show=False, tooltip="Show or hide the support chat pane"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="Every key of this screen"),
-        Binding("g", "go_to_server", "Go to server", show=False, tooltip="Go to a server by name"),
+        Binding("ctrl+g", "go_to_server", "Go to server", show=False, tooltip="Go to a server by name"),
         Binding("colon", "command_line", "Command", key_display=":", show=False,
                 tooltip="Commands by name: :tasks :server <name> :chat …"),
         Binding("q", "quit", "Quit", tooltip="Quit Tasker"),

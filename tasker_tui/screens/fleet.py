@@ -163,4 +163,4 @@ class FleetScreen(TaskerScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "clear_filter":
             return bool(self.table.filter_text) or self.query_one("#filter").has_class("-visible")
-        return True
+        return super().check_action(action, parameters)

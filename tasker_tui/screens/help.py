@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from tasker_tui.literal import literal
 
-MOVING = "↑ ↓ pgup pgdn home end move · tab / shift+tab next / previous field"
+MOVING = "↑↓ jk pgup pgdn g G home end move · tab/shift+tab next/previous field"
 
 # What the screens' signs and units mean, after the keys.
 LEGEND = (

@@ -11,7 +11,7 @@ from textual.widgets import Input, Static
 from tasker.models import Task
 from tasker_tui import format as fmt
 from tasker_tui.screens.base import TaskerScreen
-from tasker_tui.widgets.task_table import TASK_COLUMNS, TaskTable
+from tasker_tui.widgets.task_table import TASK_COLUMNS, TASK_FIELDS, TaskTable
 
 COUNTED = ("running", "planned", "queued", "unschedulable", "failed", "done", "cancelled")
 
@@ -27,8 +27,6 @@ class TasksScreen(TaskerScreen):
         Binding("c", "cancel_task", "Cancel task", tooltip="Cancel the selected task (asks first)"),
         Binding("p", "plan", "Plan", tooltip="Each server's timeline under its grid intensity"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter by name, state, server, tag or region"),
-        Binding("s", "next_sort", "Sort", tooltip="Sort by the next column"),
-        Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("escape", "back", "Back", tooltip="Clear the filter, or back to the fleet"),
     ]
 
@@ -40,7 +38,7 @@ class TasksScreen(TaskerScreen):
         yield Static(id="task-totals")
         yield TaskTable(id="tasks")
         yield Static("", id="tasks-empty")
-        yield Input(placeholder="filter: name, state, server, tag or region (enter keeps, esc clears)",
+        yield Input(placeholder=f"filter: word or field:value ({' '.join(TASK_FIELDS)}), * any, ! not",
                     id="task-filter", compact=True)
 
     @property
@@ -67,6 +65,12 @@ class TasksScreen(TaskerScreen):
         for task in board.tasks.values():
             counts[task.state] = counts.get(task.state, 0) + 1
         text = Text()
+        if table.filter.error:  # alone on the line, so 80 columns show it whole (as the fleet does)
+            text.append(f"/{table.filter_text}", "bold yellow")
+            text.append(": ", "dim")
+            text.append(table.filter.error, "bold red")
+            self.query_one("#task-totals", Static).update(text)
+            return
         count = len(board.tasks)
         text.append(f"{count} task{'' if count == 1 else 's'}", "bold")
         parts = [f"{counts[s]} {s}" for s in COUNTED if counts.get(s)]
@@ -112,12 +116,8 @@ class TasksScreen(TaskerScreen):
 
     # --- sort and filter -----------------------------------------------------------------
 
-    def action_next_sort(self) -> None:
-        self.table.next_sort()
-        self._show_totals()
-
-    def action_reverse_sort(self) -> None:
-        self.table.reverse_sort()
+    @on(TaskTable.SortChanged, "#tasks")
+    def _sort_changed(self) -> None:
         self._show_totals()
 
     def action_filter(self) -> None:

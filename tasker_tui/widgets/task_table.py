@@ -230,15 +230,6 @@ class TaskTable(ScrollView, can_focus=True):
         self._rebuild()
         self.post_message(self.SortChanged(self))
 
-    def next_sort(self) -> None:
-        """The next column's sort (the screen's `s` key, until it goes)."""
-        keys = [c.key for c in TASK_COLUMNS]
-        self.action_sort(keys[(keys.index(self.order.key) + 1) % len(keys)])
-
-    def reverse_sort(self) -> None:
-        """The same column's sort reversed."""
-        self.action_sort(self.order.key)
-
     def move_cursor(self, row: int) -> None:
         self.cursor_row = max(0, min(row, len(self._order) - 1))
         top, visible = int(self.scroll_y), max(1, self.size.height - 1)

@@ -98,9 +98,8 @@ async def test_the_fleet_draws_hostile_names_and_absurd_values():
         for name in HOSTILE:
             assert printable(name)[:12] in text, (name, text)
         assert "\x1b" not in text and "\u202e" not in text
-        for _ in range(4):  # sort by every column, the live ones over NaN too
-            await pilot.press("s")
-        await pilot.press("S")
+        for key in "NLSWCTPO":  # sort by every column both ways, the live ones over NaN too
+            await pilot.press(key, key)
         await click_across(pilot, "#fleet", 100)
         still_running(app)
 
@@ -181,7 +180,7 @@ async def test_palette_lists_hostile_names_literally_and_a_click_does_not_quit()
         await wait_for_text(pilot, "eu-west/[bold red]x")  # the help line: location, literally
         still_running(app)
         await pilot.press("escape")
-        await pilot.press("g")
+        await pilot.press("ctrl+g")  # the go-to-server palette
         await type_text(pilot, "click")
         await wait_for_text(pilot, "Go to server [@click=app.quit]x[/]")
         await pilot.press("enter")

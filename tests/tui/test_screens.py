@@ -46,15 +46,17 @@ async def test_sort_by_power_from_the_keyboard_keeps_the_selection():
         table = app.screen.query_one(FleetTable)
         await pilot.press("down", "down")
         chosen = table.selected_server_id
-        await pilot.press("s", "s", "s")  # name -> location -> source -> W
+        await pilot.press("W")  # shift+w: by power, the largest first
         assert table.sort_key == "power"
-        watts = [app.fleet.latest(sid, "power") for sid in table.shown_ids]
-        assert watts == sorted(watts)
-        await pilot.press("S")
         watts = [app.fleet.latest(sid, "power") for sid in table.shown_ids]
         assert watts == sorted(watts, reverse=True)
         assert table.selected_server_id == chosen  # the cursor followed its server
-        await wait_for_text(pilot, "W ▼")  # the header says how it is sorted
+        await wait_for_text(pilot, "W ▼")  # the totals line says how it is sorted
+        await pilot.press("W")  # the same key again: the smallest first
+        watts = [app.fleet.latest(sid, "power") for sid in table.shown_ids]
+        assert watts == sorted(watts)
+        assert table.selected_server_id == chosen
+        await wait_for_text(pilot, "W ▲")
 
 
 async def test_stale_server_is_marked_and_left_out_of_the_totals():
@@ -76,8 +78,8 @@ async def test_help_lists_every_key_of_the_screen_with_what_it_does():
         await fleet_ready(pilot, client)
         await open_help(pilot)
         text = widget_text(app, "#help-keys")
-        for key, description in (("a", "Add"), ("e", "Edit"), ("d", "Delete"), ("/", "Filter"), ("s", "Sort"),
-                                 ("r", "Raw"), ("^t", "Chat"), ("g", "Go to server"), ("q", "Quit")):
+        for key, description in (("a", "Add"), ("e", "Edit"), ("d", "Delete"), ("/", "Filter"), ("N", "Sort"),
+                                 ("r", "Raw"), ("^t", "Chat"), ("^g", "Go to server"), ("q", "Quit")):
             assert f"{key}  {description}" in text, (key, description, text)
         lines = text.splitlines()
         # One line per action: q and Textual's ctrl+q share one; enter (open) is listed too.
@@ -92,7 +94,7 @@ async def test_go_to_server_by_name_from_the_palette():
     app, client = fake_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await fleet_ready(pilot, client)
-        await pilot.press("g")
+        await pilot.press("ctrl+g")
         await type_text(pilot, "ml-par")
         await wait_for_text(pilot, "Go to server ml-par-1")
         await pilot.press("enter")
@@ -165,7 +167,10 @@ async def test_server_form_blocks_non_numbers_before_asking_the_backend():
         assert "required" in widget_text(app, "#error-max_watts")
         assert "create" not in client.calls
         await pilot.press("escape")
+        await wait_for_text(pilot, "Discard your changes?")
+        await pilot.press("y")
         await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="cancelled")
+        assert "create" not in client.calls
 
 
 async def test_raw_readings_in_a_typed_time_range():
@@ -185,12 +190,12 @@ async def test_raw_readings_in_a_typed_time_range():
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and table.row_count == 10, what="10 rows")
         await wait_for_text(pilot, "oldest reached")
-        await pilot.press("u")  # refresh: the typed range is kept
-        await pilot.pause(0.3)
-        await wait_until(pilot, lambda: table.row_count == 10, what="still 10 rows")
-        await pilot.press("t")  # back to the presets: the last 5 minutes, a full page
+        await pilot.press("u")  # latest: back to the last preset (the hour it opened on), ending now
         await wait_until(pilot, lambda: table.row_count == 100, what="a full page")
-        await wait_for_text(pilot, "last 5m")
+        await wait_for_text(pilot, "last 1h")
+        await pilot.press("t")  # the next preset: the last 24 hours
+        await wait_for_text(pilot, "last 24h")
+        await wait_until(pilot, lambda: table.row_count == 100, what="a full page")
 
 
 async def test_footer_at_80_columns_keeps_open_help_and_quit_in_view():
@@ -321,4 +326,4 @@ async def test_help_at_80x24_shows_the_fleet_keys_whole_and_scrolls_to_the_end_e
         await open_help(pilot)
         await pilot.press("end")
         await wait_for_text(pilot, "Every action is also in the command palette (ctrl+p).")
-        assert "Keys: Fleet ▸ web-dub-" in screen_text(app)  # the title stays in view
+        assert "Keys: Fleet ▸ api-fra-1" in screen_text(app)  # the title stays in view

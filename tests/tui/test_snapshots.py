@@ -27,7 +27,7 @@ async def login_form(pilot, app, client):
 
 async def fleet_by_power(pilot, app, client):
     await fleet_ready(pilot, client)
-    await pilot.press("s", "s", "s", "S")  # sorted by power, highest first
+    await pilot.press("W")  # sorted by power, highest first
 
 
 async def fleet_filtered(pilot, app, client):

@@ -83,11 +83,15 @@ async def test_sort_and_filter_like_the_fleet():
     app, client = with_tasks()
     async with app.run_test(size=(120, 30)) as pilot:
         table = await open_tasks(pilot, client)
-        await pilot.press("s", "s")  # start -> progress -> planned g
+        await pilot.press("P")  # shift+p: by plan grams, the largest first
         assert table.sort_key == "planned"
-        await pilot.press("S")
         figures = [app.board.tasks[t].plan.co2_g for t in table.shown_ids if app.board.tasks[t].plan]
         assert figures == sorted(figures, reverse=True)
+        await wait_for_text(pilot, "Plan g ▼")  # the totals line says so at once
+        await pilot.press("P")  # again: the smallest first
+        figures = [app.board.tasks[t].plan.co2_g for t in table.shown_ids if app.board.tasks[t].plan]
+        assert figures == sorted(figures)
+        await wait_for_text(pilot, "Plan g ▲")
         await pilot.press("slash")
         await type_text(pilot, "backup")
         await pilot.press("enter")
