@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from backend.http.app import build_app
+from backend.http.app import ClientTimeouts, build_app
 from backend.http.context import ApiContext
 from backend.http.ws import WsDispatcher, default_dispatcher
 from backend.ports import Broker, Registry, TimeSeriesStore, Unavailable
@@ -336,7 +336,8 @@ class Backend:
     def app(self) -> web.Application:
         """The HTTP app of this process's roles; call after `start`."""
         assert self.context is not None, "start the backend first"
-        return build_app(self.context, self.roles, self.dispatcher)
+        return build_app(self.context, self.roles, self.dispatcher,
+                         timeouts=ClientTimeouts.from_settings(self.settings))
 
     async def close(self) -> None:
         """Stop consuming first (in-flight messages go back), then the packager, then the stores."""

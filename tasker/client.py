@@ -1,6 +1,6 @@
 """Tasker's HTTP and websocket API client, used by the shell commands, the sensors and the TUI.
 
-It speaks only the wire contract (DESIGN.md section 6, API.md); it imports nothing from
+It speaks only the wire contract (docs/api.md); it imports nothing from
 `backend`. One `aiohttp.ClientSession` per client keeps connections alive between calls:
 
     async with TaskerClient("http://127.0.0.1:8470", token=token) as api:
@@ -388,7 +388,7 @@ class TaskerClient:
     # --- tasks, the plan and grid traces -----------------------------------------------------
 
     async def submit_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
-        """Submit a task (API.md task fields); returns it as stored, queued, with its `id`."""
+        """Submit a task (docs/api.md task fields); returns it as stored, queued, with its `id`."""
         return (await self.request("POST", "/api/v1/tasks", json_body=dict(task)))[1]
 
     async def list_tasks(self, states: Sequence[str] = ()) -> list[dict[str, Any]]:

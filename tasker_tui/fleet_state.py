@@ -25,7 +25,7 @@ STALE_INTERVALS = 5
 STALE_MIN_S = 5.0
 
 Server = dict[str, Any]
-"""A server as the API returns it (see API.md "Server JSON")."""
+"""A server as the API returns it (see docs/api.md, servers)."""
 
 
 @dataclass(slots=True)

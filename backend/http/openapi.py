@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from backend.json_text import dumps
 from backend.ports import TASK_STATES
 from backend.services.agents import MAX_REPORTED
 from backend.services.audit import MAX_PAGE
@@ -766,7 +767,7 @@ def document() -> dict[str, Any]:
 
 @functools.cache
 def document_bytes() -> bytes:
-    return json.dumps(document(), indent=1).encode()
+    return dumps(document()).encode()
 
 
 async def serve(request: web.Request) -> web.Response:
