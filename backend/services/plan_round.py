@@ -152,6 +152,13 @@ def planned_records(round_: Round, plan: Plan, epoch: int, now_ms: int) -> list[
             out.append(replace(task, state="unschedulable", reason=plan.unschedulable[spec.id],
                                server_id=None, pieces=[], co2_g=None, energy_kwh=None,
                                run_now_co2_g=None, run_now_server_id=None, explanation=""))
+    # A planned task kept fixed (it starts within the next slot) is claimed under the new epoch
+    # too: the scheduler whose lease was taken over must not overwrite it either.
+    written = {task.id for task in out}
+    replanned = {spec.id for spec in round_.problem.tasks}
+    out.extend(task for task in round_.tasks.values()
+               if task.state == "planned" and task.id not in replanned and task.id not in written
+               and task.plan_epoch < epoch)
     changed = []
     for new in out:
         old = round_.tasks[new.id]
