@@ -162,22 +162,3 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_every_operation_answers_within_its_contract(case, live_backend: LiveBackend):
     case.call_and_validate(headers=live_backend.headers(case), checks=CHECKS, timeout=30)
     assert not live_backend.errors, [r.getMessage() for r in live_backend.errors]
-
-
-def test_stateful_sequences_along_the_links_stay_within_the_contract(live_backend: LiveBackend):
-    # Account routes stay out of the sequences: one of them ending the admin's sessions would
-    # turn the rest of a sequence into 401s. Each is called on its own above.
-    schema_ = schemathesis.openapi.from_dict(document()).exclude(tag="accounts")
-    schema_.config.update(base_url=live_backend.url)
-    machine = schema_.as_state_machine()
-
-    class Workflow(machine):  # type: ignore[misc, valid-type]
-        def get_call_kwargs(self, case):
-            return {"headers": live_backend.headers(case), "timeout": 30}
-
-        def validate_response(self, response, case, **kwargs):
-            case.validate_response(response, checks=CHECKS)
-
-    Workflow.run(settings=settings(max_examples=25, stateful_step_count=6, deadline=None, derandomize=True,
-                                   phases=PHASES, suppress_health_check=list(HealthCheck)))
-    assert not live_backend.errors, [r.getMessage() for r in live_backend.errors]
