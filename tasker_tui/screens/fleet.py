@@ -163,4 +163,6 @@ class FleetScreen(TaskerScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "clear_filter":
             return bool(self.table.filter_text) or self.query_one("#filter").has_class("-visible")
-        return super().check_action(action, parameters)
+        # Not the base's role check: an engineer's a/e/d still run, to say why they may not
+        # (the footer, help and palette leave them out through `offers`).
+        return True
