@@ -24,3 +24,13 @@ def test_the_image_builds_and_answers_readyz() -> None:
     for answer in answers.values():
         assert json.loads(answer) == {"status": "ready",
                                       "checks": {"broker": "ok", "timeseries": "ok", "registry": "ok"}}
+
+
+def test_the_dockerfile_copies_every_package_tasker_installs() -> None:
+    # A package left out builds fine and dies at the first `tasker` command in the container.
+    import tomllib
+
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in include}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (REPO / "compose" / "Dockerfile").read_text(), re.M))
+    assert packages == copied
