@@ -30,3 +30,18 @@ async def fleet_ready(pilot, client: FakeClient) -> None:
 
 
 __all__ = ["BASE_MS", "fake_app", "fleet_ready"]
+
+
+def snapshot_of(snap_compare, scenario, size: tuple[int, int]) -> bool:
+    """A fake app brought to a screen by `scenario(pilot, app, client)`, compared with its snapshot
+    at `size`; input cursors stop blinking first so the picture does not depend on timing."""
+    from textual.widgets import Input
+
+    app, client = fake_app()
+
+    async def run_before(pilot):
+        await scenario(pilot, app, client)
+        for box in app.screen.query(Input):
+            box.cursor_blink = False
+
+    return snap_compare(app, terminal_size=size, run_before=run_before)

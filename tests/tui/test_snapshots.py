@@ -13,7 +13,7 @@ from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.help import HelpScreen
 from tasker_tui.screens.status import StatusScreen
 from tests.tui.conftest import wait_until
-from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
+from tests.tui.helpers_fake import BASE_MS, fleet_ready, snapshot_of
 
 
 @pytest.fixture(autouse=True)
@@ -111,11 +111,4 @@ SCENARIOS = {
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_screen(snap_compare, scenario, size):
-    app, client = fake_app()
-
-    async def run_before(pilot):
-        await SCENARIOS[scenario](pilot, app, client)
-        for box in app.screen.query(Input):
-            box.cursor_blink = False  # a blinking cursor would make the picture depend on timing
-
-    assert snap_compare(app, terminal_size=size, run_before=run_before)
+    assert snapshot_of(snap_compare, SCENARIOS[scenario], size)
