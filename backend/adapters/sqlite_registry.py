@@ -26,7 +26,7 @@ from backend.adapters.registry_values import (
     require_str,
 )
 from backend.adapters.sqlite_tasks import TASK_SCHEMA, SqliteTasks
-from backend.adapters.sqlite_tx import write_transaction
+from backend.adapters.sqlite_tx import use_wal, write_transaction
 from backend.ports import (
     AuditRecord,
     ChatMessage,
@@ -234,7 +234,7 @@ class SqliteRegistry(SqliteTasks):
             # Autocommit mode: multi-statement writes take BEGIN IMMEDIATE themselves.
             conn = sqlite3.connect(self._path, isolation_level=None, timeout=10.0)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
+                use_wal(conn)
                 conn.execute("PRAGMA foreign_keys=ON")
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(servers)")}
                 if columns and "owner" not in columns:  # a file from before servers had owners

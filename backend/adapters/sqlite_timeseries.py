@@ -25,7 +25,7 @@ from typing import TypeVar
 import orjson
 
 from backend import downsample as ds
-from backend.adapters.sqlite_tx import write_transaction
+from backend.adapters.sqlite_tx import use_wal, write_transaction
 from backend.ports import Latest, MinuteBucket, RawPage, Series, Unavailable
 from tasker.domain import Reading
 from tasker.private_files import private_file
@@ -263,9 +263,9 @@ class SqliteTimeSeries:
             private_file(self._path)
             # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE).
             con = sqlite3.connect(self._path, isolation_level=None, timeout=30)
+            use_wal(con, timeout_s=30)
         except (OSError, sqlite3.Error) as exc:
             raise Unavailable(f"time-series store: cannot open SQLite file {self._path}: {exc}") from exc
-        con.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed write survives a power cut, not only a crash of the process, which
         # is what "return only once durable" promises the packager before it acks.
         con.execute("PRAGMA synchronous=FULL")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 
 
@@ -21,3 +22,20 @@ def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def use_wal(con: sqlite3.Connection, timeout_s: float = 10.0) -> None:
+    """Switch the file to WAL, waiting out other processes doing the same. Two connections
+    switching a new file at once make SQLite answer "database is locked" at once, without its
+    busy timeout (waiting could deadlock), so the switch is retried here until `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
