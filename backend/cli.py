@@ -10,6 +10,7 @@ in the audit log as done by `shell:<local account>`. A session they end stops wo
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import logging
 import signal
@@ -23,6 +24,8 @@ T = TypeVar("T")
 
 DEFAULT_STARTUP_TIMEOUT_S = 60.0
 """How long `tasker backend` waits for a broker or store that does not answer at startup."""
+SHUTDOWN_LIMIT_S = 30.0
+"""How long a stopping backend may take before it dumps its threads' stacks and exits anyway."""
 
 users_app = typer.Typer(help="User accounts (acts on TASKER_REGISTRY_URL directly).", no_args_is_help=True)
 keys_app = typer.Typer(help="Ingest keys for sensors (acts on TASKER_REGISTRY_URL directly).",
@@ -176,17 +179,22 @@ def backend_command(
                 await stopping
         finally:
             stopping.cancel()
+            # A part that never stops must not keep a backend its supervisor thinks is gone:
+            # past the limit every thread's stack goes to stderr and the process exits (code 1).
+            faulthandler.dump_traceback_later(SHUTDOWN_LIMIT_S, exit=True)
             await backend.close()
             how = f" by {stopped_by[0]}" if stopped_by else ""
             logging.getLogger("backend").info("backend stopped%s", how)
 
     try:
-        asyncio.run(run())
+        asyncio.run(run())  # its end waits for the threads of the default executor too
     except StartupError as exc:
         _fail(str(exc), 2)
     except Unavailable as exc:
         # A service dropped away while the roles were being wired; the supervisor restarts us.
         _fail(f"could not start: {exc}")
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def _read_password_line() -> str:

@@ -34,7 +34,12 @@ def env(tmp_path):
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([TASKER, *args], env={**env, **extra}, capture_output=True, text=True, timeout=timeout)
+    try:
+        return subprocess.run([TASKER, *args], env={**env, **extra}, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        said = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        raise AssertionError(f"`tasker {' '.join(args)}` still running after {timeout:g} s; its stderr:\n{said}") from None
 
 
 def the_error(result: subprocess.CompletedProcess) -> str:
