@@ -57,7 +57,7 @@ def _with_registry(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(registry)` against TASKER_REGISTRY_URL, with one-line errors."""
     from backend.bootstrap import StartupError, open_registry
     from backend.ports import Conflict, NotFound, Unavailable
-    from backend.services.auth import Forbidden, InvalidField
+    from backend.services.errors import Forbidden, InvalidField
 
     settings = _settings()
 

@@ -15,7 +15,9 @@ from backend.http.context import context
 from backend.http.errors import json_error, read_json
 from backend.http.json_body import json_response
 from backend.services.accounts import AccountService, session_json
-from backend.services.auth import InvalidField, Principal, TooManyAttempts
+from backend.services.auth import Principal
+from backend.services.errors import InvalidField
+from backend.services.login_guard import TooManyAttempts
 from backend.services.timestamps import format_rfc3339
 
 

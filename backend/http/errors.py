@@ -16,7 +16,7 @@ from aiohttp import web
 from backend.http.context import CONTEXT
 from backend.http.json_body import json_response
 from backend.ports import Conflict, NotFound, Unavailable
-from backend.services.auth import Forbidden, InvalidField, Unauthorized
+from backend.services.errors import Forbidden, InvalidField, Unauthorized
 from backend.services.readings import BatchRejected
 from backend.services.servers import FormRejected
 

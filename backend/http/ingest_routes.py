@@ -9,7 +9,8 @@ from backend.http.context import context
 from backend.http.errors import read_json
 from backend.http.json_body import json_response
 from backend.ports import Unavailable
-from backend.services.auth import INGEST_ROLE, Forbidden
+from backend.services.auth import INGEST_ROLE
+from backend.services.errors import Forbidden
 from backend.services.readings import BatchRejected
 
 

@@ -12,7 +12,7 @@ from backend.http.errors import read_json
 from backend.http.json_body import json_response
 from backend.ports import Unavailable
 from backend.services.audit import MAX_PAGE, audit_json
-from backend.services.auth import InvalidField
+from backend.services.errors import InvalidField
 from backend.services.servers import server_json
 
 log = logging.getLogger(__name__)

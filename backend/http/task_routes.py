@@ -9,7 +9,7 @@ from backend.http.context import context
 from backend.http.errors import read_json
 from backend.http.json_body import json_response
 from backend.ports import TASK_STATES
-from backend.services.auth import InvalidField
+from backend.services.errors import InvalidField
 from backend.services.grid_traces import import_trace
 from backend.services.plan_view import savings, timeline
 from backend.services.tasks import TaskService, task_json

@@ -21,7 +21,8 @@ from aiohttp import WSMsgType, web
 from backend.http.context import context
 from backend.json_text import dumps
 from backend.ports import Unavailable
-from backend.services.auth import Forbidden, InvalidField, PasswordChangeRequired, Principal, Unauthorized
+from backend.services.auth import Principal
+from backend.services.errors import Forbidden, InvalidField, PasswordChangeRequired, Unauthorized
 from backend.services.live import Subscription
 from backend.services.plan_feed import PLAN_FEED, PlanFeed, is_agent
 from backend.services.telemetry import Telemetry

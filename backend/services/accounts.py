@@ -27,13 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from backend.ports import OPEN_STATES, Conflict, NotFound, SessionRecord, UserRecord
 from backend.services.audit import AuditLog
-from backend.services.auth import (
-    Forbidden,
-    InvalidField,
-    Principal,
-    check_password,
-    require_string,
-)
+from backend.services.auth import Principal, check_password, require_string
+from backend.services.errors import Forbidden, InvalidField
 from backend.services.passwords import hash_password
 from backend.services.timestamps import format_rfc3339, now_ms
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from backend.ports import Conflict, LeaseRecord, Registry, ServerRecord, TaskRecord, Unavailable
-from backend.services.auth import INGEST_ROLE, Forbidden, InvalidField, Principal
+from backend.services.auth import INGEST_ROLE, Principal
+from backend.services.errors import Forbidden, InvalidField
 from backend.services.servers import owner_of
 from backend.services.task_runs import RunRefused, apply_run_event, parse_run_event
 from backend.services.tasks import TaskService

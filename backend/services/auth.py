@@ -37,7 +37,14 @@ from typing import Any
 
 from backend.ports import Conflict, IngestKeyRecord, Registry, SessionRecord, UserRecord
 from backend.services import password_policy
-from backend.services.login_guard import LoginThrottle, PasswordGate, TooManyAttempts
+from backend.services.errors import (
+    AccountDisabled,
+    Forbidden,
+    InvalidField,
+    PasswordChangeRequired,
+    Unauthorized,
+)
+from backend.services.login_guard import LoginThrottle, PasswordGate
 from backend.services.passwords import (
     hash_password,
     new_password,
@@ -65,38 +72,6 @@ _USERNAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _KEY_ID = re.compile(r"[a-z2-7]{8,16}")
 MIN_PASSWORD = password_policy.MIN_LENGTH
 MAX_PASSWORD = password_policy.MAX_LENGTH
-
-
-class Unauthorized(Exception):
-    """No valid credentials (HTTP 401)."""
-
-
-class Forbidden(Exception):
-    """Valid credentials, but the role may not do this (HTTP 403)."""
-
-
-class PasswordChangeRequired(Forbidden):
-    """The session is valid, but its user must choose a new password first (HTTP 403)."""
-
-    def __init__(self, username: str) -> None:
-        super().__init__(
-            f"password change required: {username} must choose a new password before anything else "
-            "(POST /api/v1/me/password with current_password and new_password; from a shell: "
-            "tasker passwd)")
-        self.username = username
-
-
-class AccountDisabled(Forbidden):
-    """The password was right but the account is disabled (HTTP 403)."""
-
-
-class InvalidField(ValueError):
-    """A request field has the wrong type or form (HTTP 400); `field` names it."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field} {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

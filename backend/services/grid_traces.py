@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from backend.allocation import BuiltinIntensity, CarbonIntensity, TraceIntensity, TraceRow, parse_trace_csv
 from backend.ports import Registry
-from backend.services.auth import Forbidden, InvalidField, Principal
+from backend.services.auth import Principal
+from backend.services.errors import Forbidden, InvalidField
 
 MAX_TRACE_ROWS = 500_000
 """Rows per import: a year at 5-minute resolution for four regions."""

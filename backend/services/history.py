@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.ports import TimeSeriesStore
-from backend.services.auth import InvalidField
+from backend.services.errors import InvalidField
 from backend.services.servers import check_server_id
 from backend.services.timestamps import parse_instant
 from tasker.domain import EARLIEST_TS_MS, METRICS

@@ -16,7 +16,8 @@ from typing import Any
 
 from backend.ports import Broker, NotFound, Registry, ServerRecord, TimeSeriesStore, Unavailable
 from backend.services.audit import AuditLog
-from backend.services.auth import Forbidden, Principal
+from backend.services.auth import Principal
+from backend.services.errors import Forbidden
 from backend.services.passwords import random_base32
 from backend.services.timestamps import format_rfc3339, now_ms
 from backend.services.wire import REGISTRY_CHANNEL

@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from backend.ports import Broker, Conflict, NotFound, Registry, TaskRecord, Unavailable
-from backend.services.auth import Forbidden, Principal
+from backend.services.auth import Principal
+from backend.services.errors import Forbidden
 from backend.services.passwords import random_base32
 from backend.services.task_form import new_task
 from backend.services.timestamps import format_rfc3339, now_ms

@@ -9,15 +9,15 @@ import pytest
 
 from backend.adapters.sqlite_registry import SqliteRegistry
 from backend.ports import Conflict, UserRecord
-from backend.services.auth import (
+from backend.services.auth import AuthService
+from backend.services.errors import (
     AccountDisabled,
-    AuthService,
     Forbidden,
     InvalidField,
     PasswordChangeRequired,
-    TooManyAttempts,
     Unauthorized,
 )
+from backend.services.login_guard import TooManyAttempts
 from backend.services.passwords import hash_password
 from tests.contract.test_registry_contract import server
 from tests.contract.test_registry_tasks_contract import task

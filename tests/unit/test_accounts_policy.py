@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from backend.services import password_policy
-from backend.services.auth import AuthService, InvalidField, check_password
+from backend.services.auth import AuthService, check_password
+from backend.services.errors import InvalidField
 from backend.services.password_policy import MIN_LENGTH, common_passwords, problem
 
 

@@ -7,13 +7,8 @@ import asyncio
 import pytest
 
 from backend.adapters.sqlite_registry import SqliteRegistry
-from backend.services.auth import (
-    AuthService,
-    Forbidden,
-    InvalidField,
-    Principal,
-    Unauthorized,
-)
+from backend.services.auth import AuthService, Principal
+from backend.services.errors import Forbidden, InvalidField, Unauthorized
 from backend.services.passwords import hash_password, token_digest, verify_password
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.services.auth import InvalidField
+from backend.services.errors import InvalidField
 from backend.ports import NotFound
 from backend.services.history import parse_range
 from backend.services.timestamps import parse_instant

@@ -11,7 +11,8 @@ import pytest
 
 from backend.adapters.sqlite_registry import SqliteRegistry
 from backend.ports import SessionRecord
-from backend.services.auth import AuthService, Unauthorized
+from backend.services.auth import AuthService
+from backend.services.errors import Unauthorized
 from backend.services.login_guard import Attempt, LoginThrottle, PasswordGate, TooManyAttempts
 from backend.services.timestamps import now_ms
 

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from backend.http.errors import read_json
-from backend.services.auth import InvalidField
+from backend.services.errors import InvalidField
 
 
 class Body:

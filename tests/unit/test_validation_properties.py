@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from backend.http.errors import read_json
 from backend.json_text import dumps
 from backend.ports import NotFound, ServerRecord
-from backend.services.auth import InvalidField
+from backend.services.errors import InvalidField
 from backend.services.history import _count, parse_range
 from backend.services.readings import BatchRejected, validate_batch
 from backend.services.servers import (
