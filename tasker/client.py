@@ -4,7 +4,7 @@ It speaks only the wire contract (docs/api.md); it imports nothing from
 `backend`. One `aiohttp.ClientSession` per client keeps connections alive between calls:
 
     async with TaskerClient("http://127.0.0.1:8470", token=token) as api:
-        fleet = await api.list_servers()
+        fleet = await api.read_servers()
         async with api.live() as live:
             await live.subscribe("*", ["power", "co2"])
             async for frame in live:
@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from tasker.domain import Reading
-from tasker.models import PlanTimeline, Savings, Task
+from tasker.models import Account, Me, ModelError, PlanTimeline, Savings, Server, ServerPage, SessionInfo, Task
 
 # Wire timestamps: int epoch ms, an RFC 3339 string, or a relative "-1h" (history/readings).
 TimeArg = int | str | None
@@ -144,16 +144,14 @@ def reading_to_wire(reading: Reading | Mapping[str, Any]) -> dict[str, Any]:
     return dict(reading)
 
 
-def match_server(servers: Iterable[Mapping[str, Any]], ref: str) -> dict[str, Any]:
+def match_server(servers: Iterable[Server], ref: str) -> Server:
     """The server whose id is `ref`, or else whose name is `ref` (case-insensitive)."""
     servers = list(servers)
-    for server in servers:
-        if server.get("id") == ref:
-            return dict(server)
-    for server in servers:
-        if str(server.get("name", "")).lower() == ref.lower():
-            return dict(server)
-    raise NotFoundError(404, f"no server with id or name {ref!r}")
+    found = (next((s for s in servers if s.id == ref), None)
+             or next((s for s in servers if s.name.lower() == ref.lower()), None))
+    if found is None:
+        raise NotFoundError(404, f"no server with id or name {ref!r}")
+    return found
 
 
 class TaskerClient:
@@ -285,10 +283,9 @@ class TaskerClient:
         await self.request("POST", "/api/v1/auth/logout")
         self.token = None
 
-    async def me(self) -> dict[str, Any]:
-        """Who the current token belongs to: `username`, `role`, `expires_at`,
-        `must_change_password`."""
-        return (await self.request("GET", "/api/v1/auth/me"))[1]
+    async def me(self) -> Me:
+        """Who the current token belongs to; ModelError when the answer is not what it should be."""
+        return Me.from_json((await self.request("GET", "/api/v1/auth/me"))[1])
 
     # --- accounts (docs/accounts.md) --------------------------------------------------------
 
@@ -299,17 +296,18 @@ class TaskerClient:
         body = {"current_password": current, "new_password": new}
         return (await self.request("POST", "/api/v1/me/password", json_body=body))[1]
 
-    async def my_sessions(self) -> list[dict[str, Any]]:
-        """This user's live sessions: `id`, `created_at`, `expires_at`, `client`, `current`."""
-        return list(((await self.request("GET", "/api/v1/me/sessions"))[1] or {}).get("sessions", []))
+    async def my_sessions(self) -> list[SessionInfo]:
+        """This user's live sessions."""
+        return _sessions((await self.request("GET", "/api/v1/me/sessions"))[1])
 
     async def end_my_other_sessions(self) -> int:
         """Log out everywhere else; returns how many sessions ended."""
         return int(((await self.request("DELETE", "/api/v1/me/sessions"))[1] or {}).get("ended", 0))
 
-    async def list_users(self) -> list[dict[str, Any]]:
+    async def list_users(self) -> list[Account]:
         """Every user (admins only)."""
-        return list(((await self.request("GET", "/api/v1/users"))[1] or {}).get("users", []))
+        users = _items((await self.request("GET", "/api/v1/users"))[1], "users")
+        return [Account.from_json(raw, f"users[{i}]") for i, raw in enumerate(users)]
 
     def _user_path(self, username: str, tail: str = "") -> str:
         return f"/api/v1/users/{quote(username, safe='')}{tail}"
@@ -333,10 +331,9 @@ class TaskerClient:
         params = {"confirm": "true", "transfer_to": transfer_to}
         return (await self.request("DELETE", self._user_path(username), params=params))[1]
 
-    async def user_sessions(self, username: str) -> list[dict[str, Any]]:
+    async def user_sessions(self, username: str) -> list[SessionInfo]:
         """A user's live sessions (admins, or the user)."""
-        return list(((await self.request("GET", self._user_path(username, "/sessions")))[1] or {})
-                    .get("sessions", []))
+        return _sessions((await self.request("GET", self._user_path(username, "/sessions")))[1])
 
     async def end_user_sessions(self, username: str, session: str | None = None) -> int:
         """End a user's sessions, or only `session` (an id); never this client's own."""
@@ -357,9 +354,9 @@ class TaskerClient:
     async def get_server(self, server_id: str) -> dict[str, Any]:
         return (await self.request("GET", f"/api/v1/servers/{quote(server_id, safe='')}"))[1]
 
-    async def find_server(self, ref: str) -> dict[str, Any]:
+    async def find_server(self, ref: str) -> Server:
         """The server whose id is `ref`, or else whose name is `ref` (case-insensitive)."""
-        return match_server((await self.list_servers())["servers"], ref)
+        return match_server((await self.read_servers()).servers, ref)
 
     async def create_server(self, server: Mapping[str, Any]) -> dict[str, Any]:
         """Register a server; returns it with its backend-assigned `id`."""
@@ -375,10 +372,10 @@ class TaskerClient:
         params = {"confirm": "true", "purge": "true" if purge else None}
         await self.request("DELETE", f"/api/v1/servers/{quote(server_id, safe='')}", params=params)
 
-    async def transfer_server(self, server_id: str, owner: str) -> dict[str, Any]:
-        """Hand a server to another sysadmin or admin (admins only)."""
+    async def transfer_server(self, server_id: str, owner: str) -> Server:
+        """Hand a server to another sysadmin or admin (admins only); returns it as now stored."""
         path = f"/api/v1/servers/{quote(server_id, safe='')}/owner"
-        return (await self.request("PUT", path, json_body={"owner": owner}))[1]
+        return Server.from_json((await self.request("PUT", path, json_body={"owner": owner}))[1])
 
     async def audit(self, limit: int = 100, before: str | None = None) -> dict[str, Any]:
         """A page of the audit log, newest first (admins only): `entries`, `next_before`."""
@@ -480,7 +477,24 @@ class TaskerClient:
         """The websocket: `async with api.live() as live: await live.subscribe(...); async for f in live`."""
         return LiveConnection(self, heartbeat=heartbeat)
 
-    # --- tasks and the plan as typed objects (tasker.models) ---------------------------------
+    # --- servers, tasks and the plan as typed objects (tasker.models) -------------------------
+
+    async def read_servers(self) -> ServerPage:
+        """`list_servers`, parsed: every server and the latest readings; ModelError on garbage."""
+        _, body = await self.request("GET", "/api/v1/servers")
+        return ServerPage.from_json(body)
+
+    async def read_server(self, server_id: str) -> Server:
+        """`get_server`, parsed."""
+        return Server.from_json(await self.get_server(server_id))
+
+    async def register_server(self, form: Mapping[str, Any]) -> Server:
+        """`create_server`, parsed: the server as stored, with its `id`."""
+        return Server.from_json(await self.create_server(form))
+
+    async def change_server(self, server_id: str, changes: Mapping[str, Any]) -> Server:
+        """`update_server`, parsed: the server as now stored."""
+        return Server.from_json(await self.update_server(server_id, changes))
 
     async def read_tasks(self, states: Sequence[str] = ()) -> list[Task]:
         """`list_tasks`, parsed; ModelError when the answer is not task JSON."""
@@ -605,6 +619,18 @@ class LiveConnection:
             if msg.type == aiohttp.WSMsgType.ERROR:
                 raise self._client.unavailable(f"the websocket dropped ({_reason(ws.exception() or Exception())})")
             # BINARY/PING/PONG: not part of the protocol; ignore.
+
+
+def _items(body: Any, key: str) -> list[Any]:
+    """The list under `key` of an answer (empty when absent); ModelError when it is no list."""
+    items = body.get(key, []) if isinstance(body, Mapping) else []
+    if not isinstance(items, list):
+        raise ModelError(f"{key}: expected a list, got {type(items).__name__}")
+    return items
+
+
+def _sessions(body: Any) -> list[SessionInfo]:
+    return [SessionInfo.from_json(raw, f"sessions[{i}]") for i, raw in enumerate(_items(body, "sessions"))]
 
 
 def _dumps(obj: Any) -> str:

@@ -1,6 +1,8 @@
-"""Tasks, the plan and the savings as typed objects, parsed once where JSON comes off the wire.
+"""What the API returns as typed objects, parsed once where JSON comes off the wire: tasks, the plan
+and the savings; servers and the server list; the session's user, sessions and accounts; chat
+messages.
 
-The client hands these to its callers (shell, TUI) so nothing past the boundary reads a
+The client hands these to its callers (shell, TUI, sensors) so nothing past the boundary reads a
 `dict[str, Any]`. Parsing is tolerant of optional fields an older or newer backend leaves out
 (they read as None, empty or a default) and refuses garbage with a `ModelError` naming the
 field, e.g. `task.plan.co2_g: expected a number or null, got 'lots'`.
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 Interval = tuple[int, int]
@@ -409,3 +411,250 @@ class Savings:
         today = r.child("today")
         return cls(totals=SavingsSums() if totals is None else SavingsSums.from_json(totals.raw, totals.path),
                    today=None if today is None else SavedToday.from_json(today.raw, today.path))
+
+
+def format_instant(ts_ms: int) -> str:
+    """Epoch ms as the backend writes instants: RFC 3339 UTC with milliseconds."""
+    moment = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def _list_of(r: _Reader, key: str) -> list[Any]:
+    value = r.raw.get(key) or []
+    if not isinstance(value, list):
+        raise ModelError(f"{r.path}.{key}: expected a list, got {_show(value)}")
+    return value
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a server is: its region code and, optionally, a site (empty when not set)."""
+
+    region: str
+    site: str = ""
+
+    def text(self, *, with_site: bool = False) -> str:
+        """`eu-west`, or `eu-west/Dublin` when asked and a site is set."""
+        return f"{self.region}/{self.site}" if with_site and self.site else self.region
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A registered server as the API shows it (`GET /api/v1/servers/{id}`, docs/api.md).
+
+    Figures a backend leaves out or sends as null read as None; `carbon_intensity_source` says
+    where the intensity comes from (`set by user`, or the default's origin).
+    """
+
+    id: str
+    name: str
+    location: Location
+    energy_source: str
+    carbon_intensity_g_per_kwh: float | None = None
+    carbon_intensity_source: str = ""
+    pue: float | None = None
+    idle_watts: float | None = None
+    max_watts: float | None = None
+    cores: int | None = None
+    tags: tuple[str, ...] = ()
+    created_at_ms: int | None = None
+    created_by: str = ""
+    owner: str = ""
+    updated_at_ms: int | None = None
+
+    @property
+    def intensity_set_by_user(self) -> bool:
+        return self.carbon_intensity_source == "set by user"
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "server") -> Server:
+        """Parse server JSON; ModelError naming the first field that is not what it should be."""
+        r = _Reader(raw, path)
+        location = r.child("location")
+        if location is None:
+            raise ModelError(f"{path}.location: expected an object, got None")
+        return cls(
+            id=r.text("id"), name=r.text("name"),
+            location=Location(region=location.text("region"), site=location.opt_text("site") or ""),
+            energy_source=r.text("energy_source"),
+            carbon_intensity_g_per_kwh=r.figure("carbon_intensity_g_per_kwh"),
+            carbon_intensity_source=r.text("carbon_intensity_source", ""), pue=r.figure("pue"),
+            idle_watts=r.figure("idle_watts"), max_watts=r.figure("max_watts"), cores=r.opt_integer("cores"),
+            tags=r.strings("tags"), created_at_ms=r.opt_instant("created_at"), created_by=r.text("created_by", ""),
+            owner=r.text("owner", ""), updated_at_ms=r.opt_instant("updated_at"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The server as the API writes it (what `--json` prints and a PATCH is compared with)."""
+        return {
+            "id": self.id, "name": self.name,
+            "location": {"region": self.location.region, "site": self.location.site},
+            "energy_source": self.energy_source, "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh,
+            "carbon_intensity_source": self.carbon_intensity_source, "pue": self.pue,
+            "idle_watts": self.idle_watts, "max_watts": self.max_watts, "cores": self.cores, "tags": list(self.tags),
+            "created_at": None if self.created_at_ms is None else format_instant(self.created_at_ms),
+            "created_by": self.created_by, "owner": self.owner,
+            "updated_at": None if self.updated_at_ms is None else format_instant(self.updated_at_ms),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LatestReading:
+    """A server's newest stored reading of one metric; `value` None when it was null."""
+
+    ts_ms: int
+    value: float | None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str) -> LatestReading:
+        r = _Reader(raw, path)
+        return cls(ts_ms=r.integer("ts"), value=r.figure("value"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ts": self.ts_ms, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPage:
+    """`GET /api/v1/servers`: every server, by name, and the latest reading of each metric by
+    server id; `latest_unavailable` says why `latest` is empty when the store is down."""
+
+    servers: tuple[Server, ...] = ()
+    latest: Mapping[str, Mapping[str, LatestReading]] = field(default_factory=dict)
+    latest_unavailable: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "fleet") -> ServerPage:
+        """Parse the server list; ModelError on garbage."""
+        r = _Reader(raw, path)
+        servers = tuple(Server.from_json(s, f"{path}.servers[{i}]") for i, s in enumerate(_list_of(r, "servers")))
+        latest_raw = r.raw.get("latest")
+        latest_raw = {} if latest_raw is None else latest_raw
+        if not isinstance(latest_raw, Mapping):
+            raise ModelError(f"{path}.latest: expected an object, got {_show(latest_raw)}")
+        latest: dict[str, dict[str, LatestReading]] = {}
+        for server_id, metrics in latest_raw.items():
+            by_metric = _Reader(metrics, f"{path}.latest.{server_id}")
+            latest[str(server_id)] = {
+                str(metric): LatestReading.from_json(point, f"{by_metric.path}.{metric}")
+                for metric, point in by_metric.raw.items() if point is not None
+            }
+        return cls(servers=servers, latest=latest, latest_unavailable=r.opt_text("latest_unavailable"))
+
+    def latest_of(self, server_id: str) -> Mapping[str, LatestReading]:
+        return self.latest.get(server_id, {})
+
+
+# --- accounts -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Me:
+    """`GET /api/v1/auth/me`: who the session belongs to."""
+
+    username: str
+    role: str
+    expires_at_ms: int | None = None
+    must_change_password: bool = False
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "me") -> Me:
+        r = _Reader(raw, path)
+        return cls(username=r.text("username"), role=r.text("role"), expires_at_ms=r.opt_instant("expires_at"),
+                   must_change_password=r.flag("must_change_password"))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One live session of a user, as `GET /api/v1/me/sessions` lists it."""
+
+    id: str
+    created_at_ms: int | None = None
+    expires_at_ms: int | None = None
+    client: str | None = None
+    current: bool = False
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "session") -> SessionInfo:
+        r = _Reader(raw, path)
+        return cls(id=r.text("id"), created_at_ms=r.opt_instant("created_at"),
+                   expires_at_ms=r.opt_instant("expires_at"), client=r.opt_text("client"),
+                   current=r.flag("current"))
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A user as `GET /api/v1/users` lists it (admins only); `sessions` is how many are live."""
+
+    username: str
+    role: str
+    disabled: bool = False
+    disabled_at_ms: int | None = None
+    must_change_password: bool = False
+    created_at_ms: int | None = None
+    password_changed_at_ms: int | None = None
+    sessions: int = 0
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "user") -> Account:
+        r = _Reader(raw, path)
+        return cls(username=r.text("username"), role=r.text("role"), disabled=r.flag("disabled"),
+                   disabled_at_ms=r.opt_instant("disabled_at"), must_change_password=r.flag("must_change_password"),
+                   created_at_ms=r.opt_instant("created_at"), password_changed_at_ms=r.opt_instant("password_changed_at"),
+                   sessions=r.opt_integer("sessions") or 0)
+
+
+# --- chat (docs/websocket.md section 8) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLink:
+    """A server a chat message points at: its id and its name when the message was sent."""
+
+    id: str
+    name: str
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str) -> ServerLink:
+        r = _Reader(raw, path)
+        server_id = r.text("id")
+        return cls(id=server_id, name=r.opt_text("name") or server_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One stored chat message; `ts_ms` as the backend stamped it."""
+
+    id: int
+    conversation: str
+    sender: str
+    text: str
+    ts_ms: int = 0
+    sender_role: str | None = None
+    client_key: str | None = None
+    server: ServerLink | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "message") -> ChatMessage:
+        r = _Reader(raw, path)
+        server = r.child("server")
+        return cls(id=r.integer("id"), conversation=r.text("conversation", ""), sender=r.text("sender", ""),
+                   text=r.text("text", ""), ts_ms=r.opt_integer("ts") or 0, sender_role=r.opt_text("sender_role"),
+                   client_key=r.opt_text("client_key"),
+                   server=None if server is None else ServerLink.from_json(server.raw, server.path))
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineUser:
+    """Someone connected to chat, as `chat.presence` and `chat.joined` list them."""
+
+    username: str
+    role: str = ""
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "online") -> OnlineUser:
+        r = _Reader(raw, path)
+        return cls(username=r.text("username"), role=r.text("role", ""))

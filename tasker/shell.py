@@ -17,7 +17,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -25,6 +25,7 @@ import typer
 
 from tasker.config import ConfigError, load_settings
 from tasker.domain import METRICS, REGIONS
+from tasker.models import LatestReading, Server, format_instant
 
 if TYPE_CHECKING:
     from tasker.client import TaskerClient
@@ -299,7 +300,7 @@ def passwd(
 
     async def who() -> str:
         async with TaskerClient(base, token) as api:
-            return str((await api.me()).get("username", "?"))
+            return (await api.me()).username
 
     if password_stdin:
         current = sys.stdin.readline().rstrip("\r\n")
@@ -309,7 +310,7 @@ def passwd(
             from tasker.client import ValidationFailed
 
             async with TaskerClient(base, token) as api:
-                name = str((await api.me()).get("username", "?"))
+                name = (await api.me()).username
                 try:
                     answer = await api.change_password(current, new)
                 except ValidationFailed as exc:
@@ -385,30 +386,35 @@ def _server_fields(
     return fields
 
 
-def _spec_lines(server: dict[str, Any], latest: dict[str, Any]) -> list[tuple[str, str]]:
-    loc = server.get("location") or {}
+def _spec_lines(server: Server, latest: Mapping[str, LatestReading]) -> list[tuple[str, str]]:
+    loc = server.location
+    created = "" if server.created_at_ms is None else format_instant(server.created_at_ms)
     lines = [
-        ("id", server.get("id", "")),
-        ("name", server.get("name", "")),
-        ("location", " / ".join(str(x) for x in (loc.get("region"), loc.get("site")) if x)),
-        ("energy source", server.get("energy_source", "")),
-        ("carbon intensity", f"{_num(server.get('carbon_intensity_g_per_kwh'))} g/kWh"
-            + (f" ({server['carbon_intensity_source']})" if server.get("carbon_intensity_source") else "")),
-        ("PUE", str(server.get("pue", ""))),
-        ("power range", f"{_num(server.get('idle_watts'), 0)}..{_num(server.get('max_watts'), 0)} W"),
-        ("cores", str(server.get("cores", ""))),
-        ("tags", ", ".join(server.get("tags") or [])),
-        ("owner", str(server.get("owner", ""))),
-        ("created", f"{server.get('created_at', '')} by {server.get('created_by', '?')}"),
+        ("id", server.id),
+        ("name", server.name),
+        ("location", " / ".join(x for x in (loc.region, loc.site) if x)),
+        ("energy source", server.energy_source),
+        ("carbon intensity", f"{_num(server.carbon_intensity_g_per_kwh)} g/kWh"
+            + (f" ({server.carbon_intensity_source})" if server.carbon_intensity_source else "")),
+        ("PUE", "" if server.pue is None else str(server.pue)),
+        ("power range", f"{_num(server.idle_watts, 0)}..{_num(server.max_watts, 0)} W"),
+        ("cores", "" if server.cores is None else str(server.cores)),
+        ("tags", ", ".join(server.tags)),
+        ("owner", server.owner),
+        ("created", f"{created} by {server.created_by or '?'}"),
     ]
     for metric in ("power", "co2"):
         point = latest.get(metric)
         if point:
-            lines.append((f"latest {metric}", f"{_num(point.get('value'))} {METRICS[metric].unit} at {iso(int(point['ts']))}"))
+            lines.append((f"latest {metric}", f"{_num(point.value)} {METRICS[metric].unit} at {iso(point.ts_ms)}"))
     return lines
 
 
-def _print_server(server: dict[str, Any], latest: dict[str, Any]) -> None:
+def _latest_json(latest: Mapping[str, LatestReading]) -> dict[str, Any]:
+    return {metric: point.to_json() for metric, point in latest.items()}
+
+
+def _print_server(server: Server, latest: Mapping[str, LatestReading]) -> None:
     lines = _spec_lines(server, latest)
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
@@ -445,30 +451,29 @@ def servers_add(
 ) -> None:
     """Register a server."""
     body = _server_fields(name, region, site, source, intensity, pue, idle, max_watts, cores, tags)
-    server = _with_client(url, lambda api: api.create_server(body))
+    server = _with_client(url, lambda api: api.register_server(body))
     if as_json:
-        print_json(server)
+        print_json(server.to_json())
     else:
-        typer.echo(f"added {server.get('name')} ({server.get('id')})")
+        typer.echo(f"added {server.name} ({server.id})")
 
 
 @servers_app.command("list")
 def servers_list(as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
     """List every server with its latest power and CO2."""
-    fleet = _with_client(url, lambda api: api.list_servers())
-    latest = fleet.get("latest") or {}
-    servers = sorted(fleet["servers"], key=lambda s: str(s.get("name", "")).lower())
+    fleet = _with_client(url, lambda api: api.read_servers())
+    servers = sorted(fleet.servers, key=lambda s: s.name.lower())
     if as_json:
-        print_json([dict(s, latest=latest.get(s.get("id"), {})) for s in servers])
+        print_json([dict(s.to_json(), latest=_latest_json(fleet.latest_of(s.id))) for s in servers])
         return
     rows = []
     for s in servers:
-        now = latest.get(s.get("id"), {})
+        now = fleet.latest_of(s.id)
+        power, co2 = now.get("power"), now.get("co2")
         rows.append([
-            s.get("id"), s.get("name"), (s.get("location") or {}).get("region", ""), s.get("energy_source"),
-            _num((now.get("power") or {}).get("value")), _num((now.get("co2") or {}).get("value")),
-            f"{_num(s.get('idle_watts'), 0)}..{_num(s.get('max_watts'), 0)}", s.get("pue"),
-            ",".join(s.get("tags") or []),
+            s.id, s.name, s.location.region, s.energy_source,
+            _num(power.value if power else None), _num(co2.value if co2 else None),
+            f"{_num(s.idle_watts, 0)}..{_num(s.max_watts, 0)}", s.pue, ",".join(s.tags),
         ])
     print_table(["ID", "NAME", "REGION", "SOURCE", "POWER W", "CO2 g/h", "IDLE..MAX W", "PUE", "TAGS"],
                 rows, right={4, 5, 6, 7})
@@ -486,14 +491,14 @@ def servers_show(
 
     from tasker.client import match_server
 
-    async def work(api: TaskerClient) -> tuple[dict[str, Any], dict[str, Any]]:
-        fleet = await api.list_servers()
-        found = match_server(fleet["servers"], server)
-        return found, (fleet.get("latest") or {}).get(found["id"], {})
+    async def work(api: TaskerClient) -> tuple[Server, Mapping[str, LatestReading]]:
+        fleet = await api.read_servers()
+        found = match_server(fleet.servers, server)
+        return found, fleet.latest_of(found.id)
 
     found, latest = _with_client(url, work)
     if as_json:
-        print_json(dict(found, latest=latest))
+        print_json(dict(found.to_json(), latest=_latest_json(latest)))
     else:
         _print_server(found, latest)
 
@@ -519,17 +524,17 @@ def servers_edit(
     if not changes:
         fail("nothing to change: give at least one option, e.g. --pue 1.3", 2)
 
-    async def work(api: TaskerClient) -> dict[str, Any]:
+    async def work(api: TaskerClient) -> Server:
         found = await api.find_server(server)
         if "location" in changes and "region" not in changes["location"]:
-            changes["location"] = {**(found.get("location") or {}), **changes["location"]}
-        return await api.update_server(found["id"], changes)
+            changes["location"] = {**found.to_json()["location"], **changes["location"]}
+        return await api.change_server(found.id, changes)
 
     updated = _with_client(url, work)
     if as_json:
-        print_json(updated)
+        print_json(updated.to_json())
     else:
-        typer.echo(f"updated {updated.get('name')} ({updated.get('id')}): {', '.join(sorted(changes))}")
+        typer.echo(f"updated {updated.name} ({updated.id}): {', '.join(sorted(changes))}")
 
 
 @servers_app.command("delete", hidden=True)  # the words a user may try first
@@ -550,14 +555,14 @@ def servers_rm(
     async def main() -> str:
         async with TaskerClient(base, token) as api:
             found = await api.find_server(server)
-            label = f"{found.get('name')} ({found['id']})"
+            label = f"{found.name} ({found.id})"
             if not yes:
                 what = "and delete all its readings" if purge else "(its readings are kept until they expire)"
                 if not sys.stdin.isatty():
                     raise UsageError(f"not removing {label} without confirmation: pass --yes")
                 if not await asyncio.to_thread(typer.confirm, f"Remove server {label} {what}?", default=False):
                     return f"kept {label}"
-            await api.delete_server(found["id"], purge=purge)
+            await api.delete_server(found.id, purge=purge)
             return f"removed {label}" + (" and its readings" if purge else "")
 
     typer.echo(run_cli(main, url=base))
@@ -572,14 +577,14 @@ def servers_transfer(
 ) -> None:
     """Hand a server to another owner (admins only): only its owner or an admin may change it."""
 
-    async def work(api: TaskerClient) -> dict[str, Any]:
-        return await api.transfer_server((await api.find_server(server))["id"], owner)
+    async def work(api: TaskerClient) -> Server:
+        return await api.transfer_server((await api.find_server(server)).id, owner)
 
     moved = _with_client(url, work)
     if as_json:
-        print_json(moved)
+        print_json(moved.to_json())
     else:
-        typer.echo(f"{moved.get('name')} ({moved.get('id')}) now belongs to {moved.get('owner')}")
+        typer.echo(f"{moved.name} ({moved.id}) now belongs to {moved.owner}")
 
 
 def audit(
@@ -650,14 +655,14 @@ def history(
     if start >= end:
         fail(f"--since ({iso(start)}) must be before --until ({iso(end)})", 2)
 
-    async def work(api: TaskerClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def work(api: TaskerClient) -> tuple[Server, dict[str, Any]]:
         found = await api.find_server(server)
-        return found, await api.history(found["id"], metric, start=start, end=end, points=points)
+        return found, await api.history(found.id, metric, start=start, end=end, points=points)
 
     found, series = _with_client(url, work)
     rows = series.get("points") or []
     if as_json:
-        print_json(dict(series, server_id=found["id"], server_name=found.get("name")))
+        print_json(dict(series, server_id=found.id, server_name=found.name))
     elif as_csv:
         out = csv.writer(sys.stdout, lineterminator="\n")
         out.writerow(["ts_ms", "time", "min", "avg", "max"])
@@ -665,7 +670,7 @@ def history(
             out.writerow([ts, iso(ts), low, avg, high])
     else:
         unit = series.get("unit") or METRICS[metric].unit
-        typer.echo(f"{found.get('name')} ({found['id']}) {metric} in {unit}, {iso(start)} .. {iso(end)},"
+        typer.echo(f"{found.name} ({found.id}) {metric} in {unit}, {iso(start)} .. {iso(end)},"
                    f" {series.get('resolution_s', '?')} s per point")
         print_table(["TIME", "MIN", "AVG", "MAX"], [[iso(ts), _num(lo), _num(av), _num(hi)] for ts, lo, av, hi in rows],
                     right={1, 2, 3})

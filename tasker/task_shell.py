@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from tasker.domain import REGIONS
+from tasker.models import PlanTimeline, Savings, Task
 from tasker.shell import JSON_OPTION, URL_OPTION, _with_client, fail, print_json, print_table
 from tasker.when import format_duration, parse_duration, parse_local_time, to_rfc3339
 
@@ -33,11 +34,11 @@ def _when(text: str | None, option: str) -> str | None:
         fail(f"{option} {text!r}: {exc}", 2)
 
 
-def _local(rfc3339: str | None) -> str:
-    """An API instant shown in the local zone, to the minute."""
-    if not rfc3339:
+def _local(ts_ms: int | None) -> str:
+    """An instant (epoch ms) shown in the local zone, to the minute."""
+    if ts_ms is None:
         return "-"
-    return datetime.fromisoformat(rfc3339).astimezone().strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def _grams(value: Any) -> str:
@@ -75,19 +76,19 @@ def tasks_submit(
         body["tags"] = [t for item in tags for t in item.split(",") if t]
     if command:
         body["command"] = list(command)
-    task = _with_client(url, lambda api: api.submit_task(body))
+    answer = _with_client(url, lambda api: api.submit_task(body))
     if as_json:
-        print_json(task)
+        print_json(answer)
     else:
-        typer.echo(f"submitted {task['name']} ({task['id']}), {task['state']}; "
-                   f"due by {_local(task['deadline'])}")
+        task = Task.from_json(answer)
+        typer.echo(f"submitted {task.name} ({task.id}), {task.state}; due by {_local(task.deadline_ms)}")
 
 
-def _plan_cell(task: dict[str, Any]) -> tuple[str, str, str]:
-    plan = task.get("plan")
-    if not plan:
+def _plan_cell(task: Task) -> tuple[str, str, str]:
+    plan = task.plan
+    if plan is None:
         return "-", "-", "-"
-    return plan["server_id"], _local(plan["start"]), _grams(plan["co2_g"])
+    return plan.server_id, _local(plan.start_ms), _grams(plan.co2_g)
 
 
 @tasks_app.command("list")
@@ -97,15 +98,14 @@ def tasks_list(
     url: str | None = URL_OPTION,
 ) -> None:
     """List the tasks you may see, oldest first."""
-    tasks = _with_client(url, lambda api: api.list_tasks(states or ()))
     if as_json:
-        print_json(tasks)
+        print_json(_with_client(url, lambda api: api.list_tasks(states or ())))
         return
     rows = []
-    for t in tasks:
+    for t in _with_client(url, lambda api: api.read_tasks(states or ())):
         server, start, co2 = _plan_cell(t)
-        rows.append([t["id"], t["name"], t["owner"], t["state"], t["cores"],
-                     format_duration(int(t["duration_s"])), _local(t["deadline"]), server, start, co2])
+        rows.append([t.id, t.name, t.owner, t.state, t.cores,
+                     format_duration(t.duration_s), _local(t.deadline_ms), server, start, co2])
     print_table(["ID", "NAME", "OWNER", "STATE", "CORES", "DURATION", "DEADLINE", "SERVER", "START", "CO2"],
                 rows, right={4, 9})
     if not rows:
@@ -116,23 +116,23 @@ def tasks_list(
 def tasks_show(task_id: str = typer.Argument(..., help="Task id (tsk_...)."),
                as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
     """One task with its plan and why it sits there."""
-    task = _with_client(url, lambda api: api.get_task(task_id))
     if as_json:
-        print_json(task)
+        print_json(_with_client(url, lambda api: api.get_task(task_id)))
         return
-    lines = [("id", task["id"]), ("name", task["name"]), ("owner", task["owner"]),
-             ("state", task["state"] + (f" ({task['reason']})" if task.get("reason") else "")),
-             ("cores", str(task["cores"])), ("duration", format_duration(int(task["duration_s"]))),
-             ("window", f"{_local(task['earliest_start'])} .. {_local(task['deadline'])}"),
-             ("interruptible", "yes" if task["interruptible"] else "no"),
-             ("regions", ", ".join(task["regions"]) or "any"), ("tags", ", ".join(task["tags"]) or "-"),
-             ("command", " ".join(task["command"]) if task.get("command") else "-")]
-    plan = task.get("plan")
-    if plan:
-        pieces = ", ".join(f"{_local(a)}..{_local(b)[-5:]}" for a, b in plan["pieces"])
-        lines += [("server", plan["server_id"]), ("runs", pieces), ("CO2 planned", _grams(plan["co2_g"])),
-                  ("CO2 if run now", f"{_grams(plan['run_now_co2_g'])} on {plan['run_now_server_id'] or '-'}"),
-                  ("saving", _grams(plan["saving_g"])), ("why", plan["explanation"])]
+    task = _with_client(url, lambda api: api.read_task(task_id))
+    lines = [("id", task.id), ("name", task.name), ("owner", task.owner),
+             ("state", task.state + (f" ({task.reason})" if task.reason else "")),
+             ("cores", str(task.cores)), ("duration", format_duration(task.duration_s)),
+             ("window", f"{_local(task.earliest_start_ms)} .. {_local(task.deadline_ms)}"),
+             ("interruptible", "yes" if task.interruptible else "no"),
+             ("regions", ", ".join(task.regions) or "any"), ("tags", ", ".join(task.tags) or "-"),
+             ("command", " ".join(task.command) if task.command else "-")]
+    plan = task.plan
+    if plan is not None:
+        pieces = ", ".join(f"{_local(a)}..{_local(b)[-5:]}" for a, b in plan.pieces)
+        lines += [("server", plan.server_id), ("runs", pieces), ("CO2 planned", _grams(plan.co2_g)),
+                  ("CO2 if run now", f"{_grams(plan.run_now_co2_g)} on {plan.run_now_server_id or '-'}"),
+                  ("saving", _grams(plan.saving_g)), ("why", plan.explanation)]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         typer.echo(f"{key.ljust(width)}  {value}")
@@ -142,38 +142,44 @@ def tasks_show(task_id: str = typer.Argument(..., help="Task id (tsk_...)."),
 def tasks_cancel(task_id: str = typer.Argument(..., help="Task id (tsk_...)."),
                  as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
     """Cancel a task that has not finished."""
-    task = _with_client(url, lambda api: api.cancel_task(task_id))
+    answer = _with_client(url, lambda api: api.cancel_task(task_id))
     if as_json:
-        print_json(task)
+        print_json(answer)
     else:
-        typer.echo(f"cancelled {task['name']} ({task['id']})")
+        task = Task.from_json(answer)
+        typer.echo(f"cancelled {task.name} ({task.id})")
 
 
 def plan(as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
     """Each server's planned tasks over the horizon, and CO2 planned against running now."""
 
-    async def work(api: TaskerClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def wire(api: TaskerClient) -> tuple[dict[str, Any], dict[str, Any]]:
         return await api.plan(), await api.plan_savings()
 
-    timeline, saved = _with_client(url, work)
     if as_json:
-        print_json({"plan": timeline, "savings": saved})
+        timeline_json, saved_json = _with_client(url, wire)
+        print_json({"plan": timeline_json, "savings": saved_json})
         return
+
+    async def work(api: TaskerClient) -> tuple[PlanTimeline, Savings]:
+        return await api.read_plan(), await api.read_savings()
+
+    timeline, saved = _with_client(url, work)
     rows = []
-    for server in timeline["servers"]:
-        for p in server["placements"]:
-            rows.append([server["name"], server["region"], server["energy_source"], p.get("name") or "(other owner)",
-                         p["cores"], _local(p["pieces"][0][0]), _local(p["pieces"][-1][1]), len(p["pieces"]),
-                         _grams(p["co2_g"])])
-    typer.echo(f"plan from {_local(timeline['start'])} to {_local(timeline['end'])}")
+    for server in timeline.servers:
+        for p in server.placements:
+            rows.append([server.name, server.region, server.energy_source, p.name or "(other owner)",
+                         p.cores, _local(p.pieces[0][0]), _local(p.pieces[-1][1]), len(p.pieces),
+                         _grams(p.co2_g)])
+    typer.echo(f"plan from {_local(timeline.start_ms)} to {_local(timeline.end_ms)}")
     print_table(["SERVER", "REGION", "SOURCE", "TASK", "CORES", "START", "END", "PIECES", "CO2"], rows,
                 right={4, 7, 8})
     if not rows:
         typer.echo("(nothing planned)")
-    total = saved["totals"]
-    pct = "" if total["saving_pct"] is None else f" ({total['saving_pct']:.1f}%)"
-    typer.echo(f"CO2 planned {total['planned_co2_g']:.1f} g vs {total['run_now_co2_g']:.1f} g if run now: "
-               f"saving {total['saving_g']:.1f} g{pct} over {total['compared']} tasks")
+    total = saved.totals
+    pct = "" if total.saving_pct is None else f" ({total.saving_pct:.1f}%)"
+    typer.echo(f"CO2 planned {total.planned_co2_g:.1f} g vs {total.run_now_co2_g:.1f} g if run now: "
+               f"saving {total.saving_g:.1f} g{pct} over {total.compared} tasks")
 
 
 @grid_app.command("import")

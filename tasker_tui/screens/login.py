@@ -239,9 +239,9 @@ class LoginScreen(TaskerScreen):
             self.can_retry = True
             self.refresh_bindings()
             return
-        user = {"username": me.get("username", stored.username), "role": me.get("role", stored.role)}
+        user = {"username": me.username, "role": me.role}
         self._offer(None)
-        if me.get("must_change_password"):
+        if me.must_change_password:
             self.begin_change(user, None, "")
             return
         app.logged_in(user)

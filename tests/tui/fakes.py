@@ -11,6 +11,7 @@ from typing import Any
 
 from tasker.client import BackendUnavailable, NotFoundError, Unauthorized, ValidationFailed
 from tasker.domain import default_carbon_intensity
+from tasker.models import Me
 from tests.tui.fake_tasks import FakeTasks
 
 BASE_MS = 1_795_000_000_000  # a fixed "now" for deterministic screens (2026-11-18)
@@ -105,11 +106,11 @@ class FakeClient(FakeTasks):
     async def logout(self) -> None:
         self.token = None
 
-    async def me(self) -> dict[str, Any]:
+    async def me(self) -> Me:
         self._check()
         if self.token != "tok":
             raise Unauthorized(401, "session expired")
-        return {"username": "alice", "role": "sysadmin"}
+        return Me(username="alice", role="sysadmin")
 
     async def list_servers(self) -> dict[str, Any]:
         self._check()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasker.client import Unauthorized, ValidationFailed
+from tasker.models import Me
 from tasker.session import load_session, save_session
 from tasker_tui.app import TaskerApp
 from tasker_tui.screens.fleet import FleetScreen
@@ -54,10 +55,10 @@ class AccountsFake(FakeClient):
             raise Unauthorized(401, "invalid or expired token")
         return self.token.removeprefix("tok-")
 
-    async def me(self) -> dict[str, Any]:
+    async def me(self) -> Me:
         self._check()
         user = self._user()
-        return {"username": user, "role": "sysadmin", "must_change_password": user in self.must_change}
+        return Me(username=user, role="sysadmin", must_change_password=user in self.must_change)
 
     async def list_servers(self) -> dict[str, Any]:
         self.fleet_reads_by.append(self.token)

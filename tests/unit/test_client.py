@@ -242,7 +242,7 @@ async def test_login_keeps_the_token_and_me_uses_it(fake):
         answer = await api.login("alice", "s3cret")
         assert answer["role"] == "sysadmin"
         assert api.token == TOKEN
-        assert (await api.me())["username"] == "alice"
+        assert (await api.me()).username == "alice"
         await api.logout()
         assert api.token is None
     assert fake.requests[-1][:2] == ("POST", "/api/v1/auth/logout")
@@ -266,6 +266,11 @@ async def test_server_crud_round_trip(fake):
         changed = await api.update_server(created["id"], {"pue": 1.2})
         assert changed["pue"] == 1.2
         assert (await api.get_server(created["id"]))["pue"] == 1.2
+        typed = await api.read_servers()
+        assert [s.name for s in typed.servers] == ["web-1"]
+        assert typed.latest_of(created["id"])["power"].value == 100.0
+        assert (await api.find_server("WEB-1")).id == created["id"]
+        assert (await api.change_server(created["id"], {"pue": 1.3})).pue == 1.3
         await api.delete_server(created["id"], purge=True)
         assert fake.requests[-1][2] == {"confirm": "true", "purge": "true"}
         with pytest.raises(NotFoundError):
