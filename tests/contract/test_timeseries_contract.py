@@ -557,43 +557,6 @@ def test_cassandra_url_with_several_hosts():
     assert parse_url("cassandra://db/tasker") == (["db"], 9042, "tasker")
 
 
-async def test_cassandra_readings_of_the_row_per_reading_layout_are_migrated_at_start(cassandra_keyspace):
-    """A keyspace written by the earlier layout (a `readings` row per reading): the first start
-    copies every reading into the minute rows, keeps the rollups, and drops the old table."""
-    url, session = cassandra_keyspace
-    keyspace = parse_url(url)[2]
-    server = new_server()
-    rng = random.Random(3)
-    stamps = [T0 - ds.DAY_MS + 7_000 * i for i in range(700)]  # 700 readings over two days
-    written = {ts: value(rng) for ts in stamps}
-
-    def write_legacy() -> None:
-        session.execute(f"CREATE TABLE IF NOT EXISTS {keyspace}.readings (server_id text, metric text,"
-                        " day int, ts int, value float, PRIMARY KEY ((server_id, metric, day), ts))")
-        insert = session.prepare(f"INSERT INTO {keyspace}.readings (server_id, metric, day, ts, value)"
-                                 " VALUES (?, ?, ?, ?, ?)")
-        for ts, v in written.items():
-            session.execute(insert, (server, "power", ts // ds.DAY_MS, ts % ds.DAY_MS, v))
-        for day in {ts // ds.DAY_MS for ts in stamps}:
-            session.execute(f"INSERT INTO {keyspace}.series_days (server_id, metric, day) VALUES (%s, %s, %s)",
-                            (server, "power", day))
-
-    await asyncio.to_thread(write_legacy)
-    store = CassandraTimeSeries(url)
-    await store.start()
-    try:
-        got = await all_raw(store, server, "power", T0 - 2 * ds.DAY_MS, T0 + ds.DAY_MS, limit=250)
-        assert [(r.ts_ms, r.value) for r in got] == sorted(written.items(), reverse=True)
-        tables = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
-                                 (keyspace,))
-        assert "readings" not in {row.table_name for row in tables}
-    finally:
-        await store.close()
-    again = CassandraTimeSeries(url)  # nothing left to migrate: starts as usual
-    await again.start()
-    await again.close()
-
-
 async def test_cassandra_down_is_unavailable_not_a_traceback():
     store = CassandraTimeSeries("cassandra://127.0.0.1:1/tasker_nowhere")
     with pytest.raises(Unavailable, match="cannot connect"):
@@ -614,7 +577,7 @@ async def test_cassandra_a_stale_rollup_recomputation_landing_last_does_not_win(
     await a.write([Reading(server, "power", T0 + 1_000, 10.0)])
 
     a_has_read, b_is_done = asyncio.Event(), asyncio.Event()
-    write_rows = a._write_rows
+    write_rows = a._batches.write_rows
 
     async def stalling_write_rows(name, by_partition):
         if name == "insert_r60":
@@ -622,7 +585,7 @@ async def test_cassandra_a_stale_rollup_recomputation_landing_last_does_not_win(
             await b_is_done.wait()
         return await write_rows(name, by_partition)
 
-    a._write_rows = stalling_write_rows  # type: ignore[method-assign]
+    a._batches.write_rows = stalling_write_rows  # type: ignore[method-assign]
     stale = asyncio.create_task(a.write([Reading(server, "power", T0 + 2_000, 20.0)]))
     await a_has_read.wait()
     await b.write([Reading(server, "power", T0 + 3_000, 60.0)])
