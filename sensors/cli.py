@@ -143,7 +143,7 @@ def host(
             typer.echo(f"measuring {domains} every {interval:g} s for {server_id}", err=True)
             sensor = HostSensor(meter, ReadingSender(posting, max_buffer=buffer), server_id, interval_s=interval)
             await sensor.run(progress_every_s=None if quiet else 1.0,
-                             fetch_spec=lambda: registry.get_server(server_id))
+                             fetch_spec=lambda: registry.read_server(server_id))
 
     run_cli(main, url=base, interrupted_ok=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sensors.emulated_agents import EmulatedAgents
@@ -34,6 +35,7 @@ class FleetEmulator:
 
     def __init__(self, follower: RegistryFollower, sender: ReadingSender, *,
                  interval_s: float = 1.0, seed: int | str = 0, clock=time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  agents: EmulatedAgents | None = None):
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError("the interval must be a positive number of seconds")
@@ -43,6 +45,7 @@ class FleetEmulator:
         self.model = FleetModel(seed)
         self.state = EmulatorState()
         self._clock = clock
+        self._sleep = sleep  # with `clock`, lets a test run the ticks on a fake clock
         self._synced_version = -1
         self.agents = agents
         """Plays the agent of every emulated server: planned tasks load their servers."""
@@ -78,7 +81,7 @@ class FleetEmulator:
         while True:
             delay = due - self._clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             self.sender.submit(self.tick(int(round(due * 1000))))
             due += step
             behind = self._clock() - due

@@ -16,6 +16,7 @@ from sensors.model import ServerSpec
 from sensors.progress import run_reporting
 from sensors.rapl import PowerSample, RaplMeter
 from sensors.sender import Backoff, Item, ReadingSender
+from tasker.models import Server
 from tasker.client import ApiError, BackendUnavailable, NotFoundError
 
 log = logging.getLogger("tasker.sensors")
@@ -54,7 +55,7 @@ class HostSensor:
         co2 = "" if self.spec else " (power only)"
         return f"{self.server_id}: {power}{co2}  {self.sender.stats.line()}"
 
-    async def load_spec(self, fetch: Callable[[], Awaitable[dict]], backoff: Backoff | None = None) -> None:
+    async def load_spec(self, fetch: Callable[[], Awaitable[Server]], backoff: Backoff | None = None) -> None:
         """Read the server's spec (for CO2), retrying while the backend is away.
 
         An unknown server is fatal (every reading would be refused); a spec the credentials may
@@ -63,7 +64,7 @@ class HostSensor:
         backoff = backoff or Backoff(first=1.0, cap=30.0)
         while True:
             try:
-                self.spec = ServerSpec.from_json(await fetch())
+                self.spec = ServerSpec.of(await fetch())
                 return
             except NotFoundError:
                 raise UnknownServer(
@@ -88,10 +89,10 @@ class HostSensor:
             self.sender.submit(self.readings(sample, int(self._clock() * 1000)))
 
     async def run(self, *, progress_every_s: float | None = 1.0,
-                  fetch_spec: Callable[[], Awaitable[dict]] | None = None) -> None:
+                  fetch_spec: Callable[[], Awaitable[Server]] | None = None) -> None:
         """Measure and send until cancelled; RaplUnavailable if the counters become unreadable.
 
-        `fetch_spec` (e.g. the client's get_server) supplies the spec for CO2, read in the background.
+        `fetch_spec` (e.g. the client's read_server) supplies the spec for CO2, read in the background.
         """
         work = [self.sender.run(), self._samples()]
         if fetch_spec is not None and self.spec is None:

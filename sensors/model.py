@@ -23,6 +23,7 @@ from typing import Any
 
 from tasker.grid import intensity_at, local_hour
 from tasker.domain import DEFAULT_PUE, co2_g_per_h, default_carbon_intensity
+from tasker.models import Server
 
 _TWO_PI = 2 * math.pi
 _MS_PER_HOUR = 3_600_000.0
@@ -42,27 +43,39 @@ class ServerSpec:
     cores: int = 0
 
     @classmethod
+    def of(cls, server: Server) -> ServerSpec:
+        """The spec of a registered server; missing optional figures get defaults."""
+        return cls._with_defaults(server.id, server.location.region, server.energy_source,
+                                  server.carbon_intensity_g_per_kwh, server.idle_watts, server.max_watts,
+                                  server.pue, server.cores)
+
+    @classmethod
     def from_json(cls, server: Mapping[str, Any]) -> ServerSpec:
-        """Build from a server as the API returns it; missing optional figures get defaults."""
+        """Build from a server's API JSON, as leniently as `of` (for callers holding raw JSON)."""
         location = server.get("location") or {}
         region = str(location.get("region", "") if isinstance(location, Mapping) else "")
-        source = str(server.get("energy_source", "grid-mix"))
-        intensity = server.get("carbon_intensity_g_per_kwh")
+        return cls._with_defaults(str(server["id"]), region, str(server.get("energy_source", "grid-mix")),
+                                  server.get("carbon_intensity_g_per_kwh"), server.get("idle_watts"),
+                                  server.get("max_watts"), server.get("pue"), server.get("cores"))
+
+    @classmethod
+    def _with_defaults(cls, server_id: str, region: str, source: str, intensity: Any, idle: Any, top: Any,
+                       pue: Any, cores: Any) -> ServerSpec:
         if intensity is None:
             try:
                 intensity = default_carbon_intensity(source, region)[0]
             except KeyError:
                 intensity = 0.0
-        idle = float(server.get("idle_watts") or 0.0)
+        idle_w = float(idle or 0.0)
         return cls(
-            id=str(server["id"]),
-            idle_watts=idle,
-            max_watts=max(idle, float(server.get("max_watts") or idle)),
-            pue=float(server.get("pue") or DEFAULT_PUE),
+            id=server_id,
+            idle_watts=idle_w,
+            max_watts=max(idle_w, float(top or idle_w)),
+            pue=float(pue or DEFAULT_PUE),
             carbon_intensity_g_per_kwh=float(intensity),
             energy_source=source,
             region=region,
-            cores=int(server.get("cores") or 0),
+            cores=int(cores or 0),
         )
 
     def intensity_at(self, ts_ms: int) -> float:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from sensors.model import ServerSpec
 from sensors.sender import Backoff
 from tasker.client import ApiError, BackendUnavailable, Forbidden, NotFoundError, TaskerClient, Unauthorized
+from tasker.models import ModelError, Server
 
 log = logging.getLogger("tasker.sensors")
 
@@ -37,12 +38,15 @@ class RegistryFollower:
     """How often to try again when the registry refused credentials that worked before."""
 
     def __init__(self, client: TaskerClient, *, poll_s: float = 1.0, resync_s: float = 60.0,
-                 use_websocket: bool = True, backoff: Backoff | None = None):
+                 use_websocket: bool = True, backoff: Backoff | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.client = client
         self.poll_s = poll_s
         self.resync_s = resync_s
         self.use_websocket = use_websocket
         self.backoff = backoff or Backoff(first=0.5, cap=10.0)
+        # Every wait (resync, poll, retry) goes through it, so a test can run them on a fake clock.
+        self._sleep = sleep
         self.specs: dict[str, ServerSpec] = {}
         self.version = 0
         self.loaded = asyncio.Event()
@@ -51,33 +55,27 @@ class RegistryFollower:
 
     # --- applying changes ---------------------------------------------------------------------
 
-    def _replace(self, servers: list[Mapping[str, Any]]) -> None:
-        specs = {}
-        for server in servers:
-            try:
-                spec = ServerSpec.from_json(server)
-            except (KeyError, TypeError, ValueError):
-                continue  # a server we cannot model is skipped, not fatal
-            specs[spec.id] = spec
+    def _replace(self, servers: Iterable[Server]) -> None:
+        specs = {server.id: ServerSpec.of(server) for server in servers}
         if specs != self.specs:
             self.specs = specs
             self.version += 1
         self.loaded.set()
 
     def apply_event(self, frame: Mapping[str, Any]) -> None:
-        """Apply one websocket `registry` frame."""
-        server = frame.get("server")
-        if not isinstance(server, Mapping) or "id" not in server:
-            return
-        sid = str(server["id"])
+        """Apply one websocket `registry` frame; a frame whose server does not parse is skipped."""
+        raw = frame.get("server")
         if frame.get("event") == "removed":
-            if self.specs.pop(sid, None) is not None:
+            # A removal may carry no more than the id.
+            sid = raw.get("id") if isinstance(raw, Mapping) else None
+            if isinstance(sid, str) and self.specs.pop(sid, None) is not None:
                 self.version += 1
             return
         try:
-            spec = ServerSpec.from_json(server)
-        except (KeyError, TypeError, ValueError):
+            spec = ServerSpec.of(Server.from_json(raw))
+        except ModelError:
             return
+        sid = spec.id
         if self.specs.get(sid) != spec:
             self.specs[sid] = spec
             self.version += 1
@@ -85,7 +83,10 @@ class RegistryFollower:
     async def refresh(self) -> None:
         """Re-list every server from the backend."""
         try:
-            fleet = await self.client.list_servers()
+            fleet = await self.client.read_servers()
+        except ModelError as exc:
+            # A garbled list: keep the last known fleet and retry as after an outage.
+            raise ApiError(0, f"the server list cannot be read: {exc}") from None
         except (Unauthorized, Forbidden) as exc:
             raise RegistryRefused(
                 f"cannot read the server list ({exc.message}): log in with `tasker login` or set TASKER_TOKEN"
@@ -95,7 +96,7 @@ class RegistryFollower:
                 f"{self.client.base_url} does not serve the server list (404): point --url at a backend process"
                 " that runs the api role (readings may go to an ingest-only process with --ingest-url)"
             ) from None
-        self._replace(fleet["servers"])
+        self._replace(fleet.servers)
 
     # --- running ------------------------------------------------------------------------------
 
@@ -117,7 +118,7 @@ class RegistryFollower:
                     raise
                 self.mode = "refused"
                 self.last_error = str(exc)
-                await asyncio.sleep(self.REFUSED_RETRY_S)
+                await self._sleep(self.REFUSED_RETRY_S)
             except Unauthorized:
                 # The websocket did not take these credentials (e.g. an ingest key): poll instead.
                 log.info("websocket refused the credentials; polling the server list instead")
@@ -129,7 +130,7 @@ class RegistryFollower:
             except (BackendUnavailable, ApiError) as exc:
                 self.mode = "retrying"
                 self.last_error = exc.message
-                await asyncio.sleep(self.backoff.next_delay())
+                await self._sleep(self.backoff.next_delay())
 
     async def _follow_websocket(self) -> None:
         async with self.client.live() as live:
@@ -145,8 +146,12 @@ class RegistryFollower:
                 while True:
                     if pending is None:
                         pending = asyncio.ensure_future(anext(frames))
-                    done, _ = await asyncio.wait({pending}, timeout=self.resync_s)
-                    if not done:
+                    resync = asyncio.ensure_future(self._sleep(self.resync_s))
+                    try:
+                        done, _ = await asyncio.wait({pending, resync}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        resync.cancel()
+                    if pending not in done:
                         await self.refresh()
                         continue
                     try:
@@ -166,4 +171,4 @@ class RegistryFollower:
             await self.refresh()
             self.mode = "polling"
             self.backoff.reset()
-            await asyncio.sleep(self.poll_s)
+            await self._sleep(self.poll_s)

@@ -52,7 +52,7 @@ async def create_fleet(client: TaskerClient, servers: list[dict[str, Any]], conc
 
     Re-running with the same count therefore tops the fleet up instead of failing.
     """
-    taken = {s["name"].lower() for s in (await client.list_servers())["servers"]}
+    taken = {s.name.lower() for s in (await client.read_servers()).servers}
     todo = [body for body in servers if body["name"].lower() not in taken]
     created = 0
     limit = asyncio.Semaphore(concurrency)

@@ -15,6 +15,7 @@ from sensors.synthetic import create_fleet, synthetic_servers
 from tasker.client import TaskerClient
 from tasker.domain import ENERGY_SOURCES, REGIONS
 from tests.unit.test_client import SERVER, TOKEN, fake  # noqa: F401 - `fake` is a fixture
+from tests.unit.virtual_clock import VirtualClock
 
 FAST = Backoff(first=0.01, cap=0.05)
 
@@ -123,16 +124,33 @@ async def test_each_tick_gives_every_server_both_metrics_and_follows_the_registr
     assert emulator.state.servers == 2
 
 
-async def test_ticks_fall_on_the_interval_grid():
+def on_virtual_time(interval_s: float, start: float) -> tuple[VirtualClock, CollectingSender, FleetEmulator]:
+    clock = VirtualClock(start=start)
     sender = CollectingSender()
-    emulator = FleetEmulator(StubFollower({"a": spec("a")}), sender, interval_s=0.05, seed=1)
+    emulator = FleetEmulator(StubFollower({"a": spec("a")}), sender, interval_s=interval_s, seed=1,
+                             clock=clock.time, sleep=clock.sleep)
+    return clock, sender, emulator
+
+
+async def test_ticks_fall_on_the_interval_grid():
+    clock, sender, emulator = on_virtual_time(0.05, start=1_800_000_000.02)
     task = asyncio.create_task(emulator._ticks())
-    await asyncio.sleep(0.4)
+    await clock.advance(0.4)
     task.cancel()
     stamps = sorted({ts for _, _, ts, _ in sender.items})
-    assert len(stamps) >= 4
-    assert all(ts % 50 == 0 for ts in stamps)
-    assert all(b - a == 50 for a, b in zip(stamps, stamps[1:])) or emulator.state.skipped_ticks
+    assert len(stamps) == 8 and stamps[0] == 1_800_000_000_050
+    assert all(b - a == 50 for a, b in zip(stamps, stamps[1:])) and not emulator.state.skipped_ticks
+
+
+async def test_ticks_missed_while_stalled_are_skipped_not_burst():
+    clock, sender, emulator = on_virtual_time(1.0, start=1_800_000_000.0)
+    task = asyncio.create_task(emulator._ticks())
+    await clock.advance(1)
+    clock.now += 10  # the event loop stalled for ten seconds
+    await clock.advance(1)
+    task.cancel()
+    stamps = sorted({ts // 1000 for _, _, ts, _ in sender.items})
+    assert emulator.state.skipped_ticks > 0 and len(stamps) < 5
 
 
 def test_the_interval_must_be_positive():
