@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.ports import Broker, ChatMessage, NotFound, Registry, Unavailable
 from backend.services.auth import Principal
-from backend.services.chat_presence import HEARTBEAT_S, Presence
-from backend.services.chat_rules import (
+from backend.services.chat.access import (
     HISTORY_PAGE_MAX,
     ChatRefused,
     RateLimit,
@@ -34,8 +33,9 @@ from backend.services.chat_rules import (
     require_client_key,
     since_of,
 )
-from backend.services.chat_stream import ChatStream, message_json
-from backend.services.chat_text import MAX_MESSAGE_BYTES, neutralise, utf8_size
+from backend.services.chat.presence import HEARTBEAT_S, Presence
+from backend.services.chat.stream import ChatStream, message_json
+from backend.services.chat.text import MAX_MESSAGE_BYTES, neutralise, utf8_size
 from backend.services.timestamps import now_ms
 
 if TYPE_CHECKING:
@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 CHAT_CHANNEL = "chat.events"
 """Broker event channel carrying chat messages, read markers, typing and presence."""
 TYPING_EVERY_S = 1.0
+"""A connection's typing notices are passed on at most this often (more are dropped quietly)."""
 READ_EVERY_S = 1.0
 """Read markers stored per conversation and connection at most this often (the rest merged)."""
-"""A connection's typing notices are passed on at most this often (more are dropped quietly)."""
 
 _EXTENSION = "chat"
 

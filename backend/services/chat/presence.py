@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from backend.services.chat.access import SUPPORT_ROLES
+
 HEARTBEAT_S = 15.0
 """How often a process re-publishes who is connected to it."""
 EXPIRY_S = 3 * HEARTBEAT_S
 """How long another process's snapshot counts without being refreshed."""
-
-SUPPORT_ROLES = frozenset({"engineer", "admin"})
 
 
 class Presence:

@@ -1,4 +1,4 @@
-"""Who may see and write which chat conversation, and the checks on chat frame fields.
+"""Who may see and write which chat conversation, how often, and the checks on chat frame fields.
 
 One conversation per sysadmin, keyed by the sysadmin's username. Support staff (engineers and
 admins) see and answer every conversation; a sysadmin sees and writes only their own.
@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from backend.services.auth import Principal
-from backend.services.chat_presence import SUPPORT_ROLES
 
+SUPPORT_ROLES = frozenset({"engineer", "admin"})
+"""Roles that see and answer every conversation."""
 HISTORY_PAGE_MAX = 100
 """Most messages one `chat.history` answer holds."""
 HISTORY_PAGE_DEFAULT = 50
