@@ -18,8 +18,8 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,7 +273,9 @@ class Backend:
     """Slot, horizon and pacing of the scheduler role (None: the defaults)."""
     agent_settings: AgentSettings | None = None
     """Agent lease and polling pace the api role hands to agents (None: the defaults)."""
-    _started: list[tuple[str, Any]] = field(default_factory=list)
+    _closing: AsyncExitStack = field(default_factory=AsyncExitStack)
+    _consuming: Broker | None = None
+    """The broker once started: closed first, so that in-flight messages go back."""
 
     @classmethod
     def create(cls, settings: Settings, roles: Iterable[str] = (), **options: Any) -> Backend:
@@ -300,7 +302,10 @@ class Backend:
         ):
             if adapter is not None:
                 await start_with_retry(name, adapter, give_up_after_s, variable, url)
-                self._started.append((name, adapter))
+                if adapter is self.broker:
+                    self._consuming = self.broker
+                else:
+                    self.on_close(name, adapter.close)
         ctx = ApiContext(self.telemetry)
         if self.broker is not None:
             ctx.checks["broker"] = self.broker.ping
@@ -339,23 +344,32 @@ class Backend:
         return build_app(self.context, self.roles, self.dispatcher,
                          timeouts=ClientTimeouts.from_settings(self.settings))
 
+    def on_close(self, name: str, close: Callable[[], Awaitable[object]]) -> None:
+        """Have `close()` run when the backend closes, after the packager and before whatever
+        was registered earlier (the stores first of all); a failure is logged, not raised."""
+        self._closing.push_async_callback(_close_logging_failure, name, close)
+
     async def close(self) -> None:
-        """Stop consuming first (in-flight messages go back), then the packager, then the stores."""
+        """Stop consuming first (in-flight messages go back), then the packager, then what the
+        roles registered with `on_close` (newest first), then the stores. A store or role part
+        that fails to close is logged and the others still close."""
         if self.health is not None:
             await self.health.close()
         if self.auth is not None:
             await self.auth.close()
-        if self.broker is not None and ("broker", self.broker) in self._started:
-            await self.broker.close()
+        broker, self._consuming = self._consuming, None
+        if broker is not None:
+            await broker.close()
         if self.packager is not None:
             await self.packager.close()
-        for name, adapter in reversed(self._started):
-            if name != "broker":
-                try:
-                    await adapter.close()
-                except Exception as exc:  # noqa: BLE001 - closing must go on for the others
-                    log.warning("closing the %s failed: %s", name, exc)
-        self._started.clear()
+        await self._closing.aclose()
+
+
+async def _close_logging_failure(name: str, close: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await close()
+    except Exception as exc:  # noqa: BLE001 - closing must go on for the others
+        log.warning("closing the %s failed: %s", name, exc)
 
 
 @asynccontextmanager

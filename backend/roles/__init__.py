@@ -1,5 +1,6 @@
 """The five roles of a backend process. Each module says which adapters it needs (`NEEDS`) and
-wires its services into a `Backend` whose adapters are started (`start`).
+wires its services into the process (`start`), seen as a `context.RoleContext` whose adapters
+are started.
 
 - ingest: POST /api/v1/readings -> broker (confirmed)
 - packager: broker work queues -> time-series store, then live events

@@ -16,13 +16,13 @@ from backend.services.tasks import TaskService
 from backend.services.wire import LIVE_CHANNEL, PLAN_CHANNEL, REGISTRY_CHANNEL
 
 if TYPE_CHECKING:
-    from backend.bootstrap import Backend
+    from backend.roles.context import RoleContext
 
 # The time-series store gives the fleet list its latest values and serves `purge`.
 NEEDS = frozenset({"broker", "registry", "timeseries"})
 
 
-async def start(backend: Backend) -> None:
+async def start(backend: RoleContext) -> None:
     ctx = backend.context
     assert ctx is not None and backend.registry is not None and backend.broker is not None
     ctx.servers = ServerService(backend.registry, backend.broker, backend.timeseries)
@@ -36,12 +36,12 @@ async def start(backend: Backend) -> None:
     await start_features(backend)
 
 
-async def start_features(backend: Backend) -> None:
+async def start_features(backend: RoleContext) -> None:
     """Websocket features beyond live readings and registry events (chat) are started here:
     each registers its frame types on `backend.dispatcher` and subscribes to its own channel."""
     assert backend.registry is not None and backend.broker is not None
     chat = ChatService(backend.registry, backend.broker)
     chat.register(backend.dispatcher)
     await chat.start()
-    # Closed with the adapters (before the registry it reads), when the backend closes.
-    backend._started.append(("chat", chat))
+    # Closed before the registry it reads.
+    backend.on_close("chat", chat.close)

@@ -8,17 +8,17 @@ from backend.services.ingest import IngestService, ServerDirectory
 from backend.services.wire import REGISTRY_CHANNEL
 
 if TYPE_CHECKING:
-    from backend.bootstrap import Backend
+    from backend.roles.context import RoleContext
 
 NEEDS = frozenset({"broker", "registry"})
 
 
-async def start(backend: Backend) -> None:
+async def start(backend: RoleContext) -> None:
     assert backend.broker is not None and backend.registry is not None and backend.context is not None
     directory = ServerDirectory(backend.registry)
     backend.context.ingest = IngestService(backend.broker, directory, backend.telemetry)
-    # Its background refresh is stopped with the adapters, before the registry it reads.
-    backend._started.append(("server directory", directory))
+    # Its background refresh stops before the registry it reads closes.
+    backend.on_close("server directory", directory.close)
 
     async def on_registry_change(body: bytes) -> None:
         directory.on_registry_event(body)

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from backend.services.packager import Packager
 
 if TYPE_CHECKING:
-    from backend.bootstrap import Backend
+    from backend.roles.context import RoleContext
 
 NEEDS = frozenset({"broker", "timeseries"})
 
 
-async def start(backend: Backend) -> None:
+async def start(backend: RoleContext) -> None:
     assert backend.broker is not None and backend.timeseries is not None
     backend.packager = Packager(backend.broker, backend.timeseries, backend.telemetry,
                                 prefetch=backend.prefetch)

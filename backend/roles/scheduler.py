@@ -10,22 +10,22 @@ from backend.services.scheduler import Scheduler
 from backend.services.task_meter import TaskMeter
 
 if TYPE_CHECKING:
-    from backend.bootstrap import Backend
+    from backend.roles.context import RoleContext
 
 # The time-series store tells which servers went stale (no readings for 2 minutes) and holds
 # the readings tasks are measured from.
 NEEDS = frozenset({"broker", "registry", "timeseries"})
 
 
-async def start(backend: Backend) -> None:
+async def start(backend: RoleContext) -> None:
     assert backend.registry is not None and backend.broker is not None
     scheduler = Scheduler(backend.registry, backend.broker, backend.timeseries, backend.scheduler_settings)
     await scheduler.start()
-    # Closed with the adapters (before the registry it releases its lease in), on shutdown.
-    backend._started.append(("scheduler", scheduler))
+    # Closed before the registry, in which it releases its lease.
+    backend.on_close("scheduler", scheduler.close)
     if backend.timeseries is not None:
         settings = scheduler.settings
         meter = TaskMeter(backend.registry, backend.timeseries, backend.broker, scheduler.holds_lease,
                           every_s=settings.measure_every_s, settle_s=settings.measure_settle_s)
         await meter.start()
-        backend._started.append(("task meter", meter))
+        backend.on_close("task meter", meter.close)
