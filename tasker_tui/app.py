@@ -494,9 +494,9 @@ class TaskerApp(OrderedKeys, App[None]):
             case "server" if server_id:
                 self.open_server(server_id)
             case "raw" if server_id:
-                from tasker_tui.screens.status import StatusScreen
+                from tasker_tui.screens.raw_readings import RawReadingsScreen
 
-                self.push_screen(StatusScreen(server_id))
+                self.push_screen(RawReadingsScreen(server_id))
             case "tasks":
                 self.open_tasks()
             case "plan":

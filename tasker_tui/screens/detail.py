@@ -307,9 +307,9 @@ class DetailScreen(TaskerScreen):
         self._show_spec()
 
     def action_readings(self) -> None:
-        from tasker_tui.screens.status import StatusScreen
+        from tasker_tui.screens.raw_readings import RawReadingsScreen
 
-        self.app.push_screen(StatusScreen(self.server_id))
+        self.app.push_screen(RawReadingsScreen(self.server_id))
 
     def action_edit(self) -> None:
         self.tasker.request_edit(self.server)

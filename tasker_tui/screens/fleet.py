@@ -105,10 +105,10 @@ class FleetScreen(TaskerScreen):
             self.tasker.open_server(server["id"])
 
     def action_readings(self) -> None:
-        from tasker_tui.screens.status import StatusScreen
+        from tasker_tui.screens.raw_readings import RawReadingsScreen
 
         if server := self._selected():
-            self.app.push_screen(StatusScreen(server["id"]))
+            self.app.push_screen(RawReadingsScreen(server["id"]))
 
     def action_tasks(self) -> None:
         self.tasker.open_tasks()

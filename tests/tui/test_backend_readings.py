@@ -13,7 +13,7 @@ from textual.widgets import DataTable
 from tasker_tui import format as fmt
 from tasker_tui.app import TaskerApp
 from tasker_tui.screens.detail import DetailScreen
-from tasker_tui.screens.status import StatusScreen
+from tasker_tui.screens.raw_readings import RawReadingsScreen
 from tasker_tui.widgets.metric_chart import MetricChart
 from tests.tui.conftest import SIZE, logged_in_app, register, wait_for_text, wait_until
 from tests.tui.screen_text import screen_text
@@ -56,7 +56,7 @@ async def test_raw_readings_page_back_through_all_and_export(backend, tmp_path):
         app.open_server(server["id"])
         await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen), what="raw readings")
+        await wait_until(pilot, lambda: isinstance(app.screen, RawReadingsScreen), what="raw readings")
         table = app.screen.query_one("#raw", DataTable)
 
         def first_value() -> str:

@@ -19,7 +19,7 @@ from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.screens.help import HelpScreen
 from tasker_tui.screens.server_form import ServerFormScreen
-from tasker_tui.screens.status import StatusScreen
+from tasker_tui.screens.raw_readings import RawReadingsScreen
 from tests.tui.conftest import type_text, wait_for_text, wait_until
 from tests.tui.fakes import BASE_MS, FakeClient, server_json
 from tests.tui.helpers_fake import fake_app, fleet_ready
@@ -139,7 +139,7 @@ async def test_every_screen_of_a_hostile_server_shows_its_text_literally():
             await pilot.press("escape")
 
             await pilot.press("r")
-            await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen), what="raw readings")
+            await wait_until(pilot, lambda: isinstance(app.screen, RawReadingsScreen), what="raw readings")
             await pilot.press("escape")
             await pilot.press("escape")
             await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="back to the fleet")
@@ -161,7 +161,7 @@ async def test_absurd_values_in_charts_figures_and_raw_readings():
             assert "×1e308 W" in screen_text(app)  # the chart's axis says its scale
             still_running(app)
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and app.screen.page_rows, what="rows")
+        await wait_until(pilot, lambda: isinstance(app.screen, RawReadingsScreen) and app.screen.page_rows, what="rows")
         await pilot.pause(0.1)
         text = screen_text(app)
         for shown in ("n/a", "1e308", "-1e308", "1e-300", "0.00"):

@@ -16,7 +16,7 @@ from tasker_tui.screens.confirm import ConfirmScreen
 from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.screens.server_form import ServerFormScreen
-from tasker_tui.screens.status import StatusScreen
+from tasker_tui.screens.raw_readings import RawReadingsScreen
 from tests.tui.conftest import type_text, wait_for_text, wait_until
 from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
 from tests.tui.screen_text import screen_text, screen_words
@@ -366,7 +366,7 @@ async def test_the_command_line_completes_and_says_what_is_wrong():
 async def open_raw_readings(pilot):
     app = pilot.app
     await pilot.press("r")
-    await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and app.screen.page_rows, what="rows")
+    await wait_until(pilot, lambda: isinstance(app.screen, RawReadingsScreen) and app.screen.page_rows, what="rows")
     return app.screen
 
 

@@ -8,7 +8,6 @@ from tasker_tui.fleet_state import FleetState, matches_filter
 from tasker_tui.format import SPARK_CHARS, sparkline
 from tasker_tui.range_stats import LiveSeries, range_figures
 from tasker_tui.screens.server_form import changes_between, field_for, parse_form
-from tasker_tui.screens.status import parse_time
 from tests.tui.fakes import server_json
 
 NOW = 1_800_000_000_000
@@ -155,12 +154,3 @@ def test_form_values_become_the_api_body():
         "location": {"region": "eu-west", "site": "Cork"}
     }
 
-
-def test_typed_times_accept_relative_iso_and_epoch():
-    assert parse_time("now", NOW) == NOW
-    assert parse_time("-15m", NOW) == NOW - 15 * 60_000
-    assert parse_time("-1.5h", NOW) == NOW - 5_400_000
-    assert parse_time("1700000000000", NOW) == 1_700_000_000_000
-    assert parse_time("2026-01-01T00:00", NOW) == 1_767_225_600_000
-    with pytest.raises(ValueError, match="use now, -15m"):
-        parse_time("yesterday", NOW)

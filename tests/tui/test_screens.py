@@ -15,7 +15,7 @@ from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.screens.help import HelpScreen
 from tasker_tui.screens.login import LoginScreen
-from tasker_tui.screens.status import StatusScreen
+from tasker_tui.screens.raw_readings import RawReadingsScreen
 from tasker_tui.widgets.fleet_table import FleetTable
 from tests.tui.conftest import type_text, wait_for_text, wait_until
 from tests.tui.fakes import SAMPLE, FakeClient, demo_fleet_client
@@ -176,19 +176,19 @@ async def test_server_form_blocks_non_numbers_before_asking_the_backend():
 async def test_raw_readings_in_a_typed_time_range():
     from textual.widgets import DataTable
 
-    from tasker_tui.screens.status import StatusScreen
+    from tasker_tui.screens.raw_readings import RawReadingsScreen
 
     app, client = fake_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await fleet_ready(pilot, client)
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and app.screen.page_rows, what="rows")
+        await wait_until(pilot, lambda: isinstance(app.screen, RawReadingsScreen) and app.screen.page_rows, what="rows")
         table = app.screen.query_one("#raw", DataTable)
         await pilot.press("T")
         await wait_until(pilot, lambda: app.screen.query("#range-from"), what="the range form")
         await type_text(pilot, "-10s")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and table.row_count == 10, what="10 rows")
+        await wait_until(pilot, lambda: isinstance(app.screen, RawReadingsScreen) and table.row_count == 10, what="10 rows")
         await wait_for_text(pilot, "oldest reached")
         await pilot.press("u")  # latest: back to the last preset (the hour it opened on), ending now
         await wait_until(pilot, lambda: table.row_count == 100, what="a full page")
@@ -206,7 +206,7 @@ async def test_footer_at_80_columns_keeps_open_help_and_quit_in_view():
         for item in ("⏎ Open", "a Add", "/ Filter", "? Help", "q Quit", "^p palette"):
             assert item in footer, (item, footer)
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and app.screen.page_rows, what="rows")
+        await wait_until(pilot, lambda: isinstance(app.screen, RawReadingsScreen) and app.screen.page_rows, what="rows")
         footer = screen_text(app).splitlines()[-1]
         for item in ("n Older", "x Export", "esc Back", "? Help", "q Quit"):
             assert item in footer, (item, footer)

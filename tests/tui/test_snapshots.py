@@ -11,7 +11,7 @@ from tasker_tui import format as fmt
 from tasker_tui.live_link import LinkStatus
 from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.help import HelpScreen
-from tasker_tui.screens.status import StatusScreen
+from tasker_tui.screens.raw_readings import RawReadingsScreen
 from tests.tui.conftest import wait_until
 from tests.tui.helpers_fake import BASE_MS, fleet_ready, snapshot_of
 
@@ -57,7 +57,7 @@ async def form_with_backend_error(pilot, app, client):
 async def raw_readings(pilot, app, client):
     await fleet_ready(pilot, client)
     await pilot.press("r")
-    await wait_until(pilot, lambda: isinstance(app.screen, StatusScreen) and app.screen.page_rows, what="rows")
+    await wait_until(pilot, lambda: isinstance(app.screen, RawReadingsScreen) and app.screen.page_rows, what="rows")
 
 
 async def help_keys(pilot, app, client):

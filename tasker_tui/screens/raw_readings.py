@@ -1,10 +1,9 @@
-"""Raw readings of one server, newest first, paged back through all of them; CSV export."""
+"""The raw readings screen: one server's readings of one metric, newest first, paged back
+through all of them; the dialog for typing a time range; CSV export of the range (written by
+`tasker_tui.readings_export`)."""
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.text import Text
@@ -15,58 +14,14 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
-from tasker.domain import EARLIEST_TS_MS, METRICS
+from tasker.domain import METRICS
 from tasker_tui import format as fmt
 from tasker_tui.literal import literal
+from tasker_tui.readings_export import EXPORT_PAGE_SIZE, export_path, home_relative, write_readings_csv
 from tasker_tui.screens.base import TaskerScreen
+from tasker_tui.time_range import PRESETS, TimeRange, preset_range, typed_range
 
 PAGE_SIZE = 100
-EXPORT_PAGE_SIZE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class TimeRange:
-    """A resolved range [from_ms, to_ms) and how to call it."""
-
-    label: str
-    from_ms: int
-    to_ms: int
-
-
-PRESETS = (("last 5m", 300), ("last 1h", 3600), ("last 24h", 86400), ("last 7d", 7 * 86400),
-           ("last 30d", 30 * 86400), ("everything", None))
-
-
-def preset_range(index: int, now_ms: int) -> TimeRange:
-    label, span = PRESETS[index % len(PRESETS)]
-    return TimeRange(label, EARLIEST_TS_MS if span is None else now_ms - span * 1000, now_ms + 1)
-
-
-def parse_time(text: str, now_ms: int) -> int:
-    """A time typed by the user: `now`, `-15m`/`-2h`/`-3d`, epoch ms, or an ISO/RFC 3339 date."""
-    text = text.strip()
-    if not text or text == "now":
-        return now_ms
-    if text[0] == "-" and text[-1] in "smhd" and text[1:-1].replace(".", "", 1).isdigit():
-        seconds = float(text[1:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
-        return now_ms - int(seconds * 1000)
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r}: use now, -15m, -2h, -3d, epoch ms or 2026-11-28T04:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
-
-
-def home_relative(path: Path) -> str:
-    """`~/.local/share/…` for a path under the home directory: shorter, and what a shell accepts."""
-    try:
-        return "~/" + str(Path(path).relative_to(Path.home()))
-    except ValueError:
-        return str(path)
 
 
 class RangeScreen(ModalScreen[TimeRange | None]):
@@ -83,25 +38,20 @@ class RangeScreen(ModalScreen[TimeRange | None]):
 
     @on(Input.Submitted)
     def _apply(self) -> None:
-        now = fmt.now_ms()
         raw_from = self.query_one("#range-from", Input).value
         raw_to = self.query_one("#range-to", Input).value
         try:
-            start = parse_time(raw_from or "-1h", now)
-            end = parse_time(raw_to, now)
+            chosen = typed_range(raw_from, raw_to, fmt.now_ms())
         except ValueError as exc:
             self.query_one("#range-message", Static).update(literal(exc, "bold red"))
             return
-        if start >= end:
-            self.query_one("#range-message", Static).update(Text("'from' must be before 'to'", "bold red"))
-            return
-        self.dismiss(TimeRange(fmt.span_label(start, end), start, end + (1 if raw_to.strip() in ("", "now") else 0)))
+        self.dismiss(chosen)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
 
-class StatusScreen(TaskerScreen):
+class RawReadingsScreen(TaskerScreen):
     """The raw readings of one server and metric in a time range, one page at a time."""
 
     AUTO_FOCUS = "#raw"
@@ -246,34 +196,23 @@ class StatusScreen(TaskerScreen):
     def action_export(self) -> None:
         self.export_csv()
 
-    def export_path(self) -> Path:
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.server.get("name", self.server_id))
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        return Path(self.tasker.export_dir) / f"tasker-{name}-{self.metric}-{stamp}.csv"
+    def _export_progress(self, path: Path, rows: int) -> None:
+        self.export_note = f"Exporting to {home_relative(path)}… {rows:,} rows"
+        self._show_foot()
 
     @work(exclusive=True, group="export", exit_on_error=False)
     async def export_csv(self) -> None:
-        path = self.export_path()
-        metric = METRICS[self.metric]
-        rows = 0
+        path = export_path(self.tasker.export_dir, self.server.get("name", self.server_id), self.metric)
         self.export_note = f"Exporting to {home_relative(path)}…"
         self._show_foot()
+        readings = self.tasker.client.iter_readings(
+            self.server_id, self.metric, start=self.range.from_ms, end=self.range.to_ms, limit=EXPORT_PAGE_SIZE,
+        )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="") as out:
-                writer = csv.writer(out)
-                writer.writerow(["server_id", "server_name", "metric", "unit", "ts_ms", "time_utc", "value"])
-                async for item in self.tasker.client.iter_readings(
-                    self.server_id, self.metric, start=self.range.from_ms, end=self.range.to_ms,
-                    limit=EXPORT_PAGE_SIZE,
-                ):
-                    ts = int(item["ts"])
-                    writer.writerow([self.server_id, self.server.get("name", ""), metric.name, metric.unit,
-                                     ts, fmt.iso(ts), item["value"]])
-                    rows += 1
-                    if rows % EXPORT_PAGE_SIZE == 0:
-                        self.export_note = f"Exporting to {home_relative(path)}… {rows:,} rows"
-                        self._show_foot()
+            rows = await write_readings_csv(
+                path, readings, server_id=self.server_id, server_name=self.server.get("name", ""),
+                metric=self.metric, progress=lambda rows: self._export_progress(path, rows),
+            )
         except OSError as exc:
             self.export_note = f"Export failed: {exc.strerror or exc} ({path})"
             self._show_foot()
