@@ -23,6 +23,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 from agents.plan_watch import PlanWatch
 from agents.processes import TaskProcess
 from tasker.client import ApiError, BackendUnavailable, Conflict, TaskerClient
+from tasker.models import AgentTask, AgentWork, Interval, ModelError
 
 log = logging.getLogger("tasker.agent")
 
@@ -65,11 +67,11 @@ class _Report:
     forget_after: bool = False
 
 
-def _in(pieces: list[list[int]], now_ms: int) -> bool:
+def _in(pieces: Sequence[Interval], now_ms: int) -> bool:
     return any(a <= now_ms < b for a, b in pieces)
 
 
-def _next_boundary(pieces: list[list[int]], now_ms: int) -> int | None:
+def _next_boundary(pieces: Sequence[Interval], now_ms: int) -> int | None:
     edges = [t for p in pieces for t in p if t > now_ms]
     return min(edges) if edges else None
 
@@ -155,13 +157,13 @@ class Agent:
         wait = self._poll_s
         if answer is not None:
             now = self.now_ms()
-            for task in answer["tasks"]:
-                edge = _next_boundary(task["pieces"], now)
+            for task in answer.tasks:
+                edge = _next_boundary(task.pieces, now)
                 if edge is not None:
                     wait = min(wait, max(0.05, (edge - now) / 1000))
         return wait if self.procs or answer is not None else min(wait, 1.0)
 
-    async def _heartbeat(self) -> dict[str, Any] | None:
+    async def _heartbeat(self) -> AgentWork | None:
         sent, sent_wall = time.monotonic(), time.time()
         running = [tid for tid, p in self.procs.items() if not p.meta.reported_end and not p.meta.cancelled]
         try:
@@ -169,24 +171,24 @@ class Agent:
         except Conflict as exc:
             self._lost(f"another agent holds the lease: {exc.message}")
             return None
-        except (BackendUnavailable, ApiError) as exc:
-            self.stats.last_error = exc.message
+        except (BackendUnavailable, ApiError, ModelError) as exc:
+            self.stats.last_error = str(exc)
             if not self.holds_lease() and self.epoch is not None:
                 self._lost("lease may have expired while the backend was away")
             return None
-        lease = answer["lease"]
-        ttl = float(lease["ttl_s"])
-        if lease["epoch"] != self.epoch:
-            log.info("agent lease of %s taken, epoch %d", self.server_id, lease["epoch"])
+        lease = answer.lease
+        ttl = lease.ttl_s
+        if lease.epoch != self.epoch:
+            log.info("agent lease of %s taken, epoch %d", self.server_id, lease.epoch)
             # Reports made under an older epoch go out again under this one.
             for report in self.reports:
-                report.body["agent_epoch"] = lease["epoch"]
-        self.epoch = lease["epoch"]
+                report.body["agent_epoch"] = lease.epoch
+        self.epoch = lease.epoch
         self.stats.epoch = self.epoch
         self._valid_until = sent + ttl - LEASE_MARGIN_S
         self._write_lease_file(int((sent_wall + ttl - LEASE_MARGIN_S) * 1000))
-        self._offset_ms = int(answer["now_ms"] - (sent_wall + time.time()) * 500)
-        self._poll_s = float(answer.get("poll_s", self._poll_s))
+        self._offset_ms = int(answer.now_ms - (sent_wall + time.time()) * 500)
+        self._poll_s = answer.poll_s if answer.poll_s is not None else self._poll_s
         self.stats.last_error = ""
         return answer
 
@@ -199,44 +201,44 @@ class Agent:
 
     # --- acting on the plan -------------------------------------------------------------------
 
-    def _act(self, answer: dict[str, Any]) -> None:
-        for item in answer.get("cancel", []):
-            self._stop(item["task_id"], item.get("reason", ""))
+    def _act(self, answer: AgentWork) -> None:
+        for task_id, reason in answer.cancel.items():
+            self._stop(task_id, reason)
         now = self.now_ms()
-        for task in answer["tasks"]:
+        for task in answer.tasks:
             if not self.holds_lease():
                 return
-            proc = self.procs.get(task["id"])
-            inside = _in(task["pieces"], now)
+            proc = self.procs.get(task.id)
+            inside = _in(task.pieces, now)
             if proc is None:
-                if task["state"] == "planned" and inside:
+                if task.state == "planned" and inside:
                     self._start(task, now)
                 continue
             if proc.meta.reported_end or proc.meta.cancelled or proc.ended() is not None:
                 continue
-            later = _next_boundary(task["pieces"], now) is not None
-            if not proc.meta.paused and not inside and later and task["interruptible"]:
+            later = _next_boundary(task.pieces, now) is not None
+            if not proc.meta.paused and not inside and later and task.interruptible:
                 proc.pause()
-                self._report(task["id"], "paused", now)
+                self._report(task.id, "paused", now)
             elif proc.meta.paused and inside:
                 proc.resume()
-                self._report(task["id"], "resumed", now)
+                self._report(task.id, "resumed", now)
 
-    def _start(self, task: dict[str, Any], now: int) -> None:
-        if not task["command"]:
-            self._report(task["id"], "failed", now, output_tail="the task has no command to run")
+    def _start(self, task: AgentTask, now: int) -> None:
+        if not task.command:
+            self._report(task.id, "failed", now, output_tail="the task has no command to run")
             return
         try:
-            proc = TaskProcess.start(self.state_dir, task["id"], task["command"], cwd=task["cwd"],
-                                     env=task["env"], interruptible=task["interruptible"],
+            proc = TaskProcess.start(self.state_dir, task.id, task.command, cwd=task.cwd,
+                                     env=task.env, interruptible=task.interruptible,
                                      lease_file=self.lease_file, kill_grace_s=self.kill_grace_s, now_ms=now)
         except OSError as exc:  # e.g. its cwd does not exist
-            self._report(task["id"], "failed", now, output_tail=f"tasker agent: cannot start: {exc.strerror or exc}")
+            self._report(task.id, "failed", now, output_tail=f"tasker agent: cannot start: {exc.strerror or exc}")
             return
-        self.procs[task["id"]] = proc
+        self.procs[task.id] = proc
         self.stats.started += 1
-        log.info("task %s started: %s", task["id"], " ".join(task["command"])[:200])
-        self._report(task["id"], "running", now)
+        log.info("task %s started: %s", task.id, " ".join(task.command)[:200])
+        self._report(task.id, "running", now)
 
     def _stop(self, task_id: str, reason: str) -> None:
         proc = self.procs.get(task_id)

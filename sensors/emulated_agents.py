@@ -15,12 +15,13 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sensors.model import ServerSpec
 from tasker.client import ApiError, BackendUnavailable, Conflict, TaskerClient
+from tasker.models import AgentTask, Interval
 
 log = logging.getLogger("tasker.sensors")
 
@@ -39,7 +40,15 @@ class AgentPlayStats:
         return text + (f"  agent error: {self.last_error}" if self.last_error else "")
 
 
-def _desired(pieces: list[list[int]], now_ms: int) -> tuple[str, int]:
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A task an emulated server's agent plays, and that server."""
+
+    server_id: str
+    task: AgentTask
+
+
+def _desired(pieces: Sequence[Interval], now_ms: int) -> tuple[str, int]:
     """What a task should be doing at `now_ms` by its pieces, and since when."""
     if not pieces or now_ms < pieces[0][0]:
         return "waiting", 0
@@ -66,15 +75,15 @@ class EmulatedAgents:
         self._rng = random.Random(f"{seed}:agents")
         self._clock = clock
         self._epochs: dict[str, int] = {}
-        self._tasks: dict[str, dict[str, Any]] = {}  # task id -> assignment (+ "server_id")
+        self._tasks: dict[str, Assignment] = {}  # by task id
         self._reported: dict[str, str] = {}  # task id -> running | paused | ended
         self._disabled = False
 
     def cores_at(self, server_id: str, ts_ms: int) -> int:
         """Cores emulated tasks keep busy on `server_id` at `ts_ms`."""
-        return sum(t["cores"] for t in self._tasks.values()
-                   if t["server_id"] == server_id and self._reported.get(t["id"]) != "ended"
-                   and any(a <= ts_ms < b for a, b in t["pieces"]))
+        return sum(a.task.cores for a in self._tasks.values()
+                   if a.server_id == server_id and self._reported.get(a.task.id) != "ended"
+                   and any(start <= ts_ms < end for start, end in a.task.pieces))
 
     async def run(self, specs: Callable[[], Mapping[str, ServerSpec]]) -> None:
         """Play the agents of the servers `specs()` names, until cancelled."""
@@ -88,24 +97,24 @@ class EmulatedAgents:
     async def step(self, specs: Mapping[str, ServerSpec]) -> None:
         """One round: heartbeats for the servers with tasks, then the events that are due."""
         try:
-            listed = await self.client.list_tasks(["planned", "running"])
+            listed = await self.client.read_tasks(["planned", "running"])
         except ApiError as exc:
             if exc.status in (401, 403):
                 log.warning("emulated agents off: the credentials cannot list tasks (%s)", exc.message)
                 self._disabled = True
                 return
             raise
-        servers = {t["plan"]["server_id"] for t in listed if t.get("plan") and t["plan"]["server_id"] in specs}
-        servers |= {t["server_id"] for t in self._tasks.values()}
+        servers = {t.plan.server_id for t in listed if t.plan is not None and t.plan.server_id in specs}
+        servers |= {a.server_id for a in self._tasks.values()}
         for server_id in sorted(servers):
             await self._heartbeat(server_id)
         now = int(self._clock() * 1000)
-        for task in list(self._tasks.values()):
-            await self._play(task, now)
+        for assignment in list(self._tasks.values()):
+            await self._play(assignment, now)
         self.stats.tasks = sum(1 for t in self._tasks if self._reported.get(t) != "ended")
 
     async def _heartbeat(self, server_id: str) -> None:
-        mine = [tid for tid, t in self._tasks.items() if t["server_id"] == server_id]
+        mine = [tid for tid, a in self._tasks.items() if a.server_id == server_id]
         try:
             answer = await self.client.agent_heartbeat(server_id, self.agent_id, mine)
         except Conflict:
@@ -113,22 +122,23 @@ class EmulatedAgents:
             for tid in mine:
                 self._tasks.pop(tid, None)
             return
-        self._epochs[server_id] = answer["lease"]["epoch"]
-        for item in answer["cancel"]:
-            self._tasks.pop(item["task_id"], None)
-        for task in answer["tasks"]:
-            self._tasks[task["id"]] = {**task, "server_id": server_id}
+        self._epochs[server_id] = answer.lease.epoch
+        for task_id in answer.cancel:
+            self._tasks.pop(task_id, None)
+        for task in answer.tasks:
+            self._tasks[task.id] = Assignment(server_id, task)
 
-    async def _play(self, task: dict[str, Any], now: int) -> None:
-        tid = task["id"]
+    async def _play(self, assignment: Assignment, now: int) -> None:
+        task = assignment.task
+        tid = task.id
         reported = self._reported.get(tid, "waiting")
-        desired, since = _desired(task["pieces"], now)
+        desired, since = _desired(task.pieces, now)
         if reported == "ended" or desired == "waiting" or desired == reported:
             if reported == "ended":
                 self._tasks.pop(tid, None)
             return
-        if reported == "waiting" and task["state"] == "planned":
-            if not await self._send(task, "running", task["pieces"][0][0]):
+        if reported == "waiting" and task.state == "planned":
+            if not await self._send(assignment, "running", task.pieces[0][0]):
                 return
             self.stats.started += 1
             reported = "running"
@@ -136,25 +146,26 @@ class EmulatedAgents:
             failed = self._rng.random() < self.fail_rate
             extra = {"exit_code": 1 if failed else 0,
                      "output_tail": "emulated failure\n" if failed else "emulated run\n"}
-            if await self._send(task, "failed" if failed else "done", since, **extra):
+            if await self._send(assignment, "failed" if failed else "done", since, **extra):
                 self.stats.ended += 1
             self._reported[tid] = "ended"
             return
-        if desired == "paused" and reported == "running" and task["interruptible"]:
-            await self._send(task, "paused", since)
+        if desired == "paused" and reported == "running" and task.interruptible:
+            await self._send(assignment, "paused", since)
         elif desired == "running" and reported == "paused":
-            await self._send(task, "resumed", since)
+            await self._send(assignment, "resumed", since)
 
-    async def _send(self, task: dict[str, Any], state: str, at_ms: int, **extra: Any) -> bool:
-        epoch = self._epochs.get(task["server_id"])
+    async def _send(self, assignment: Assignment, state: str, at_ms: int, **extra: Any) -> bool:
+        epoch = self._epochs.get(assignment.server_id)
         if epoch is None:
             return False
-        body = {"state": state, "at": at_ms, "agent_epoch": epoch, "server_id": task["server_id"], **extra}
+        task_id = assignment.task.id
+        body = {"state": state, "at": at_ms, "agent_epoch": epoch, "server_id": assignment.server_id, **extra}
         try:
-            await self.client.task_event(task["id"], body)
+            await self.client.task_event(task_id, body)
         except Conflict as exc:
-            log.info("emulated agent: task %s %s refused: %s", task["id"], state, exc.message)
-            self._reported[task["id"]] = "ended"
+            log.info("emulated agent: task %s %s refused: %s", task_id, state, exc.message)
+            self._reported[task_id] = "ended"
             return False
-        self._reported[task["id"]] = "running" if state == "resumed" else state
+        self._reported[task_id] = "running" if state == "resumed" else state
         return True

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from tasker.domain import Reading
-from tasker.models import Account, Me, ModelError, PlanTimeline, Savings, Server, ServerPage, SessionInfo, Task
+from tasker.models import Account, AgentWork, Me, ModelError, PlanTimeline, Savings, Server, ServerPage, SessionInfo, Task
 
 # Wire timestamps: int epoch ms, an RFC 3339 string, or a relative "-1h" (history/readings).
 TimeArg = int | str | None
@@ -401,12 +401,12 @@ class TaskerClient:
         """Cancel a task not finished yet; returns it, cancelled."""
         return (await self.request("DELETE", f"/api/v1/tasks/{quote(task_id, safe='')}"))[1]
 
-    async def agent_heartbeat(self, server_id: str, agent: str, running: Sequence[str] = ()) -> dict[str, Any]:
+    async def agent_heartbeat(self, server_id: str, agent: str, running: Sequence[str] = ()) -> AgentWork:
         """Take or renew the agent lease of a server; its tasks to run and to stop (docs/agents.md).
-        Conflict while another agent holds the lease."""
+        Conflict while another agent holds the lease; ModelError when the answer is garbled."""
         body = {"agent": agent, "running": list(running)}
-        return (await self.request("POST", f"/api/v1/agents/{quote(server_id, safe='')}/heartbeat",
-                                   json_body=body))[1]
+        return AgentWork.from_json((await self.request("POST", f"/api/v1/agents/{quote(server_id, safe='')}/heartbeat",
+                                                       json_body=body))[1])
 
     async def task_event(self, task_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
         """Report how a task runs (running, paused, resumed, done, failed); Conflict when stale."""

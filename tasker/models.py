@@ -112,9 +112,25 @@ class _Reader:
         except ValueError:
             raise self._bad(key, "a list of [start, end] times") from None
 
+    def argv(self, key: str) -> tuple[str, ...] | None:
+        value = self.raw.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(a, str) for a in value)):
+            raise self._bad(key, "a list of strings or null")
+        return None if value is None else tuple(value)
+
+    def env(self, key: str) -> dict[str, str]:
+        value = self.raw.get(key) or {}
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+            raise self._bad(key, "a map of strings")
+        return dict(value)
+
     def child(self, key: str) -> _Reader | None:
         value = self.raw.get(key)
         return None if value is None else _Reader(value, f"{self.path}.{key}")
+
+    def part(self, key: str) -> _Reader:
+        """A nested object that must be there."""
+        return _Reader(self.raw.get(key), f"{self.path}.{key}")
 
 
 def _show(value: Any) -> str:
@@ -236,22 +252,16 @@ class Task:
         r = _Reader(raw, path)
         plan = r.child("plan")
         run = r.child("run")
-        command = r.raw.get("command")
-        if command is not None and (not isinstance(command, list) or not all(isinstance(a, str) for a in command)):
-            raise ModelError(f"{path}.command: expected a list of strings or null, got {_show(command)}")
-        env = r.raw.get("env") or {}
-        if not isinstance(env, Mapping) or not all(isinstance(v, str) for v in env.values()):
-            raise ModelError(f"{path}.env: expected a map of strings, got {_show(env)}")
         return cls(
             id=r.text("id"), name=r.text("name"), owner=r.text("owner", ""), cores=r.integer("cores"),
             duration_s=r.integer("duration_s"), state=r.text("state"),
             earliest_start_ms=r.opt_instant("earliest_start"), deadline_ms=r.opt_instant("deadline"),
             interruptible=r.flag("interruptible"), regions=r.strings("regions"), tags=r.strings("tags"),
-            command=None if command is None else tuple(command), reason=r.text("reason", ""),
+            command=r.argv("command"), reason=r.text("reason", ""),
             plan=None if plan is None else TaskPlan.from_json(plan.raw, plan.path),
             created_at_ms=r.opt_instant("created_at"), updated_at_ms=r.opt_instant("updated_at"),
             started_at_ms=r.opt_instant("started_at"), finished_at_ms=r.opt_instant("finished_at"),
-            version=r.opt_integer("version") or 0, cwd=r.opt_text("cwd"), env=dict(env),
+            version=r.opt_integer("version") or 0, cwd=r.opt_text("cwd"), env=r.env("env"),
             run=TaskRun() if run is None else TaskRun.from_json(run.raw, run.path),
         )
 
@@ -473,9 +483,7 @@ class Server:
     def from_json(cls, raw: Any, path: str = "server") -> Server:
         """Parse server JSON; ModelError naming the first field that is not what it should be."""
         r = _Reader(raw, path)
-        location = r.child("location")
-        if location is None:
-            raise ModelError(f"{path}.location: expected an object, got None")
+        location = r.part("location")
         return cls(
             id=r.text("id"), name=r.text("name"),
             location=Location(region=location.text("region"), site=location.opt_text("site") or ""),
@@ -658,3 +666,69 @@ class OnlineUser:
     def from_json(cls, raw: Any, path: str = "online") -> OnlineUser:
         r = _Reader(raw, path)
         return cls(username=r.text("username"), role=r.text("role", ""))
+
+
+# --- agents (docs/agents.md) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLease:
+    """The agent lease of a server as a heartbeat answer states it."""
+
+    epoch: int
+    ttl_s: float
+    holder: str = ""
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "lease") -> AgentLease:
+        r = _Reader(raw, path)
+        ttl = r.figure("ttl_s")
+        if ttl is None or not math.isfinite(ttl):
+            raise ModelError(f"{path}.ttl_s: expected a number of seconds, got {_show(r.raw.get('ttl_s'))}")
+        return cls(epoch=r.integer("epoch"), ttl_s=ttl, holder=r.text("holder", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTask:
+    """A task the agent is to run, with its planned pieces (epoch ms)."""
+
+    id: str
+    state: str
+    pieces: tuple[Interval, ...] = ()
+    command: tuple[str, ...] | None = None
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    cores: int = 0
+    interruptible: bool = False
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "task") -> AgentTask:
+        r = _Reader(raw, path)
+        return cls(id=r.text("id"), state=r.text("state"), pieces=r.intervals("pieces"), command=r.argv("command"),
+                   cwd=r.opt_text("cwd"), env=r.env("env"), cores=r.opt_integer("cores") or 0,
+                   interruptible=r.flag("interruptible"))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentWork:
+    """`POST /api/v1/agents/{server_id}/heartbeat`: the lease, the tasks to run and those to
+    stop (task id -> why), the backend's clock and how often to heartbeat."""
+
+    lease: AgentLease
+    now_ms: int
+    tasks: tuple[AgentTask, ...] = ()
+    cancel: Mapping[str, str] = field(default_factory=dict)
+    poll_s: float | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "heartbeat") -> AgentWork:
+        """Parse a heartbeat answer; ModelError on garbage."""
+        r = _Reader(raw, path)
+        lease = r.part("lease")
+        cancel = {}
+        for i, item in enumerate(_list_of(r, "cancel")):
+            stop = _Reader(item, f"{path}.cancel[{i}]")
+            cancel[stop.text("task_id")] = stop.text("reason", "")
+        return cls(lease=AgentLease.from_json(lease.raw, lease.path), now_ms=r.integer("now_ms"),
+                   tasks=tuple(AgentTask.from_json(t, f"{path}.tasks[{i}]") for i, t in enumerate(_list_of(r, "tasks"))),
+                   cancel=cancel, poll_s=r.figure("poll_s"))
