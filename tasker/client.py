@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from tasker.domain import Reading
-from tasker.models import Account, AgentWork, Me, ModelError, PlanTimeline, Savings, Server, ServerPage, SessionInfo, Task
+from tasker.models import Account, AgentWork, History, Me, ModelError, PlanTimeline, Savings, Server, ServerPage, SessionInfo, Task
 
 # Wire timestamps: int epoch ms, an RFC 3339 string, or a relative "-1h" (history/readings).
 TimeArg = int | str | None
@@ -487,6 +487,11 @@ class TaskerClient:
     async def read_server(self, server_id: str) -> Server:
         """`get_server`, parsed."""
         return Server.from_json(await self.get_server(server_id))
+
+    async def read_history(self, server_id: str, metric: str, *, start: TimeArg = None, end: TimeArg = None,
+                           points: int | None = None) -> History:
+        """`history`, parsed: the metric's buckets over the range."""
+        return History.from_json(await self.history(server_id, metric, start=start, end=end, points=points))
 
     async def register_server(self, form: Mapping[str, Any]) -> Server:
         """`create_server`, parsed: the server as stored, with its `id`."""

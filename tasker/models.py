@@ -556,6 +556,33 @@ class ServerPage:
         return self.latest.get(server_id, {})
 
 
+HistoryPoint = tuple[int, float | None, float | None, float | None]
+"""A history bucket: its start (epoch ms), then min, avg and max (None where null)."""
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """`GET /api/v1/servers/{id}/history`: a metric's buckets over a range, oldest first."""
+
+    metric: str
+    unit: str = ""
+    resolution_s: int = 1
+    points: tuple[HistoryPoint, ...] = ()
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str = "history") -> History:
+        """Parse a history answer; ModelError naming the first bad bucket."""
+        r = _Reader(raw, path)
+        points = []
+        for i, point in enumerate(_list_of(r, "points")):
+            if not isinstance(point, list) or len(point) != 4:
+                raise ModelError(f"{path}.points[{i}]: expected [ts, min, avg, max], got {_show(point)}")
+            bucket = _Reader(dict(zip(("ts", "min", "avg", "max"), point, strict=True)), f"{path}.points[{i}]")
+            points.append((bucket.integer("ts"), bucket.figure("min"), bucket.figure("avg"), bucket.figure("max")))
+        return cls(metric=r.text("metric", ""), unit=r.text("unit", ""),
+                   resolution_s=max(1, r.opt_integer("resolution_s") or 1), points=tuple(points))
+
+
 # --- accounts -----------------------------------------------------------------------------------
 
 

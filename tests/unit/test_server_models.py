@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tasker.models import Account, ChatMessage, Me, ModelError, Server, ServerPage, SessionInfo
+from tasker.models import Account, ChatMessage, History, Me, ModelError, Server, ServerPage, SessionInfo
 
 SERVER = {"id": "srv_abcdefghij", "name": "web-1", "location": {"region": "eu-west", "site": "Dublin"},
           "energy_source": "wind", "carbon_intensity_g_per_kwh": 11.0,
@@ -104,3 +104,14 @@ def test_a_chat_message_parses_with_its_server_link():
         ChatMessage.from_json({"id": "43", "sender": "bob", "text": "hi"})
     with pytest.raises(ModelError, match=r"message\.server\.id"):
         ChatMessage.from_json({"id": 1, "sender": "bob", "text": "hi", "server": {"name": "x"}})
+
+
+def test_history_buckets_parse_with_null_figures_as_none():
+    history = History.from_json({"metric": "power", "unit": "W", "resolution_s": 60,
+                                 "points": [[1_795_000_000_000, 10.0, 12.5, None]]})
+    assert history.points == ((1_795_000_000_000, 10.0, 12.5, None),) and history.resolution_s == 60
+    assert History.from_json({"metric": "co2", "points": []}).resolution_s == 1
+    with pytest.raises(ModelError, match=r"history\.points\[0\]:"):
+        History.from_json({"metric": "power", "points": [[1, 2, 3]]})
+    with pytest.raises(ModelError, match=r"history\.points\[0\]\.avg:"):
+        History.from_json({"metric": "power", "points": [[1, 2, "x", 3]]})
