@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding, Binding
@@ -12,10 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
+from tasker_tui.screens.host import ScreenHost
 from tasker_tui.widgets.chrome import ConnectionBanner, TopBar
-
-if TYPE_CHECKING:
-    from tasker_tui.app import TaskerApp
 
 # Styles shared by the forms (the focused field stands out); a screen loads them with CSS_PATH.
 FORM_CSS = Path(__file__).parent / "forms.tcss"
@@ -47,8 +45,9 @@ class TaskerScreen(Screen):
     ready = False
 
     @property
-    def tasker(self) -> TaskerApp:
-        return cast("TaskerApp", self.app)
+    def tasker(self) -> ScreenHost:
+        """The app running this screen, as what a screen may ask of it (see `ScreenHost`)."""
+        return cast(ScreenHost, self.app)
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="topbar")
