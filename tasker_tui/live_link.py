@@ -8,12 +8,12 @@ lost, and reports its state through a callback so the banner can say what is hap
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tasker.backoff import RetryBackoff
 from tasker_tui.fleet_state import FleetState
 
 if TYPE_CHECKING:
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
+# Each delay is spread over ±20 %, so that many TUIs do not reconnect in lockstep.
+BACKOFF_JITTER = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,23 +38,6 @@ class LinkStatus:
     @property
     def live(self) -> bool:
         return self.state == "live"
-
-
-class Backoff:
-    """Exponential delays with jitter, so many TUIs do not reconnect in lockstep."""
-
-    def __init__(self, first: float = BACKOFF_FIRST_S, maximum: float = BACKOFF_MAX_S) -> None:
-        self.first = first
-        self.maximum = maximum
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.maximum, self.first * 2**self.attempt)
-        self.attempt += 1
-        return delay * random.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class LiveLink:
@@ -75,7 +60,7 @@ class LiveLink:
         # Called with each `plan` frame, and with None on every (re)connect: frames missed while
         # away are not replayed, so the tasks and the plan must be read again.
         self.on_plan = on_plan or (lambda frame: None)
-        self.backoff = Backoff()
+        self.backoff = RetryBackoff(BACKOFF_FIRST_S, BACKOFF_MAX_S, jitter=BACKOFF_JITTER)
         self.frames = 0
         # Bumped on every (re)connect and on every "lagging" notice: screens that keep their
         # own series refetch history when it changes, to fill what live delivery missed.
@@ -86,7 +71,7 @@ class LiveLink:
         from tasker.client import ApiError, Unauthorized
 
         while True:
-            self.on_status(LinkStatus("connecting", f"connecting to {self.client.base_url}", self.backoff.attempt))
+            self.on_status(LinkStatus("connecting", f"connecting to {self.client.base_url}", self.backoff.failures))
             try:
                 await self._follow()
             except Unauthorized as exc:
@@ -96,9 +81,9 @@ class LiveLink:
             except (ApiError, OSError) as exc:
                 message = exc.message if isinstance(exc, ApiError) else str(exc)
                 self._disconnected()
-                delay = self.backoff.next_delay()
+                delay = self.backoff.failed()
                 self.on_status(
-                    LinkStatus("down", message, self.backoff.attempt, time.monotonic() + delay)
+                    LinkStatus("down", message, self.backoff.failures, time.monotonic() + delay)
                 )
                 await asyncio.sleep(delay)
 
@@ -118,7 +103,7 @@ class LiveLink:
             self.fleet.set_fleet(fleet["servers"], fleet["latest"])
             self.fleet.connected = True
             self.epoch += 1
-            self.backoff.reset()
+            self.backoff.succeeded()
             self.chat.attach_sender(live.send)
             self.on_registry()
             self.on_plan(None)
