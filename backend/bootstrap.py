@@ -40,6 +40,7 @@ from backend.services.packager import DEFAULT_PREFETCH, Packager
 from backend.services.scheduler import SchedulerSettings
 from backend.services.telemetry import Telemetry
 from backend.services.wire import queue_for
+from tasker.backoff import RetryBackoff
 from tasker.config import Settings, redact_url, split_hosts, xdg_data_home
 from tasker.private_files import private_dir
 from tasker.domain import METRICS
@@ -56,6 +57,9 @@ NEEDS_BROKER = _needing("broker")
 NEEDS_TIMESERIES = _needing("timeseries")
 NEEDS_REGISTRY = _needing("registry")
 DEFAULT_QUEUE_PREFIX = "tasker"
+START_RETRY_INITIAL_S = 0.5
+START_RETRY_MAX_S = 10.0
+"""First and longest wait between attempts to reach a service that is down at startup."""
 QUEUE_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -223,13 +227,14 @@ async def start_with_retry(name: str, adapter: Any, give_up_after_s: float | Non
     adapter that fails in another way (a bug or a refusal retrying cannot fix) fails at once.
     """
     where = f"{variable}={redact_url(url)!r}" if variable else name
-    delay = 0.5
+    backoff = RetryBackoff(START_RETRY_INITIAL_S, START_RETRY_MAX_S)
     started = time.monotonic()
     while True:
         try:
             await _resolve_hosts(url)
             await adapter.start()
         except Unavailable as exc:
+            delay = backoff.failed()
             waited = time.monotonic() - started
             if give_up_after_s is not None and waited + delay > give_up_after_s:
                 raise StartupError(f"{where}: the {name} did not answer within {give_up_after_s:g} s"
@@ -237,7 +242,6 @@ async def start_with_retry(name: str, adapter: Any, give_up_after_s: float | Non
             left = f", giving up in {give_up_after_s - waited:.0f} s" if give_up_after_s is not None else ""
             log.warning("%s unavailable (%s): %s; retrying in %.1f s%s", name, where, exc, delay, left)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
             continue
         except (StartupError, asyncio.CancelledError):
             raise

@@ -39,6 +39,7 @@ from backend.services.group_commit import GroupCommit
 from backend.services.telemetry import Telemetry
 from backend.services.timestamps import now_ms
 from backend.services.wire import LIVE_CHANNEL, decode_readings, encode_readings, queue_for
+from tasker.backoff import RetryBackoff
 from tasker.domain import METRICS, Reading
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class Packager:
         """Run a store write, retrying with backoff until the store confirms. ValueError
         (readings the store refuses) is not retried: no retry could change the answer. `timed`:
         the write's duration goes to the store-write histogram (raw writes only)."""
-        delay = self.backoff_initial_s
+        backoff = RetryBackoff(self.backoff_initial_s, self.backoff_max_s)
         while True:
             started = time.perf_counter()
             try:
@@ -232,9 +233,9 @@ class Packager:
                 raise
             except Exception as exc:  # noqa: BLE001 - never ack or drop what is not stored
                 self.telemetry.store_failures.inc()
+                delay = backoff.failed()
                 self.outage.failed(exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(self.backoff_max_s, delay * 2)
                 continue
             if timed:
                 self.telemetry.store_latency.observe(time.perf_counter() - started)
