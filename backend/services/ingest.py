@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from backend.ports import Broker, Registry, Unavailable
@@ -47,8 +48,10 @@ class ServerDirectory:
     so a server registered a moment ago on another api process is accepted at once.
     """
 
-    def __init__(self, registry: Registry, ttl_s: float = 10.0, miss_refresh_s: float = 0.5) -> None:
+    def __init__(self, registry: Registry, ttl_s: float = 10.0, miss_refresh_s: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
+        self._clock = clock
         self.ttl_s = ttl_s
         self.miss_refresh_s = miss_refresh_s
         self._ceilings: dict[str, dict[str, float]] = {}
@@ -60,7 +63,7 @@ class ServerDirectory:
         async with self._lock:
             servers = await self.registry.list_servers()
             self._ceilings = {s.id: value_ceilings(s.max_watts) for s in servers}
-            self._loaded_at = time.monotonic()
+            self._loaded_at = self._clock()
 
     async def _refresh_quietly(self) -> None:
         try:
@@ -73,7 +76,7 @@ class ServerDirectory:
     async def ceilings(self, wanted: set[str] | None = None) -> ServerCeilings:
         """Known server ids -> metric -> ceiling; loaded first if never loaded or when one of
         `wanted` is unknown, else refreshed in the background when older than `ttl_s`."""
-        age = time.monotonic() - self._loaded_at
+        age = self._clock() - self._loaded_at
         if self._loaded_at == float("-inf") or (
             wanted and not wanted <= self._ceilings.keys() and age > self.miss_refresh_s
         ):

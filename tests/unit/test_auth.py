@@ -149,13 +149,15 @@ async def test_the_first_admin_is_created_once_with_a_working_password(registry)
 
 
 class SlowKeys:
-    """The registry, with ingest-key and session lookups that wait for `open` and are counted."""
+    """The registry, with ingest-key and session lookups that wait for `open` and are counted:
+    `lookups` as they begin, `answered` as the registry answers."""
 
     def __init__(self, registry) -> None:
         self._registry = registry
         self.open = asyncio.Event()
         self.open.set()
         self.lookups = 0
+        self.answered = 0
 
     def __getattr__(self, name):
         return getattr(self._registry, name)
@@ -163,23 +165,36 @@ class SlowKeys:
     async def get_ingest_key(self, key_id):
         self.lookups += 1
         await self.open.wait()
-        return await self._registry.get_ingest_key(key_id)
+        found = await self._registry.get_ingest_key(key_id)
+        self.answered += 1
+        return found
 
     async def get_session(self, digest):
         self.lookups += 1
         await self.open.wait()
-        return await self._registry.get_session(digest)
+        found = await self._registry.get_session(digest)
+        self.answered += 1
+        return found
+
+
+async def answered(slow: SlowKeys, count: int) -> None:
+    """Wait until the registry has answered `count` lookups (a background refresh has landed:
+    the cache takes the answer in the same step)."""
+    async with asyncio.timeout(2):
+        while slow.answered < count:
+            await asyncio.sleep(0.001)
 
 
 async def test_a_key_in_steady_use_never_waits_for_the_registry_and_revocation_still_lands(registry):
     slow = SlowKeys(registry)
-    service = AuthService(slow, cache_ttl_s=0.4)
+    now = [0.0]
+    service = AuthService(slow, cache_ttl_s=0.4, clock=lambda: now[0])
     try:
         record, key = await service.create_ingest_key("rack 9", "alice")
         header = f"Bearer {key}"
         await service.authenticate(header, allow_ingest_key=True)
         assert slow.lookups == 1
-        await asyncio.sleep(0.25)  # past half the TTL: the next uses answer at once and refresh once
+        now[0] = 0.25  # past half the TTL: the next uses answer at once and refresh once
         slow.open.clear()
         for _ in range(5):
             async with asyncio.timeout(0.05):
@@ -187,13 +202,14 @@ async def test_a_key_in_steady_use_never_waits_for_the_registry_and_revocation_s
         await asyncio.sleep(0.01)
         assert slow.lookups == 2  # one refresh for the five uses, still waiting on the registry
         slow.open.set()
-        await asyncio.sleep(0.2)  # past the first lookup's TTL: the refreshed entry still answers
+        await answered(slow, 2)
+        now[0] = 0.45  # past the first lookup's TTL: the refreshed entry still answers
         slow.open.clear()
         async with asyncio.timeout(0.05):
             await service.authenticate(header, allow_ingest_key=True)
         slow.open.set()
         await registry.revoke_ingest_key(record.key_id, 1)
-        await asyncio.sleep(0.45)  # a revocation lands within the TTL
+        now[0] = 0.9  # a revocation lands within the TTL
         with pytest.raises(Unauthorized, match="revoked"):
             await service.authenticate(header, allow_ingest_key=True)
     finally:
@@ -202,17 +218,18 @@ async def test_a_key_in_steady_use_never_waits_for_the_registry_and_revocation_s
 
 async def test_a_refresh_in_flight_does_not_bring_back_a_logged_out_session(registry):
     slow = SlowKeys(registry)
-    service = AuthService(slow, cache_ttl_s=0.4)
+    now = [0.0]
+    service = AuthService(slow, cache_ttl_s=0.4, clock=lambda: now[0])
     try:
         await service.add_user("alice", "sysadmin", "correct horse")
         token = (await service.login({"username": "alice", "password": "correct horse"})).token
         principal = await service.authenticate(f"Bearer {token}")
-        await asyncio.sleep(0.25)
+        now[0] = 0.25
         slow.open.clear()
         await service.authenticate(f"Bearer {token}")  # answered from the cache; a refresh waits
         await service.logout(principal)
         slow.open.set()
-        await asyncio.sleep(0.05)
+        await answered(slow, 2)
         with pytest.raises(Unauthorized):
             await service.authenticate(f"Bearer {token}")
     finally:

@@ -31,23 +31,33 @@ class Registry:
         return [SimpleNamespace(id=i, max_watts=100.0) for i in sorted(self.ids)]
 
 
+class Clock:
+    """The directory's clock: a test moves it on instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def ids(directory: ServerDirectory, wanted: set[str] | None = None) -> set[str]:
     return set(await directory.ceilings(wanted))
 
 
 @pytest.fixture
 async def directory_and_registry():
-    registry = Registry({"a"})
-    directory = ServerDirectory(registry, ttl_s=0.1, miss_refresh_s=0.05)  # type: ignore[arg-type]
-    yield directory, registry
+    registry, clock = Registry({"a"}), Clock()
+    directory = ServerDirectory(registry, ttl_s=0.1, miss_refresh_s=0.05, clock=clock)  # type: ignore[arg-type]
+    yield directory, registry, clock
     await directory.close()
 
 
 async def test_a_stale_list_is_refreshed_behind_the_requests(directory_and_registry):
-    directory, registry = directory_and_registry
+    directory, registry, clock = directory_and_registry
     assert await ids(directory, ) == {"a"} and registry.calls == 1  # the first use loads
     registry.ids = {"a", "b"}
-    await asyncio.sleep(0.15)
+    clock.now += 0.15
     registry.open.clear()  # a slow registry: requests must not wait for it
     for _ in range(3):
         async with asyncio.timeout(0.05):
@@ -60,30 +70,30 @@ async def test_a_stale_list_is_refreshed_behind_the_requests(directory_and_regis
 
 
 async def test_an_unknown_id_is_looked_up_before_answering(directory_and_registry):
-    directory, registry = directory_and_registry
+    directory, registry, clock = directory_and_registry
     await ids(directory, )
     registry.ids = {"a", "new"}
-    await asyncio.sleep(0.06)
+    clock.now += 0.06
     assert await ids(directory, {"new"}) == {"a", "new"}
 
 
 async def test_a_failed_background_refresh_keeps_the_ids_in_hand(directory_and_registry):
-    directory, registry = directory_and_registry
+    directory, registry, clock = directory_and_registry
     await ids(directory, )
     registry.down = True
-    await asyncio.sleep(0.15)
+    clock.now += 0.15
     assert await ids(directory, ) == {"a"}
     await asyncio.sleep(0.01)
     assert registry.calls == 2
     registry.down = False
-    await asyncio.sleep(0.15)
+    clock.now += 0.15
     await ids(directory, )
     await asyncio.sleep(0.01)
     assert registry.calls == 3
 
 
 async def test_ceilings_follow_the_servers_max_watts_through_events(directory_and_registry):
-    directory, _ = directory_and_registry
+    directory, _, _ = directory_and_registry
     assert (await directory.ceilings())["a"]["power"] == 1_000.0  # 10 x 100 W
     directory.on_registry_event(json.dumps({"event": "updated", "server": {"id": "a", "max_watts": 350}}).encode())
     directory.on_registry_event(json.dumps({"event": "added", "server": {"id": "b", "max_watts": 0}}).encode())
