@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from rich.cells import cell_len, set_cell_size
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -32,8 +32,10 @@ from textual.strip import Strip
 from tasker_tui import format as fmt
 from tasker_tui.fleet_state import FLEET_FIELDS, FleetState, Server, filter_fields, location_text
 from tasker_tui.literal import one_line
-from tasker_tui.table_query import Filter, SortColumn, SortOrder, letter_position, ordered, parse_filter
+from tasker_tui.table_query import Filter, SortColumn, SortOrder, ordered, parse_filter
 from tasker_tui.task_board import ServerLoad
+# fit and header_label are imported from here too (plan_gantt, tests): they lived here first.
+from tasker_tui.widgets.table_row import cell, fit, header_label, header_row, table_row  # noqa: F401
 
 SPARK_SPAN_S = 300  # the sparklines show the last five minutes
 WIDE_AT = 120  # table width from which the wide layout (site, longer names) is used
@@ -134,27 +136,6 @@ def tasks_cell(load: ServerLoad | None) -> str:
     if load is None:
         return ""
     return (f"▶{load.running}" if load.running else "") + (f"+{load.planned}" if load.planned else "")
-
-
-def fit(text: str, width: int, right: bool = False) -> str:
-    """`text` padded or cut (with an ellipsis) to exactly `width` cells: counted in cells, not
-    characters, so a name in wide (CJK) characters cannot push the columns after it."""
-    cells = cell_len(text)
-    if cells > width:
-        return set_cell_size(text, width - 1) + "…" if width > 0 else ""
-    pad = " " * (width - cells)
-    return pad + text if right else text + pad
-
-
-def header_label(label: str, letter: str, arrow: str, width: int, right: bool, style: Style) -> list[Segment]:
-    """A column header fitted to `width`, its sort letter underlined (where the label has it)."""
-    text = fit(f"{label} {arrow}" if arrow else label, width, right)
-    offset = text.find(label[:1]) if right else 0
-    at = letter_position(label, letter)
-    if at is None or offset < 0 or offset + at >= len(text) or text[offset + at] == "…":
-        return [Segment(text, style)]
-    at += offset
-    return [Segment(text[:at], style), Segment(text[at], style + Style(underline=True)), Segment(text[at + 1:], style)]
 
 
 def _number(value: object) -> float | None:
@@ -574,36 +555,26 @@ class FleetTable(ScrollView, can_focus=True):
         return labels
 
     def _header_strip(self, style: Style) -> Strip:
-        segments = []
-        labels = self.header_labels()
-        for column in COLUMNS:
-            arrow = self.order.arrow if column.key == self.order.key else ""
-            segments.append(Segment(" " * PADDING, style))
-            segments += header_label(labels[column.key], column.letter, arrow, self._widths[column.key], column.right, style)
-            segments.append(Segment(" " * PADDING, style))
-        return Strip(segments)
+        return header_row(COLUMNS, self._widths, self.order, style, labels=self.header_labels(),
+                          gap=2 * PADDING, edge=PADDING)
 
     def _row_strip(self, cells: RowCells, selected: bool, base: Style) -> Strip:
         row = base + self._style("fleet-table--cursor") if selected else base
         muted = row + self._style("fleet-table--stale") if cells.stale else row
-        pad = " " * PADDING
         widths = self._widths
         mark = (muted, "○ ") if cells.stale else (row + self._style("fleet-table--fresh-mark"), "● ")
         source_style = muted if cells.stale else row + Style(color=SOURCE_COLORS.get(cells.source))
         name_style = muted if cells.stale else row + Style(bold=True)
         power_style = muted if cells.stale or not cells.power_color else row + Style(color=cells.power_color)
         co2_style = muted if cells.stale or not cells.co2_color else row + Style(color=cells.co2_color)
-        segments = [
-            Segment(pad, row), Segment(mark[1], mark[0]),
-            Segment(fit(cells.name, widths["name"] - 2), name_style), Segment(pad * 2, row),
-            Segment(fit(cells.location, widths["location"]), row), Segment(pad * 2, row),
-            Segment(fit(cells.source, widths["source"]), source_style), Segment(pad * 2, row),
-            Segment(fit(cells.power, widths["power"], right=True), power_style), Segment(pad * 2, row),
-            Segment(fit(cells.co2, widths["co2"], right=True), co2_style), Segment(pad * 2, row),
-            Segment(fit(cells.tasks, widths["tasks"]), row + Style(color="green", bold=True)), Segment(pad * 2, row),
-            Segment(fit(cells.power_spark, widths["power_spark"]), muted if cells.stale else row + Style(color=POWER_SPARK)),
-            Segment(pad * 2, row),
-            Segment(fit(cells.co2_spark, widths["co2_spark"]), muted if cells.stale else row + Style(color=CO2_SPARK)),
-            Segment(pad, row),
+        drawn = [
+            [Segment(mark[1], mark[0]), *cell(cells.name, widths["name"] - 2, name_style)],
+            cell(cells.location, widths["location"], row),
+            cell(cells.source, widths["source"], source_style),
+            cell(cells.power, widths["power"], power_style, right=True),
+            cell(cells.co2, widths["co2"], co2_style, right=True),
+            cell(cells.tasks, widths["tasks"], row + Style(color="green", bold=True)),
+            cell(cells.power_spark, widths["power_spark"], muted if cells.stale else row + Style(color=POWER_SPARK)),
+            cell(cells.co2_spark, widths["co2_spark"], muted if cells.stale else row + Style(color=CO2_SPARK)),
         ]
-        return Strip(segments)
+        return table_row(drawn, row, gap=2 * PADDING, edge=PADDING)

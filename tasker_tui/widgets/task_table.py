@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
@@ -27,7 +26,8 @@ from tasker.models import Task
 from tasker_tui import format as fmt
 from tasker_tui.literal import one_line
 from tasker_tui.table_query import Filter, SortColumn, SortOrder, ordered, parse_filter
-from tasker_tui.widgets.fleet_table import CURSOR_BINDINGS, fit, header_label, sort_bindings
+from tasker_tui.widgets.fleet_table import CURSOR_BINDINGS, sort_bindings
+from tasker_tui.widgets.table_row import cell, header_row, table_row
 
 WIDE_AT = 120
 
@@ -290,18 +290,14 @@ class TaskTable(ScrollView, can_focus=True):
         widths = self._widths()
         if y == 0:
             style = base + self.get_component_rich_style("task-table--header", partial=True)
-            segments = [Segment(" ", style)]
-            for column in TASK_COLUMNS:
-                arrow = self.order.arrow if column.key == self.order.key else ""
-                segments += [*header_label(column.label, column.letter, arrow, widths[column.key], column.right, style),
-                             Segment(" ", style)]
-            return Strip(segments).crop_extend(int(self.scroll_x), int(self.scroll_x) + width, style)
+            header = header_row(TASK_COLUMNS, widths, self.order, style)
+            return header.crop_extend(int(self.scroll_x), int(self.scroll_x) + width, style)
         index = int(self.scroll_y) + y - 1
         if index >= len(self._order):
             return Strip.blank(width, base)
         cells = self._rows[self._order[index]]
         row = base + self.get_component_rich_style("task-table--cursor", partial=True) if index == self.cursor_row else base
-        segments = [Segment(" ", row)]
+        drawn = []
         for column, value in zip(TASK_COLUMNS, cells, strict=True):
             style = row
             if column.key == "state":
@@ -310,5 +306,5 @@ class TaskTable(ScrollView, can_focus=True):
                 style = row + Style(bold=True)
             elif column.key == "saving" and value not in ("—", fmt.NOT_A_NUMBER):
                 style = row + Style(color="green" if not value.startswith("-") else "red")
-            segments += [Segment(fit(value, widths[column.key], column.right), style), Segment(" ", row)]
-        return Strip(segments).crop_extend(int(self.scroll_x), int(self.scroll_x) + width, base)
+            drawn.append(cell(value, widths[column.key], style, column.right))
+        return table_row(drawn, row).crop_extend(int(self.scroll_x), int(self.scroll_x) + width, base)
