@@ -55,13 +55,19 @@ class Board:
         return clone
 
     def take(self, choice: Choice, cores: int) -> None:
-        self.free[choice.row, list(choice.slots)] -= cores
+        self.free[choice.row, _columns(choice.slots)] -= cores
 
     def give_back(self, choice: Choice, cores: int) -> None:
-        self.free[choice.row, list(choice.slots)] += cores
+        self.free[choice.row, _columns(choice.slots)] += cores
 
     def fits(self, choice: Choice, cores: int) -> bool:
-        return bool((self.free[choice.row, list(choice.slots)] >= cores).all())
+        return bool((self.free[choice.row, _columns(choice.slots)] >= cores).all())
+
+
+def _columns(slots: tuple[int, ...]) -> slice | list[int]:
+    """A run of slots as a slice (numpy updates it in place, without an index array)."""
+    first, last = slots[0], slots[-1]
+    return slice(first, last + 1) if last - first + 1 == len(slots) else list(slots)
 
 
 def occupied_slots(horizon: Horizon, pieces: Sequence[tuple[int, int]]) -> list[int]:
@@ -79,7 +85,7 @@ def cheapest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -
     rows = window.rows if rows is None else rows
     lo, hi, need = window.lo, window.hi, window.need
     # lower bound per server: its cleanest slot in the window for the whole run
-    bound = horizon.core_slot_g[rows, lo:hi].min(axis=1) * (need - 1 + window.last_fraction) * cores
+    bound = horizon.cleanest_g(rows, lo, hi) * (need - 1 + window.last_fraction) * cores
     order = np.argsort(bound, kind="stable")
     best: Choice | None = None
     for at in range(0, len(order), _CHUNK):

@@ -9,9 +9,10 @@
 3. Never worse than running now: the run-now first-fit plan is made too and, when it places
    more tasks or the same ones for less, improved in its turn; the better plan is kept (more
    tasks placed first, then less CO2).
-4. Ruin and recreate, while the budget lasts (`ruin_and_recreate`): related tasks are taken out
-   and put back in a perturbed order (fewest choices first, or most energy first), and the
-   change kept only when the plan gets better (seeded, so a plan is reproducible).
+4. Ruin and recreate, while the budget lasts (`ruin_and_recreate`): a task is pushed onto a
+   server where it could cost less, ejecting the tasks in its way, or related tasks are taken
+   out; all go back in a perturbed order (fewest choices first, or most energy first), and the
+   change is kept only when the plan gets better (seeded, so a plan is reproducible).
 
 Incremental re-plan (`insert`): the previous choices stay, new tasks are inserted, and a bounded
 repair re-inserts the new tasks and the tasks sharing their servers.
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import random
 import time
+
+import numpy as np
 from collections.abc import Iterable
 
 from backend.allocation.baselines import plan_first_fit
@@ -36,6 +39,8 @@ REPAIR_LIMIT = 48
 
 STALE_FACTOR = 10
 """Ruin-and-recreate stops after this many steps per task without a gain (or at the deadline)."""
+EJECT_SHARE = 0.75
+"""Share of ruin-and-recreate steps that eject (the others ruin a server and a random few)."""
 RUIN_SHARE = 0.15
 """Share of the placed tasks a ruin-and-recreate step takes out (at least 2)."""
 
@@ -55,28 +60,53 @@ def plan_greedy(windows: list[TaskWindow], board: Board, *, deadline: float) -> 
 
 def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str, Choice], *,
                       deadline: float, rng: random.Random) -> None:
-    """Large-neighbourhood search while the budget lasts: take out related tasks (those on one
-    server and on the servers they could move to, plus a few at random), put them and the tasks
-    left out back in a perturbed order of difficulty, and keep the result when it places more
-    tasks or emits less; otherwise undo it. Moves one task at a time cannot make room on a
-    contested clean server for a bigger task: this can."""
+    """Large-neighbourhood search while the budget lasts. A step either ejects (a task goes
+    first onto a server where it could cost less, and the tasks there that overlap its window
+    go back after it) or ruins (the tasks on one server and on one they could move to, plus a
+    few at random, go back in a perturbed order); the tasks left out are retried, and the
+    result is kept when it places more tasks or emits less, otherwise undone. Moves of one task
+    at a time cannot make room on a contested clean server for a bigger task: these can."""
     by_id = {w.task.id: w for w in windows}
+    floors: dict[str, np.ndarray] = {}  # per task, when it is first picked
     patience = STALE_FACTOR * len(windows)
     stale = 0
     while time.perf_counter() < deadline and len(choices) >= 2 and stale < patience:
         stale += 1
         before = _score(choices)
         placed = list(choices)
-        seed = by_id[rng.choice(placed)]
-        rows = {choices[seed.task.id].row, int(rng.choice(seed.rows))}
-        related = [t for t in placed if choices[t].row in rows]
-        extra = rng.sample(placed, min(len(placed), max(2, int(RUIN_SHARE * len(placed))) // 2))
-        out = list(dict.fromkeys(related + extra))
-        saved = {t: choices.pop(t) for t in out}
-        for task_id, choice in saved.items():
-            board.give_back(choice, by_id[task_id].task.cores)
-        again = [by_id[t] for t in out] + [w for w in windows if w.task.id not in choices and w.task.id not in saved]
-        _insert_all(_recreate_order(again, rng), board, choices)
+        if rng.random() < EJECT_SHARE:
+            # eject: a task goes first onto a server where it could cost less; the tasks there
+            # that overlap its window make room and go back after it
+            seed = by_id[rng.choice(placed)]
+            if seed.task.id not in floors:
+                floors[seed.task.id] = _floors(seed, board)
+            cheaper = seed.rows[floors[seed.task.id] < choices[seed.task.id].cost_g]
+            if not len(cheaper):
+                continue
+            target = int(rng.choice(cheaper))
+            out = [seed.task.id] + [t for t in placed if t != seed.task.id and choices[t].row == target
+                                    and _overlaps(choices[t], seed)]
+            saved = {t: choices.pop(t) for t in out}
+            for task_id, choice in saved.items():
+                board.give_back(choice, by_id[task_id].task.cores)
+            first = cheapest(seed, board, np.array([target]))
+            if first is not None:
+                board.take(first, seed.task.cores)
+                choices[seed.task.id] = first
+            again = [by_id[t] for t in out[1:]] + [w for w in windows if w.task.id not in choices and w.task.id not in saved]
+            _insert_all(_recreate_order(again if first is not None else [seed, *again], rng), board, choices)
+            again.append(seed)  # undone with the others
+        else:
+            seed = by_id[rng.choice(placed)]
+            rows = {choices[seed.task.id].row, int(rng.choice(seed.rows))}
+            related = [t for t in placed if choices[t].row in rows]
+            extra = rng.sample(placed, min(len(placed), max(2, int(RUIN_SHARE * len(placed))) // 2))
+            out = list(dict.fromkeys(related + extra))
+            saved = {t: choices.pop(t) for t in out}
+            for task_id, choice in saved.items():
+                board.give_back(choice, by_id[task_id].task.cores)
+            again = [by_id[t] for t in out] + [w for w in windows if w.task.id not in choices and w.task.id not in saved]
+            _insert_all(_recreate_order(again, rng), board, choices)
         if _score(choices) > before:
             stale = 0
             continue
@@ -86,6 +116,16 @@ def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str
         for task_id, choice in saved.items():
             board.take(choice, by_id[task_id].task.cores)
             choices[task_id] = choice
+
+
+def _floors(window: TaskWindow, board: Board) -> np.ndarray:
+    """Per eligible server, the least the task could cost there (its cleanest slot throughout)."""
+    return (board.horizon.cleanest_g(window.rows, window.lo, window.hi)
+            * (window.need - 1 + window.last_fraction) * window.task.cores)
+
+
+def _overlaps(choice: Choice, window: TaskWindow) -> bool:
+    return choice.slots[0] < window.hi and choice.slots[-1] >= window.lo
 
 
 def _recreate_order(again: list[TaskWindow], rng: random.Random) -> list[TaskWindow]:

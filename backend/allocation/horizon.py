@@ -44,6 +44,17 @@ class Horizon:
         self.core_slot_g = (per_core_kw * pue)[:, None] * (self.slot_s / 3600.0) * self.g_per_kwh
         self.prefix_g = np.zeros((len(self.servers), n + 1))
         np.cumsum(self.core_slot_g, axis=1, out=self.prefix_g[:, 1:])
+        # minima of core_slot_g over runs of 2**k slots: any window's cleanest slot in O(1)
+        self._run_min = [self.core_slot_g]
+        while 2 ** len(self._run_min) <= n:
+            last, half = self._run_min[-1], 2 ** (len(self._run_min) - 1)
+            self._run_min.append(np.minimum(last[:, :-half], last[:, half:]))
+
+    def cleanest_g(self, rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Per row, the least grams one core emits over one slot of [lo, hi) (hi > lo)."""
+        k = (hi - lo).bit_length() - 1
+        level = self._run_min[k]
+        return np.minimum(level[rows, lo], level[rows, hi - 2 ** k])
 
     def slot_start_ms(self, k: int) -> int:
         """Start of slot `k` (may lie outside the horizon)."""

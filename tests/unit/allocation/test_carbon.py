@@ -1,5 +1,6 @@
 """Energy and CO2 of placements, against figures worked out by hand."""
 
+import numpy as np
 import pytest
 
 from backend.allocation import BuiltinIntensity, TraceIntensity, TraceRow, plan_tasks
@@ -40,3 +41,12 @@ def test_a_plan_states_the_grams_of_each_placement_with_the_same_accounting():
     assert placement.pieces == ((T0, T0 + H),)
     assert placement.co2_g == pytest.approx(28.125)
     assert placement.energy_kwh == pytest.approx(0.0375)
+
+
+def test_the_cleanest_slot_of_any_window_is_the_least_of_its_slots():
+    servers = [server(f"s{i}", source="grid-mix", region=r) for i, r in enumerate(("eu-west", "us-west", "ap-south"))]
+    horizon = Horizon(problem([], servers), BuiltinIntensity())
+    rows = np.arange(len(servers))
+    for lo in range(0, horizon.n_slots, 7):
+        for hi in range(lo + 1, horizon.n_slots + 1, 5):
+            assert np.array_equal(horizon.cleanest_g(rows, lo, hi), horizon.core_slot_g[:, lo:hi].min(axis=1))
