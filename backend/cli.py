@@ -154,8 +154,12 @@ def backend_command(
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        def stop_on(sig: signal.Signals) -> None:
+            stopped_by.append(sig.name)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda sig=sig: (stopped_by.append(sig.name), stop.set()))
+            loop.add_signal_handler(sig, stop_on, sig)
         starting = asyncio.create_task(backend.start(give_up_after_s=startup_timeout or None))
         stopping = asyncio.create_task(stop.wait())
         try:

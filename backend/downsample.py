@@ -34,7 +34,7 @@ _CURSOR_PREFIX = b"tasker-raw-v1:"
 
 
 class Rollup(NamedTuple):
-    """The aggregate of one bucket: its start and the min, max, sum and count of its values.
+    """The aggregate of one bucket: its start and the min, max, sum and number `n` of its values.
 
     A plain tuple underneath, so rows fetched as (start_ms, min, max, sum, count) tuples can be
     used as they are, and a raw reading is the one-value bucket (ts_ms, v, v, v, 1).
@@ -44,11 +44,11 @@ class Rollup(NamedTuple):
     min: float
     max: float
     sum: float
-    count: int
+    n: int
 
     @property
     def avg(self) -> float:
-        return self.sum / self.count
+        return self.sum / self.n
 
 
 def bucket_start(ts_ms: int, width_ms: int) -> int:

@@ -105,7 +105,7 @@ async def count_series(http: aiohttp.ClientSession, url: str, token: str, server
                        from_ms: int, to_ms: int) -> tuple[int, int]:
     """(rows, distinct timestamps) of a series through the raw readings API."""
     params = {"metric": metric, "from": str(from_ms), "to": str(to_ms), "limit": "10000"}
-    rows, seen = 0, set()
+    rows, seen = 0, set[int]()
     while True:
         async with http.get(f"{url}/api/v1/servers/{server_id}/readings", params=params,
                             headers={"Authorization": f"Bearer {token}"}) as response:

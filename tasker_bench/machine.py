@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -145,13 +146,13 @@ class CpuMeter:
         self._machine_before = machine_busy_s()
         self._started = time.monotonic()
 
-    def stop(self) -> dict[str, object]:
+    def stop(self) -> dict[str, Any]:
         """{"wall_s", "processes": {name: {"cpu_s", "percent_of_core", "peak_rss_mb"}},
         "machine_busy_percent",
         "gone": [names of processes that exited (or were restarted) meanwhile]}."""
         wall = max(time.monotonic() - self._started, 1e-9)
         tree = _children()
-        processes: dict[str, dict[str, float]] = {}
+        processes: dict[str, dict[str, float | None]] = {}
         gone: list[str] = []
         for name, pid in self.pids.items():
             used = cpu_seconds(pid, tree)

@@ -178,11 +178,19 @@ class RabbitCassandraPipeline:
         done: asyncio.Future[list[Any]] = loop.create_future()
         response = self.session.execute_async(statement, params)
 
+        def settle(rows: Any = None, exc: BaseException | None = None) -> None:
+            if done.done():
+                return
+            if exc is None:
+                done.set_result(list(rows or []))
+            else:
+                done.set_exception(exc)
+
         def ok(rows: Any) -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(list(rows or [])))
+            loop.call_soon_threadsafe(settle, rows)
 
         def failed(exc: BaseException) -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(exc))
+            loop.call_soon_threadsafe(settle, None, exc)
 
         response.add_callbacks(ok, failed)
         return await done

@@ -381,8 +381,9 @@ class SqliteRegistry(SqliteTasks):
     async def set_user_disabled(self, username: str, disabled_at_ms: int | None) -> None:
         """Disable from `disabled_at_ms` (a second disable keeps the first time) or enable with
         None; NotFound when there is no such user."""
+        args: tuple[int, ...] = ()
         if disabled_at_ms is None:
-            sql, args = "UPDATE users SET disabled_at_ms = NULL WHERE username = ?", ()
+            sql = "UPDATE users SET disabled_at_ms = NULL WHERE username = ?"
         else:
             at = require_count("disabled_at_ms", disabled_at_ms)
             sql = "UPDATE users SET disabled_at_ms = COALESCE(disabled_at_ms, ?) WHERE username = ?"
@@ -536,6 +537,7 @@ class SqliteRegistry(SqliteTasks):
         key = lookup_key(conversation)
         if key is None or n == 0:
             return []
+        args: tuple[str | int, ...]
         if before is None:
             sql, args = f"{_CHAT_SELECT} WHERE conversation = ? ORDER BY id DESC LIMIT ?", (key, n)
         else:

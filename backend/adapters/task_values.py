@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -41,9 +41,12 @@ def check_states(states: object) -> list[str] | None:
     """A states filter as a list of strings, or None for every state."""
     if states is None:
         return None
-    if isinstance(states, str) or not all(isinstance(s, str) for s in states):  # type: ignore[union-attr]
+    if isinstance(states, str) or not isinstance(states, Iterable):
         raise TypeError("states must be a collection of strings")
-    return list(states)  # type: ignore[arg-type]
+    listed = list(states)
+    if not all(isinstance(s, str) for s in listed):
+        raise TypeError("states must be a collection of strings")
+    return listed
 
 
 def lease_args(name: object, holder: object, now_ms: object, ttl_ms: object) -> tuple[str, str, int, int]:

@@ -106,8 +106,8 @@ def errors(*statuses: int) -> dict[str, Any]:
     return out
 
 
-SESSION = [{"session": []}]
-SESSION_OR_KEY = [{"session": []}, {"ingestKey": []}]
+SESSION: list[dict[str, list[str]]] = [{"session": []}]
+SESSION_OR_KEY: list[dict[str, list[str]]] = [{"session": []}, {"ingestKey": []}]
 # Every route that reads a body may answer 408 (slow body) and 413 (too large).
 BODY_ERRORS = (400, 408, 413)
 

@@ -184,7 +184,7 @@ def default_dispatcher() -> WsDispatcher:
 
 
 WS_DISPATCHER = web.AppKey("tasker_ws_dispatcher", WsDispatcher)
-WS_OPEN = web.AppKey("tasker_ws_open", set)
+WS_OPEN = web.AppKey("tasker_ws_open", set["WsConnection"])
 
 
 # --- the route --------------------------------------------------------------------------------
@@ -336,7 +336,8 @@ async def _watch_session(conn: WsConnection, auth: Any) -> None:
 
 async def close_all(app: web.Application) -> None:
     """On shutdown: close every websocket (1001 going away) so the server can stop."""
-    for conn in list(app[WS_OPEN]):
+    still_open = app[WS_OPEN]
+    for conn in list(still_open):
         await conn.ws.close(code=1001, message=b"server shutting down")
 
 

@@ -192,7 +192,7 @@ class Packager:
                 else:
                     half = len(part) // 2
                     parts += [part[half:], part[:half]]
-        return asyncio.ensure_future(asyncio.gather(*rollups)), refused
+        return asyncio.ensure_future(_all_done(rollups)), refused
 
     async def _dead_letter(self, metric: str, refused: list[tuple[Reading, str]]) -> None:
         """Send the refused readings alone to the dead-letter queue; Unavailable propagates, so
@@ -253,3 +253,8 @@ class Packager:
                 if not warned:
                     log.warning("live readings not announced while the broker fails: %s", exc)
                     warned = True
+
+
+async def _all_done(futures: list[asyncio.Future[None]]) -> None:
+    """Wait for every future; the first failure is raised."""
+    await asyncio.gather(*futures)

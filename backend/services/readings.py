@@ -131,7 +131,7 @@ def _check_item(index: int, item: Any, servers: ServerCeilings, now: int,
         if reason:
             errors.append(ItemError(index, "ts", reason))
 
-    value = item.get("value")
+    value: Any = item.get("value")
     if "value" in item:
         if type(value) not in (int, float):
             errors.append(ItemError(index, "value", "must be a number"))
@@ -212,6 +212,8 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
     batch = ReadingBatch()
     latest = now + MAX_FUTURE_SKEW_MS
     isfinite = math.isfinite
+    server_id: Any
+    name: Any
     for index, item in enumerate(items):
         # Fast path for the common well-formed item (ingest runs this for every reading); anything
         # unusual goes through _check_item, which names each problem.

@@ -234,7 +234,7 @@ class Scheduler:
     async def _write(self, records: list[TaskRecord], epoch: int) -> list[TaskRecord]:
         """Write each changed record while the lease holds; a lost race (a cancel meanwhile)
         leaves that task to the next round, which is asked for at once."""
-        written = []
+        written: list[TaskRecord] = []
         for record in records:
             if not self.holds_lease() or self.epoch != epoch:
                 log.warning("lease lost mid-round; %d plan writes left to the next holder",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from backend.ports import ServerRecord, TaskRecord
@@ -75,7 +75,7 @@ def _duration(value: Any) -> int:
     raise ValueError("must be seconds or a duration like 2h, 90m, 1h30m")
 
 
-def _strings(value: Any, what: str, allowed: Sequence[str] | None = None) -> list[str]:
+def _strings(value: Any, what: str, allowed: Collection[str] | None = None) -> list[str]:
     if not isinstance(value, list) or len(value) > 32 or not all(isinstance(v, str) for v in value):
         raise ValueError(f"must be a list of at most 32 {what}")
     if allowed is not None:

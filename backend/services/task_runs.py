@@ -56,7 +56,7 @@ def parse_run_event(payload: Any, now_ms: int) -> RunEvent:
     errors: list[dict[str, str]] = []
     known = {"state", "at", "agent_epoch", "exit_code", "output_tail", "server_id", "agent"}
     errors += [{"field": str(k)[:64], "reason": "is not an event field"} for k in payload if k not in known]
-    state = payload.get("state")
+    state: Any = payload.get("state")
     if state not in RUN_EVENTS:
         errors.append({"field": "state", "reason": f"must be one of {', '.join(RUN_EVENTS)}"})
     at = payload.get("at", now_ms)
@@ -71,7 +71,7 @@ def parse_run_event(payload: Any, now_ms: int) -> RunEvent:
             raise ValueError("is more than a minute in the future (is the agent's clock right?)")
     except ValueError as exc:
         errors.append({"field": "at", "reason": str(exc)})
-    epoch = payload.get("agent_epoch")
+    epoch: Any = payload.get("agent_epoch")
     if type(epoch) is not int or not 1 <= epoch <= 2**53:
         errors.append({"field": "agent_epoch", "reason": "must be the epoch of the agent lease (a whole number >= 1)"})
     code = payload.get("exit_code")

@@ -185,7 +185,7 @@ def make_readings(metric: str, servers: Sequence[str], column: Sequence[int], st
         return [Reading(servers[i], metric, t, v) for i, t, v in zip(column, stamps, values)]
     set_server, set_metric, set_ts, set_value = _SETTERS
     new = object.__new__
-    out = []
+    out: list[Reading] = []
     append = out.append
     for i, t, v in zip(column, stamps, values):
         r = new(Reading)

@@ -106,7 +106,7 @@ class Rollups:
                 for r in ds.merge(found, ds.HOUR_MS):
                     period = r.start_ms // HOUR_PERIOD_MS
                     by_partition[(server_id, period)].append(
-                        (server_id, metric, period, r.start_ms, r.min, r.max, r.sum, r.count, read_at)
+                        (server_id, metric, period, r.start_ms, r.min, r.max, r.sum, r.n, read_at)
                     )
             await self._batches.write_rows("insert_r3600", by_partition.values())
 
