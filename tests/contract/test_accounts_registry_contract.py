@@ -10,12 +10,7 @@ import pytest
 
 from backend.adapters.sqlite_registry import SqliteRegistry
 from backend.ports import NotFound, Registry, SessionRecord, UserRecord
-from tests.contract.test_registry_contract import (  # noqa: F401 - fixtures
-    OPERATOR_VALUES,
-    MakeRegistry,
-    make_registry,
-    registry,
-)
+from tests.contract.test_registry_contract import OPERATOR_VALUES, MakeRegistry
 
 FAR = 2_000_000_000_000
 

@@ -8,12 +8,7 @@ from dataclasses import replace
 
 from backend.adapters.sqlite_registry import SqliteRegistry
 from backend.ports import AuditRecord, Registry
-from tests.contract.test_registry_contract import (  # noqa: F401 - fixtures
-    MakeRegistry,
-    make_registry,
-    registry,
-    server,
-)
+from tests.contract.test_registry_contract import MakeRegistry, server
 
 
 def entry(n: int, action: str = "server.updated") -> AuditRecord:

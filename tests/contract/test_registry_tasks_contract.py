@@ -13,11 +13,7 @@ from dataclasses import replace
 import pytest
 
 from backend.ports import Conflict, NotFound, Registry, TaskRecord
-from tests.contract.test_registry_contract import (  # noqa: F401 - fixtures
-    MakeRegistry,
-    make_registry,
-    registry,
-)
+from tests.contract.test_registry_contract import MakeRegistry
 
 T0 = 1_760_000_000_000
 

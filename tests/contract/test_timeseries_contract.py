@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
-
 from cassandra.cluster import Cluster
 
 from backend import downsample as ds

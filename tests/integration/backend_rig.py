@@ -16,7 +16,6 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -32,7 +31,12 @@ import aiohttp
 import pytest
 
 from backend.bootstrap import Backend, serving
-from backend.services.wire import LIVE_CHANNEL, PLAN_CHANNEL, REGISTRY_CHANNEL, queue_for
+from backend.services.wire import (
+    LIVE_CHANNEL,
+    PLAN_CHANNEL,
+    REGISTRY_CHANNEL,
+    queue_for,
+)
 from tasker.config import Settings
 from tasker.domain import METRICS
 

@@ -14,13 +14,7 @@ import pytest
 from backend.adapters.sqlite_registry import SqliteRegistry
 from backend.http import ws as ws_module
 from backend.services.auth import AuthService
-from tests.integration.backend_rig import (  # noqa: F401 - fixtures
-    Api,
-    embedded,
-    login,
-    running_backend,
-    user_session,
-)
+from tests.integration.backend_rig import Api, login, running_backend, user_session
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -12,7 +12,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.integration.backend_rig import Mode, embedded, listening_url, spawn_backend  # noqa: F401
+from tests.integration.backend_rig import listening_url, spawn_backend
 from tests.integration.test_sensors_emulate import PASSWORD, EmbeddedBackend
 from tests.integration.test_shell import Shell, one_line_error
 

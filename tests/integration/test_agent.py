@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ from agents.agent import Agent
 from backend.services.agents import AgentSettings
 from backend.services.scheduler import SchedulerSettings
 from tasker.client import TaskerClient
-from tests.integration.backend_rig import Api, embedded, running_backend, user_session  # noqa: F401
+from tests.integration.backend_rig import Api, running_backend, user_session
 
 pytestmark = [pytest.mark.timeout(90)]
 

@@ -16,8 +16,15 @@ import pytest
 from backend.http import ws as ws_module
 from backend.services.agents import AgentSettings
 from backend.services.errors import Unauthorized
-from tests.integration.backend_rig import embedded, running_backend, user_session  # noqa: F401
-from tests.integration.test_agent import FAST_SCHEDULER, PY, agent_running, alive, submit, wait_task
+from tests.integration.backend_rig import running_backend, user_session
+from tests.integration.test_agent import (
+    FAST_SCHEDULER,
+    PY,
+    agent_running,
+    alive,
+    submit,
+    wait_task,
+)
 
 pytestmark = [pytest.mark.timeout(90)]
 

@@ -10,7 +10,7 @@ import subprocess
 import aiohttp
 import pytest
 
-from tests.integration.backend_rig import TASKER, Mode, embedded, listening_url, spawn_backend  # noqa: F401
+from tests.integration.backend_rig import TASKER, Mode, listening_url, spawn_backend
 
 pytestmark = pytest.mark.timeout(120)
 

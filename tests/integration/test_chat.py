@@ -24,11 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from backend.ports import SessionRecord
 from backend.services.passwords import token_digest
 from backend.services.timestamps import now_ms
-from tests.integration.backend_rig import (  # noqa: F401 - fixtures
-    embedded,
-    running_backend,
-    user_session,
-)
+from tests.integration.backend_rig import running_backend, user_session
 
 pytestmark = pytest.mark.timeout(120)
 

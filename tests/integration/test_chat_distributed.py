@@ -18,7 +18,12 @@ from backend.bootstrap import open_registry
 from backend.services.auth import AuthService
 from backend.services.chat import CHAT_CHANNEL
 from tasker.config import Settings
-from tests.integration.backend_rig import Mode, delete_rabbitmq_names, listening_url, spawn_backend
+from tests.integration.backend_rig import (
+    Mode,
+    delete_rabbitmq_names,
+    listening_url,
+    spawn_backend,
+)
 from tests.integration.test_chat import ChatClient, texts
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.services]

@@ -14,11 +14,10 @@ import time
 import aiohttp
 import pytest
 
-from tests.integration.backend_rig import (  # noqa: F401 - `embedded` is a fixture
+from tests.integration.backend_rig import (
     Api,
     Expected,
     assert_exactly_once,
-    embedded,
     listening_url,
     login,
     make_readings,

@@ -11,15 +11,11 @@ import time
 import aiohttp
 import pytest
 
-from tests.integration.backend_rig import (  # noqa: F401 - fixtures
+from tests.integration.backend_rig import (
     Expected,
     assert_exactly_once,
     assert_history_matches,
-    distributed,
-    distributed_names,
-    embedded,
     make_readings,
-    mode,
     running_backend,
     user_session,
     wait_until_stored,

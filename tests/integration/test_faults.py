@@ -21,14 +21,12 @@ import aiohttp
 import pytest
 
 from backend.services.wire import queue_for
-from tests.integration.backend_rig import (  # noqa: F401 - fixtures
+from tests.integration.backend_rig import (
     REPO,
     Api,
     Expected,
     assert_exactly_once,
     assert_history_matches,
-    distributed,
-    distributed_names,
     make_readings,
     running_backend,
     user_session,

@@ -11,13 +11,7 @@ import aiohttp
 import pytest
 
 from backend.http import ws as ws_module
-from tests.integration.backend_rig import (  # noqa: F401 - fixtures
-    Api,
-    embedded,
-    login,
-    running_backend,
-    user_session,
-)
+from tests.integration.backend_rig import Api, login, running_backend, user_session
 
 pytestmark = pytest.mark.timeout(60)
 

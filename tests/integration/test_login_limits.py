@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from backend.services.login_guard import FREE_FAILURES
-from tests.integration.backend_rig import embedded, running_backend  # noqa: F401 - a fixture
+from tests.integration.backend_rig import running_backend
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,7 @@ from backend.http.app import build_app
 from backend.http.context import ApiContext
 from backend.http.openapi import OPENAPI_PATH, document
 from backend.services.telemetry import Telemetry
-from tests.integration.backend_rig import embedded, running_backend  # noqa: F401 - fixture
+from tests.integration.backend_rig import running_backend
 
 REPO = Path(__file__).resolve().parents[2]
 METHODS = ("get", "put", "post", "delete", "patch")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.integration.backend_rig import embedded, running_backend, user_session  # noqa: F401
+from tests.integration.backend_rig import running_backend, user_session
 
 pytestmark = pytest.mark.timeout(60)
 

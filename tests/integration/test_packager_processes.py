@@ -13,14 +13,12 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from tests.integration.backend_rig import (  # noqa: F401 - fixtures
+from tests.integration.backend_rig import (
     Api,
     Expected,
     Mode,
     assert_exactly_once,
     assert_history_matches,
-    distributed,
-    distributed_names,
     listening_url,
     make_readings,
     running_backend,

@@ -25,15 +25,11 @@ import pytest
 
 from backend.services.wire import encode_readings, queue_for
 from tasker.domain import Reading
-from tests.integration.backend_rig import (  # noqa: F401 - fixtures
+from tests.integration.backend_rig import (
     Expected,
     assert_exactly_once,
     assert_history_matches,
-    distributed,
-    distributed_names,
-    embedded,
     make_readings,
-    mode,
     running_backend,
     user_session,
     wait_until_stored,

@@ -20,10 +20,8 @@ import pytest
 
 from backend.adapters.mongo import MongoRegistry
 from backend.services.scheduler import LEASE_NAME
-from tests.integration.backend_rig import (  # noqa: F401 - fixtures
+from tests.integration.backend_rig import (
     Api,
-    distributed,
-    distributed_names,
     running_backend,
     spawn_backend,
     user_session,

@@ -56,7 +56,7 @@ class LiveBackend:
     spare_tokens: list[str] = field(default_factory=list)
     """Sessions of another user, to log out: logging out the admin would leave every later call a 401."""
 
-    def headers(self, case) -> dict[str, str]:  # noqa: ANN001 - a schemathesis Case
+    def headers(self, case) -> dict[str, str]:
         operation_id = case.operation.definition.raw.get("operationId")
         # The admin's own password, sessions and account stay as they are: a fuzzed call on them
         # lands on another user.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasker.client import TaskerClient
-from tests.integration.test_sensors_emulate import TASKER, backend, readings, stop_process  # noqa: F401
+from tests.integration.test_sensors_emulate import TASKER, readings, stop_process
 
 PACKAGE_W, DRAM_W = 40.0, 5.0
 WRAP_UJ = 100_000_000  # 100 J: the package counter wraps every 2.5 s

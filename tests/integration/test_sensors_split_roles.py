@@ -12,8 +12,12 @@ import time
 import aiohttp
 import pytest
 
-from tests.integration.backend_rig import (  # noqa: F401
-    TASKER, Mode, distributed, distributed_names, listening_url, login, spawn_backend,
+from tests.integration.backend_rig import (
+    TASKER,
+    Mode,
+    listening_url,
+    login,
+    spawn_backend,
 )
 
 pytestmark = pytest.mark.timeout(180)

@@ -6,7 +6,6 @@ These talk to the services `compose/local/services up` started; when one is miss
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from urllib.parse import urlsplit
 

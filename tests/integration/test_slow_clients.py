@@ -16,7 +16,7 @@ from aiohttp import web
 
 from backend.bootstrap import Backend
 from backend.http.app import ClientTimeouts, build_app
-from tests.integration.backend_rig import Mode, embedded  # noqa: F401 - fixture
+from tests.integration.backend_rig import Mode
 
 pytestmark = pytest.mark.timeout(60)
 

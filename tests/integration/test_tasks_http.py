@@ -9,7 +9,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.integration.backend_rig import embedded, running_backend, user_session  # noqa: F401 - fixtures
+from tests.integration.backend_rig import running_backend, user_session
 
 pytestmark = pytest.mark.timeout(120)
 

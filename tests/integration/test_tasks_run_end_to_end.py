@@ -23,12 +23,7 @@ from sensors.emulated_agents import EmulatedAgents
 from sensors.registry import RegistryFollower
 from sensors.sender import ReadingSender
 from tasker.client import TaskerClient
-from tests.integration.backend_rig import (  # noqa: F401 - fixtures
-    distributed,
-    distributed_names,
-    running_backend,
-    user_session,
-)
+from tests.integration.backend_rig import running_backend, user_session
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
 
