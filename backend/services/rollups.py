@@ -4,14 +4,14 @@ The packager writes raw rows (`TimeSeriesStore.write_raw`), then marks the 60 s 
 touched here (`DirtyMinutes.mark`) and acks its messages only once the recomputation covering
 them has returned. Recomputations run one at a time, each beginning at least `interval_s` after
 the previous one began, and each takes every minute marked since: with the fleet reporting at
-1 Hz a minute bucket is recomputed about once per interval, where recomputing per write re-read
-it up to 60 times a minute at light load (and cost Cassandra 2-4x the raw write, BENCHMARKS.md).
+1 Hz a minute bucket is recomputed about once per interval rather than at every write (which
+would re-read it up to 60 times a minute).
 A write after a quiet spell is recomputed at once, so sporadic writes wait for no timer.
 
 Hours are recomputed less often: a round recomputes the 3600 s buckets (each re-read from its
 sixty 60 s rollups) only when `hour_interval_s` has passed since the last round that did, and
-then those of every minute recomputed since. At 1 reading per series per second that re-read was
-sixty rollup rows per series per round, the costliest part of a round (BENCHMARKS.md). A
+then those of every minute recomputed since (at 1 reading per series per second, re-reading an
+hour's sixty rollup rows every round would be the costliest part of the round). A
 message is acked only once a round has also recomputed its hours, so the guarantee below holds
 for hours too; the price is acks (and the newest hour of history) up to `hour_interval_s` later.
 

@@ -35,8 +35,9 @@ REGISTRY_CHANNEL = "registry.changes"
 """Broker event channel of server added/updated/removed events."""
 PLAN_CHANNEL = "plan.changes"
 """Broker event channel of task and plan events: `submitted` and `cancelled` (from the api,
-waking the scheduler) and `replanned` (from the scheduler); every api process relays them to
-its websocket clients as `plan` frames."""
+waking the scheduler), `replanned` and `requeued` (from the scheduler), `running`, `paused`,
+`resumed`, `done` and `failed` (agents' reports) and `measured` (the task meter); every api
+process relays them to its websocket clients as `plan` frames."""
 
 
 def queue_for(metric: str) -> str:
