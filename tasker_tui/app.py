@@ -32,7 +32,7 @@ from tasker_tui.type_ahead import OrderedKeys
 
 if TYPE_CHECKING:
     from tasker.client import TaskerClient
-    from tasker.models import Task
+    from tasker.models import Server, Task
     from tasker_tui.chat import ChatState
 
 CHAT_KEY = "ctrl+t"
@@ -478,7 +478,7 @@ class TaskerApp(OrderedKeys, App[None]):
             return  # logging in, or over a modal: nothing to command yet
 
         def names() -> list[str]:
-            return [s["name"] for s in self.fleet.servers.values()]
+            return [s.name for s in self.fleet.servers.values()]
 
         self.push_screen(CommandLineScreen(names), self.run_command)
 
@@ -487,7 +487,7 @@ class TaskerApp(OrderedKeys, App[None]):
         if parsed is None:
             return
         command, server_name = parsed
-        server_id = next((sid for sid, s in self.fleet.servers.items() if s["name"] == server_name), None)
+        server_id = next((sid for sid, s in self.fleet.servers.items() if s.name == server_name), None)
         match command.name:
             case "servers":
                 self.open_fleet()
@@ -532,22 +532,22 @@ class TaskerApp(OrderedKeys, App[None]):
             return
         self.push_screen(DetailScreen(server_id))
 
-    def request_edit(self, server: dict[str, Any] | None) -> None:
+    def request_edit(self, server: Server | None) -> None:
         """Open the register form (None) or the edit form; what the backend stored is shown at once."""
         from tasker_tui.screens.server_form import ServerFormScreen
 
         if self.refuse_reader("register or edit servers"):
             return
 
-        def saved(stored: dict[str, Any] | None) -> None:
+        def saved(stored: Server | None) -> None:
             if stored:
                 self.fleet.upsert_server(stored)
-                self.selected_after_save = stored["id"]
+                self.selected_after_save = stored.id
                 self.tick()
 
         self.push_screen(ServerFormScreen(server), saved)
 
-    def request_delete(self, server: dict[str, Any]) -> None:
+    def request_delete(self, server: Server) -> None:
         """Ask, then delete; screens showing that server close."""
         from tasker_tui.screens.confirm import confirm_delete
 
@@ -557,7 +557,7 @@ class TaskerApp(OrderedKeys, App[None]):
 
     @work(exclusive=True, group="delete", exit_on_error=False)
     async def delete_server(self, server_id: str) -> None:
-        name = self.fleet.servers.get(server_id, {}).get("name", server_id)
+        name = self.fleet.name_of(server_id)
         await self.client.delete_server(server_id)
         while getattr(self.screen, "server_id", None) == server_id and len(self.screen_stack) > 2:
             self.pop_screen()

@@ -7,7 +7,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Matcher, Provider
 from textual.content import Content
 
-from tasker_tui.fleet_state import location_text
+from tasker.models import Server
 from tasker_tui.literal import literal_content, one_line
 
 
@@ -25,35 +25,35 @@ def highlighted(matcher: Matcher, title: str) -> Content:
 class ServerCommands(Provider):
     """Every registered server, found by name (or location, source) in the command palette."""
 
-    def _servers(self) -> list[dict]:
+    def _servers(self) -> list[Server]:
         fleet = getattr(self.app, "fleet", None)
         if fleet is None or not getattr(self.app, "user", None):
             return []
-        return sorted(fleet.servers.values(), key=lambda s: s["name"].casefold())
+        return sorted(fleet.servers.values(), key=lambda s: s.name.casefold())
 
     def _open(self, server_id: str) -> None:
         self.app.open_server(server_id)  # type: ignore[attr-defined]
 
     @staticmethod
-    def _help(server: dict) -> Content:
+    def _help(server: Server) -> Content:
         # Content, not str: the palette parses a str help as markup (Content passes through).
-        return literal_content(one_line(f"{location_text(server, with_site=True)} · {server.get('energy_source', '')}"))
+        return literal_content(one_line(f"{server.location.text(with_site=True)} · {server.energy_source}"))
 
     @staticmethod
-    def _title(server: dict) -> str:
-        return f"Go to server {one_line(server['name'])}"
+    def _title(server: Server) -> str:
+        return f"Go to server {one_line(server.name)}"
 
     async def discover(self) -> Hits:
         for server in self._servers()[:50]:
             title = self._title(server)
-            yield DiscoveryHit(literal_content(title), partial(self._open, server["id"]), text=title,
+            yield DiscoveryHit(literal_content(title), partial(self._open, server.id), text=title,
                                help=self._help(server))  # type: ignore[arg-type]
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for server in self._servers():
             title = self._title(server)
-            score = max(matcher.match(title), matcher.match(one_line(server["name"])))
+            score = max(matcher.match(title), matcher.match(one_line(server.name)))
             if score > 0:
-                yield Hit(score, highlighted(matcher, title), partial(self._open, server["id"]), text=title,
+                yield Hit(score, highlighted(matcher, title), partial(self._open, server.id), text=title,
                           help=self._help(server))  # type: ignore[arg-type]

@@ -116,7 +116,7 @@ async def register_fleet(url: str, accounts: DemoAccounts, count: int) -> tuple[
     """
     async with TaskerClient(url) as api:
         answer = await api.login(accounts.sysadmin, accounts.sysadmin_password)
-        taken = {s["name"] for s in (await api.list_servers())["servers"]}
+        taken = {s.name for s in (await api.read_servers()).servers}
         added = 0
         for body in sample_servers(count):
             if body["name"] in taken:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasker.models import LatestReading, Location, ModelError, Server
 from tasker_tui.format import as_value, is_number
 from tasker_tui.table_query import parse_filter
 
@@ -23,10 +24,6 @@ DEFAULT_INTERVAL_S = 1.0
 # A server is stale after this many missed intervals, and never sooner than STALE_MIN_S.
 STALE_INTERVALS = 5
 STALE_MIN_S = 5.0
-
-Server = dict[str, Any]
-"""A server as the API returns it (see docs/api.md, servers)."""
-
 
 @dataclass(slots=True)
 class ServerSeries:
@@ -116,9 +113,9 @@ class FleetState:
 
     # --- writes (from the live stream and from HTTP loads) -------------------------------
 
-    def set_fleet(self, servers: Iterable[Server], latest: Mapping[str, Mapping[str, Any]]) -> None:
+    def set_fleet(self, servers: Iterable[Server], latest: Mapping[str, Mapping[str, LatestReading]]) -> None:
         """Replace the registry view with a fresh `GET /servers` answer (and its latest values)."""
-        self.servers = {server["id"]: server for server in servers}
+        self.servers = {server.id: server for server in servers}
         self.backfilled.clear()  # what happened while away is refetched for what is on screen
         for server_id in list(self.series):
             if server_id not in self.servers:
@@ -126,8 +123,8 @@ class FleetState:
         for server_id in self.servers:
             series = self.series.setdefault(server_id, ServerSeries())
             for metric, point in (latest.get(server_id) or {}).items():
-                if metric in ("power", "co2") and point:
-                    series.add(metric, int(point["ts"]), as_value(point.get("value")))
+                if metric in ("power", "co2"):
+                    series.add(metric, point.ts_ms, as_value(point.value))
         self.registry_version += 1
         self.readings_version += 1
 
@@ -147,17 +144,28 @@ class FleetState:
             self.readings_version += 1
         return kept
 
-    def apply_registry(self, event: str, server: Server) -> None:
-        """Apply a registry event (`added`, `updated`, `removed`) from the websocket."""
-        server_id = server.get("id")
-        if not server_id:
-            return
+    def apply_registry(self, event: str, server: Mapping[str, Any]) -> None:
+        """Apply a registry event (`added`, `updated`, `removed`) from the websocket; its server
+        JSON is parsed here, and one that does not parse is ignored."""
         if event == "removed":
-            self.servers.pop(server_id, None)
-            self.series.pop(server_id, None)
-        else:
-            self.servers[server_id] = server
-            self.series.setdefault(server_id, ServerSeries())
+            server_id = server.get("id")  # a removal may carry no more than the id
+            if isinstance(server_id, str) and server_id:
+                self.remove_server(server_id)
+            return
+        try:
+            self.upsert_server(Server.from_json(server))
+        except ModelError:
+            return
+
+    def upsert_server(self, server: Server) -> None:
+        """Show a server added or changed (our own write, without waiting for the websocket)."""
+        self.servers[server.id] = server
+        self.series.setdefault(server.id, ServerSeries())
+        self.registry_version += 1
+
+    def remove_server(self, server_id: str) -> None:
+        self.servers.pop(server_id, None)
+        self.series.pop(server_id, None)
         self.registry_version += 1
 
     def apply_history(self, server_id: str, metric: str, points: Iterable[Iterable[float]]) -> None:
@@ -166,13 +174,6 @@ class FleetState:
         if series is not None:
             series.merge_history(metric, [(int(p[0]), as_value(p[2])) for p in points])
             self.readings_version += 1
-
-    def upsert_server(self, server: Server) -> None:
-        """Our own write succeeded: show it without waiting for the websocket event."""
-        self.apply_registry("updated", server)
-
-    def remove_server(self, server_id: str) -> None:
-        self.apply_registry("removed", {"id": server_id})
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -209,17 +210,19 @@ class FleetState:
     def find_by_name(self, name: str) -> Server | None:
         wanted = name.casefold()
         for server in self.servers.values():
-            if server["name"].casefold() == wanted:
+            if server.name.casefold() == wanted:
                 return server
         return None
 
+    def name_of(self, server_id: str) -> str:
+        """The server's name, or its id when it is not (or no longer) registered."""
+        server = self.servers.get(server_id)
+        return server.name if server is not None else server_id
 
-def location_text(server: Server, *, with_site: bool = False) -> str:
-    """`eu-west`, or `eu-west/Dublin` when asked and a site is set."""
-    location = server.get("location") or {}
-    region = location.get("region", "")
-    site = location.get("site") or ""
-    return f"{region}/{site}" if with_site and site else region
+
+def placeholder(server_id: str) -> Server:
+    """A stand-in for a server not (or no longer) in the registry: its id for its name."""
+    return Server(server_id, server_id, Location(""), "")
 
 
 FLEET_FIELDS = ("name", "region", "site", "source", "tag")
@@ -228,13 +231,12 @@ FLEET_FIELDS = ("name", "region", "site", "source", "tag")
 
 def filter_fields(server: Server) -> dict[str, list[str]]:
     """A server as the fleet's filter sees it."""
-    location = server.get("location") or {}
     return {
-        "name": [str(server.get("name", ""))],
-        "region": [str(location.get("region", ""))],
-        "site": [str(location.get("site") or "")],
-        "source": [str(server.get("energy_source", ""))],
-        "tag": [str(tag) for tag in server.get("tags") or []],
+        "name": [server.name],
+        "region": [server.location.region],
+        "site": [server.location.site],
+        "source": [server.energy_source],
+        "tag": list(server.tags),
     }
 
 

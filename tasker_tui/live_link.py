@@ -99,8 +99,8 @@ class LiveLink:
             # Subscribe before reloading: frames that arrive meanwhile wait in the socket and are
             # applied on top of the reload, so nothing between the two is lost.
             await live.subscribe("*", ["power", "co2"])
-            fleet = await self.client.list_servers()
-            self.fleet.set_fleet(fleet["servers"], fleet["latest"])
+            fleet = await self.client.read_servers()
+            self.fleet.set_fleet(fleet.servers, fleet.latest)
             self.fleet.connected = True
             self.epoch += 1
             self.backoff.succeeded()

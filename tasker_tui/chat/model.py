@@ -1,6 +1,7 @@
 """What the TUI knows of chat: conversations with their messages and markers, and the outbox.
 
-Plain data, no I/O, no Textual. Messages are the wire JSON of docs/websocket.md section 8.
+Plain data, no I/O, no Textual. Messages are `tasker.models.ChatMessage`, parsed from the frames
+of docs/websocket.md section 8 by `ChatState`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from tasker.models import ChatMessage, ServerLink
 
 TYPING_SHOWN_S = 5.0
 """How long "x is typing…" stays up after the last typing notice."""
@@ -21,7 +24,7 @@ class Conversation:
     """One sysadmin's support conversation as this user sees it."""
 
     name: str
-    messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    messages: dict[int, ChatMessage] = field(default_factory=dict)
     last_id: int = 0
     """Newest id known to exist (from the join summary or from messages)."""
     last_ts: int = 0
@@ -39,22 +42,22 @@ class Conversation:
     def unread(self) -> int:
         return max(0, self.last_id - self.read_id)
 
-    def add(self, message: dict[str, Any]) -> bool:
+    def add(self, message: ChatMessage) -> bool:
         """Keep a message; False when it was already known (duplicates are ignored)."""
-        mid = message["id"]
+        mid = message.id
         if mid in self.messages:
             return False
         self.messages[mid] = message
         if mid >= self.last_id:
-            self.last_id, self.last_ts = mid, int(message.get("ts") or 0)
-        self.typing.pop(message.get("sender", ""), None)
+            self.last_id, self.last_ts = mid, message.ts_ms
+        self.typing.pop(message.sender, None)
         if len(self.messages) > MESSAGES_KEPT:
             for old in sorted(self.messages)[: len(self.messages) - MESSAGES_KEPT]:
                 del self.messages[old]
             self.more_before = True
         return True
 
-    def ordered(self) -> list[dict[str, Any]]:
+    def ordered(self) -> list[ChatMessage]:
         return [self.messages[i] for i in sorted(self.messages)]
 
     def oldest_id(self) -> int | None:
@@ -71,7 +74,7 @@ class OutboxEntry:
 
     text: str
     conversation: str | None  # None: a sysadmin's own (known once joined)
-    attach: dict[str, str] | None = None  # {"id", "name"} of a server
+    attach: ServerLink | None = None
     client_key: str = field(default_factory=lambda: f"tui-{secrets.token_hex(12)}")
     error: str = ""
     """Why the backend refused it for good (it is then no longer sent)."""
@@ -83,5 +86,5 @@ class OutboxEntry:
         if self.conversation is not None:
             out["conversation"] = self.conversation
         if self.attach is not None:
-            out["attach"] = {"server_id": self.attach["id"]}
+            out["attach"] = {"server_id": self.attach.id}
         return out

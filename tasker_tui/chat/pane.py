@@ -18,6 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from tasker.models import ServerLink
 from tasker_tui.chat.render import conversation_label, message_log, online_line, typing_line
 from tasker_tui.chat.state import ChatState
 from tasker_tui.literal import literal, printable
@@ -67,7 +68,7 @@ class ChatPane(Vertical):
     def __init__(self, state: ChatState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state = state
-        self.attachment: dict[str, str] | None = None
+        self.attachment: ServerLink | None = None
         self._was_open = False
         self._focus_before: Widget | None = None
         self._syncing = False
@@ -153,12 +154,12 @@ class ChatPane(Vertical):
         attachment = self.query_one("#chat-attachment", Static)
         attachment.set_class(self.attachment is not None, "-visible")
         if self.attachment is not None:
-            attachment.update(Text(f"📎 {printable(self.attachment['name'])} (ctrl+b removes)"))
+            attachment.update(Text(f"📎 {printable(self.attachment.name)} (ctrl+b removes)"))
         self.query_one("#chat-notice", Static).update(literal(state.notice))
 
     def _sync_list(self) -> None:
         state = self.state
-        online = {u["username"] for u in state.online}
+        online = {u.username for u in state.online}
         rows = [(c.name, conversation_label(c, online)) for c in state.ordered_conversations()]
         labels = [(name, label.plain) for name, label in rows]
         if labels == self._labels:
@@ -251,20 +252,18 @@ class ChatPane(Vertical):
             if server is None:
                 self.state.notice = "select a server on the screen first (fleet row or detail)"
             else:
-                self.attachment = {"id": server["id"], "name": server["name"]}
+                self.attachment = ServerLink(server.id, server.name)
                 self.state.notice = ""
         self.sync()
 
     def action_open_link(self) -> None:
         shown = self.state.shown()
-        linked = [m["server"] for m in (shown.ordered() if shown else []) if isinstance(m.get("server"), dict)]
+        linked = [m.server for m in (shown.ordered() if shown else []) if m.server is not None]
         if not linked:
             self.state.notice = "no server is referenced in this conversation"
             self.sync()
             return
-        server_id = linked[-1].get("id")
-        if isinstance(server_id, str):
-            getattr(self.app, "open_server")(server_id)
+        getattr(self.app, "open_server")(linked[-1].id)
 
     def action_next_conversation(self, step: int) -> None:
         names = [c.name for c in self.state.ordered_conversations()]

@@ -13,6 +13,7 @@ from datetime import datetime
 from rich.style import Style
 from rich.text import Text
 
+from tasker.models import OnlineUser, ServerLink
 from tasker_tui.chat.model import Conversation, OutboxEntry
 from tasker_tui.literal import printable
 
@@ -28,11 +29,11 @@ def clock(ts_ms: int, now: float | None = None) -> str:
     return when.strftime("%H:%M") if when.date() == today else when.strftime("%b %d %H:%M")
 
 
-def server_link(server: object) -> Text | None:
+def server_link(server: ServerLink | None) -> Text | None:
     """"↗ web-1" that opens the server's detail when clicked (ctrl+o opens the newest)."""
-    if not isinstance(server, dict) or not isinstance(server.get("id"), str):
+    if server is None:
         return None
-    server_id, name = server["id"], printable(str(server.get("name") or server["id"]))
+    server_id, name = server.id, printable(server.name)
     if not _SERVER_ID.fullmatch(server_id):
         return None
     style = Style(color="cyan", underline=True, meta={"@click": f"app.open_server('{server_id}')"})
@@ -50,17 +51,17 @@ def message_log(conversation: Conversation | None, me: str, pending: list[Outbox
     if not messages and not pending:
         out.append("No messages yet. Type below and press enter.\n", style="dim")
     for message in messages:
-        mine = message.get("sender") == me
-        who = "you" if mine else printable(str(message.get("sender", "?")))
-        role = message.get("sender_role")
-        out.append(f"{clock(int(message.get('ts') or 0))} ", style="dim")
+        mine = message.sender == me
+        who = "you" if mine else printable(message.sender or "?")
+        role = message.sender_role
+        out.append(f"{clock(message.ts_ms)} ", style="dim")
         out.append(who, style="bold green" if mine else "bold magenta" if role == "sysadmin" else "bold cyan")
         if role in ("engineer", "admin") and not mine:
             out.append(" (support)", style="dim")
         out.append("\n")
-        out.append(printable(str(message.get("text", ""))))
+        out.append(printable(message.text))
         out.append("\n")
-        link = server_link(message.get("server"))
+        link = server_link(message.server)
         if link is not None:
             out.append("  ")
             out.append_text(link)
@@ -83,7 +84,7 @@ def seen_line(conversation: Conversation, me: str) -> str:
     if not conversation.messages:
         return ""
     newest = max(conversation.messages)
-    if conversation.messages[newest].get("sender") != me:
+    if conversation.messages[newest].sender != me:
         return ""
     readers = sorted(name for name, read in conversation.seen_by.items() if read >= newest and name != me)
     return printable(f"✓ seen by {', '.join(readers)}") if readers else ""
@@ -98,13 +99,13 @@ def typing_line(conversation: Conversation | None) -> Text:
     return Text(printable(f"{', '.join(typists)} {'is' if len(typists) == 1 else 'are'} typing…"))
 
 
-def online_line(online: list[dict[str, str]], me: str, support: bool) -> Text:
+def online_line(online: list[OnlineUser], me: str, support: bool) -> Text:
     """Who is around: for a sysadmin, the support staff who can answer; for support, the
     sysadmins online and the other support staff."""
-    staff = [u["username"] for u in online if u.get("role") in ("engineer", "admin") and u.get("username") != me]
+    staff = [u.username for u in online if u.role in ("engineer", "admin") and u.username != me]
     text = Text()
     if support:
-        sysadmins = [u["username"] for u in online if u.get("role") == "sysadmin"]
+        sysadmins = [u.username for u in online if u.role == "sysadmin"]
         text.append("● " if sysadmins else "○ ", style="green" if sysadmins else "dim")
         text.append(printable(f"sysadmins online: {', '.join(sysadmins)}") if sysadmins else "no sysadmin online",
                     style="" if sysadmins else "dim")

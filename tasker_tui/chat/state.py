@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from tasker.client import ApiError
+from tasker.models import ChatMessage, ModelError, OnlineUser, ServerLink
 from tasker_tui.chat.model import TYPING_SHOWN_S, Conversation, OutboxEntry
 
 FrameSender = Callable[[Mapping[str, Any]], Awaitable[None]]
@@ -45,7 +46,7 @@ class ChatState:
         self.role = ""
         self.conversations: dict[str, Conversation] = {}
         self.selected: str | None = None
-        self.online: list[dict[str, str]] = []
+        self.online: list[OnlineUser] = []
         self.outbox: list[OutboxEntry] = []
         self.refused: list[OutboxEntry] = []
         self.viewing: str | None = None
@@ -151,7 +152,7 @@ class ChatState:
         if self.viewing is not None:
             self.mark_read()
 
-    def submit(self, text: str, attach: dict[str, str] | None = None) -> str | None:
+    def submit(self, text: str, attach: ServerLink | None = None) -> str | None:
         """Queue a message; returns why it cannot be sent (nothing queued) or None."""
         if not text.strip():
             return "type a message first"
@@ -219,7 +220,7 @@ class ChatState:
             since = self._since_sent.get(conversation.name)
             # Messages after `since` follow as chat.messages; otherwise the stream starts now.
             conversation.stream_id = conversation.last_id if since is None else min(since, conversation.last_id)
-        self.online = list(frame.get("online", []))
+        self.online = _online(frame.get("online"))
         self.connected = True
         self.status = "chat: connected"
         self._ensure_selected()
@@ -230,17 +231,17 @@ class ChatState:
 
     def _on_messages(self, frame: Mapping[str, Any]) -> None:
         conversation = self._conversation(str(frame["conversation"]))
-        messages = [m for m in frame["messages"] if isinstance(m, dict) and isinstance(m.get("id"), int)]
+        messages = _messages(frame["messages"])
         if not messages:
             return
-        if messages[0]["id"] > conversation.stream_id + 1:
+        if messages[0].id > conversation.stream_id + 1:
             # Frames were dropped on the way (the backend said "lagging"): fetch the gap.
             self._fire({"type": "chat.history", "conversation": conversation.name,
                         "after": conversation.stream_id, "limit": 100})
         fresh = [m for m in messages if conversation.add(m)]
         self._ensure_selected()
-        conversation.stream_id = max(conversation.stream_id, messages[-1]["id"])
-        from_others = [m for m in fresh if m.get("sender") != self.me and m["id"] > conversation.read_id]
+        conversation.stream_id = max(conversation.stream_id, messages[-1].id)
+        from_others = [m for m in fresh if m.sender != self.me and m.id > conversation.read_id]
         if not from_others:
             return
         if self.viewing == conversation.name:
@@ -249,12 +250,12 @@ class ChatState:
             return
         last = from_others[-1]
         more = f" (+{len(from_others) - 1} more)" if len(from_others) > 1 else ""
-        sender = str(last.get("sender"))
+        sender = last.sender
         if not self.is_support:
             title = f"{sender} (support)"
         else:
             title = sender if sender == conversation.name else f"{sender} in {conversation.name}'s chat"
-        self.alerts.append((title, str(last.get("text", ""))[:200] + more))
+        self.alerts.append((title, last.text[:200] + more))
 
     def _ensure_selected(self) -> None:
         """Support always has a conversation shown once there is one: the newest with unread
@@ -268,9 +269,8 @@ class ChatState:
 
     def _on_history(self, frame: Mapping[str, Any]) -> None:
         conversation = self._conversation(str(frame["conversation"]))
-        for message in frame["messages"]:
-            if isinstance(message, dict) and isinstance(message.get("id"), int):
-                conversation.add(message)
+        for message in _messages(frame["messages"]):
+            conversation.add(message)
         if "after" not in frame:
             conversation.more_before = bool(frame.get("more"))
 
@@ -299,7 +299,7 @@ class ChatState:
         conversation.typing[str(frame["username"])] = time.monotonic() + TYPING_SHOWN_S
 
     def _on_presence(self, frame: Mapping[str, Any]) -> None:
-        self.online = [u for u in frame["online"] if isinstance(u, dict)]
+        self.online = _online(frame["online"])
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -367,3 +367,25 @@ class ChatState:
         self.version += 1
         for listener in list(self._listeners):
             listener()
+
+
+def _messages(raw: Any) -> list[ChatMessage]:
+    """A frame's messages, parsed; one that does not parse is dropped rather than the frame."""
+    out = []
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            out.append(ChatMessage.from_json(item, f"messages[{index}]"))
+        except ModelError:
+            continue
+    return out
+
+
+def _online(raw: Any) -> list[OnlineUser]:
+    """Who is online, parsed; an entry that does not parse is left out."""
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            out.append(OnlineUser.from_json(item))
+        except ModelError:
+            continue
+    return out

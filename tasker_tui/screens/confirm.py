@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tasker.models import Server
 from tasker_tui.literal import literal
 
 
@@ -79,15 +80,15 @@ class ConfirmScreen(ModalScreen[bool]):
             self.dismiss(event.button.id == "yes")
 
 
-def confirm_delete(app: App, server: dict, then: Callable[[str | None], None]) -> None:
+def confirm_delete(app: App, server: Server, then: Callable[[str | None], None]) -> None:
     """Ask before deleting `server`; `then` gets its id when confirmed, None otherwise."""
-    question = f"Delete server {server['name']}?"
+    question = f"Delete server {server.name}?"
     detail = (
         "It leaves the fleet and stops being watched. Its readings are kept until they expire."
     )
     app.push_screen(
         ConfirmScreen(question, detail, yes_label="Delete"),
-        lambda yes: then(server["id"] if yes else None),
+        lambda yes: then(server.id if yes else None),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from rich.table import Table
 from rich.text import Text
@@ -13,7 +14,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from tasker.domain import REGIONS
+from tasker.models import Server
 from tasker_tui import format as fmt
+from tasker_tui.fleet_state import placeholder
 from tasker_tui.literal import literal, one_line
 from tasker_tui.range_stats import LiveSeries
 from tasker_tui.screens.base import TaskerScreen
@@ -56,18 +59,17 @@ FINE_RESOLUTION_S = 60  # the backend's minute rollups: how finely the start of 
 SPEC_WIDE_AT = 110
 
 
-def _short_time(rfc3339: str | None) -> str:
-    """`2026-11-28T04:47:05.374Z` -> `2026-11-28 04:47Z`."""
-    if not rfc3339:
+def _short_time(ts_ms: int | None) -> str:
+    """An instant as `2026-11-28 04:47Z` (UTC, to the minute)."""
+    if ts_ms is None:
         return "—"
-    return str(rfc3339)[:16].replace("T", " ") + "Z"
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%MZ")
 
 
-def spec_table(server: dict) -> Table:
+def spec_table(server: Server) -> Table:
     """The server's registered spec as a two-column table; every value a literal `Text` (a Rich
     table would parse a str cell as markup)."""
-    location = server.get("location") or {}
-    region = location.get("region", "")
+    region = server.location.region
     table = Table.grid(padding=(0, 1))
     table.add_column(style="dim", no_wrap=True)
     table.add_column()
@@ -75,21 +77,21 @@ def spec_table(server: dict) -> Table:
     def row(label: str, value: object, style: str = "") -> None:
         table.add_row(label, literal(value, style))
 
-    row("Id", server.get("id", ""))
+    row("Id", server.id)
     row("Region", f"{region} ({REGIONS.get(region, ('?',))[0]})")
-    row("Site", location.get("site") or "—")
-    row("Source", server.get("energy_source", ""))
-    intensity = server.get("carbon_intensity_g_per_kwh")
-    row("Intensity", f"{fmt.number(intensity)} g/kWh" if isinstance(intensity, (int, float)) else "—")
-    row("", server.get("carbon_intensity_source", ""), "dim italic")
-    number = lambda value: fmt.number(value) if isinstance(value, (int, float)) else "—"  # noqa: E731
-    row("PUE", number(server.get("pue")))
-    row("Idle/max", f"{number(server.get('idle_watts'))} / {number(server.get('max_watts'))} W")
-    row("Cores", server.get("cores", "—"))
-    row("Tags", ", ".join(map(str, server.get("tags") or [])) or "—")
-    row("Created", f"{_short_time(server.get('created_at'))} by {server.get('created_by', '')}")
-    if server.get("updated_at") and server.get("updated_at") != server.get("created_at"):
-        row("Updated", _short_time(server["updated_at"]))
+    row("Site", server.location.site or "—")
+    row("Source", server.energy_source)
+    intensity = server.carbon_intensity_g_per_kwh
+    row("Intensity", f"{fmt.number(intensity)} g/kWh" if intensity is not None else "—")
+    row("", server.carbon_intensity_source, "dim italic")
+    number = lambda value: fmt.number(value) if value is not None else "—"  # noqa: E731
+    row("PUE", number(server.pue))
+    row("Idle/max", f"{number(server.idle_watts)} / {number(server.max_watts)} W")
+    row("Cores", "—" if server.cores is None else server.cores)
+    row("Tags", ", ".join(server.tags) or "—")
+    row("Created", f"{_short_time(server.created_at_ms)} by {server.created_by}")
+    if server.updated_at_ms is not None and server.updated_at_ms != server.created_at_ms:
+        row("Updated", _short_time(server.updated_at_ms))
     return table
 
 
@@ -116,10 +118,10 @@ class DetailScreen(TaskerScreen):
         self.spec_forced: bool | None = None
         self._loaded_for: tuple = ()
         self._drawn: tuple = ()
-        self._last_known: dict = {"id": server_id, "name": server_id}
+        self._last_known = placeholder(server_id)
 
     @property
-    def server(self) -> dict:
+    def server(self) -> Server:
         server = self.tasker.fleet.servers.get(self.server_id)
         if server is not None:
             self._last_known = server
@@ -127,7 +129,7 @@ class DetailScreen(TaskerScreen):
 
     @property
     def title_text(self) -> str:
-        return f"Fleet ▸ {self.server.get('name', '')}"
+        return f"Fleet ▸ {self.server.name}"
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="detail-head")
@@ -168,19 +170,19 @@ class DetailScreen(TaskerScreen):
         start = end - chosen.span_s * 1000
         loaded: dict[str, LiveSeries] = {}
         for metric in ("power", "co2"):
-            answer = await client.history(self.server_id, metric, start=start, end=end, points=HISTORY_POINTS)
-            resolution = int(answer.get("resolution_s") or 1)
-            series = LiveSeries(answer.get("points") or [], resolution, chosen.span_s * 1000)
+            answer = await client.read_history(self.server_id, metric, start=start, end=end, points=HISTORY_POINTS)
+            resolution = answer.resolution_s
+            series = LiveSeries(answer.points, resolution, chosen.span_s * 1000)
             if series.buckets and resolution > FINE_RESOLUTION_S:
                 # A coarse oldest bucket may hold readings from only its last minutes (a server
                 # added recently): find where they start, so energy is not counted before that.
                 first = int(series.buckets[0][0])
-                fine = await client.history(
+                fine = await client.read_history(
                     self.server_id, metric, start=first, end=min(end, first + resolution * 1000),
                     points=max(2, min(HISTORY_POINTS, resolution // FINE_RESOLUTION_S)),
                 )
-                if fine.get("points"):
-                    series.data_from_ms = int(fine["points"][0][0])
+                if fine.points:
+                    series.data_from_ms = fine.points[0][0]
             loaded[metric] = series
         if chosen is not self.range:
             return
@@ -196,7 +198,7 @@ class DetailScreen(TaskerScreen):
             # Only from the top: `dismiss` pops whatever is on top, and a delete from this screen
             # has closed it already by the time a late resume gets here.
             if self.is_current:
-                self.notify(f"{self.server.get('name', 'The server')} was deleted.", severity="warning")
+                self.notify(f"{self.server.name} was deleted.", severity="warning")
                 self.dismiss()
             return
         link = self.tasker.link
@@ -244,13 +246,12 @@ class DetailScreen(TaskerScreen):
         server = self.server
         now = fmt.now_ms()
         stale = fleet.is_stale(self.server_id, now)
-        location = server.get("location") or {}
         text = Text()
-        text.append(one_line(server.get("name", "")), "bold")
-        text.append(one_line(f"  {location.get('region', '')}"))
-        if location.get("site"):
-            text.append(one_line(f"/{location['site']}"))
-        text.append(one_line(f"  {server.get('energy_source', '')}"))
+        text.append(one_line(server.name), "bold")
+        text.append(one_line(f"  {server.location.region}"))
+        if server.location.site:
+            text.append(one_line(f"/{server.location.site}"))
+        text.append(one_line(f"  {server.energy_source}"))
         text.append("   ")
         series = fleet.series.get(self.server_id)
         last = series.last_ts_ms if series else None

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, Static
 
+from tasker.models import Server
 from tasker_tui import format as fmt
 from tasker_tui.fleet_state import FLEET_FIELDS
 from tasker_tui.screens.base import TaskerScreen
@@ -85,7 +86,7 @@ class FleetScreen(TaskerScreen):
 
     # --- selection ----------------------------------------------------------------------
 
-    def _selected(self) -> dict | None:
+    def _selected(self) -> Server | None:
         server_id = self.table.selected_server_id
         server = self.tasker.fleet.servers.get(server_id or "")
         if server is None:
@@ -102,13 +103,13 @@ class FleetScreen(TaskerScreen):
 
     def action_open(self) -> None:
         if server := self._selected():
-            self.tasker.open_server(server["id"])
+            self.tasker.open_server(server.id)
 
     def action_readings(self) -> None:
         from tasker_tui.screens.raw_readings import RawReadingsScreen
 
         if server := self._selected():
-            self.app.push_screen(RawReadingsScreen(server["id"]))
+            self.app.push_screen(RawReadingsScreen(server.id))
 
     def action_tasks(self) -> None:
         self.tasker.open_tasks()

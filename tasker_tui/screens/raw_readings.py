@@ -15,7 +15,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
 from tasker.domain import METRICS
+from tasker.models import Server
 from tasker_tui import format as fmt
+from tasker_tui.fleet_state import placeholder
 from tasker_tui.literal import literal
 from tasker_tui.readings_export import EXPORT_PAGE_SIZE, export_path, home_relative, write_readings_csv
 from tasker_tui.screens.base import TaskerScreen
@@ -82,12 +84,12 @@ class RawReadingsScreen(TaskerScreen):
         self.export_note = ""
 
     @property
-    def server(self) -> dict:
-        return self.tasker.fleet.servers.get(self.server_id, {"id": self.server_id, "name": self.server_id})
+    def server(self) -> Server:
+        return self.tasker.fleet.servers.get(self.server_id) or placeholder(self.server_id)
 
     @property
     def title_text(self) -> str:
-        return f"{self.server.get('name', '')} ▸ Raw readings"
+        return f"{self.server.name} ▸ Raw readings"
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="status-head")
@@ -202,7 +204,7 @@ class RawReadingsScreen(TaskerScreen):
 
     @work(exclusive=True, group="export", exit_on_error=False)
     async def export_csv(self) -> None:
-        path = export_path(self.tasker.export_dir, self.server.get("name", self.server_id), self.metric)
+        path = export_path(self.tasker.export_dir, self.server.name, self.metric)
         self.export_note = f"Exporting to {home_relative(path)}…"
         self._show_foot()
         readings = self.tasker.client.iter_readings(
@@ -210,7 +212,7 @@ class RawReadingsScreen(TaskerScreen):
         )
         try:
             rows = await write_readings_csv(
-                path, readings, server_id=self.server_id, server_name=self.server.get("name", ""),
+                path, readings, server_id=self.server_id, server_name=self.server.name,
                 metric=self.metric, progress=lambda rows: self._export_progress(path, rows),
             )
         except OSError as exc:

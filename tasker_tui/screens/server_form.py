@@ -16,6 +16,7 @@ from textual.widgets import Input, Label, Select, Static
 
 from tasker.client import ApiError, BackendUnavailable, Conflict, ValidationFailed
 from tasker.domain import DEFAULT_PUE, ENERGY_SOURCES, REGIONS, default_carbon_intensity
+from tasker.models import Server
 from tasker_tui.literal import literal
 from tasker_tui.screens.base import FORM_CSS, TaskerScreen
 from tasker_tui.screens.confirm import ask
@@ -74,24 +75,22 @@ def with_labels(text: str) -> str:
     return text
 
 
-def initial_values(server: Mapping[str, Any] | None) -> dict[str, str]:
+def initial_values(server: Server | None) -> dict[str, str]:
     """What each field shows when the form opens (blank form or the server being edited)."""
     if server is None:
         return {"pue": str(DEFAULT_PUE), "region": "eu-west", "energy_source": "grid-mix"}
-    location = server.get("location") or {}
-    user_set = server.get("carbon_intensity_source") == "set by user"
     number = lambda v: "" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))  # noqa: E731
     return {
-        "name": server.get("name", ""),
-        "region": location.get("region", ""),
-        "site": location.get("site") or "",
-        "energy_source": server.get("energy_source", ""),
-        "carbon_intensity_g_per_kwh": number(server.get("carbon_intensity_g_per_kwh")) if user_set else "",
-        "pue": number(server.get("pue")),
-        "idle_watts": number(server.get("idle_watts")),
-        "max_watts": number(server.get("max_watts")),
-        "cores": number(server.get("cores")),
-        "tags": ", ".join(server.get("tags") or []),
+        "name": server.name,
+        "region": server.location.region,
+        "site": server.location.site,
+        "energy_source": server.energy_source,
+        "carbon_intensity_g_per_kwh": number(server.carbon_intensity_g_per_kwh) if server.intensity_set_by_user else "",
+        "pue": number(server.pue),
+        "idle_watts": number(server.idle_watts),
+        "max_watts": number(server.max_watts),
+        "cores": number(server.cores),
+        "tags": ", ".join(server.tags),
     }
 
 
@@ -143,16 +142,10 @@ def parse_form(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str
     return payload, errors
 
 
-def changes_between(server: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, Any]:
+def changes_between(server: Server, payload: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of `payload` that differ from `server` (what a PATCH sends)."""
-    changes = {}
-    for key, value in payload.items():
-        current = server.get(key)
-        if key == "location":
-            current = {"region": (current or {}).get("region", ""), "site": (current or {}).get("site") or ""}
-        if current != value:
-            changes[key] = value
-    return changes
+    stored = server.to_json()
+    return {key: value for key, value in payload.items() if stored.get(key) != value}
 
 
 class ServerFormScreen(TaskerScreen):
@@ -164,16 +157,16 @@ class ServerFormScreen(TaskerScreen):
         Binding("escape", "cancel", "Cancel", tooltip="Close; asks first when something was changed"),
     ]
 
-    def __init__(self, server: Mapping[str, Any] | None) -> None:
+    def __init__(self, server: Server | None) -> None:
         super().__init__()
-        self.server = dict(server) if server else None
+        self.server = server
         # Shown beside a field while it has no error.
         self.hints: dict[str, str] = {}
         self._initial: dict[str, str] = {}  # what the fields held once mounted
 
     @property
     def title_text(self) -> str:
-        return f"Edit {self.server['name']}" if self.server else "Register a server"
+        return f"Edit {self.server.name}" if self.server else "Register a server"
 
     def compose_body(self) -> ComposeResult:
         values = initial_values(self.server)
@@ -273,7 +266,7 @@ class ServerFormScreen(TaskerScreen):
             self.show_errors(errors, f"Fix the {count} field{'s' if count > 1 else ''} marked in red.")
             return
         if self.server is not None:
-            if self.server.get("carbon_intensity_source") == "set by user" and "carbon_intensity_g_per_kwh" not in payload:
+            if self.server.intensity_set_by_user and "carbon_intensity_g_per_kwh" not in payload:
                 payload["carbon_intensity_g_per_kwh"] = None  # blank: back to the default of source and region
             payload = changes_between(self.server, payload)
             if not payload:
@@ -287,9 +280,9 @@ class ServerFormScreen(TaskerScreen):
         client = self.tasker.client
         try:
             if self.server is None:
-                saved = await client.create_server(payload)
+                saved = await client.register_server(payload)
             else:
-                saved = await client.update_server(self.server["id"], payload)
+                saved = await client.change_server(self.server.id, payload)
         except (ValidationFailed, Conflict) as exc:
             self.show_errors(*self._errors_from(exc))
             return
@@ -300,7 +293,7 @@ class ServerFormScreen(TaskerScreen):
             self.show_errors({}, exc.describe())
             return
         verb = "Updated" if self.server else "Registered"
-        self.notify(f"{verb} {saved.get('name', '')}.", title="Saved")
+        self.notify(f"{verb} {saved.name}.", title="Saved")
         self.dismiss(saved)
 
     @staticmethod

@@ -121,7 +121,7 @@ class TaskDetailScreen(TaskerScreen):
         if task is None:
             body.update("This task is no longer listed.")
             return
-        names = {sid: s.get("name", sid) for sid, s in self.tasker.fleet.servers.items()}
+        names = {sid: s.name for sid, s in self.tasker.fleet.servers.items()}
         body.update(task_text(task, names, fmt.now_ms()))
         self.sync_chrome()
 

@@ -132,8 +132,8 @@ class TaskFormScreen(TaskerScreen):
 
     def _draft(self):
         fleet = self.tasker.fleet.servers.values()
-        tags = {t for s in fleet for t in s.get("tags") or []}
-        largest = max((s.get("cores") or 0 for s in fleet), default=None) or None
+        tags = {t for s in fleet for t in s.tags}
+        largest = max((s.cores or 0 for s in fleet), default=None) or None
         return read_draft(self.values(), datetime.now(timezone.utc), tags, largest)
 
     @on(Input.Changed)

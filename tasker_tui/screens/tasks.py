@@ -51,7 +51,7 @@ class TasksScreen(TaskerScreen):
         signature = (board.version, self.tasker.fleet.registry_version, fmt.now_ms() // 1000)
         if signature != self._drawn:
             self._drawn = signature
-            names = {sid: s.get("name", sid) for sid, s in self.tasker.fleet.servers.items()}
+            names = {sid: s.name for sid, s in self.tasker.fleet.servers.items()}
             self.table.show(board.tasks, names)
             self._show_totals()
         empty = self.query_one("#tasks-empty", Static)

@@ -30,7 +30,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tasker_tui import format as fmt
-from tasker_tui.fleet_state import FLEET_FIELDS, FleetState, Server, filter_fields, location_text
+from tasker.models import Server
+from tasker_tui.fleet_state import FLEET_FIELDS, FleetState, filter_fields, placeholder
 from tasker_tui.literal import one_line
 from tasker_tui.table_query import Filter, SortColumn, SortOrder, ordered, parse_filter
 from tasker_tui.task_board import ServerLoad
@@ -144,7 +145,7 @@ def _number(value: object) -> float | None:
 
 def power_color(server: Server, watts: float | None) -> str:
     """Yellow, then red, as the server nears its registered maximum power."""
-    top = _number(server.get("max_watts"))
+    top = _number(server.max_watts)
     if watts is None or not fmt.is_number(watts) or not top or top <= 0:
         return ""
     share = watts / top
@@ -156,9 +157,9 @@ def intensity_color(server: Server, watts: float | None, grams_per_h: float | No
     live power and CO2 (grid-mix intensity moves through the day), else as registered."""
     intensity = None
     if watts is not None and grams_per_h is not None and fmt.is_number(watts) and fmt.is_number(grams_per_h) and watts > 0:
-        intensity = grams_per_h / (watts / 1000) / (_number(server.get("pue")) or 1.0)
+        intensity = grams_per_h / (watts / 1000) / (_number(server.pue) or 1.0)
     else:
-        intensity = _number(server.get("carbon_intensity_g_per_kwh"))
+        intensity = _number(server.carbon_intensity_g_per_kwh)
     if intensity is None or not fmt.is_number(intensity):
         return ""
     return next((color for threshold, color in INTENSITY_THRESHOLDS if intensity >= threshold), LOW_CARBON)
@@ -169,7 +170,7 @@ def co2_ceiling(servers: Iterable[Server]) -> float | None:
     maximum power, as registered."""
     ceiling = None
     for server in servers:
-        top, pue, intensity = (_number(server.get(k)) for k in ("max_watts", "pue", "carbon_intensity_g_per_kwh"))
+        top, pue, intensity = (_number(v) for v in (server.max_watts, server.pue, server.carbon_intensity_g_per_kwh))
         if top and intensity is not None:
             rate = top / 1000 * (pue or 1.0) * intensity
             if fmt.is_number(rate) and rate > 0 and (ceiling is None or rate > ceiling):
@@ -423,14 +424,14 @@ class FleetTable(ScrollView, can_focus=True):
 
     def _sort_value(self, server_id: str) -> Any:
         """What a server sorts by in the current column; None when it has no value there."""
-        server = self.state.servers.get(server_id, {})
+        server = self._server(server_id)
         key = self.order.key
         if key == "name":
-            return server.get("name", "").casefold()
+            return server.name.casefold()
         if key == "location":
-            return location_text(server, with_site=True).casefold()
+            return server.location.text(with_site=True).casefold()
         if key == "source":
-            return server.get("energy_source", "")
+            return server.energy_source
         if key == "tasks":
             load = self.loads.get(server_id, ServerLoad())
             return (load.running, load.planned)
@@ -443,7 +444,7 @@ class FleetTable(ScrollView, can_focus=True):
 
     def _apply_order(self) -> None:
         keep = self.selected_server_id
-        names = {sid: self.state.servers.get(sid, {}).get("name", "") for sid in self._order}
+        names = {sid: self._server(sid).name for sid in self._order}
         ordered_ids = ordered(self._order, self._sort_value, lambda sid: (names[sid], sid), self.order.reverse)
         if ordered_ids == self._order:
             return
@@ -458,9 +459,14 @@ class FleetTable(ScrollView, can_focus=True):
         top = int(self.scroll_y)
         return range(top, min(len(self._order), top + max(0, self.size.height - 1)))
 
+    def _server(self, server_id: str) -> Server:
+        """The row's server; a row whose server just left the registry shows its id until redrawn."""
+        server = self.state.servers.get(server_id)
+        return server if server is not None else placeholder(server_id)
+
     def _row_cells(self, server_id: str, now_ms: int) -> RowCells:
         state = self.state
-        server = state.servers.get(server_id, {})
+        server = self._server(server_id)
         series = state.series.get(server_id)
         stale = state.is_stale(server_id, now_ms)
         wide = self._widths.get("location", 0) > 12
@@ -474,13 +480,13 @@ class FleetTable(ScrollView, can_focus=True):
             power = fmt.watts(latest_w)
             co2 = fmt.grams_per_hour(latest_co2)
             power_spark = fmt.sparkline(series.power, now_ms, spark_width, SPARK_SPAN_S,
-                                        ceiling=_number(server.get("max_watts")))
+                                        ceiling=_number(server.max_watts))
             co2_spark = fmt.sparkline(series.co2, now_ms, spark_width, SPARK_SPAN_S, ceiling=self._co2_ceiling)
             power_level = power_color(server, latest_w)
             co2_level = intensity_color(server, latest_w, latest_co2) if latest_co2 is not None else ""
         return RowCells(
-            stale, one_line(server.get("name", server_id)), one_line(location_text(server, with_site=wide)),
-            one_line(server.get("energy_source", "")), power, co2, tasks_cell(self.loads.get(server_id)),
+            stale, one_line(server.name), one_line(server.location.text(with_site=wide)),
+            one_line(server.energy_source), power, co2, tasks_cell(self.loads.get(server_id)),
             power_spark, co2_spark, power_level, co2_level,
         )
 

@@ -94,7 +94,7 @@ async def login(pilot, username: str, password: str) -> None:
 def fleet_names(app: TaskerApp) -> list[str]:
     """Names of the fleet table's rows, top to bottom."""
     table = app.screen.query_one(FleetTable)
-    return [app.fleet.servers[sid]["name"] for sid in table.shown_ids]
+    return [app.fleet.servers[sid].name for sid in table.shown_ids]
 
 
 async def register(backend, name: str, region: str = "eu-west", source: str = "wind", tags=("test",)) -> dict:

@@ -11,7 +11,7 @@ from typing import Any
 
 from tasker.client import BackendUnavailable, NotFoundError, Unauthorized, ValidationFailed
 from tasker.domain import default_carbon_intensity
-from tasker.models import Me
+from tasker.models import History, Me, Server, ServerPage
 from tests.tui.fake_tasks import FakeTasks
 
 BASE_MS = 1_795_000_000_000  # a fixed "now" for deterministic screens (2026-11-18)
@@ -134,6 +134,15 @@ class FakeClient(FakeTasks):
         self.servers[server_id].update(changes)
         return dict(self.servers[server_id])
 
+    async def read_servers(self) -> ServerPage:
+        return ServerPage.from_json(await self.list_servers())
+
+    async def register_server(self, server) -> Server:
+        return Server.from_json(await self.create_server(server))
+
+    async def change_server(self, server_id: str, changes) -> Server:
+        return Server.from_json(await self.update_server(server_id, changes))
+
     async def delete_server(self, server_id: str, *, purge: bool = False) -> None:
         self._check()
         self.servers.pop(server_id)
@@ -142,6 +151,9 @@ class FakeClient(FakeTasks):
         self._check()
         samples = [(ts, v) for ts, v in self.raw.get((server_id, metric), []) if start <= ts < end]
         return {"metric": metric, "unit": "W", "resolution_s": 1, "points": [[ts, v, v, v] for ts, v in samples]}
+
+    async def read_history(self, server_id, metric, *, start=None, end=None, points=None) -> History:
+        return History.from_json(await self.history(server_id, metric, start=start, end=end, points=points))
 
     async def readings(self, server_id, metric, *, start=None, end=None, limit=100, cursor=None) -> dict[str, Any]:
         self._check()

@@ -47,7 +47,7 @@ async def test_register_through_the_form_with_a_validation_error(backend):
         await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="back at the fleet")
         await wait_until(pilot, lambda: "form-made-1" in fleet_names(app), what="the new row")
         table = app.screen.query_one(FleetTable)
-        assert app.fleet.servers[table.selected_server_id]["name"] == "form-made-1"
+        assert app.fleet.servers[table.selected_server_id].name == "form-made-1"
         # No sensor reports it yet: its detail says so rather than calling it stale.
         await pilot.press("enter")
         await wait_for_text(pilot, "form-made-1 eu-west/Dublin coal ○ no readings yet")
@@ -128,7 +128,7 @@ async def test_filter_by_source_and_tag(backend):
         await type_text(pilot, "coal")
         await wait_until(pilot, lambda: "flt-solar-1" not in fleet_names(app), what="the filter")
         assert "flt-coal-1" in fleet_names(app)
-        assert all(app.fleet.servers[sid]["energy_source"] == "coal" for sid in app.screen.query_one(FleetTable).shown_ids)
+        assert all(app.fleet.servers[sid].energy_source == "coal" for sid in app.screen.query_one(FleetTable).shown_ids)
         await pilot.press("enter")  # keep the filter, back to the table
         await pilot.press("slash", "ctrl+u")
         await type_text(pilot, "green")

@@ -49,7 +49,7 @@ async def settled(pilot) -> None:
 async def select(pilot, name: str) -> str:
     app = pilot.app
     table = app.screen.query_one("#fleet")
-    server_id = next(sid for sid, s in app.fleet.servers.items() if s["name"] == name)
+    server_id = next(sid for sid, s in app.fleet.servers.items() if s.name == name)
     await pilot.press("home")
     for _ in range(len(app.fleet.servers)):
         if table.selected_server_id == server_id:
@@ -331,7 +331,7 @@ async def test_the_command_line_goes_to_screens_by_name():
         await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen", what="the tasks screen")
         burst(app, ":server db-iad-1\r")  # typed ahead, in one write
         await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), what="the server's detail")
-        assert app.fleet.servers[app.screen.server_id]["name"] == "db-iad-1"
+        assert app.fleet.servers[app.screen.server_id].name == "db-iad-1"
         burst(app, ":servers\r")
         await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="the fleet")
         assert len(app.screen_stack) == 2  # back, not one more screen on the stack

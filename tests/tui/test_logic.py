@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tasker.models import Server
 from tasker_tui.fleet_state import FleetState, matches_filter
 from tasker_tui.format import SPARK_CHARS, sparkline
 from tasker_tui.range_stats import LiveSeries, range_figures
@@ -29,7 +30,7 @@ def test_sparkline_ignores_readings_before_its_window():
 
 def fleet_with(*servers) -> FleetState:
     state = FleetState()
-    state.set_fleet(servers, {})
+    state.set_fleet([Server.from_json(s) for s in servers], {})
     state.connected = True
     return state
 
@@ -95,9 +96,10 @@ def test_unknown_servers_and_metrics_are_ignored_and_removal_forgets():
 
 def test_filter_matches_every_word_in_name_location_source_or_tags():
     server = server_json(1, "db-iad-1", "us-east", "coal", site="Ashburn", tags=["prod", "db"])
-    assert matches_filter(server, "coal prod")
-    assert matches_filter(server, "ASHBURN")
-    assert not matches_filter(server, "coal web")
+    parsed = Server.from_json(server)
+    assert matches_filter(parsed, "coal prod")
+    assert matches_filter(parsed, "ASHBURN")
+    assert not matches_filter(parsed, "coal web")
 
 
 def test_energy_over_a_range_counts_only_covered_time():
@@ -149,8 +151,7 @@ def test_form_values_become_the_api_body():
     assert errors == {"max_watts": "must be a number", "cores": "must be a whole number"}
     assert payload["location"] == {"region": "eu-west", "site": "Dublin"}
     assert payload["tags"] == ["prod", "web"] and "carbon_intensity_g_per_kwh" not in payload
-    server = server_json(1, "web-9", "eu-west", "wind", site="Dublin")
+    server = Server.from_json(server_json(1, "web-9", "eu-west", "wind", site="Dublin"))
     assert changes_between(server, {"name": "web-9", "location": {"region": "eu-west", "site": "Cork"}}) == {
         "location": {"region": "eu-west", "site": "Cork"}
     }
-

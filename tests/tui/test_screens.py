@@ -35,7 +35,7 @@ async def open_help(pilot) -> None:
 
 def names(app) -> list[str]:
     table = app.screen.query_one(FleetTable)
-    return [app.fleet.servers[sid]["name"] for sid in table.shown_ids]
+    return [app.fleet.servers[sid].name for sid in table.shown_ids]
 
 
 async def test_sort_by_power_from_the_keyboard_keeps_the_selection():
@@ -99,7 +99,7 @@ async def test_go_to_server_by_name_from_the_palette():
         await wait_for_text(pilot, "Go to server ml-par-1")
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
-        assert app.fleet.servers[app.screen.server_id]["name"] == "ml-par-1"
+        assert app.fleet.servers[app.screen.server_id].name == "ml-par-1"
 
 
 async def test_palette_lists_the_screens_actions():

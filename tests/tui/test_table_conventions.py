@@ -27,12 +27,12 @@ def frozen_clock(monkeypatch):
 
 def names(app) -> list[str]:
     table = app.screen.query_one(FleetTable)
-    return [app.fleet.servers[sid]["name"] for sid in table.shown_ids]
+    return [app.fleet.servers[sid].name for sid in table.shown_ids]
 
 
 def selected_name(app) -> str | None:
     server_id = app.screen.query_one(FleetTable).selected_server_id
-    return app.fleet.servers[server_id]["name"] if server_id else None
+    return app.fleet.servers[server_id].name if server_id else None
 
 
 def row_of(app, name: str) -> str:
@@ -42,7 +42,7 @@ def row_of(app, name: str) -> str:
 def cell_color(app, name: str, text: str) -> str | None:
     """The colour the fleet table draws `text` in on `name`'s row."""
     table = app.screen.query_one(FleetTable)
-    index = table.shown_ids.index(next(s for s, v in app.fleet.servers.items() if v["name"] == name))
+    index = table.shown_ids.index(next(s for s, v in app.fleet.servers.items() if v.name == name))
     strip = table.render_line(index - int(table.scroll_y) + 1)
     for segment in strip:
         if segment.text.strip() == text:
@@ -83,7 +83,7 @@ async def test_shift_letter_sorts_by_that_column_and_again_reverses():
         assert watts == sorted(watts)
         assert table.selected_server_id == chosen  # the cursor followed its server
         await pilot.press("S")  # source: a to z first
-        sources = [app.fleet.servers[sid]["energy_source"] for sid in table.shown_ids]
+        sources = [app.fleet.servers[sid].energy_source for sid in table.shown_ids]
         assert sources == sorted(sources)
         await pilot.press("N")
         assert names(app) == sorted(names(app))
@@ -149,16 +149,16 @@ async def test_power_is_coloured_by_its_share_of_max_and_co2_by_intensity():
     app, client = fake_app()
     async with app.run_test(size=(120, 30)) as pilot:
         await fleet_ready(pilot, client)
-        by_name = {s["name"]: s for s in app.fleet.servers.values()}
+        by_name = {s.name: s for s in app.fleet.servers.values()}
         readings = []
         for name, share in (("db-iad-1", 0.95), ("web-dub-1", 0.1), ("ml-par-1", 0.7)):
             server = by_name[name]
-            watts = server["max_watts"] * share
-            grams = watts / 1000 * server["pue"] * server["carbon_intensity_g_per_kwh"]
-            readings += [{"server_id": server["id"], "metric": "power", "ts": BASE_MS, "value": watts},
-                         {"server_id": server["id"], "metric": "co2", "ts": BASE_MS, "value": grams}]
+            watts = server.max_watts * share
+            grams = watts / 1000 * server.pue * server.carbon_intensity_g_per_kwh
+            readings += [{"server_id": server.id, "metric": "power", "ts": BASE_MS, "value": watts},
+                         {"server_id": server.id, "metric": "co2", "ts": BASE_MS, "value": grams}]
         client.push({"type": "readings", "readings": readings})
-        await wait_until(pilot, lambda: app.fleet.latest(by_name["db-iad-1"]["id"], "power") == 589.0, what="reading")
+        await wait_until(pilot, lambda: app.fleet.latest(by_name["db-iad-1"].id, "power") == 589.0, what="reading")
         await pilot.pause(0.2)
         assert cell_color(app, "db-iad-1", "589") == "red"  # 95% of its 620 W
         assert cell_color(app, "ml-par-1", "980") == "yellow"  # 70% of 1400 W

@@ -153,7 +153,7 @@ async def test_a_gap_in_the_stream_asks_for_the_missing_messages_and_duplicates_
     assert {"type": "chat.history", "conversation": "alice", "after": 2, "limit": 100} in link.sent
     chat.handle_frame({"type": "chat.history", "conversation": "alice", "after": 2,
                        "messages": [message(3, "alice"), message(4, "alice"), message(5, "alice")]})
-    assert [m["id"] for m in chat.conversations["alice"].ordered()] == [3, 4, 5]
+    assert [m.id for m in chat.conversations["alice"].ordered()] == [3, 4, 5]
 
 
 async def test_a_send_that_fails_leaves_the_message_queued():
@@ -174,7 +174,7 @@ async def test_support_is_shown_the_first_conversation_that_starts_after_joining
     assert chat.shown() is None
     chat.handle_frame({"type": "chat.messages", "conversation": "alice", "messages": [message(1, "alice")]})
     await settle()
-    assert chat.selected == "alice" and chat.shown().ordered()[0]["text"] == "m1"
+    assert chat.selected == "alice" and chat.shown().ordered()[0].text == "m1"
     assert {"type": "chat.history", "conversation": "alice", "limit": 50} in link.sent
     # A message in alice's conversation from another engineer names both.
     chat.handle_frame({"type": "chat.messages", "conversation": "alice", "messages": [message(2, "bob")]})
