@@ -42,11 +42,10 @@ from backend.services.telemetry import Telemetry
 from backend.services.wire import queue_for
 from tasker.backoff import RetryBackoff
 from tasker.config import Settings, redact_url, split_hosts, xdg_data_home
-from tasker.private_files import private_dir
 from tasker.domain import METRICS
+from tasker.private_files import private_dir
 
 log = logging.getLogger(__name__)
-
 
 
 def _needing(adapter: str) -> frozenset[str]:
@@ -98,8 +97,9 @@ def usable_sqlite_path(url: str, variable: str) -> Path:
     A local file that cannot be written will not become writable by retrying, so this fails at
     once, naming the variable, instead of waiting like for a service that is down.
     """
-    return writable_file(sqlite_path(url, variable), f"{variable}={url!r}",
-                         "expected sqlite:///path/to/file.db in a writable directory")
+    return writable_file(
+        sqlite_path(url, variable), f"{variable}={url!r}", "expected sqlite:///path/to/file.db in a writable directory"
+    )
 
 
 def writable_file(path: Path, label: str, expected: str) -> Path:
@@ -112,8 +112,9 @@ def writable_file(path: Path, label: str, expected: str) -> Path:
     except FileExistsError:
         raise StartupError(f"{label}: {path.parent} is a file, not a directory; {expected}") from None
     except OSError as exc:
-        raise StartupError(f"{label}: cannot create the directory {path.parent}: "
-                           f"{exc.strerror or exc}; {expected}") from None
+        raise StartupError(
+            f"{label}: cannot create the directory {path.parent}: {exc.strerror or exc}; {expected}"
+        ) from None
     target = path if path.exists() else path.parent
     if not os.access(target, os.W_OK):
         raise StartupError(f"{label}: {target} is not writable by this user; {expected}")
@@ -218,8 +219,9 @@ async def _resolve_hosts(url: str) -> None:
             raise Unavailable(f"cannot resolve host {host!r}: {exc.strerror or exc}") from None
 
 
-async def start_with_retry(name: str, adapter: Any, give_up_after_s: float | None = None,
-                           variable: str = "", url: str = "") -> None:
+async def start_with_retry(
+    name: str, adapter: Any, give_up_after_s: float | None = None, variable: str = "", url: str = ""
+) -> None:
     """Start an adapter, retrying with capped backoff while its service is unavailable.
 
     Each failed attempt logs one line naming the setting (`variable=url`, password hidden).
@@ -237,8 +239,10 @@ async def start_with_retry(name: str, adapter: Any, give_up_after_s: float | Non
             delay = backoff.failed()
             waited = time.monotonic() - started
             if give_up_after_s is not None and waited + delay > give_up_after_s:
-                raise StartupError(f"{where}: the {name} did not answer within {give_up_after_s:g} s"
-                                   f" ({exc}); is it running, and is the URL right?") from None
+                raise StartupError(
+                    f"{where}: the {name} did not answer within {give_up_after_s:g} s"
+                    f" ({exc}); is it running, and is the URL right?"
+                ) from None
             left = f", giving up in {give_up_after_s - waited:.0f} s" if give_up_after_s is not None else ""
             log.warning("%s unavailable (%s): %s; retrying in %.1f s%s", name, where, exc, delay, left)
             await asyncio.sleep(delay)
@@ -345,8 +349,9 @@ class Backend:
     def app(self) -> web.Application:
         """The HTTP app of this process's roles; call after `start`."""
         assert self.context is not None, "start the backend first"
-        return build_app(self.context, self.roles, self.dispatcher,
-                         timeouts=ClientTimeouts.from_settings(self.settings))
+        return build_app(
+            self.context, self.roles, self.dispatcher, timeouts=ClientTimeouts.from_settings(self.settings)
+        )
 
     def on_close(self, name: str, close: Callable[[], Awaitable[object]]) -> None:
         """Have `close()` run when the backend closes, after the packager and before whatever
@@ -390,8 +395,9 @@ async def serving(backend: Backend, host: str, port: int, label: str = "") -> As
         except OSError as exc:
             reason = re.sub(r"^error while attempting to bind on address \(.*?\): ", "", exc.strerror or str(exc))
             hint = " (is another tasker backend running there?)" if exc.errno == errno.EADDRINUSE else ""
-            raise StartupError(f"{label + ': ' if label else ''}cannot listen on {host}:{port}: "
-                               f"{reason.lower()}{hint}") from None
+            raise StartupError(
+                f"{label + ': ' if label else ''}cannot listen on {host}:{port}: {reason.lower()}{hint}"
+            ) from None
         bound_host, bound_port = runner.addresses[0][:2]
         yield f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
     finally:

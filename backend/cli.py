@@ -28,8 +28,7 @@ SHUTDOWN_LIMIT_S = 30.0
 """How long a stopping backend may take before it dumps its threads' stacks and exits anyway."""
 
 users_app = typer.Typer(help="User accounts (acts on TASKER_REGISTRY_URL directly).", no_args_is_help=True)
-keys_app = typer.Typer(help="Ingest keys for sensors (acts on TASKER_REGISTRY_URL directly).",
-                       no_args_is_help=True)
+keys_app = typer.Typer(help="Ingest keys for sensors (acts on TASKER_REGISTRY_URL directly).", no_args_is_help=True)
 
 
 def _shell_actor() -> str:
@@ -91,8 +90,10 @@ class _OneLine(logging.Filter):
     DRIVERS = ("aiormq", "aio_pika", "cassandra", "pymongo")
     # A failed connection attempt: the backend's own retry line already names the setting and
     # the reason, so the driver's copy of it is dropped.
-    REPEATS = (("aiormq.connection", "error when creating transport"),
-               ("cassandra.cluster", "Control connection failed to connect"))
+    REPEATS = (
+        ("aiormq.connection", "error when creating transport"),
+        ("cassandra.cluster", "Control connection failed to connect"),
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         if any(record.name == name and str(record.msg).startswith(text) for name, text in self.REPEATS):
@@ -108,33 +109,45 @@ class _OneLine(logging.Filter):
 
 def _setup_logging() -> None:
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     one_line = _OneLine()
     for handler in logging.getLogger().handlers:
         handler.addFilter(one_line)
     # Drivers say a lot while reconnecting; HealthWatch gives one line per outage instead.
-    for noisy, level in (("aiormq", logging.ERROR), ("aio_pika", logging.ERROR),
-                         ("cassandra", logging.ERROR), ("pymongo", logging.ERROR)):
+    for noisy, level in (
+        ("aiormq", logging.ERROR),
+        ("aio_pika", logging.ERROR),
+        ("cassandra", logging.ERROR),
+        ("pymongo", logging.ERROR),
+    ):
         logging.getLogger(noisy).setLevel(level)
 
 
 def backend_command(
     role: list[str] = typer.Option(
-        None, "--role", "-r",
+        None,
+        "--role",
+        "-r",
         help="Role to run: ingest, packager, history, api, scheduler. Repeatable; all when omitted. "
-             "Roles in separate processes need RabbitMQ (TASKER_BROKER_URL=amqp://...).",
+        "Roles in separate processes need RabbitMQ (TASKER_BROKER_URL=amqp://...).",
     ),
     listen: str = typer.Option(None, "--listen", help="host:port for HTTP (overrides TASKER_LISTEN)."),
     queue_prefix: str = typer.Option(
-        "tasker", "--queue-prefix", envvar="TASKER_QUEUE_PREFIX",
+        "tasker",
+        "--queue-prefix",
+        envvar="TASKER_QUEUE_PREFIX",
         help="First part of every RabbitMQ queue and exchange name (to share one RabbitMQ).",
     ),
     startup_timeout: float = typer.Option(
-        DEFAULT_STARTUP_TIMEOUT_S, "--startup-timeout", envvar="TASKER_STARTUP_TIMEOUT", min=0,
+        DEFAULT_STARTUP_TIMEOUT_S,
+        "--startup-timeout",
+        envvar="TASKER_STARTUP_TIMEOUT",
+        min=0,
         help="Seconds to keep retrying a broker or store that does not answer at startup before "
-             "giving up with an error (0: retry forever). Once running, outages are always retried.",
+        "giving up with an error (0: retry forever). Once running, outages are always retried.",
     ),
 ) -> None:
     """Run backend roles (all by default): HTTP API, websocket, ingest, packager, history."""
@@ -154,6 +167,7 @@ def backend_command(
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
         def stop_on(sig: signal.Signals) -> None:
             stopped_by.append(sig.name)
             stop.set()
@@ -177,8 +191,11 @@ def backend_command(
                     if password is not None:
                         print("Created the first user: admin (role admin)", flush=True)
                         print(f"One-time password, shown only now: {password}", flush=True)
-                        print("It must be changed at the first login: `tasker login` asks for a new "
-                              "one, as does the TUI.", flush=True)
+                        print(
+                            "It must be changed at the first login: `tasker login` asks for a new "
+                            "one, as does the TUI.",
+                            flush=True,
+                        )
                 print(f"Tasker backend ({', '.join(sorted(backend.roles))}) listening on {url}", flush=True)
                 await stopping
         finally:
@@ -233,12 +250,16 @@ def users_add(
     username: str = typer.Argument(..., help="1-64 characters of A-Z a-z 0-9 . _ -"),
     role: str = typer.Option(..., "--role", help="admin, sysadmin or engineer"),
     password_stdin: bool = typer.Option(
-        False, "--password-stdin", help="Read the password from the first line of stdin "
-        "(otherwise one is generated, printed once, and must be changed at the first login)."
+        False,
+        "--password-stdin",
+        help="Read the password from the first line of stdin "
+        "(otherwise one is generated, printed once, and must be changed at the first login).",
     ),
     must_change: bool = typer.Option(
-        False, "--must-change", help="The user must choose another password at the first login "
-        "(always so for a generated one)."),
+        False,
+        "--must-change",
+        help="The user must choose another password at the first login (always so for a generated one).",
+    ),
 ) -> None:
     """Create a user account."""
     from backend.services.audit import AuditLog
@@ -249,8 +270,9 @@ def users_add(
         password = _read_password_line()
 
     async def work(registry: Any) -> str:
-        created = await AuthService(registry).add_user(username, role, password,
-                                                       must_change_password=must_change or password is None)
+        created = await AuthService(registry).add_user(
+            username, role, password, must_change_password=must_change or password is None
+        )
         await AuditLog(registry).record(_shell_actor(), "user.added", username, f"role {role}")
         return created
 
@@ -275,8 +297,9 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="Machine-reada
         typer.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        typer.echo("No users. The first `tasker backend` makes `admin`; add more with: "
-                   "tasker users add NAME --role sysadmin")
+        typer.echo(
+            "No users. The first `tasker backend` makes `admin`; add more with: tasker users add NAME --role sysadmin"
+        )
         return
 
     def status(row: dict[str, Any]) -> str:
@@ -284,9 +307,20 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="Machine-reada
             return f"disabled {row['disabled_at']}"
         return "must change password" if row["must_change_password"] else "active"
 
-    _print_table(("USER", "ROLE", "STATUS", "SESSIONS", "CREATED AT", "PASSWORD CHANGED"),
-                 [(r["username"], r["role"], status(r), str(r["sessions"]), r["created_at"],
-                   r["password_changed_at"] or "never") for r in rows])
+    _print_table(
+        ("USER", "ROLE", "STATUS", "SESSIONS", "CREATED AT", "PASSWORD CHANGED"),
+        [
+            (
+                r["username"],
+                r["role"],
+                status(r),
+                str(r["sessions"]),
+                r["created_at"],
+                r["password_changed_at"] or "never",
+            )
+            for r in rows
+        ],
+    )
 
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -300,15 +334,20 @@ def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 def users_passwd(
     username: str = typer.Argument(..., help="Whose password to set."),
     password_stdin: bool = typer.Option(
-        False, "--password-stdin", help="Read the new password from the first line of stdin (for "
-        "scripts); otherwise it is asked twice at the terminal."),
+        False,
+        "--password-stdin",
+        help="Read the new password from the first line of stdin (for "
+        "scripts); otherwise it is asked twice at the terminal.",
+    ),
     must_change: bool = typer.Option(
-        False, "--must-change", help="The user must choose another password at the next login."),
+        False, "--must-change", help="The user must choose another password at the next login."
+    ),
 ) -> None:
     """Set a user's password (the policy applies); every session of the user ends."""
     from backend.services.auth import AuthService
 
     if not password_stdin:
+
         async def exists(registry: Any) -> None:
             await AuthService(registry).accounts.require_user(username)
 
@@ -316,12 +355,13 @@ def users_passwd(
     password = _read_password_line() if password_stdin else _ask_new_password(username)
 
     async def work(registry: Any) -> int:
-        return await AuthService(registry).accounts.set_password(_shell_actor(), username, password,
-                                                                 must_change)
+        return await AuthService(registry).accounts.set_password(_shell_actor(), username, password, must_change)
 
     ended = _with_registry(work)
-    typer.echo(f"Password of {username} set{_sessions_note(ended)}."
-               + (" It must be changed at the next login." if must_change else ""))
+    typer.echo(
+        f"Password of {username} set{_sessions_note(ended)}."
+        + (" It must be changed at the next login." if must_change else "")
+    )
 
 
 @users_app.command("disable")
@@ -355,8 +395,11 @@ def users_rm(
     username: str = typer.Argument(..., help="The user to delete."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     transfer_to: str | None = typer.Option(
-        None, "--transfer-to", help="Hand the user's servers and unfinished tasks to this sysadmin or "
-        "admin (a user who owns any is not deleted without it)."),
+        None,
+        "--transfer-to",
+        help="Hand the user's servers and unfinished tasks to this sysadmin or "
+        "admin (a user who owns any is not deleted without it).",
+    ),
 ) -> None:
     """Delete a user: its sessions end; its servers and unfinished tasks go to --transfer-to."""
     from backend.services.auth import AuthService
@@ -418,15 +461,20 @@ def users_sessions(
     if not answer:
         typer.echo(f"{username} has no live session.")
         return
-    _print_table(("SESSION", "FROM", "CREATED AT", "EXPIRES AT"),
-                 [(s["id"], s["client"] or "?", s["created_at"], s["expires_at"]) for s in answer])
+    _print_table(
+        ("SESSION", "FROM", "CREATED AT", "EXPIRES AT"),
+        [(s["id"], s["client"] or "?", s["created_at"], s["expires_at"]) for s in answer],
+    )
 
 
 @keys_app.command("create")
 def keys_create(
     label: str = typer.Option("", "--label", help="What the key is for, e.g. the sensor's host."),
-    server: str | None = typer.Option(None, "--server", help="Scope the key to this server id: it posts "
-                                      "readings only for it and may run its agent (`tasker agent`)."),
+    server: str | None = typer.Option(
+        None,
+        "--server",
+        help="Scope the key to this server id: it posts readings only for it and may run its agent (`tasker agent`).",
+    ),
 ) -> None:
     """Create an ingest key for a sensor; prints it once (only its hash is stored)."""
     from backend.services.audit import AuditLog
@@ -434,8 +482,9 @@ def keys_create(
 
     async def work(registry: Any) -> tuple[Any, str]:
         record, key = await AuthService(registry).create_ingest_key(label, _shell_actor(), server)
-        await AuditLog(registry).record(_shell_actor(), "key.created", record.key_id,
-                                        f"label {label!r}, server {server or 'any'}")
+        await AuditLog(registry).record(
+            _shell_actor(), "key.created", record.key_id, f"label {label!r}, server {server or 'any'}"
+        )
         return record, key
 
     record, key = _with_registry(work)
@@ -454,12 +503,17 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readab
         return await registry.list_ingest_keys()
 
     keys = _with_registry(work)
-    rows = [{
-        "key_id": k.key_id, "label": k.label, "created_by": k.created_by,
-        "created_at": format_rfc3339(k.created_at_ms),
-        "revoked_at": format_rfc3339(k.revoked_at_ms) if k.revoked_at_ms is not None else None,
-        "server_id": k.server_id,
-    } for k in keys]
+    rows = [
+        {
+            "key_id": k.key_id,
+            "label": k.label,
+            "created_by": k.created_by,
+            "created_at": format_rfc3339(k.created_at_ms),
+            "revoked_at": format_rfc3339(k.revoked_at_ms) if k.revoked_at_ms is not None else None,
+            "server_id": k.server_id,
+        }
+        for k in keys
+    ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -467,8 +521,17 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readab
         typer.echo("No ingest keys. Create one with: tasker keys create --label NAME")
         return
     header = ("KEY ID", "LABEL", "SERVER", "CREATED BY", "CREATED AT", "STATUS")
-    table = [header] + [(r["key_id"], r["label"], r["server_id"] or "any", r["created_by"], r["created_at"],
-                         f"revoked {r['revoked_at']}" if r["revoked_at"] else "active") for r in rows]
+    table = [header] + [
+        (
+            r["key_id"],
+            r["label"],
+            r["server_id"] or "any",
+            r["created_by"],
+            r["created_at"],
+            f"revoked {r['revoked_at']}" if r["revoked_at"] else "active",
+        )
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -196,9 +196,7 @@ def decode_cursor(cursor: str) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
         raw = b""
-    digits = raw[len(_CURSOR_PREFIX):]
+    digits = raw[len(_CURSOR_PREFIX) :]
     if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit():
-        raise ValueError(
-            f"invalid cursor {cursor[:40]!r}: pass back the next_cursor of a previous page unchanged"
-        )
+        raise ValueError(f"invalid cursor {cursor[:40]!r}: pass back the next_cursor of a previous page unchanged")
     return int(digits)

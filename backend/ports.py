@@ -170,17 +170,16 @@ class TimeSeriesStore(Protocol):
         this way and recomputes the minutes dirtied by many writes together, at most once per
         interval (`backend.services.rollups`); until then history of those minutes lags."""
 
-    async def recompute_rollups(self, minutes: Collection[MinuteBucket],
-                                hours_of: Collection[MinuteBucket] | None = None) -> None:
+    async def recompute_rollups(
+        self, minutes: Collection[MinuteBucket], hours_of: Collection[MinuteBucket] | None = None
+    ) -> None:
         """Recompute each given 60 s bucket from its raw rows as they stand when the
         recomputation begins, then each 3600 s bucket holding one of `hours_of` (by default
         `minutes`; the packager passes the minutes of several earlier rounds, or none) from its
         60 s rollups. Of recomputations racing on a bucket, the one that began last wins.
         Return once durable."""
 
-    async def history(
-        self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int
-    ) -> Series:
+    async def history(self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int) -> Series:
         """The range [from_ms, to_ms) at the coarsest of the store's resolutions (1 s raw,
         60 s, 3600 s) that still gives at least `max_points` buckets, then downsampled server
         side to at most `max_points` epoch-aligned buckets. Raw rows are read only for ranges
@@ -411,9 +410,9 @@ class Registry(Protocol):
 
     async def list_users(self) -> list[UserRecord]: ...
 
-    async def set_password_hash(self, username: str, password_hash: str, *,
-                                must_change_password: bool = False,
-                                changed_at_ms: int | None = None) -> None:
+    async def set_password_hash(
+        self, username: str, password_hash: str, *, must_change_password: bool = False, changed_at_ms: int | None = None
+    ) -> None:
         """Replace a user's password hash and set its must-change flag (and, when given, when it
         changed). Raises NotFound."""
 
@@ -457,8 +456,14 @@ class Registry(Protocol):
 
     # chat
     async def append_chat(
-        self, conversation: str, sender: str, sender_role: str, text: str, ts_ms: int,
-        client_key: str, extra: dict[str, Any] | None = None,
+        self,
+        conversation: str,
+        sender: str,
+        sender_role: str,
+        text: str,
+        ts_ms: int,
+        client_key: str,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[ChatMessage, bool]:
         """Store a message with the next id of its conversation. When a message with the same
         (conversation, sender, client_key) exists, store nothing and return it with False;
@@ -494,8 +499,7 @@ class Registry(Protocol):
     async def get_task(self, task_id: str) -> TaskRecord:
         """The task as last written. Raises NotFound."""
 
-    async def list_tasks(self, owner: str | None = None,
-                         states: Collection[str] | None = None) -> list[TaskRecord]:
+    async def list_tasks(self, owner: str | None = None, states: Collection[str] | None = None) -> list[TaskRecord]:
         """Tasks (of one owner, in some states), oldest first (created_at_ms, then id)."""
 
     async def update_task(self, task: TaskRecord, expected_version: int) -> bool:

@@ -28,8 +28,16 @@ from tasker.domain import REGIONS, default_carbon_intensity
 DAY_MS = 86_400_000
 START_MS = 1_780_272_000_000  # 2026-06-01T00:00:00Z: a fixed day, so runs compare
 # (source, weight): grid-mix most; dedicated clean sources a minority
-SOURCES = (("grid-mix", 70), ("coal", 7), ("gas", 8), ("oil", 2), ("nuclear", 4), ("hydro", 3),
-           ("wind", 3), ("solar", 3))
+SOURCES = (
+    ("grid-mix", 70),
+    ("coal", 7),
+    ("gas", 8),
+    ("oil", 2),
+    ("nuclear", 4),
+    ("hydro", 3),
+    ("wind", 3),
+    ("solar", 3),
+)
 # (cores, idle W, max W): a few hardware models
 HARDWARE = ((8, 40, 160), (16, 70, 280), (32, 100, 400), (48, 140, 560))
 TASK_CORES = ((1, 10), (2, 15), (4, 25), (8, 25), (16, 15), (32, 10))
@@ -43,8 +51,9 @@ class Workload:
     tasks: list[TaskSpec]
 
 
-def make_workload(seed: int, n_servers: int, n_tasks: int, *, day_ms: int = DAY_MS,
-                  busy: float = TARGET_BUSY, slot_ms: int = SLOT_MS) -> Workload:
+def make_workload(
+    seed: int, n_servers: int, n_tasks: int, *, day_ms: int = DAY_MS, busy: float = TARGET_BUSY, slot_ms: int = SLOT_MS
+) -> Workload:
     """A fleet and `day_ms` of submitted tasks (planned over twice that), the same for the same
     arguments."""
     rng = random.Random(seed)
@@ -56,10 +65,20 @@ def make_workload(seed: int, n_servers: int, n_tasks: int, *, day_ms: int = DAY_
         source = rng.choices(sources, weights)[0]
         cores, idle, peak = rng.choice(HARDWARE)
         tags = frozenset({"gpu"}) if rng.random() < 0.1 else frozenset()
-        servers.append(ServerSpec(
-            id=f"s{i:04d}", name=f"srv-{i:04d}", region=region, energy_source=source,
-            intensity_g_per_kwh=default_carbon_intensity(source, region)[0],
-            pue=round(rng.uniform(1.1, 1.7), 2), idle_watts=idle, max_watts=peak, cores=cores, tags=tags))
+        servers.append(
+            ServerSpec(
+                id=f"s{i:04d}",
+                name=f"srv-{i:04d}",
+                region=region,
+                energy_source=source,
+                intensity_g_per_kwh=default_carbon_intensity(source, region)[0],
+                pue=round(rng.uniform(1.1, 1.7), 2),
+                idle_watts=idle,
+                max_watts=peak,
+                cores=cores,
+                tags=tags,
+            )
+        )
     task_cores, task_weights = zip(*TASK_CORES)
     largest = max(s.cores for s in servers)
     raw = []
@@ -78,25 +97,41 @@ def make_workload(seed: int, n_servers: int, n_tasks: int, *, day_ms: int = DAY_
     for i, (at, cores, hours) in enumerate(raw):
         duration_s = max(slot_ms // 1000, int(hours * scale * 3600) // 60 * 60)
         kind = rng.random()
-        slack_h = 0.0 if kind < 0.2 else rng.uniform(1, 4) * day_ms / DAY_MS if kind < 0.6 else rng.uniform(6, 20) * day_ms / DAY_MS
+        slack_h = (
+            0.0
+            if kind < 0.2
+            else rng.uniform(1, 4) * day_ms / DAY_MS
+            if kind < 0.6
+            else rng.uniform(6, 20) * day_ms / DAY_MS
+        )
         est = START_MS + at // slot_ms * slot_ms  # submissions wait for the next planning round
         deadline = min(est + duration_s * 1000 + int(slack_h * 3_600_000), horizon_end)
         duration_s = min(duration_s, (deadline - est) // 1000)
         regions_allowed = frozenset(rng.sample(regions, 4)) if rng.random() < 0.1 else frozenset()
-        tasks.append(TaskSpec(
-            id=f"t{i:05d}", cores=cores, duration_s=duration_s, earliest_start_ms=est,
-            deadline_ms=deadline,
-            interruptible=rng.random() < 0.4, regions=regions_allowed,
-            tags=frozenset({"gpu"}) if rng.random() < 0.03 else frozenset(), name=f"task-{i}"))
+        tasks.append(
+            TaskSpec(
+                id=f"t{i:05d}",
+                cores=cores,
+                duration_s=duration_s,
+                earliest_start_ms=est,
+                deadline_ms=deadline,
+                interruptible=rng.random() < 0.4,
+                regions=regions_allowed,
+                tags=frozenset({"gpu"}) if rng.random() < 0.03 else frozenset(),
+                name=f"task-{i}",
+            )
+        )
     return Workload(servers, tasks)
 
 
 def _scale_to_busy(raw: list[tuple[int, int, float]], fleet_cores: int, day_ms: int, busy: float) -> float:
     """Duration factor that keeps `busy` of the fleet's cores busy over the day if every task
     runs when submitted (tasks spilling past midnight count only for their part in the day)."""
+
     def mean_busy(scale: float) -> float:
         in_day = sum(c * (min(day_ms, at + h * scale * 3_600_000) - at) for at, c, h in raw)
         return in_day / (fleet_cores * day_ms)
+
     low, high = 0.0, 1.0
     while mean_busy(high) < busy and high < 1e4:
         low, high = high, high * 2
@@ -124,7 +159,7 @@ def busy_share(plan: Plan, servers: list[ServerSpec], day_ms: int = DAY_MS) -> t
     for placement in plan.placements.values():
         for start, end in placement.pieces:
             first, last = (start - plan.start_ms) // slot_ms, (end - 1 - plan.start_ms) // slot_ms
-            used[max(first, 0):min(last + 1, len(used))] += placement.cores
+            used[max(first, 0) : min(last + 1, len(used))] += placement.cores
     share = used / sum(s.cores for s in servers)
     return float(share.mean()), float(share.max())
 
@@ -145,8 +180,13 @@ def run_online(workload: Workload, intensity: BuiltinIntensity) -> tuple[Plan, l
     previous: Plan | None = None
     pending: dict[str, TaskSpec] = {}
     round_s: list[float] = []
-    final = Plan(made_at_ms=START_MS, solver="heuristic (online)", slot_s=SLOT_MS // 1000, start_ms=START_MS,
-                 horizon_end_ms=START_MS + 2 * DAY_MS)
+    final = Plan(
+        made_at_ms=START_MS,
+        solver="heuristic (online)",
+        slot_s=SLOT_MS // 1000,
+        start_ms=START_MS,
+        horizon_end_ms=START_MS + 2 * DAY_MS,
+    )
     for now in sorted(by_slot):
         for task in by_slot[now]:
             pending[task.id] = task
@@ -156,8 +196,14 @@ def run_online(workload: Workload, intensity: BuiltinIntensity) -> tuple[Plan, l
                     started[task_id] = placement
                     final.explanations[task_id] = previous.explanations[task_id]
                     del pending[task_id]
-        problem = Problem(tasks=list(pending.values()), servers=workload.servers, start_ms=now, now_ms=now,
-                          fixed=list(started.values()), horizon_s=2 * DAY_MS // 1000 - (now - START_MS) // 1000)
+        problem = Problem(
+            tasks=list(pending.values()),
+            servers=workload.servers,
+            start_ms=now,
+            now_ms=now,
+            fixed=list(started.values()),
+            horizon_s=2 * DAY_MS // 1000 - (now - START_MS) // 1000,
+        )
         # The role plans from scratch every few minutes (SchedulerSettings.replan_s, 3 min), so
         # at this 5-minute granularity every round is a full one.
         previous = plan_tasks(problem, intensity, solver="heuristic", time_budget_s=ONLINE_BUDGET_S)
@@ -176,8 +222,9 @@ def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int) -> d
     intensity = BuiltinIntensity()
     plans = {}
     plans["carbon-aware, online"], rounds = run_online(workload, intensity)
-    plans["carbon-aware, day known"] = plan_tasks(problem_of(workload), intensity, solver="heuristic",
-                                                  time_budget_s=ONLINE_BUDGET_S)
+    plans["carbon-aware, day known"] = plan_tasks(
+        problem_of(workload), intensity, solver="heuristic", time_budget_s=ONLINE_BUDGET_S
+    )
     for solver in ("first-fit", "round-robin"):
         plans[solver] = plan_tasks(problem_of(workload), intensity, solver=solver)
     # Plans that place different tasks are compared per unit of work: grams per core-hour run.
@@ -186,21 +233,46 @@ def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int) -> d
     for solver, plan in plans.items():
         mean, peak = busy_share(plan, workload.servers)
         rate = g_per_core_hour(plan)
-        rows.append({"solver": solver, "co2_kg": plan.total_co2_g / 1000, "g_per_core_h": rate,
-                     "saving_pct": 100 * (1 - rate / baseline), "unschedulable": len(plan.unschedulable),
-                     "busy_mean_pct": 100 * mean, "busy_peak_pct": 100 * peak, "plan_s": plan.solve_s})
-    extra = TaskSpec(id="submitted", cores=4, duration_s=7200, earliest_start_ms=START_MS + 6 * 3_600_000,
-                     deadline_ms=START_MS + 20 * 3_600_000, interruptible=False)
+        rows.append(
+            {
+                "solver": solver,
+                "co2_kg": plan.total_co2_g / 1000,
+                "g_per_core_h": rate,
+                "saving_pct": 100 * (1 - rate / baseline),
+                "unschedulable": len(plan.unschedulable),
+                "busy_mean_pct": 100 * mean,
+                "busy_peak_pct": 100 * peak,
+                "plan_s": plan.solve_s,
+            }
+        )
+    extra = TaskSpec(
+        id="submitted",
+        cores=4,
+        duration_s=7200,
+        earliest_start_ms=START_MS + 6 * 3_600_000,
+        deadline_ms=START_MS + 20 * 3_600_000,
+        interruptible=False,
+    )
     replans = []
     for _ in range(5):
         started = time.perf_counter()
-        plan_tasks(problem_of(Workload(workload.servers, [*workload.tasks, extra])), intensity,
-                   solver="heuristic", previous=plans["carbon-aware, day known"])
+        plan_tasks(
+            problem_of(Workload(workload.servers, [*workload.tasks, extra])),
+            intensity,
+            solver="heuristic",
+            previous=plans["carbon-aware, day known"],
+        )
         replans.append(time.perf_counter() - started)
-    result: dict[str, Any] = {"seed": seed, "servers": n_servers, "tasks": n_tasks, "plans": rows,
-                              "replan_s_median": statistics.median(replans),
-                              "online_rounds": len(rounds), "online_round_s_median": statistics.median(rounds),
-                              "online_round_s_max": max(rounds)}
+    result: dict[str, Any] = {
+        "seed": seed,
+        "servers": n_servers,
+        "tasks": n_tasks,
+        "plans": rows,
+        "replan_s_median": statistics.median(replans),
+        "online_rounds": len(rounds),
+        "online_round_s_median": statistics.median(rounds),
+        "online_round_s_max": max(rounds),
+    }
     if exact_seeds:
         result["exact"] = run_small(exact_seeds)
     return result
@@ -216,8 +288,16 @@ def run_small(seeds: int) -> dict[str, Any]:
         exact = plan_tasks(problem, BuiltinIntensity(), solver="exact", time_budget_s=60.0)
         gap = 100 * (heuristic.total_co2_g / exact.total_co2_g - 1)
         gaps.append(gap)
-        rows.append({"seed": seed, "heuristic_placed": len(heuristic.placements), "exact_placed": len(exact.placements),
-                     "gap_pct": gap, "optimal": exact.optimal, "exact_s": exact.solve_s})
+        rows.append(
+            {
+                "seed": seed,
+                "heuristic_placed": len(heuristic.placements),
+                "exact_placed": len(exact.placements),
+                "gap_pct": gap,
+                "optimal": exact.optimal,
+                "exact_s": exact.solve_s,
+            }
+        )
     return {"runs": rows, "gap_pct_median": statistics.median(gaps), "gap_pct_worst": max(gaps)}
 
 
@@ -225,17 +305,26 @@ def render(result: dict[str, Any]) -> str:
     """The figures as tables."""
     from tasker_bench.report import table
 
-    lines = [table(["plan", "kg CO2e", "g/core-h", "saving %", "unschedulable", "busy mean %", "busy peak %",
-                    "plan s"],
-                   [list(r.values())[0:8] for r in result["plans"]],
-                   title=f"{result['tasks']} tasks on {result['servers']} servers, seed {result['seed']}, 48 h of 5-minute slots"),
-             f"online: {result['online_rounds']} planning rounds, {result['online_round_s_median'] * 1000:.0f} ms "
-             f"median, {result['online_round_s_max'] * 1000:.0f} ms at most (plan s above: their sum)",
-             f"re-plan of the whole day after one submitted task: {result['replan_s_median'] * 1000:.0f} ms "
-             "(median of 5)"]
+    lines = [
+        table(
+            ["plan", "kg CO2e", "g/core-h", "saving %", "unschedulable", "busy mean %", "busy peak %", "plan s"],
+            [list(r.values())[0:8] for r in result["plans"]],
+            title=(
+                f"{result['tasks']} tasks on {result['servers']} servers, seed {result['seed']}, 48 h of 5-minute slots"
+            ),
+        ),
+        f"online: {result['online_rounds']} planning rounds, {result['online_round_s_median'] * 1000:.0f} ms "
+        f"median, {result['online_round_s_max'] * 1000:.0f} ms at most (plan s above: their sum)",
+        f"re-plan of the whole day after one submitted task: {result['replan_s_median'] * 1000:.0f} ms (median of 5)",
+    ]
     if "exact" in result:
         small = result["exact"]
-        lines.append(table(["seed", "heuristic placed", "exact placed", "gap %", "optimal", "exact s"],
-                           [list(r.values()) for r in small["runs"]], title="\nheuristic vs exact (20 servers x 60 tasks x 24 slots)"))
+        lines.append(
+            table(
+                ["seed", "heuristic placed", "exact placed", "gap %", "optimal", "exact s"],
+                [list(r.values()) for r in small["runs"]],
+                title="\nheuristic vs exact (20 servers x 60 tasks x 24 slots)",
+            )
+        )
         lines.append(f"gap median {small['gap_pct_median']:.2f}%, worst {small['gap_pct_worst']:.2f}%")
     return "\n".join(lines)

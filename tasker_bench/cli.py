@@ -15,7 +15,7 @@ import typer
 
 bench_app = typer.Typer(
     help="Benchmarks: ingest throughput, websocket latency, history queries, TUI cost. Each starts "
-         "its own backend (embedded, or over the real services with --mode distributed) and cleans up.",
+    "its own backend (embedded, or over the real services with --mode distributed) and cleans up.",
     no_args_is_help=True,
 )
 
@@ -30,8 +30,8 @@ def _run(work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
 
 def _guarded(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run a benchmark; a BenchError or a bad setting becomes one line and exit 2."""
-    from tasker_bench.stack import BenchError
     from tasker.config import ConfigError
+    from tasker_bench.stack import BenchError
 
     try:
         return work()
@@ -51,19 +51,30 @@ def ingest_command(
     concurrency: int = typer.Option(16, "--concurrency", help="Concurrent POSTs per load generator process."),
     generators: int = typer.Option(1, "--generators", help="Load generator processes."),
     servers: int = typer.Option(500, "--servers", help="Registered servers the readings are spread over."),
-    consecutive: int = typer.Option(1, "--consecutive", help="Readings of one server's metric in a row, "
-                                    "1 s apart: 1 = the whole fleet per instant (as the emulator sends), "
-                                    "60 = a minute per server (a sensor uploading a buffered minute)."),
-    ingesters: int = typer.Option(0, "--ingesters", help="Processes of their own for the ingest role "
-                                  "(distributed; 0 = in the main process)."),
-    packagers: int = typer.Option(0, "--packagers", help="Processes of their own for the packager role "
-                                  "(distributed; 0 = in the main process)."),
-    naive: bool = typer.Option(False, "--naive", help="Run the load through the naive design instead "
-                               "(one reading per request, per message and per INSERT)."),
-    compare: bool = typer.Option(False, "--compare", help="Run Tasker and the naive design, side by side, "
-                                 "with their ratio."),
-    drain_timeout: float = typer.Option(600.0, "--drain-timeout", help="Longest wait for the pipeline "
-                                        "to store what was accepted."),
+    consecutive: int = typer.Option(
+        1,
+        "--consecutive",
+        help="Readings of one server's metric in a row, "
+        "1 s apart: 1 = the whole fleet per instant (as the emulator sends), "
+        "60 = a minute per server (a sensor uploading a buffered minute).",
+    ),
+    ingesters: int = typer.Option(
+        0, "--ingesters", help="Processes of their own for the ingest role (distributed; 0 = in the main process)."
+    ),
+    packagers: int = typer.Option(
+        0, "--packagers", help="Processes of their own for the packager role (distributed; 0 = in the main process)."
+    ),
+    naive: bool = typer.Option(
+        False,
+        "--naive",
+        help="Run the load through the naive design instead (one reading per request, per message and per INSERT).",
+    ),
+    compare: bool = typer.Option(
+        False, "--compare", help="Run Tasker and the naive design, side by side, with their ratio."
+    ),
+    drain_timeout: float = typer.Option(
+        600.0, "--drain-timeout", help="Longest wait for the pipeline to store what was accepted."
+    ),
     keep_logs: bool = typer.Option(False, "--keep-logs", help="Keep the backend logs (their folder is printed)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -71,10 +82,21 @@ def ingest_command(
     from tasker_bench.ingest import IngestParams, correct, render, run_ingest
     from tasker_bench.report import emit
 
-    params = IngestParams(mode=mode, duration_s=duration, batch=batch, concurrency=concurrency,
-                          generators=generators, servers=servers, run=consecutive, ingesters=ingesters,
-                          packagers=packagers,
-                          drain_timeout_s=drain_timeout, naive=naive, compare=compare, keep_logs=keep_logs)
+    params = IngestParams(
+        mode=mode,
+        duration_s=duration,
+        batch=batch,
+        concurrency=concurrency,
+        generators=generators,
+        servers=servers,
+        run=consecutive,
+        ingesters=ingesters,
+        packagers=packagers,
+        drain_timeout_s=drain_timeout,
+        naive=naive,
+        compare=compare,
+        keep_logs=keep_logs,
+    )
     result = _run(lambda: run_ingest(params))
     emit(result, render(result), as_json)
     if not correct(result):
@@ -86,8 +108,9 @@ def latency_command(
     mode: str = typer.Option("embedded", "--mode", help=MODE_HELP),
     rate: float = typer.Option(1000.0, "--rate", help="Readings per second, steady."),
     duration: float = typer.Option(30.0, "--duration", help="Seconds of load."),
-    servers: int = typer.Option(500, "--servers", help="Servers the readings come from (each reports "
-                                "power and CO2 once per cycle)."),
+    servers: int = typer.Option(
+        500, "--servers", help="Servers the readings come from (each reports power and CO2 once per cycle)."
+    ),
     batch: int = typer.Option(100, "--batch", help="Readings per POST."),
     ingesters: int = typer.Option(0, "--ingesters", help="Ingest processes of their own (distributed)."),
     packagers: int = typer.Option(0, "--packagers", help="Packager processes of their own (distributed)."),
@@ -98,8 +121,16 @@ def latency_command(
     from tasker_bench.latency import LatencyParams, render, run_latency
     from tasker_bench.report import emit
 
-    params = LatencyParams(mode=mode, rate=rate, duration_s=duration, servers=servers, batch=batch,
-                           ingesters=ingesters, packagers=packagers, keep_logs=keep_logs)
+    params = LatencyParams(
+        mode=mode,
+        rate=rate,
+        duration_s=duration,
+        servers=servers,
+        batch=batch,
+        ingesters=ingesters,
+        packagers=packagers,
+        keep_logs=keep_logs,
+    )
     result = _run(lambda: run_latency(params))
     emit(result, render(result), as_json)
 

@@ -77,13 +77,15 @@ def emulated_readings(server: dict[str, Any], from_ms: int, seconds: int) -> lis
 async def load_day(stack: Stack, server: dict[str, Any], from_ms: int, seconds: int) -> dict[str, Any]:
     """Post `seconds` emulated readings per metric, 1 s apart from `from_ms`; how long it took."""
     readings = emulated_readings(server, from_ms, seconds)
-    bodies = [json.dumps({"readings": readings[i:i + POST_BATCH]}).encode()
-              for i in range(0, len(readings), POST_BATCH)]
+    bodies = [
+        json.dumps({"readings": readings[i : i + POST_BATCH]}).encode() for i in range(0, len(readings), POST_BATCH)
+    ]
     url = stack.urls_of("ingest")[0] + "/api/v1/readings"
     headers = {"Authorization": f"Bearer {stack.ingest_key}"}
     started = time.monotonic()
     limit = asyncio.Semaphore(4)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+
         async def post(body: bytes) -> None:
             async with limit, http.post(url, data=body, headers=headers) as response:
                 if response.status != 202:
@@ -94,21 +96,21 @@ async def load_day(stack: Stack, server: dict[str, Any], from_ms: int, seconds: 
     deadline = time.monotonic() + STORE_TIMEOUT_S
     while await stack.stored_total() < len(readings):
         if time.monotonic() > deadline:
-            raise BenchError(f"the packager had not stored {len(readings):,} readings "
-                             f"after {STORE_TIMEOUT_S:g} s")
+            raise BenchError(f"the packager had not stored {len(readings):,} readings after {STORE_TIMEOUT_S:g} s")
         await asyncio.sleep(0.25)
-    return {"readings": len(readings), "posted_s": round(posted_s, 2),
-            "stored_s": round(time.monotonic() - started, 2)}
+    return {"readings": len(readings), "posted_s": round(posted_s, 2), "stored_s": round(time.monotonic() - started, 2)}
 
 
-async def count_series(http: aiohttp.ClientSession, url: str, token: str, server_id: str, metric: str,
-                       from_ms: int, to_ms: int) -> tuple[int, int]:
+async def count_series(
+    http: aiohttp.ClientSession, url: str, token: str, server_id: str, metric: str, from_ms: int, to_ms: int
+) -> tuple[int, int]:
     """(rows, distinct timestamps) of a series through the raw readings API."""
     params = {"metric": metric, "from": str(from_ms), "to": str(to_ms), "limit": "10000"}
     rows, seen = 0, set[int]()
     while True:
-        async with http.get(f"{url}/api/v1/servers/{server_id}/readings", params=params,
-                            headers={"Authorization": f"Bearer {token}"}) as response:
+        async with http.get(
+            f"{url}/api/v1/servers/{server_id}/readings", params=params, headers={"Authorization": f"Bearer {token}"}
+        ) as response:
             page = await response.json()
             if response.status != 200:
                 raise BenchError(f"reading back {metric}: HTTP {response.status}: {page}")
@@ -119,16 +121,20 @@ async def count_series(http: aiohttp.ClientSession, url: str, token: str, server
         params["cursor"] = page["next_cursor"]
 
 
-async def time_queries(url: str, token: str, server_id: str, queries: dict[str, dict[str, str]],
-                       name: str, repeats: int) -> tuple[list[float], dict[str, Any]]:
+async def time_queries(
+    url: str, token: str, server_id: str, queries: dict[str, dict[str, str]], name: str, repeats: int
+) -> tuple[list[float], dict[str, Any]]:
     """Call query `name` `repeats` times in a row; durations (s) and the last answer's shape."""
     durations: list[float] = []
     shape: dict[str, Any] = {}
     async with aiohttp.ClientSession() as http:
         for _ in range(repeats):
             began = time.perf_counter()
-            async with http.get(f"{url}/api/v1/servers/{server_id}/history", params=queries[name],
-                                headers={"Authorization": f"Bearer {token}"}) as response:
+            async with http.get(
+                f"{url}/api/v1/servers/{server_id}/history",
+                params=queries[name],
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
                 body = await response.json()
             durations.append(time.perf_counter() - began)
             if response.status != 200:
@@ -151,10 +157,11 @@ def nodetool_command() -> list[str] | None:
     java = java if Path(java).exists() else shutil.which("java") or ""
     if not libs or not java:
         return None
-    flags = [f"--add-exports={m}=ALL-UNNAMED"
-             for m in ("java.base/jdk.internal.misc", "jdk.unsupported/sun.misc")]
-    flags += [f"--add-opens=java.base/{p}=ALL-UNNAMED"
-              for p in ("sun.nio.ch", "java.io", "java.nio", "java.lang", "jdk.internal.ref")]
+    flags = [f"--add-exports={m}=ALL-UNNAMED" for m in ("java.base/jdk.internal.misc", "jdk.unsupported/sun.misc")]
+    flags += [
+        f"--add-opens=java.base/{p}=ALL-UNNAMED"
+        for p in ("sun.nio.ch", "java.io", "java.nio", "java.lang", "jdk.internal.ref")
+    ]
     return [java, *flags, "-cp", str(Path(libs[-1]).parent / "*"), "org.apache.cassandra.tools.NodeTool"]
 
 
@@ -163,8 +170,15 @@ async def nodetool(*args: str) -> None:
     if command is None:
         raise BenchError("no nodetool: neither on PATH nor the cassandra-all jars of compose/local/services")
     process = await asyncio.create_subprocess_exec(
-        *command, "-h", "127.0.0.1", "-p", os.environ.get("TASKER_CASSANDRA_JMX_PORT", "7199"), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *command,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        os.environ.get("TASKER_CASSANDRA_JMX_PORT", "7199"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(process.communicate(), 600)
     if process.returncode != 0:
         raise BenchError(f"nodetool {' '.join(args)} failed: {out.decode(errors='replace').strip()[-500:]}")
@@ -177,8 +191,10 @@ def table_bytes(keyspace: str) -> dict[str, dict[str, int]]:
     for folder in sorted((data / keyspace).glob("*-*")):
         table_name = folder.name.rsplit("-", 1)[0]
         files = [f for f in folder.iterdir() if f.is_file()]
-        found[table_name] = {"all_files": sum(f.stat().st_size for f in files),
-                             "data_db": sum(f.stat().st_size for f in files if f.name.endswith("Data.db"))}
+        found[table_name] = {
+            "all_files": sum(f.stat().st_size for f in files),
+            "data_db": sum(f.stat().st_size for f in files if f.name.endswith("Data.db")),
+        }
     if not found:
         raise BenchError(f"no SSTables of keyspace {keyspace} under {data} (set TASKER_CASSANDRA_DATA_DIR)")
     return found
@@ -202,8 +218,11 @@ async def cassandra_disk(keyspace: str, readings: int) -> dict[str, Any]:
 
 def sqlite_disk(path: Path, readings: int) -> dict[str, Any]:
     size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-    return {"file_bytes": size, "file_bytes_per_reading": round(size / readings, 2),
-            "note": "the whole SQLite file: raw readings, rollups and latest values with their indexes"}
+    return {
+        "file_bytes": size,
+        "file_bytes_per_reading": round(size / readings, 2),
+        "note": "the whole SQLite file: raw readings, rollups and latest values with their indexes",
+    }
 
 
 # --- the benchmark --------------------------------------------------------------------------------
@@ -220,14 +239,19 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
     from_ms = anchor - seconds * 1000
     queries = {
         "24h": {"metric": "power", "from": str(anchor - DAY_MS), "to": str(anchor), "points": str(params.points)},
-        "30d": {"metric": "power", "from": str(anchor - 30 * DAY_MS), "to": str(anchor),
-                "points": str(params.points)},
+        "30d": {"metric": "power", "from": str(anchor - 30 * DAY_MS), "to": str(anchor), "points": str(params.points)},
     }
-    result: dict[str, Any] = {"benchmark": "history", "parameters": asdict(params), "machine": machine_info(),
+    result: dict[str, Any] = {
+        "benchmark": "history",
+        "parameters": asdict(params),
+        "machine": machine_info(),
         "code": code_version(REPO),
-                              "targets": {"24h_warm_p99_ms": TARGET_24H_P99_MS,
-                                          "30d_warm_p99_ms": TARGET_30D_P99_MS,
-                                          "cassandra_bytes_per_reading": TARGET_BYTES_PER_READING}}
+        "targets": {
+            "24h_warm_p99_ms": TARGET_24H_P99_MS,
+            "30d_warm_p99_ms": TARGET_30D_P99_MS,
+            "cassandra_bytes_per_reading": TARGET_BYTES_PER_READING,
+        },
+    }
     result["names"] = stack.names()
     services_before = service_pids(REPO) if params.mode == "distributed" else {}
     try:
@@ -238,8 +262,10 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
         say(f"loading {seconds:,} emulated readings per metric, 1 s apart")
         result["load"] = await load_day(stack, server, from_ms, seconds)
         async with aiohttp.ClientSession() as http:
-            stored = {m: await count_series(http, stack.main.url, stack.token, server_id, m, from_ms, anchor)
-                      for m in METRIC_NAMES}
+            stored = {
+                m: await count_series(http, stack.main.url, stack.token, server_id, m, from_ms, anchor)
+                for m in METRIC_NAMES
+            }
         result["stored"] = {m: {"rows": rows, "distinct": distinct} for m, (rows, distinct) in stored.items()}
         if any(rows != seconds or distinct != seconds for rows, distinct in stored.values()):
             raise BenchError(f"expected {seconds:,} readings per metric stored once, found {result['stored']}")
@@ -249,8 +275,7 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
             say(f"restarting the backend for a cold {name} query")
             await stack.restart_main()
             cold, _ = await time_queries(stack.main.url, stack.token, server_id, queries, name, 1)
-            warm, shape = await time_queries(stack.main.url, stack.token, server_id, queries, name,
-                                             params.repeats)
+            warm, shape = await time_queries(stack.main.url, stack.token, server_id, queries, name, params.repeats)
             figures[name] = {"cold_ms": round(cold[0] * 1000, 2), "warm": summary_ms(warm), **shape}
         result["queries"] = figures
         readings = seconds * len(METRIC_NAMES)
@@ -269,29 +294,49 @@ async def run_history(params: HistoryParams) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     p, q = result["parameters"], result["queries"]
-    head = (f"tasker bench history: {p['mode']} mode, {p['hours']} h of 1 s readings per metric "
-            f"({result['load']['readings']:,} readings, stored in {result['load']['stored_s']} s); machine: "
-            f"{result['machine']['cores']} cores, load average {result['machine']['load_average']}")
+    head = (
+        f"tasker bench history: {p['mode']} mode, {p['hours']} h of 1 s readings per metric "
+        f"({result['load']['readings']:,} readings, stored in {result['load']['stored_s']} s); machine: "
+        f"{result['machine']['cores']} cores, load average {result['machine']['load_average']}"
+    )
     rows = []
     for name, target in (("24h", TARGET_24H_P99_MS), ("30d", TARGET_30D_P99_MS)):
         f = q[name]
-        rows.append([f"{name} at {p['points']} points", f["resolution_s"], f["points"], f["cold_ms"],
-                     f["warm"]["p50_ms"], f["warm"]["p99_ms"], target,
-                     verdict(f["warm"]["p99_ms"], target, False)])
-    out = [head, "", table(["query", "resolution s", "points", "cold ms", "warm p50 ms", "warm p99 ms",
-                            "target p99", "verdict"], rows)]
+        rows.append(
+            [
+                f"{name} at {p['points']} points",
+                f["resolution_s"],
+                f["points"],
+                f["cold_ms"],
+                f["warm"]["p50_ms"],
+                f["warm"]["p99_ms"],
+                target,
+                verdict(f["warm"]["p99_ms"], target, False),
+            ]
+        )
+    out = [
+        head,
+        "",
+        table(
+            ["query", "resolution s", "points", "cold ms", "warm p50 ms", "warm p99 ms", "target p99", "verdict"], rows
+        ),
+    ]
     disk = result.get("disk", {})
     if "readings_table_bytes_per_reading" in disk:
         per = disk["readings_table_bytes_per_reading"]
         out.append("")
-        out.append(f"Cassandra raw readings table (raw_minutes) after flush + major compaction: {per} bytes per reading "
-                   f"(Data.db alone {disk['readings_data_db_bytes_per_reading']}; whole keyspace with rollups "
-                   f"{disk['keyspace_bytes_per_reading']}); target <= {TARGET_BYTES_PER_READING:g}: "
-                   f"{verdict(per, TARGET_BYTES_PER_READING, False)}")
+        out.append(
+            f"Cassandra raw readings table (raw_minutes) after flush + major compaction: {per} bytes per reading "
+            f"(Data.db alone {disk['readings_data_db_bytes_per_reading']}; whole keyspace with rollups "
+            f"{disk['keyspace_bytes_per_reading']}); target <= {TARGET_BYTES_PER_READING:g}: "
+            f"{verdict(per, TARGET_BYTES_PER_READING, False)}"
+        )
     elif "file_bytes_per_reading" in disk:
         out.append("")
         out.append(f"SQLite file: {disk['file_bytes_per_reading']} bytes per reading ({disk['note']})")
     if result["services_restarted"]:
-        out.append(f"WARNING: {', '.join(result['services_restarted'])} restarted during the run; "
-                   "these figures are not to be trusted")
+        out.append(
+            f"WARNING: {', '.join(result['services_restarted'])} restarted during the run; "
+            "these figures are not to be trusted"
+        )
     return "\n".join(out)

@@ -173,14 +173,24 @@ class NaiveTarget:
         workdir = Path(tempfile.mkdtemp(prefix="tasker-bench-naive-"))
         hosts, port, _ = parse_url(service_url("TASKER_TIMESERIES_URL"))
         spec = NaiveSpec(
-            mode=params.mode, prefetch=params.naive_prefetch, sqlite_path=str(workdir / "naive.db"),
-            amqp_url=service_url("TASKER_BROKER_URL"), queue_prefix=f"tasker-bench-{suffix}",
-            cassandra_hosts=tuple(hosts), cassandra_port=port, keyspace=f"tasker_bench_{suffix}",
+            mode=params.mode,
+            prefetch=params.naive_prefetch,
+            sqlite_path=str(workdir / "naive.db"),
+            amqp_url=service_url("TASKER_BROKER_URL"),
+            queue_prefix=f"tasker-bench-{suffix}",
+            cassandra_hosts=tuple(hosts),
+            cassandra_port=port,
+            keyspace=f"tasker_bench_{suffix}",
         )
         say(f"naive pipeline ({params.mode}): names tasker_bench_{suffix}")
         process = await spawn_listening(
-            "naive", ("ingest", "packager"), [sys.executable, "-m", "tasker_bench.naive", naive_spec_json(spec)],
-            dict(os.environ), workdir / "naive.log", what="the naive pipeline")
+            "naive",
+            ("ingest", "packager"),
+            [sys.executable, "-m", "tasker_bench.naive", naive_spec_json(spec)],
+            dict(os.environ),
+            workdir / "naive.log",
+            what="the naive pipeline",
+        )
         return cls(params.mode, process, spec, workdir, params.servers)
 
     def pids(self) -> dict[str, int]:
@@ -201,8 +211,9 @@ class NaiveTarget:
     async def close(self, keep_logs: bool = False) -> None:
         await stop_process(self.process)
         if self.mode == "distributed":
-            await drop_distributed_names(self.spec.amqp_url, self.spec.queue_prefix,
-                                         service_url("TASKER_TIMESERIES_URL"), self.spec.keyspace)
+            await drop_distributed_names(
+                self.spec.amqp_url, self.spec.queue_prefix, service_url("TASKER_TIMESERIES_URL"), self.spec.keyspace
+            )
         if keep_logs:
             say(f"naive pipeline log kept in {self.workdir}")
         else:
@@ -212,22 +223,43 @@ class NaiveTarget:
 # --- the load -----------------------------------------------------------------------------------
 
 
-async def _generate(target: Target, params: IngestParams, batch: int, layout: Layout,
-                    meter: CpuMeter) -> list[dict[str, Any]]:
+async def _generate(
+    target: Target, params: IngestParams, batch: int, layout: Layout, meter: CpuMeter
+) -> list[dict[str, Any]]:
     start_at = time.time() + START_DELAY_S + 0.05 * params.generators
     processes = []
     for g in range(params.generators):
-        spec = LoadSpec(urls=target.ingest_urls, token=target.post_token, servers=target.server_ids,
-                        batch=batch, concurrency=params.concurrency, duration_s=params.duration_s,
-                        generator=g, generators=params.generators, base_ms=layout.base_ms,
-                        step_ms=layout.step_ms, start_at=start_at, run=params.run)
-        processes.append(await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tasker_bench.loadgen", loadgen.spec_json(spec), cwd=REPO,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))
+        spec = LoadSpec(
+            urls=target.ingest_urls,
+            token=target.post_token,
+            servers=target.server_ids,
+            batch=batch,
+            concurrency=params.concurrency,
+            duration_s=params.duration_s,
+            generator=g,
+            generators=params.generators,
+            base_ms=layout.base_ms,
+            step_ms=layout.step_ms,
+            start_at=start_at,
+            run=params.run,
+        )
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tasker_bench.loadgen",
+                loadgen.spec_json(spec),
+                cwd=REPO,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        )
     await asyncio.sleep(max(0.0, start_at - time.time()))
     meter.start()
-    say(f"{target.name}: {params.generators} generator(s) x {params.concurrency} connections posting "
-        f"batches of {batch} for {params.duration_s:g} s")
+    say(
+        f"{target.name}: {params.generators} generator(s) x {params.concurrency} connections posting "
+        f"batches of {batch} for {params.duration_s:g} s"
+    )
     results = []
     for process in processes:
         out, err = await process.communicate()
@@ -326,9 +358,13 @@ async def count_stored(target: Target, layout: Layout, batch: int, results: list
 async def measure(target: Target, params: IngestParams, batch: int) -> dict[str, Any]:
     """Load, drain, count: every figure of one target."""
     now_ms = int(time.time()) * 1000
-    layout = Layout(len(target.server_ids), params.generators, now_ms - DAY_MS,
-                    loadgen.choose_step_ms(len(target.server_ids), params.generators, params.duration_s),
-                    params.run)
+    layout = Layout(
+        len(target.server_ids),
+        params.generators,
+        now_ms - DAY_MS,
+        loadgen.choose_step_ms(len(target.server_ids), params.generators, params.duration_s),
+        params.run,
+    )
     meter = CpuMeter()
     for name, pid in target.pids().items():
         meter.add(name, pid)
@@ -342,8 +378,10 @@ async def measure(target: Target, params: IngestParams, batch: int) -> dict[str,
     load_cpu = meter.stop()
     for r in results:
         load_cpu["processes"][f"loadgen-{r['generator'] + 1}"] = {
-            "cpu_s": r["cpu_s"], "percent_of_core": round(100 * r["cpu_s"] / max(r["wall_s"], 1e-9), 1),
-            "peak_rss_mb": r.get("peak_rss_mb")}
+            "cpu_s": r["cpu_s"],
+            "percent_of_core": round(100 * r["cpu_s"] / max(r["wall_s"], 1e-9), 1),
+            "peak_rss_mb": r.get("peak_rss_mb"),
+        }
     started = min(r["started_at"] for r in results)
     last_ack = max(r["last_ack_at"] for r in results)
     accepted = sum(r["readings_accepted"] for r in results)
@@ -427,7 +465,8 @@ async def run_ingest(params: IngestParams) -> dict[str, Any]:
     """The whole benchmark: the JSON object `--json` prints."""
     params.check()
     kinds = (["tasker"] if not params.naive or params.compare else []) + (
-        ["naive"] if params.naive or params.compare else [])
+        ["naive"] if params.naive or params.compare else []
+    )
     result: dict[str, Any] = {
         "benchmark": "ingest",
         "parameters": asdict(params),
@@ -449,7 +488,8 @@ def correct(result: dict[str, Any]) -> bool:
     """Nothing lost, duplicated, altered or unexpected in any target, and every pipeline drained."""
     return all(
         result[k]["drained"] and not any(result[k][f] for f in ("lost", "duplicated", "altered", "unexpected"))
-        for k in ("tasker", "naive") if k in result
+        for k in ("tasker", "naive")
+        if k in result
     )
 
 
@@ -458,17 +498,25 @@ def render(result: dict[str, Any]) -> str:
     p = result["parameters"]
     kinds = [k for k in ("tasker", "naive") if k in result]
     layout = "fleet-wide per instant" if p["run"] == 1 else f"{p['run']} s of one series at a time"
-    head = (f"tasker bench ingest: {p['mode']} mode, {p['duration_s']:g} s, {p['servers']} servers, readings "
-            f"{layout}, {p['generators']} generator(s) x {p['concurrency']} connections; machine: "
-            f"{result['machine']['cores']} cores, load average {result['machine']['load_average']}")
+    head = (
+        f"tasker bench ingest: {p['mode']} mode, {p['duration_s']:g} s, {p['servers']} servers, readings "
+        f"{layout}, {p['generators']} generator(s) x {p['concurrency']} connections; machine: "
+        f"{result['machine']['cores']} cores, load average {result['machine']['load_average']}"
+    )
     rows: list[list[Any]] = []
     figures = [
-        ("batch (readings per POST)", "batch"), ("readings accepted", "readings_accepted"),
-        ("accepted readings/s", "accepted_per_s"), ("stored readings/s (end to end)", "stored_per_s"),
+        ("batch (readings per POST)", "batch"),
+        ("readings accepted", "readings_accepted"),
+        ("accepted readings/s", "accepted_per_s"),
+        ("stored readings/s (end to end)", "stored_per_s"),
         ("stored readings/s during load", "stored_per_s_during_load"),
-        ("backlog when load stopped", "backlog_at_load_end"), ("drain time (s)", "drain_s"),
-        ("lost", "lost"), ("duplicated", "duplicated"), ("altered value", "altered"),
-        ("unexpected", "unexpected"), ("stored, never acknowledged", "stored_unacknowledged"),
+        ("backlog when load stopped", "backlog_at_load_end"),
+        ("drain time (s)", "drain_s"),
+        ("lost", "lost"),
+        ("duplicated", "duplicated"),
+        ("altered value", "altered"),
+        ("unexpected", "unexpected"),
+        ("stored, never acknowledged", "stored_unacknowledged"),
         ("batches never accepted", "batches_never_accepted"),
     ]
     for label, key in figures:
@@ -476,29 +524,39 @@ def render(result: dict[str, Any]) -> str:
     for q in ("p50_ms", "p99_ms"):
         rows.append([f"POST latency {q[:3]} (ms)", *(result[k]["post_latency_ms"][q] for k in kinds)])
     for label, part in (("broker confirm per batch", "publish_confirm"), ("store write", "store_write")):
-        rows.append([f"{label}, mean (ms)",
-                     *(result[k]["backend_metrics"].get(part, {}).get("mean_ms") for k in kinds)])
-    rows.append(["store writes",
-                 *(result[k]["backend_metrics"].get("store_write", {}).get("count") for k in kinds)])
+        rows.append(
+            [f"{label}, mean (ms)", *(result[k]["backend_metrics"].get(part, {}).get("mean_ms") for k in kinds)]
+        )
+    rows.append(["store writes", *(result[k]["backend_metrics"].get("store_write", {}).get("count") for k in kinds)])
     out = [head, "", table(["figure", *kinds], rows)]
     if "ratio_stored_per_s" in result:
         ratio = result["ratio_stored_per_s"]
-        out.append(f"\ntasker / naive, stored readings/s: {ratio}x "
-                   f"(target >= {TARGET_NAIVE_RATIO:g}x: {verdict(ratio, TARGET_NAIVE_RATIO, True)})")
+        out.append(
+            f"\ntasker / naive, stored readings/s: {ratio}x "
+            f"(target >= {TARGET_NAIVE_RATIO:g}x: {verdict(ratio, TARGET_NAIVE_RATIO, True)})"
+        )
     if "tasker" in result:
         rate = result["tasker"]["stored_per_s"]
-        out.append(f"tasker stored readings/s: {rate} (target >= {TARGET_READINGS_PER_S:,}: "
-                   f"{verdict(rate, TARGET_READINGS_PER_S, True)})")
+        out.append(
+            f"tasker stored readings/s: {rate} (target >= {TARGET_READINGS_PER_S:,}: "
+            f"{verdict(rate, TARGET_READINGS_PER_S, True)})"
+        )
     for k in kinds:
         out.append("")
-        out.append(table(CPU_HEADER, cpu_rows(result[k]["cpu_during_load"]),
-                         title=f"{k}: CPU during the load ({result[k]['cpu_during_load']['wall_s']} s, "
-                               f"machine busy {result[k]['cpu_during_load']['machine_busy_percent']}%)"))
+        out.append(
+            table(
+                CPU_HEADER,
+                cpu_rows(result[k]["cpu_during_load"]),
+                title=f"{k}: CPU during the load ({result[k]['cpu_during_load']['wall_s']} s, "
+                f"machine busy {result[k]['cpu_during_load']['machine_busy_percent']}%)",
+            )
+        )
     for k in kinds:
         if result[k]["services_restarted"]:
-            out.append(f"\nWARNING ({k}): {', '.join(result[k]['services_restarted'])} restarted during the run "
-                       "(another user of this machine?); these figures are not to be trusted")
+            out.append(
+                f"\nWARNING ({k}): {', '.join(result[k]['services_restarted'])} restarted during the run "
+                "(another user of this machine?); these figures are not to be trusted"
+            )
     out.append("")
-    out.append("correct (nothing lost, duplicated, altered or unexpected): "
-               + ("yes" if correct(result) else "NO"))
+    out.append("correct (nothing lost, duplicated, altered or unexpected): " + ("yes" if correct(result) else "NO"))
     return "\n".join(out)

@@ -53,8 +53,10 @@ class LatencyParams:
             raise BenchError("--servers must be at least 1")
         cycle_ms = len(METRIC_NAMES) * self.servers * 1000 / self.rate
         if cycle_ms < 1:
-            raise BenchError(f"--rate {self.rate:g} with {self.servers} servers gives each server "
-                             "more than one reading per millisecond; lower the rate or add servers")
+            raise BenchError(
+                f"--rate {self.rate:g} with {self.servers} servers gives each server "
+                "more than one reading per millisecond; lower the rate or add servers"
+            )
 
 
 class LiveProbe:
@@ -78,8 +80,14 @@ class LiveProbe:
         for n in range(j * size, (j + 1) * size):
             cycle, rest = divmod(n, self.per_cycle)
             server, metric = divmod(rest, len(METRIC_NAMES))
-            out.append({"server_id": self.server_ids[server], "metric": METRIC_NAMES[metric],
-                        "ts": t0_ms + int(cycle * self.cycle_ms), "value": float(100 + n % 400)})
+            out.append(
+                {
+                    "server_id": self.server_ids[server],
+                    "metric": METRIC_NAMES[metric],
+                    "ts": t0_ms + int(cycle * self.cycle_ms),
+                    "value": float(100 + n % 400),
+                }
+            )
         return out
 
     async def receive(self, live: Any) -> None:
@@ -190,22 +198,35 @@ async def run_latency(params: LatencyParams) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     p = result["parameters"]
     ws, ack = result["post_to_websocket"], result["post_to_202"]
-    head = (f"tasker bench latency: {p['mode']} mode, {p['rate']:g} readings/s for {p['duration_s']:g} s, "
-            f"{p['servers']} servers, batches of {p['batch']}; machine: {result['machine']['cores']} cores, "
-            f"load average {result['load_average_before']}")
+    head = (
+        f"tasker bench latency: {p['mode']} mode, {p['rate']:g} readings/s for {p['duration_s']:g} s, "
+        f"{p['servers']} servers, batches of {p['batch']}; machine: {result['machine']['cores']} cores, "
+        f"load average {result['load_average_before']}"
+    )
     rows = [
         ["POST -> websocket", ws["count"], ws["p50_ms"], ws["p99_ms"], ws["max_ms"]],
         ["POST -> 202", ack["count"], ack["p50_ms"], ack["p99_ms"], ack["max_ms"]],
     ]
     out = [head, "", table(["latency", "samples", "p50 ms", "p99 ms", "max ms"], rows), ""]
-    out.append(f"readings posted {result['readings_posted']:,}, received {result['readings_received']:,}, "
-               f"missing {result['missing_on_websocket']:,}, failed POSTs {result['failed_posts']}")
-    out.append(f"p99 POST -> websocket: {ws['p99_ms']} ms (target <= {TARGET_P99_MS:g} ms: "
-               f"{verdict(ws['p99_ms'], TARGET_P99_MS, False)})")
+    out.append(
+        f"readings posted {result['readings_posted']:,}, received {result['readings_received']:,}, "
+        f"missing {result['missing_on_websocket']:,}, failed POSTs {result['failed_posts']}"
+    )
+    out.append(
+        f"p99 POST -> websocket: {ws['p99_ms']} ms (target <= {TARGET_P99_MS:g} ms: "
+        f"{verdict(ws['p99_ms'], TARGET_P99_MS, False)})"
+    )
     if result["services_restarted"]:
-        out.append(f"WARNING: {', '.join(result['services_restarted'])} restarted during the run; "
-                   "these figures are not to be trusted")
+        out.append(
+            f"WARNING: {', '.join(result['services_restarted'])} restarted during the run; "
+            "these figures are not to be trusted"
+        )
     out.append("")
-    out.append(table(CPU_HEADER, cpu_rows(result["cpu"]),
-                     title=f"CPU during the load (machine busy {result['cpu']['machine_busy_percent']}%)"))
+    out.append(
+        table(
+            CPU_HEADER,
+            cpu_rows(result["cpu"]),
+            title=f"CPU during the load (machine busy {result['cpu']['machine_busy_percent']}%)",
+        )
+    )
     return "\n".join(out)

@@ -21,8 +21,8 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from tasker_bench.machine import summary_ms
 from tasker.domain import METRICS
+from tasker_bench.machine import summary_ms
 
 METRIC_NAMES = tuple(METRICS)
 RETRY_STATUSES = {0, 502, 503, 504}

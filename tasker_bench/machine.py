@@ -56,8 +56,10 @@ def code_version(repo: Path) -> dict[str, object]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "backend", "tasker", "sensors",
-                                        "tasker_tui").splitlines()]
+    changed = [
+        line[3:]
+        for line in git("status", "--porcelain", "--", "backend", "tasker", "sensors", "tasker_tui").splitlines()
+    ]
     return {"commit": git("rev-parse", "--short", "HEAD").strip() or None, "uncommitted": changed}
 
 
@@ -161,8 +163,11 @@ class CpuMeter:
                 continue
             spent = max(used - self._before.get(name, 0.0), 0.0)
             peaks = [peak_rss_mb(p) for p in [pid, *_descendants(pid, tree)]]
-            processes[name] = {"cpu_s": round(spent, 2), "percent_of_core": round(100 * spent / wall, 1),
-                               "peak_rss_mb": round(sum(p for p in peaks if p), 1) or None}
+            processes[name] = {
+                "cpu_s": round(spent, 2),
+                "percent_of_core": round(100 * spent / wall, 1),
+                "peak_rss_mb": round(sum(p for p in peaks if p), 1) or None,
+            }
         busy, total = machine_busy_s()
         d_busy, d_total = busy - self._machine_before[0], total - self._machine_before[1]
         return {
@@ -182,8 +187,11 @@ def restarted_services(before: Mapping[str, int], after: Mapping[str, int]) -> l
 def service_pids(repo: Path) -> dict[str, int]:
     """PIDs of the local real services (`compose/local/services`), from their pid files."""
     found: dict[str, int] = {}
-    for name, pid_file in (("rabbitmq", "rabbitmq/pid"), ("cassandra", "cassandra/pid"),
-                           ("mongo (FerretDB)", "mongo/pid")):
+    for name, pid_file in (
+        ("rabbitmq", "rabbitmq/pid"),
+        ("cassandra", "cassandra/pid"),
+        ("mongo (FerretDB)", "mongo/pid"),
+    ):
         try:
             pid = int((repo / ".services" / pid_file).read_text().split()[0])
         except (OSError, ValueError, IndexError):

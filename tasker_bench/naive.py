@@ -61,8 +61,7 @@ def _one_reading(payload: Any) -> tuple[str, str, int, float] | None:
     except (KeyError, TypeError, ValueError):
         return None
     server_id, metric, ts, value = reading
-    if not (isinstance(server_id, str) and isinstance(metric, str) and type(ts) is int
-            and type(value) in (int, float)):
+    if not (isinstance(server_id, str) and isinstance(metric, str) and type(ts) is int and type(value) in (int, float)):
         return None
     return server_id, metric, ts, float(value)
 
@@ -82,8 +81,10 @@ class SqlitePipeline:
         con = sqlite3.connect(self.spec.sqlite_path, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
-        con.execute("CREATE TABLE IF NOT EXISTS readings (server_id TEXT, metric TEXT, ts_ms INTEGER,"
-                    " value REAL, PRIMARY KEY (server_id, metric, ts_ms)) WITHOUT ROWID")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS readings (server_id TEXT, metric TEXT, ts_ms INTEGER,"
+            " value REAL, PRIMARY KEY (server_id, metric, ts_ms)) WITHOUT ROWID"
+        )
         self.con = con
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
@@ -110,7 +111,9 @@ class SqlitePipeline:
         assert self.con is not None
         return self.con.execute(
             "SELECT ts_ms, value FROM readings WHERE server_id = ? AND metric = ? AND ts_ms >= ?"
-            " AND ts_ms < ? ORDER BY ts_ms DESC", (server_id, metric, from_ms, to_ms)).fetchall()
+            " AND ts_ms < ? ORDER BY ts_ms DESC",
+            (server_id, metric, from_ms, to_ms),
+        ).fetchall()
 
     async def series(self, server_id: str, metric: str, from_ms: int, to_ms: int) -> list[tuple[int, float]]:
         return await self._in_thread(self._select, server_id, metric, from_ms, to_ms)
@@ -153,11 +156,13 @@ class RabbitCassandraPipeline:
             await asyncio.to_thread(self.session.execute, cql, timeout=60)
         self.insert = await asyncio.to_thread(
             self.session.prepare,
-            f"INSERT INTO {ks}.naive_readings (server_id, metric, day, ts, value) VALUES (?, ?, ?, ?, ?)")
+            f"INSERT INTO {ks}.naive_readings (server_id, metric, day, ts, value) VALUES (?, ?, ?, ?, ?)",
+        )
         self.select = await asyncio.to_thread(
             self.session.prepare,
             f"SELECT ts, value FROM {ks}.naive_readings WHERE server_id = ? AND metric = ? AND day = ?"
-            " AND ts >= ? AND ts < ?")
+            " AND ts >= ? AND ts < ?",
+        )
         self.connection = await aio_pika.connect(self.spec.amqp_url, timeout=10)
         self.publish_channel = await self.connection.channel(publisher_confirms=True)
         consume_channel = await self.connection.channel()
@@ -225,8 +230,7 @@ def build_app(pipeline: SqlitePipeline | RabbitCassandraPipeline) -> web.Applica
         nonlocal accepted
         reading = _one_reading(await request.json())
         if reading is None:
-            return web.json_response({"error": "the naive pipeline takes exactly one reading per request"},
-                                     status=400)
+            return web.json_response({"error": "the naive pipeline takes exactly one reading per request"}, status=400)
         await pipeline.publish(reading)
         accepted += 1
         return web.json_response({"accepted": 1}, status=202)
@@ -234,12 +238,14 @@ def build_app(pipeline: SqlitePipeline | RabbitCassandraPipeline) -> web.Applica
     async def readings(request: web.Request) -> web.Response:
         q = request.query
         rows = await pipeline.series(request.match_info["server_id"], q["metric"], int(q["from"]), int(q["to"]))
-        return web.json_response({"metric": q["metric"], "readings": [{"ts": t, "value": v} for t, v in rows],
-                                  "next_cursor": None})
+        return web.json_response(
+            {"metric": q["metric"], "readings": [{"ts": t, "value": v} for t, v in rows], "next_cursor": None}
+        )
 
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text=f"tasker_readings_accepted_total {accepted}\n"
-                                 f"tasker_readings_stored_total {pipeline.stored}\n")
+        return web.Response(
+            text=f"tasker_readings_accepted_total {accepted}\ntasker_readings_stored_total {pipeline.stored}\n"
+        )
 
     async def ready(request: web.Request) -> web.Response:
         return web.json_response({"status": "ready"})

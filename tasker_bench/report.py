@@ -51,8 +51,9 @@ CPU_HEADER = ("process", "CPU s", "% of a core", "peak RSS MB")
 
 def cpu_rows(cpu: dict[str, Any]) -> list[list[Any]]:
     """Rows (process, CPU s, % of one core, peak RSS) of a CpuMeter result."""
-    return [[name, p["cpu_s"], p["percent_of_core"], p.get("peak_rss_mb")]
-            for name, p in cpu.get("processes", {}).items()]
+    return [
+        [name, p["cpu_s"], p["percent_of_core"], p.get("peak_rss_mb")] for name, p in cpu.get("processes", {}).items()
+    ]
 
 
 def emit(result: dict[str, Any], text: str, as_json: bool) -> None:

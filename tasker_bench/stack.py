@@ -109,8 +109,10 @@ class Stack:
         if self.mode not in MODES:
             raise BenchError(f"--mode {self.mode!r}: expected embedded or distributed")
         if self.mode == "embedded" and (self.ingesters or self.packagers):
-            raise BenchError("--ingesters/--packagers need --mode distributed: embedded mode is one "
-                             "process (its in-process broker cannot reach another)")
+            raise BenchError(
+                "--ingesters/--packagers need --mode distributed: embedded mode is one "
+                "process (its in-process broker cannot reach another)"
+            )
         if self.ingesters < 0 or self.packagers < 0:
             raise BenchError("--ingesters and --packagers must be 0 or more")
 
@@ -144,25 +146,32 @@ class Stack:
         """What this run creates in the services (deleted at the end), or its work folder."""
         if self.mode == "embedded":
             return {"folder": str(self.workdir)}
-        return {"cassandra_keyspace": self.keyspace, "mongodb_database": self.database,
-                "rabbitmq_prefix": self.queue_prefix}
+        return {
+            "cassandra_keyspace": self.keyspace,
+            "mongodb_database": self.database,
+            "rabbitmq_prefix": self.queue_prefix,
+        }
 
     def env(self) -> dict[str, str]:
         """The environment of every backend process of this run."""
         env = dict(os.environ)
         if self.mode == "embedded":
-            env.update({
-                "TASKER_BROKER_URL": "memory://",
-                "TASKER_TIMESERIES_URL": f"sqlite:///{self.workdir / 'timeseries.db'}",
-                "TASKER_REGISTRY_URL": f"sqlite:///{self.workdir / 'registry.db'}",
-            })
+            env.update(
+                {
+                    "TASKER_BROKER_URL": "memory://",
+                    "TASKER_TIMESERIES_URL": f"sqlite:///{self.workdir / 'timeseries.db'}",
+                    "TASKER_REGISTRY_URL": f"sqlite:///{self.workdir / 'registry.db'}",
+                }
+            )
         else:
-            env.update({
-                "TASKER_BROKER_URL": self.amqp_url,
-                "TASKER_TIMESERIES_URL": self.cassandra_url,
-                "TASKER_REGISTRY_URL": self.mongodb_url,
-                "TASKER_QUEUE_PREFIX": self.queue_prefix,
-            })
+            env.update(
+                {
+                    "TASKER_BROKER_URL": self.amqp_url,
+                    "TASKER_TIMESERIES_URL": self.cassandra_url,
+                    "TASKER_REGISTRY_URL": self.mongodb_url,
+                    "TASKER_QUEUE_PREFIX": self.queue_prefix,
+                }
+            )
         env["TASKER_LISTEN"] = "127.0.0.1:0"
         env["XDG_CONFIG_HOME"] = str(self.workdir / "config")  # no user config file applies
         env["XDG_DATA_HOME"] = str(self.workdir / "data")
@@ -201,8 +210,9 @@ class Stack:
         say(f"{self.mode} backend: names tasker_bench_{self.suffix}, work folder {self.workdir}")
         self.username = f"bench-{self.suffix}"
         self._password = secrets.token_urlsafe(16)
-        await self._tasker(["users", "add", self.username, "--role", "admin", "--password-stdin"],
-                           stdin=self._password + "\n")
+        await self._tasker(
+            ["users", "add", self.username, "--role", "admin", "--password-stdin"], stdin=self._password + "\n"
+        )
         out = await self._tasker(["keys", "create", "--label", "tasker bench"])
         keys = re.findall(r"^(tik_\S+)$", out, re.MULTILINE)
         if not keys:
@@ -217,8 +227,13 @@ class Stack:
 
     async def _tasker(self, args: Sequence[str], stdin: str | None = None) -> str:
         process = await asyncio.create_subprocess_exec(
-            *TASKER_CMD, *args, env=self.env(), cwd=REPO,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            *TASKER_CMD,
+            *args,
+            env=self.env(),
+            cwd=REPO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await asyncio.wait_for(process.communicate(stdin.encode() if stdin else None), START_TIMEOUT_S)
         text = out.decode(errors="replace")
@@ -228,8 +243,14 @@ class Stack:
 
     async def _spawn(self, name: str, roles: tuple[str, ...]) -> BackendProcess:
         args = ["backend", *(a for role in roles for a in ("--role", role))]
-        return await spawn_listening(name, roles, [*TASKER_CMD, *args], self.env(), self.workdir / f"{name}.log",
-                                     what=f"`tasker {' '.join(args)}`")
+        return await spawn_listening(
+            name,
+            roles,
+            [*TASKER_CMD, *args],
+            self.env(),
+            self.workdir / f"{name}.log",
+            what=f"`tasker {' '.join(args)}`",
+        )
 
     async def _wait_ready(self, proc: BackendProcess) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -262,6 +283,7 @@ class Stack:
         ids: list[str | None] = [None] * count
         limit = asyncio.Semaphore(8)
         async with TaskerClient(self.main.url, token=self.token, timeout=60) as client:
+
             async def create(i: int) -> None:
                 async with limit:
                     ids[i] = (await client.create_server(bodies[i]))["id"]
@@ -293,10 +315,12 @@ class Stack:
         return {
             "publish_confirm": histogram_summary(texts["ingest"], "tasker_publish_seconds"),
             "store_write": histogram_summary(texts["packager"], "tasker_store_write_seconds"),
-            "redelivered_messages": int(sum(sum_metric(t, "tasker_messages_redelivered_total")
-                                            for t in texts["packager"])),
-            "store_write_failures": int(sum(sum_metric(t, "tasker_store_write_failures_total")
-                                            for t in texts["packager"])),
+            "redelivered_messages": int(
+                sum(sum_metric(t, "tasker_messages_redelivered_total") for t in texts["packager"])
+            ),
+            "store_write_failures": int(
+                sum(sum_metric(t, "tasker_store_write_failures_total") for t in texts["packager"])
+            ),
         }
 
     async def restart_main(self) -> None:
@@ -315,8 +339,14 @@ class Stack:
         await asyncio.gather(*(stop_process(p) for p in self.processes if "packager" not in p.roles))
         await asyncio.gather(*(stop_process(p) for p in self.processes))
         if self.mode == "distributed" and self._created:
-            await drop_distributed_names(self.amqp_url, self.queue_prefix, service_url("TASKER_TIMESERIES_URL"),
-                                         self.keyspace, service_url("TASKER_REGISTRY_URL"), self.database)
+            await drop_distributed_names(
+                self.amqp_url,
+                self.queue_prefix,
+                service_url("TASKER_TIMESERIES_URL"),
+                self.keyspace,
+                service_url("TASKER_REGISTRY_URL"),
+                self.database,
+            )
         if keep_logs:
             say(f"logs kept in {self.workdir}")
         else:
@@ -333,18 +363,25 @@ async def check_services() -> None:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
         except (OSError, TimeoutError) as exc:
-            raise BenchError(f"{variable.removeprefix('TASKER_').removesuffix('_URL').lower()} service at "
-                             f"{host}:{port} is not answering ({exc.strerror or exc}); start the services with "
-                             "compose/local/services up") from None
+            raise BenchError(
+                f"{variable.removeprefix('TASKER_').removesuffix('_URL').lower()} service at "
+                f"{host}:{port} is not answering ({exc.strerror or exc}); start the services with "
+                "compose/local/services up"
+            ) from None
         writer.close()
 
 
-async def spawn_listening(name: str, roles: tuple[str, ...], argv: Sequence[str], env: dict[str, str],
-                          log_path: Path, what: str) -> BackendProcess:
+async def spawn_listening(
+    name: str, roles: tuple[str, ...], argv: Sequence[str], env: dict[str, str], log_path: Path, what: str
+) -> BackendProcess:
     """Start a server process logging to `log_path`; return once it printed "listening on URL"."""
     with open(log_path, "wb") as log:
         process = await asyncio.create_subprocess_exec(
-            *argv, env=env, cwd=REPO, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+            *argv,
+            env=env,
+            cwd=REPO,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in the terminal reaches the benchmark, which stops it
         )
@@ -394,8 +431,12 @@ def histogram_summary(texts: Sequence[str], name: str) -> dict[str, float | int 
                 return None if upper == float("inf") else round(upper * 1000, 1)
         return None
 
-    return {"count": int(count), "mean_ms": round(1000 * total / count, 2) if count else None,
-            "p50_ms_at_most": quantile(0.5), "p99_ms_at_most": quantile(0.99)}
+    return {
+        "count": int(count),
+        "mean_ms": round(1000 * total / count, 2) if count else None,
+        "p50_ms_at_most": quantile(0.5),
+        "p99_ms_at_most": quantile(0.99),
+    }
 
 
 def sum_metric(text: str, name: str) -> float:
@@ -407,8 +448,14 @@ def sum_metric(text: str, name: str) -> float:
     return total
 
 
-async def drop_distributed_names(amqp_url: str, prefix: str, cassandra_url: str, keyspace: str,
-                                 mongodb_url: str | None = None, database: str | None = None) -> None:
+async def drop_distributed_names(
+    amqp_url: str,
+    prefix: str,
+    cassandra_url: str,
+    keyspace: str,
+    mongodb_url: str | None = None,
+    database: str | None = None,
+) -> None:
     """Delete what a run created in the real services; failures are reported, not raised."""
     problems: list[str] = []
     try:
@@ -437,8 +484,12 @@ def rabbitmq_names(prefix: str) -> tuple[list[str], list[str]]:
     broker = RabbitMQBroker("amqp://127.0.0.1/", prefix=prefix)  # for its names; connects nothing
     queues = [broker.work_queue_name(queue_for(m)) for m in METRICS]
     queues += [broker.dead_letter_queue, f"{prefix}.naive"]
-    exchanges = [broker.readings_exchange, broker.dead_letter_exchange,
-                 broker.events_exchange_name(LIVE_CHANNEL), broker.events_exchange_name(REGISTRY_CHANNEL)]
+    exchanges = [
+        broker.readings_exchange,
+        broker.dead_letter_exchange,
+        broker.events_exchange_name(LIVE_CHANNEL),
+        broker.events_exchange_name(REGISTRY_CHANNEL),
+    ]
     return queues, exchanges
 
 

@@ -41,8 +41,7 @@ def run_tui(params: TuiParams) -> dict[str, Any]:
     try:
         from tasker_tui.bench import run_tui_bench
     except ImportError as exc:
-        raise BenchError("the TUI measurement (tasker_tui/bench.py, run_tui_bench) is not available: "
-                         f"{exc}") from None
+        raise BenchError(f"the TUI measurement (tasker_tui/bench.py, run_tui_bench) is not available: {exc}") from None
     load_before = machine_info()["load_average"]
     with contextlib.redirect_stdout(sys.stderr):
         try:
@@ -61,21 +60,21 @@ def run_tui(params: TuiParams) -> dict[str, Any]:
         "code": code_version(REPO),
         "targets": {"cpu_percent_of_one_core": TARGET_CPU_PERCENT, "first_frame_s": TARGET_FIRST_FRAME_S},
         "figures": figures,
-        "checked": {"cpu_percent_of_one_core": figures.get("cpu_percent_of_one_core"),
-                    "first_frame_s": first_frame},
+        "checked": {"cpu_percent_of_one_core": figures.get("cpu_percent_of_one_core"), "first_frame_s": first_frame},
     }
 
 
 def render(result: dict[str, Any]) -> str:
     f, p = result["figures"], result["parameters"]
-    head = (f"tasker bench tui: {p['servers']} servers at 1 Hz, {p['size']}, {p['seconds']:g} s after "
-            f"{p['warmup']:g} s warm-up; machine: {result['machine']['cores']} cores, load average "
-            f"{result['machine']['load_average_before']}")
+    head = (
+        f"tasker bench tui: {p['servers']} servers at 1 Hz, {p['size']}, {p['seconds']:g} s after "
+        f"{p['warmup']:g} s warm-up; machine: {result['machine']['cores']} cores, load average "
+        f"{result['machine']['load_average_before']}"
+    )
     rows = [[name, value] for name, value in f.items()]
     cpu, first = result["checked"]["cpu_percent_of_one_core"], result["checked"]["first_frame_s"]
     checks = [
         f"CPU {cpu}% of one core (target <= {TARGET_CPU_PERCENT:g}%: {verdict(cpu, TARGET_CPU_PERCENT, False)})",
-        f"first frame {first} s (target <= {TARGET_FIRST_FRAME_S:g} s: "
-        f"{verdict(first, TARGET_FIRST_FRAME_S, False)})",
+        f"first frame {first} s (target <= {TARGET_FIRST_FRAME_S:g} s: {verdict(first, TARGET_FIRST_FRAME_S, False)})",
     ]
     return "\n".join([head, "", table(["figure", "value"], rows), "", *checks])

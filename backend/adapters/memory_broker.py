@@ -60,8 +60,7 @@ class _Budget:
 
     def _fits(self, size: int) -> bool:
         # An empty broker takes any message, so one over max_bytes cannot wait forever.
-        return self.messages == 0 or (
-            self.messages < self.max_messages and self.bytes + size <= self.max_bytes)
+        return self.messages == 0 or (self.messages < self.max_messages and self.bytes + size <= self.max_bytes)
 
     async def reserve(self, size: int, wait_s: float, queue: str) -> None:
         """Count a message in; wait up to `wait_s` for room, then Unavailable."""
@@ -75,7 +74,8 @@ class _Budget:
                         f"embedded work queues are full ({self.messages:,} messages, "
                         f"{self.bytes / 1e6:.1f} MB of readings not yet stored; limits "
                         f"{self.max_messages:,} messages, {self.max_bytes / 1e6:.0f} MB): the "
-                        f"packager is behind, so {queue!r} takes nothing more for now")
+                        f"packager is behind, so {queue!r} takes nothing more for now"
+                    )
                 freed = self._freed
                 try:
                     await asyncio.wait_for(freed.wait(), left)
@@ -184,8 +184,7 @@ class MemoryBroker:
             self._queue(queue).put(MemoryDelivery(body, redelivered=True, message_id=message_id))
             self._budget.add(len(body))
         if rows:
-            log.info("embedded broker: %d unacked message(s) from %s queued again",
-                     len(rows), self.journal.path)
+            log.info("embedded broker: %d unacked message(s) from %s queued again", len(rows), self.journal.path)
 
     async def close(self) -> None:
         """Stop every consumer and subscriber; messages in flight go back to their queue, and

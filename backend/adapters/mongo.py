@@ -74,9 +74,14 @@ def _from_doc(cls: type, doc: dict[str, Any], key_field: str) -> Any:
 
 def _chat_from_doc(doc: dict[str, Any]) -> ChatMessage:
     return ChatMessage(
-        conversation=doc["conversation"], id=doc["id"], sender=doc["sender"],
-        sender_role=doc["sender_role"], text=doc["text"], ts_ms=doc["ts_ms"],
-        client_key=doc["client_key"], extra=extra_from_json(doc["extra"]),
+        conversation=doc["conversation"],
+        id=doc["id"],
+        sender=doc["sender"],
+        sender_role=doc["sender_role"],
+        text=doc["text"],
+        ts_ms=doc["ts_ms"],
+        client_key=doc["client_key"],
+        extra=extra_from_json(doc["extra"]),
     )
 
 
@@ -144,7 +149,8 @@ class MongoRegistry(MongoTasks):
             )
             await db.chat_messages.create_index(
                 [("conversation", ASCENDING), ("sender", ASCENDING), ("client_key", ASCENDING)],
-                unique=True, name="chat_client_key_unique",
+                unique=True,
+                name="chat_client_key_unique",
             )
             await db.chat_read_markers.create_index("username", name="read_marker_user")
             await db.sessions.create_index("expires_at_ms", name="session_expiry")
@@ -201,9 +207,11 @@ class MongoRegistry(MongoTasks):
     async def list_servers(self) -> list[ServerRecord]:
         """Every server, ordered by name (case-insensitively)."""
         with self._driver_errors():
-            docs = await self._db.servers.find({}, projection={"name_key": 0}).sort(
-                [("name_key", ASCENDING), ("_id", ASCENDING)]
-            ).to_list()
+            docs = (
+                await self._db.servers.find({}, projection={"name_key": 0})
+                .sort([("name_key", ASCENDING), ("_id", ASCENDING)])
+                .to_list()
+            )
         return [_from_doc(ServerRecord, d, "id") for d in docs]
 
     async def replace_server(self, server: ServerRecord) -> None:
@@ -274,24 +282,22 @@ class MongoRegistry(MongoTasks):
         """Every user, ordered by username."""
         return [_from_doc(UserRecord, d, "username") for d in await self._all("users", [("_id", 1)])]
 
-    async def _set_user(self, username: object, changes: dict[str, Any],
-                        only_if: dict[str, Any] | None = None) -> None:
+    async def _set_user(self, username: object, changes: dict[str, Any], only_if: dict[str, Any] | None = None) -> None:
         """`$set` plain values on one user; NotFound when there is none. With `only_if`, the
         fields are set only where that also matches (the user still counts as found)."""
         if lookup_key(username) is None:
             raise NotFound(f"no user {username!r}")
         with self._driver_errors():
-            result = await self._db.users.update_one({"_id": username, **(only_if or {})},
-                                                     {"$set": changes})
+            result = await self._db.users.update_one({"_id": username, **(only_if or {})}, {"$set": changes})
             if result.matched_count == 0 and only_if is not None:
                 if await self._db.users.find_one({"_id": username}, projection={"_id": 1}):
                     return
         if result.matched_count == 0:
             raise NotFound(f"no user {username!r}")
 
-    async def set_password_hash(self, username: str, password_hash: str, *,
-                                must_change_password: bool = False,
-                                changed_at_ms: int | None = None) -> None:
+    async def set_password_hash(
+        self, username: str, password_hash: str, *, must_change_password: bool = False, changed_at_ms: int | None = None
+    ) -> None:
         """Replace a user's password hash and must-change flag (and when it changed, if given);
         NotFound when there is no such user."""
         changes: dict[str, Any] = {"password_hash": require_str("password_hash", password_hash)}
@@ -347,8 +353,11 @@ class MongoRegistry(MongoTasks):
         if lookup_key(username) is None:
             return []
         with self._driver_errors():
-            docs = await self._db.sessions.find({"username": username}).sort(
-                [("created_at_ms", ASCENDING), ("_id", ASCENDING)]).to_list()
+            docs = (
+                await self._db.sessions.find({"username": username})
+                .sort([("created_at_ms", ASCENDING), ("_id", ASCENDING)])
+                .to_list()
+            )
         return [_from_doc(SessionRecord, d, "token_hash") for d in docs]
 
     async def delete_user_sessions(self, username: str, keep: str | None = None) -> int:
@@ -416,8 +425,14 @@ class MongoRegistry(MongoTasks):
     # --- chat -------------------------------------------------------------------------------
 
     async def append_chat(
-        self, conversation: str, sender: str, sender_role: str, text: str, ts_ms: int,
-        client_key: str, extra: dict[str, Any] | None = None,
+        self,
+        conversation: str,
+        sender: str,
+        sender_role: str,
+        text: str,
+        ts_ms: int,
+        client_key: str,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[ChatMessage, bool]:
         """Store a message with the next id of its conversation (1, 2, 3... without gaps), or
         return the one already stored under (conversation, sender, client_key) with False."""
@@ -425,8 +440,14 @@ class MongoRegistry(MongoTasks):
             conversation, sender, sender_role, text, ts_ms, client_key, extra
         )
         doc = {
-            "_id": json.dumps([conv, who, ckey]), "conversation": conv, "sender": who,
-            "sender_role": role, "text": body, "ts_ms": ts, "client_key": ckey, "extra": extra_json,
+            "_id": json.dumps([conv, who, ckey]),
+            "conversation": conv,
+            "sender": who,
+            "sender_role": role,
+            "text": body,
+            "ts_ms": ts,
+            "client_key": ckey,
+            "extra": extra_json,
         }
         chat = self._db.chat_messages
         with self._driver_errors():
@@ -448,8 +469,7 @@ class MongoRegistry(MongoTasks):
                     # after a short random pause so that racing appenders spread out.
                     await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
         raise Unavailable(
-            f"MongoDB at {self._where}: conversation {conv!r} too busy, no chat id after "
-            f"{_APPEND_ATTEMPTS} attempts"
+            f"MongoDB at {self._where}: conversation {conv!r} too busy, no chat id after {_APPEND_ATTEMPTS} attempts"
         )
 
     async def _chat_page(
@@ -470,9 +490,7 @@ class MongoRegistry(MongoTasks):
         after = require_count("after_id", after_id)
         return await self._chat_page(conversation, {"$gt": after}, ASCENDING, require_count("limit", limit))
 
-    async def chat_before(
-        self, conversation: str, before_id: int | None, limit: int
-    ) -> list[ChatMessage]:
+    async def chat_before(self, conversation: str, before_id: int | None, limit: int) -> list[ChatMessage]:
         """The `limit` messages just before before_id (or the newest ones), oldest first."""
         n = require_count("limit", limit)
         id_range = {} if before_id is None else {"$lt": require_count("before_id", before_id)}
@@ -485,11 +503,12 @@ class MongoRegistry(MongoTasks):
             # FerretDB v1 has no $max/$first accumulators: one small query per conversation
             # (there is one conversation per sysadmin).
             conversations = await chat.distinct("conversation")
-            lasts = await asyncio.gather(*(
-                chat.find_one({"conversation": c}, projection={"id": 1, "ts_ms": 1},
-                              sort=[("id", DESCENDING)])
-                for c in conversations
-            ))
+            lasts = await asyncio.gather(
+                *(
+                    chat.find_one({"conversation": c}, projection={"id": 1, "ts_ms": 1}, sort=[("id", DESCENDING)])
+                    for c in conversations
+                )
+            )
         found = [(c, d["id"], d["ts_ms"]) for c, d in zip(conversations, lasts) if d is not None]
         return sorted(found, key=lambda row: (-row[2], row[0]))
 
@@ -501,16 +520,18 @@ class MongoRegistry(MongoTasks):
         markers = self._db.chat_read_markers
         with self._driver_errors():
             try:
-                await markers.insert_one({
-                    "_id": json.dumps([conv, user, read]),
-                    "conversation": conv, "username": user, "last_read_id": read,
-                })
+                await markers.insert_one(
+                    {
+                        "_id": json.dumps([conv, user, read]),
+                        "conversation": conv,
+                        "username": user,
+                        "last_read_id": read,
+                    }
+                )
             except DuplicateKeyError:
                 pass  # this very marker is already there
             # Only markers below one that now exists go, so the highest always stays.
-            await markers.delete_many(
-                {"conversation": conv, "username": user, "last_read_id": {"$lt": read}}
-            )
+            await markers.delete_many({"conversation": conv, "username": user, "last_read_id": {"$lt": read}})
 
     async def read_markers(self, username: str) -> dict[str, int]:
         """conversation -> last read id, for one user (empty for an unknown user)."""

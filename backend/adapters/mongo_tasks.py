@@ -53,8 +53,7 @@ class MongoTasks:
 
     async def _create_task_indexes(self) -> None:
         db = self._db
-        await db.task_versions.create_index([("task_id", ASCENDING), ("version", DESCENDING)],
-                                            name="task_version")
+        await db.task_versions.create_index([("task_id", ASCENDING), ("version", DESCENDING)], name="task_version")
         await db.task_versions.create_index([("owner", ASCENDING)], name="task_owner")
         await db.leases.create_index([("name", ASCENDING), ("epoch", DESCENDING)], name="lease_epoch")
 
@@ -62,9 +61,15 @@ class MongoTasks:
 
     @staticmethod
     def _version_doc(task: TaskRecord) -> dict[str, Any]:
-        return {"_id": json.dumps([task.id, task.version]), "task_id": task.id, "owner": task.owner,
-                "version": task.version, "plan_epoch": task.plan_epoch,
-                "written_at_ms": now_ms(), "doc": task_json(task)}
+        return {
+            "_id": json.dumps([task.id, task.version]),
+            "task_id": task.id,
+            "owner": task.owner,
+            "version": task.version,
+            "plan_epoch": task.plan_epoch,
+            "written_at_ms": now_ms(),
+            "doc": task_json(task),
+        }
 
     async def _newest(self, task_id: str) -> dict[str, Any] | None:
         return await self._db.task_versions.find_one({"task_id": task_id}, sort=[("version", DESCENDING)])
@@ -90,8 +95,7 @@ class MongoTasks:
             raise NotFound(f"no task with id {task_id!r}")
         return task_from_json(doc["doc"])
 
-    async def list_tasks(self, owner: str | None = None,
-                         states: Collection[str] | None = None) -> list[TaskRecord]:
+    async def list_tasks(self, owner: str | None = None, states: Collection[str] | None = None) -> list[TaskRecord]:
         """Tasks (of one owner, in some states), oldest first."""
         wanted = check_states(states)
         query: dict[str, Any] = {}
@@ -100,8 +104,7 @@ class MongoTasks:
                 return []
             query["owner"] = owner
         with self._driver_errors():
-            docs = await self._db.task_versions.find(
-                query, projection={"task_id": 1, "version": 1, "doc": 1}).to_list()
+            docs = await self._db.task_versions.find(query, projection={"task_id": 1, "version": 1, "doc": 1}).to_list()
         newest: dict[str, dict[str, Any]] = {}
         for d in docs:  # superseded versions linger for a while; the newest one counts
             if d["task_id"] not in newest or d["version"] > newest[d["task_id"]]["version"]:
@@ -126,16 +129,18 @@ class MongoTasks:
                 await versions.insert_one(doc)
             except DuplicateKeyError:
                 return False  # another writer's version + 1 got in first
-            if await versions.find_one({"_id": json.dumps([task.id, expected_version])},
-                                       projection={"_id": 1}) is None:
+            if await versions.find_one({"_id": json.dumps([task.id, expected_version])}, projection={"_id": 1}) is None:
                 # The version this update was built on has been superseded and deleted since:
                 # the insert filled a gap below the newest version. Undo it and refuse.
                 await versions.delete_one({"_id": doc["_id"]})
                 return False
-            await versions.delete_many({
-                "task_id": task.id, "version": {"$lt": expected_version},
-                "written_at_ms": {"$lt": now_ms() - TASK_VERSION_KEEP_MS},
-            })
+            await versions.delete_many(
+                {
+                    "task_id": task.id,
+                    "version": {"$lt": expected_version},
+                    "written_at_ms": {"$lt": now_ms() - TASK_VERSION_KEEP_MS},
+                }
+            )
         return True
 
     # --- leases -----------------------------------------------------------------------------
@@ -153,16 +158,22 @@ class MongoTasks:
                 if current["holder"] != holder:
                     return None
                 epoch = current["epoch"]
-                await leases.update_one({"_id": current["_id"], "holder": holder},
-                                        {"$set": {"expires_at_ms": now + ttl}})
-                taken = await leases.find_one({"name": name, "epoch": {"$gt": epoch}},
-                                              projection={"_id": 1})
+                await leases.update_one(
+                    {"_id": current["_id"], "holder": holder}, {"$set": {"expires_at_ms": now + ttl}}
+                )
+                taken = await leases.find_one({"name": name, "epoch": {"$gt": epoch}}, projection={"_id": 1})
                 return None if taken is not None else epoch
             epoch = 1 if current is None else current["epoch"] + 1
             try:
-                await leases.insert_one({"_id": json.dumps([name, epoch]), "name": name,
-                                         "holder": holder, "epoch": epoch,
-                                         "expires_at_ms": now + ttl})
+                await leases.insert_one(
+                    {
+                        "_id": json.dumps([name, epoch]),
+                        "name": name,
+                        "holder": holder,
+                        "epoch": epoch,
+                        "expires_at_ms": now + ttl,
+                    }
+                )
             except DuplicateKeyError:
                 return None  # another process took over first
             await leases.delete_many({"name": name, "epoch": {"$lt": epoch - 1}})
@@ -174,7 +185,8 @@ class MongoTasks:
         at = require_count("epoch", epoch)
         with self._driver_errors():
             await self._collection("leases").update_one(
-                {"_id": json.dumps([name, at]), "holder": holder}, {"$set": {"expires_at_ms": 0}})
+                {"_id": json.dumps([name, at]), "holder": holder}, {"$set": {"expires_at_ms": 0}}
+            )
 
     async def get_lease(self, name: str) -> LeaseRecord | None:
         """The newest epoch of the lease, or None."""
@@ -197,13 +209,15 @@ class MongoTasks:
                 await traces.delete_one({"_id": region})
                 return
             # Two parallel arrays: FerretDB v1 stores no nested arrays.
-            await traces.replace_one({"_id": region}, {"ts_ms": [ts for ts, _ in checked],
-                                                       "g_per_kwh": [g for _, g in checked]},
-                                     upsert=True)
+            await traces.replace_one(
+                {"_id": region}, {"ts_ms": [ts for ts, _ in checked], "g_per_kwh": [g for _, g in checked]}, upsert=True
+            )
 
     async def grid_trace(self) -> dict[str, list[tuple[int, float]]]:
         """region -> rows (ts_ms, g_per_kwh), sorted."""
         with self._driver_errors():
             docs = await self._db.grid_traces.find({}).to_list()
-        return {d["_id"]: [(int(ts), float(g)) for ts, g in zip(d["ts_ms"], d["g_per_kwh"], strict=True)]
-                for d in sorted(docs, key=lambda d: d["_id"])}
+        return {
+            d["_id"]: [(int(ts), float(g)) for ts, g in zip(d["ts_ms"], d["g_per_kwh"], strict=True)]
+            for d in sorted(docs, key=lambda d: d["_id"])
+        }

@@ -32,6 +32,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
@@ -41,12 +42,10 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
 from yarl import URL
 
-from tasker.backoff import RetryBackoff
 from backend.ports import EventHandler, Unavailable, Undecodable, WorkHandler
+from tasker.backoff import RetryBackoff
 
 log = logging.getLogger(__name__)
 
@@ -297,9 +296,7 @@ class RabbitMQBroker:
         try:
             async with asyncio.timeout(self.ping_timeout):
                 channel = await self._topology_channel.get_underlay_channel()
-                await channel.exchange_declare(
-                    exchange=self.readings_exchange, exchange_type="direct", durable=True
-                )
+                await channel.exchange_declare(exchange=self.readings_exchange, exchange_type="direct", durable=True)
         except TimeoutError:
             raise self._unavailable(f"no answer within {self.ping_timeout:g}s") from None
         except _BROKER_ERRORS as exc:
@@ -370,7 +367,8 @@ class RabbitMQBroker:
         self._require_connected()
         assert self._publish_channel is not None
         message = aio_pika.Message(
-            body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             headers={"x-tasker-queue": self.work_queue_name(queue), "x-tasker-reason": reason[:500]},
         )
         try:

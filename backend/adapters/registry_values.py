@@ -46,8 +46,7 @@ _KINDS: dict[Any, tuple[typing.Callable[[Any], bool], typing.Callable[[Any], Any
     bool: (lambda v: isinstance(v, bool), bool, "true or false"),
     str | None: (lambda v: v is None or isinstance(v, str), lambda v: v, "a string or None"),
     float | None: (
-        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
-                                and math.isfinite(v)),
+        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
         lambda v: None if v is None else float(v),
         "a finite number or None",
     ),
@@ -62,8 +61,10 @@ _KINDS: dict[Any, tuple[typing.Callable[[Any], bool], typing.Callable[[Any], Any
         "a map of strings to strings",
     ),
     list[list[int]]: (
-        lambda v: isinstance(v, list) and all(
-            isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_int(x) for x in p) for p in v),
+        lambda v: (
+            isinstance(v, list)
+            and all(isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_int(x) for x in p) for p in v)
+        ),
         lambda v: [[int(a), int(b)] for a, b in v],
         "a list of [start_ms, end_ms] integer pairs",
     ),
@@ -82,9 +83,7 @@ def record_values(record: Any) -> dict[str, Any]:
         ok, normalise, expected = _KINDS[hints[f.name]]
         value = getattr(record, f.name)
         if not ok(value):
-            raise TypeError(
-                f"{type(record).__name__}.{f.name} must be {expected}, got {type(value).__name__}"
-            )
+            raise TypeError(f"{type(record).__name__}.{f.name} must be {expected}, got {type(value).__name__}")
         values[f.name] = normalise(value)
     return values
 
@@ -116,8 +115,13 @@ def require_count(what: str, value: object, minimum: int = 0) -> int:
 
 
 def chat_values(
-    conversation: object, sender: object, sender_role: object, text: object, ts_ms: object,
-    client_key: object, extra: object,
+    conversation: object,
+    sender: object,
+    sender_role: object,
+    text: object,
+    ts_ms: object,
+    client_key: object,
+    extra: object,
 ) -> tuple[str, str, str, str, int, str, str]:
     """The arguments of `append_chat` checked, with `extra` encoded as JSON text.
 

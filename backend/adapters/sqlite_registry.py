@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS read_markers (
 );
 """
 
+
 def _add_key_scope(conn: sqlite3.Connection) -> None:
     """Files made before keys had a server scope get the column (NULL: unscoped)."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(ingest_keys)")}
@@ -141,10 +142,11 @@ def _add_account_columns(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
-_USER_SELECT = ("SELECT username, role, password_hash, created_at_ms, must_change_password, "
-                "disabled_at_ms, password_changed_at_ms FROM users")
-_SESSION_SELECT = ("SELECT token_hash, username, role, expires_at_ms, created_at_ms, client "
-                   "FROM sessions")
+_USER_SELECT = (
+    "SELECT username, role, password_hash, created_at_ms, must_change_password, "
+    "disabled_at_ms, password_changed_at_ms FROM users"
+)
+_SESSION_SELECT = "SELECT token_hash, username, role, expires_at_ms, created_at_ms, client FROM sessions"
 
 
 def _user_from_row(row: tuple[Any, ...]) -> UserRecord:
@@ -153,14 +155,25 @@ def _user_from_row(row: tuple[Any, ...]) -> UserRecord:
 
 
 _SERVER_COLUMNS = (
-    "id", "name", "region", "site", "energy_source", "carbon_intensity_g_per_kwh",
-    "carbon_intensity_source", "pue", "idle_watts", "max_watts", "cores", "tags",
-    "created_at_ms", "created_by", "updated_at_ms", "owner",
+    "id",
+    "name",
+    "region",
+    "site",
+    "energy_source",
+    "carbon_intensity_g_per_kwh",
+    "carbon_intensity_source",
+    "pue",
+    "idle_watts",
+    "max_watts",
+    "cores",
+    "tags",
+    "created_at_ms",
+    "created_by",
+    "updated_at_ms",
+    "owner",
 )
 _SERVER_SELECT = f"SELECT {', '.join(_SERVER_COLUMNS)} FROM servers"
-_CHAT_SELECT = (
-    "SELECT conversation, id, sender, sender_role, text, ts_ms, client_key, extra FROM chat_messages"
-)
+_CHAT_SELECT = "SELECT conversation, id, sender, sender_role, text, ts_ms, client_key, extra FROM chat_messages"
 
 
 def _server_from_row(row: tuple[Any, ...]) -> ServerRecord:
@@ -216,8 +229,7 @@ class SqliteRegistry(SqliteTasks):
         """Insert a port record into the table of the same columns; Conflict(conflict) when a
         unique key is taken. Column names come from the record's dataclass, never from input."""
         values = record_values(record)
-        sql = (f"INSERT INTO {table} ({', '.join(values)}) "
-               f"VALUES ({', '.join(':' + k for k in values)})")
+        sql = f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)})"
         try:
             await self._run(lambda c: c.execute(sql, values))
         except sqlite3.IntegrityError:
@@ -294,8 +306,7 @@ class SqliteRegistry(SqliteTasks):
                         raise Conflict(f"server id {params['id']!r} already exists")
                     raise Conflict(f"server name {params['name']!r} is taken by server {taken[0]!r}")
                 c.execute(
-                    f"INSERT INTO servers ({', '.join(columns)}) "
-                    f"VALUES ({', '.join(':' + k for k in columns)})",
+                    f"INSERT INTO servers ({', '.join(columns)}) VALUES ({', '.join(':' + k for k in columns)})",
                     params,
                 )
 
@@ -310,9 +321,7 @@ class SqliteRegistry(SqliteTasks):
 
     async def list_servers(self) -> list[ServerRecord]:
         """Every server, ordered by name (case-insensitively)."""
-        rows = await self._run(
-            lambda c: c.execute(f"{_SERVER_SELECT} ORDER BY name_key, id").fetchall()
-        )
+        rows = await self._run(lambda c: c.execute(f"{_SERVER_SELECT} ORDER BY name_key, id").fetchall())
         return [_server_from_row(r) for r in rows]
 
     async def replace_server(self, server: ServerRecord) -> None:
@@ -356,17 +365,19 @@ class SqliteRegistry(SqliteTasks):
         rows = await self._run(lambda c: c.execute(f"{_USER_SELECT} ORDER BY username").fetchall())
         return [_user_from_row(r) for r in rows]
 
-    async def set_password_hash(self, username: str, password_hash: str, *,
-                                must_change_password: bool = False,
-                                changed_at_ms: int | None = None) -> None:
+    async def set_password_hash(
+        self, username: str, password_hash: str, *, must_change_password: bool = False, changed_at_ms: int | None = None
+    ) -> None:
         """Replace a user's password hash and must-change flag (and when it changed, if given);
         NotFound when there is no such user."""
         new_hash = require_str("password_hash", password_hash)
         if not isinstance(must_change_password, bool):
             raise TypeError("must_change_password must be true or false")
         changed = None if changed_at_ms is None else require_count("changed_at_ms", changed_at_ms)
-        sql = ("UPDATE users SET password_hash = ?, must_change_password = ?, "
-               "password_changed_at_ms = COALESCE(?, password_changed_at_ms) WHERE username = ?")
+        sql = (
+            "UPDATE users SET password_hash = ?, must_change_password = ?, "
+            "password_changed_at_ms = COALESCE(?, password_changed_at_ms) WHERE username = ?"
+        )
         if await self._change(sql, username, new_hash, int(must_change_password), changed) == 0:
             raise NotFound(f"no user {username!r}")
 
@@ -414,28 +425,26 @@ class SqliteRegistry(SqliteTasks):
         key = lookup_key(username)
         if key is None:
             return []
-        rows = await self._run(lambda c: c.execute(
-            f"{_SESSION_SELECT} WHERE username = ? ORDER BY created_at_ms, token_hash", (key,)
-        ).fetchall())
+        rows = await self._run(
+            lambda c: c.execute(
+                f"{_SESSION_SELECT} WHERE username = ? ORDER BY created_at_ms, token_hash", (key,)
+            ).fetchall()
+        )
         return [SessionRecord(*r) for r in rows]
 
     async def delete_user_sessions(self, username: str, keep: str | None = None) -> int:
         """Delete every session of `username` but `keep` (a token hash); returns how many."""
         kept = "" if keep is None else require_str("keep", keep)
-        return await self._change(
-            "DELETE FROM sessions WHERE token_hash != ? AND username = ?", username, kept)
+        return await self._change("DELETE FROM sessions WHERE token_hash != ? AND username = ?", username, kept)
 
     async def purge_expired_sessions(self, now_ms: int) -> int:
         """Delete the sessions that expired at or before `now_ms`; returns how many."""
         cutoff = int(now_ms)
-        return await self._run(lambda c: c.execute(
-            "DELETE FROM sessions WHERE expires_at_ms <= ?", (cutoff,)).rowcount)
+        return await self._run(lambda c: c.execute("DELETE FROM sessions WHERE expires_at_ms <= ?", (cutoff,)).rowcount)
 
     # --- ingest keys ------------------------------------------------------------------------
 
-    _KEY_SELECT = (
-        "SELECT key_id, key_hash, label, created_by, created_at_ms, revoked_at_ms, server_id FROM ingest_keys"
-    )
+    _KEY_SELECT = "SELECT key_id, key_hash, label, created_by, created_at_ms, revoked_at_ms, server_id FROM ingest_keys"
 
     async def add_ingest_key(self, key: IngestKeyRecord) -> None:
         """Store an ingest key; Conflict when its key id exists."""
@@ -451,24 +460,29 @@ class SqliteRegistry(SqliteTasks):
     async def append_audit(self, entry: AuditRecord) -> None:
         """Keep one audit entry; the same id twice keeps the first."""
         values = record_values(entry)
-        await self._run(lambda c: c.execute(
-            "INSERT OR IGNORE INTO audit (id, ts_ms, actor, action, target, detail) "
-            "VALUES (:id, :ts_ms, :actor, :action, :target, :detail)", values))
+        await self._run(
+            lambda c: c.execute(
+                "INSERT OR IGNORE INTO audit (id, ts_ms, actor, action, target, detail) "
+                "VALUES (:id, :ts_ms, :actor, :action, :target, :detail)",
+                values,
+            )
+        )
 
     async def list_audit(self, limit: int, before_id: str | None = None) -> list[AuditRecord]:
         """The newest `limit` entries before `before_id`, newest first."""
         count = require_count("limit", limit)
         before = "\uffff" if before_id is None else require_str("before_id", before_id)
-        rows = await self._run(lambda c: c.execute(
-            "SELECT id, ts_ms, actor, action, target, detail FROM audit WHERE id < ? "
-            "ORDER BY id DESC LIMIT ?", (before, count)).fetchall())
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT id, ts_ms, actor, action, target, detail FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?",
+                (before, count),
+            ).fetchall()
+        )
         return [AuditRecord(*row) for row in rows]
 
     async def list_ingest_keys(self) -> list[IngestKeyRecord]:
         """Every key, revoked ones included, oldest first."""
-        rows = await self._run(
-            lambda c: c.execute(f"{self._KEY_SELECT} ORDER BY created_at_ms, key_id").fetchall()
-        )
+        rows = await self._run(lambda c: c.execute(f"{self._KEY_SELECT} ORDER BY created_at_ms, key_id").fetchall())
         return [IngestKeyRecord(*r) for r in rows]
 
     async def revoke_ingest_key(self, key_id: str, at_ms: int) -> None:
@@ -481,8 +495,14 @@ class SqliteRegistry(SqliteTasks):
     # --- chat -------------------------------------------------------------------------------
 
     async def append_chat(
-        self, conversation: str, sender: str, sender_role: str, text: str, ts_ms: int,
-        client_key: str, extra: dict[str, Any] | None = None,
+        self,
+        conversation: str,
+        sender: str,
+        sender_role: str,
+        text: str,
+        ts_ms: int,
+        client_key: str,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[ChatMessage, bool]:
         """Store a message with the next id of its conversation (1, 2, 3... without gaps), or
         return the one already stored under (conversation, sender, client_key) with False."""
@@ -523,14 +543,14 @@ class SqliteRegistry(SqliteTasks):
         key = lookup_key(conversation)
         if key is None or n == 0:
             return []
-        rows = await self._run(lambda c: c.execute(
-            f"{_CHAT_SELECT} WHERE conversation = ? AND id > ? ORDER BY id LIMIT ?", (key, after, n)
-        ).fetchall())
+        rows = await self._run(
+            lambda c: c.execute(
+                f"{_CHAT_SELECT} WHERE conversation = ? AND id > ? ORDER BY id LIMIT ?", (key, after, n)
+            ).fetchall()
+        )
         return [_chat_from_row(r) for r in rows]
 
-    async def chat_before(
-        self, conversation: str, before_id: int | None, limit: int
-    ) -> list[ChatMessage]:
+    async def chat_before(self, conversation: str, before_id: int | None, limit: int) -> list[ChatMessage]:
         """The `limit` messages just before before_id (or the newest ones), oldest first."""
         n = require_count("limit", limit)
         before = None if before_id is None else require_count("before_id", before_id)
@@ -548,12 +568,14 @@ class SqliteRegistry(SqliteTasks):
 
     async def list_conversations(self) -> list[tuple[str, int, int]]:
         """(conversation, last id, last ts_ms) of every conversation, newest activity first."""
-        rows = await self._run(lambda c: c.execute(
-            "SELECT m.conversation, m.id, m.ts_ms FROM chat_messages m "
-            "JOIN (SELECT conversation, MAX(id) AS id FROM chat_messages GROUP BY conversation) l "
-            "ON m.conversation = l.conversation AND m.id = l.id "
-            "ORDER BY m.ts_ms DESC, m.conversation"
-        ).fetchall())
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT m.conversation, m.id, m.ts_ms FROM chat_messages m "
+                "JOIN (SELECT conversation, MAX(id) AS id FROM chat_messages GROUP BY conversation) l "
+                "ON m.conversation = l.conversation AND m.id = l.id "
+                "ORDER BY m.ts_ms DESC, m.conversation"
+            ).fetchall()
+        )
         return [(conv, id_, ts) for conv, id_, ts in rows]
 
     async def set_read_marker(self, conversation: str, username: str, last_read_id: int) -> None:
@@ -563,19 +585,23 @@ class SqliteRegistry(SqliteTasks):
             require_str("username", username),
             require_count("last_read_id", last_read_id),
         )
-        await self._run(lambda c: c.execute(
-            "INSERT INTO read_markers (conversation, username, last_read_id) VALUES (?, ?, ?) "
-            "ON CONFLICT (conversation, username) "
-            "DO UPDATE SET last_read_id = MAX(last_read_id, excluded.last_read_id)",
-            values,
-        ))
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO read_markers (conversation, username, last_read_id) VALUES (?, ?, ?) "
+                "ON CONFLICT (conversation, username) "
+                "DO UPDATE SET last_read_id = MAX(last_read_id, excluded.last_read_id)",
+                values,
+            )
+        )
 
     async def read_markers(self, username: str) -> dict[str, int]:
         """conversation -> last read id, for one user (empty for an unknown user)."""
         key = lookup_key(username)
         if key is None:
             return {}
-        rows = await self._run(lambda c: c.execute(
-            "SELECT conversation, last_read_id FROM read_markers WHERE username = ?", (key,)
-        ).fetchall())
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT conversation, last_read_id FROM read_markers WHERE username = ?", (key,)
+            ).fetchall()
+        )
         return dict(rows)

@@ -76,14 +76,12 @@ class SqliteTasks:
         """The task; NotFound otherwise."""
         row = None
         if lookup_key(task_id) is not None:
-            row = await self._run(
-                lambda c: c.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone())
+            row = await self._run(lambda c: c.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone())
         if row is None:
             raise NotFound(f"no task with id {task_id!r}")
         return task_from_json(row[0])
 
-    async def list_tasks(self, owner: str | None = None,
-                         states: Collection[str] | None = None) -> list[TaskRecord]:
+    async def list_tasks(self, owner: str | None = None, states: Collection[str] | None = None) -> list[TaskRecord]:
         """Tasks (of one owner, in some states), oldest first."""
         wanted = check_states(states)
         where, args = [], []  # type: ignore[var-annotated]
@@ -98,8 +96,7 @@ class SqliteTasks:
             where.append(f"state IN ({', '.join('?' * len(wanted))})")
             args.extend(wanted)
         sql = "SELECT doc FROM tasks" + (f" WHERE {' AND '.join(where)}" if where else "")
-        rows = await self._run(
-            lambda c: c.execute(sql + " ORDER BY created_at_ms, id", args).fetchall())
+        rows = await self._run(lambda c: c.execute(sql + " ORDER BY created_at_ms, id", args).fetchall())
         return [task_from_json(r[0]) for r in rows]
 
     async def update_task(self, task: TaskRecord, expected_version: int) -> bool:
@@ -109,14 +106,15 @@ class SqliteTasks:
 
         def update(c: sqlite3.Connection) -> bool:
             with write_transaction(c):
-                row = c.execute("SELECT version, plan_epoch FROM tasks WHERE id = ?",
-                                (task.id,)).fetchone()
+                row = c.execute("SELECT version, plan_epoch FROM tasks WHERE id = ?", (task.id,)).fetchone()
                 if row is None:
                     raise NotFound(f"no task with id {task.id!r}")
                 if row[0] != expected_version or row[1] > task.plan_epoch:
                     return False
-                c.execute("UPDATE tasks SET state = ?, version = ?, plan_epoch = ?, doc = ? "
-                          "WHERE id = ?", (task.state, task.version, task.plan_epoch, doc, task.id))
+                c.execute(
+                    "UPDATE tasks SET state = ?, version = ?, plan_epoch = ?, doc = ? WHERE id = ?",
+                    (task.state, task.version, task.plan_epoch, doc, task.id),
+                )
                 return True
 
         return await self._run(update)
@@ -127,8 +125,7 @@ class SqliteTasks:
 
         def acquire(c: sqlite3.Connection) -> int | None:
             with write_transaction(c):
-                row = c.execute("SELECT holder, epoch, expires_at_ms FROM leases WHERE name = ?",
-                                (name,)).fetchone()
+                row = c.execute("SELECT holder, epoch, expires_at_ms FROM leases WHERE name = ?", (name,)).fetchone()
                 if row is not None and row[2] > now:
                     if row[0] != holder:
                         return None
@@ -149,16 +146,21 @@ class SqliteTasks:
         """Expire the lease now if `holder` still has it at `epoch`."""
         name, holder, _, _ = lease_args(name, holder, 0, 1)
         at = require_count("epoch", epoch)
-        await self._run(lambda c: c.execute(
-            "UPDATE leases SET expires_at_ms = 0 WHERE name = ? AND holder = ? AND epoch = ?",
-            (name, holder, at)))
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE leases SET expires_at_ms = 0 WHERE name = ? AND holder = ? AND epoch = ?", (name, holder, at)
+            )
+        )
 
     async def get_lease(self, name: str) -> LeaseRecord | None:
         """The lease as it stands, or None."""
         if lookup_key(name) is None:
             return None
-        row = await self._run(lambda c: c.execute(
-            "SELECT name, holder, epoch, expires_at_ms FROM leases WHERE name = ?", (name,)).fetchone())
+        row = await self._run(
+            lambda c: c.execute(
+                "SELECT name, holder, epoch, expires_at_ms FROM leases WHERE name = ?", (name,)
+            ).fetchone()
+        )
         return None if row is None else LeaseRecord(*row)
 
     async def replace_grid_trace(self, region: str, rows: Sequence[tuple[int, float]]) -> None:
@@ -168,15 +170,18 @@ class SqliteTasks:
         def replace(c: sqlite3.Connection) -> None:
             with write_transaction(c):
                 c.execute("DELETE FROM grid_traces WHERE region = ?", (region,))
-                c.executemany("INSERT INTO grid_traces (region, ts_ms, g_per_kwh) VALUES (?, ?, ?)",
-                              [(region, ts, g) for ts, g in checked])
+                c.executemany(
+                    "INSERT INTO grid_traces (region, ts_ms, g_per_kwh) VALUES (?, ?, ?)",
+                    [(region, ts, g) for ts, g in checked],
+                )
 
         await self._run(replace)
 
     async def grid_trace(self) -> dict[str, list[tuple[int, float]]]:
         """region -> rows (ts_ms, g_per_kwh), sorted."""
-        rows = await self._run(lambda c: c.execute(
-            "SELECT region, ts_ms, g_per_kwh FROM grid_traces ORDER BY region, ts_ms").fetchall())
+        rows = await self._run(
+            lambda c: c.execute("SELECT region, ts_ms, g_per_kwh FROM grid_traces ORDER BY region, ts_ms").fetchall()
+        )
         out: dict[str, list[tuple[int, float]]] = {}
         for region, ts, g in rows:
             out.setdefault(region, []).append((ts, g))

@@ -173,8 +173,9 @@ class SqliteTimeSeries:
             return
         await self._run(self._write, readings, False)
 
-    async def recompute_rollups(self, minutes: Collection[MinuteBucket],
-                                hours_of: Collection[MinuteBucket] | None = None) -> None:
+    async def recompute_rollups(
+        self, minutes: Collection[MinuteBucket], hours_of: Collection[MinuteBucket] | None = None
+    ) -> None:
         """Recompute the given 60 s buckets, then the hours holding `hours_of` (by default the
         same minutes), in one transaction."""
         hours_of = minutes if hours_of is None else hours_of
@@ -182,9 +183,7 @@ class SqliteTimeSeries:
             return
         await self._run(self._recompute, orjson.dumps(list(minutes)), orjson.dumps(list(hours_of)))
 
-    async def history(
-        self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int
-    ) -> Series:
+    async def history(self, server_id: str, metric: str, from_ms: int, to_ms: int, max_points: int) -> Series:
         """Downsampled [from_ms, to_ms); see `backend.downsample.choose_resolution`."""
         res = ds.choose_resolution(from_ms, to_ms, max_points)
         if res == 1:

@@ -33,8 +33,9 @@ def check_update(task: TaskRecord, expected_version: int) -> None:
     """ValueError unless the task carries the version after `expected_version`."""
     require_count("expected_version", expected_version, minimum=1)
     if task.version != expected_version + 1:
-        raise ValueError(f"task {task.id!r}: version must be {expected_version + 1} "
-                         f"(expected_version + 1), got {task.version}")
+        raise ValueError(
+            f"task {task.id!r}: version must be {expected_version + 1} (expected_version + 1), got {task.version}"
+        )
 
 
 def check_states(states: object) -> list[str] | None:
@@ -50,8 +51,12 @@ def check_states(states: object) -> list[str] | None:
 
 
 def lease_args(name: object, holder: object, now_ms: object, ttl_ms: object) -> tuple[str, str, int, int]:
-    return (require_str("lease name", name), require_str("lease holder", holder),
-            require_count("now_ms", now_ms), require_count("ttl_ms", ttl_ms, minimum=1))
+    return (
+        require_str("lease name", name),
+        require_str("lease holder", holder),
+        require_count("now_ms", now_ms),
+        require_count("ttl_ms", ttl_ms, minimum=1),
+    )
 
 
 def trace_rows(region: object, rows: Sequence[Any]) -> tuple[str, list[tuple[int, float]]]:
@@ -61,8 +66,7 @@ def trace_rows(region: object, rows: Sequence[Any]) -> tuple[str, list[tuple[int
     for row in rows:
         ts, value = row
         ts = require_count("trace ts_ms", ts)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"trace value at {ts} must be a finite number >= 0")
         out[ts] = float(value)
     return region, sorted(out.items())

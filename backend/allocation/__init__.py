@@ -13,5 +13,12 @@ from backend.allocation.intensity import (
 )
 from backend.allocation.planner import SOLVERS, plan_tasks
 
-__all__ = ["SOLVERS", "BuiltinIntensity", "CarbonIntensity", "TraceIntensity", "TraceRow", "parse_trace_csv",
-           "plan_tasks"]
+__all__ = [
+    "SOLVERS",
+    "BuiltinIntensity",
+    "CarbonIntensity",
+    "TraceIntensity",
+    "TraceRow",
+    "parse_trace_csv",
+    "plan_tasks",
+]

@@ -30,8 +30,12 @@ def footprint(horizon: Horizon, row: int, cores: int, pieces: Sequence[tuple[int
             if first == last:
                 share = (end - start) / slot_ms * per_core[first]
             else:
-                share = (head * per_core[first] + tail * per_core[last]
-                         + horizon.prefix_g[row, last] - horizon.prefix_g[row, first + 1])
+                share = (
+                    head * per_core[first]
+                    + tail * per_core[last]
+                    + horizon.prefix_g[row, last]
+                    - horizon.prefix_g[row, first + 1]
+                )
             grams += float(share) * cores
             continue
         t = start

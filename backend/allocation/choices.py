@@ -91,7 +91,7 @@ def cheapest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -
     for at in range(0, len(order), _CHUNK):
         if best is not None and bound[order[at]] > best.cost_g:
             break
-        chunk = rows[np.sort(order[at:at + _CHUNK])]
+        chunk = rows[np.sort(order[at : at + _CHUNK])]
         found = (_cheapest_run if window.contiguous else _cheapest_slots)(window, board, chunk)
         if found is not None and (best is None or found.cost_g < best.cost_g):
             best = found
@@ -103,10 +103,13 @@ def _cheapest_run(window: TaskWindow, board: Board, rows: np.ndarray) -> Choice 
     lo, hi, need = window.lo, window.hi, window.need
     starts = hi - lo - need + 1
     ok = _run_fits(board.free[rows, lo:hi] >= cores, need, starts)
-    prefix = horizon.prefix_g[rows, lo:hi + 1]
+    prefix = horizon.prefix_g[rows, lo : hi + 1]
     last = lo + need - 1
-    cost = (prefix[:, need - 1:need - 1 + starts] - prefix[:, :starts]
-            + window.last_fraction * horizon.core_slot_g[rows, last:last + starts]) * cores
+    cost = (
+        prefix[:, need - 1 : need - 1 + starts]
+        - prefix[:, :starts]
+        + window.last_fraction * horizon.core_slot_g[rows, last : last + starts]
+    ) * cores
     cost += TIE_G * (np.arange(starts) + last)
     cost[~ok] = np.inf
     flat = int(np.argmin(cost))
@@ -121,7 +124,7 @@ def _run_fits(free_ok: np.ndarray, need: int, starts: int) -> np.ndarray:
     """(rows x starts) True where `need` slots in a row from each start all have room."""
     blocked = np.zeros((free_ok.shape[0], free_ok.shape[1] + 1), dtype=np.int32)
     np.cumsum(~free_ok, axis=1, out=blocked[:, 1:])
-    return (blocked[:, need:need + starts] - blocked[:, :starts]) == 0
+    return (blocked[:, need : need + starts] - blocked[:, :starts]) == 0
 
 
 def _cheapest_slots(window: TaskWindow, board: Board, rows: np.ndarray) -> Choice | None:
@@ -151,7 +154,7 @@ def earliest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -
     rows = window.rows if rows is None else rows
     lo, hi, need = window.lo, window.hi, window.need
     # most of the time the first server has room right away
-    room = (board.free[rows, lo:lo + need] >= cores).all(axis=1)
+    room = (board.free[rows, lo : lo + need] >= cores).all(axis=1)
     if room.any():
         i = int(np.argmax(room))
         return priced(window, horizon, int(rows[i]), list(range(lo, lo + need)))

@@ -83,7 +83,9 @@ def plan_exact(windows: list[TaskWindow], board: Board, *, time_budget_s: float)
         optimal = optimal and abs(model.objective(values) - claimed) <= 1e-6 * max(1.0, abs(claimed))
     # The heuristic's plan when it is as good: within the gap HiGHS stops at when proven optimal.
     heuristic_cost = _objective(warm, windows, model.penalty)
-    if choices is None or heuristic_cost <= _objective(choices, windows, model.penalty) + (ABS_GAP_G if optimal else 0.0):
+    if choices is None or heuristic_cost <= _objective(choices, windows, model.penalty) + (
+        ABS_GAP_G if optimal else 0.0
+    ):
         choices = warm
     for w in windows:
         if w.task.id in choices:
@@ -140,8 +142,9 @@ class _Model:
         self.penalty: dict[str, float] = {}
         # One penalty for all: more than every task at its dearest, so one more task placed
         # always outweighs any saving of grams.
-        dearest = sum(float(board.horizon.core_slot_g[w.rows, w.lo:w.hi].max()) * w.task.cores * w.need
-                      for w in windows)
+        dearest = sum(
+            float(board.horizon.core_slot_g[w.rows, w.lo : w.hi].max()) * w.task.cores * w.need for w in windows
+        )
         self.unplaced_g = 2.0 * dearest + 1.0
         for w in windows:
             self._add_task(w)
@@ -172,7 +175,7 @@ class _Model:
         self._col(self.penalty[w.task.id], 1.0, False, [(one, 1.0)], ("unplaced", w))
         for row in (int(r) for r in w.rows):
             if w.contiguous:
-                fits = np.flatnonzero(np.convolve(free[row, w.lo:w.hi] < cores, np.ones(w.need), "valid") == 0)
+                fits = np.flatnonzero(np.convolve(free[row, w.lo : w.hi] < cores, np.ones(w.need), "valid") == 0)
                 for s in fits:
                     choice = priced(w, horizon, row, list(range(w.lo + int(s), w.lo + int(s) + w.need)))
                     entries = [(one, 1.0)] + [(self._capacity(row, k), cores) for k in choice.slots]
@@ -186,8 +189,13 @@ class _Model:
             for k in slots:
                 price = float(horizon.core_slot_g[row, k]) * cores
                 link = self._row(-np.inf, 0.0)
-                self._col(price + TIE_G * k, 1.0, True,
-                          [(count, 1.0), (self._capacity(row, k), cores), (link, -1.0)], ("slot", w, row, k))
+                self._col(
+                    price + TIE_G * k,
+                    1.0,
+                    True,
+                    [(count, 1.0), (self._capacity(row, k), cores), (link, -1.0)],
+                    ("slot", w, row, k),
+                )
                 self._col(-(1.0 - w.last_fraction) * price, 1.0, False, [(partial, 1.0), (link, 1.0)], ("partial",))
 
     def lp(self) -> highspy.HighsLp:
@@ -203,8 +211,9 @@ class _Model:
         lp.a_matrix_.start_ = np.cumsum([0] + [len(e) for e in self.entries]).astype(np.int32)
         lp.a_matrix_.index_ = np.array([r for e in self.entries for r, _ in e], dtype=np.int32)
         lp.a_matrix_.value_ = np.array([v for e in self.entries for _, v in e], dtype=float)
-        lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
-                           for i in self.integer]
+        lp.integrality_ = [
+            highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in self.integer
+        ]
         return lp
 
     def objective(self, values: list[float]) -> float:

@@ -36,8 +36,15 @@ class Explainer:
 
     def _counterfactual(self, window: TaskWindow) -> tuple[Choice, float] | None:
         task = window.task
-        key = (window.rows.tobytes(), window.lo, window.hi, window.need, window.last_fraction,
-               task.cores, window.contiguous)
+        key = (
+            window.rows.tobytes(),
+            window.lo,
+            window.hi,
+            window.need,
+            window.last_fraction,
+            task.cores,
+            window.contiguous,
+        )
         if key not in self._run_now:
             choice = earliest(window, self.fixed_board)
             if choice is None:
@@ -63,7 +70,11 @@ class Explainer:
         server = horizon.servers[row]
         then, before = horizon.intensity(row, first), horizon.intensity(row, window.lo)
         at = fmt_instant(horizon.slot_start_ms(first))
-        earlier = "now" if horizon.slot_start_ms(window.lo) <= horizon.now_ms else f"at {fmt_instant(horizon.slot_start_ms(window.lo))}"
+        earlier = (
+            "now"
+            if horizon.slot_start_ms(window.lo) <= horizon.now_ms
+            else f"at {fmt_instant(horizon.slot_start_ms(window.lo))}"
+        )
         if then < CLEANER * before:
             profile = GRID_PROFILES.get(server.region)
             sunny = profile is not None and profile.solar_depth >= SOLAR_DEPTH

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterable
 
 import numpy as np
-from collections.abc import Iterable
 
 from backend.allocation.baselines import plan_first_fit
 from backend.allocation.choices import Board, Choice, cheapest
@@ -58,8 +58,9 @@ def plan_greedy(windows: list[TaskWindow], board: Board, *, deadline: float) -> 
     return best
 
 
-def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str, Choice], *,
-                      deadline: float, rng: random.Random) -> None:
+def ruin_and_recreate(
+    windows: list[TaskWindow], board: Board, choices: dict[str, Choice], *, deadline: float, rng: random.Random
+) -> None:
     """Large-neighbourhood search while the budget lasts. A step either ejects (a task goes
     first onto a server where it could cost less, and the tasks there that overlap its window
     go back after it) or ruins (the tasks on one server and on one they could move to, plus a
@@ -84,8 +85,9 @@ def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str
             if not len(cheaper):
                 continue
             target = int(rng.choice(cheaper))
-            out = [seed.task.id] + [t for t in placed if t != seed.task.id and choices[t].row == target
-                                    and _overlaps(choices[t], seed)]
+            out = [seed.task.id] + [
+                t for t in placed if t != seed.task.id and choices[t].row == target and _overlaps(choices[t], seed)
+            ]
             saved = {t: choices.pop(t) for t in out}
             for task_id, choice in saved.items():
                 board.give_back(choice, by_id[task_id].task.cores)
@@ -93,7 +95,9 @@ def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str
             if first is not None:
                 board.take(first, seed.task.cores)
                 choices[seed.task.id] = first
-            again = [by_id[t] for t in out[1:]] + [w for w in windows if w.task.id not in choices and w.task.id not in saved]
+            again = [by_id[t] for t in out[1:]] + [
+                w for w in windows if w.task.id not in choices and w.task.id not in saved
+            ]
             _insert_all(_recreate_order(again if first is not None else [seed, *again], rng), board, choices)
             again.append(seed)  # undone with the others
         else:
@@ -105,7 +109,9 @@ def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str
             saved = {t: choices.pop(t) for t in out}
             for task_id, choice in saved.items():
                 board.give_back(choice, by_id[task_id].task.cores)
-            again = [by_id[t] for t in out] + [w for w in windows if w.task.id not in choices and w.task.id not in saved]
+            again = [by_id[t] for t in out] + [
+                w for w in windows if w.task.id not in choices and w.task.id not in saved
+            ]
             _insert_all(_recreate_order(again, rng), board, choices)
         if _score(choices) > before:
             stale = 0
@@ -120,8 +126,11 @@ def ruin_and_recreate(windows: list[TaskWindow], board: Board, choices: dict[str
 
 def _floors(window: TaskWindow, board: Board) -> np.ndarray:
     """Per eligible server, the least the task could cost there (its cleanest slot throughout)."""
-    return (board.horizon.cleanest_g(window.rows, window.lo, window.hi)
-            * (window.need - 1 + window.last_fraction) * window.task.cores)
+    return (
+        board.horizon.cleanest_g(window.rows, window.lo, window.hi)
+        * (window.need - 1 + window.last_fraction)
+        * window.task.cores
+    )
 
 
 def _overlaps(choice: Choice, window: TaskWindow) -> bool:
@@ -154,8 +163,9 @@ def _score(choices: dict[str, Choice]) -> tuple[int, float]:
     return len(choices), -sum(c.cost_g for c in choices.values())
 
 
-def insert(new: list[TaskWindow], kept: list[TaskWindow], board: Board, choices: dict[str, Choice],
-           *, deadline: float) -> None:
+def insert(
+    new: list[TaskWindow], kept: list[TaskWindow], board: Board, choices: dict[str, Choice], *, deadline: float
+) -> None:
     """Add `new` tasks to a plan whose `kept` tasks already hold `choices` on `board`, then
     repair locally: re-insert the new ones and up to REPAIR_LIMIT tasks on the servers they use."""
     _insert_all(sorted(new, key=_difficulty), board, choices)
@@ -165,8 +175,14 @@ def insert(new: list[TaskWindow], kept: list[TaskWindow], board: Board, choices:
     improve(new + neighbours[:REPAIR_LIMIT], board, choices, deadline=deadline, passes=1)
 
 
-def improve(windows: Iterable[TaskWindow], board: Board, choices: dict[str, Choice], *,
-            deadline: float, passes: int = MAX_PASSES) -> None:
+def improve(
+    windows: Iterable[TaskWindow],
+    board: Board,
+    choices: dict[str, Choice],
+    *,
+    deadline: float,
+    passes: int = MAX_PASSES,
+) -> None:
     """Re-insertion passes over `windows` (costliest first), then a retry of those left out."""
     windows = list(windows)
     for _ in range(passes):

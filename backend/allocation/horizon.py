@@ -35,7 +35,8 @@ class Horizon:
         n = self.n_slots
         self.g_per_kwh = (
             np.vstack([intensity.series(s, self.start_ms, self.slot_s, n) for s in self.servers])
-            if self.servers else np.zeros((0, n))
+            if self.servers
+            else np.zeros((0, n))
         )
         self.cores = np.array([s.cores for s in self.servers], dtype=np.int64)
         per_core_kw = np.array([s.task_watts(1) / 1000.0 for s in self.servers])
@@ -54,7 +55,7 @@ class Horizon:
         """Per row, the least grams one core emits over one slot of [lo, hi) (hi > lo)."""
         k = (hi - lo).bit_length() - 1
         level = self._run_min[k]
-        return np.minimum(level[rows, lo], level[rows, hi - 2 ** k])
+        return np.minimum(level[rows, lo], level[rows, hi - 2**k])
 
     def slot_start_ms(self, k: int) -> int:
         """Start of slot `k` (may lie outside the horizon)."""

@@ -18,8 +18,14 @@ from backend.allocation.windows import TaskWindow, no_capacity_reason, task_wind
 SOLVERS = ("auto", "heuristic", "exact", "first-fit", "round-robin")
 
 
-def plan_tasks(problem: Problem, intensity: CarbonIntensity, *, solver: str = "auto",
-               time_budget_s: float = 1.0, previous: Plan | None = None) -> Plan:
+def plan_tasks(
+    problem: Problem,
+    intensity: CarbonIntensity,
+    *,
+    solver: str = "auto",
+    time_budget_s: float = 1.0,
+    previous: Plan | None = None,
+) -> Plan:
     """Place every task of `problem` where and when it emits least CO2 within its window.
 
     `solver`: "auto" (exact MILP when the instance is small enough for the budget, else the
@@ -48,11 +54,20 @@ def plan_tasks(problem: Problem, intensity: CarbonIntensity, *, solver: str = "a
     elif previous is not None and solver in ("auto", "heuristic"):
         used, (choices, kept_choices) = "heuristic", _replan(windows, board, previous, deadline)
     elif solver == "exact" or (solver == "auto" and exact.small_enough(windows)):
-        used, choices, optimal = exact.plan_exact(windows, board, time_budget_s=max(0.0, deadline - time.perf_counter()))
+        used, choices, optimal = exact.plan_exact(
+            windows, board, time_budget_s=max(0.0, deadline - time.perf_counter())
+        )
     else:
         used, choices = "heuristic", plan_greedy(windows, board, deadline=deadline)
-    plan = Plan(made_at_ms=problem.now_ms, solver=used, slot_s=problem.slot_s, start_ms=horizon.start_ms,
-                horizon_end_ms=horizon.end_ms, unschedulable=unschedulable, optimal=optimal)
+    plan = Plan(
+        made_at_ms=problem.now_ms,
+        solver=used,
+        slot_s=problem.slot_s,
+        start_ms=horizon.start_ms,
+        horizon_end_ms=horizon.end_ms,
+        unschedulable=unschedulable,
+        optimal=optimal,
+    )
     explainer = Explainer(horizon, fixed_board)
     for window in windows:
         task = window.task
@@ -71,15 +86,17 @@ def plan_tasks(problem: Problem, intensity: CarbonIntensity, *, solver: str = "a
         else:
             pieces = choice_pieces(window, horizon, choice)
             kwh, grams = footprint(horizon, choice.row, task.cores, pieces)
-            plan.placements[task.id] = Placement(task.id, horizon.servers[choice.row].id, pieces, grams, kwh,
-                                                 task.cores)
+            plan.placements[task.id] = Placement(
+                task.id, horizon.servers[choice.row].id, pieces, grams, kwh, task.cores
+            )
         plan.explanations[task.id] = explainer.explain(window, choice)
     plan.solve_s = time.perf_counter() - started
     return plan
 
 
-def _replan(windows: list[TaskWindow], board: Board, previous: Plan,
-            deadline: float) -> tuple[dict[str, Choice], dict[str, Choice]]:
+def _replan(
+    windows: list[TaskWindow], board: Board, previous: Plan, deadline: float
+) -> tuple[dict[str, Choice], dict[str, Choice]]:
     """Keep what still holds of `previous`, insert the rest with a bounded local repair; the
     choices, and those of the previous plan as they were kept (before the repair)."""
     choices: dict[str, Choice] = {}
@@ -104,8 +121,13 @@ def _still_valid(window: TaskWindow, board: Board, placement: Placement | None) 
         return None
     row = horizon.index[placement.server_id]
     slots = occupied_slots(horizon, placement.pieces)
-    if (row not in window.rows or len(slots) != window.need or slots[0] < window.lo or slots[-1] >= window.hi
-            or (window.contiguous and slots[-1] - slots[0] != window.need - 1)):
+    if (
+        row not in window.rows
+        or len(slots) != window.need
+        or slots[0] < window.lo
+        or slots[-1] >= window.hi
+        or (window.contiguous and slots[-1] - slots[0] != window.need - 1)
+    ):
         return None
     choice = priced(window, horizon, row, slots)
     return choice if board.fits(choice, window.task.cores) else None

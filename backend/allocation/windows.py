@@ -53,8 +53,7 @@ def task_windows(tasks: list[TaskSpec], horizon: Horizon) -> tuple[list[TaskWind
     return windows, reasons
 
 
-def task_window(task: TaskSpec, horizon: Horizon,
-                eligible: tuple[np.ndarray, str] | None = None) -> TaskWindow | str:
+def task_window(task: TaskSpec, horizon: Horizon, eligible: tuple[np.ndarray, str] | None = None) -> TaskWindow | str:
     """The task's window, or the binding constraint that rules out every server and slot."""
     rows, reason = eligible if eligible is not None else _eligible_rows(task, horizon)
     if reason:
@@ -63,7 +62,8 @@ def task_window(task: TaskSpec, horizon: Horizon,
     duration_ms = task.duration_s * 1000
     begin_ms = max(task.earliest_start_ms, horizon.now_ms, horizon.start_ms)
     if task.deadline_ms - begin_ms < duration_ms:
-        return f"window {fmt_duration((task.deadline_ms - begin_ms) // 1000)} is shorter than duration {fmt_duration(task.duration_s)}"
+        window = fmt_duration((task.deadline_ms - begin_ms) // 1000)
+        return f"window {window} is shorter than duration {fmt_duration(task.duration_s)}"
     need = max(1, -(-duration_ms // slot_ms))
     last_fraction = (duration_ms - (need - 1) * slot_ms) / slot_ms if duration_ms else 1.0
     lo = -(-(begin_ms - horizon.start_ms) // slot_ms)
@@ -77,8 +77,10 @@ def task_window(task: TaskSpec, horizon: Horizon,
     if hi - lo < need:
         if lo + need > horizon.n_slots:
             return f"the {fmt_duration(horizon.n_slots * horizon.slot_s)} planning horizon ends before it could finish"
-        return (f"window {fmt_duration((task.deadline_ms - begin_ms) // 1000)} holds no run of "
-                f"{fmt_duration(task.duration_s)} on {fmt_duration(horizon.slot_s)} slots")
+        return (
+            f"window {fmt_duration((task.deadline_ms - begin_ms) // 1000)} holds no run of "
+            f"{fmt_duration(task.duration_s)} on {fmt_duration(horizon.slot_s)} slots"
+        )
     return TaskWindow(task, rows, lo, hi, need, last_fraction, contiguous)
 
 
@@ -103,8 +105,9 @@ def _eligible_rows(task: TaskSpec, horizon: Horizon) -> tuple[np.ndarray, str]:
             return np.empty(0, np.int64), f"no server{where} has tag{'s' if len(task.tags) > 1 else ''} {missing}"
     if not candidates:
         # The scheduler leaves out servers with no reading for 2 minutes: say so, it is the usual cause.
-        return np.empty(0, np.int64), ("no server can take tasks: none is registered, or none has "
-                                       "reported a reading in the last 2 minutes")
+        return np.empty(0, np.int64), (
+            "no server can take tasks: none is registered, or none has reported a reading in the last 2 minutes"
+        )
     largest = max(servers[i].cores for i in candidates)
     if task.cores > largest:
         return np.empty(0, np.int64), f"needs {task.cores} cores; the largest allowed server has {largest}"

@@ -76,8 +76,13 @@ async def body_watchdog(request: web.Request, handler: Any) -> web.StreamRespons
         timer.cancel()
 
 
-def build_app(ctx: ApiContext, roles: Iterable[str], dispatcher: ws.WsDispatcher | None = None,
-              max_body_bytes: int = MAX_BODY_BYTES, timeouts: ClientTimeouts | None = None) -> web.Application:
+def build_app(
+    ctx: ApiContext,
+    roles: Iterable[str],
+    dispatcher: ws.WsDispatcher | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    timeouts: ClientTimeouts | None = None,
+) -> web.Application:
     """Routes: always /healthz, /readyz, /metrics and the OpenAPI document; `ingest` adds POST
     readings; `history` the history and raw routes; `api` auth, servers, tasks and the plan, and
     the websocket."""
@@ -86,8 +91,11 @@ def build_app(ctx: ApiContext, roles: Iterable[str], dispatcher: ws.WsDispatcher
     # keepalive_timeout is aiohttp's one timer for a connection without a request in progress:
     # armed when the connection opens and after each answer, it closes the connection if no
     # complete request head has come by then, which is the header timeout.
-    app = web.Application(middlewares=[error_middleware, body_watchdog], client_max_size=max_body_bytes,
-                          handler_args={"keepalive_timeout": timeouts.header_s})
+    app = web.Application(
+        middlewares=[error_middleware, body_watchdog],
+        client_max_size=max_body_bytes,
+        handler_args={"keepalive_timeout": timeouts.header_s},
+    )
     app[CONTEXT] = ctx
     app[TIMEOUTS] = timeouts
     ops.add_routes(app)

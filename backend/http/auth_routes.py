@@ -21,15 +21,15 @@ from backend.services.login_guard import TooManyAttempts
 from backend.services.timestamps import format_rfc3339
 
 
-async def caller(request: web.Request, allow_ingest_key: bool = False, *,
-                 allow_password_change: bool = False) -> Principal:
+async def caller(
+    request: web.Request, allow_ingest_key: bool = False, *, allow_password_change: bool = False
+) -> Principal:
     """The authenticated caller of this request; raises Unauthorized (401), or
     PasswordChangeRequired (403) for a user who must change their password unless
     `allow_password_change`."""
     auth = context(request).auth
     assert auth is not None, "routes needing auth are only mounted with the auth service"
-    return await auth.authenticate(request.headers.get("Authorization"), allow_ingest_key,
-                                   allow_password_change)
+    return await auth.authenticate(request.headers.get("Authorization"), allow_ingest_key, allow_password_change)
 
 
 def _accounts(request: web.Request) -> AccountService:
@@ -74,12 +74,14 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     principal = await caller(request, allow_password_change=True)
     expires = principal.expires_at_ms
-    return json_response({
-        "username": principal.name,
-        "role": principal.role,
-        "expires_at": format_rfc3339(expires) if expires is not None else None,
-        "must_change_password": principal.must_change_password,
-    })
+    return json_response(
+        {
+            "username": principal.name,
+            "role": principal.role,
+            "expires_at": format_rfc3339(expires) if expires is not None else None,
+            "must_change_password": principal.must_change_password,
+        }
+    )
 
 
 # --- the caller's own account ----------------------------------------------------------------
@@ -91,12 +93,10 @@ async def change_my_password(request: web.Request) -> web.Response:
     the new one breaks the policy; 429 after too many wrong current passwords."""
     principal = await caller(request, allow_password_change=True)
     try:
-        ended = await _accounts(request).change_own_password(principal, await read_json(request),
-                                                             request.remote)
+        ended = await _accounts(request).change_own_password(principal, await read_json(request), request.remote)
     except TooManyAttempts as exc:
         return _too_many(exc)
-    return json_response({"username": principal.name, "must_change_password": False,
-                          "other_sessions_ended": ended})
+    return json_response({"username": principal.name, "must_change_password": False, "other_sessions_ended": ended})
 
 
 async def my_sessions(request: web.Request) -> web.Response:
@@ -108,8 +108,7 @@ async def my_sessions(request: web.Request) -> web.Response:
 async def end_my_other_sessions(request: web.Request) -> web.Response:
     """Log out everywhere else: every session of the caller but this one ends."""
     principal = await caller(request)
-    ended = await _accounts(request).revoke_sessions(principal.name, principal.name,
-                                                     keep=principal.token_hash)
+    ended = await _accounts(request).revoke_sessions(principal.name, principal.name, keep=principal.token_hash)
     return json_response({"ended": ended})
 
 
@@ -142,10 +141,8 @@ async def set_user_password(request: web.Request) -> web.Response:
     if not isinstance(must_change, bool):
         raise InvalidField("must_change_password", "must be true or false")
     username = request.match_info["username"]
-    ended = await _accounts(request).set_password(principal.name, username,
-                                                  body.get("password"), must_change)  # type: ignore[arg-type]
-    return json_response({"username": username, "must_change_password": must_change,
-                          "sessions_ended": ended})
+    ended = await _accounts(request).set_password(principal.name, username, body.get("password"), must_change)  # type: ignore[arg-type]
+    return json_response({"username": username, "must_change_password": must_change, "sessions_ended": ended})
 
 
 async def disable_user(request: web.Request) -> web.Response:
@@ -167,10 +164,12 @@ async def delete_user(request: web.Request) -> web.Response:
     (409 names them otherwise)."""
     principal = await _admin(request)
     _confirm(request)
-    removal = await _accounts(request).remove(principal.name, request.match_info["username"],
-                                              request.query.get("transfer_to"), acting_user=principal.name)
-    return json_response({"servers_transferred": removal.servers, "tasks_transferred": removal.tasks,
-                          "sessions_ended": removal.sessions})
+    removal = await _accounts(request).remove(
+        principal.name, request.match_info["username"], request.query.get("transfer_to"), acting_user=principal.name
+    )
+    return json_response(
+        {"servers_transferred": removal.servers, "tasks_transferred": removal.tasks, "sessions_ended": removal.sessions}
+    )
 
 
 async def user_sessions(request: web.Request) -> web.Response:
@@ -189,8 +188,9 @@ async def end_user_sessions(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     if principal.name != username:
         principal.require_admin()
-    ended = await _accounts(request).revoke_sessions(principal.name, username,
-                                                     request.query.get("session"), keep=principal.token_hash)
+    ended = await _accounts(request).revoke_sessions(
+        principal.name, username, request.query.get("session"), keep=principal.token_hash
+    )
     return json_response({"ended": ended})
 
 

@@ -23,8 +23,9 @@ from backend.services.servers import FormRejected
 log = logging.getLogger(__name__)
 
 
-def json_error(status: int, message: str, details: list[Any] | None = None,
-               headers: dict[str, str] | None = None) -> web.Response:
+def json_error(
+    status: int, message: str, details: list[Any] | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
     body: dict[str, Any] = {"error": message}
     if details:
         body["details"] = details
@@ -96,9 +97,9 @@ def _to_response(request: web.Request, exc: BaseException) -> web.StreamResponse
     if isinstance(exc, web.HTTPException):
         if exc.status == 413:
             return json_error(413, f"request body is over the limit of {request.client_max_size} bytes")
-        return json_error(exc.status, exc.reason, headers={
-            k: v for k, v in exc.headers.items() if k.lower() == "allow"
-        })
+        return json_error(
+            exc.status, exc.reason, headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        )
     if isinstance(exc, BodyTimeout):
         log.info("%s %s: 408 %s", request.method, request.path, exc)
         response = json_error(408, str(exc), [{"field": "body", "reason": "was not received in time"}])
@@ -106,8 +107,7 @@ def _to_response(request: web.Request, exc: BaseException) -> web.StreamResponse
         return response
     if isinstance(exc, ConnectionResetError):
         # The client hung up (e.g. mid-body): nobody is there to answer and nothing failed here.
-        log.info("%s %s: the client closed the connection before the request was read",
-                 request.method, request.path)
+        log.info("%s %s: the client closed the connection before the request was read", request.method, request.path)
         return json_error(CLIENT_CLOSED, "the client closed the connection")
     log.exception("%s %s failed unexpectedly", request.method, request.path, exc_info=exc)
     return json_error(500, "internal error; the backend log has the details")
@@ -123,7 +123,5 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         response = _to_response(request, exc)
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into JSON
         response = _to_response(request, exc)
-    request.app[CONTEXT].telemetry.http_requests.inc(
-        route=_route_label(request), status=str(response.status)
-    )
+    request.app[CONTEXT].telemetry.http_requests.inc(route=_route_label(request), status=str(response.status))
     return response

@@ -30,8 +30,9 @@ async def post_readings(request: web.Request) -> web.Response:
     if principal.server_id is not None:
         others = sorted({s for c in batch.columns.values() for s in c.servers} - {principal.server_id})
         if others:
-            raise Forbidden(f"this ingest key posts readings only for server {principal.server_id!r}, "
-                            f"not for {others[0]!r}")
+            raise Forbidden(
+                f"this ingest key posts readings only for server {principal.server_id!r}, not for {others[0]!r}"
+            )
     try:
         accepted = await ingest.publish(batch)
     except Unavailable as exc:

@@ -57,8 +57,7 @@ async def create_server(request: web.Request) -> web.Response:
     principal = await caller(request)
     principal.require_writer()
     record = await context(request).servers.create(await read_json(request), principal)  # type: ignore[union-attr]
-    return json_response(server_json(record), status=201,
-                             headers={"Location": f"/api/v1/servers/{record.id}"})
+    return json_response(server_json(record), status=201, headers={"Location": f"/api/v1/servers/{record.id}"})
 
 
 async def patch_server(request: web.Request) -> web.Response:
@@ -100,9 +99,11 @@ async def list_audit(request: web.Request) -> web.Response:
         raise InvalidField("limit", f"must be a whole number from 1 to {MAX_PAGE}")
     limit = int(raw)
     entries = await context(request).servers.audit.page(  # type: ignore[union-attr]
-        principal, limit, request.query.get("before"))
-    return json_response({"entries": [audit_json(e) for e in entries],
-                          "next_before": entries[-1].id if len(entries) == limit else None})
+        principal, limit, request.query.get("before")
+    )
+    return json_response(
+        {"entries": [audit_json(e) for e in entries], "next_before": entries[-1].id if len(entries) == limit else None}
+    )
 
 
 def add_routes(app: web.Application) -> None:

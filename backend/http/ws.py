@@ -87,11 +87,16 @@ class WsConnection:
             await self.ws.send_str(text)
             if self._dropped:
                 dropped, self._dropped = self._dropped, 0
-                await self.ws.send_str(dumps({
-                    "type": "error", "code": "lagging",
-                    "message": f"{dropped} frames were dropped because this client read too slowly; "
-                               "fetch history to fill the gap",
-                }))
+                await self.ws.send_str(
+                    dumps(
+                        {
+                            "type": "error",
+                            "code": "lagging",
+                            "message": f"{dropped} frames were dropped because this client read too slowly; "
+                            "fetch history to fill the gap",
+                        }
+                    )
+                )
 
 
 MessageHandler = Callable[[WsConnection, dict[str, Any]], Awaitable[None]]
@@ -117,13 +122,18 @@ class WsDispatcher:
             conn.error("bad_request", "already authenticated")
             return
         if is_agent(conn.principal) and frame_type not in AGENT_FRAME_TYPES:
-            conn.error("forbidden", f"an agent key may send only {', '.join(sorted(AGENT_FRAME_TYPES))}; "
-                       f"{str(frame_type)[:64]!r} needs a user's session")
+            conn.error(
+                "forbidden",
+                f"an agent key may send only {', '.join(sorted(AGENT_FRAME_TYPES))}; "
+                f"{str(frame_type)[:64]!r} needs a user's session",
+            )
             return
         handler = self.handlers.get(frame_type) if isinstance(frame_type, str) else None
         if handler is None:
-            conn.error("unknown_type", f"unknown frame type {str(frame_type)[:64]!r}; "
-                       f"known: {', '.join(sorted(self.handlers))}")
+            conn.error(
+                "unknown_type",
+                f"unknown frame type {str(frame_type)[:64]!r}; known: {', '.join(sorted(self.handlers))}",
+            )
             return
         try:
             await handler(conn, frame)
@@ -134,8 +144,7 @@ class WsDispatcher:
         except Unavailable as exc:
             conn.error("unavailable", str(exc))
         except Exception as exc:  # noqa: BLE001 - a failing handler must not end the connection
-            log.exception("websocket %s frame from %s failed", frame_type, conn.principal.name,
-                          exc_info=exc)
+            log.exception("websocket %s frame from %s failed", frame_type, conn.principal.name, exc_info=exc)
             conn.error("internal", f"{frame_type} failed; the backend log has the details")
 
 
@@ -151,8 +160,10 @@ async def handle_subscribe(conn: WsConnection, frame: dict[str, Any]) -> None:
     servers = frame.get("servers")
     if servers == "*":
         chosen: frozenset[str] | None = None
-    elif isinstance(servers, list) and len(servers) <= MAX_SUBSCRIBED_SERVERS and all(
-        isinstance(s, str) and len(s) <= 64 for s in servers
+    elif (
+        isinstance(servers, list)
+        and len(servers) <= MAX_SUBSCRIBED_SERVERS
+        and all(isinstance(s, str) and len(s) <= 64 for s in servers)
     ):
         chosen = frozenset(servers)
     else:
@@ -218,8 +229,10 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Prin
 
 def _agent_or_session(principal: Principal) -> Principal:
     if is_agent(principal) and principal.server_id is None:
-        raise Unauthorized("an ingest key not scoped to a server only posts readings; an agent needs "
-                           "one made with tasker keys create --server ID")
+        raise Unauthorized(
+            "an ingest key not scoped to a server only posts readings; an agent needs "
+            "one made with tasker keys create --server ID"
+        )
     return principal
 
 
@@ -233,8 +246,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await _refuse(ws, "unauthorized", str(exc), CLOSE_UNAUTHORIZED, "unauthorized")
         return ws
     except PasswordChangeRequired as exc:
-        await _refuse(ws, "password_change_required", str(exc), CLOSE_PASSWORD_CHANGE,
-                      "password change required")
+        await _refuse(ws, "password_change_required", str(exc), CLOSE_PASSWORD_CHANGE, "password change required")
         return ws
 
     conn = WsConnection(ws, principal, ctx.telemetry)
@@ -251,8 +263,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     open_connections.add(conn)
     ctx.telemetry.ws_connections.set(len(open_connections))
     log.info("websocket opened by %s (%s)", principal.name, principal.role)
-    watcher = (asyncio.create_task(_watch_session(conn, ctx.auth), name="ws-session")
-               if principal.token_hash is not None and ctx.auth is not None else None)
+    watcher = (
+        asyncio.create_task(_watch_session(conn, ctx.auth), name="ws-session")
+        if principal.token_hash is not None and ctx.auth is not None
+        else None
+    )
     try:
         for hook in dispatcher.on_open if hooked else ():
             await hook(conn)
@@ -260,7 +275,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if msg.type == WSMsgType.TEXT:
                 frame = _decode(msg.data)
                 if frame is None:
-                    conn.error("bad_frame", "a frame must be a JSON object with a \"type\"")
+                    conn.error("bad_frame", 'a frame must be a JSON object with a "type"')
                     continue
                 await dispatcher.dispatch(conn, frame)
             elif msg.type == WSMsgType.BINARY:

@@ -16,5 +16,10 @@ from types import ModuleType
 
 from backend.roles import api, history, ingest, packager, scheduler
 
-ROLES: dict[str, ModuleType] = {"ingest": ingest, "packager": packager, "history": history, "api": api,
-                               "scheduler": scheduler}
+ROLES: dict[str, ModuleType] = {
+    "ingest": ingest,
+    "packager": packager,
+    "history": history,
+    "api": api,
+    "scheduler": scheduler,
+}

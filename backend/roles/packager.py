@@ -14,6 +14,5 @@ NEEDS = frozenset({"broker", "timeseries"})
 
 async def start(backend: RoleContext) -> None:
     assert backend.broker is not None and backend.timeseries is not None
-    backend.packager = Packager(backend.broker, backend.timeseries, backend.telemetry,
-                                prefetch=backend.prefetch)
+    backend.packager = Packager(backend.broker, backend.timeseries, backend.telemetry, prefetch=backend.prefetch)
     await backend.packager.start()

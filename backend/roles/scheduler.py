@@ -25,7 +25,13 @@ async def start(backend: RoleContext) -> None:
     backend.on_close("scheduler", scheduler.close)
     if backend.timeseries is not None:
         settings = scheduler.settings
-        meter = TaskMeter(backend.registry, backend.timeseries, backend.broker, scheduler.holds_lease,
-                          every_s=settings.measure_every_s, settle_s=settings.measure_settle_s)
+        meter = TaskMeter(
+            backend.registry,
+            backend.timeseries,
+            backend.broker,
+            scheduler.holds_lease,
+            every_s=settings.measure_every_s,
+            settle_s=settings.measure_settle_s,
+        )
         await meter.start()
         backend.on_close("task meter", meter.close)

@@ -71,8 +71,9 @@ class UserSummary:
             "disabled_at": None if u.disabled_at_ms is None else format_rfc3339(u.disabled_at_ms),
             "must_change_password": u.must_change_password,
             "created_at": format_rfc3339(u.created_at_ms),
-            "password_changed_at": (None if u.password_changed_at_ms is None
-                                    else format_rfc3339(u.password_changed_at_ms)),
+            "password_changed_at": (
+                None if u.password_changed_at_ms is None else format_rfc3339(u.password_changed_at_ms)
+            ),
             "sessions": self.sessions,
         }
 
@@ -117,8 +118,10 @@ class AccountService:
         now = now_ms()
         users = await self.registry.list_users()
         sessions = await asyncio.gather(*(self.registry.list_sessions(u.username) for u in users))
-        return [UserSummary(u, sum(1 for s in mine if s.expires_at_ms > now))
-                for u, mine in zip(users, sessions, strict=True)]
+        return [
+            UserSummary(u, sum(1 for s in mine if s.expires_at_ms > now))
+            for u, mine in zip(users, sessions, strict=True)
+        ]
 
     async def sessions(self, username: str) -> list[SessionRecord]:
         """The user's unexpired sessions, oldest first; NotFound for an unknown user."""
@@ -128,8 +131,7 @@ class AccountService:
 
     # --- passwords ----------------------------------------------------------------------------
 
-    async def change_own_password(self, principal: Principal, payload: Any,
-                                  client: str | None = None) -> int:
+    async def change_own_password(self, principal: Principal, payload: Any, client: str | None = None) -> int:
         """`{"current_password", "new_password"}` from a logged-in user: checked against the
         current password (throttled like a login: a stolen session cannot guess it faster),
         then the policy; clears the must-change flag and ends the user's other sessions,
@@ -154,16 +156,17 @@ class AccountService:
         if new == current:
             raise InvalidField("new_password", "is the current password; choose a new one")
         check_password(new, user.username, "new_password")
-        await self.registry.set_password_hash(user.username, await self._hash(new),
-                                              must_change_password=False, changed_at_ms=now_ms())
+        await self.registry.set_password_hash(
+            user.username, await self._hash(new), must_change_password=False, changed_at_ms=now_ms()
+        )
         ended = await self._end_sessions(user.username, keep=principal.token_hash)
         auth.sessions_ended(token_hash=principal.token_hash)  # re-read: the flag is gone
-        await self.audit.record(user.username, "user.password_changed", user.username,
-                                f"by the user; {ended} other session(s) ended")
+        await self.audit.record(
+            user.username, "user.password_changed", user.username, f"by the user; {ended} other session(s) ended"
+        )
         return ended
 
-    async def set_password(self, actor: str, username: str, password: str,
-                           must_change: bool = False) -> int:
+    async def set_password(self, actor: str, username: str, password: str, must_change: bool = False) -> int:
         """An admin sets `username`'s password (policy checked); every session of the user
         ends. With `must_change` the user must choose another at the next login. Returns how
         many sessions ended."""
@@ -171,12 +174,16 @@ class AccountService:
         if not isinstance(password, str):
             raise InvalidField("password", "must be a string")
         check_password(password, user.username)
-        await self.registry.set_password_hash(user.username, await self._hash(password),
-                                              must_change_password=must_change, changed_at_ms=now_ms())
+        await self.registry.set_password_hash(
+            user.username, await self._hash(password), must_change_password=must_change, changed_at_ms=now_ms()
+        )
         ended = await self._end_sessions(user.username)
-        await self.audit.record(actor, "user.password_set", user.username,
-                                f"{ended} session(s) ended"
-                                + ("; must be changed at the next login" if must_change else ""))
+        await self.audit.record(
+            actor,
+            "user.password_set",
+            user.username,
+            f"{ended} session(s) ended" + ("; must be changed at the next login" if must_change else ""),
+        )
         return ended
 
     # --- disabling and deleting ---------------------------------------------------------------
@@ -184,17 +191,24 @@ class AccountService:
     async def _refuse_last_admin(self, user: UserRecord, doing: str) -> None:
         if user.role != "admin" or user.disabled_at_ms is not None:
             return
-        others = [u for u in await self.registry.list_users()
-                  if u.role == "admin" and u.disabled_at_ms is None and u.username != user.username]
+        others = [
+            u
+            for u in await self.registry.list_users()
+            if u.role == "admin" and u.disabled_at_ms is None and u.username != user.username
+        ]
         if not others:
-            raise Conflict(f"not {doing} {user.username}: it is the only enabled admin; make another "
-                           "admin first (tasker users add NAME --role admin)")
+            raise Conflict(
+                f"not {doing} {user.username}: it is the only enabled admin; make another "
+                "admin first (tasker users add NAME --role admin)"
+            )
 
     @staticmethod
     def _refuse_self(user: UserRecord, acting_user: str | None, doing: str, command: str) -> None:
         if acting_user is not None and acting_user == user.username:
-            raise Forbidden(f"an admin may not {doing} themselves; another admin can, or the shell "
-                            f"(tasker users {command} {user.username})")
+            raise Forbidden(
+                f"an admin may not {doing} themselves; another admin can, or the shell "
+                f"(tasker users {command} {user.username})"
+            )
 
     async def disable(self, actor: str, username: str, acting_user: str | None = None) -> int:
         """Disable a user and end its sessions; returns how many ended. Disabling a disabled
@@ -225,8 +239,9 @@ class AccountService:
         tasks = await self.registry.list_tasks(owner=username, states=UNFINISHED_TASK_STATES)
         return servers, tasks
 
-    async def remove(self, actor: str, username: str, transfer_to: str | None = None,
-                     acting_user: str | None = None) -> Removal:
+    async def remove(
+        self, actor: str, username: str, transfer_to: str | None = None, acting_user: str | None = None
+    ) -> Removal:
         """Delete a user (see the module docstring for what is refused and what is kept)."""
         user = await self.require_user(username)
         self._refuse_self(user, acting_user, "delete", "rm")
@@ -235,8 +250,12 @@ class AccountService:
         heir: UserRecord | None = None
         if transfer_to is not None:
             heir = await self.registry.get_user(transfer_to) if isinstance(transfer_to, str) else None
-            if (heir is None or heir.username == user.username or heir.role not in ("sysadmin", "admin")
-                    or heir.disabled_at_ms is not None):
+            if (
+                heir is None
+                or heir.username == user.username
+                or heir.role not in ("sysadmin", "admin")
+                or heir.disabled_at_ms is not None
+            ):
                 raise InvalidField("transfer_to", "must be another enabled sysadmin or admin")
         elif servers or tasks:
             owned = []
@@ -245,9 +264,11 @@ class AccountService:
                 owned.append(f"{len(servers)} server(s) ({names})")
             if tasks:
                 owned.append(f"{len(tasks)} unfinished task(s)")
-            raise Conflict(f"user {user.username} owns {' and '.join(owned)}; hand them to another "
-                           f"sysadmin or admin: tasker users rm {user.username} --transfer-to USER "
-                           "(HTTP: ?transfer_to=USER)")
+            raise Conflict(
+                f"user {user.username} owns {' and '.join(owned)}; hand them to another "
+                f"sysadmin or admin: tasker users rm {user.username} --transfer-to USER "
+                "(HTTP: ?transfer_to=USER)"
+            )
         # Disabled first: should anything below fail, the user is locked out, not half deleted.
         await self.registry.set_user_disabled(user.username, now_ms())
         ended = await self._end_sessions(user.username)
@@ -271,10 +292,12 @@ class AccountService:
         for server in await self.registry.list_servers():
             if owner_of(server) != username:
                 continue
-            await self.registry.replace_server(replace(server, owner=heir, updated_at_ms=now_ms(),
-                                                       tags=list(server.tags)))
-            await self.audit.record(actor, "server.transferred", server.id,
-                                    f"from {username} to {heir} (user {username} removed)")
+            await self.registry.replace_server(
+                replace(server, owner=heir, updated_at_ms=now_ms(), tags=list(server.tags))
+            )
+            await self.audit.record(
+                actor, "server.transferred", server.id, f"from {username} to {heir} (user {username} removed)"
+            )
             moved.append(server.name)
         return moved
 
@@ -293,18 +316,17 @@ class AccountService:
                 handed = replace(current, owner=heir, version=current.version + 1, updated_at_ms=now_ms())
                 if await self.registry.update_task(handed, current.version):
                     moved += 1
-                    await self.audit.record(actor, "task.transferred", task.id,
-                                            f"from {username} to {heir} (user {username} removed)")
+                    await self.audit.record(
+                        actor, "task.transferred", task.id, f"from {username} to {heir} (user {username} removed)"
+                    )
                     break
             else:
-                raise Conflict(f"task {task.id} kept changing while it was being handed to {heir}; "
-                               "try again")
+                raise Conflict(f"task {task.id} kept changing while it was being handed to {heir}; try again")
         return moved
 
     # --- sessions -----------------------------------------------------------------------------
 
-    async def revoke_sessions(self, actor: str, username: str, only: str | None = None,
-                              keep: str | None = None) -> int:
+    async def revoke_sessions(self, actor: str, username: str, only: str | None = None, keep: str | None = None) -> int:
         """End the user's sessions (or only the one whose id starts with `only`), never the one
         of token hash `keep`; returns how many ended. NotFound for an unknown user or session."""
         user = await self.require_user(username)
@@ -313,8 +335,11 @@ class AccountService:
         else:
             if not isinstance(only, str) or len(only) < 6:
                 raise InvalidField("session", "must be a session id (at least 6 of its characters)")
-            matches = [s for s in await self.registry.list_sessions(user.username)
-                       if s.token_hash.startswith(only.lower()) and s.token_hash != keep]
+            matches = [
+                s
+                for s in await self.registry.list_sessions(user.username)
+                if s.token_hash.startswith(only.lower()) and s.token_hash != keep
+            ]
             if not matches:
                 raise NotFound(f"no session {only!r} of user {user.username}")
             if len(matches) > 1:

@@ -34,14 +34,33 @@ def requeued_record(task: TaskRecord, since_ms: int, epoch: int, now_ms: int) ->
     if task.run_since_ms is not None:
         runs.append([task.run_since_ms, max(task.run_since_ms, min(since_ms or now_ms, now_ms))])
     when = format_rfc3339(since_ms) if since_ms else "ever"
-    return replace(task, state="queued", reason=f"the agent of {task.server_id} has been silent since {when}; queued again",
-                   server_id=None, pieces=[], co2_g=None, energy_kwh=None, run_now_co2_g=None,
-                   run_now_server_id=None, explanation="", runs=runs, run_since_ms=None,
-                   plan_epoch=epoch, updated_at_ms=now_ms, version=task.version + 1)
+    return replace(
+        task,
+        state="queued",
+        reason=f"the agent of {task.server_id} has been silent since {when}; queued again",
+        server_id=None,
+        pieces=[],
+        co2_g=None,
+        energy_kwh=None,
+        run_now_co2_g=None,
+        run_now_server_id=None,
+        explanation="",
+        runs=runs,
+        run_since_ms=None,
+        plan_epoch=epoch,
+        updated_at_ms=now_ms,
+        version=task.version + 1,
+    )
 
 
-async def requeue_silent(registry: Registry, tasks: Iterable[TaskRecord], now_ms: int, epoch: int,
-                         grace_ms: int, still_leader: Callable[[], bool]) -> list[TaskRecord]:
+async def requeue_silent(
+    registry: Registry,
+    tasks: Iterable[TaskRecord],
+    now_ms: int,
+    epoch: int,
+    grace_ms: int,
+    still_leader: Callable[[], bool],
+) -> list[TaskRecord]:
     """Queue again every running task whose agent is silent; returns the records written."""
     leases: dict[str, LeaseRecord | None] = {}
     written = []

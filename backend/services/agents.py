@@ -50,17 +50,31 @@ class AgentSettings:
 
 
 def lease_json(lease: LeaseRecord, ttl_s: float) -> dict[str, Any]:
-    return {"name": lease.name, "holder": lease.holder, "epoch": lease.epoch,
-            "expires_at": format_rfc3339(lease.expires_at_ms), "expires_at_ms": lease.expires_at_ms,
-            "ttl_s": ttl_s}
+    return {
+        "name": lease.name,
+        "holder": lease.holder,
+        "epoch": lease.epoch,
+        "expires_at": format_rfc3339(lease.expires_at_ms),
+        "expires_at_ms": lease.expires_at_ms,
+        "ttl_s": ttl_s,
+    }
 
 
 def assignment_json(task: TaskRecord) -> dict[str, Any]:
     """A task as its agent needs it: what to run, where, and when (times in epoch ms)."""
-    return {"id": task.id, "name": task.name, "state": task.state, "command": task.command,
-            "cwd": task.cwd, "env": dict(task.env), "cores": task.cores,
-            "interruptible": task.interruptible, "pieces": [list(p) for p in task.pieces],
-            "paused": task.state == "running" and task.run_since_ms is None, "version": task.version}
+    return {
+        "id": task.id,
+        "name": task.name,
+        "state": task.state,
+        "command": task.command,
+        "cwd": task.cwd,
+        "env": dict(task.env),
+        "cores": task.cores,
+        "interruptible": task.interruptible,
+        "pieces": [list(p) for p in task.pieces],
+        "paused": task.state == "running" and task.run_since_ms is None,
+        "version": task.version,
+    }
 
 
 def _reported(payload: Any) -> tuple[str, list[str]]:
@@ -93,15 +107,18 @@ class AgentService:
         """The server, if `principal` may act as its agent; Forbidden or NotFound otherwise."""
         if principal.role == INGEST_ROLE:
             if principal.server_id != server_id:
-                raise Forbidden(f"only an ingest key scoped to server {server_id!r} may act as its agent "
-                                f"(tasker keys create --server {server_id})")
+                raise Forbidden(
+                    f"only an ingest key scoped to server {server_id!r} may act as its agent "
+                    f"(tasker keys create --server {server_id})"
+                )
             return await self.registry.get_server(server_id)
         if not principal.can_write:
             raise Forbidden(f"role {principal.role!r} may not act as an agent")
         server = await self.registry.get_server(server_id)
         if principal.role != "admin" and owner_of(server) != principal.name:
-            raise Forbidden(f"server {server_id!r} belongs to {owner_of(server)}; only they or an admin "
-                            "may act as its agent")
+            raise Forbidden(
+                f"server {server_id!r} belongs to {owner_of(server)}; only they or an admin may act as its agent"
+            )
         return server
 
     async def heartbeat(self, server_id: str, payload: Any, principal: Principal) -> dict[str, Any]:
@@ -119,19 +136,22 @@ class AgentService:
             until = "" if lease is None else f" until {format_rfc3339(lease.expires_at_ms)}"
             raise Conflict(f"server {server_id} already has an agent: {holder} holds its lease{until}")
         lease = LeaseRecord(name, agent, epoch, now + ttl_ms)
-        mine = [t for t in await self.registry.list_tasks(states=["planned", "running"])
-                if t.server_id == server_id]
+        mine = [t for t in await self.registry.list_tasks(states=["planned", "running"]) if t.server_id == server_id]
         horizon = now + int(self.settings.lookahead_s * 1000)
-        due = [t for t in mine if t.state == "running"
-               or any(b > now and a < horizon for a, b in t.pieces)]
+        due = [t for t in mine if t.state == "running" or any(b > now and a < horizon for a, b in t.pieces)]
         keep = {t.id for t in mine}
         cancel = []
         for task_id in dict.fromkeys(reported):
             if task_id not in keep:
                 cancel.append({"task_id": task_id, "reason": await self._why_stop(task_id)})
-        return {"server_id": server_id, "now_ms": now, "lease": lease_json(lease, self.settings.lease_ttl_s),
-                "poll_s": self.settings.poll_s, "tasks": [assignment_json(t) for t in due],
-                "cancel": cancel}
+        return {
+            "server_id": server_id,
+            "now_ms": now,
+            "lease": lease_json(lease, self.settings.lease_ttl_s),
+            "poll_s": self.settings.poll_s,
+            "tasks": [assignment_json(t) for t in due],
+            "cancel": cancel,
+        }
 
     async def _why_stop(self, task_id: str) -> str:
         try:
@@ -157,8 +177,10 @@ class AgentService:
             lease = await self.registry.get_lease(agent_lease_name(server_id))
             if lease is None or lease.epoch != event.agent_epoch:
                 current = "none" if lease is None else str(lease.epoch)
-                raise RunRefused(f"stale agent epoch {event.agent_epoch}: the agent lease of server "
-                                 f"{server_id} is at epoch {current}")
+                raise RunRefused(
+                    f"stale agent epoch {event.agent_epoch}: the agent lease of server "
+                    f"{server_id} is at epoch {current}"
+                )
             changed = apply_run_event(task, event, server_id)
             if changed is None:
                 return task

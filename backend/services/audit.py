@@ -20,8 +20,14 @@ MAX_PAGE = 1_000
 
 
 def audit_json(entry: AuditRecord) -> dict[str, Any]:
-    return {"id": entry.id, "at": format_rfc3339(entry.ts_ms), "actor": entry.actor,
-            "action": entry.action, "target": entry.target, "detail": entry.detail}
+    return {
+        "id": entry.id,
+        "at": format_rfc3339(entry.ts_ms),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "detail": entry.detail,
+    }
 
 
 class AuditLog:

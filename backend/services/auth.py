@@ -156,8 +156,7 @@ class _TtlCache:
     distributed, fell from 86-180 ms to 41 ms with lookups never expiring).
     """
 
-    def __init__(self, ttl_s: float, max_entries: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl_s: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._clock = clock
@@ -202,8 +201,9 @@ class _TtlCache:
     def drop_user(self, username: str, keep: str | None = None) -> None:
         """Drop every cached session of `username` but the one keyed `keep`."""
         self._drops += 1
-        for key in [k for k, (_, p) in self._entries.items()
-                    if p.name == username and p.token_hash is not None and k != keep]:
+        for key in [
+            k for k, (_, p) in self._entries.items() if p.name == username and p.token_hash is not None and k != keep
+        ]:
             del self._entries[key]
 
     async def _reload(self, key: str, entry: tuple[float, Principal], load: Callable[[], Awaitable[Principal]]) -> None:
@@ -235,9 +235,15 @@ class AuthService:
 
     `clock` times the cached lookups (`cache_ttl_s`); sessions expire by the wall clock."""
 
-    def __init__(self, registry: Registry, session_ttl_ms: int = SESSION_TTL_MS,
-                 cache_ttl_s: float = CACHE_TTL_S, throttle: LoginThrottle | None = None,
-                 gate: PasswordGate | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        session_ttl_ms: int = SESSION_TTL_MS,
+        cache_ttl_s: float = CACHE_TTL_S,
+        throttle: LoginThrottle | None = None,
+        gate: PasswordGate | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry = registry
         self.session_ttl_ms = session_ttl_ms
         self.throttle = throttle if throttle is not None else LoginThrottle()
@@ -289,8 +295,9 @@ class AuthService:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def add_user(self, username: str, role: str, password: str | None = None, *,
-                       must_change_password: bool | None = None) -> str:
+    async def add_user(
+        self, username: str, role: str, password: str | None = None, *, must_change_password: bool | None = None
+    ) -> str:
         """Create a user; returns the password. Conflict if taken; InvalidField when the password
         breaks the policy (`password_policy`). A generated password (none given) is shown to
         whoever made the account, so it must be changed at the first login unless
@@ -304,8 +311,7 @@ class AuthService:
             check_password(password, username)
         must_change = generated if must_change_password is None else must_change_password
         hashed = await asyncio.to_thread(hash_password, password)
-        await self.registry.add_user(UserRecord(username, role, hashed, now_ms(),
-                                                must_change_password=must_change))
+        await self.registry.add_user(UserRecord(username, role, hashed, now_ms(), must_change_password=must_change))
         return password
 
     async def ensure_first_admin(self) -> str | None:
@@ -360,8 +366,9 @@ class AuthService:
             raise Unauthorized("unknown user or wrong password")
         if user.disabled_at_ms is not None:
             # Said only to whoever knows the password: it tells a guesser nothing.
-            raise AccountDisabled(f"user {user.username} is disabled; an admin can enable it "
-                                  f"(tasker users enable {user.username})")
+            raise AccountDisabled(
+                f"user {user.username} is disabled; an admin can enable it (tasker users enable {user.username})"
+            )
         must_change, reason = user.must_change_password, ""
         if must_change:
             reason = "the password was set to be used once; choose your own"
@@ -372,8 +379,9 @@ class AuthService:
             if not must_change:
                 must_change = True
                 await self.registry.set_must_change_password(user.username, True)
-                await self.accounts.audit.record(user.username, "user.password_change_required",
-                                                 user.username, f"at login: password {problem}")
+                await self.accounts.audit.record(
+                    user.username, "user.password_change_required", user.username, f"at login: password {problem}"
+                )
         token = secrets.token_urlsafe(32)
         now = now_ms()
         expires = now + self.session_ttl_ms
@@ -390,8 +398,9 @@ class AuthService:
 
     # --- sessions ended here: caches and websockets -------------------------------------------
 
-    def sessions_ended(self, username: str | None = None, token_hash: str | None = None,
-                       keep: str | None = None) -> None:
+    def sessions_ended(
+        self, username: str | None = None, token_hash: str | None = None, keep: str | None = None
+    ) -> None:
         """Sessions were just ended in the registry by this process: the one of `token_hash`,
         or every one of `username` but `keep`. Drop their cached lookups and wake the
         websockets watching them, which then check and close."""
@@ -423,15 +432,15 @@ class AuthService:
         if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
             return "session expired; log in again"
         try:
-            await self._cache.load(digest, lambda: self._load_session(
-                digest, "the session was logged out or revoked"))
+            await self._cache.load(digest, lambda: self._load_session(digest, "the session was logged out or revoked"))
         except Unauthorized as exc:
             self._cache.drop(digest)
             return str(exc)
         return None
 
-    async def authenticate(self, authorization: str | None, allow_ingest_key: bool = False,
-                           allow_password_change: bool = False) -> Principal:
+    async def authenticate(
+        self, authorization: str | None, allow_ingest_key: bool = False, allow_password_change: bool = False
+    ) -> Principal:
         """The caller of an `Authorization: Bearer ...` header; Unauthorized otherwise, and
         PasswordChangeRequired for a user who must change their password unless
         `allow_password_change` (the routes that make the change, say who, or log out)."""
@@ -443,8 +452,9 @@ class AuthService:
             raise Unauthorized("malformed Authorization header: expected Bearer <token>")
         return await self.authenticate_token(credential, allow_ingest_key, allow_password_change)
 
-    async def authenticate_token(self, credential: str, allow_ingest_key: bool = False,
-                                 allow_password_change: bool = False) -> Principal:
+    async def authenticate_token(
+        self, credential: str, allow_ingest_key: bool = False, allow_password_change: bool = False
+    ) -> Principal:
         """The caller presenting `credential` (a session token, or an ingest key if allowed);
         see `authenticate`."""
         if len(credential) > 256:
@@ -474,13 +484,15 @@ class AuthService:
             raise Unauthorized(f"user {session.username} no longer exists")
         if user.disabled_at_ms is not None:
             raise Unauthorized(f"user {user.username} is disabled")
-        return Principal(user.username, user.role, session.expires_at_ms, digest,
-                         must_change_password=user.must_change_password)
+        return Principal(
+            user.username, user.role, session.expires_at_ms, digest, must_change_password=user.must_change_password
+        )
 
     # --- ingest keys ------------------------------------------------------------------------
 
-    async def create_ingest_key(self, label: str, created_by: str,
-                                server_id: str | None = None) -> tuple[IngestKeyRecord, str]:
+    async def create_ingest_key(
+        self, label: str, created_by: str, server_id: str | None = None
+    ) -> tuple[IngestKeyRecord, str]:
         """A new ingest key; returns its record and the full key, which is never shown again.
 
         With `server_id` (a registered server; NotFound otherwise) the key posts readings only
@@ -491,8 +503,7 @@ class AuthService:
             await self.registry.get_server(server_id)
         key_id = random_base32(10)
         secret = secrets.token_urlsafe(32)
-        record = IngestKeyRecord(key_id, token_digest(secret), label, created_by, now_ms(),
-                                 server_id=server_id)
+        record = IngestKeyRecord(key_id, token_digest(secret), label, created_by, now_ms(), server_id=server_id)
         await self.registry.add_ingest_key(record)
         return record, f"{INGEST_KEY_PREFIX}{key_id}_{secret}"
 

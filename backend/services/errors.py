@@ -23,7 +23,8 @@ class PasswordChangeRequired(Forbidden):
         super().__init__(
             f"password change required: {username} must choose a new password before anything else "
             "(POST /api/v1/me/password with current_password and new_password; from a shell: "
-            "tasker passwd)")
+            "tasker passwd)"
+        )
         self.username = username
 
 

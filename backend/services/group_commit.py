@@ -43,15 +43,22 @@ class _Group(Generic[P, R]):
 class GroupCommit(Generic[P, R]):
     """Coalesces the parts of concurrent callers into few writes.
 
-    `write(parts)` writes a list of parts as one; every caller of the group gets what it
-    returns (the packager: the rollup recomputation its readings wait for). An exception it raises reaches every caller of
-    the group, except ValueError (content refused, which no retry changes): then each caller
-    writes its own part alone, so only the offending one sees the error. `size(part)` counts
-    what a part adds to a group (readings, for both users).
+    `write(parts)` writes a list of parts as one; every caller of the group gets what it returns
+    (the packager: the rollup recomputation its readings wait for). An exception it raises
+    reaches every caller of the group, except ValueError (content refused, which no retry
+    changes): then each caller writes its own part alone, so only the offending one sees the
+    error. `size(part)` counts what a part adds to a group (readings, for both users).
     """
 
-    def __init__(self, write: Callable[[list[P]], Awaitable[R]], size: Callable[[P], int],
-                 max_size: int, max_writes: int, what: str = "write", busy_size: int | None = None) -> None:
+    def __init__(
+        self,
+        write: Callable[[list[P]], Awaitable[R]],
+        size: Callable[[P], int],
+        max_size: int,
+        max_writes: int,
+        what: str = "write",
+        busy_size: int | None = None,
+    ) -> None:
         if max_size < 1 or max_writes < 1:
             raise ValueError("max_size and max_writes must be at least 1")
         self._write = write
@@ -128,8 +135,15 @@ class GroupCommit(Generic[P, R]):
         except Exception as exc:  # noqa: BLE001 - every caller of the group hears of it
             group.done.set_exception(exc)
             return
-        log.debug("%s of %d parts (%d) in %.3f s; %d writing, %d waiting", self.what, len(group.parts),
-                  group.size, time.perf_counter() - started, len(self._writing), len(self._waiting))
+        log.debug(
+            "%s of %d parts (%d) in %.3f s; %d writing, %d waiting",
+            self.what,
+            len(group.parts),
+            group.size,
+            time.perf_counter() - started,
+            len(self._writing),
+            len(self._waiting),
+        )
         group.done.set_result(result)
 
     async def close(self) -> None:

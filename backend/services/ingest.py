@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 from backend.ports import Broker, Registry, Unavailable
+from backend.services.group_commit import GroupCommit
 from backend.services.readings import MAX_BATCH_READINGS, ReadingBatch, ServerCeilings, validate_batch
 from backend.services.telemetry import Telemetry
 from backend.services.timestamps import now_ms
-from backend.services.group_commit import GroupCommit
 from backend.services.wire import READINGS_PER_MESSAGE, ReadingColumns, encode_columns, queue_for
 from tasker.domain import value_ceilings
 
@@ -48,8 +48,13 @@ class ServerDirectory:
     so a server registered a moment ago on another api process is accepted at once.
     """
 
-    def __init__(self, registry: Registry, ttl_s: float = 10.0, miss_refresh_s: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        ttl_s: float = 10.0,
+        miss_refresh_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry = registry
         self._clock = clock
         self.ttl_s = ttl_s
@@ -116,8 +121,13 @@ def _server_ids_named(payload: Any) -> set[str]:
 class IngestService:
     """Validate, publish, confirm."""
 
-    def __init__(self, broker: Broker, directory: ServerDirectory, telemetry: Telemetry,
-                 publish_timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        directory: ServerDirectory,
+        telemetry: Telemetry,
+        publish_timeout_s: float = PUBLISH_TIMEOUT_S,
+    ) -> None:
         self.broker = broker
         self.directory = directory
         self.telemetry = telemetry
@@ -139,15 +149,14 @@ class IngestService:
                 await self.broker.publish_work(queue, encode_columns(metric, columns, now_ms()))
 
             publisher = self._publishers[metric] = GroupCommit(
-                publish, len, READINGS_PER_MESSAGE, PUBLISHES_IN_FLIGHT, f"publish to {queue}")
+                publish, len, READINGS_PER_MESSAGE, PUBLISHES_IN_FLIGHT, f"publish to {queue}"
+            )
         return publisher
 
     async def publish(self, batch: ReadingBatch) -> int:
         """Publish every reading and wait for every confirm; Unavailable if the broker fails."""
         parts = [
-            (self._publisher(metric), chunk)
-            for metric, columns in batch.columns.items()
-            for chunk in columns.chunks()
+            (self._publisher(metric), chunk) for metric, columns in batch.columns.items() for chunk in columns.chunks()
         ]
         started = time.perf_counter()
         try:

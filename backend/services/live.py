@@ -71,12 +71,10 @@ class LiveHub:
             if sub not in frames:
                 picked = [
                     {"server_id": r.server_id, "metric": r.metric, "ts": r.ts_ms, "value": r.value}
-                    for r in message.readings if sub.wants(r.server_id, r.metric)
+                    for r in message.readings
+                    if sub.wants(r.server_id, r.metric)
                 ]
-                frames[sub] = (
-                    dumps({"type": "readings", "readings": picked})
-                    if picked else None
-                )
+                frames[sub] = dumps({"type": "readings", "readings": picked}) if picked else None
             text = frames[sub]
             if text is not None:
                 client.push(text)
@@ -114,8 +112,11 @@ class LiveHub:
         everything = dumps({"type": "plan", **event})
         for client in list(self.clients):
             principal = getattr(client, "principal", None)
-            visible = tasks if principal is None or principal.role != "sysadmin" else [
-                t for t, owner in zip(tasks, owners) if owner == principal.name]
+            visible = (
+                tasks
+                if principal is None or principal.role != "sysadmin"
+                else [t for t, owner in zip(tasks, owners) if owner == principal.name]
+            )
             feed = getattr(client, "extensions", {}).get(PLAN_FEED)
             if feed is not None or _is_agent(client):
                 frame = None if feed is None else plan_frame(event, visible, feed)
@@ -123,7 +124,9 @@ class LiveHub:
                 client.push(everything)
                 continue
             else:
-                frame = {"type": "plan", **event, **({"tasks": visible} if "tasks" in event else {})} if visible else None
+                frame = (
+                    {"type": "plan", **event, **({"tasks": visible} if "tasks" in event else {})} if visible else None
+                )
             if frame is not None:
                 client.push(dumps(frame))
 

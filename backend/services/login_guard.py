@@ -75,10 +75,16 @@ class LoginThrottle:
     """Growing delays per (username, address), suspicion per address and username, and a global
     bound on failures; see the module docstring."""
 
-    def __init__(self, free_failures: int = FREE_FAILURES, first_delay_s: float = FIRST_DELAY_S,
-                 max_delay_s: float = MAX_DELAY_S, forget_after_s: float = FORGET_AFTER_S,
-                 global_failures: int = GLOBAL_FAILURES, max_keys: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        free_failures: int = FREE_FAILURES,
+        first_delay_s: float = FIRST_DELAY_S,
+        max_delay_s: float = MAX_DELAY_S,
+        forget_after_s: float = FORGET_AFTER_S,
+        global_failures: int = GLOBAL_FAILURES,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.free_failures = free_failures
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
@@ -119,17 +125,21 @@ class LoginThrottle:
             seconds = max(1, math.ceil(wait))
             raise TooManyAttempts(
                 f"too many failed logins for user {username!r} from this address "
-                f"({pair.failures} lately); try again in {seconds} s", seconds)
+                f"({pair.failures} lately); try again in {seconds} s",
+                seconds,
+            )
         if pair.pending and pair.failures + pair.pending >= self.free_failures:
-            raise TooManyAttempts(f"a login for user {username!r} from this address is still being "
-                                  "checked; try again in 1 s", 1)
+            raise TooManyAttempts(
+                f"a login for user {username!r} from this address is still being checked; try again in 1 s", 1
+            )
         user = self._get(("user", username), now)
         by_address = self._get(("address", address or ""), now)
         # Attempts still being checked count as failures, so a burst is suspect before it fails.
         against_user = user.failures + user.pending
         against_address = by_address.failures + by_address.pending
-        suspect = (pair.failures > 0 or against_user >= SUSPECT_USER_FAILURES
-                   or against_address >= SUSPECT_ADDRESS_FAILURES)
+        suspect = (
+            pair.failures > 0 or against_user >= SUSPECT_USER_FAILURES or against_address >= SUSPECT_ADDRESS_FAILURES
+        )
         while self._recent and self._recent[0] <= now - GLOBAL_WINDOW_S:
             self._recent.popleft()
         if suspect and len(self._recent) >= self.global_failures:

@@ -46,8 +46,14 @@ def _cores_at(others: Sequence[tuple[int, Sequence[Sequence[int]]]], ts_ms: int)
     return sum(cores for cores, runs in others if any(a <= ts_ms < b for a, b in runs))
 
 
-def measure(cores: int, runs: Sequence[Sequence[int]], others: Sequence[tuple[int, Sequence[Sequence[int]]]],
-            samples: Sequence[PowerSample], server: ServerSpec, intensity: CarbonIntensity) -> Measured | None:
+def measure(
+    cores: int,
+    runs: Sequence[Sequence[int]],
+    others: Sequence[tuple[int, Sequence[Sequence[int]]]],
+    samples: Sequence[PowerSample],
+    server: ServerSpec,
+    intensity: CarbonIntensity,
+) -> Measured | None:
     """Energy and CO2 attributed to a task of `cores` over `runs` ([start, end) ms), beside
     `others` ((cores, runs) of the other tasks on the server); None without any reading."""
     span = max(0.0, server.max_watts - server.idle_watts)

@@ -4,11 +4,12 @@ For each metric queue it consumes with a prefetch bound. A message is decoded (a
 raises Undecodable, so the broker dead-letters and counts it), written as an idempotent upsert,
 and only then acknowledged. Readings the store refuses (ValueError: a value its column cannot
 hold; ingest's validation should let none through) never take the others down: the message's
-readings are written in halves, then quarters..., around the refused ones, which alone go to
-the dead-letter queue (`Broker.dead_letter`, counted); then the message is acked. While the store is down the write is retried with capped
-exponential backoff and the message stays unacked, so an outage pauses the packager and a crash
-leaves the message to be redelivered. Once its raw rows are stored, the same bytes go out on the
-live channel (before the rollups, so they add nothing to the live latency).
+readings are written in halves, then quarters..., around the refused ones, which alone go to the
+dead-letter queue (`Broker.dead_letter`, counted); then the message is acked. While the store is
+down the write is retried with capped exponential backoff and the message stays unacked, so an
+outage pauses the packager and a crash leaves the message to be redelivered. Once its raw rows
+are stored, the same bytes go out on the live channel (before the rollups, so they add nothing
+to the live latency).
 
 Rollups (`backend.services.rollups`): a write stores raw rows and latest values only; the minutes
 it touched are marked dirty, and every minute marked within about a second is recomputed in one
@@ -89,27 +90,37 @@ class StoreOutage:
     def failed(self, exc: BaseException, delay: float) -> None:
         if self.since is None:
             self.since = time.monotonic()
-            log.warning("time-series store write failed: %s; holding messages unacked, retrying "
-                        "with backoff from %.1f s", exc, delay)
+            log.warning(
+                "time-series store write failed: %s; holding messages unacked, retrying with backoff from %.1f s",
+                exc,
+                delay,
+            )
         else:
             log.debug("store write still failing (%s); next try in %.1f s", exc, delay)
 
     def succeeded(self) -> None:
         if self.since is not None:
-            log.info("time-series store writes succeed again after %.1f s; catching up",
-                     time.monotonic() - self.since)
+            log.info("time-series store writes succeed again after %.1f s; catching up", time.monotonic() - self.since)
             self.since = None
 
 
 class Packager:
     """Consumes every metric's work queue into the time-series store."""
 
-    def __init__(self, broker: Broker, store: TimeSeriesStore, telemetry: Telemetry,
-                 prefetch: int = DEFAULT_PREFETCH, backoff_initial_s: float = BACKOFF_INITIAL_S,
-                 backoff_max_s: float = BACKOFF_MAX_S, group_max_readings: int = GROUP_MAX_READINGS,
-                 group_writes: int = GROUP_WRITES_IN_FLIGHT, group_busy_readings: int = GROUP_BUSY_READINGS,
-                 rollup_interval_s: float = ROLLUP_INTERVAL_S,
-                 rollup_hour_interval_s: float = ROLLUP_HOUR_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        store: TimeSeriesStore,
+        telemetry: Telemetry,
+        prefetch: int = DEFAULT_PREFETCH,
+        backoff_initial_s: float = BACKOFF_INITIAL_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        group_max_readings: int = GROUP_MAX_READINGS,
+        group_writes: int = GROUP_WRITES_IN_FLIGHT,
+        group_busy_readings: int = GROUP_BUSY_READINGS,
+        rollup_interval_s: float = ROLLUP_INTERVAL_S,
+        rollup_hour_interval_s: float = ROLLUP_HOUR_INTERVAL_S,
+    ) -> None:
         self.broker = broker
         self.store = store
         self.telemetry = telemetry
@@ -121,21 +132,32 @@ class Packager:
         self.group_writes = group_writes
         self.group_busy_readings = group_busy_readings
         self._groups: GroupCommit[Sequence[Reading], asyncio.Future[None]] | None = None
-        self.rollups = rollups.DirtyMinutes(self._recompute_until_stored, rollup_interval_s,
-                                            max(rollup_interval_s, rollup_hour_interval_s))
+        self.rollups = rollups.DirtyMinutes(
+            self._recompute_until_stored, rollup_interval_s, max(rollup_interval_s, rollup_hour_interval_s)
+        )
         self._live: asyncio.Queue[bytes] = asyncio.Queue(maxsize=LIVE_BACKLOG)
         self._live_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the live announcer and one consumer per metric queue."""
-        self._groups = GroupCommit(self._write_parts, len, self.group_max_readings, self.group_writes,
-                                   "store write", busy_size=self.group_busy_readings)
+        self._groups = GroupCommit(
+            self._write_parts,
+            len,
+            self.group_max_readings,
+            self.group_writes,
+            "store write",
+            busy_size=self.group_busy_readings,
+        )
         self.rollups.start()
         self._live_task = asyncio.create_task(self._announce_live(), name="packager-live")
         for metric in METRICS:
             await self.broker.consume_work(queue_for(metric), self.handle, self.prefetch)
-        log.info("packager consuming %s (prefetch %d, writes of up to %d readings)",
-                 ", ".join(queue_for(m) for m in METRICS), self.prefetch, self.group_max_readings)
+        log.info(
+            "packager consuming %s (prefetch %d, writes of up to %d readings)",
+            ", ".join(queue_for(m) for m in METRICS),
+            self.prefetch,
+            self.group_max_readings,
+        )
 
     async def close(self) -> None:
         if self._groups is not None:
@@ -200,8 +222,9 @@ class Packager:
         reading, reason = refused[0]
         more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
         body = encode_readings(metric, [r for r, _ in refused], now_ms())
-        await self.broker.dead_letter(queue_for(metric), body,
-                                      f"the store refused {len(refused)} readings: {reason}{more}")
+        await self.broker.dead_letter(
+            queue_for(metric), body, f"the store refused {len(refused)} readings: {reason}{more}"
+        )
         self.telemetry.readings_dead_lettered.inc(len(refused), metric=metric)
 
     def _announce(self, body: bytes) -> None:
@@ -216,8 +239,9 @@ class Packager:
         await self._until_stored(self.store.write_raw, readings, timed=True)
         return self.rollups.mark(minutes_of(readings))
 
-    async def _recompute_until_stored(self, minutes: Collection[MinuteBucket],
-                                      hours_of: Collection[MinuteBucket]) -> None:
+    async def _recompute_until_stored(
+        self, minutes: Collection[MinuteBucket], hours_of: Collection[MinuteBucket]
+    ) -> None:
         await self._until_stored(partial(self.store.recompute_rollups, hours_of=hours_of), minutes, timed=False)
 
     async def _until_stored(self, operation: Callable[[T], Awaitable[None]], argument: T, timed: bool) -> None:

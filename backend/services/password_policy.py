@@ -31,8 +31,9 @@ MIN_DISTINCT = 4
 LIST_FILE = Path(__file__).with_name("common_passwords.txt")
 
 _EDGES = string.digits + string.punctuation + " "
-_LEET = str.maketrans({"@": "a", "4": "a", "3": "e", "1": "i", "!": "i", "0": "o", "$": "s",
-                       "5": "s", "7": "t", "+": "t"})
+_LEET = str.maketrans(
+    {"@": "a", "4": "a", "3": "e", "1": "i", "!": "i", "0": "o", "$": "s", "5": "s", "7": "t", "+": "t"}
+)
 _RUNS = (
     "01234567890",
     "abcdefghijklmnopqrstuvwxyz",
@@ -52,10 +53,10 @@ def common_passwords() -> frozenset[str]:
     try:
         text = LIST_FILE.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RuntimeError(f"the list of common passwords is missing ({LIST_FILE}: {exc.strerror}); "
-                           "reinstall Tasker") from None
-    return frozenset(line.strip().casefold() for line in text.splitlines()
-                     if line.strip() and not line.startswith("#"))
+        raise RuntimeError(
+            f"the list of common passwords is missing ({LIST_FILE}: {exc.strerror}); reinstall Tasker"
+        ) from None
+    return frozenset(line.strip().casefold() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 
 def _is_run(text: str) -> bool:
@@ -86,22 +87,24 @@ def problem(password: str, username: str = "") -> str | None:
         return "holds a control character (such as a newline or a tab)"
     core = password.strip()
     if len(core) < MIN_LENGTH:
-        return (f"is too short: at least {MIN_LENGTH} characters, not counting spaces at either end "
-                f"(this one has {len(core)})")
+        return (
+            f"is too short: at least {MIN_LENGTH} characters, not counting spaces at either end "
+            f"(this one has {len(core)})"
+        )
     folded = core.casefold()
     trimmed = folded.strip(_EDGES)
     # The password as a guesser would write it: digits and symbols at either end dropped, l33t
     # spelling read back (both orders: "0p3r4t10ns99" is "operations" either way).
-    variants = {trimmed, trimmed.translate(_LEET), folded.translate(_LEET),
-                folded.translate(_LEET).strip(_EDGES)}
+    variants = {trimmed, trimmed.translate(_LEET), folded.translate(_LEET), folded.translate(_LEET).strip(_EDGES)}
     name = username.strip().casefold()
     if name:
         if name in (folded, folded[::-1]):
             return "is the username"
         if name in variants:
             return "is the username with digits or symbols added"
-        if len(name) >= 3 and any(name in v and len(v.replace(name, "").strip(_EDGES)) < MIN_DISTINCT
-                                  for v in variants | {folded}):
+        if len(name) >= 3 and any(
+            name in v and len(v.replace(name, "").strip(_EDGES)) < MIN_DISTINCT for v in variants | {folded}
+        ):
             return "is mostly the username"
     common = common_passwords()
     if folded in common:
@@ -117,6 +120,8 @@ def problem(password: str, username: str = "") -> str | None:
     return None
 
 
-RULES = (f"at least {MIN_LENGTH} characters; not the username, not a common password "
-         "(even with digits or symbols added), not a keyboard run or a repeated piece")
+RULES = (
+    f"at least {MIN_LENGTH} characters; not the username, not a common password "
+    "(even with digits or symbols added), not a keyboard run or a repeated piece"
+)
 """The rules in one line, for prompts and the TUI."""

@@ -37,8 +37,13 @@ def verify_password(password: str, stored: str) -> bool:
         if scheme != "scrypt":
             return False
         digest = hashlib.scrypt(
-            password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p),
-            dklen=_DKLEN, maxmem=2**26,
+            password.encode(),
+            salt=_unb64(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=_DKLEN,
+            maxmem=2**26,
         )
         return hmac.compare_digest(digest, _unb64(expected))
     except (ValueError, TypeError):

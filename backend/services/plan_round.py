@@ -23,15 +23,25 @@ REPLANNED = frozenset({"queued", "planned", "unschedulable"})
 def server_spec(record: ServerRecord) -> ServerSpec:
     """The allocator's view of a registered server."""
     return ServerSpec(
-        id=record.id, name=record.name, region=record.region, energy_source=record.energy_source,
-        intensity_g_per_kwh=float(record.carbon_intensity_g_per_kwh), pue=float(record.pue),
-        idle_watts=float(record.idle_watts), max_watts=float(record.max_watts),
-        cores=int(record.cores), tags=frozenset(record.tags),
+        id=record.id,
+        name=record.name,
+        region=record.region,
+        energy_source=record.energy_source,
+        intensity_g_per_kwh=float(record.carbon_intensity_g_per_kwh),
+        pue=float(record.pue),
+        idle_watts=float(record.idle_watts),
+        max_watts=float(record.max_watts),
+        cores=int(record.cores),
+        tags=frozenset(record.tags),
     )
 
 
-def live_servers(servers: Sequence[ServerRecord], latest: Mapping[tuple[str, str], Latest] | None,
-                 now_ms: int, stale_ms: int = STALE_MS) -> list[ServerRecord]:
+def live_servers(
+    servers: Sequence[ServerRecord],
+    latest: Mapping[tuple[str, str], Latest] | None,
+    now_ms: int,
+    stale_ms: int = STALE_MS,
+) -> list[ServerRecord]:
     """Servers that reported within `stale_ms`, or were added less than `stale_ms` ago (their
     sensor may not have started yet). With `latest` None (the store is down) all count."""
     if latest is None:
@@ -75,9 +85,14 @@ class Round:
     """Tasks not started whose deadline can no longer be met; written unschedulable."""
 
 
-def build_round(tasks: Iterable[TaskRecord], servers: Sequence[ServerRecord], now_ms: int,
-                slot_s: int = DEFAULT_SLOT_S, horizon_s: int = DEFAULT_HORIZON_S,
-                freeze_grace_ms: int = 60_000) -> Round:
+def build_round(
+    tasks: Iterable[TaskRecord],
+    servers: Sequence[ServerRecord],
+    now_ms: int,
+    slot_s: int = DEFAULT_SLOT_S,
+    horizon_s: int = DEFAULT_HORIZON_S,
+    freeze_grace_ms: int = 60_000,
+) -> Round:
     """The Problem of a round: tasks not started are placed afresh; a task that runs now or
     starts within the next slot keeps its placement (fixed, see `frozen`), as does a started
     non-interruptible task; a started interruptible one between its pieces keeps its server
@@ -90,38 +105,87 @@ def build_round(tasks: Iterable[TaskRecord], servers: Sequence[ServerRecord], no
     for task in tasks:
         by_id[task.id] = task
         if task.server_id in live and frozen(task, now_ms, slot_s * 1000, freeze_grace_ms):
-            fixed.append(Placement(task.id, task.server_id, tuple((a, b) for a, b in task.pieces),
-                                   task.co2_g or 0.0, task.energy_kwh or 0.0, task.cores))
+            fixed.append(
+                Placement(
+                    task.id,
+                    task.server_id,
+                    tuple((a, b) for a, b in task.pieces),
+                    task.co2_g or 0.0,
+                    task.energy_kwh or 0.0,
+                    task.cores,
+                )
+            )
             continue
         if task.state in REPLANNED:
             if task.deadline_ms - max(now_ms, task.earliest_start_ms) < task.duration_s * 1000:
                 expired.append(task)
                 continue
-            specs.append(TaskSpec(
-                id=task.id, cores=task.cores, duration_s=task.duration_s,
-                earliest_start_ms=max(task.earliest_start_ms, now_ms), deadline_ms=task.deadline_ms,
-                interruptible=task.interruptible, regions=frozenset(task.regions),
-                tags=frozenset(task.tags), name=task.name))
+            specs.append(
+                TaskSpec(
+                    id=task.id,
+                    cores=task.cores,
+                    duration_s=task.duration_s,
+                    earliest_start_ms=max(task.earliest_start_ms, now_ms),
+                    deadline_ms=task.deadline_ms,
+                    interruptible=task.interruptible,
+                    regions=frozenset(task.regions),
+                    tags=frozenset(task.tags),
+                    name=task.name,
+                )
+            )
         elif task.state == "running" and task.server_id in live and task.pieces:
             if task.interruptible:
                 owed_s = max(1, task.duration_s - _ran_ms(task, now_ms) // 1000)
-                specs.append(TaskSpec(
-                    id=task.id, cores=task.cores, duration_s=owed_s, earliest_start_ms=now_ms,
-                    deadline_ms=max(task.deadline_ms, now_ms + owed_s * 1000),
-                    interruptible=True, regions=frozenset(task.regions), tags=frozenset(task.tags),
-                    server_id=task.server_id, name=task.name))
+                specs.append(
+                    TaskSpec(
+                        id=task.id,
+                        cores=task.cores,
+                        duration_s=owed_s,
+                        earliest_start_ms=now_ms,
+                        deadline_ms=max(task.deadline_ms, now_ms + owed_s * 1000),
+                        interruptible=True,
+                        regions=frozenset(task.regions),
+                        tags=frozenset(task.tags),
+                        server_id=task.server_id,
+                        name=task.name,
+                    )
+                )
             else:
-                fixed.append(Placement(task.id, task.server_id, tuple((a, b) for a, b in task.pieces),
-                                       task.co2_g or 0.0, task.energy_kwh or 0.0, task.cores))
+                fixed.append(
+                    Placement(
+                        task.id,
+                        task.server_id,
+                        tuple((a, b) for a, b in task.pieces),
+                        task.co2_g or 0.0,
+                        task.energy_kwh or 0.0,
+                        task.cores,
+                    )
+                )
     start_ms = now_ms - now_ms % (slot_s * 1000)
-    problem = Problem(tasks=specs, servers=[server_spec(s) for s in servers], start_ms=start_ms,
-                      now_ms=now_ms, slot_s=slot_s, horizon_s=horizon_s, fixed=fixed)
+    problem = Problem(
+        tasks=specs,
+        servers=[server_spec(s) for s in servers],
+        start_ms=start_ms,
+        now_ms=now_ms,
+        slot_s=slot_s,
+        horizon_s=horizon_s,
+        fixed=fixed,
+    )
     return Round(problem, by_id, expired)
 
 
 def _plan_fields(task: TaskRecord) -> tuple:
-    return (task.state, task.reason, task.server_id, task.pieces, task.co2_g, task.energy_kwh,
-            task.run_now_co2_g, task.run_now_server_id, task.explanation)
+    return (
+        task.state,
+        task.reason,
+        task.server_id,
+        task.pieces,
+        task.co2_g,
+        task.energy_kwh,
+        task.run_now_co2_g,
+        task.run_now_server_id,
+        task.explanation,
+    )
 
 
 def planned_records(round_: Round, plan: Plan, epoch: int, now_ms: int) -> list[TaskRecord]:
@@ -131,34 +195,66 @@ def planned_records(round_: Round, plan: Plan, epoch: int, now_ms: int) -> list[
     epoch, so that a scheduler whose lease was taken over cannot overwrite it any more."""
     out: list[TaskRecord] = []
     for task in round_.expired:
-        out.append(replace(task, state="unschedulable", reason="its deadline can no longer be met",
-                           server_id=None, pieces=[], co2_g=None, energy_kwh=None,
-                           run_now_co2_g=None, run_now_server_id=None, explanation=""))
+        out.append(
+            replace(
+                task,
+                state="unschedulable",
+                reason="its deadline can no longer be met",
+                server_id=None,
+                pieces=[],
+                co2_g=None,
+                energy_kwh=None,
+                run_now_co2_g=None,
+                run_now_server_id=None,
+                explanation="",
+            )
+        )
     for spec in round_.problem.tasks:
         task = round_.tasks[spec.id]
         if spec.id in plan.placements:
             placement = plan.placements[spec.id]
             explanation = plan.explanations.get(spec.id)
             state = "running" if task.state == "running" else "planned"
-            out.append(replace(
-                task, state=state, reason="", server_id=placement.server_id,
-                pieces=[[a, b] for a, b in placement.pieces], co2_g=round(placement.co2_g, 6),
-                energy_kwh=round(placement.energy_kwh, 9),
-                run_now_co2_g=None if explanation is None or explanation.run_now_co2_g is None
-                else round(explanation.run_now_co2_g, 6),
-                run_now_server_id=None if explanation is None else explanation.run_now_server_id,
-                explanation="" if explanation is None else explanation.reason))
+            out.append(
+                replace(
+                    task,
+                    state=state,
+                    reason="",
+                    server_id=placement.server_id,
+                    pieces=[[a, b] for a, b in placement.pieces],
+                    co2_g=round(placement.co2_g, 6),
+                    energy_kwh=round(placement.energy_kwh, 9),
+                    run_now_co2_g=None
+                    if explanation is None or explanation.run_now_co2_g is None
+                    else round(explanation.run_now_co2_g, 6),
+                    run_now_server_id=None if explanation is None else explanation.run_now_server_id,
+                    explanation="" if explanation is None else explanation.reason,
+                )
+            )
         elif spec.id in plan.unschedulable and task.state != "running":
-            out.append(replace(task, state="unschedulable", reason=plan.unschedulable[spec.id],
-                               server_id=None, pieces=[], co2_g=None, energy_kwh=None,
-                               run_now_co2_g=None, run_now_server_id=None, explanation=""))
+            out.append(
+                replace(
+                    task,
+                    state="unschedulable",
+                    reason=plan.unschedulable[spec.id],
+                    server_id=None,
+                    pieces=[],
+                    co2_g=None,
+                    energy_kwh=None,
+                    run_now_co2_g=None,
+                    run_now_server_id=None,
+                    explanation="",
+                )
+            )
     # A planned task kept fixed (it starts within the next slot) is claimed under the new epoch
     # too: the scheduler whose lease was taken over must not overwrite it either.
     written = {task.id for task in out}
     replanned = {spec.id for spec in round_.problem.tasks}
-    out.extend(task for task in round_.tasks.values()
-               if task.state == "planned" and task.id not in replanned and task.id not in written
-               and task.plan_epoch < epoch)
+    out.extend(
+        task
+        for task in round_.tasks.values()
+        if task.state == "planned" and task.id not in replanned and task.id not in written and task.plan_epoch < epoch
+    )
     changed = []
     for new in out:
         old = round_.tasks[new.id]

@@ -21,8 +21,13 @@ from backend.services.timestamps import format_rfc3339
 ON_TIMELINE = frozenset({"planned", "running"})
 
 
-async def timeline(registry: Registry, principal: Principal, now_ms: int,
-                   slot_s: int = DEFAULT_SLOT_S, horizon_s: int = DEFAULT_HORIZON_S) -> dict[str, Any]:
+async def timeline(
+    registry: Registry,
+    principal: Principal,
+    now_ms: int,
+    slot_s: int = DEFAULT_SLOT_S,
+    horizon_s: int = DEFAULT_HORIZON_S,
+) -> dict[str, Any]:
     """Every server with its placements (pieces) over [now, now + horizon) and the id of its
     intensity curve; `curves` holds each distinct curve once, g/kWh per slot from `start`.
 
@@ -38,8 +43,12 @@ async def timeline(registry: Registry, principal: Principal, now_ms: int,
         pieces = [[a, b] for a, b in task.pieces if b > start and a < end]
         if task.server_id is None or not pieces:
             continue
-        entry: dict[str, Any] = {"cores": task.cores, "state": task.state, "co2_g": task.co2_g,
-                                 "pieces": [[format_rfc3339(a), format_rfc3339(b)] for a, b in pieces]}
+        entry: dict[str, Any] = {
+            "cores": task.cores,
+            "state": task.state,
+            "co2_g": task.co2_g,
+            "pieces": [[format_rfc3339(a), format_rfc3339(b)] for a, b in pieces],
+        }
         if can_see(principal, task):
             entry.update({"task_id": task.id, "name": task.name, "owner": task.owner})
         else:
@@ -54,11 +63,25 @@ async def timeline(registry: Registry, principal: Principal, now_ms: int,
         if key not in curves:
             curves[key] = [round(float(v), 1) for v in intensity.series(spec, start, slot_s, slots)]
         placements = sorted(by_server.get(record.id, []), key=lambda p: p["pieces"][0][0])
-        out.append({"id": record.id, "name": record.name, "region": record.region,
-                    "energy_source": record.energy_source, "cores": record.cores,
-                    "pue": record.pue, "curve": key, "placements": placements})
-    return {"start": format_rfc3339(start), "end": format_rfc3339(end), "slot_s": slot_s,
-            "servers": out, "curves": curves}
+        out.append(
+            {
+                "id": record.id,
+                "name": record.name,
+                "region": record.region,
+                "energy_source": record.energy_source,
+                "cores": record.cores,
+                "pue": record.pue,
+                "curve": key,
+                "placements": placements,
+            }
+        )
+    return {
+        "start": format_rfc3339(start),
+        "end": format_rfc3339(end),
+        "slot_s": slot_s,
+        "servers": out,
+        "curves": curves,
+    }
 
 
 def _sums(tasks: Iterable[TaskRecord]) -> dict[str, Any]:
@@ -67,9 +90,14 @@ def _sums(tasks: Iterable[TaskRecord]) -> dict[str, Any]:
     planned = sum(t.co2_g for t in compared)  # type: ignore[misc]
     run_now = sum(t.run_now_co2_g for t in compared)  # type: ignore[misc]
     saving = run_now - planned
-    return {"tasks": len(tasks), "compared": len(compared), "planned_co2_g": round(planned, 3),
-            "run_now_co2_g": round(run_now, 3), "saving_g": round(saving, 3),
-            "saving_pct": round(100 * saving / run_now, 2) if run_now > 0 else None}
+    return {
+        "tasks": len(tasks),
+        "compared": len(compared),
+        "planned_co2_g": round(planned, 3),
+        "run_now_co2_g": round(run_now, 3),
+        "saving_g": round(saving, 3),
+        "saving_pct": round(100 * saving / run_now, 2) if run_now > 0 else None,
+    }
 
 
 DAY_MS = 86_400_000
@@ -83,9 +111,14 @@ def saved_today(tasks: Iterable[TaskRecord], now_ms: int) -> dict[str, Any]:
     measured = [t for t in done if t.measured_co2_g is not None and t.run_now_co2_g is not None]
     run_now = sum(t.run_now_co2_g for t in measured)  # type: ignore[misc]
     actual = sum(t.measured_co2_g for t in measured)  # type: ignore[misc]
-    return {"since": format_rfc3339(midnight), "done": len(done), "measured": len(measured),
-            "run_now_co2_g": round(run_now, 3), "measured_co2_g": round(actual, 3),
-            "saved_g": round(run_now - actual, 3)}
+    return {
+        "since": format_rfc3339(midnight),
+        "done": len(done),
+        "measured": len(measured),
+        "run_now_co2_g": round(run_now, 3),
+        "measured_co2_g": round(actual, 3),
+        "saved_g": round(run_now - actual, 3),
+    }
 
 
 def savings(tasks: Iterable[TaskRecord], now_ms: int | None = None) -> dict[str, Any]:

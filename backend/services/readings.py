@@ -96,8 +96,7 @@ def _check_ts(raw: Any, now: int) -> tuple[int | None, str | None]:
     return ts, None
 
 
-def _check_item(index: int, item: Any, servers: ServerCeilings, now: int,
-                errors: list[ItemError]) -> Reading | None:
+def _check_item(index: int, item: Any, servers: ServerCeilings, now: int, errors: list[ItemError]) -> Reading | None:
     if not isinstance(item, dict):
         errors.append(ItemError(index, "reading", "must be an object with server_id, metric, ts, value"))
         return None
@@ -121,9 +120,9 @@ def _check_item(index: int, item: Any, servers: ServerCeilings, now: int,
         else:
             metric = METRICS.get(metric_name)
             if metric is None:
-                errors.append(ItemError(
-                    index, "metric", f"unknown metric {metric_name[:40]!r} (known: {_KNOWN_METRICS})"
-                ))
+                errors.append(
+                    ItemError(index, "metric", f"unknown metric {metric_name[:40]!r} (known: {_KNOWN_METRICS})")
+                )
 
     ts = None
     if "ts" in item:
@@ -140,9 +139,7 @@ def _check_item(index: int, item: Any, servers: ServerCeilings, now: int,
             errors.append(ItemError(index, "value", "must be finite"))
             value = None
         elif metric is not None and value < metric.minimum:
-            errors.append(ItemError(
-                index, "value", f"must be >= {metric.minimum:g} for {metric.name} ({metric.unit})"
-            ))
+            errors.append(ItemError(index, "value", f"must be >= {metric.minimum:g} for {metric.name} ({metric.unit})"))
             value = None
         elif metric is not None and isinstance(server_id, str) and server_id in servers:
             ceiling = servers[server_id][metric.name]
@@ -184,8 +181,9 @@ def _over_ceiling(metric_name: str, ceiling: float) -> str:
     return f"must be <= {ceiling:g} {metric.unit} for {metric.name} on this server{why}"
 
 
-def validate_batch(payload: Any, servers: ServerCeilings, now: int,
-                   max_readings: int = MAX_BATCH_READINGS) -> ReadingBatch:
+def validate_batch(
+    payload: Any, servers: ServerCeilings, now: int, max_readings: int = MAX_BATCH_READINGS
+) -> ReadingBatch:
     """Check a decoded POST body `{"readings": [...]}` against the registered `servers` (each
     with its ceilings per metric).
 
@@ -199,9 +197,7 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
         )
     items = payload["readings"]
     if not isinstance(items, list):
-        raise BatchRejected(
-            '"readings" must be a list', [ItemError(None, "readings", "must be a list")]
-        )
+        raise BatchRejected('"readings" must be a list', [ItemError(None, "readings", "must be a list")])
     if len(items) > max_readings:
         raise BatchRejected(
             f"batch of {len(items)} readings is over the limit of {max_readings}; split it",
@@ -222,8 +218,10 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
             metric = METRICS.get(name) if type(name) is str else None
             ceilings = servers.get(server_id) if type(server_id) is str else None
             if (
-                metric is not None and ceilings is not None
-                and type(ts) is int and EARLIEST_TS_MS <= ts <= latest
+                metric is not None
+                and ceilings is not None
+                and type(ts) is int
+                and EARLIEST_TS_MS <= ts <= latest
                 and (type(value) is int or type(value) is float and isfinite(value))
                 and metric.minimum <= value <= ceilings[name]  # exact for ints beyond any float too
             ):
@@ -239,7 +237,5 @@ def validate_batch(payload: Any, servers: ServerCeilings, now: int,
         errors = _repeats(items, batch)
     if errors:
         bad = len({e.index for e in errors})
-        raise BatchRejected(
-            f"{bad} of {len(items)} readings are invalid; nothing was accepted", errors
-        )
+        raise BatchRejected(f"{bad} of {len(items)} readings are invalid; nothing was accepted", errors)
     return batch

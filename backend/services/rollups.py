@@ -51,8 +51,12 @@ class DirtyMinutes:
     waiting on that round.
     """
 
-    def __init__(self, recompute: Callable[[Collection[MinuteBucket], Collection[MinuteBucket]], Awaitable[None]],
-                 interval_s: float = INTERVAL_S, hour_interval_s: float = HOUR_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        recompute: Callable[[Collection[MinuteBucket], Collection[MinuteBucket]], Awaitable[None]],
+        interval_s: float = INTERVAL_S,
+        hour_interval_s: float = HOUR_INTERVAL_S,
+    ) -> None:
         if interval_s < 0:
             raise ValueError(f"interval_s must be at least 0, got {interval_s}")
         if hour_interval_s < interval_s:
@@ -143,8 +147,9 @@ class DirtyMinutes:
                     waiter.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 - the waiting messages are nacked and redelivered
-                log.warning("rollup recomputation of %d minutes (%d for hours) failed: %r",
-                            len(minutes), len(hours_of), exc)
+                log.warning(
+                    "rollup recomputation of %d minutes (%d for hours) failed: %r", len(minutes), len(hours_of), exc
+                )
                 for waiter in waiters:
                     waiter.set_exception(exc)
                     waiter.exception()  # retrieved: a round nobody awaits any more must not log it again
@@ -153,8 +158,12 @@ class DirtyMinutes:
                 continue
             self.rounds += 1
             self.minutes_recomputed += len(minutes)
-            log.debug("rollups of %d minutes (%d for hours) recomputed in %.3f s", len(minutes),
-                      len(hours_of), time.monotonic() - now)
+            log.debug(
+                "rollups of %d minutes (%d for hours) recomputed in %.3f s",
+                len(minutes),
+                len(hours_of),
+                time.monotonic() - now,
+            )
             if with_hours:
                 for waiter in waiters:
                     waiter.set_result(None)

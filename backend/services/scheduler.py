@@ -76,8 +76,13 @@ def _overdue(tasks: list[TaskRecord], now: int, grace_ms: int) -> bool:
 class Scheduler:
     """The scheduler role's service: the lease loop and the planning loop of one process."""
 
-    def __init__(self, registry: Registry, broker: Broker, timeseries: TimeSeriesStore | None,
-                 settings: SchedulerSettings | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        broker: Broker,
+        timeseries: TimeSeriesStore | None,
+        settings: SchedulerSettings | None = None,
+    ) -> None:
         self.registry = registry
         self.broker = broker
         self.timeseries = timeseries
@@ -97,8 +102,10 @@ class Scheduler:
         """Listen for task and server events, then run the lease and planning loops."""
         await self.broker.subscribe_events(PLAN_CHANNEL, self._on_plan_event)
         await self.broker.subscribe_events(REGISTRY_CHANNEL, self._on_registry_event)
-        self._tasks = [asyncio.create_task(self._lease_loop(), name="scheduler lease"),
-                       asyncio.create_task(self._plan_loop(), name="scheduler planning")]
+        self._tasks = [
+            asyncio.create_task(self._lease_loop(), name="scheduler lease"),
+            asyncio.create_task(self._plan_loop(), name="scheduler planning"),
+        ]
 
     async def close(self) -> None:
         """Stop both loops and hand the lease over at once."""
@@ -204,29 +211,39 @@ class Scheduler:
         servers = await self._live_servers(now)
         live = frozenset(s.id for s in servers)
         tasks = await self.registry.list_tasks(states=["queued", "planned", "unschedulable", "running"])
-        requeued = await requeue_silent(self.registry, tasks, now, epoch,
-                                        int(settings.agent_grace_s * 1000), self.holds_lease)
+        requeued = await requeue_silent(
+            self.registry, tasks, now, epoch, int(settings.agent_grace_s * 1000), self.holds_lease
+        )
         if requeued:
             await self._announce_tasks(epoch, requeued, "requeued")
             tasks = await self.registry.list_tasks(states=["queued", "planned", "unschedulable", "running"])
         elif not force and live == self._live and not _overdue(tasks, now, int(settings.freeze_grace_s * 1000)):
             return False
-        round_ = build_round(tasks, servers, now, settings.slot_s, settings.horizon_s,
-                             int(settings.freeze_grace_s * 1000))
+        round_ = build_round(
+            tasks, servers, now, settings.slot_s, settings.horizon_s, int(settings.freeze_grace_s * 1000)
+        )
         intensity = await load_intensity(self.registry)
         # Events get the fast path (the last plan kept, the new tasks inserted); the periodic
         # round plans from scratch, which `tasker bench allocate` measured worth it: online, a
         # day of tasks emitted 21.5% less than run-now per core-hour with only incremental rounds,
         # 28.1% with a full round every 5 minutes.
         previous = self._previous if live == self._live and not full else None
-        plan = await asyncio.to_thread(plan_tasks, round_.problem, intensity,
-                                       time_budget_s=self.settings.time_budget_s, previous=previous)
+        plan = await asyncio.to_thread(
+            plan_tasks, round_.problem, intensity, time_budget_s=self.settings.time_budget_s, previous=previous
+        )
         written = await self._write(planned_records(round_, plan, epoch, now), epoch)
         self._previous, self._live = plan, live
         self.rounds += 1
-        log.info("plan round %d (epoch %d, %s): %d tasks, %d servers live, %d written in %.0f ms",
-                 self.rounds, epoch, plan.solver, len(round_.problem.tasks), len(servers),
-                 len(written), plan.solve_s * 1000)
+        log.info(
+            "plan round %d (epoch %d, %s): %d tasks, %d servers live, %d written in %.0f ms",
+            self.rounds,
+            epoch,
+            plan.solver,
+            len(round_.problem.tasks),
+            len(servers),
+            len(written),
+            plan.solve_s * 1000,
+        )
         if written:
             await self._announce(epoch, plan, written)
         return True
@@ -237,8 +254,7 @@ class Scheduler:
         written: list[TaskRecord] = []
         for record in records:
             if not self.holds_lease() or self.epoch != epoch:
-                log.warning("lease lost mid-round; %d plan writes left to the next holder",
-                            len(records) - len(written))
+                log.warning("lease lost mid-round; %d plan writes left to the next holder", len(records) - len(written))
                 break
             if await self.registry.update_task(record, record.version - 1):
                 written.append(record)
@@ -254,8 +270,13 @@ class Scheduler:
             log.warning("%s tasks not broadcast (clients re-read the plan): %s", event, exc)
 
     async def _announce(self, epoch: int, plan: Plan, written: list[TaskRecord]) -> None:
-        body = {"event": "replanned", "epoch": epoch, "made_at_ms": plan.made_at_ms,
-                "solver": plan.solver, "tasks": [task_json(t) for t in written]}
+        body = {
+            "event": "replanned",
+            "epoch": epoch,
+            "made_at_ms": plan.made_at_ms,
+            "solver": plan.solver,
+            "tasks": [task_json(t) for t in written],
+        }
         try:
             await self.broker.publish_event(PLAN_CHANNEL, json.dumps(body, separators=(",", ":")).encode())
         except Unavailable as exc:

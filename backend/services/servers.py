@@ -32,10 +32,19 @@ MAX_TAGS = 32
 MAX_SITE = 100
 USER_SET = "set by user"
 
-WRITABLE = frozenset({
-    "name", "location", "energy_source", "carbon_intensity_g_per_kwh", "pue",
-    "idle_watts", "max_watts", "cores", "tags",
-})
+WRITABLE = frozenset(
+    {
+        "name",
+        "location",
+        "energy_source",
+        "carbon_intensity_g_per_kwh",
+        "pue",
+        "idle_watts",
+        "max_watts",
+        "cores",
+        "tags",
+    }
+)
 REQUIRED = ("name", "location", "energy_source", "idle_watts", "max_watts", "cores")
 # Fields a client may echo back from a GET; they are the server's to set, so they are ignored.
 READ_ONLY = frozenset({"id", "carbon_intensity_source", "created_at", "created_by", "updated_at"})
@@ -63,8 +72,9 @@ def check_server_id(server_id: str) -> str:
     return server_id
 
 
-def _number(value: Any, field: str, low: float, high: float, errors: list[dict[str, str]],
-            integer: bool = False) -> float | int | None:
+def _number(
+    value: Any, field: str, low: float, high: float, errors: list[dict[str, str]], integer: bool = False
+) -> float | int | None:
     if type(value) not in ((int,) if integer else (int, float)):
         errors.append({"field": field, "reason": "must be a whole number" if integer else "must be a number"})
         return None
@@ -102,8 +112,7 @@ def _parse_fields(payload: Any, errors: list[dict[str, str]]) -> dict[str, Any]:
             if "region" in location:
                 region = location["region"]
                 if not isinstance(region, str) or region not in REGIONS:
-                    errors.append({"field": "location.region",
-                                   "reason": f"must be one of {', '.join(REGIONS)}"})
+                    errors.append({"field": "location.region", "reason": f"must be one of {', '.join(REGIONS)}"})
                 else:
                     out["region"] = region
             if "site" in location:
@@ -111,8 +120,9 @@ def _parse_fields(payload: Any, errors: list[dict[str, str]]) -> dict[str, Any]:
                 if site is None:
                     out["site"] = ""
                 elif not isinstance(site, str) or len(site) > MAX_SITE or not site.isprintable():
-                    errors.append({"field": "location.site",
-                                   "reason": f"must be text of at most {MAX_SITE} characters"})
+                    errors.append(
+                        {"field": "location.site", "reason": f"must be text of at most {MAX_SITE} characters"}
+                    )
                 else:
                     out["site"] = site.strip()
             for extra in set(location) - {"region", "site"}:
@@ -148,8 +158,9 @@ def _parse_fields(payload: Any, errors: list[dict[str, str]]) -> dict[str, Any]:
         else:
             bad = [t for t in tags if not isinstance(t, str) or not _TAG.fullmatch(t)]
             if bad:
-                errors.append({"field": "tags",
-                               "reason": "each tag must be 1-64 characters of A-Z a-z 0-9 . _ : / = -"})
+                errors.append(
+                    {"field": "tags", "reason": "each tag must be 1-64 characters of A-Z a-z 0-9 . _ : / = -"}
+                )
             else:
                 out["tags"] = list(dict.fromkeys(tags))
     return out
@@ -189,11 +200,21 @@ def new_server(payload: Any, created_by: str, at_ms: int) -> ServerRecord:
     if errors:
         raise FormRejected(errors)
     record = ServerRecord(
-        id=new_server_id(), name=fields["name"], region=fields["region"], site=fields.get("site", ""),
-        energy_source=fields["energy_source"], carbon_intensity_g_per_kwh=0.0,
-        carbon_intensity_source="", pue=fields.get("pue", DEFAULT_PUE),
-        idle_watts=fields["idle_watts"], max_watts=fields["max_watts"], cores=fields["cores"],
-        tags=fields.get("tags", []), created_at_ms=at_ms, created_by=created_by, updated_at_ms=at_ms,
+        id=new_server_id(),
+        name=fields["name"],
+        region=fields["region"],
+        site=fields.get("site", ""),
+        energy_source=fields["energy_source"],
+        carbon_intensity_g_per_kwh=0.0,
+        carbon_intensity_source="",
+        pue=fields.get("pue", DEFAULT_PUE),
+        idle_watts=fields["idle_watts"],
+        max_watts=fields["max_watts"],
+        cores=fields["cores"],
+        tags=fields.get("tags", []),
+        created_at_ms=at_ms,
+        created_by=created_by,
+        updated_at_ms=at_ms,
         owner=created_by,
     )
     _apply_intensity(record, fields.get("carbon_intensity_g_per_kwh"), touched=True)
@@ -212,8 +233,13 @@ def patched_server(current: ServerRecord, payload: Any, at_ms: int) -> ServerRec
         raise FormRejected(errors)
     # Plain ints: a driver may hand back int subclasses (bson's Int64) that a store's checks
     # handle badly; the record written back holds only plain values.
-    record = replace(current, tags=list(current.tags), updated_at_ms=at_ms,
-                     created_at_ms=int(current.created_at_ms), cores=int(current.cores))
+    record = replace(
+        current,
+        tags=list(current.tags),
+        updated_at_ms=at_ms,
+        created_at_ms=int(current.created_at_ms),
+        cores=int(current.cores),
+    )
     for key in ("name", "region", "site", "energy_source", "pue", "idle_watts", "max_watts", "cores", "tags"):
         if key in fields:
             setattr(record, key, fields[key])
@@ -260,15 +286,15 @@ def require_owner(record: ServerRecord, principal: Principal, doing: str) -> Non
     their own servers; DESIGN.md section 3)."""
     principal.require_writer()
     if principal.role != "admin" and owner_of(record) != principal.name:
-        raise Forbidden(f"server {record.name!r} belongs to {owner_of(record)!r}; only its owner "
-                        f"or an admin may {doing} it")
+        raise Forbidden(
+            f"server {record.name!r} belongs to {owner_of(record)!r}; only its owner or an admin may {doing} it"
+        )
 
 
 class ServerService:
     """Registry CRUD for servers, announcing every change on the broker's registry channel."""
 
-    def __init__(self, registry: Registry, broker: Broker | None,
-                 timeseries: TimeSeriesStore | None) -> None:
+    def __init__(self, registry: Registry, broker: Broker | None, timeseries: TimeSeriesStore | None) -> None:
         self.registry = registry
         self.broker = broker
         self.timeseries = timeseries
@@ -306,11 +332,25 @@ class ServerService:
         record = patched_server(current, payload, now_ms())
         await self.registry.replace_server(record)
         log.info("server %s (%s) updated by %s", record.id, record.name, principal.name)
-        changed = [k for k in ("name", "region", "site", "energy_source", "carbon_intensity_g_per_kwh",
-                               "pue", "idle_watts", "max_watts", "cores", "tags")
-                   if getattr(current, k) != getattr(record, k)]
-        await self.audit.record(principal.name, "server.updated", record.id,
-                                "changed " + (", ".join(changed) or "nothing"))
+        changed = [
+            k
+            for k in (
+                "name",
+                "region",
+                "site",
+                "energy_source",
+                "carbon_intensity_g_per_kwh",
+                "pue",
+                "idle_watts",
+                "max_watts",
+                "cores",
+                "tags",
+            )
+            if getattr(current, k) != getattr(record, k)
+        ]
+        await self.audit.record(
+            principal.name, "server.updated", record.id, "changed " + (", ".join(changed) or "nothing")
+        )
         await self._announce("updated", server_json(record))
         return record
 
@@ -323,8 +363,9 @@ class ServerService:
             raise FormRejected([{"field": "owner", "reason": "must be the username of a sysadmin or admin"}])
         record = replace(current, owner=user.username, updated_at_ms=now_ms(), tags=list(current.tags))
         await self.registry.replace_server(record)
-        await self.audit.record(principal.name, "server.transferred", record.id,
-                                f"from {owner_of(current)} to {user.username}")
+        await self.audit.record(
+            principal.name, "server.transferred", record.id, f"from {owner_of(current)} to {user.username}"
+        )
         await self._announce("updated", server_json(record))
         return record
 
@@ -338,8 +379,14 @@ class ServerService:
             if self.timeseries is None:
                 raise RuntimeError("purge needs the time-series store")
             await self.timeseries.purge(record.id)
-            await self.audit.record(principal.name, "server.purged", record.id,
-                                    f"every reading and rollup of {record.name}")
-        log.info("server %s (%s) removed by %s%s", record.id, record.name, principal.name,
-                 " with its history" if purge else "")
+            await self.audit.record(
+                principal.name, "server.purged", record.id, f"every reading and rollup of {record.name}"
+            )
+        log.info(
+            "server %s (%s) removed by %s%s",
+            record.id,
+            record.name,
+            principal.name,
+            " with its history" if purge else "",
+        )
         await self._announce("removed", server_json(record))

@@ -29,11 +29,38 @@ MAX_ENV_VARS = 64
 MAX_ENV_CHARS = 32 * 1024
 """Bound on the names and values of `env` together."""
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-FIELDS = frozenset({"name", "cores", "duration", "earliest_start", "deadline", "interruptible",
-                    "regions", "tags", "command", "cwd", "env"})
+FIELDS = frozenset(
+    {
+        "name",
+        "cores",
+        "duration",
+        "earliest_start",
+        "deadline",
+        "interruptible",
+        "regions",
+        "tags",
+        "command",
+        "cwd",
+        "env",
+    }
+)
 # What a GET returns that a client may echo back; the server sets these, so they are ignored.
-READ_ONLY = frozenset({"id", "owner", "state", "reason", "plan", "created_at", "updated_at",
-                       "duration_s", "version", "started_at", "finished_at", "run"})
+READ_ONLY = frozenset(
+    {
+        "id",
+        "owner",
+        "state",
+        "reason",
+        "plan",
+        "created_at",
+        "updated_at",
+        "duration_s",
+        "version",
+        "started_at",
+        "finished_at",
+        "run",
+    }
+)
 
 
 class TaskRejected(FormRejected):
@@ -88,8 +115,12 @@ def _strings(value: Any, what: str, allowed: Collection[str] | None = None) -> l
 def _command(value: Any) -> list[str] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not value or len(value) > MAX_COMMAND_ARGS \
-            or not all(isinstance(a, str) for a in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or len(value) > MAX_COMMAND_ARGS
+        or not all(isinstance(a, str) for a in value)
+    ):
         raise ValueError(f"must be a list of 1-{MAX_COMMAND_ARGS} strings (argv) or null")
     if any(len(a) > MAX_ARG_CHARS or "\x00" in a for a in value):
         raise ValueError(f"each argument must be at most {MAX_ARG_CHARS} characters, without NUL")
@@ -99,8 +130,7 @@ def _command(value: Any) -> list[str] | None:
 
 
 def _cwd(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or len(value) > MAX_CWD_CHARS \
-            or "\x00" in value:
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > MAX_CWD_CHARS or "\x00" in value:
         raise ValueError(f"must be an absolute path (starting with /) of at most {MAX_CWD_CHARS} characters")
     return value
 
@@ -118,21 +148,28 @@ def _env(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def _fleet_checks(cores: int | None, tags: list[str], fleet: Sequence[ServerRecord],
-                  errors: list[dict[str, str]]) -> None:
+def _fleet_checks(
+    cores: int | None, tags: list[str], fleet: Sequence[ServerRecord], errors: list[dict[str, str]]
+) -> None:
     largest = max((s.cores for s in fleet), default=0)
     if cores is not None and cores > largest:
-        errors.append({"field": "cores", "reason": (
-            f"no registered server has {cores} cores (the largest has {largest})" if fleet
-            else "no server is registered yet")})
+        errors.append(
+            {
+                "field": "cores",
+                "reason": (
+                    f"no registered server has {cores} cores (the largest has {largest})"
+                    if fleet
+                    else "no server is registered yet"
+                ),
+            }
+        )
     known_tags = {t for s in fleet for t in s.tags}
     missing = [t for t in tags if t not in known_tags]
     if missing:
         errors.append({"field": "tags", "reason": f"no registered server has the tag {missing[0]!r}"})
 
 
-def new_task(payload: Any, task_id: str, owner: str, now_ms: int,
-             fleet: Sequence[ServerRecord]) -> TaskRecord:
+def new_task(payload: Any, task_id: str, owner: str, now_ms: int, fleet: Sequence[ServerRecord]) -> TaskRecord:
     """A validated, queued TaskRecord from a POST body; TaskRejected naming every bad field."""
     if not isinstance(payload, dict):
         raise TaskRejected([{"field": "body", "reason": "must be a JSON object"}])
@@ -189,22 +226,47 @@ def new_task(payload: Any, task_id: str, owner: str, now_ms: int,
         deadline = values["deadline"] = max(start, now_ms) + DEFAULT_WINDOW_MS
     if start is not None and deadline is not None:
         if deadline <= start:
-            errors.append({"field": "deadline", "reason":
-                           f"must be after earliest_start ({format_rfc3339(start)})"})
+            errors.append({"field": "deadline", "reason": f"must be after earliest_start ({format_rfc3339(start)})"})
         elif deadline <= now_ms:
             errors.append({"field": "deadline", "reason": "is in the past"})
         elif duration is not None and deadline - max(start, now_ms) < duration * 1000:
             window_s = (deadline - max(start, now_ms)) // 1000
-            errors.append({"field": "deadline", "reason": (
-                f"leaves {format_duration(window_s)} from the earliest start, shorter than the "
-                f"duration ({format_duration(duration)})")})
+            errors.append(
+                {
+                    "field": "deadline",
+                    "reason": (
+                        f"leaves {format_duration(window_s)} from the earliest start, shorter than the "
+                        f"duration ({format_duration(duration)})"
+                    ),
+                }
+            )
     if errors:
         raise TaskRejected(errors)
     return TaskRecord(
-        id=task_id, name=values["name"], owner=owner, cores=values["cores"], duration_s=duration,
-        earliest_start_ms=start, deadline_ms=deadline, interruptible=values["interruptible"],
-        regions=values["regions"], tags=values["tags"], command=values["command"], state="queued",
-        reason="waiting for the scheduler", server_id=None, pieces=[], co2_g=None, energy_kwh=None,
-        run_now_co2_g=None, run_now_server_id=None, explanation="", plan_epoch=0,
-        created_at_ms=now_ms, updated_at_ms=now_ms, version=1, cwd=values["cwd"], env=values["env"],
+        id=task_id,
+        name=values["name"],
+        owner=owner,
+        cores=values["cores"],
+        duration_s=duration,
+        earliest_start_ms=start,
+        deadline_ms=deadline,
+        interruptible=values["interruptible"],
+        regions=values["regions"],
+        tags=values["tags"],
+        command=values["command"],
+        state="queued",
+        reason="waiting for the scheduler",
+        server_id=None,
+        pieces=[],
+        co2_g=None,
+        energy_kwh=None,
+        run_now_co2_g=None,
+        run_now_server_id=None,
+        explanation="",
+        plan_epoch=0,
+        created_at_ms=now_ms,
+        updated_at_ms=now_ms,
+        version=1,
+        cwd=values["cwd"],
+        env=values["env"],
     )

@@ -31,9 +31,16 @@ MAX_POINTS = 5000
 class TaskMeter:
     """The measuring loop; runs only while `holds_lease()` says this process leads."""
 
-    def __init__(self, registry: Registry, timeseries: TimeSeriesStore, broker: Broker | None,
-                 holds_lease: Callable[[], bool], every_s: float = 5.0, settle_s: float = 5.0,
-                 give_up_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        timeseries: TimeSeriesStore,
+        broker: Broker | None,
+        holds_lease: Callable[[], bool],
+        every_s: float = 5.0,
+        settle_s: float = 5.0,
+        give_up_s: float = 3600.0,
+    ) -> None:
         self.registry = registry
         self.timeseries = timeseries
         self.broker = broker
@@ -68,8 +75,14 @@ class TaskMeter:
         """Measure every task that ended and settled; returns the records written."""
         now = now_ms()
         tasks = await self.registry.list_tasks(states=["running", "done", "failed", "cancelled"])
-        pending = [t for t in tasks if t.state in ("done", "failed") and t.measured_at_ms is None
-                   and t.finished_at_ms is not None and t.finished_at_ms + self.settle_s * 1000 <= now]
+        pending = [
+            t
+            for t in tasks
+            if t.state in ("done", "failed")
+            and t.measured_at_ms is None
+            and t.finished_at_ms is not None
+            and t.finished_at_ms + self.settle_s * 1000 <= now
+        ]
         if not pending:
             return []
         intensity = await load_intensity(self.registry)
@@ -95,14 +108,22 @@ class TaskMeter:
                 series = await self.timeseries.history(task.server_id, "power", start, end, points)
                 width = series.resolution_s * 1000
                 samples = [PowerSample(p[0], p[0] + width, p[2]) for p in series.points]
-                others = [(t.cores, t.runs + ([[t.run_since_ms, now]] if t.run_since_ms is not None else []))
-                          for t in tasks if t.server_id == task.server_id and t.id != task.id]
+                others = [
+                    (t.cores, t.runs + ([[t.run_since_ms, now]] if t.run_since_ms is not None else []))
+                    for t in tasks
+                    if t.server_id == task.server_id and t.id != task.id
+                ]
                 result = measure(task.cores, runs, others, samples, server, intensity)
         if result is None and (task.finished_at_ms or 0) + self.give_up_s * 1000 > now:
             return None  # readings may still arrive
-        return replace(task, measured_at_ms=now, version=task.version + 1, updated_at_ms=now,
-                       measured_co2_g=None if result is None else round(result.co2_g, 6),
-                       measured_energy_kwh=None if result is None else round(result.energy_kwh, 9))
+        return replace(
+            task,
+            measured_at_ms=now,
+            version=task.version + 1,
+            updated_at_ms=now,
+            measured_co2_g=None if result is None else round(result.co2_g, 6),
+            measured_energy_kwh=None if result is None else round(result.energy_kwh, 9),
+        )
 
     async def _announce(self, task: TaskRecord) -> None:
         if self.broker is None:

@@ -112,8 +112,14 @@ def apply_run_event(task: TaskRecord, event: RunEvent, server_id: str) -> TaskRe
     here = task.server_id == server_id
     if state == "running":
         if task.state == "planned" and here:
-            return replace(task, state="running", reason="", started_at_ms=task.started_at_ms or at,
-                           run_since_ms=at, agent_epoch=event.agent_epoch)
+            return replace(
+                task,
+                state="running",
+                reason="",
+                started_at_ms=task.started_at_ms or at,
+                run_since_ms=at,
+                agent_epoch=event.agent_epoch,
+            )
         if task.state == "running" and here:
             if task.run_since_ms is None:
                 raise RunRefused(f"task {task.id} is paused; report resumed to run it again")
@@ -142,9 +148,21 @@ def apply_run_event(task: TaskRecord, event: RunEvent, server_id: str) -> TaskRe
     # that failed (no such program) ends a planned task failed without a run.
     late = task.state in _NOT_STARTED and (task.started_at_ms is not None or (state == "failed" and here))
     if not (finishing or late):
-        raise RunRefused(f"task {task.id} is {task.state}" + ("" if here else f" on another server"))
-    reason = "" if state == "done" else (
-        f"exit code {event.exit_code}" if event.exit_code is not None else "the agent could not run it")
-    return replace(task, state=state, reason=reason, runs=_close_run(task, at), run_since_ms=None,
-                   finished_at_ms=at, exit_code=event.exit_code, output_tail=event.output_tail,
-                   agent_epoch=event.agent_epoch, server_id=task.server_id or server_id)
+        raise RunRefused(f"task {task.id} is {task.state}" + ("" if here else " on another server"))
+    reason = (
+        ""
+        if state == "done"
+        else (f"exit code {event.exit_code}" if event.exit_code is not None else "the agent could not run it")
+    )
+    return replace(
+        task,
+        state=state,
+        reason=reason,
+        runs=_close_run(task, at),
+        run_since_ms=None,
+        finished_at_ms=at,
+        exit_code=event.exit_code,
+        output_tail=event.output_tail,
+        agent_epoch=event.agent_epoch,
+        server_id=task.server_id or server_id,
+    )

@@ -37,8 +37,7 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
     """A task as the API shows it (times RFC 3339, the plan as one object or null)."""
     plan = None
     if task.server_id is not None and task.pieces:
-        saving = (None if task.run_now_co2_g is None or task.co2_g is None
-                  else task.run_now_co2_g - task.co2_g)
+        saving = None if task.run_now_co2_g is None or task.co2_g is None else task.run_now_co2_g - task.co2_g
         plan = {
             "server_id": task.server_id,
             "pieces": [[format_rfc3339(a), format_rfc3339(b)] for a, b in task.pieces],
@@ -53,33 +52,48 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
             "epoch": task.plan_epoch,
             "measured_co2_g": task.measured_co2_g,
             "measured_energy_kwh": task.measured_energy_kwh,
-            "measured_saving_g": (None if task.run_now_co2_g is None or task.measured_co2_g is None
-                                  else task.run_now_co2_g - task.measured_co2_g),
+            "measured_saving_g": (
+                None
+                if task.run_now_co2_g is None or task.measured_co2_g is None
+                else task.run_now_co2_g - task.measured_co2_g
+            ),
         }
     return {
-        "id": task.id, "name": task.name, "owner": task.owner, "cores": task.cores,
-        "duration_s": task.duration_s, "earliest_start": format_rfc3339(task.earliest_start_ms),
-        "deadline": format_rfc3339(task.deadline_ms), "interruptible": task.interruptible,
-        "regions": list(task.regions), "tags": list(task.tags), "command": task.command,
-        "state": task.state, "reason": task.reason, "plan": plan,
+        "id": task.id,
+        "name": task.name,
+        "owner": task.owner,
+        "cores": task.cores,
+        "duration_s": task.duration_s,
+        "earliest_start": format_rfc3339(task.earliest_start_ms),
+        "deadline": format_rfc3339(task.deadline_ms),
+        "interruptible": task.interruptible,
+        "regions": list(task.regions),
+        "tags": list(task.tags),
+        "command": task.command,
+        "state": task.state,
+        "reason": task.reason,
+        "plan": plan,
         "created_at": format_rfc3339(task.created_at_ms),
         "updated_at": format_rfc3339(task.updated_at_ms),
         "started_at": None if task.started_at_ms is None else format_rfc3339(task.started_at_ms),
         "finished_at": None if task.finished_at_ms is None else format_rfc3339(task.finished_at_ms),
         "version": task.version,
-        "cwd": task.cwd, "env": dict(task.env), "run": run_json(task),
+        "cwd": task.cwd,
+        "env": dict(task.env),
+        "run": run_json(task),
     }
 
 
 def run_json(task: TaskRecord) -> dict[str, Any]:
     """How the task really ran, as its agent reported it (see docs/agents.md)."""
-    activity = ("running" if task.run_since_ms is not None
-                else "paused" if task.state == "running" else None)
+    activity = "running" if task.run_since_ms is not None else "paused" if task.state == "running" else None
     return {
         "activity": activity,
         "runs": [[format_rfc3339(a), format_rfc3339(b)] for a, b in task.runs],
         "since": None if task.run_since_ms is None else format_rfc3339(task.run_since_ms),
-        "exit_code": task.exit_code, "output_tail": task.output_tail, "agent_epoch": task.agent_epoch,
+        "exit_code": task.exit_code,
+        "output_tail": task.output_tail,
+        "agent_epoch": task.agent_epoch,
         "measured_at": None if task.measured_at_ms is None else format_rfc3339(task.measured_at_ms),
     }
 
@@ -139,8 +153,14 @@ class TaskService:
             if task.state in FINISHED:
                 raise Conflict(f"task {task_id} is already {task.state}")
             at = now_ms()
-            cancelled = replace(task, state="cancelled", reason=f"cancelled by {principal.name}",
-                                updated_at_ms=at, finished_at_ms=at, version=task.version + 1)
+            cancelled = replace(
+                task,
+                state="cancelled",
+                reason=f"cancelled by {principal.name}",
+                updated_at_ms=at,
+                finished_at_ms=at,
+                version=task.version + 1,
+            )
             if await self.registry.update_task(cancelled, task.version):
                 log.info("task %s cancelled by %s", task_id, principal.name)
                 await self.announce("cancelled", cancelled)

@@ -130,9 +130,7 @@ class Telemetry:
         self.readings_rejected = Counter(
             "tasker_readings_rejected_total", "Readings named as invalid in rejected batches."
         )
-        self.batches_rejected = Counter(
-            "tasker_batches_rejected_total", "Reading batches refused, by HTTP status."
-        )
+        self.batches_rejected = Counter("tasker_batches_rejected_total", "Reading batches refused, by HTTP status.")
         self.readings_stored = Counter(
             "tasker_readings_stored_total", "Readings written to the time-series store by the packager, by metric."
         )
@@ -147,15 +145,11 @@ class Telemetry:
         self.dead_lettered = MirroredCounter(
             "tasker_messages_dead_lettered_total", "Broker messages this process dead-lettered as undecodable."
         )
-        self.queue_depth = Gauge(
-            "tasker_queue_depth", "Messages waiting or unacked in a work queue."
-        )
+        self.queue_depth = Gauge("tasker_queue_depth", "Messages waiting or unacked in a work queue.")
         self.queue_lag = Gauge(
             "tasker_queue_lag_seconds", "Time from publish to stored, of the last message stored, by metric."
         )
-        self.store_latency = Histogram(
-            "tasker_store_write_seconds", "Duration of successful time-series writes."
-        )
+        self.store_latency = Histogram("tasker_store_write_seconds", "Duration of successful time-series writes.")
         self.store_failures = Counter(
             "tasker_store_write_failures_total", "Time-series writes that failed and were retried."
         )
@@ -181,6 +175,7 @@ class Telemetry:
 
     async def render(self, timeout: float = 2.0) -> str:
         """Refresh the collected gauges (each bounded by `timeout`), then the exposition text."""
+
         async def run(collector: Collector) -> None:
             try:
                 await asyncio.wait_for(collector(), timeout)

@@ -53,6 +53,4 @@ def parse_instant(text: str, now: int) -> int:
     try:
         return parse_rfc3339_ms(text)
     except ValueError:
-        raise ValueError(
-            "must be epoch milliseconds, an RFC 3339 timestamp, or relative like -1h / -30d"
-        ) from None
+        raise ValueError("must be epoch milliseconds, an RFC 3339 timestamp, or relative like -1h / -30d") from None

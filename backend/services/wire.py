@@ -104,8 +104,9 @@ class ReadingColumns:
         pieces = []
         for start in range(0, len(self), size):
             piece = ReadingColumns()
-            for i, t, v in zip(self.server[start:start + size], self.ts[start:start + size],
-                               self.value[start:start + size]):
+            for i, t, v in zip(
+                self.server[start : start + size], self.ts[start : start + size], self.value[start : start + size]
+            ):
                 piece.append(self.servers[i], t, v)
             pieces.append(piece)
         return pieces
@@ -113,15 +114,17 @@ class ReadingColumns:
 
 def encode_columns(metric: str, columns: ReadingColumns, sent_ms: int) -> bytes:
     """One message body for the readings of `columns`, which all have `metric`."""
-    return orjson.dumps({
-        "v": VERSION,
-        "metric": metric,
-        "sent_ms": sent_ms,
-        "servers": columns.servers,
-        "server": columns.server,
-        "ts": columns.ts,
-        "value": columns.value,
-    })
+    return orjson.dumps(
+        {
+            "v": VERSION,
+            "metric": metric,
+            "sent_ms": sent_ms,
+            "servers": columns.servers,
+            "server": columns.server,
+            "ts": columns.ts,
+            "value": columns.value,
+        }
+    )
 
 
 def encode_readings(metric: str, readings: Sequence[Reading], sent_ms: int) -> bytes:
@@ -175,8 +178,9 @@ def _slot_setters() -> tuple[Any, ...] | None:
 _SETTERS = _slot_setters()
 
 
-def make_readings(metric: str, servers: Sequence[str], column: Sequence[int], stamps: Sequence[int],
-                  values: Sequence[float]) -> list[Reading]:
+def make_readings(
+    metric: str, servers: Sequence[str], column: Sequence[int], stamps: Sequence[int], values: Sequence[float]
+) -> list[Reading]:
     """Readings from message columns. Every reading of the pipeline goes through here (twice in
     embedded mode), and a frozen dataclass's __init__ (an object.__setattr__ per field) costs
     more than all the rest of decoding; filling the slots directly, as that __init__ does,
@@ -204,7 +208,9 @@ def _columns_look_right(n_servers: int, column: list[Any], stamps: list[Any], va
     sum of the values is finite (so is every value). False sends a column to the slow check."""
     try:
         return (
-            type(sum(column)) is int and min(column) >= 0 and max(column) < n_servers
+            type(sum(column)) is int
+            and min(column) >= 0
+            and max(column) < n_servers
             and type(sum(stamps)) is int
             and math.isfinite(sum(values))
         )

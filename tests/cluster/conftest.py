@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.backend_rig import REPO, Mode, delete_rabbitmq_names
 from tasker.config import Settings
+from tests.integration.backend_rig import REPO, Mode, delete_rabbitmq_names
 
 if os.environ.get("TASKER_CLUSTER_TESTS") != "1":
     collect_ignore_glob = ["test_*.py"]
@@ -39,8 +39,9 @@ def cluster_amqp_url() -> str:
 
 @pytest.fixture(scope="session")
 def cluster_cassandra_url() -> str:
-    return os.environ.get("TASKER_CLUSTER_CASSANDRA_URL",
-                          f"cassandra://{','.join(CLUSTER_HOSTS)}/tasker_cluster?replication=3")
+    return os.environ.get(
+        "TASKER_CLUSTER_CASSANDRA_URL", f"cassandra://{','.join(CLUSTER_HOSTS)}/tasker_cluster?replication=3"
+    )
 
 
 @pytest.fixture
@@ -55,8 +56,11 @@ async def cluster(cluster_amqp_url: str, cluster_cassandra_url: str, mongodb_url
     database = f"{mongo_parts.path.strip('/') or 'tasker_test'}_cluster_{suffix}"
     mongodb = mongo_parts._replace(path=f"/{database}").geturl()
     prefix = f"tasker-cluster-{suffix}"
-    yield Mode("cluster", Settings(broker_url=cluster_amqp_url, timeseries_url=cassandra, registry_url=mongodb),
-               queue_prefix=prefix)
+    yield Mode(
+        "cluster",
+        Settings(broker_url=cluster_amqp_url, timeseries_url=cassandra, registry_url=mongodb),
+        queue_prefix=prefix,
+    )
 
     from cassandra.cluster import Cluster
     from pymongo import MongoClient

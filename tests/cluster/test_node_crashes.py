@@ -72,8 +72,11 @@ class Sensor:
         while True:
             front = self.fronts[turn % len(self.fronts)]
             try:
-                async with self.http.post(f"{front}/api/v1/readings", json={"readings": batch},
-                                          headers={"Authorization": f"Bearer {self.token}"}) as response:
+                async with self.http.post(
+                    f"{front}/api/v1/readings",
+                    json={"readings": batch},
+                    headers={"Authorization": f"Bearer {self.token}"},
+                ) as response:
                     status, text = response.status, await response.text()
             except aiohttp.ClientError:
                 status, text = 0, "connection failed"
@@ -104,8 +107,9 @@ def rabbitmq_node_of(backend) -> str:
     return f"rabbitmq-{CLUSTER_HOSTS.index(host) + 1}"
 
 
-def read_from_each_node(cassandra_url: str, series: list[tuple[str, str]], days: list[int]
-                        ) -> dict[str, dict[tuple[str, str], dict[int, float]]]:
+def read_from_each_node(
+    cassandra_url: str, series: list[tuple[str, str]], days: list[int]
+) -> dict[str, dict[tuple[str, str], dict[int, float]]]:
     """For each Cassandra node: every raw reading of the series, read at ONE through that node
     alone (the cluster's snitch has a node answer such a read from its own replica, checked with
     query tracing when this test was written)."""
@@ -113,20 +117,24 @@ def read_from_each_node(cassandra_url: str, series: list[tuple[str, str]], days:
     cluster = Cluster(target.hosts, port=target.port, protocol_version=5)
     try:
         # No speculative read of another replica when this one is slow: it would hide a gap.
-        cluster.connect().execute(f"ALTER TABLE {target.keyspace}.raw_minutes WITH speculative_retry = 'NONE'",
-                                  timeout=60)
+        cluster.connect().execute(
+            f"ALTER TABLE {target.keyspace}.raw_minutes WITH speculative_retry = 'NONE'", timeout=60
+        )
     finally:
         cluster.shutdown()
     out = {}
     for host in target.hosts:
-        only = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([host]),
-                                consistency_level=ConsistencyLevel.ONE, row_factory=tuple_factory)
-        cluster = Cluster([host], port=target.port, protocol_version=5,
-                          execution_profiles={EXEC_PROFILE_DEFAULT: only})
+        only = ExecutionProfile(
+            load_balancing_policy=WhiteListRoundRobinPolicy([host]),
+            consistency_level=ConsistencyLevel.ONE,
+            row_factory=tuple_factory,
+        )
+        cluster = Cluster([host], port=target.port, protocol_version=5, execution_profiles={EXEC_PROFILE_DEFAULT: only})
         try:
             session = cluster.connect()
-            select = session.prepare(f"SELECT points FROM {target.keyspace}.raw_minutes"
-                                     " WHERE server_id = ? AND metric = ? AND day = ?")
+            select = session.prepare(
+                f"SELECT points FROM {target.keyspace}.raw_minutes WHERE server_id = ? AND metric = ? AND day = ?"
+            )
             found: dict[tuple[str, str], dict[int, float]] = {}
             for server_id, metric in series:
                 readings = found.setdefault((server_id, metric), {})
@@ -151,7 +159,7 @@ async def test_ingest_goes_on_through_node_crashes_and_every_reading_is_stored_o
         readings = make_readings(servers, start, 2_400, 2_000, seed=16)  # 80 min per server
         expected = Expected()
         expected.add(readings)
-        batches = [readings[i:i + BATCH] for i in range(0, len(readings), BATCH)]
+        batches = [readings[i : i + BATCH] for i in range(0, len(readings), BATCH)]
 
         packagers = [await spawn_backend(cluster, ["packager"], tmp_path / f"packager-{i}.log") for i in (1, 2)]
         front_b = await spawn_backend(cluster, FRONT_ROLES, tmp_path / "front-b.log")
@@ -200,8 +208,9 @@ async def test_ingest_goes_on_through_node_crashes_and_every_reading_is_stored_o
             days = sorted({ts // ds.DAY_MS for ts in range(start, end, HOUR_MS)} | {(end - 1) // ds.DAY_MS})
             deadline = time.monotonic() + 600
             while True:
-                per_node = await asyncio.to_thread(read_from_each_node, cluster.settings.timeseries_url,
-                                                   list(expected.series), days)
+                per_node = await asyncio.to_thread(
+                    read_from_each_node, cluster.settings.timeseries_url, list(expected.series), days
+                )
                 differing = [host for host, found_there in per_node.items() if found_there != expected.series]
                 if not differing or time.monotonic() > deadline:
                     break
@@ -209,9 +218,11 @@ async def test_ingest_goes_on_through_node_crashes_and_every_reading_is_stored_o
             for host, found_there in per_node.items():
                 missing = sum(len(set(s) - set(found_there.get(k, {}))) for k, s in expected.series.items())
                 assert found_there == expected.series, f"node {host} lacks {missing} readings or differs"
-            print(f"{expected.total} readings in {len(batches)} batches: stored once and on every node; "
-                  f"the sensor retried {sensor.retries} times, its longest wait for a 202 was "
-                  f"{sensor.longest_pause_s:.1f} s")
+            print(
+                f"{expected.total} readings in {len(batches)} batches: stored once and on every node; "
+                f"the sensor retried {sensor.retries} times, its longest wait for a 202 was "
+                f"{sensor.longest_pause_s:.1f} s"
+            )
         finally:
             for process in spawned:
                 process.stop()

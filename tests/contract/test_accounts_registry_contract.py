@@ -22,8 +22,7 @@ def session(token: str, user: str = "bob", created: int = 1_700_000_000_000, **c
 
 async def test_new_fields_round_trip_and_default_to_an_ordinary_enabled_user(registry: Registry) -> None:
     plain = UserRecord("bob", "sysadmin", "h", 1)
-    forced = UserRecord("admin", "admin", "h", 2, must_change_password=True, disabled_at_ms=5,
-                        password_changed_at_ms=7)
+    forced = UserRecord("admin", "admin", "h", 2, must_change_password=True, disabled_at_ms=5, password_changed_at_ms=7)
     await registry.add_user(plain)
     await registry.add_user(forced)
     assert await registry.get_user("bob") == plain
@@ -49,8 +48,7 @@ async def test_a_password_reset_sets_the_flag_and_the_time_and_clearing_it_stick
         await registry.set_must_change_password("carol", True)
 
 
-async def test_a_disabled_user_stays_disabled_from_the_first_time_until_enabled(
-        make_registry: MakeRegistry) -> None:
+async def test_a_disabled_user_stays_disabled_from_the_first_time_until_enabled(make_registry: MakeRegistry) -> None:
     first, second = await make_registry(), await make_registry()  # two api processes
     await first.add_user(UserRecord("bob", "sysadmin", "h", 1))
     await first.set_user_disabled("bob", 100)
@@ -98,8 +96,11 @@ async def test_operator_values_in_account_calls_match_nothing(registry: Registry
     await registry.add_session(session("tok-1"))
     assert await registry.list_sessions(hostile) == []
     assert await registry.delete_user_sessions(hostile) == 0
-    for call in (lambda: registry.set_user_disabled(hostile, 5), lambda: registry.delete_user(hostile),
-                 lambda: registry.set_must_change_password(hostile, True)):
+    for call in (
+        lambda: registry.set_user_disabled(hostile, 5),
+        lambda: registry.delete_user(hostile),
+        lambda: registry.set_must_change_password(hostile, True),
+    ):
         with pytest.raises(NotFound):
             await call()
     bob = await registry.get_user("bob")

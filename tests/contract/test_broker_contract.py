@@ -409,8 +409,9 @@ async def test_memory_journal_keeps_unacked_messages_for_the_next_run_and_forget
     try:
         await second.publish_work("readings.power", b"new")
         handled = await collect_all(second, "readings.power", 5)
-        assert [d.body for d in handled] == [b"m2", b"m3", b"m4", b"m5", b"new"], \
+        assert [d.body for d in handled] == [b"m2", b"m3", b"m4", b"m5", b"new"], (
             "the previous run's unacked messages must come first, in order, and acked ones never"
+        )
         assert all(d.redelivered for d in handled[:4]) and not handled[4].redelivered
     finally:
         await second.close()
@@ -449,8 +450,12 @@ async def test_memory_journal_messages_confirmed_before_a_sigkill_are_delivered_
 
     journal = tmp_path / "queue.db"
     crashed = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", CRASHING_PUBLISHER, str(journal)],
-        capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[2],
+        subprocess.run,
+        [sys.executable, "-c", CRASHING_PUBLISHER, str(journal)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert crashed.returncode == -9, crashed.stderr
     confirmed = {int(line) for line in crashed.stdout.split()}
@@ -776,9 +781,7 @@ async def test_rabbitmq_fails_fast_while_cut_off_and_resumes_by_itself(rabbitmq:
                     pytest.fail("publishing did not resume within 20s of the link coming back")
                 await asyncio.sleep(0.2)
         await broker.ping()
-        await eventually(
-            lambda: {b"after", b"in flight at the cut"} <= {d.body for d in received}, "consuming resumed"
-        )
+        await eventually(lambda: {b"after", b"in flight at the cut"} <= {d.body for d in received}, "consuming resumed")
         # The subscription comes back too (its exclusive queue is re-created); events sent while
         # it is being restored may be missed, as for any subscriber not connected.
         deadline = loop.time() + WAIT_S

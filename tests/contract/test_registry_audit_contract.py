@@ -12,8 +12,9 @@ from tests.contract.test_registry_contract import MakeRegistry, server
 
 
 def entry(n: int, action: str = "server.updated") -> AuditRecord:
-    return AuditRecord(f"{1_700_000_000_000 + n:013d}-abcdefgh", 1_700_000_000_000 + n, "alice",
-                       action, "srv-1", f"change {n}")
+    return AuditRecord(
+        f"{1_700_000_000_000 + n:013d}-abcdefgh", 1_700_000_000_000 + n, "alice", action, "srv-1", f"change {n}"
+    )
 
 
 async def test_a_servers_owner_is_kept_and_changed(registry: Registry) -> None:

@@ -87,10 +87,21 @@ async def registry(make_registry: MakeRegistry) -> Registry:
 
 def server(id_: str = "srv-1", name: str = "web-1", **changes) -> ServerRecord:
     record = ServerRecord(
-        id=id_, name=name, region="eu-west", site="dublin-1", energy_source="wind",
-        carbon_intensity_g_per_kwh=11.0, carbon_intensity_source="life-cycle median for wind",
-        pue=1.25, idle_watts=95.5, max_watts=410.0, cores=32, tags=["web", "prod"],
-        created_at_ms=1_700_000_000_000, created_by="alice", updated_at_ms=1_700_000_000_000,
+        id=id_,
+        name=name,
+        region="eu-west",
+        site="dublin-1",
+        energy_source="wind",
+        carbon_intensity_g_per_kwh=11.0,
+        carbon_intensity_source="life-cycle median for wind",
+        pue=1.25,
+        idle_watts=95.5,
+        max_watts=410.0,
+        cores=32,
+        tags=["web", "prod"],
+        created_at_ms=1_700_000_000_000,
+        created_by="alice",
+        updated_at_ms=1_700_000_000_000,
     )
     return replace(record, **changes)
 
@@ -216,8 +227,15 @@ async def test_get_unknown_server_is_not_found(registry: Registry) -> None:
 
 
 @pytest.mark.parametrize(
-    "changes", [{"name": {"$gt": ""}}, {"pue": math.nan}, {"cores": True}, {"tags": "web"},
-                {"id": None}, {"created_at_ms": 2**70}],
+    "changes",
+    [
+        {"name": {"$gt": ""}},
+        {"pue": math.nan},
+        {"cores": True},
+        {"tags": "web"},
+        {"id": None},
+        {"created_at_ms": 2**70},
+    ],
 )
 async def test_server_with_non_plain_field_is_refused(registry: Registry, changes) -> None:
     with pytest.raises(TypeError, match=next(iter(changes))):
@@ -322,8 +340,7 @@ async def test_ingest_key_keeps_its_server_scope(registry: Registry) -> None:
     assert (await registry.get_ingest_key("key-s")).server_id == "srv-7"
     assert (await registry.get_ingest_key("key-u")).server_id is None
     await registry.revoke_ingest_key("key-s", 300)
-    assert [(k.key_id, k.server_id) for k in await registry.list_ingest_keys()] == [
-        ("key-s", "srv-7"), ("key-u", None)]
+    assert [(k.key_id, k.server_id) for k in await registry.list_ingest_keys()] == [("key-s", "srv-7"), ("key-u", None)]
 
 
 # --- chat ---------------------------------------------------------------------------------------
@@ -356,9 +373,16 @@ async def test_chat_message_round_trips(registry: Registry) -> None:
         "bob", "eve", "engineer", "Rebooting web-1 now", 1_700_000_000_123, "ck-1", extra
     )
     assert created
-    assert (msg.conversation, msg.id, msg.sender, msg.sender_role, msg.text, msg.ts_ms,
-            msg.client_key, msg.extra) == (
-        "bob", 1, "eve", "engineer", "Rebooting web-1 now", 1_700_000_000_123, "ck-1", extra)
+    assert (msg.conversation, msg.id, msg.sender, msg.sender_role, msg.text, msg.ts_ms, msg.client_key, msg.extra) == (
+        "bob",
+        1,
+        "eve",
+        "engineer",
+        "Rebooting web-1 now",
+        1_700_000_000_123,
+        "ck-1",
+        extra,
+    )
     assert await registry.chat_after("bob", 0, 10) == [msg]
     plain, _ = await registry.append_chat("bob", "bob", "sysadmin", "ok", 2, "ck-2")
     assert plain.extra == {}
@@ -464,9 +488,7 @@ async def test_concurrent_read_markers_keep_the_highest(make_registry: MakeRegis
     a, b = await make_registry(), await make_registry()
     marks = list(range(1, 31))
     random.Random(7).shuffle(marks)
-    await asyncio.gather(*(
-        (a if i % 2 else b).set_read_marker("bob", "eve", mark) for i, mark in enumerate(marks)
-    ))
+    await asyncio.gather(*((a if i % 2 else b).set_read_marker("bob", "eve", mark) for i, mark in enumerate(marks)))
     assert await a.read_markers("eve") == {"bob": 30}
     assert await b.read_markers("eve") == {"bob": 30}
 

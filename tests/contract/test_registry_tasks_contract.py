@@ -20,19 +20,48 @@ T0 = 1_760_000_000_000
 
 def task(id_: str = "tsk-1", owner: str = "alice", **changes) -> TaskRecord:
     record = TaskRecord(
-        id=id_, name="render", owner=owner, cores=4, duration_s=7200, earliest_start_ms=T0,
-        deadline_ms=T0 + 86_400_000, interruptible=True, regions=["eu-north"], tags=["gpu"],
-        command=["render", "--frames", "1-100"], state="queued", reason="", server_id=None,
-        pieces=[], co2_g=None, energy_kwh=None, run_now_co2_g=None, run_now_server_id=None,
-        explanation="", plan_epoch=0, created_at_ms=T0, updated_at_ms=T0, version=1,
+        id=id_,
+        name="render",
+        owner=owner,
+        cores=4,
+        duration_s=7200,
+        earliest_start_ms=T0,
+        deadline_ms=T0 + 86_400_000,
+        interruptible=True,
+        regions=["eu-north"],
+        tags=["gpu"],
+        command=["render", "--frames", "1-100"],
+        state="queued",
+        reason="",
+        server_id=None,
+        pieces=[],
+        co2_g=None,
+        energy_kwh=None,
+        run_now_co2_g=None,
+        run_now_server_id=None,
+        explanation="",
+        plan_epoch=0,
+        created_at_ms=T0,
+        updated_at_ms=T0,
+        version=1,
     )
     return replace(record, **changes)
 
 
 def planned(record: TaskRecord, epoch: int, server: str = "srv-a") -> TaskRecord:
-    return replace(record, state="planned", server_id=server, pieces=[[T0, T0 + 3_600_000]],
-                   co2_g=12.5, energy_kwh=0.3, run_now_co2_g=40.0, run_now_server_id="srv-b",
-                   explanation="waits for wind", plan_epoch=epoch, version=record.version + 1)
+    return replace(
+        record,
+        state="planned",
+        server_id=server,
+        pieces=[[T0, T0 + 3_600_000]],
+        co2_g=12.5,
+        energy_kwh=0.3,
+        run_now_co2_g=40.0,
+        run_now_server_id="srv-b",
+        explanation="waits for wind",
+        plan_epoch=epoch,
+        version=record.version + 1,
+    )
 
 
 # --- tasks ----------------------------------------------------------------------------------------
@@ -42,10 +71,22 @@ async def test_task_round_trips_every_field(registry: Registry) -> None:
     await registry.add_task(task())
     assert await registry.get_task("tsk-1") == task()
     done = planned(task(), epoch=3)
-    done = replace(done, started_at_ms=T0 + 5, finished_at_ms=T0 + 9, command=None, cwd="/srv/render",
-                   env={"FRAMES": "1-100", "EMPTY": ""}, runs=[[T0 + 5, T0 + 9]], run_since_ms=None,
-                   exit_code=0, output_tail="done\n", agent_epoch=4, measured_co2_g=11.5,
-                   measured_energy_kwh=0.25, measured_at_ms=T0 + 20)
+    done = replace(
+        done,
+        started_at_ms=T0 + 5,
+        finished_at_ms=T0 + 9,
+        command=None,
+        cwd="/srv/render",
+        env={"FRAMES": "1-100", "EMPTY": ""},
+        runs=[[T0 + 5, T0 + 9]],
+        run_since_ms=None,
+        exit_code=0,
+        output_tail="done\n",
+        agent_epoch=4,
+        measured_co2_g=11.5,
+        measured_energy_kwh=0.25,
+        measured_at_ms=T0 + 20,
+    )
     assert await registry.update_task(done, expected_version=1)
     got = await registry.get_task("tsk-1")
     assert got == done and got.pieces == [[T0, T0 + 3_600_000]] and isinstance(got.co2_g, float)
@@ -99,11 +140,14 @@ async def test_racing_updates_from_two_instances_one_wins_each_round(make_regist
     await a.add_task(task())
     for round_ in range(1, 9):
         current = await a.get_task("tsk-1")
-        results = await asyncio.gather(*(
-            reg.update_task(replace(current, reason=f"{name}{round_}", version=current.version + 1),
-                            current.version)
-            for name, reg in (("a", a), ("b", b)) * 3
-        ))
+        results = await asyncio.gather(
+            *(
+                reg.update_task(
+                    replace(current, reason=f"{name}{round_}", version=current.version + 1), current.version
+                )
+                for name, reg in (("a", a), ("b", b)) * 3
+            )
+        )
         assert sum(results) == 1, results
         assert (await b.get_task("tsk-1")).version == round_ + 1
     assert len(await b.list_tasks()) == 1
@@ -148,10 +192,9 @@ async def test_released_lease_is_free_at_once(registry: Registry) -> None:
 async def test_racing_takeovers_leave_one_holder(make_registry: MakeRegistry) -> None:
     instances = [await make_registry() for _ in range(3)]
     await instances[0].acquire_lease("scheduler", "dead", T0, 1_000)
-    results = await asyncio.gather(*(
-        reg.acquire_lease("scheduler", f"p{i}", T0 + 5_000, 15_000)
-        for i, reg in enumerate(instances * 2)
-    ))
+    results = await asyncio.gather(
+        *(reg.acquire_lease("scheduler", f"p{i}", T0 + 5_000, 15_000) for i, reg in enumerate(instances * 2))
+    )
     won = [r for r in results if r is not None]
     assert len(won) == 1 and won[0] == 2
     lease = await instances[1].get_lease("scheduler")
@@ -165,8 +208,7 @@ async def test_grid_traces_replace_per_region(registry: Registry) -> None:
     assert await registry.grid_trace() == {}
     await registry.replace_grid_trace("eu-north", [(T0 + 3_600_000, 30), (T0, 25.5)])
     await registry.replace_grid_trace("us-west", [(T0, 300.0)])
-    assert await registry.grid_trace() == {
-        "eu-north": [(T0, 25.5), (T0 + 3_600_000, 30.0)], "us-west": [(T0, 300.0)]}
+    assert await registry.grid_trace() == {"eu-north": [(T0, 25.5), (T0 + 3_600_000, 30.0)], "us-west": [(T0, 300.0)]}
     await registry.replace_grid_trace("eu-north", [(T0, 40.0)])
     await registry.replace_grid_trace("us-west", [])
     assert await registry.grid_trace() == {"eu-north": [(T0, 40.0)]}

@@ -107,8 +107,9 @@ def value(rng: random.Random) -> float:
     return rng.randrange(0, 8_000) / 4  # exact in a 32-bit float
 
 
-async def all_raw(store: TimeSeriesStore, server: str, metric: str, from_ms: int, to_ms: int,
-                  limit: int = 1_000) -> list[Reading]:
+async def all_raw(
+    store: TimeSeriesStore, server: str, metric: str, from_ms: int, to_ms: int, limit: int = 1_000
+) -> list[Reading]:
     """Every raw reading of a range, by following the cursor to the end."""
     out: list[Reading] = []
     cursor = None
@@ -175,9 +176,9 @@ async def test_rollups_equal_aggregates_of_raw_despite_duplicates_and_concurrent
     readings = [Reading(server, "power", ts, value(rng)) for ts in stamps]
     written = {r.ts_ms: r.value for r in readings}
 
-    batches = [readings[i:i + 150] for i in range(0, len(readings), 150)]
+    batches = [readings[i : i + 150] for i in range(0, len(readings), 150)]
     rng.shuffle(batches)
-    redelivered = [b[rng.randrange(len(b)):] for b in rng.sample(batches, 5)]
+    redelivered = [b[rng.randrange(len(b)) :] for b in rng.sample(batches, 5)]
 
     async def deliver(store: TimeSeriesStore, work: list[list[Reading]]) -> None:
         for batch in work:
@@ -323,9 +324,7 @@ async def test_history_picks_the_resolution_and_keeps_at_most_max_points(store: 
         await store.history(server, "power", to, T0, 10)
 
 
-async def test_a_day_at_500_points_and_30_days_are_served_from_rollups(
-    backing: Backing, store: TimeSeriesStore
-):
+async def test_a_day_at_500_points_and_30_days_are_served_from_rollups(backing: Backing, store: TimeSeriesStore):
     server = new_server()
     rng = random.Random(9)
     start = T0 - 30 * ds.DAY_MS
@@ -334,7 +333,7 @@ async def test_a_day_at_500_points_and_30_days_are_served_from_rollups(
     written.update({T0 - ds.DAY_MS // 2 + i * 1_000: value(rng) for i in range(60)})
     readings = [Reading(server, "power", ts, v) for ts, v in written.items()]
     for i in range(0, len(readings), 1_000):
-        await store.write(readings[i:i + 1_000])
+        await store.write(readings[i : i + 1_000])
 
     day_before = await store.history(server, "power", T0 - ds.DAY_MS, T0, 500)
     month_before = await store.history(server, "power", start, T0, 500)
@@ -437,9 +436,7 @@ async def test_latest_keeps_the_newest_reading_even_when_older_ones_arrive_later
 async def test_purge_removes_a_server_and_nothing_else(store: TimeSeriesStore):
     gone, kept = new_server(), new_server()
     for server in (gone, kept):
-        await store.write(
-            [Reading(server, m, T0 + i * 30_000, float(i)) for m in ("power", "co2") for i in range(200)]
-        )
+        await store.write([Reading(server, m, T0 + i * 30_000, float(i)) for m in ("power", "co2") for i in range(200)])
     # A sensor whose clock runs a minute ahead: its newest reading is "in the future".
     ahead = int(time.time() * 1000) + 60_000
     await store.write([Reading(gone, "power", ahead, 5.0)])

@@ -35,8 +35,9 @@ def kustomize() -> str:
 
 def render(overlay: str) -> list[dict[str, Any]]:
     """The documents `kustomize build compose/k8s/overlays/<overlay>` prints."""
-    done = subprocess.run([kustomize(), "build", str(K8S / "overlays" / overlay)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [kustomize(), "build", str(K8S / "overlays" / overlay)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, f"kustomize build {overlay} failed: {done.stderr}"
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -79,7 +80,7 @@ def tasker_invocations(container: dict[str, Any]) -> list[list[str]]:
     for i, word in enumerate(words):
         if word == "tasker":
             rest = []
-            for token in words[i + 1:]:
+            for token in words[i + 1 :]:
                 if token in ("&&", "||", ";", "|"):
                     break
                 rest.append(token)

@@ -16,14 +16,17 @@ from tests.deploy.manifests import REPO
 
 @pytest.mark.timeout(1800)
 def test_the_image_builds_and_answers_readyz() -> None:
-    done = subprocess.run([str(REPO / "scripts" / "build-image")], cwd=REPO, capture_output=True,
-                          text=True, timeout=1750)
+    done = subprocess.run(
+        [str(REPO / "scripts" / "build-image")], cwd=REPO, capture_output=True, text=True, timeout=1750
+    )
     assert done.returncode == 0, f"scripts/build-image failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     answers = dict(re.findall(r"^build-image: (.+?): /readyz 200 after \d+ s: (\{.*\})$", done.stderr, re.M))
     assert set(answers) == {"embedded default", "local services"}, done.stderr[-2000:]
     for answer in answers.values():
-        assert json.loads(answer) == {"status": "ready",
-                                      "checks": {"broker": "ok", "timeseries": "ok", "registry": "ok"}}
+        assert json.loads(answer) == {
+            "status": "ready",
+            "checks": {"broker": "ok", "timeseries": "ok", "registry": "ok"},
+        }
 
 
 def test_the_dockerfile_copies_every_package_tasker_installs() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -25,8 +24,19 @@ from backend.services.telemetry import Telemetry
 from tasker.cli import app as tasker_app
 from tasker.config import load_settings, split_listen
 from tests.deploy.manifests import (
-    KUBERNETES_VERSION, OVERLAYS, REPO, containers, env_names, expand, named, pod_spec, render,
-    roles_of, selects, tasker_containers, tasker_invocations,
+    KUBERNETES_VERSION,
+    OVERLAYS,
+    REPO,
+    containers,
+    env_names,
+    expand,
+    named,
+    pod_spec,
+    render,
+    roles_of,
+    selects,
+    tasker_containers,
+    tasker_invocations,
 )
 
 DATABASES = ("cassandra", "rabbitmq", "mongodb")
@@ -78,8 +88,12 @@ def test_every_role_runs_in_a_deployment_of_its_own(docs: list[dict[str, Any]]) 
     for role, names in by_role.items():
         assert names == [f"tasker-{role}"]
         assert deployments[names[0]]["spec"]["replicas"] >= 1
-        budgets = [d for d in docs if d["kind"] == "PodDisruptionBudget"
-                   and selects(d["spec"]["selector"]["matchLabels"], pod_labels(deployments[names[0]]))]
+        budgets = [
+            d
+            for d in docs
+            if d["kind"] == "PodDisruptionBudget"
+            and selects(d["spec"]["selector"]["matchLabels"], pod_labels(deployments[names[0]]))
+        ]
         assert len(budgets) == 1, f"{role}: expected one PodDisruptionBudget"
 
 
@@ -125,7 +139,8 @@ def test_every_tasker_command_and_option_exists(docs: list[dict[str, Any]]) -> N
             for word in rest:
                 if word.startswith("-"):
                     assert word.split("=")[0] in options, (
-                        f"{workload['metadata']['name']}: tasker {command.name} has no option {word}")
+                        f"{workload['metadata']['name']}: tasker {command.name} has no option {word}"
+                    )
     assert {"backend", "agent", "host"} <= seen
 
 
@@ -135,8 +150,11 @@ def tasker_variables() -> set[str]:
     for package in ("tasker", "backend", "sensors", "agents", "tasker_tui"):
         for path in (REPO / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                        and re.fullmatch(r"TASKER_[A-Z0-9_]+", node.value):
+                if (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and re.fullmatch(r"TASKER_[A-Z0-9_]+", node.value)
+                ):
                     names.add(node.value)
     return names
 
@@ -198,8 +216,7 @@ def test_the_backend_uses_the_clusters_replication(docs: list[dict[str, Any]]) -
 
 def resolvable_names(docs: list[dict[str, Any]]) -> dict[str, set[int]]:
     """The DNS names (within the namespace) that Services and StatefulSet pods get, with ports."""
-    services = {d["metadata"]["name"]: {p["port"] for p in d["spec"]["ports"]}
-                for d in docs if d["kind"] == "Service"}
+    services = {d["metadata"]["name"]: {p["port"] for p in d["spec"]["ports"]} for d in docs if d["kind"] == "Service"}
     names = dict(services)
     for doc in docs:
         if doc["kind"] == "StatefulSet":
@@ -214,8 +231,11 @@ def test_service_urls_name_hosts_and_ports_of_the_manifests(docs: list[dict[str,
     default_ports = {"amqp": 5672, "cassandra": 9042, "mongodb": 27017, "http": 80}
     checked = 0
     for _, container in tasker_containers(docs):
-        environ = backend_environment(docs, container) if roles_of(container) else {
-            e["name"]: e.get("value", SAMPLE_SECRET) for e in container.get("env", [])}
+        environ = (
+            backend_environment(docs, container)
+            if roles_of(container)
+            else {e["name"]: e.get("value", SAMPLE_SECRET) for e in container.get("env", [])}
+        )
         for name, value in environ.items():
             match = re.fullmatch(r"(amqp|cassandra|mongodb|http)://(?:[^@/]*@)?([^/?]+)(.*)", value)
             if not name.startswith("TASKER_") or not match:
@@ -245,8 +265,17 @@ def test_ingress_sends_each_path_to_pods_that_serve_it(docs: list[dict[str, Any]
             app = build_app(ApiContext(Telemetry()), roles)
             served = [re.sub(r"\{[^}]+\}", "srv_1", r.canonical) for r in app.router.resources()]
             kind, pattern = path["pathType"], path["path"]
-            matching = [p for p in served if (p == pattern if kind == "Exact" else p.startswith(pattern)
-                        if kind == "Prefix" else re.fullmatch(pattern, p))]
+            matching = [
+                p
+                for p in served
+                if (
+                    p == pattern
+                    if kind == "Exact"
+                    else p.startswith(pattern)
+                    if kind == "Prefix"
+                    else re.fullmatch(pattern, p)
+                )
+            ]
             assert matching, f"{pattern} goes to {roles}, which serve none of it"
             routed |= set(matching)
     # The websocket, readings and history each reach the role that serves them.
@@ -259,14 +288,19 @@ def test_only_tasker_pods_reach_the_databases(docs: list[dict[str, Any]]) -> Non
     assert deny, "no default deny of ingress"
     workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
     for database in DATABASES:
-        own = [p for p in policies if p["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": database}]
+        own = [
+            p for p in policies if p["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": database}
+        ]
         assert len(own) == 1, f"{database}: expected one NetworkPolicy"
         allowed = set()
         for rule in own[0]["spec"]["ingress"]:
             for peer in rule["from"]:
                 assert set(peer) == {"podSelector"}, f"{database} is open beyond this namespace's pods"
-                allowed |= {d["metadata"]["name"] for d in workloads
-                            if selects(peer["podSelector"]["matchLabels"], pod_labels(d))}
+                allowed |= {
+                    d["metadata"]["name"]
+                    for d in workloads
+                    if selects(peer["podSelector"]["matchLabels"], pod_labels(d))
+                }
         backend = {f"tasker-{role}" for role in ROLES}
         assert allowed - backend - {database, "mongodb-init"} == set(), f"{database} is reachable by {allowed}"
         assert backend <= allowed
@@ -297,7 +331,8 @@ def test_no_secret_is_committed_and_every_one_used_is_documented(docs: list[dict
             assert f"secret tls {tls['secretName']}" in guide
     for name, key in used:
         assert f"secret generic {name}" in guide and f"--from-literal={key}=" in guide, (
-            f"docs/deploy.md does not say how to make Secret {name} key {key}")
+            f"docs/deploy.md does not say how to make Secret {name} key {key}"
+        )
 
 
 def test_workloads_resources_and_images_are_pinned(docs: list[dict[str, Any]]) -> None:

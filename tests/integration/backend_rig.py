@@ -60,13 +60,15 @@ class Mode:
     def env(self) -> dict[str, str]:
         """The environment that points a `tasker backend` subprocess at the same services."""
         env = dict(os.environ)
-        env.update({
-            "TASKER_BROKER_URL": self.settings.broker_url,
-            "TASKER_TIMESERIES_URL": self.settings.timeseries_url,
-            "TASKER_REGISTRY_URL": self.settings.registry_url,
-            "TASKER_QUEUE_PREFIX": self.queue_prefix,
-            "TASKER_LISTEN": "127.0.0.1:0",
-        })
+        env.update(
+            {
+                "TASKER_BROKER_URL": self.settings.broker_url,
+                "TASKER_TIMESERIES_URL": self.settings.timeseries_url,
+                "TASKER_REGISTRY_URL": self.settings.registry_url,
+                "TASKER_QUEUE_PREFIX": self.queue_prefix,
+                "TASKER_LISTEN": "127.0.0.1:0",
+            }
+        )
         return env
 
 
@@ -105,9 +107,13 @@ def distributed_names(cassandra_url: str, mongodb_url: str):
 async def delete_rabbitmq_names(amqp_url: str, prefix: str) -> None:
     """Delete every queue and exchange a backend with this prefix declares."""
     queues = [f"{prefix}.{queue_for(m)}" for m in METRICS] + [f"{prefix}.dead-letter"]
-    exchanges = [f"{prefix}.readings", f"{prefix}.dead",
-                 f"{prefix}.events.{LIVE_CHANNEL}", f"{prefix}.events.{REGISTRY_CHANNEL}",
-                 f"{prefix}.events.{PLAN_CHANNEL}"]
+    exchanges = [
+        f"{prefix}.readings",
+        f"{prefix}.dead",
+        f"{prefix}.events.{LIVE_CHANNEL}",
+        f"{prefix}.events.{REGISTRY_CHANNEL}",
+        f"{prefix}.events.{PLAN_CHANNEL}",
+    ]
     connection = await aio_pika.connect(amqp_url, timeout=5)
     async with connection:
         for name, kind in [(q, "queue") for q in queues] + [(e, "exchange") for e in exchanges]:
@@ -128,15 +134,24 @@ async def delete_rabbitmq_names(amqp_url: str, prefix: str) -> None:
 async def distributed(amqp_url: str, distributed_names) -> AsyncIterator[Mode]:
     cassandra, mongodb = distributed_names
     prefix = f"tasker-core-{uuid.uuid4().hex[:8]}"
-    yield Mode("distributed", Settings(broker_url=amqp_url, timeseries_url=cassandra, registry_url=mongodb),
-               queue_prefix=prefix)
+    yield Mode(
+        "distributed",
+        Settings(broker_url=amqp_url, timeseries_url=cassandra, registry_url=mongodb),
+        queue_prefix=prefix,
+    )
     await delete_rabbitmq_names(amqp_url, prefix)
 
 
 @pytest.fixture
 def embedded(tmp_path: Path) -> Mode:
-    return Mode("embedded", Settings(broker_url="memory://", timeseries_url=f"sqlite:///{tmp_path}/ts.db",
-                                     registry_url=f"sqlite:///{tmp_path}/registry.db"))
+    return Mode(
+        "embedded",
+        Settings(
+            broker_url="memory://",
+            timeseries_url=f"sqlite:///{tmp_path}/ts.db",
+            registry_url=f"sqlite:///{tmp_path}/registry.db",
+        ),
+    )
 
 
 @pytest.fixture(params=["embedded", "distributed"])
@@ -169,8 +184,9 @@ class Api:
     token: str = ""
     headers: dict[str, str] = field(default_factory=dict)
 
-    async def call(self, method: str, path: str, *, expect: int | None = None, token: str | None = None,
-                   **kwargs: Any) -> tuple[int, Any]:
+    async def call(
+        self, method: str, path: str, *, expect: int | None = None, token: str | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
         headers = dict(self.headers if token is None else {"Authorization": f"Bearer {token}"} if token else {})
         async with self.http.request(method, self.url + path, headers=headers, **kwargs) as response:
             text = await response.text()
@@ -180,8 +196,14 @@ class Api:
             return response.status, body
 
     async def add_server(self, name: str | None = None, **changes: Any) -> dict[str, Any]:
-        form = {"name": name or f"srv-{secrets.token_hex(4)}", "location": {"region": "eu-west"},
-                "energy_source": "wind", "idle_watts": 80, "max_watts": 400, "cores": 16}
+        form = {
+            "name": name or f"srv-{secrets.token_hex(4)}",
+            "location": {"region": "eu-west"},
+            "energy_source": "wind",
+            "idle_watts": 80,
+            "max_watts": 400,
+            "cores": 16,
+        }
         form.update(changes)
         _, body = await self.call("POST", "/api/v1/servers", json=form, expect=201)
         return body
@@ -203,8 +225,9 @@ class Api:
                 pytest.fail(f"posting readings: {status} {body}")
             await asyncio.sleep(0.2)
 
-    async def all_raw(self, server_id: str, metric: str, from_ms: int, to_ms: int,
-                      limit: int = 500) -> list[tuple[int, float]]:
+    async def all_raw(
+        self, server_id: str, metric: str, from_ms: int, to_ms: int, limit: int = 500
+    ) -> list[tuple[int, float]]:
         """Every raw reading of a range by following next_cursor; checks newest-first order."""
         out: list[tuple[int, float]] = []
         cursor = None
@@ -271,13 +294,20 @@ def make_readings(server_ids: list[str], start_ms: int, count: int, step_ms: int
     for i in range(count):
         for server_id in server_ids:
             metric = "power" if i % 4 else "co2"
-            out.append({"server_id": server_id, "metric": metric, "ts": start_ms + i * step_ms,
-                        "value": rng.randrange(0, 8_000) / 4})
+            out.append(
+                {
+                    "server_id": server_id,
+                    "metric": metric,
+                    "ts": start_ms + i * step_ms,
+                    "value": rng.randrange(0, 8_000) / 4,
+                }
+            )
     return out
 
 
-async def wait_until_stored(api: Api, expected: Expected, from_ms: int, to_ms: int,
-                            timeout_s: float = WAIT_S) -> dict[tuple[str, str], list[tuple[int, float]]]:
+async def wait_until_stored(
+    api: Api, expected: Expected, from_ms: int, to_ms: int, timeout_s: float = WAIT_S
+) -> dict[tuple[str, str], list[tuple[int, float]]]:
     """Poll raw paging until every expected series holds as many readings as posted, then (for
     up to ROLLUP_WAIT_S more) the hourly history until it agrees with them: the packager
     recomputes rollups about once a second, after the raw rows are in, so history lags raw paging
@@ -362,8 +392,9 @@ class Spawned:
         return self.process.returncode
 
 
-async def spawn_backend(mode: Mode, roles: Iterable[str], log_path: Path,
-                        extra_env: dict[str, str] | None = None) -> Spawned:
+async def spawn_backend(
+    mode: Mode, roles: Iterable[str], log_path: Path, extra_env: dict[str, str] | None = None
+) -> Spawned:
     """`tasker backend --role ...` in a subprocess; returns once it prints that it listens."""
     args = [TASKER, "backend"] + [a for r in roles for a in ("--role", r)]
     env = mode.env()
@@ -384,4 +415,3 @@ def listening_url(text: str) -> str:
     match = re.search(r"listening on (http://[0-9.]+:\d+)", text)
     assert match, text
     return match.group(1)
-

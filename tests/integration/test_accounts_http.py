@@ -162,8 +162,12 @@ async def test_a_one_time_password_opens_nothing_until_it_is_changed(rig):
         answer = await r.json()
     assert answer["must_change_password"] is True and answer["password_change_reason"]
     newbie = Api(url, http, answer["token"], {"Authorization": f"Bearer {answer['token']}"})
-    for method, path in (("GET", "/api/v1/servers"), ("POST", "/api/v1/servers"), ("GET", "/api/v1/tasks"),
-                         ("GET", "/api/v1/me/sessions")):
+    for method, path in (
+        ("GET", "/api/v1/servers"),
+        ("POST", "/api/v1/servers"),
+        ("GET", "/api/v1/tasks"),
+        ("GET", "/api/v1/me/sessions"),
+    ):
         status, body = await newbie.call(method, path, json={})
         assert status == 403 and body["error"].startswith("password change required: newbie must choose")
     ws = await newbie.http.ws_connect(url.replace("http", "ws") + "/api/v1/ws", headers=newbie.headers)
@@ -172,33 +176,46 @@ async def test_a_one_time_password_opens_nothing_until_it_is_changed(rig):
     _, me = await newbie.call("GET", "/api/v1/auth/me", expect=200)
     assert me["must_change_password"] is True
 
-    status, body = await newbie.call("POST", "/api/v1/me/password",
-                                     json={"current_password": "a wrong guess", "new_password": "mauve kettle orbit"})
+    status, body = await newbie.call(
+        "POST", "/api/v1/me/password", json={"current_password": "a wrong guess", "new_password": "mauve kettle orbit"}
+    )
     assert status == 400 and body["details"] == [{"field": "current_password", "reason": "is not the current password"}]
-    status, body = await newbie.call("POST", "/api/v1/me/password",
-                                     json={"current_password": one_time, "new_password": "newbie2024!"})
+    status, body = await newbie.call(
+        "POST", "/api/v1/me/password", json={"current_password": one_time, "new_password": "newbie2024!"}
+    )
     assert status == 400 and body["details"][0]["field"] == "new_password"
     assert "username" in body["error"]
-    _, changed = await newbie.call("POST", "/api/v1/me/password",
-                                   json={"current_password": one_time, "new_password": "mauve kettle orbit"},
-                                   expect=200)
+    _, changed = await newbie.call(
+        "POST",
+        "/api/v1/me/password",
+        json={"current_password": one_time, "new_password": "mauve kettle orbit"},
+        expect=200,
+    )
     assert changed == {"username": "newbie", "must_change_password": False, "other_sessions_ended": 0}
     await newbie.call("GET", "/api/v1/servers", expect=200)
     _, me = await newbie.call("GET", "/api/v1/auth/me", expect=200)
     assert me["must_change_password"] is False
 
 
-@pytest.mark.parametrize("weak, says", [
-    ("password123", "common password"), ("        ", "only whitespace"), ("short1", "too short"),
-    ("dana-ops", "too short"), ("dana-ops2024", "username"), ("qwertyuiop", "common"),
-])
+@pytest.mark.parametrize(
+    "weak, says",
+    [
+        ("password123", "common password"),
+        ("        ", "only whitespace"),
+        ("short1", "too short"),
+        ("dana-ops", "too short"),
+        ("dana-ops2024", "username"),
+        ("qwertyuiop", "common"),
+    ],
+)
 async def test_weak_passwords_are_refused_naming_what_is_wrong(rig, weak, says):
     backend, url, http, admin = rig
     dana = await new_user(backend, http, url, "dana-ops")
     status, body = await admin.call("PUT", "/api/v1/users/dana-ops/password", json={"password": weak})
     assert status == 400 and body["details"][0]["field"] == "password" and says in body["error"]
-    status, body = await dana.call("POST", "/api/v1/me/password",
-                                   json={"current_password": PASSWORD, "new_password": weak})
+    status, body = await dana.call(
+        "POST", "/api/v1/me/password", json={"current_password": PASSWORD, "new_password": weak}
+    )
     assert status == 400 and says in body["error"]
     await dana.call("GET", "/api/v1/servers", expect=200)  # nothing changed, nobody logged out
 
@@ -206,9 +223,12 @@ async def test_weak_passwords_are_refused_naming_what_is_wrong(rig, weak, says):
 async def test_an_admin_reset_ends_the_sessions_and_can_force_a_change(rig):
     backend, url, http, admin = rig
     dana = await new_user(backend, http, url, "dana")
-    _, answer = await admin.call("PUT", "/api/v1/users/dana/password",
-                                 json={"password": "temporary passphrase", "must_change_password": True},
-                                 expect=200)
+    _, answer = await admin.call(
+        "PUT",
+        "/api/v1/users/dana/password",
+        json={"password": "temporary passphrase", "must_change_password": True},
+        expect=200,
+    )
     assert answer["sessions_ended"] == 1
     assert (await dana.call("GET", "/api/v1/servers"))[0] == 401
     again = await login(http, url, "dana", "temporary passphrase")
@@ -222,9 +242,14 @@ async def test_only_admins_administer_other_accounts(rig):
     backend, url, http, admin = rig
     ops = await new_user(backend, http, url, "ops")
     await new_user(backend, http, url, "victim")
-    for method, path in (("GET", "/api/v1/users"), ("POST", "/api/v1/users/victim/disable"),
-                         ("PUT", "/api/v1/users/victim/password"), ("DELETE", "/api/v1/users/victim?confirm=true"),
-                         ("GET", "/api/v1/users/victim/sessions"), ("DELETE", "/api/v1/users/victim/sessions")):
+    for method, path in (
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/users/victim/disable"),
+        ("PUT", "/api/v1/users/victim/password"),
+        ("DELETE", "/api/v1/users/victim?confirm=true"),
+        ("GET", "/api/v1/users/victim/sessions"),
+        ("DELETE", "/api/v1/users/victim/sessions"),
+    ):
         status, body = await ops.call(method, path, json={"password": "mauve kettle orbit"})
         assert status == 403, (method, path, body)
     # a user manages their own sessions

@@ -92,8 +92,7 @@ async def test_users_passwd_refuses_weak_passwords_and_ends_the_sessions(backend
         assert refused.returncode == 2 and one_line(refused).startswith("tasker: password ") and says in refused.stderr
     no_terminal = run(backend, "users", "passwd", "pw-user")
     assert no_terminal.returncode == 2 and "--password-stdin" in one_line(no_terminal)
-    done = run(backend, "users", "passwd", "pw-user", "--password-stdin", "--must-change",
-               stdin="mauve kettle orbit\n")
+    done = run(backend, "users", "passwd", "pw-user", "--password-stdin", "--must-change", stdin="mauve kettle orbit\n")
     assert done.returncode == 0, done.stderr
     assert "1 session(s) ended" in done.stdout and "must be changed at the next login" in done.stdout
     await refused_within(backend, answer["token"], CACHE_TTL_S + 2)
@@ -129,9 +128,18 @@ async def test_users_rm_asks_and_hands_servers_over_or_refuses(backend):
     add_user(backend, "heir")
     status, answer = await http_login(backend, "leaver")
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{backend.url}/api/v1/servers", headers={"Authorization": f"Bearer {answer['token']}"},
-                             json={"name": "leaver-web", "location": {"region": "eu-west"}, "energy_source": "wind",
-                                   "idle_watts": 50, "max_watts": 200, "cores": 8}) as r:
+        async with http.post(
+            f"{backend.url}/api/v1/servers",
+            headers={"Authorization": f"Bearer {answer['token']}"},
+            json={
+                "name": "leaver-web",
+                "location": {"region": "eu-west"},
+                "energy_source": "wind",
+                "idle_watts": 50,
+                "max_watts": 200,
+                "cores": 8,
+            },
+        ) as r:
             assert r.status == 201
             server_id = (await r.json())["id"]
     unconfirmed = run(backend, "users", "rm", "leaver")
@@ -144,16 +152,20 @@ async def test_users_rm_asks_and_hands_servers_over_or_refuses(backend):
     await refused_within(backend, answer["token"], CACHE_TTL_S + 2)
     _, heir = await http_login(backend, "heir")
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{backend.url}/api/v1/servers/{server_id}",
-                            headers={"Authorization": f"Bearer {heir['token']}"}) as r:
+        async with http.get(
+            f"{backend.url}/api/v1/servers/{server_id}", headers={"Authorization": f"Bearer {heir['token']}"}
+        ) as r:
             assert (await r.json())["owner"] == "heir"
     _, boss = await http_login(backend, "boss")
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{backend.url}/api/v1/audit?limit=10",
-                            headers={"Authorization": f"Bearer {boss['token']}"}) as r:
+        async with http.get(
+            f"{backend.url}/api/v1/audit?limit=10", headers={"Authorization": f"Bearer {boss['token']}"}
+        ) as r:
             entries = (await r.json())["entries"]
-    assert [(e["action"], e["target"]) for e in entries[:2]] == [("user.removed", "leaver"),
-                                                                  ("server.transferred", server_id)]
+    assert [(e["action"], e["target"]) for e in entries[:2]] == [
+        ("user.removed", "leaver"),
+        ("server.transferred", server_id),
+    ]
     assert all(e["actor"].startswith("shell:") for e in entries[:2])
 
 
@@ -163,7 +175,13 @@ async def test_users_sessions_lists_and_revokes_one_or_all(backend):
     _, second = await http_login(backend, "sess-user")
     listed = run(backend, "users", "sessions", "sess-user")
     assert listed.returncode == 0 and listed.stdout.splitlines()[0].split() == [
-        "SESSION", "FROM", "CREATED", "AT", "EXPIRES", "AT"]
+        "SESSION",
+        "FROM",
+        "CREATED",
+        "AT",
+        "EXPIRES",
+        "AT",
+    ]
     assert len(listed.stdout.splitlines()) == 3 and "127.0.0.1" in listed.stdout
     ids = [s["id"] for s in json.loads(run(backend, "users", "sessions", "sess-user", "--json").stdout)]
     assert one_line(run(backend, "users", "sessions", "sess-user", "--session", ids[0])).endswith("add --revoke")

@@ -26,9 +26,19 @@ from tests.integration.backend_rig import Api, running_backend, user_session
 
 pytestmark = [pytest.mark.timeout(90)]
 
-FAST_SCHEDULER = SchedulerSettings(lease_ttl_s=3, renew_s=0.3, check_s=0.3, debounce_s=0.05,
-                                   time_budget_s=0.2, slot_s=1, horizon_s=120, agent_grace_s=0.5,
-                                   freeze_grace_s=5, measure_every_s=0.5, measure_settle_s=0.5)
+FAST_SCHEDULER = SchedulerSettings(
+    lease_ttl_s=3,
+    renew_s=0.3,
+    check_s=0.3,
+    debounce_s=0.05,
+    time_budget_s=0.2,
+    slot_s=1,
+    horizon_s=120,
+    agent_grace_s=0.5,
+    freeze_grace_s=5,
+    measure_every_s=0.5,
+    measure_settle_s=0.5,
+)
 FAST_AGENTS = AgentSettings(lease_ttl_s=2.5, poll_s=0.2, lookahead_s=60)
 PY = sys.executable
 
@@ -36,8 +46,10 @@ PY = sys.executable
 @asynccontextmanager
 async def fleet(mode):
     """A backend (api + scheduler), an admin session, one server and a key scoped to it."""
-    async with running_backend(mode, (), scheduler_settings=FAST_SCHEDULER,
-                               agent_settings=FAST_AGENTS) as (backend, url), aiohttp.ClientSession() as http:
+    async with (
+        running_backend(mode, (), scheduler_settings=FAST_SCHEDULER, agent_settings=FAST_AGENTS) as (backend, url),
+        aiohttp.ClientSession() as http,
+    ):
         admin = await user_session(backend, http, url, "admin")
         server = await admin.add_server(cores=8)
         _, key = await backend.auth.create_ingest_key("agent", "admin", server["id"])
@@ -61,8 +73,9 @@ async def wait_task(api: Api, task_id: str, check, timeout_s: float = 20.0) -> d
 
 
 @asynccontextmanager
-async def agent_running(url: str, key: str, server_id: str, state_dir: Path, agent_id: str = "host-1",
-                        kill_grace_s: float = 0.5):
+async def agent_running(
+    url: str, key: str, server_id: str, state_dir: Path, agent_id: str = "host-1", kill_grace_s: float = 0.5
+):
     async with TaskerClient(url, key) as client:
         agent = Agent(client, server_id, state_dir, agent_id=agent_id, kill_grace_s=kill_grace_s)
         runner = asyncio.create_task(agent.run())
@@ -83,13 +96,18 @@ def alive(pid: int) -> bool:
 
 def ms(text: str) -> int:
     from datetime import datetime
+
     return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 async def test_a_task_runs_at_its_planned_time_and_ends_done(embedded, tmp_path) -> None:
     async with fleet(embedded) as (_, url, admin, server, key):
-        task = await submit(admin, [PY, "-c", "import os; print('hello from', os.environ['GREETING']); "
-                                   "print(os.getcwd())"], env={"GREETING": "tasker"}, cwd=str(tmp_path))
+        task = await submit(
+            admin,
+            [PY, "-c", "import os; print('hello from', os.environ['GREETING']); print(os.getcwd())"],
+            env={"GREETING": "tasker"},
+            cwd=str(tmp_path),
+        )
         async with agent_running(url, key, server["id"], tmp_path / "state"):
             done = await wait_task(admin, task["id"], lambda t: t["state"] in ("done", "failed"))
         assert done["state"] == "done" and done["run"]["exit_code"] == 0
@@ -106,15 +124,19 @@ async def test_a_failing_task_ends_failed_with_its_exit_code(embedded, tmp_path)
         async with agent_running(url, key, server["id"], tmp_path / "state"):
             failed = await wait_task(admin, task["id"], lambda t: t["state"] in ("done", "failed"))
             gone = await wait_task(admin, missing["id"], lambda t: t["state"] in ("done", "failed"))
-        assert failed["state"] == "failed" and failed["run"]["exit_code"] == 3 and "oops" in failed["run"]["output_tail"]
+        assert (
+            failed["state"] == "failed" and failed["run"]["exit_code"] == 3 and "oops" in failed["run"]["output_tail"]
+        )
         assert failed["reason"] == "exit code 3"
         assert gone["state"] == "failed" and "cannot start" in gone["run"]["output_tail"]
 
 
-STUBBORN = ("import signal, time, os\n"
-            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "print('pid', os.getpid(), flush=True)\n"
-            "time.sleep(60)\n")
+STUBBORN = (
+    "import signal, time, os\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('pid', os.getpid(), flush=True)\n"
+    "time.sleep(60)\n"
+)
 
 
 async def test_cancel_sends_sigterm_then_sigkill(embedded, tmp_path) -> None:
@@ -153,8 +175,10 @@ async def test_an_agent_killed_mid_task_adopts_it_when_restarted(embedded, tmp_p
 async def test_two_agents_for_one_server_only_one_runs_its_tasks(embedded, tmp_path) -> None:
     async with fleet(embedded) as (_, url, admin, server, key):
         task = await submit(admin, [PY, "-c", "print('once')"])
-        async with agent_running(url, key, server["id"], tmp_path / "a", agent_id="host-a") as a, \
-                agent_running(url, key, server["id"], tmp_path / "b", agent_id="host-b") as b:
+        async with (
+            agent_running(url, key, server["id"], tmp_path / "a", agent_id="host-a") as a,
+            agent_running(url, key, server["id"], tmp_path / "b", agent_id="host-b") as b,
+        ):
             done = await wait_task(admin, task["id"], lambda t: t["state"] in ("done", "failed"))
             assert (a.epoch is None) != (b.epoch is None), "both agents think they hold the lease"
             assert a.stats.started + b.stats.started == 1
@@ -190,8 +214,9 @@ async def test_scoped_key_posts_only_its_server_and_is_the_only_key_for_its_agen
         assert (await admin.post([{**reading, "server_id": other["id"]}], token=unscoped))[0] == 202
         hb = f"/api/v1/agents/{server['id']}/heartbeat"
         assert (await admin.call("POST", hb, json={"agent": "x"}, token=unscoped))[0] == 403
-        assert (await admin.call("POST", f"/api/v1/agents/{other['id']}/heartbeat", json={"agent": "x"},
-                                 token=key))[0] == 403
+        assert (await admin.call("POST", f"/api/v1/agents/{other['id']}/heartbeat", json={"agent": "x"}, token=key))[
+            0
+        ] == 403
         status, answer = await admin.call("POST", hb, json={"agent": "x"}, token=key)
         assert status == 200 and answer["lease"]["epoch"] >= 1
         assert (await admin.call("POST", hb, json={"agent": "y"}, token=key))[0] == 409

@@ -33,8 +33,10 @@ pytestmark = [pytest.mark.timeout(90)]
 async def fleet(mode, poll_s: float):
     """A backend whose agents poll every `poll_s`, an admin, servers A and B, a key scoped to A."""
     settings = AgentSettings(lease_ttl_s=max(2.5, poll_s + 5), poll_s=poll_s, lookahead_s=60)
-    async with running_backend(mode, (), scheduler_settings=FAST_SCHEDULER,
-                               agent_settings=settings) as (backend, url), aiohttp.ClientSession() as http:
+    async with (
+        running_backend(mode, (), scheduler_settings=FAST_SCHEDULER, agent_settings=settings) as (backend, url),
+        aiohttp.ClientSession() as http,
+    ):
         admin = await user_session(backend, http, url, "admin")
         a = await admin.add_server(cores=8, tags=["a"])
         b = await admin.add_server(cores=8, tags=["b"])
@@ -63,15 +65,19 @@ async def test_a_scoped_key_hears_only_its_server_s_plan_frames(embedded) -> Non
             await ws.receive(timeout=5)
             assert ws.close_code == 4401
 
-        async with http.ws_connect(f"{url}/api/v1/ws", headers={"Authorization": f"Bearer {key}"}) as agent, \
-                http.ws_connect(f"{url}/api/v1/ws", headers=admin.headers) as watcher:
+        async with (
+            http.ws_connect(f"{url}/api/v1/ws", headers={"Authorization": f"Bearer {key}"}) as agent,
+            http.ws_connect(f"{url}/api/v1/ws", headers=admin.headers) as watcher,
+        ):
             hello = await next_frame(agent)
             assert (hello["type"], hello["role"], hello["server_id"]) == ("hello", "ingest", a["id"])
-            refused = [{"type": "subscribe", "servers": [a["id"]], "metrics": ["power"]},
-                       {"type": "subscribe", "servers": "*"},
-                       {"type": "chat.join"},
-                       {"type": "chat.send", "client_key": "k1", "text": "hi", "conversation": "admin"},
-                       {"type": "agent.subscribe", "server_id": b["id"]}]
+            refused = [
+                {"type": "subscribe", "servers": [a["id"]], "metrics": ["power"]},
+                {"type": "subscribe", "servers": "*"},
+                {"type": "chat.join"},
+                {"type": "chat.send", "client_key": "k1", "text": "hi", "conversation": "admin"},
+                {"type": "agent.subscribe", "server_id": b["id"]},
+            ]
             for frame in refused:
                 await agent.send_json(frame)
                 error = await next_frame(agent)
@@ -82,8 +88,9 @@ async def test_a_scoped_key_hears_only_its_server_s_plan_frames(embedded) -> Non
 
             mine = await submit(admin, [PY, "-c", "pass"], tags=["a"], duration=30, earliest_start=later())
             theirs = await submit(admin, [PY, "-c", "pass"], tags=["b"], duration=30, earliest_start=later())
-            await admin.post([{"server_id": a["id"], "metric": "power", "ts": int(time.time() * 1000),
-                               "value": 100.0}], token=key)
+            await admin.post(
+                [{"server_id": a["id"], "metric": "power", "ts": int(time.time() * 1000), "value": 100.0}], token=key
+            )
             await admin.add_server(cores=4)  # a registry frame, for sessions only
             for task, server in ((mine, a), (theirs, b)):
                 planned = await wait_task(admin, task["id"], lambda t: t["state"] == "planned")

@@ -38,8 +38,9 @@ async def test_first_start_prints_a_working_admin_password_once(embedded, tmp_pa
 
 
 async def test_users_and_ingest_keys_from_the_shell(embedded, tmp_path):
-    made = tasker(embedded, "users", "add", "olga", "--role", "sysadmin", "--password-stdin",
-                  stdin="olga's long password\n")
+    made = tasker(
+        embedded, "users", "add", "olga", "--role", "sysadmin", "--password-stdin", stdin="olga's long password\n"
+    )
     assert made.returncode == 0, made.stderr
     generated = tasker(embedded, "users", "add", "pete", "--role", "engineer")
     pete_password = re.search(r"Password, shown only now: (\S+)", generated.stdout).group(1)
@@ -61,19 +62,31 @@ async def test_users_and_ingest_keys_from_the_shell(embedded, tmp_path):
         url = listening_url(backend.log())
         async with aiohttp.ClientSession() as http:
             for username, password in (("olga", "olga's long password"), ("pete", pete_password)):
-                async with http.post(f"{url}/api/v1/auth/login",
-                                     json={"username": username, "password": password}) as r:
+                async with http.post(
+                    f"{url}/api/v1/auth/login", json={"username": username, "password": password}
+                ) as r:
                     assert r.status == 200
-            async with http.post(f"{url}/api/v1/auth/login",
-                                 json={"username": "olga", "password": "olga's long password"}) as r:
+            async with http.post(
+                f"{url}/api/v1/auth/login", json={"username": "olga", "password": "olga's long password"}
+            ) as r:
                 token = (await r.json())["token"]
-            async with http.post(f"{url}/api/v1/servers", headers={"Authorization": f"Bearer {token}"}, json={
-                "name": "cli-1", "location": {"region": "eu-west"}, "energy_source": "wind",
-                "idle_watts": 1, "max_watts": 2, "cores": 1}) as r:
+            async with http.post(
+                f"{url}/api/v1/servers",
+                headers={"Authorization": f"Bearer {token}"},
+                json={
+                    "name": "cli-1",
+                    "location": {"region": "eu-west"},
+                    "energy_source": "wind",
+                    "idle_watts": 1,
+                    "max_watts": 2,
+                    "cores": 1,
+                },
+            ) as r:
                 server_id = (await r.json())["id"]
             reading = {"readings": [{"server_id": server_id, "metric": "power", "ts": 1_790_000_000_000, "value": 1}]}
-            async with http.post(f"{url}/api/v1/readings", json=reading,
-                                 headers={"Authorization": f"Bearer {key}"}) as r:
+            async with http.post(
+                f"{url}/api/v1/readings", json=reading, headers={"Authorization": f"Bearer {key}"}
+            ) as r:
                 assert r.status == 202
 
             revoked = tasker(embedded, "keys", "revoke", key_id)
@@ -82,8 +95,9 @@ async def test_users_and_ingest_keys_from_the_shell(embedded, tmp_path):
             # The backend trusts a verified key for at most a few seconds (its auth cache).
             status = 202
             for _ in range(40):
-                async with http.post(f"{url}/api/v1/readings", json=reading,
-                                     headers={"Authorization": f"Bearer {key}"}) as r:
+                async with http.post(
+                    f"{url}/api/v1/readings", json=reading, headers={"Authorization": f"Bearer {key}"}
+                ) as r:
                     status = r.status
                 if status == 401:
                     break
@@ -97,8 +111,13 @@ async def test_users_and_ingest_keys_from_the_shell(embedded, tmp_path):
 
 def test_a_bad_registry_url_is_one_clear_line(embedded):
     env_mode = Mode("bad", embedded.settings)
-    result = subprocess.run([TASKER, "keys", "list"], env={**env_mode.env(), "TASKER_REGISTRY_URL": "postgres://x/y"},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [TASKER, "keys", "list"],
+        env={**env_mode.env(), "TASKER_REGISTRY_URL": "postgres://x/y"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("tasker: TASKER_REGISTRY_URL='postgres://x/y'")
     assert "Traceback" not in result.stderr

@@ -22,10 +22,35 @@ TASKER = [sys.executable, "-c", "from tasker.cli import main; main()"]
 
 RUNS = {
     "ingest-embedded": ["ingest", "--duration", "3", "--servers", "20", "--concurrency", "4", "--compare"],
-    "ingest-distributed": ["ingest", "--mode", "distributed", "--duration", "3", "--servers", "20",
-                           "--concurrency", "4", "--ingesters", "1", "--packagers", "1", "--compare"],
-    "latency-distributed": ["latency", "--mode", "distributed", "--duration", "3", "--servers", "20",
-                            "--rate", "200", "--batch", "20"],
+    "ingest-distributed": [
+        "ingest",
+        "--mode",
+        "distributed",
+        "--duration",
+        "3",
+        "--servers",
+        "20",
+        "--concurrency",
+        "4",
+        "--ingesters",
+        "1",
+        "--packagers",
+        "1",
+        "--compare",
+    ],
+    "latency-distributed": [
+        "latency",
+        "--mode",
+        "distributed",
+        "--duration",
+        "3",
+        "--servers",
+        "20",
+        "--rate",
+        "200",
+        "--batch",
+        "20",
+    ],
     "history-embedded": ["history", "--hours", "1", "--repeats", "3"],
     "history-distributed": ["history", "--mode", "distributed", "--hours", "1", "--repeats", "3"],
     "tui": ["tui", "--servers", "20", "--seconds", "2", "--warmup", "1"],
@@ -34,9 +59,11 @@ RUNS = {
 
 def uses(*names: str):
     """Mark a test with the runs it reads, so a selection (-k) starts only those."""
+
     def mark(test):
         test.bench_runs = names
         return test
+
     return mark
 
 
@@ -45,12 +72,22 @@ def runs(request) -> dict[str, tuple[int, dict, str]]:
     """name -> (exit status, the --json object or {}, stderr) of the selected tests' runs,
     started together."""
     module = sys.modules[__name__]
-    needed = {name for item in request.session.items if item.module is module
-              for name in getattr(item.function, "bench_runs", ())}
+    needed = {
+        name
+        for item in request.session.items
+        if item.module is module
+        for name in getattr(item.function, "bench_runs", ())
+    }
     started = {
-        name: subprocess.Popen([*TASKER, "bench", *RUNS[name], "--json"], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-        for name in RUNS if name in needed
+        name: subprocess.Popen(
+            [*TASKER, "bench", *RUNS[name], "--json"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in RUNS
+        if name in needed
     }
     done = {}
     for name, process in started.items():
@@ -163,12 +200,15 @@ def test_every_reading_of_the_load_has_its_own_key_that_maps_back_to_it(run):
     assert layout.locate(0, 0, layout.base_ms - 1000) is None
 
 
-@pytest.mark.parametrize("args, message", [
-    (["ingest", "--mode", "cloud"], "--mode 'cloud': expected embedded or distributed"),
-    (["ingest", "--ingesters", "2"], "--ingesters/--packagers need --mode distributed"),
-    (["latency", "--rate", "0"], "--rate and --duration must be more than 0"),
-    (["history", "--hours", "0"], "--hours must be from 1 to 168"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ingest", "--mode", "cloud"], "--mode 'cloud': expected embedded or distributed"),
+        (["ingest", "--ingesters", "2"], "--ingesters/--packagers need --mode distributed"),
+        (["latency", "--rate", "0"], "--rate and --duration must be more than 0"),
+        (["history", "--hours", "0"], "--hours must be from 1 to 168"),
+    ],
+)
 def test_bad_options_get_one_clear_line(args, message):
     began = time.monotonic()
     done = subprocess.run([*TASKER, "bench", *args], cwd=REPO, capture_output=True, text=True, timeout=60)

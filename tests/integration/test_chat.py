@@ -48,8 +48,9 @@ class ChatClient:
     async def open(self, since: dict[str, int] | None = None) -> dict[str, Any]:
         """Connect, wait for hello, join chat; returns the chat.joined frame."""
         self.inbox, self.skipped = asyncio.Queue(), []
-        self.ws = await connect(self.ws_url, additional_headers={"Authorization": f"Bearer {self.token}"},
-                                proxy=None, open_timeout=WAIT_S)
+        self.ws = await connect(
+            self.ws_url, additional_headers={"Authorization": f"Bearer {self.token}"}, proxy=None, open_timeout=WAIT_S
+        )
         self._reader = asyncio.create_task(self._read(self.ws))
         hello = await self.next("hello")
         self.username = hello["username"]
@@ -68,8 +69,9 @@ class ChatClient:
         assert self.ws is not None
         await self.ws.send(json.dumps(frame))
 
-    async def next(self, frame_type: str, where: Callable[[dict], bool] = lambda f: True,
-                   timeout: float = WAIT_S) -> dict[str, Any]:
+    async def next(
+        self, frame_type: str, where: Callable[[dict], bool] = lambda f: True, timeout: float = WAIT_S
+    ) -> dict[str, Any]:
         """The first frame whose type starts with `frame_type` and matches `where`, not taken
         yet (frames passed over stay for later calls)."""
         for i, frame in enumerate(self.skipped):
@@ -104,8 +106,9 @@ class ChatClient:
         self.skipped = [f for f in self.skipped if f["type"] != frame_type]
         return seen
 
-    async def say(self, text: str, conversation: str | None = None, client_key: str | None = None,
-                  **fields: Any) -> dict[str, Any]:
+    async def say(
+        self, text: str, conversation: str | None = None, client_key: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
         """Send a message; returns its chat.ack (or fails with the chat.error)."""
         key = client_key or secrets.token_hex(8)
         frame = {"type": "chat.send", "text": text, "client_key": key, **fields}
@@ -118,8 +121,9 @@ class ChatClient:
 
     async def next_answer(self, client_key: str) -> dict[str, Any]:
         """The chat.ack or chat.error that answers the message with `client_key`."""
-        return await self.next("chat.", lambda f: f["type"] in ("chat.ack", "chat.error")
-                               and f.get("client_key") == client_key)
+        return await self.next(
+            "chat.", lambda f: f["type"] in ("chat.ack", "chat.error") and f.get("client_key") == client_key
+        )
 
     async def abort(self) -> None:
         """Kill the connection as a dropped network would: no close handshake."""
@@ -197,8 +201,9 @@ async def refused(url: str, headers: dict[str, str] | None = None, first: dict |
 
 async def test_unauthenticated_expired_and_logged_out_sessions_cannot_chat(chat):
     # No credentials: a chat frame first is refused, nothing is sent.
-    frame, code = await refused(chat.url, first={"type": "chat.send", "text": "hi", "client_key": "k1",
-                                                  "sender": "alice"})
+    frame, code = await refused(
+        chat.url, first={"type": "chat.send", "text": "hi", "client_key": "k1", "sender": "alice"}
+    )
     assert (frame["code"], code) == ("unauthorized", 4401)
     frame, code = await refused(chat.url, headers={"Authorization": "Bearer not-a-session"})
     assert (frame["code"], code) == ("unauthorized", 4401)
@@ -237,7 +242,11 @@ async def test_sender_comes_from_the_session_and_sysadmins_never_see_each_other(
     assert ack["conversation"] == alice.username and ack["id"] == 1
     for viewer in (alice, eve, root):
         [message] = await viewer.messages(1)
-        assert (message["sender"], message["sender_role"], message["text"]) == (alice.username, "sysadmin", "restart web-1?")
+        assert (message["sender"], message["sender_role"], message["text"]) == (
+            alice.username,
+            "sysadmin",
+            "restart web-1?",
+        )
         assert message["conversation"] == alice.username
 
     # Alice cannot write into bob's conversation, read its history, or follow it.
@@ -343,13 +352,16 @@ async def test_backend_restart_keeps_history_and_ids_go_on(embedded):
 async def test_escape_sequences_arrive_as_harmless_visible_text(chat):
     alice = await chat.client("sysadmin")
     eve = await chat.client("engineer")
-    nasty = ("title\x1b]0;pwned\x07 clear\x1b[2J csi\x9b31m bidi\u202eevil\u202c bell\x07 nul\x00 "
-             "cr\rover del\x7f\r\nline two\ttabbed")
+    nasty = (
+        "title\x1b]0;pwned\x07 clear\x1b[2J csi\x9b31m bidi\u202eevil\u202c bell\x07 nul\x00 "
+        "cr\rover del\x7f\r\nline two\ttabbed"
+    )
     await alice.say(nasty)
     [message] = await eve.messages(1)
     text = message["text"]
-    assert text == ("title␛]0;pwned␇ clear␛[2J csi<U+009B>31m bidi<U+202E>evil<U+202C> bell␇ nul␀ "
-                    "cr␍over del␡\nline two\ttabbed")
+    assert text == (
+        "title␛]0;pwned␇ clear␛[2J csi<U+009B>31m bidi<U+202E>evil<U+202C> bell␇ nul␀ cr␍over del␡\nline two\ttabbed"
+    )
     assert all(c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf") for c in text)
     # What was stored is what was sent: history shows the same harmless text.
     await eve.send_frame({"type": "chat.history", "conversation": alice.username})

@@ -38,8 +38,11 @@ async def shared(amqp_url, mongodb_url, tmp_path):
     database = f"{base.path.strip('/') or 'tasker_test'}_chat_{suffix}"
     registry_url = base._replace(path=f"/{database}").geturl()
     prefix = f"tasker-chat-{suffix}"
-    mode = Mode("distributed", Settings(broker_url=amqp_url, timeseries_url=f"sqlite:///{tmp_path}/ts.db",
-                                        registry_url=registry_url), queue_prefix=prefix)
+    mode = Mode(
+        "distributed",
+        Settings(broker_url=amqp_url, timeseries_url=f"sqlite:///{tmp_path}/ts.db", registry_url=registry_url),
+        queue_prefix=prefix,
+    )
     yield mode
     await delete_rabbitmq_names(amqp_url, prefix)
     connection = await aio_pika.connect(amqp_url, timeout=5)
@@ -69,8 +72,9 @@ async def add_users(registry_url: str, *roles: str) -> list[tuple[str, str]]:
         await registry.close()
 
 
-async def chat_client(http: aiohttp.ClientSession, url: str, user: tuple[str, str],
-                      since: dict[str, int] | None = None) -> ChatClient:
+async def chat_client(
+    http: aiohttp.ClientSession, url: str, user: tuple[str, str], since: dict[str, int] | None = None
+) -> ChatClient:
     async with http.post(f"{url}/api/v1/auth/login", json={"username": user[0], "password": user[1]}) as r:
         assert r.status == 200, await r.text()
         token = (await r.json())["token"]
@@ -81,10 +85,12 @@ async def chat_client(http: aiohttp.ClientSession, url: str, user: tuple[str, st
 
 async def test_messages_presence_and_reconnects_cross_between_two_api_processes(shared, tmp_path):
     alice, bob, eve = await add_users(shared.settings.registry_url, "sysadmin", "sysadmin", "engineer")
-    one = await spawn_backend(shared, ["api"], tmp_path / "api-1.log",
-                              {"TASKER_TIMESERIES_URL": f"sqlite:///{tmp_path}/ts-1.db"})
-    two = await spawn_backend(shared, ["api"], tmp_path / "api-2.log",
-                              {"TASKER_TIMESERIES_URL": f"sqlite:///{tmp_path}/ts-2.db"})
+    one = await spawn_backend(
+        shared, ["api"], tmp_path / "api-1.log", {"TASKER_TIMESERIES_URL": f"sqlite:///{tmp_path}/ts-1.db"}
+    )
+    two = await spawn_backend(
+        shared, ["api"], tmp_path / "api-2.log", {"TASKER_TIMESERIES_URL": f"sqlite:///{tmp_path}/ts-2.db"}
+    )
     clients: list[ChatClient] = []
     try:
         url_one, url_two = listening_url(one.log()), listening_url(two.log())
@@ -111,8 +117,10 @@ async def test_messages_presence_and_reconnects_cross_between_two_api_processes(
             keys = [f"a{i}" for i in range(4)] + [f"e{i}" for i in range(4)]
             await asyncio.gather(
                 *(a.send_frame({"type": "chat.send", "text": k, "client_key": k}) for k in keys[:4]),
-                *(e.send_frame({"type": "chat.send", "text": k, "client_key": k, "conversation": alice[0]})
-                  for k in keys[4:]),
+                *(
+                    e.send_frame({"type": "chat.send", "text": k, "client_key": k, "conversation": alice[0]})
+                    for k in keys[4:]
+                ),
             )
             seen_a, seen_e = await a.messages(8), await e.messages(9)
             assert [m["id"] for m in seen_a] == list(range(5, 13))

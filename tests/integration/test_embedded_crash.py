@@ -51,7 +51,7 @@ async def test_readings_accepted_before_a_sigkill_are_stored_exactly_once_after_
             server_ids = [(await api.add_server())["id"] for _ in range(SERVERS)]
             start_ms = (int(time.time()) - PER_SERVER - 600) * 1000
             readings = make_readings(server_ids, start_ms, PER_SERVER, 1000)
-            batches = [readings[i:i + BATCH] for i in range(0, len(readings), BATCH)]
+            batches = [readings[i : i + BATCH] for i in range(0, len(readings), BATCH)]
             # One burst, all at once: ingest confirms far faster than the store takes them in.
             # (A 503 on a loaded machine is retried, as a sensor would; each batch ends in a 202.)
             await asyncio.gather(*(api.post_retrying(batch) for batch in batches))
@@ -70,8 +70,9 @@ async def test_readings_accepted_before_a_sigkill_are_stored_exactly_once_after_
             assert_exactly_once(found, expected)
             _, metrics = await Api(url, http).call("GET", "/metrics", expect=200)
         # The test means something only if the kill left messages the store had not taken.
-        assert metric_value(metrics, "tasker_messages_redelivered_total") > 0, \
+        assert metric_value(metrics, "tasker_messages_redelivered_total") > 0, (
             "the kill left nothing unstored; make the burst larger"
+        )
         assert "queued again" in second.log()
     finally:
         assert second.stop() == 0
@@ -84,8 +85,9 @@ async def test_a_second_backend_on_the_same_data_dir_is_refused_in_one_line(embe
 
     first = await spawn_backend(embedded, [], tmp_path / "first.log")
     try:
-        second = await asyncio.to_thread(subprocess.run, [TASKER, "backend"], env=embedded.env(),
-                                         capture_output=True, text=True, timeout=60)
+        second = await asyncio.to_thread(
+            subprocess.run, [TASKER, "backend"], env=embedded.env(), capture_output=True, text=True, timeout=60
+        )
     finally:
         assert first.stop() == 0
     assert second.returncode == 2, second.stderr
@@ -93,4 +95,5 @@ async def test_a_second_backend_on_the_same_data_dir_is_refused_in_one_line(embe
     assert second.stderr.strip().splitlines()[-1] == (
         f"tasker: TASKER_BROKER_URL='memory://': the embedded broker "
         f"journal {tmp_path / 'queue.db'} is in use by another tasker backend; stop it, or give this one its "
-        "own data directory (TASKER_TIMESERIES_URL) or journal (TASKER_BROKER_URL=memory:///path/to/queue.db)")
+        "own data directory (TASKER_TIMESERIES_URL) or journal (TASKER_BROKER_URL=memory:///path/to/queue.db)"
+    )

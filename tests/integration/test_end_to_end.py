@@ -41,7 +41,7 @@ async def test_batches_are_stored_exactly_once_and_history_agrees_with_raw(mode)
         readings = make_readings(servers, start, 1_200, 12_000, seed=7)
         expected = Expected()
         expected.add(readings)
-        batches = [readings[i:i + 300] for i in range(0, len(readings), 300)]
+        batches = [readings[i : i + 300] for i in range(0, len(readings), 300)]
         # A few batches go twice, as a sensor retrying after a timeout would send them.
         for results in await asyncio.gather(*(api.post(b) for b in batches + batches[:2])):
             assert results == (202, {"accepted": 300})
@@ -95,14 +95,20 @@ async def test_a_posted_reading_reaches_a_websocket_subscriber(mode):
 
             now = int(time.time() * 1000)
             # Posted first, so if filtering failed it would arrive first.
-            await writer.post([{"server_id": other, "metric": "power", "ts": now, "value": 1.0},
-                               {"server_id": watched, "metric": "co2", "ts": now, "value": 2.0}])
+            await writer.post(
+                [
+                    {"server_id": other, "metric": "power", "ts": now, "value": 1.0},
+                    {"server_id": watched, "metric": "co2", "ts": now, "value": 2.0},
+                ]
+            )
             status, _ = await writer.post([{"server_id": watched, "metric": "power", "ts": now, "value": 212.5}])
             assert status == 202
             # The servers' "added" events cross RabbitMQ and may come after the subscription.
             frame = await next_frame(ws, skip=("registry",))
-            assert frame == {"type": "readings", "readings": [
-                {"server_id": watched, "metric": "power", "ts": now, "value": 212.5}]}
+            assert frame == {
+                "type": "readings",
+                "readings": [{"server_id": watched, "metric": "power", "ts": now, "value": 212.5}],
+            }
 
 
 async def test_registry_changes_reach_every_websocket_client(mode):

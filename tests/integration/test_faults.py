@@ -53,7 +53,7 @@ def stream(servers: list[str]) -> tuple[Expected, list[list[dict]], int, int]:
     readings = make_readings(servers, start, 1_500, 2_000, seed=5)  # 50 min per server
     expected = Expected()
     expected.add(readings)
-    return expected, [readings[i:i + 200] for i in range(0, len(readings), 200)], start, start + 2 * HOUR_MS
+    return expected, [readings[i : i + 200] for i in range(0, len(readings), 200)], start, start + 2 * HOUR_MS
 
 
 async def readyz(http: aiohttp.ClientSession, url: str) -> tuple[int, dict]:
@@ -108,8 +108,10 @@ async def test_rabbitmq_outage_gives_fast_503s_then_ingestion_resumes_by_itself(
         await sensor
         await wait_ready(http, url)
         await check_all_stored(api, expected, start, end, timeout_s=120)
-        print(f"RabbitMQ outage: first 503 after {elapsed * 1000:.0f} ms; "
-              f"{expected.total} readings stored exactly once after it came back")
+        print(
+            f"RabbitMQ outage: first 503 after {elapsed * 1000:.0f} ms; "
+            f"{expected.total} readings stored exactly once after it came back"
+        )
 
 
 async def test_cassandra_outage_pauses_the_packager_which_catches_up_after(distributed):
@@ -143,5 +145,7 @@ async def test_cassandra_outage_pauses_the_packager_which_catches_up_after(distr
         outage_end = time.monotonic()
         await wait_ready(http, url)
         await check_all_stored(api, expected, start, end, timeout_s=240)
-        print(f"Cassandra outage: {waiting} messages held unacked; caught up "
-              f"{time.monotonic() - outage_end:.1f} s after Cassandra answered again")
+        print(
+            f"Cassandra outage: {waiting} messages held unacked; caught up "
+            f"{time.monotonic() - outage_end:.1f} s after Cassandra answered again"
+        )

@@ -19,15 +19,19 @@ DEEP = "[" * 5_000 + "]" * 5_000
 
 
 def server_errors(backend) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in backend.telemetry.http_requests.samples()
-               if 'status="500"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in backend.telemetry.http_requests.samples() if 'status="500"' in line
+    )
 
 
-@pytest.mark.parametrize("path, with_session", [
-    ("/api/v1/auth/login", False),
-    ("/api/v1/readings", True),
-    ("/api/v1/servers", True),
-])
+@pytest.mark.parametrize(
+    "path, with_session",
+    [
+        ("/api/v1/auth/login", False),
+        ("/api/v1/readings", True),
+        ("/api/v1/servers", True),
+    ],
+)
 async def test_json_nested_5000_deep_is_a_400_naming_the_body(embedded, caplog, path, with_session):
     async with running_backend(embedded) as (backend, url), aiohttp.ClientSession() as http:
         api = await user_session(backend, http, url)
@@ -49,7 +53,9 @@ async def test_a_client_that_hangs_up_mid_body_is_no_server_error(embedded, capl
             writer.write(
                 b"POST /api/v1/readings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 + f"Authorization: {api.headers['Authorization']}\r\n".encode()
-                + b"Content-Length: 100000\r\n\r\n" + b'{"readings": [' + b" " * 500
+                + b"Content-Length: 100000\r\n\r\n"
+                + b'{"readings": ['
+                + b" " * 500
             )
             await writer.drain()
             await asyncio.sleep(0.2)
@@ -60,5 +66,6 @@ async def test_a_client_that_hangs_up_mid_body_is_no_server_error(embedded, capl
         status, _ = await api.call("GET", "/api/v1/servers")
         assert status == 200
         assert server_errors(backend) == 0
-        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], \
-            [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [
+            r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+        ]

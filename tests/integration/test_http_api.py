@@ -30,8 +30,9 @@ def now_ms() -> int:
 async def wait_stored(api: Api, server_id: str, ts: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        _, page = await api.call("GET", f"/api/v1/servers/{server_id}/readings",
-                                 params={"from": str(ts - 1), "to": str(ts + 1)}, expect=200)
+        _, page = await api.call(
+            "GET", f"/api/v1/servers/{server_id}/readings", params={"from": str(ts - 1), "to": str(ts + 1)}, expect=200
+        )
         if page["readings"]:
             return
         assert time.monotonic() < deadline, "marker reading never stored"
@@ -41,10 +42,16 @@ async def wait_stored(api: Api, server_id: str, ts: int, timeout: float = 10.0) 
 # --- credentials and roles ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", "/api/v1/servers"), ("POST", "/api/v1/servers"), ("POST", "/api/v1/readings"),
-    ("GET", "/api/v1/servers/srv_aaaaaaaaaa/history"), ("GET", "/api/v1/auth/me"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/api/v1/servers"),
+        ("POST", "/api/v1/servers"),
+        ("POST", "/api/v1/readings"),
+        ("GET", "/api/v1/servers/srv_aaaaaaaaaa/history"),
+        ("GET", "/api/v1/auth/me"),
+    ],
+)
 async def test_protected_routes_answer_401_without_valid_credentials(rig, method, path):
     _, url, http, admin = rig
     for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic eDp5"}):
@@ -74,10 +81,13 @@ async def test_unknown_user_and_wrong_password_are_indistinguishable(rig):
     assert answers[0] == answers[1] and answers[0][0] == 401
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"username": {"$gt": ""}, "password": {"$gt": ""}}, "username"),
-    ({"username": "admin", "password": {"$ne": "x"}}, "password"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"username": {"$gt": ""}, "password": {"$gt": ""}}, "username"),
+        ({"username": "admin", "password": {"$ne": "x"}}, "password"),
+    ],
+)
 async def test_operator_injection_in_a_login_is_refused_naming_the_field(rig, body, field):
     _, url, http, admin = rig
     async with http.post(f"{url}/api/v1/auth/login", json=body) as response:
@@ -125,25 +135,34 @@ async def test_a_bad_batch_names_every_bad_item_and_stores_nothing(rig):
     server = (await admin.add_server())["id"]
     ts = now_ms() - 10_000
     good = {"server_id": server, "metric": "power", "ts": ts, "value": 10.0}
-    status, body = await admin.post([
-        good,
-        {"server_id": server, "metric": "power", "ts": ts + 1, "value": -5},
-        {"server_id": "srv_doesnotexi", "metric": "power", "ts": ts + 2, "value": 1},
-        {"server_id": server, "metric": "watts", "ts": ts + 3, "value": 1},
-        {"server_id": server, "metric": "power", "ts": "2199-01-01T00:00:00Z", "value": 1},
-        {"server_id": server, "metric": "power", "ts": 86_400_000, "value": 1},
-        {"server_id": server, "metric": "power", "ts": ts + 6, "value": "12"},
-    ])
+    status, body = await admin.post(
+        [
+            good,
+            {"server_id": server, "metric": "power", "ts": ts + 1, "value": -5},
+            {"server_id": "srv_doesnotexi", "metric": "power", "ts": ts + 2, "value": 1},
+            {"server_id": server, "metric": "watts", "ts": ts + 3, "value": 1},
+            {"server_id": server, "metric": "power", "ts": "2199-01-01T00:00:00Z", "value": 1},
+            {"server_id": server, "metric": "power", "ts": 86_400_000, "value": 1},
+            {"server_id": server, "metric": "power", "ts": ts + 6, "value": "12"},
+        ]
+    )
     assert status == 400
     assert [(d["index"], d["field"]) for d in body["details"]] == [
-        (1, "value"), (2, "server_id"), (3, "metric"), (4, "ts"), (5, "ts"), (6, "value")]
+        (1, "value"),
+        (2, "server_id"),
+        (3, "metric"),
+        (4, "ts"),
+        (5, "ts"),
+        (6, "value"),
+    ]
     assert body["error"] == "6 of 7 readings are invalid; nothing was accepted"
     # A later valid reading gets through; the good item of the refused batch never does.
     marker = {"server_id": server, "metric": "power", "ts": ts + 100, "value": 1.0}
     assert (await admin.post([marker]))[0] == 202
     await wait_stored(admin, server, ts + 100)
-    _, page = await admin.call("GET", f"/api/v1/servers/{server}/readings",
-                               params={"from": str(ts - 1), "to": str(ts + 50)}, expect=200)
+    _, page = await admin.call(
+        "GET", f"/api/v1/servers/{server}/readings", params={"from": str(ts - 1), "to": str(ts + 50)}, expect=200
+    )
     assert page["readings"] == []
 
 
@@ -179,18 +198,26 @@ async def test_a_server_registered_a_moment_ago_is_accepted_at_once(rig):
 
 async def test_server_crud_with_validation_conflicts_and_purge(rig):
     _, url, http, admin = rig
-    async with http.post(f"{url}/api/v1/servers", headers=admin.headers, json={
-        "name": "db-1", "location": {"region": "us-east", "site": "Ashburn"}, "energy_source": "grid-mix",
-        "idle_watts": 120, "max_watts": 600, "cores": 64, "pue": 1.3,
-    }) as response:
+    async with http.post(
+        f"{url}/api/v1/servers",
+        headers=admin.headers,
+        json={
+            "name": "db-1",
+            "location": {"region": "us-east", "site": "Ashburn"},
+            "energy_source": "grid-mix",
+            "idle_watts": 120,
+            "max_watts": 600,
+            "cores": 64,
+            "pue": 1.3,
+        },
+    ) as response:
         assert response.status == 201
         server = await response.json()
         assert response.headers["Location"] == f"/api/v1/servers/{server['id']}"
     assert server["carbon_intensity_g_per_kwh"] == 380.0 and "us-east" in server["carbon_intensity_source"]
     status, body = await admin.call("POST", "/api/v1/servers", json={**server, "name": "DB-1"})
     assert status == 409 and "DB-1" in body["error"]
-    status, body = await admin.call("PATCH", f"/api/v1/servers/{server['id']}",
-                                    json={"idle_watts": 700, "pue": 0.5})
+    status, body = await admin.call("PATCH", f"/api/v1/servers/{server['id']}", json={"idle_watts": 700, "pue": 0.5})
     assert status == 400
     assert {d["field"] for d in body["details"]} == {"pue"}
     status, body = await admin.call("PATCH", f"/api/v1/servers/{server['id']}", json={"idle_watts": 700})
@@ -204,8 +231,9 @@ async def test_server_crud_with_validation_conflicts_and_purge(rig):
     assert status == 400 and "confirm=true" in body["error"]
     await admin.call("DELETE", f"/api/v1/servers/{server['id']}?confirm=true&purge=true", expect=204)
     await admin.call("GET", f"/api/v1/servers/{server['id']}", expect=404)
-    _, page = await admin.call("GET", f"/api/v1/servers/{server['id']}/readings",
-                               params={"from": str(ts - 1), "to": str(ts + 1)}, expect=200)
+    _, page = await admin.call(
+        "GET", f"/api/v1/servers/{server['id']}/readings", params={"from": str(ts - 1), "to": str(ts + 1)}, expect=200
+    )
     assert page["readings"] == []
 
 

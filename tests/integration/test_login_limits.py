@@ -30,8 +30,7 @@ async def attempt(url: str, client: str, username: str, password: str) -> tuple[
     """One login from the loopback address `client`: (status, JSON body, headers)."""
     connector = aiohttp.TCPConnector(local_addr=(client, 0))
     async with aiohttp.ClientSession(connector=connector) as http:
-        async with http.post(f"{url}/api/v1/auth/login",
-                             json={"username": username, "password": password}) as response:
+        async with http.post(f"{url}/api/v1/auth/login", json={"username": username, "password": password}) as response:
             return response.status, await response.json(), dict(response.headers)
 
 
@@ -47,8 +46,7 @@ async def test_guessing_slows_only_the_guessing_pair_with_a_growing_delay(backen
 
     status, body, headers = await attempt(url, "127.0.0.1", "erin", PASSWORDS["erin"])
     assert status == 429, "the right password was checked straight after the free failures"
-    assert body["error"] == ("too many failed logins for user 'erin' from this address (3 lately); "
-                             "try again in 1 s")
+    assert body["error"] == ("too many failed logins for user 'erin' from this address (3 lately); try again in 1 s")
     assert headers["Retry-After"] == "1"
 
     # Five wrong passwords used to lock erin out everywhere, and everyone at the address.

@@ -23,15 +23,19 @@ METHODS = ("get", "put", "post", "delete", "patch")
 
 
 def documented() -> set[tuple[str, str]]:
-    return {(method.upper(), path) for path, item in document()["paths"].items()
-            for method in item if method in METHODS}
+    return {
+        (method.upper(), path) for path, item in document()["paths"].items() for method in item if method in METHODS
+    }
 
 
 def served() -> set[tuple[str, str]]:
     """(method, path) of every route of a backend running all roles (HEAD comes with GET)."""
     app = build_app(ApiContext(Telemetry()), ROLES)
-    return {(route.method, route.resource.canonical) for route in app.router.routes()
-            if route.method != "HEAD" and route.resource is not None}
+    return {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
 
 
 def test_every_route_is_documented_and_every_operation_is_a_route():
@@ -54,15 +58,17 @@ def test_every_operation_has_an_id_security_and_responses():
 
 def test_docs_openapi_json_is_the_document_written_out():
     written = json.loads((REPO / "docs" / "openapi.json").read_text())
-    assert written == json.loads(json.dumps(document())), \
+    assert written == json.loads(json.dumps(document())), (
         "docs/openapi.json is stale: python -m backend.http.openapi > docs/openapi.json"
+    )
 
 
 def test_docs_api_md_lists_every_operation():
     text = (REPO / "docs" / "api.md").read_text()
     listed = set(re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`]*)`", text, flags=re.MULTILINE))
-    assert listed == documented(), (f"missing from docs/api.md: {sorted(documented() - listed)}; "
-                                    f"not operations: {sorted(listed - documented())}")
+    assert listed == documented(), (
+        f"missing from docs/api.md: {sorted(documented() - listed)}; not operations: {sorted(listed - documented())}"
+    )
 
 
 async def test_the_document_is_served_without_credentials(embedded):
@@ -75,11 +81,14 @@ async def test_the_document_is_served_without_credentials(embedded):
     assert body == json.loads(json.dumps(document()))
 
 
-@pytest.mark.parametrize("schema, field, expected", [
-    ("ReadingBatch", ("properties", "readings", "maxItems"), 10_000),
-    ("History", ("properties", "points", "maxItems"), 10_000),
-    ("ServerForm", ("properties", "pue", "maximum"), 5),
-])
+@pytest.mark.parametrize(
+    "schema, field, expected",
+    [
+        ("ReadingBatch", ("properties", "readings", "maxItems"), 10_000),
+        ("History", ("properties", "points", "maxItems"), 10_000),
+        ("ServerForm", ("properties", "pue", "maximum"), 5),
+    ],
+)
 def test_limits_are_the_codes_own(schema, field, expected):
     node = document()["components"]["schemas"][schema]
     for key in field:

@@ -25,8 +25,7 @@ async def test_a_sysadmin_cannot_change_or_purge_anothers_server(embedded):
         assert status == 403 and "belongs to" in body["error"], body
         status, body = await mallory.call("DELETE", f"/api/v1/servers/{sid}?confirm=true&purge=true")
         assert status == 403, body
-        status, body = await mallory.call("PUT", f"/api/v1/servers/{sid}/owner",
-                                          json={"owner": "mallory"})
+        status, body = await mallory.call("PUT", f"/api/v1/servers/{sid}/owner", json={"owner": "mallory"})
         assert status == 403, body
         _, after = await alice.call("GET", f"/api/v1/servers/{sid}", expect=200)
         assert after["max_watts"] == server["max_watts"]
@@ -46,8 +45,13 @@ async def test_a_sysadmin_cannot_change_or_purge_anothers_server(embedded):
         assert status == 403
         _, log = await admin.call("GET", "/api/v1/audit", expect=200)
         actions = [(e["action"], e["target"]) for e in log["entries"]]
-        assert actions == [("server.purged", sid), ("server.removed", sid), ("server.transferred", sid),
-                           ("server.updated", sid), ("server.added", sid)]
+        assert actions == [
+            ("server.purged", sid),
+            ("server.removed", sid),
+            ("server.transferred", sid),
+            ("server.updated", sid),
+            ("server.added", sid),
+        ]
         assert log["entries"][0]["actor"] == mallory_name
         assert log["entries"][3]["detail"] == "changed max_watts"
         assert log["entries"][2]["detail"].endswith(f"to {mallory_name}")
@@ -64,8 +68,9 @@ def test_users_and_keys_made_from_the_shell_are_in_the_audit_log(tmp_path):
     env = {**os.environ, "TASKER_REGISTRY_URL": f"sqlite:///{tmp_path}/registry.db"}
     run = [sys.executable, "-c", "from tasker.cli import main; main()"]
     subprocess.run([*run, "users", "add", "olga", "--role", "engineer"], env=env, check=True, capture_output=True)
-    out = subprocess.run([*run, "keys", "create", "--label", "rack-7"], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [*run, "keys", "create", "--label", "rack-7"], env=env, check=True, capture_output=True, text=True
+    ).stdout
     key_id = out.split("Created ingest key ")[1].split(" ")[0]
     subprocess.run([*run, "keys", "revoke", key_id], env=env, check=True, capture_output=True)
 
@@ -78,6 +83,9 @@ def test_users_and_keys_made_from_the_shell_are_in_the_audit_log(tmp_path):
             await registry.close()
 
     log = asyncio.run(entries())
-    assert [(e.action, e.target) for e in log] == [("key.revoked", key_id), ("key.created", key_id),
-                                                   ("user.added", "olga")]
+    assert [(e.action, e.target) for e in log] == [
+        ("key.revoked", key_id),
+        ("key.created", key_id),
+        ("user.added", "olga"),
+    ]
     assert all(e.actor.startswith("shell:") for e in log)

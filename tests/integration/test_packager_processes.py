@@ -50,14 +50,13 @@ async def front_end(mode: Mode) -> AsyncIterator[tuple[aiohttp.ClientSession, Ap
     """An in-process backend without a packager, a logged-in session, four servers, and the
     stream to post: (http, api, expected, batches, start)."""
     start = hour_aligned(3)
-    async with running_backend(mode, ["ingest", "api", "history"]) as (backend, url), \
-            aiohttp.ClientSession() as http:
+    async with running_backend(mode, ["ingest", "api", "history"]) as (backend, url), aiohttp.ClientSession() as http:
         api = await user_session(backend, http, url)
         servers = [(await api.add_server())["id"] for _ in range(4)]
         readings = make_readings(servers, start, 2_000, 1_500, seed=11)  # 50 min per server
         expected = Expected()
         expected.add(readings)
-        yield http, api, expected, [readings[i:i + BATCH] for i in range(0, len(readings), BATCH)], start
+        yield http, api, expected, [readings[i : i + BATCH] for i in range(0, len(readings), BATCH)], start
 
 
 async def check_everything(api: Api, expected: Expected, start: int) -> None:
@@ -90,7 +89,7 @@ async def test_a_packager_killed_mid_stream_loses_and_duplicates_nothing(distrib
             while await stored_by(http, first_url) == 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             # Keep posting while the packager dies, so it dies with messages in hand.
-            poster = asyncio.gather(*(api.post_retrying(b) for b in batches[posted:posted + 6]))
+            poster = asyncio.gather(*(api.post_retrying(b) for b in batches[posted : posted + 6]))
             await asyncio.sleep(0.05)
             stored_at_kill = await stored_by(http, first_url)
             first.kill()
@@ -107,8 +106,10 @@ async def test_a_packager_killed_mid_stream_loses_and_duplicates_nothing(distrib
             await check_everything(api, expected, start)
             second_url = listening_url(second.log())
             redelivered = await scrape(http, second_url, "tasker_messages_redelivered_total")
-            print(f"killed after storing {stored_at_kill}; the restarted packager got {redelivered} "
-                  f"messages again and stored {await stored_by(http, second_url)}")
+            print(
+                f"killed after storing {stored_at_kill}; the restarted packager got {redelivered} "
+                f"messages again and stored {await stored_by(http, second_url)}"
+            )
             assert 0 < stored_at_kill < expected.total
             # It died holding unacked messages; RabbitMQ gave them to the new packager.
             assert redelivered > 0
@@ -128,7 +129,7 @@ async def test_two_packagers_at_once_store_everything_exactly_once(distributed: 
         packagers = [await spawn_backend(distributed, ["packager"], tmp_path / f"packager-{i}.log") for i in (1, 2)]
         try:
             for i in range(0, len(batches), 4):
-                await asyncio.gather(*(api.post_retrying(b) for b in batches[i:i + 4]))
+                await asyncio.gather(*(api.post_retrying(b) for b in batches[i : i + 4]))
             await check_everything(api, expected, start)
             shares = [await stored_by(http, listening_url(p.log())) for p in packagers]
             assert sum(shares) >= expected.total

@@ -56,7 +56,7 @@ async def test_poison_mixed_into_sustained_load_loses_no_good_reading(mode):
         now = int(time.time() * 1000)
         start = now - now % HOUR_MS - 3 * HOUR_MS
         readings = make_readings(good_servers, start, 600, 3_000, seed=14)  # 30 min per server
-        good_batches = [readings[i:i + 100] for i in range(0, len(readings), 100)]
+        good_batches = [readings[i : i + 100] for i in range(0, len(readings), 100)]
         bad_batches = []
         for i in range(len(good_batches)):
             batch = make_readings([bad_server], start + i * 100_000, 50, 1_000, seed=100 + i)
@@ -72,8 +72,7 @@ async def test_poison_mixed_into_sustained_load_loses_no_good_reading(mode):
         async def bad_sensor():
             for batch, poisoned in bad_batches:
                 # NaN and inf are not JSON: send the literals as a naive client would.
-                body = aiohttp.payload.StringPayload(
-                    json.dumps({"readings": batch}), content_type="application/json")
+                body = aiohttp.payload.StringPayload(json.dumps({"readings": batch}), content_type="application/json")
                 status, answer = await api.call("POST", "/api/v1/readings", data=body)
                 assert status == 400, answer
                 assert sorted({d["index"] for d in answer["details"]}) == poisoned, answer
@@ -92,8 +91,10 @@ async def test_poison_mixed_into_sustained_load_loses_no_good_reading(mode):
         for metric in ("power", "co2"):
             assert await api.all_raw(bad_server, metric, start, end) == []
         assert backend.broker.dead_lettered() == 0
-        print(f"{mode.name}: {expected.total} good readings stored exactly once beside "
-              f"{len(bad_batches)} poisoned batches refused whole")
+        print(
+            f"{mode.name}: {expected.total} good readings stored exactly once beside "
+            f"{len(bad_batches)} poisoned batches refused whole"
+        )
 
 
 async def test_the_packager_dead_letters_only_the_readings_cassandra_refuses(distributed, amqp_url):
@@ -103,15 +104,19 @@ async def test_the_packager_dead_letters_only_the_readings_cassandra_refuses(dis
         servers = [(await api.add_server())["id"] for _ in range(3)]
         now = int(time.time() * 1000)
         start = now - now % HOUR_MS - 3 * HOUR_MS
-        good = [Reading(servers[i % 3], "power", start + i * 1_000, float(rng.randrange(0, 8_000)) / 4)
-                for i in range(3_000)]
-        poison = [Reading(servers[i % 3], "power", start + 4 * HOUR_MS // 3 + i * 1_000, value)
-                  for i, value in enumerate((1e308, 3.5e38, -1e308, 1e39))]
+        good = [
+            Reading(servers[i % 3], "power", start + i * 1_000, float(rng.randrange(0, 8_000)) / 4)
+            for i in range(3_000)
+        ]
+        poison = [
+            Reading(servers[i % 3], "power", start + 4 * HOUR_MS // 3 + i * 1_000, value)
+            for i, value in enumerate((1e308, 3.5e38, -1e308, 1e39))
+        ]
         # Messages as an older or foreign publisher might send them, bypassing ingest's checks:
         # each of the first four holds one reading Cassandra cannot store among 250 good ones.
         bodies = []
         for i in range(0, len(good), 250):
-            part = good[i:i + 250]
+            part = good[i : i + 250]
             if i // 250 < len(poison):
                 part = part[:100] + [poison[i // 250]] + part[100:]
             bodies.append(encode_readings("power", part, now))

@@ -42,18 +42,30 @@ async def add_fleet(api: Api) -> list[dict]:
     Their names sort first among the servers of the session, coal first: the run-now
     counterfactual (the first server that fits, in the registry's order by name) is then the
     dirtiest server, whatever other tests left in the shared database."""
-    specs = [("ap-south", "coal"), ("us-west", "grid-mix"), ("us-west", "grid-mix"), ("eu-north", "hydro"),
-             ("eu-west", "gas"), ("eu-central", "grid-mix")]
+    specs = [
+        ("ap-south", "coal"),
+        ("us-west", "grid-mix"),
+        ("us-west", "grid-mix"),
+        ("eu-north", "hydro"),
+        ("eu-west", "gas"),
+        ("eu-central", "grid-mix"),
+    ]
     tag = secrets.token_hex(3)
-    return [await api.add_server(f"0{i}-{s}-{tag}", location={"region": r}, energy_source=s, cores=8)
-            for i, (r, s) in enumerate(specs)]
+    return [
+        await api.add_server(f"0{i}-{s}-{tag}", location={"region": r}, energy_source=s, cores=8)
+        for i, (r, s) in enumerate(specs)
+    ]
 
 
 async def submit_tasks(api: Api, count: int) -> list[dict]:
     out = []
     for i in range(count):
-        body = {"name": f"job-{i}", "cores": 2 + i % 3 * 2, "duration": f"{30 + (i % 4) * 30}m",
-                "interruptible": i % 3 == 0}
+        body = {
+            "name": f"job-{i}",
+            "cores": 2 + i % 3 * 2,
+            "duration": f"{30 + (i % 4) * 30}m",
+            "interruptible": i % 3 == 0,
+        }
         if i % 5 == 0:
             body["regions"] = ["us-west", "eu-north"]
         _, task = await api.call("POST", "/api/v1/tasks", json=body, expect=201)
@@ -112,8 +124,7 @@ async def assert_sound_plan(api: Api, admin: Api, submitted: list[dict]) -> None
 
 
 async def test_tasks_submitted_through_the_api_get_planned(distributed) -> None:
-    async with running_backend(distributed, ["api", "scheduler"]) as (backend, url), \
-            aiohttp.ClientSession() as http:
+    async with running_backend(distributed, ["api", "scheduler"]) as (backend, url), aiohttp.ClientSession() as http:
         api = await user_session(backend, http, url)
         admin = await user_session(backend, http, url, "admin")
         await add_fleet(api)
@@ -139,8 +150,9 @@ async def test_killed_lease_holder_is_replaced_without_losing_or_doubling_tasks(
             api = await user_session(backend, http, url)
             admin = await user_session(backend, http, url, "admin")
             await add_fleet(api)
-            spawned = [await spawn_backend(distributed, ["scheduler"], tmp_path / f"scheduler-{i}.log")
-                       for i in range(2)]
+            spawned = [
+                await spawn_backend(distributed, ["scheduler"], tmp_path / f"scheduler-{i}.log") for i in range(2)
+            ]
             deadline = time.monotonic() + 30
             while (lease := await registry.get_lease(LEASE_NAME)) is None or lease.expires_at_ms < time.time() * 1000:
                 assert time.monotonic() < deadline, "no scheduler took the lease"

@@ -68,8 +68,9 @@ class LiveBackend:
         return {"Authorization": f"Bearer {secret}"}
 
     def login(self, username: str = "fuzz-admin") -> str:
-        answer = requests.post(f"{self.url}/api/v1/auth/login",
-                               json={"username": username, "password": PASSWORD}, timeout=30)
+        answer = requests.post(
+            f"{self.url}/api/v1/auth/login", json={"username": username, "password": PASSWORD}, timeout=30
+        )
         answer.raise_for_status()
         return answer.json()["token"]
 
@@ -132,10 +133,20 @@ def live_backend(tmp_path_factory) -> Iterator[LiveBackend]:
         live = ready.result(timeout=60)
         live.admin_token = live.login()
         live.spare_tokens = [live.login("fuzz-spare") for _ in range(MAX_EXAMPLES * 3)]
-        server = {"name": "fuzz-target", "location": {"region": "eu-west"}, "energy_source": "wind",
-                  "idle_watts": 80, "max_watts": 400, "cores": 16}
-        requests.post(f"{live.url}/api/v1/servers", json=server,
-                      headers={"Authorization": f"Bearer {live.admin_token}"}, timeout=30).raise_for_status()
+        server = {
+            "name": "fuzz-target",
+            "location": {"region": "eu-west"},
+            "energy_source": "wind",
+            "idle_watts": 80,
+            "max_watts": 400,
+            "cores": 16,
+        }
+        requests.post(
+            f"{live.url}/api/v1/servers",
+            json=server,
+            headers={"Authorization": f"Bearer {live.admin_token}"},
+            timeout=30,
+        ).raise_for_status()
         yield live
     finally:
         loop.call_soon_threadsafe(stop.set)
@@ -148,8 +159,7 @@ def live_backend(tmp_path_factory) -> Iterator[LiveBackend]:
 def api_schema(live_backend: LiveBackend):
     schema = schemathesis.openapi.from_dict(document())
     schema.config.update(base_url=live_backend.url)
-    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
-                                    max_examples=MAX_EXAMPLES)
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=MAX_EXAMPLES)
     return schema
 
 
@@ -157,8 +167,9 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, phases=PHASES,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, phases=PHASES, suppress_health_check=list(HealthCheck)
+)
 def test_every_operation_answers_within_its_contract(case, live_backend: LiveBackend):
     case.call_and_validate(headers=live_backend.headers(case), checks=CHECKS, timeout=30)
     assert not live_backend.errors, [r.getMessage() for r in live_backend.errors]

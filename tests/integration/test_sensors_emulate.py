@@ -40,20 +40,29 @@ class EmbeddedBackend:
         self.process: subprocess.Popen[str] | None = None
         self.ingest_key = ""
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TASKER_")}
-        self.env.update({
-            "TASKER_REGISTRY_URL": f"sqlite:///{root / 'registry.db'}",
-            "TASKER_TIMESERIES_URL": f"sqlite:///{root / 'timeseries.db'}",
-            "TASKER_BROKER_URL": "memory://",
-            "XDG_CONFIG_HOME": str(root / "config"),
-            "XDG_DATA_HOME": str(root / "data"),
-            "PYTHONUNBUFFERED": "1",
-        })
+        self.env.update(
+            {
+                "TASKER_REGISTRY_URL": f"sqlite:///{root / 'registry.db'}",
+                "TASKER_TIMESERIES_URL": f"sqlite:///{root / 'timeseries.db'}",
+                "TASKER_BROKER_URL": "memory://",
+                "XDG_CONFIG_HOME": str(root / "config"),
+                "XDG_DATA_HOME": str(root / "data"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
 
-    def tasker(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def tasker(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run a `tasker` command with this backend's environment; returns the finished process."""
-        return subprocess.run([TASKER, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
-                              env={**self.env, **(env or {})})
+        return subprocess.run(
+            [TASKER, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+        )
 
     def create_accounts(self) -> None:
         """A sysadmin `ops` and an ingest key, made the way an operator would."""
@@ -68,8 +77,9 @@ class EmbeddedBackend:
         """Start the backend (on a free port the first time, the same port after) and wait for it."""
         listen = f"127.0.0.1:{self.port}"
         log = open(self.root / "backend.log", "a")
-        self.process = subprocess.Popen([TASKER, "backend", "--listen", listen], stdout=subprocess.PIPE,
-                                        stderr=log, text=True, env=self.env)
+        self.process = subprocess.Popen(
+            [TASKER, "backend", "--listen", listen], stdout=subprocess.PIPE, stderr=log, text=True, env=self.env
+        )
         log.close()
         found = threading.Event()
 
@@ -106,8 +116,9 @@ class EmbeddedBackend:
 
 def start_emulator(backend: EmbeddedBackend, token: str, *args: str) -> subprocess.Popen[str]:
     env = {**backend.env, "TASKER_TOKEN": token, "TASKER_INGEST_KEY": backend.ingest_key}
-    return subprocess.Popen([TASKER, "sensors", "emulate", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [TASKER, "sensors", "emulate", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def stop_process(process: subprocess.Popen[str]) -> tuple[int, str]:
@@ -132,12 +143,37 @@ async def backend(tmp_path) -> AsyncIterator[EmbeddedBackend]:
 
 
 FLEET = [
-    {"name": "grid-eu", "location": {"region": "eu-central", "site": "Frankfurt"}, "energy_source": "grid-mix",
-     "pue": 1.4, "idle_watts": 90, "max_watts": 420, "cores": 32, "tags": ["it"]},
-    {"name": "coal-us", "location": {"region": "us-central"}, "energy_source": "coal",
-     "pue": 1.6, "idle_watts": 40, "max_watts": 120, "cores": 8, "tags": []},
-    {"name": "wind-nordic", "location": {"region": "eu-north"}, "energy_source": "wind",
-     "carbon_intensity_g_per_kwh": 15.0, "pue": 1.1, "idle_watts": 150, "max_watts": 800, "cores": 96, "tags": []},
+    {
+        "name": "grid-eu",
+        "location": {"region": "eu-central", "site": "Frankfurt"},
+        "energy_source": "grid-mix",
+        "pue": 1.4,
+        "idle_watts": 90,
+        "max_watts": 420,
+        "cores": 32,
+        "tags": ["it"],
+    },
+    {
+        "name": "coal-us",
+        "location": {"region": "us-central"},
+        "energy_source": "coal",
+        "pue": 1.6,
+        "idle_watts": 40,
+        "max_watts": 120,
+        "cores": 8,
+        "tags": [],
+    },
+    {
+        "name": "wind-nordic",
+        "location": {"region": "eu-north"},
+        "energy_source": "wind",
+        "carbon_intensity_g_per_kwh": 15.0,
+        "pue": 1.1,
+        "idle_watts": 150,
+        "max_watts": 800,
+        "cores": 96,
+        "tags": [],
+    },
 ]
 
 INTERVAL_MS = 500
@@ -145,8 +181,7 @@ INTERVAL_MS = 500
 
 async def readings(api: TaskerClient, server_id: str, metric: str, start: int, end: int) -> dict[int, float]:
     """{ts: value} of a server's metric in [start, end]."""
-    return {r["ts"]: r["value"]
-            async for r in api.iter_readings(server_id, metric, start=start, end=end, limit=5000)}
+    return {r["ts"]: r["value"] async for r in api.iter_readings(server_id, metric, start=start, end=end, limit=5000)}
 
 
 async def wait_for(check, timeout: float, step: float = 0.25):
@@ -274,9 +309,13 @@ async def test_the_key_comes_from_a_file_and_never_shows_in_ps(backend, tmp_path
     async with TaskerClient(backend.url, token) as api:
         server = await api.create_server({**FLEET[0], "name": "key-file"})
         started = int(time.time() * 1000)
-        emulator = subprocess.Popen([TASKER, "sensors", "emulate", "--key-file", str(key_file), "--interval", "0.5",
-                                     "--quiet", "--no-agents"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env=env)
+        emulator = subprocess.Popen(
+            [TASKER, "sensors", "emulate", "--key-file", str(key_file), "--interval", "0.5", "--quiet", "--no-agents"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         try:
             command_line = Path(f"/proc/{emulator.pid}/cmdline").read_bytes().decode()
             assert backend.ingest_key not in command_line
@@ -285,7 +324,12 @@ async def test_the_key_comes_from_a_file_and_never_shows_in_ps(backend, tmp_path
             code, err = stop_process(emulator)
         assert code == 0, err
 
-    missing = subprocess.run([TASKER, "sensors", "emulate", "--key-file", str(tmp_path / "none")],
-                             capture_output=True, text=True, env=env, timeout=30)
+    missing = subprocess.run(
+        [TASKER, "sensors", "emulate", "--key-file", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1].endswith("No such file or directory")

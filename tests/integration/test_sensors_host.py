@@ -48,16 +48,26 @@ class RunningCounters:
 async def test_host_sensor_posts_measured_power_and_co2(backend, tmp_path):
     token = await backend.login()
     async with TaskerClient(backend.url, token) as api:
-        server = await api.create_server({
-            "name": "this-host", "location": {"region": "eu-west"}, "energy_source": "coal",
-            "pue": 1.2, "idle_watts": 10, "max_watts": 200, "cores": 4, "tags": [],
-        })
+        server = await api.create_server(
+            {
+                "name": "this-host",
+                "location": {"region": "eu-west"},
+                "energy_source": "coal",
+                "pue": 1.2,
+                "idle_watts": 10,
+                "max_watts": 200,
+                "cores": 4,
+                "tags": [],
+            }
+        )
     counters = RunningCounters(tmp_path / "powercap")
     counters.thread.start()
     started = int(time.time() * 1000)
     sensor = subprocess.Popen(
         [TASKER, "sensors", "host", server["id"], "--interval", "0.5", "--powercap", str(counters.root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**backend.env, "TASKER_TOKEN": token, "TASKER_INGEST_KEY": backend.ingest_key},
     )
     try:
@@ -85,10 +95,20 @@ async def test_host_sensor_posts_measured_power_and_co2(backend, tmp_path):
 async def test_host_sensor_for_an_unknown_server_says_so_in_one_line(backend, tmp_path):
     counters = RunningCounters(tmp_path / "powercap")
     token = await backend.login()
-    result = backend.tasker("sensors", "host", "srv_nosuchthing", "--powercap", str(counters.root), "--quiet",
-                            env={"TASKER_TOKEN": token, "TASKER_INGEST_KEY": backend.ingest_key}, timeout=30)
+    result = backend.tasker(
+        "sensors",
+        "host",
+        "srv_nosuchthing",
+        "--powercap",
+        str(counters.root),
+        "--quiet",
+        env={"TASKER_TOKEN": token, "TASKER_INGEST_KEY": backend.ingest_key},
+        timeout=30,
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last == ("tasker: no server 'srv_nosuchthing' is registered: add this machine with `tasker servers add`"
-                    " and pass the id it gets")
+    assert last == (
+        "tasker: no server 'srv_nosuchthing' is registered: add this machine with `tasker servers add`"
+        " and pass the id it gets"
+    )
     assert "Traceback" not in result.stderr

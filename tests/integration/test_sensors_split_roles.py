@@ -25,16 +25,17 @@ PASSWORD = "split roles, one fleet"
 
 
 def tasker(mode: Mode, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([TASKER, *args], env=mode.env(), input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([TASKER, *args], env=mode.env(), input=stdin, capture_output=True, text=True, timeout=timeout)
 
 
 async def test_sensors_read_the_fleet_from_the_api_and_post_to_the_ingest_process(distributed, tmp_path):
     made = tasker(distributed, "users", "add", "ops", "--role", "sysadmin", "--password-stdin", stdin=PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
     key = re.search(r"^(tik_\S+)$", tasker(distributed, "keys", "create", "--label", "rack").stdout, re.M).group(1)
-    spawned = [await spawn_backend(distributed, roles, tmp_path / f"{'-'.join(roles)}.log")
-               for roles in (["api", "history"], ["ingest"], ["packager"])]
+    spawned = [
+        await spawn_backend(distributed, roles, tmp_path / f"{'-'.join(roles)}.log")
+        for roles in (["api", "history"], ["ingest"], ["packager"])
+    ]
     api_url, ingest_url = listening_url(spawned[0].log()), listening_url(spawned[1].log())
     try:
         async with aiohttp.ClientSession() as http:
@@ -43,18 +44,22 @@ async def test_sensors_read_the_fleet_from_the_api_and_post_to_the_ingest_proces
 
             key_file = tmp_path / "ingest.key"
             key_file.write_text(key + "\n")
-            wrong = tasker(distributed, "sensors", "emulate", "--url", ingest_url, "--key-file", str(key_file), "-q",
-                           timeout=30)
+            wrong = tasker(
+                distributed, "sensors", "emulate", "--url", ingest_url, "--key-file", str(key_file), "-q", timeout=30
+            )
             assert wrong.returncode != 0
             assert wrong.stderr.strip().splitlines()[-1] == (
                 f"tasker: {ingest_url} does not serve the server list (404): point --url at a backend process"
-                " that runs the api role (readings may go to an ingest-only process with --ingest-url)")
+                " that runs the api role (readings may go to an ingest-only process with --ingest-url)"
+            )
 
             started = int(time.time() * 1000)
             sensors = subprocess.Popen(
-                [TASKER, "sensors", "emulate", "--url", api_url, "--ingest-url", ingest_url,
-                 "--interval", "0.5", "-q"],
-                env={**distributed.env(), "TASKER_TOKEN": api.token, "TASKER_INGEST_KEY": key}, stderr=subprocess.PIPE, text=True)
+                [TASKER, "sensors", "emulate", "--url", api_url, "--ingest-url", ingest_url, "--interval", "0.5", "-q"],
+                env={**distributed.env(), "TASKER_TOKEN": api.token, "TASKER_INGEST_KEY": key},
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             try:
                 deadline = time.monotonic() + 60
                 found: dict[str, list] = {"power": [], "co2": []}

@@ -77,10 +77,12 @@ def test_cassandra_day_partitioned_table_round_trip(cassandra_url: str) -> None:
         # Writing the same key again is an upsert: still five rows.
         session.execute(insert, ("srv_a", "power", day, base_ms, 100.0))
         session.execute(insert, ("srv_b", "power", day, base_ms, 7.0))
-        rows = list(session.execute(
-            f"SELECT ts, value FROM {keyspace}.readings WHERE server_id=%s AND metric=%s AND day=%s",
-            ("srv_a", "power", day),
-        ))
+        rows = list(
+            session.execute(
+                f"SELECT ts, value FROM {keyspace}.readings WHERE server_id=%s AND metric=%s AND day=%s",
+                ("srv_a", "power", day),
+            )
+        )
         assert [r.value for r in rows] == [104.0, 103.0, 102.0, 101.0, 100.0]  # newest first
         options = session.execute(
             "SELECT compaction FROM system_schema.tables WHERE keyspace_name=%s AND table_name='readings'",

@@ -67,16 +67,37 @@ def login(shell: Shell) -> None:
     assert f"logged in to {shell.url} as ops (sysadmin)" in result.stdout
 
 
-ADD_WEB1 = ["servers", "add", "web-1", "--region", "eu-west", "--site", "Dublin", "--source", "wind",
-            "--idle", "80", "--max", "350", "--cores", "32", "--tag", "prod", "--tag", "web"]
+ADD_WEB1 = [
+    "servers",
+    "add",
+    "web-1",
+    "--region",
+    "eu-west",
+    "--site",
+    "Dublin",
+    "--source",
+    "wind",
+    "--idle",
+    "80",
+    "--max",
+    "350",
+    "--cores",
+    "32",
+    "--tag",
+    "prod",
+    "--tag",
+    "web",
+]
 
 
 def test_login_keeps_a_private_session_that_later_commands_use(shell):
     refused = shell("login", "--username", "ops", "--password-stdin", stdin="wrong-password\n")
     assert one_line_error(refused).startswith(f"tasker: login refused by {shell.url}:")
     not_yet = shell("servers", "list")
-    assert one_line_error(not_yet) == (f"tasker: not logged in to {shell.url} (or the session expired):"
-                                       f" run `tasker login --url {shell.url}` or set TASKER_TOKEN")
+    assert one_line_error(not_yet) == (
+        f"tasker: not logged in to {shell.url} (or the session expired):"
+        f" run `tasker login --url {shell.url}` or set TASKER_TOKEN"
+    )
     login(shell)
     session = Path(shell.backend.env["XDG_CONFIG_HOME"]) / "tasker" / "session.json"
     assert stat.S_IMODE(session.stat().st_mode) == 0o600
@@ -103,7 +124,20 @@ def test_servers_add_list_show_edit_rm(shell):
     listed = json.loads(shell("servers", "list", "--json").stdout)
     assert [(s["id"], s["name"], s["tags"]) for s in listed] == [(server["id"], "web-1", ["prod", "web"])]
     table = shell("servers", "list").stdout.splitlines()
-    assert table[0].split() == ["ID", "NAME", "REGION", "SOURCE", "POWER", "W", "CO2", "g/h", "IDLE..MAX", "W", "PUE", "TAGS"]
+    assert table[0].split() == [
+        "ID",
+        "NAME",
+        "REGION",
+        "SOURCE",
+        "POWER",
+        "W",
+        "CO2",
+        "g/h",
+        "IDLE..MAX",
+        "W",
+        "PUE",
+        "TAGS",
+    ]
     assert table[1].split() == [server["id"], "web-1", "eu-west", "wind", "-", "-", "80..350", "1.5", "prod,web"]
 
     shown = shell("servers", "show", "WEB-1")  # by name, case-insensitive
@@ -118,7 +152,9 @@ def test_servers_add_list_show_edit_rm(shell):
     assert one_line_error(shell("servers", "edit", "web-1")).startswith("tasker: nothing to change")
 
     unconfirmed = shell("servers", "rm", "web-1")  # stdin is not a terminal: no prompt possible
-    assert one_line_error(unconfirmed) == f"tasker: not removing web-1 ({server['id']}) without confirmation: pass --yes"
+    assert (
+        one_line_error(unconfirmed) == f"tasker: not removing web-1 ({server['id']}) without confirmation: pass --yes"
+    )
     for word in ("remove", "delete"):  # the words a user tries first lead to the same command
         assert one_line_error(shell("servers", word, "web-1")) == one_line_error(unconfirmed)
     removed = shell("servers", "rm", server["id"], "--yes", "--purge")
@@ -139,7 +175,8 @@ def test_history_as_csv_and_table(shell):
     async def post_and_ask() -> dict:
         async with TaskerClient(shell.url, shell.backend.ingest_key) as sensor:
             await sensor.post_readings(
-                [{"server_id": server["id"], "metric": "power", "ts": ts, "value": v} for ts, v in values.items()])
+                [{"server_id": server["id"], "metric": "power", "ts": ts, "value": v} for ts, v in values.items()]
+            )
         async with TaskerClient(shell.url, await shell.backend.login()) as api:
 
             async def stored() -> bool:
@@ -151,8 +188,9 @@ def test_history_as_csv_and_table(shell):
 
     expected = asyncio.run(post_and_ask())
 
-    result = shell("history", "web-1", "--metric", "power", "--since", iso(since), "--until", iso(until),
-                            "--points", "4", "--csv")
+    result = shell(
+        "history", "web-1", "--metric", "power", "--since", iso(since), "--until", iso(until), "--points", "4", "--csv"
+    )
     assert result.exit_code == 0, result.stderr
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == ["ts_ms", "time", "min", "avg", "max"]
@@ -170,8 +208,9 @@ def test_history_as_csv_and_table(shell):
 
     bad = shell("history", "web-1", "--since", "yesterday-ish")
     assert "--since 'yesterday-ish'" in one_line_error(bad)
-    upper = shell("history", "web-1", "--metric", "POWER", "--since", iso(since), "--until", iso(until),
-                  "--points", "4", "--csv")
+    upper = shell(
+        "history", "web-1", "--metric", "POWER", "--since", iso(since), "--until", iso(until), "--points", "4", "--csv"
+    )
     assert upper.exit_code == 0 and upper.stdout == result.stdout, upper.stderr
     bad_metric = shell("history", "web-1", "--metric", "voltage")
     assert one_line_error(bad_metric) == "tasker: --metric 'voltage': expected one of power, co2"
@@ -182,15 +221,18 @@ def test_an_unreachable_backend_is_one_clear_line(shell):
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
     result = shell("servers", "list", "--url", url, env={"TASKER_TOKEN": "any"})
-    assert one_line_error(result) == (f"tasker: cannot reach the backend at {url}: connection refused"
-                                      " — is `tasker backend` running?")
+    assert one_line_error(result) == (
+        f"tasker: cannot reach the backend at {url}: connection refused — is `tasker backend` running?"
+    )
     # Without a session too: "not logged in" would send the user to log in to nothing.
     no_session = shell("servers", "list", "--url", url)
-    assert one_line_error(no_session) == (f"tasker: cannot reach the backend at {url}: connection refused"
-                                          " — is `tasker backend` running?")
+    assert one_line_error(no_session) == (
+        f"tasker: cannot reach the backend at {url}: connection refused — is `tasker backend` running?"
+    )
     bad_url = shell("servers", "list", "--url", "ftp://example")
-    assert one_line_error(bad_url) == ("tasker: --url 'ftp://example': unknown scheme 'ftp';"
-                                       " expected http://host:port, e.g. http://127.0.0.1:8470")
+    assert one_line_error(bad_url) == (
+        "tasker: --url 'ftp://example': unknown scheme 'ftp'; expected http://host:port, e.g. http://127.0.0.1:8470"
+    )
 
 
 def test_help_names_every_server_field_and_flags_take_no_value(shell):

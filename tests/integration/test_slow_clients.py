@@ -33,8 +33,12 @@ async def short_timeouts(mode: Mode) -> AsyncIterator[tuple[Backend, str, int]]:
     `ClientTimeouts.from_settings` (TASKER_HEADER_TIMEOUT, TASKER_BODY_TIMEOUT)."""
     backend = Backend.create(mode.settings)
     await backend.start(give_up_after_s=20)
-    app = build_app(backend.context, backend.roles, backend.dispatcher,
-                    timeouts=ClientTimeouts(header_s=HEADER_TIMEOUT_S, body_s_per_mib=BODY_TIMEOUT_S))
+    app = build_app(
+        backend.context,
+        backend.roles,
+        backend.dispatcher,
+        timeouts=ClientTimeouts(header_s=HEADER_TIMEOUT_S, body_s_per_mib=BODY_TIMEOUT_S),
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:
@@ -101,8 +105,10 @@ async def normal_client_is_served(host: str, port: int) -> None:
 async def test_request_heads_trickled_a_byte_at_a_time_are_cut_off(embedded):
     slow = b"X-Slow: " + b"a" * 2_000  # 200 s at this pace
     async with short_timeouts(embedded) as (_, host, port):
-        attacks = [asyncio.create_task(trickle(host, port, b"GET /api/v1/servers HTTP/1.1\r\nHost: x\r\n", slow))
-                   for _ in range(5)]
+        attacks = [
+            asyncio.create_task(trickle(host, port, b"GET /api/v1/servers HTTP/1.1\r\nHost: x\r\n", slow))
+            for _ in range(5)
+        ]
         await asyncio.sleep(HEADER_TIMEOUT_S / 2)
         await normal_client_is_served(host, port)
         for sent, answer in await asyncio.gather(*attacks):
@@ -114,15 +120,18 @@ async def test_request_heads_trickled_a_byte_at_a_time_are_cut_off(embedded):
 @pytest.mark.parametrize("path", ["/api/v1/auth/login", "/api/v1/readings"])
 async def test_a_body_trickled_a_byte_at_a_time_gets_a_408_and_the_connection_closes(embedded, path):
     slow = b'{"readings": [' + b" " * 2_000
-    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(slow)}\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(slow)}\r\n\r\n"
+    ).encode()
     async with short_timeouts(embedded) as (backend, host, port):
         if path == "/api/v1/readings":
             assert backend.auth is not None
             await backend.auth.add_user("sensor-owner", "sysadmin", "a password of 20 chars")
             async with aiohttp.ClientSession() as http:
-                async with http.post(f"http://{host}:{port}/api/v1/auth/login",
-                                     json={"username": "sensor-owner", "password": "a password of 20 chars"}) as r:
+                async with http.post(
+                    f"http://{host}:{port}/api/v1/auth/login",
+                    json={"username": "sensor-owner", "password": "a password of 20 chars"},
+                ) as r:
                     token = (await r.json())["token"]
             head = head.replace(b"\r\n\r\n", f"\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
         attacks = [asyncio.create_task(trickle(host, port, head, slow)) for _ in range(3)]
@@ -142,8 +151,10 @@ async def test_a_body_sent_in_time_is_served_as_usual(embedded):
         assert backend.auth is not None
         await backend.auth.add_user("patient", "admin", "a password of 20 chars")
         body = json.dumps({"username": "patient", "password": "a password of 20 chars"}).encode()
-        head = (f"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        head = (
+            f"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(head + body)
         answer = await reader.read()

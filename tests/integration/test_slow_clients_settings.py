@@ -18,8 +18,15 @@ def test_the_defaults_are_the_apps():
     assert ClientTimeouts.from_settings(load_settings({})) == ClientTimeouts()
 
 
-@pytest.mark.parametrize("variable, value", [("TASKER_HEADER_TIMEOUT", "0"), ("TASKER_BODY_TIMEOUT", "soon"),
-                                             ("TASKER_BODY_TIMEOUT", "nan"), ("TASKER_HEADER_TIMEOUT", "-1")])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("TASKER_HEADER_TIMEOUT", "0"),
+        ("TASKER_BODY_TIMEOUT", "soon"),
+        ("TASKER_BODY_TIMEOUT", "nan"),
+        ("TASKER_HEADER_TIMEOUT", "-1"),
+    ],
+)
 def test_a_timeout_that_is_not_a_positive_number_is_refused_naming_it(variable, value):
     with pytest.raises(ConfigError, match=f"^{variable}='{value}': expected a number of seconds"):
         load_settings({variable: value})

@@ -36,9 +36,11 @@ async def test_ownership_validation_and_planning(embedded) -> None:
         status, body = await engineer.call("POST", "/api/v1/tasks", json=TASK)
         assert status == 403 and "engineer" in body["error"]
 
-        status, body = await alice.call("POST", "/api/v1/tasks",
-                                        json={**TASK, "cores": 9, "tags": ["gpu"], "duration": "1h",
-                                              "deadline": "2020-01-01T00:00:00Z"})
+        status, body = await alice.call(
+            "POST",
+            "/api/v1/tasks",
+            json={**TASK, "cores": 9, "tags": ["gpu"], "duration": "1h", "deadline": "2020-01-01T00:00:00Z"},
+        )
         assert status == 400
         assert {d["field"] for d in body["details"]} == {"cores", "tags", "deadline"}
 
@@ -84,6 +86,7 @@ async def test_ownership_validation_and_planning(embedded) -> None:
         assert status == 403
         status, body = await admin.call("PUT", "/api/v1/grid/traces", data="region,ts,g_per_kwh\nus-west,x,1\n")
         assert status == 400 and "line 2" in body["error"]
-        _, body = await admin.call("PUT", "/api/v1/grid/traces", expect=200,
-                                   data="region,ts,g_per_kwh\nus-west,2026-01-01T00:00:00Z,100\n")
+        _, body = await admin.call(
+            "PUT", "/api/v1/grid/traces", expect=200, data="region,ts,g_per_kwh\nus-west,2026-01-01T00:00:00Z,100\n"
+        )
         assert body == {"regions": {"us-west": 1}, "rows": 1}

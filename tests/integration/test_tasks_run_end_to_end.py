@@ -10,6 +10,7 @@ end), ends done, and its CO2 measured from the readings is within 10% of the pla
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from datetime import datetime
 
@@ -28,9 +29,18 @@ from tests.integration.backend_rig import running_backend, user_session
 pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
 
 SLOT_S = 2
-SCHEDULER = SchedulerSettings(renew_s=0.5, check_s=0.5, debounce_s=0.05, time_budget_s=0.3, slot_s=SLOT_S,
-                              horizon_s=300, agent_grace_s=2, freeze_grace_s=10, measure_every_s=0.5,
-                              measure_settle_s=1.5)
+SCHEDULER = SchedulerSettings(
+    renew_s=0.5,
+    check_s=0.5,
+    debounce_s=0.05,
+    time_budget_s=0.3,
+    slot_s=SLOT_S,
+    horizon_s=300,
+    agent_grace_s=2,
+    freeze_grace_s=10,
+    measure_every_s=0.5,
+    measure_settle_s=1.5,
+)
 AGENTS = AgentSettings(lease_ttl_s=5, poll_s=0.5, lookahead_s=120)
 
 
@@ -45,20 +55,33 @@ def mean(points: list[tuple[int, float]], lo: int, hi: int) -> float:
 
 
 async def test_a_submitted_task_runs_on_an_emulated_server_and_is_measured(distributed) -> None:
-    async with running_backend(distributed, (), scheduler_settings=SCHEDULER, agent_settings=AGENTS) \
-            as (backend, url), aiohttp.ClientSession() as http:
+    async with (
+        running_backend(distributed, (), scheduler_settings=SCHEDULER, agent_settings=AGENTS) as (backend, url),
+        aiohttp.ClientSession() as http,
+    ):
         admin = await user_session(backend, http, url, "admin")
-        server = await admin.add_server(energy_source="wind", idle_watts=80, max_watts=400, cores=16)
+        # The registry is shared with the session's other tests: a tag of its own keeps the task
+        # off servers they left behind, which may be cleaner.
+        tag = f"e2e-{secrets.token_hex(4)}"
+        server = await admin.add_server(energy_source="wind", idle_watts=80, max_watts=400, cores=16, tags=[tag])
         _, key = await backend.auth.create_ingest_key("emulator", "admin")
         async with TaskerClient(url, admin.token) as registry, TaskerClient(url, key) as posting:
-            emulator = FleetEmulator(RegistryFollower(registry, poll_s=0.5), ReadingSender(posting),
-                                     interval_s=0.5, seed=7,
-                                     agents=EmulatedAgents(registry, poll_s=0.25, seed=7))
+            emulator = FleetEmulator(
+                RegistryFollower(registry, poll_s=0.5),
+                ReadingSender(posting),
+                interval_s=0.5,
+                seed=7,
+                agents=EmulatedAgents(registry, poll_s=0.25, seed=7),
+            )
             emulating = asyncio.create_task(emulator.run(progress_every_s=None))
             try:
                 start_at = int(time.time() * 1000) + 5_000
-                _, task = await admin.call("POST", "/api/v1/tasks", expect=201, json={
-                    "name": "e2e", "cores": 4, "duration": 8, "earliest_start": start_at})
+                _, task = await admin.call(
+                    "POST",
+                    "/api/v1/tasks",
+                    expect=201,
+                    json={"name": "e2e", "cores": 4, "duration": 8, "earliest_start": start_at, "tags": [tag]},
+                )
                 deadline = time.monotonic() + 60
                 while True:
                     _, task = await admin.call("GET", f"/api/v1/tasks/{task['id']}", expect=200)
@@ -79,8 +102,10 @@ async def test_a_submitted_task_runs_on_an_emulated_server_and_is_measured(distr
         rise = 320 * 4 / 16  # (max - idle) x cores / server cores
         assert during - before > rise / 2 and during - after > rise / 2, (before, during, after)
         planned, measured = task["plan"]["co2_g"], task["plan"]["measured_co2_g"]
-        print(f"\nplanned {planned:.6f} g, measured {measured:.6f} g ({100 * (measured / planned - 1):+.2f}%), "
-              f"power before/during/after {before:.1f}/{during:.1f}/{after:.1f} W")
+        print(
+            f"\nplanned {planned:.6f} g, measured {measured:.6f} g ({100 * (measured / planned - 1):+.2f}%), "
+            f"power before/during/after {before:.1f}/{during:.1f}/{after:.1f} W"
+        )
         assert abs(measured - planned) <= 0.10 * planned
         _, saved = await admin.call("GET", "/api/v1/plan/savings", expect=200)
         assert saved["today"]["measured"] >= 1

@@ -60,12 +60,18 @@ class BatchWriter:
     async def write_minutes(self, partitions: dict[tuple[str, str, int], dict[int, float]]) -> None:
         """Readings as `raw_minutes` rows, from {(server, metric, day): {ms into the day: value}}:
         a row per touched minute, batches weighed by their readings."""
-        await self._write_encoded("insert_raw", _encode_raw(partitions), len(partitions),
-                                  _points_in, MAX_BATCH_READINGS)
+        await self._write_encoded(
+            "insert_raw", _encode_raw(partitions), len(partitions), _points_in, MAX_BATCH_READINGS
+        )
 
-    async def _write_encoded(self, name: str, by_partition: Iterable[Sequence[Encoded]], partitions: int,
-                            weight: Callable[[Encoded], int] | None = None,
-                            max_rows: int = MAX_BATCH_ROWS) -> None:
+    async def _write_encoded(
+        self,
+        name: str,
+        by_partition: Iterable[Sequence[Encoded]],
+        partitions: int,
+        weight: Callable[[Encoded], int] | None = None,
+        max_rows: int = MAX_BATCH_ROWS,
+    ) -> None:
         """Encoded rows of one statement, grouped by `partitions` partitions, as UNLOGGED
         batches sent while the next ones are built (each row keeps its own USING TIMESTAMP).
         The loop gets a turn between batches, so a write of many thousand rows never holds it
@@ -79,7 +85,9 @@ class BatchWriter:
 
 
 def pack_partitions(
-    by_partition: Iterable[Sequence[T]], max_rows: int, max_partitions: int,
+    by_partition: Iterable[Sequence[T]],
+    max_rows: int,
+    max_partitions: int,
     weight: Callable[[T], int] | None = None,
 ) -> Iterator[list[T]]:
     """Rows grouped by partition -> batches of at most `max_rows` rows (or of rows weighing

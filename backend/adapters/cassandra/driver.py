@@ -85,8 +85,7 @@ class CassandraSession:
             raise Unavailable(f"{self.where}: not started")
         try:
             return {
-                name: self._session.prepare(cql.format(ks=self.target.keyspace))
-                for name, cql in statements.items()
+                name: self._session.prepare(cql.format(ks=self.target.keyspace)) for name, cql in statements.items()
             }
         except RequestValidationException:
             raise

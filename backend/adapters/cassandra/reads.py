@@ -36,7 +36,9 @@ class Reads:
             )
             rows = sorted(
                 (day * ds.DAY_MS + ts, v, v, v, 1)
-                for day, page in zip(days, pages) for (points,) in page for ts, v in map_items(points)
+                for day, page in zip(days, pages)
+                for (points,) in page
+                for ts, v in map_items(points)
                 if from_ms <= day * ds.DAY_MS + ts < to_ms
             )
         else:
@@ -48,8 +50,9 @@ class Reads:
             rows = [row for page in pages for row in page]
         return ds.downsample(rows, res, from_ms, to_ms, max_points)
 
-    async def raw(self, server_id: str, metric: str, from_ms: int, to_ms: int, limit: int,
-                  cursor: str | None = None) -> RawPage:
+    async def raw(
+        self, server_id: str, metric: str, from_ms: int, to_ms: int, limit: int, cursor: str | None = None
+    ) -> RawPage:
         """Raw readings in [from_ms, to_ms), newest first, across day partitions; ValueError
         for a garbled cursor."""
         run = self._session.run
@@ -67,9 +70,11 @@ class Reads:
             while last >= first and len(found) <= limit:
                 rows = await run("select_raw", (server_id, metric, day, first, last, rows_per_read))
                 for _, points in rows:
-                    found.extend(Reading(server_id, metric, base + ts, v)
-                                 for ts, v in sorted(map_items(points), reverse=True)
-                                 if from_ms <= base + ts < upper)
+                    found.extend(
+                        Reading(server_id, metric, base + ts, v)
+                        for ts, v in sorted(map_items(points), reverse=True)
+                        if from_ms <= base + ts < upper
+                    )
                 if len(rows) < rows_per_read:
                     break
                 last = rows[-1][0] - 1
@@ -97,5 +102,4 @@ def _periods(from_ms: int, to_ms: int, span_ms: int) -> range:
 def _minutes_of(day: int, from_ms: int, to_ms: int) -> tuple[int, int]:
     """First and last minute of `day` (inclusive) that [from_ms, to_ms) overlaps."""
     base = day * ds.DAY_MS
-    return (max(from_ms - base, 0) // ds.MINUTE_MS,
-            (min(to_ms - base, ds.DAY_MS) - 1) // ds.MINUTE_MS)
+    return (max(from_ms - base, 0) // ds.MINUTE_MS, (min(to_ms - base, ds.DAY_MS) - 1) // ds.MINUTE_MS)

@@ -46,8 +46,9 @@ class Rollups:
         self._batches = batches
         self._slots = asyncio.Semaphore(ROLLUP_GROUPS_IN_FLIGHT)
 
-    async def recompute(self, minutes: Collection[MinuteBucket],
-                        hours_of: Collection[MinuteBucket] | None = None) -> None:
+    async def recompute(
+        self, minutes: Collection[MinuteBucket], hours_of: Collection[MinuteBucket] | None = None
+    ) -> None:
         """Recompute the given 60 s buckets from the raw rows, then the hours holding `hours_of`
         (by default the same minutes) from their 60 s rollups."""
         day_ms, hour_ms = ds.DAY_MS, ds.HOUR_MS
@@ -80,8 +81,19 @@ class Rollups:
             for server_id, minute, points in rows:
                 values = [v for _, v in map_items(points)]
                 if values:
-                    rollups[server_id].append((server_id, metric, day, base + minute * minute_ms,
-                                               min(values), max(values), sum(values), len(values), read_at))
+                    rollups[server_id].append(
+                        (
+                            server_id,
+                            metric,
+                            day,
+                            base + minute * minute_ms,
+                            min(values),
+                            max(values),
+                            sum(values),
+                            len(values),
+                            read_at,
+                        )
+                    )
             await self._batches.write_rows("insert_r60", rollups.values())
 
     async def _recompute_hours(self, runs: Runs) -> None:
@@ -145,5 +157,5 @@ def _read_groups(runs: Runs, width: int) -> list[tuple[tuple[str, int, int, int]
     for key, servers in runs.items():
         buckets = (key[3] - key[2]) // width
         per_read = max(1, min(MAX_SERVERS_PER_READ, MAX_BUCKETS_PER_READ // buckets))
-        groups.extend((key, servers[i:i + per_read]) for i in range(0, len(servers), per_read))
+        groups.extend((key, servers[i : i + per_read]) for i in range(0, len(servers), per_read))
     return groups

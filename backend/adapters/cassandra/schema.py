@@ -55,13 +55,11 @@ STATEMENTS = {
     " WHERE server_id = ? AND metric = ? AND period = ? AND start_ms >= ? AND start_ms < ?",
     "select_r3600": "SELECT start_ms, min, max, sum, count FROM {ks}.rollup_3600"
     " WHERE server_id = ? AND metric = ? AND period = ? AND start_ms >= ? AND start_ms < ?",
-    "insert_latest": "INSERT INTO {ks}.latest (server_id, metric, ts, value) VALUES (?, ?, ?, ?)"
-    " USING TIMESTAMP ?",
+    "insert_latest": "INSERT INTO {ks}.latest (server_id, metric, ts, value) VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
     "select_latest_of": "SELECT server_id, metric, ts, value FROM {ks}.latest WHERE server_id = ?",
     "select_latest_all": "SELECT server_id, metric, ts, value FROM {ks}.latest",
     "select_days": "SELECT metric, day FROM {ks}.series_days WHERE server_id = ?",
-    "select_days_of": "SELECT day FROM {ks}.series_days"
-    " WHERE server_id = ? AND metric = ? AND day >= ? AND day <= ?",
+    "select_days_of": "SELECT day FROM {ks}.series_days WHERE server_id = ? AND metric = ? AND day >= ? AND day <= ?",
     "delete_raw": "DELETE FROM {ks}.raw_minutes WHERE server_id = ? AND metric = ? AND day = ?",
     "delete_r60": "DELETE FROM {ks}.rollup_60 WHERE server_id = ? AND metric = ? AND period = ?",
     "delete_r3600": "DELETE FROM {ks}.rollup_3600 WHERE server_id = ? AND metric = ? AND period = ?",
@@ -90,26 +88,36 @@ def tables(ks: str, ttl_s: int, replicas: int) -> list[str]:
     rollup_columns = "min float, max float, sum double, count int"
     return [
         f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {_cql_map(replication_map(replicas))}",
-        (f"CREATE TABLE IF NOT EXISTS {ks}.raw_minutes ("
-         " server_id text, metric text, day int, minute int, points map<int, float>,"
-         " PRIMARY KEY ((server_id, metric, day), minute))"
-         f" WITH CLUSTERING ORDER BY (minute DESC) AND {twcs} AND {zstd}"
-         f" AND default_time_to_live = {ttl_s}"),
-        (f"CREATE TABLE IF NOT EXISTS {ks}.rollup_60 ("
-         f" server_id text, metric text, period int, start_ms bigint, {rollup_columns},"
-         " PRIMARY KEY ((server_id, metric, period), start_ms))"
-         f" WITH {twcs} AND {lz4} AND default_time_to_live = {ttl_s}"),
-        (f"CREATE TABLE IF NOT EXISTS {ks}.rollup_3600 ("
-         f" server_id text, metric text, period int, start_ms bigint, {rollup_columns},"
-         " PRIMARY KEY ((server_id, metric, period), start_ms))"
-         f" WITH {lz4} AND default_time_to_live = {ttl_s}"),
+        (
+            f"CREATE TABLE IF NOT EXISTS {ks}.raw_minutes ("
+            " server_id text, metric text, day int, minute int, points map<int, float>,"
+            " PRIMARY KEY ((server_id, metric, day), minute))"
+            f" WITH CLUSTERING ORDER BY (minute DESC) AND {twcs} AND {zstd}"
+            f" AND default_time_to_live = {ttl_s}"
+        ),
+        (
+            f"CREATE TABLE IF NOT EXISTS {ks}.rollup_60 ("
+            f" server_id text, metric text, period int, start_ms bigint, {rollup_columns},"
+            " PRIMARY KEY ((server_id, metric, period), start_ms))"
+            f" WITH {twcs} AND {lz4} AND default_time_to_live = {ttl_s}"
+        ),
+        (
+            f"CREATE TABLE IF NOT EXISTS {ks}.rollup_3600 ("
+            f" server_id text, metric text, period int, start_ms bigint, {rollup_columns},"
+            " PRIMARY KEY ((server_id, metric, period), start_ms))"
+            f" WITH {lz4} AND default_time_to_live = {ttl_s}"
+        ),
         # Overwritten at every batch: leveled compaction keeps a row in few SSTables.
-        (f"CREATE TABLE IF NOT EXISTS {ks}.latest ("
-         " server_id text, metric text, ts bigint, value float, PRIMARY KEY (server_id, metric))"
-         " WITH compaction = {'class': 'LeveledCompactionStrategy'}"),
-        (f"CREATE TABLE IF NOT EXISTS {ks}.series_days ("
-         " server_id text, metric text, day int, PRIMARY KEY (server_id, metric, day))"
-         f" WITH default_time_to_live = {ttl_s + TTL_TABLES['series_days']}"),
+        (
+            f"CREATE TABLE IF NOT EXISTS {ks}.latest ("
+            " server_id text, metric text, ts bigint, value float, PRIMARY KEY (server_id, metric))"
+            " WITH compaction = {'class': 'LeveledCompactionStrategy'}"
+        ),
+        (
+            f"CREATE TABLE IF NOT EXISTS {ks}.series_days ("
+            " server_id text, metric text, day int, PRIMARY KEY (server_id, metric, day))"
+            f" WITH default_time_to_live = {ttl_s + TTL_TABLES['series_days']}"
+        ),
     ]
 
 
@@ -141,9 +149,14 @@ async def _update_replication(session: CassandraSession) -> None:
     if _replicas_of(current) == replication and current.get("class", "").endswith("NetworkTopologyStrategy"):
         return
     await session.execute(f"ALTER KEYSPACE {keyspace} WITH replication = {_cql_map(wanted)}")
-    log.warning("%s: replication changed from %s to %d replicas; run `nodetool repair %s` on every"
-                " node so rows written before have them all", session.where, current or "none",
-                replication, keyspace)
+    log.warning(
+        "%s: replication changed from %s to %d replicas; run `nodetool repair %s` on every"
+        " node so rows written before have them all",
+        session.where,
+        current or "none",
+        replication,
+        keyspace,
+    )
 
 
 async def _update_ttl(session: CassandraSession, ttl_s: int) -> None:

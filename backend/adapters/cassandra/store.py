@@ -32,8 +32,9 @@ class CassandraTimeSeries:
     see `batches.MAX_PARTITIONS_PER_BATCH`.
     """
 
-    def __init__(self, url: str, retention_days: int = 400,
-                 partitions_per_batch: int = MAX_PARTITIONS_PER_BATCH) -> None:
+    def __init__(
+        self, url: str, retention_days: int = 400, partitions_per_batch: int = MAX_PARTITIONS_PER_BATCH
+    ) -> None:
         target = parse_target(url)
         if retention_days < 1:
             raise ValueError(f"retention_days must be at least 1, got {retention_days}")
@@ -75,8 +76,9 @@ class CassandraTimeSeries:
         `recompute_rollups`."""
         await self._writes.write(readings)
 
-    async def recompute_rollups(self, minutes: Collection[MinuteBucket],
-                                hours_of: Collection[MinuteBucket] | None = None) -> None:
+    async def recompute_rollups(
+        self, minutes: Collection[MinuteBucket], hours_of: Collection[MinuteBucket] | None = None
+    ) -> None:
         """Recompute the given 60 s buckets from the raw rows, then the hours holding `hours_of`
         (by default the same minutes) from their 60 s rollups."""
         await self._rollups.recompute(minutes, hours_of)
@@ -85,8 +87,9 @@ class CassandraTimeSeries:
         """Downsampled [from_ms, to_ms); see `backend.downsample.choose_resolution`."""
         return await self._reads.history(server_id, metric, from_ms, to_ms, max_points)
 
-    async def raw(self, server_id: str, metric: str, from_ms: int, to_ms: int, limit: int,
-                  cursor: str | None = None) -> RawPage:
+    async def raw(
+        self, server_id: str, metric: str, from_ms: int, to_ms: int, limit: int, cursor: str | None = None
+    ) -> RawPage:
         """Raw readings in [from_ms, to_ms), newest first, across day partitions; ValueError
         for a garbled cursor."""
         return await self._reads.raw(server_id, metric, from_ms, to_ms, limit, cursor)

@@ -71,15 +71,18 @@ def parse_target(url: str) -> CassandraTarget:
     if "replication" in options:
         text = options["replication"][0]
         if not text.isdigit() or not 1 <= int(text) <= MAX_REPLICATION:
-            raise ValueError(f"time-series URL {url!r}: replication={text!r} is not a number of"
-                             f" replicas from 1 to {MAX_REPLICATION}")
+            raise ValueError(
+                f"time-series URL {url!r}: replication={text!r} is not a number of replicas from 1 to {MAX_REPLICATION}"
+            )
         replication = int(text)
     level = options.get("consistency", ["QUORUM"])[0].upper()
     if level not in CONSISTENCY_LEVELS:
-        raise ValueError(f"time-series URL {url!r}: consistency={level!r} is not one of"
-                         f" {', '.join(CONSISTENCY_LEVELS)}")
-    return CassandraTarget(hosts, ports.pop() if ports else DEFAULT_PORT, keyspace, replication,
-                           CONSISTENCY_LEVELS[level])
+        raise ValueError(
+            f"time-series URL {url!r}: consistency={level!r} is not one of {', '.join(CONSISTENCY_LEVELS)}"
+        )
+    return CassandraTarget(
+        hosts, ports.pop() if ports else DEFAULT_PORT, keyspace, replication, CONSISTENCY_LEVELS[level]
+    )
 
 
 def parse_url(url: str) -> tuple[list[str], int, str]:

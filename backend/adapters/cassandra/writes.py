@@ -43,7 +43,7 @@ class ReadingWriter:
         for start in range(0, len(readings), YIELD_EVERY):
             if start:
                 await asyncio.sleep(0)  # a large write must not hold the event loop
-            for r in readings[start:start + YIELD_EVERY]:
+            for r in readings[start : start + YIELD_EVERY]:
                 value = r.value
                 if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
                     raise ValueError(f"reading {r.key}: value {value} is not a finite 32-bit float")
@@ -58,11 +58,13 @@ class ReadingWriter:
         for (s, m), (ts, v) in latest.items():
             by_server[s].append((s, m, ts, v, ts * 1_000))
 
-        await all_of([
-            self._batches.write_minutes(partitions),
-            self._batches.write_rows("insert_latest", by_server.values()),
-            self._record_days(partitions),
-        ])
+        await all_of(
+            [
+                self._batches.write_minutes(partitions),
+                self._batches.write_rows("insert_latest", by_server.values()),
+                self._record_days(partitions),
+            ]
+        )
 
     def forget(self, server_id: str) -> None:
         """Forget which partitions of a server were noted, once they are purged."""

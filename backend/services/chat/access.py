@@ -79,8 +79,11 @@ def client_key_of(frame: dict[str, Any]) -> str | None:
 def require_client_key(frame: dict[str, Any]) -> str:
     key = client_key_of(frame)
     if key is None:
-        raise ChatRefused("bad_request", "client_key is required: 1-64 of A-Z a-z 0-9 _ . : - "
-                          "(a random id the client keeps until the message is acknowledged)")
+        raise ChatRefused(
+            "bad_request",
+            "client_key is required: 1-64 of A-Z a-z 0-9 _ . : - "
+            "(a random id the client keeps until the message is acknowledged)",
+        )
     return key
 
 
@@ -98,8 +101,10 @@ def page_limit(frame: dict[str, Any]) -> int:
     if limit is None:
         return HISTORY_PAGE_DEFAULT
     if limit > HISTORY_PAGE_MAX:
-        raise ChatRefused("bad_request", f"limit must be 1 to {HISTORY_PAGE_MAX} (the largest history "
-                          f"page); page back with before=<oldest id>")
+        raise ChatRefused(
+            "bad_request",
+            f"limit must be 1 to {HISTORY_PAGE_MAX} (the largest history page); page back with before=<oldest id>",
+        )
     return limit
 
 
@@ -109,20 +114,21 @@ def since_of(frame: dict[str, Any]) -> dict[str, int]:
     if since is None:
         return {}
     if (
-        not isinstance(since, dict) or len(since) > MAX_SINCE_ENTRIES
+        not isinstance(since, dict)
+        or len(since) > MAX_SINCE_ENTRIES
         or not all(isinstance(k, str) and _NAME.fullmatch(k) for k in since)
         or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in since.values())
     ):
-        raise ChatRefused("bad_request", 'since must map conversations to the last message id seen, '
-                          'e.g. {"alice": 17}')
+        raise ChatRefused("bad_request", 'since must map conversations to the last message id seen, e.g. {"alice": 17}')
     return dict(since)
 
 
 class RateLimit:
     """A token bucket per user: `burst` messages at once, then `per_s` a second."""
 
-    def __init__(self, burst: int = RATE_BURST, per_s: float = RATE_PER_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, burst: int = RATE_BURST, per_s: float = RATE_PER_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.burst = burst
         self.per_s = per_s
         self._clock = clock

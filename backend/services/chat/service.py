@@ -81,8 +81,16 @@ def _message_from_json(data: Any) -> ChatMessage:
     if not all(type(data.get(k)) is int for k in ("id", "ts")):
         raise ValueError("message id/ts are not integers")
     extra = {"server": data["server"]} if isinstance(data.get("server"), dict) else {}
-    return ChatMessage(data["conversation"], data["id"], data["sender"], data["sender_role"],
-                       data["text"], data["ts"], data["client_key"], extra)
+    return ChatMessage(
+        data["conversation"],
+        data["id"],
+        data["sender"],
+        data["sender_role"],
+        data["text"],
+        data["ts"],
+        data["client_key"],
+        extra,
+    )
 
 
 class ChatService:
@@ -107,8 +115,11 @@ class ChatService:
     def register(self, dispatcher: WsDispatcher) -> None:
         """Add the chat frame types and the presence hooks to the websocket dispatcher."""
         handlers: dict[str, Callable[[ChatSession, dict[str, Any]], Awaitable[None]]] = {
-            "chat.join": self._join, "chat.send": self._send, "chat.history": self._history,
-            "chat.read": self._read, "chat.typing": self._typing,
+            "chat.join": self._join,
+            "chat.send": self._send,
+            "chat.history": self._history,
+            "chat.read": self._read,
+            "chat.typing": self._typing,
         }
         for frame_type, handler in handlers.items():
             dispatcher.register(frame_type, self._answering_errors(handler))
@@ -146,8 +157,12 @@ class ChatService:
                 conn.send(exc.frame(client_key_of(frame)))
             except Unavailable as exc:
                 log.warning("chat %s from %s failed: %s", frame.get("type"), conn.principal.name, exc)
-                conn.send(ChatRefused("unavailable", "the chat store is unavailable right now; "
-                                      "try again shortly").frame(client_key_of(frame)))
+                conn.send(
+                    ChatRefused("unavailable", "the chat store is unavailable right now; try again shortly").frame(
+                        client_key_of(frame)
+                    )
+                )
+
         return run
 
     # --- connections and presence -----------------------------------------------------------
@@ -178,8 +193,7 @@ class ChatService:
                 session.conn.send({"type": "chat.presence", "online": online})
 
     async def _publish_snapshot(self, apply_here: bool = True) -> None:
-        await self._publish({"kind": "presence", "users": self.presence.local_snapshot()},
-                            apply_here=apply_here)
+        await self._publish({"kind": "presence", "users": self.presence.local_snapshot()}, apply_here=apply_here)
 
     async def _beat(self) -> None:
         while True:
@@ -232,8 +246,12 @@ class ChatService:
                 session.conn.send(frame)
         elif kind == "typing":
             conversation, username = str(event["conversation"]), str(event["username"])
-            frame = {"type": "chat.typing", "conversation": conversation, "username": username,
-                     "role": str(event["role"])}
+            frame = {
+                "type": "chat.typing",
+                "conversation": conversation,
+                "username": username,
+                "role": str(event["role"]),
+            }
             for session in self._audience(conversation):
                 if session.owner.name != username:
                     session.conn.send(frame)
@@ -280,22 +298,34 @@ class ChatService:
             if cursors[conv] < last.get(conv, (0, 0))[0]:
                 behind.append(conv)
         session.presence_sent = self.presence.visible_to(me.role)
-        session.conn.send({
-            "type": "chat.joined", "username": me.name, "role": me.role,
-            "conversations": [
-                {"conversation": conv, "last_id": last_id, "last_ts": ts,
-                 "read_id": min(markers.get(conv, 0), last_id),
-                 "unread": max(0, last_id - markers.get(conv, 0))}
-                for conv, (last_id, ts) in sorted(last.items(), key=lambda kv: (-kv[1][1], kv[0]))
-            ],
-            "online": session.presence_sent,
-            "limits": {"max_message_bytes": MAX_MESSAGE_BYTES, "history_page_max": HISTORY_PAGE_MAX,
-                       "rate_burst": self.rate.burst, "rate_per_minute": round(self.rate.per_s * 60)},
-        })
+        session.conn.send(
+            {
+                "type": "chat.joined",
+                "username": me.name,
+                "role": me.role,
+                "conversations": [
+                    {
+                        "conversation": conv,
+                        "last_id": last_id,
+                        "last_ts": ts,
+                        "read_id": min(markers.get(conv, 0), last_id),
+                        "unread": max(0, last_id - markers.get(conv, 0)),
+                    }
+                    for conv, (last_id, ts) in sorted(last.items(), key=lambda kv: (-kv[1][1], kv[0]))
+                ],
+                "online": session.presence_sent,
+                "limits": {
+                    "max_message_bytes": MAX_MESSAGE_BYTES,
+                    "history_page_max": HISTORY_PAGE_MAX,
+                    "rate_burst": self.rate.burst,
+                    "rate_per_minute": round(self.rate.per_s * 60),
+                },
+            }
+        )
         if hidden:
-            session.conn.send(ChatRefused(
-                "forbidden", f"not your conversation, ignored in since: {', '.join(hidden)}"
-            ).frame(None))
+            session.conn.send(
+                ChatRefused("forbidden", f"not your conversation, ignored in since: {', '.join(hidden)}").frame(None)
+            )
         session.stream.resume(cursors, behind)
 
     async def _send(self, session: ChatSession, frame: dict[str, Any]) -> None:
@@ -307,11 +337,13 @@ class ChatService:
             raise ChatRefused("bad_request", "text must be a non-empty string")
         size = utf8_size(text)
         if size > MAX_MESSAGE_BYTES:
-            raise ChatRefused("too_long", f"the message is {size} bytes; at most {MAX_MESSAGE_BYTES} "
-                              "bytes (UTF-8) fit in one message")
+            raise ChatRefused(
+                "too_long", f"the message is {size} bytes; at most {MAX_MESSAGE_BYTES} bytes (UTF-8) fit in one message"
+            )
         if is_support(me) and not await self._is_sysadmin(conversation):
-            raise ChatRefused("unknown_conversation", f"no sysadmin named {conversation!r}: "
-                              "conversations are named after sysadmins")
+            raise ChatRefused(
+                "unknown_conversation", f"no sysadmin named {conversation!r}: conversations are named after sysadmins"
+            )
         extra = await self._attachment(frame.get("attach"))
         self.rate.take(me.name)
         # One append at a time per conversation in this process, so that a later id never gets
@@ -325,8 +357,16 @@ class ChatService:
                 self._last_ts[conversation] = max(self._last_ts.get(conversation, 0), message.ts_ms)
         # Your own message is read by you (it never counts as unread for its sender).
         await self.registry.set_read_marker(conversation, me.name, message.id)
-        session.conn.send({"type": "chat.ack", "client_key": client_key, "conversation": conversation,
-                           "id": message.id, "ts": message.ts_ms, "duplicate": not created})
+        session.conn.send(
+            {
+                "type": "chat.ack",
+                "client_key": client_key,
+                "conversation": conversation,
+                "id": message.id,
+                "ts": message.ts_ms,
+                "duplicate": not created,
+            }
+        )
         if created:
             await self._publish({"kind": "message", "message": message_json(message)})
 
@@ -381,8 +421,9 @@ class ChatService:
         newest = await self.registry.chat_before(conversation, None, 1)
         read_id = min(read_id, newest[-1].id if newest else 0)
         await self.registry.set_read_marker(conversation, session.owner.name, read_id)
-        await self._publish({"kind": "read", "conversation": conversation,
-                             "username": session.owner.name, "id": read_id})
+        await self._publish(
+            {"kind": "read", "conversation": conversation, "username": session.owner.name, "id": read_id}
+        )
 
     async def _typing(self, session: ChatSession, frame: dict[str, Any]) -> None:
         conversation = conversation_of(session.owner, frame)
@@ -390,8 +431,9 @@ class ChatService:
         if now - session.last_typing < TYPING_EVERY_S:
             return
         session.last_typing = now
-        await self._publish({"kind": "typing", "conversation": conversation,
-                             "username": session.owner.name, "role": session.owner.role})
+        await self._publish(
+            {"kind": "typing", "conversation": conversation, "username": session.owner.name, "role": session.owner.role}
+        )
 
     # --- helpers ----------------------------------------------------------------------------
 

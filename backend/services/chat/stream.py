@@ -30,8 +30,12 @@ FetchAfter = Callable[[str, int, int], Awaitable[list[ChatMessage]]]
 def message_json(message: ChatMessage) -> dict[str, Any]:
     """A stored message as clients see it."""
     out: dict[str, Any] = {
-        "conversation": message.conversation, "id": message.id, "sender": message.sender,
-        "sender_role": message.sender_role, "text": message.text, "ts": message.ts_ms,
+        "conversation": message.conversation,
+        "id": message.id,
+        "sender": message.sender,
+        "sender_role": message.sender_role,
+        "text": message.text,
+        "ts": message.ts_ms,
         "client_key": message.client_key,
     }
     server = message.extra.get("server")
@@ -41,8 +45,7 @@ def message_json(message: ChatMessage) -> dict[str, Any]:
 
 
 def messages_frame(conversation: str, messages: Iterable[ChatMessage]) -> dict[str, Any]:
-    return {"type": "chat.messages", "conversation": conversation,
-            "messages": [message_json(m) for m in messages]}
+    return {"type": "chat.messages", "conversation": conversation, "messages": [message_json(m) for m in messages]}
 
 
 class _Cursor:
@@ -97,8 +100,9 @@ class ChatStream:
     def _catch_up(self, conversation: str) -> None:
         cursor = self._cursors.setdefault(conversation, _Cursor(0))
         if cursor.task is None:
-            cursor.task = asyncio.create_task(self._read_after(conversation, cursor),
-                                              name=f"chat-catch-up-{conversation}")
+            cursor.task = asyncio.create_task(
+                self._read_after(conversation, cursor), name=f"chat-catch-up-{conversation}"
+            )
 
     async def _read_after(self, conversation: str, cursor: _Cursor) -> None:
         try:
@@ -115,8 +119,13 @@ class ChatStream:
             # The cursor stays where it was: the next live message of this conversation (or the
             # client's next reconnect) tries again.
             log.warning("chat catch-up of %s failed: %s", conversation, exc)
-            self._send({"type": "chat.error", "code": "unavailable",
-                        "message": "the chat store is unavailable; messages will follow when it is back"})
+            self._send(
+                {
+                    "type": "chat.error",
+                    "code": "unavailable",
+                    "message": "the chat store is unavailable; messages will follow when it is back",
+                }
+            )
         finally:
             cursor.task = None
 

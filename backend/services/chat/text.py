@@ -21,9 +21,7 @@ MAX_MESSAGE_BYTES = 4096
 """Largest chat message, counted in UTF-8 bytes of the text as the client sent it."""
 
 _KEEP = frozenset("\n\t")
-_BIDI_AND_INVISIBLE = frozenset(
-    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-)
+_BIDI_AND_INVISIBLE = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _LINE_BREAKS = re.compile("\r\n|\u2028|\u2029")
 
 
