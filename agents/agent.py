@@ -55,8 +55,7 @@ class AgentStats:
     def line(self) -> str:
         """The agent's status line."""
         lease = f"lease epoch {self.epoch}" if self.epoch else "no lease"
-        text = (f"{lease}  running {self.running}  started {self.started}  ended {self.ended}"
-                f"  via {self.transport}")
+        text = f"{lease}  running {self.running}  started {self.started}  ended {self.ended}  via {self.transport}"
         return text + (f"  last error: {self.last_error}" if self.last_error else "")
 
 
@@ -229,9 +228,17 @@ class Agent:
             self._report(task.id, "failed", now, output_tail="the task has no command to run")
             return
         try:
-            proc = TaskProcess.start(self.state_dir, task.id, task.command, cwd=task.cwd,
-                                     env=task.env, interruptible=task.interruptible,
-                                     lease_file=self.lease_file, kill_grace_s=self.kill_grace_s, now_ms=now)
+            proc = TaskProcess.start(
+                self.state_dir,
+                task.id,
+                task.command,
+                cwd=task.cwd,
+                env=task.env,
+                interruptible=task.interruptible,
+                lease_file=self.lease_file,
+                kill_grace_s=self.kill_grace_s,
+                now_ms=now,
+            )
         except OSError as exc:  # e.g. its cwd does not exist
             self._report(task.id, "failed", now, output_tail=f"tasker agent: cannot start: {exc.strerror or exc}")
             return
@@ -278,15 +285,33 @@ class Agent:
             proc.meta.reported_end = True
             proc.save()
             self.stats.ended += 1
-            self._report(task_id, state, ended.ended_at_ms + self._offset_ms, exit_code=ended.exit_code,
-                         output_tail=tail[-4096:], forget_after=True)
+            self._report(
+                task_id,
+                state,
+                ended.ended_at_ms + self._offset_ms,
+                exit_code=ended.exit_code,
+                output_tail=tail[-4096:],
+                forget_after=True,
+            )
 
     # --- reporting ----------------------------------------------------------------------------
 
-    def _report(self, task_id: str, state: str, at_ms: int, *, exit_code: int | None = None,
-                output_tail: str = "", forget_after: bool = False) -> None:
-        body: dict[str, Any] = {"state": state, "at": at_ms, "agent_epoch": self.epoch or 0,
-                                "server_id": self.server_id}
+    def _report(
+        self,
+        task_id: str,
+        state: str,
+        at_ms: int,
+        *,
+        exit_code: int | None = None,
+        output_tail: str = "",
+        forget_after: bool = False,
+    ) -> None:
+        body: dict[str, Any] = {
+            "state": state,
+            "at": at_ms,
+            "agent_epoch": self.epoch or 0,
+            "server_id": self.server_id,
+        }
         if state in ("done", "failed"):
             body.update(exit_code=exit_code, output_tail=output_tail)
         self.reports.append(_Report(task_id, body, forget_after))

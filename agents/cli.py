@@ -36,13 +36,21 @@ def _lock(directory: Path):
 def agent_command(
     server: str = typer.Option(..., "--server", help="Id of the registered server this host is."),
     key_file: Path | None = typer.Option(None, "--key-file", help="File holding the key (default: TASKER_INGEST_KEY)."),
-    state_dir: Path | None = typer.Option(None, "--state-dir", help="Where tasks' output and state are kept "
-                                          "(default: $XDG_STATE_HOME/tasker/agent/SERVER)."),
-    kill_grace: float = typer.Option(10.0, "--kill-grace", min=0.0, help="Seconds between SIGTERM and SIGKILL on cancel."),
-    url: str | None = typer.Option(None, "--url", help="Backend URL (default: TASKER_URL, else http://127.0.0.1:8470)."),
+    state_dir: Path | None = typer.Option(
+        None,
+        "--state-dir",
+        help="Where tasks' output and state are kept (default: $XDG_STATE_HOME/tasker/agent/SERVER).",
+    ),
+    kill_grace: float = typer.Option(
+        10.0, "--kill-grace", min=0.0, help="Seconds between SIGTERM and SIGKILL on cancel."
+    ),
+    url: str | None = typer.Option(
+        None, "--url", help="Backend URL (default: TASKER_URL, else http://127.0.0.1:8470)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
-    websocket: bool = typer.Option(True, "--websocket/--poll-only", help="Hear of plan changes on a websocket "
-                                   "at once (default), or only poll."),
+    websocket: bool = typer.Option(
+        True, "--websocket/--poll-only", help="Hear of plan changes on a websocket at once (default), or only poll."
+    ),
 ) -> None:
     """Run the tasks planned for this server at their planned times, and report how they ran."""
     from agents.agent import Agent
@@ -52,6 +60,7 @@ def agent_command(
     from tasker.shell import backend_url, fail, run_cli
 
     base = backend_url(url)
+    token: str | None
     if key_file is not None:
         try:
             token = key_file.read_text().strip()
@@ -60,8 +69,11 @@ def agent_command(
     else:
         token = os.environ.get("TASKER_INGEST_KEY") or resolve_token(base)
     if not token:
-        fail(f"no key: set TASKER_INGEST_KEY or pass --key-file (an admin creates one with "
-             f"`tasker keys create --server {server}`)", 2)
+        fail(
+            f"no key: set TASKER_INGEST_KEY or pass --key-file (an admin creates one with "
+            f"`tasker keys create --server {server}`)",
+            2,
+        )
 
     directory = state_dir or _state_dir(server)
     lock = _lock(directory)  # noqa: F841 - held until the process ends

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
+from tasker.backoff import RetryBackoff
 from tasker.client import ApiError, LiveConnection, TaskerClient
 
 log = logging.getLogger("tasker.agent")
@@ -41,12 +41,12 @@ class PlanWatch:
 
     async def run(self) -> None:
         """Stay connected until cancelled, reconnecting with backoff (0.5 s doubling to 30 s)."""
-        backoff = BACKOFF_FIRST_S
+        backoff = RetryBackoff(BACKOFF_FIRST_S, BACKOFF_MAX_S, jitter=0.2)
         while True:
             try:
                 async with LiveConnection(self.client, heartbeat=15.0) as live:
                     await self._subscribe(live)
-                    backoff = BACKOFF_FIRST_S
+                    backoff.succeeded()
                     self._up()
                     async for frame in live:
                         if self._concerns(frame):
@@ -59,8 +59,7 @@ class PlanWatch:
             if self.connected:
                 log.warning("agent websocket of %s dropped (%s); polling meanwhile", self.server_id, self.last_error)
             self.connected = False
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            await asyncio.sleep(backoff.failed())
 
     async def _subscribe(self, live: LiveConnection) -> None:
         await live.send({"type": "agent.subscribe", "server_id": self.server_id})
@@ -86,5 +85,8 @@ class PlanWatch:
         self.wake.set()
 
     def _concerns(self, frame: dict) -> bool:
-        return (frame.get("type") == "plan" and frame.get("server_id") == self.server_id
-                and frame.get("event") not in QUIET_EVENTS)
+        return (
+            frame.get("type") == "plan"
+            and frame.get("server_id") == self.server_id
+            and frame.get("event") not in QUIET_EVENTS
+        )

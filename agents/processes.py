@@ -55,9 +55,19 @@ class TaskProcess:
     # --- starting and adopting ----------------------------------------------------------------
 
     @classmethod
-    def start(cls, state_dir: Path, task_id: str, argv: Sequence[str], *, cwd: str | None,
-              env: Mapping[str, str], interruptible: bool, lease_file: Path, kill_grace_s: float,
-              now_ms: int) -> TaskProcess:
+    def start(
+        cls,
+        state_dir: Path,
+        task_id: str,
+        argv: Sequence[str],
+        *,
+        cwd: str | None,
+        env: Mapping[str, str],
+        interruptible: bool,
+        lease_file: Path,
+        kill_grace_s: float,
+        now_ms: int,
+    ) -> TaskProcess:
         """Start `argv` (no shell) under the supervisor, in `cwd`, with `env` added to ours."""
         directory = state_dir / task_id
         if directory.exists():
@@ -69,8 +79,13 @@ class TaskProcess:
         with open(directory / "out.log", "ab") as out:
             supervisor = subprocess.Popen(
                 [sys.executable, str(SUPERVISOR), str(directory), str(lease_file), str(kill_grace_s), "--", *argv],
-                cwd=cwd, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                cwd=cwd,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         process._supervisor = supervisor
         meta.supervisor_pid = supervisor.pid
         process.save()
@@ -79,7 +94,7 @@ class TaskProcess:
     @classmethod
     def adopt_all(cls, state_dir: Path) -> dict[str, TaskProcess]:
         """Every task a previous agent left in `state_dir` (running or not yet reported)."""
-        out = {}
+        out: dict[str, TaskProcess] = {}
         if not state_dir.is_dir():
             return out
         for meta_file in sorted(state_dir.glob("*/meta.json")):

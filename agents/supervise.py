@@ -42,7 +42,7 @@ def _write(path: str, text: str) -> None:
 
 def main(argv: list[str]) -> int:
     task_dir, lease_file, grace_s = argv[0], argv[1], float(argv[2])
-    command = argv[argv.index("--") + 1:]
+    command = argv[argv.index("--") + 1 :]
     # The agent signals the command's group, never this process; a closing terminal neither.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGHUP, lambda *_: None)
@@ -51,8 +51,10 @@ def main(argv: list[str]) -> int:
         child = subprocess.Popen(command, process_group=0)
     except OSError as exc:
         print(f"tasker agent: cannot start {command[0]!r}: {exc.strerror or exc}", flush=True)
-        _write(os.path.join(task_dir, "exit.json"),
-               json.dumps({"exit_code": 127, "ended_at_ms": _now_ms(), "why": f"cannot start: {exc.strerror or exc}"}))
+        _write(
+            os.path.join(task_dir, "exit.json"),
+            json.dumps({"exit_code": 127, "ended_at_ms": _now_ms(), "why": f"cannot start: {exc.strerror or exc}"}),
+        )
         return 0
     _write(os.path.join(task_dir, "pid"), str(child.pid))
     why, termed_at = "", None
@@ -76,8 +78,7 @@ def main(argv: list[str]) -> int:
                 os.killpg(child.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    _write(os.path.join(task_dir, "exit.json"),
-           json.dumps({"exit_code": code, "ended_at_ms": _now_ms(), "why": why}))
+    _write(os.path.join(task_dir, "exit.json"), json.dumps({"exit_code": code, "ended_at_ms": _now_ms(), "why": why}))
     return 0
 
 

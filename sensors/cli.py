@@ -13,18 +13,27 @@ from pathlib import Path
 
 import typer
 
-sensors_app = typer.Typer(help="Power and CO2 sensors: emulated for the fleet, or measured on this host.",
-                          no_args_is_help=True)
+sensors_app = typer.Typer(
+    help="Power and CO2 sensors: emulated for the fleet, or measured on this host.", no_args_is_help=True
+)
 
-KEY_FILE_OPTION = typer.Option(None, "--key-file", help="File holding the ingest key (default: TASKER_INGEST_KEY); "
-                               "an admin creates one with `tasker keys create`.")
+KEY_FILE_OPTION = typer.Option(
+    None,
+    "--key-file",
+    help="File holding the ingest key (default: TASKER_INGEST_KEY); an admin creates one with `tasker keys create`.",
+)
 URL_OPTION = typer.Option(None, "--url", help="Backend URL (default: TASKER_URL, else http://127.0.0.1:8470).")
 INGEST_URL_OPTION = typer.Option(
-    None, "--ingest-url", envvar="TASKER_INGEST_URL",
+    None,
+    "--ingest-url",
+    envvar="TASKER_INGEST_URL",
     help="Where readings are posted when ingest runs in processes of its own (default: --url); "
-         "the server list is still read from --url.")
+    "the server list is still read from --url.",
+)
 INTERVAL_OPTION = typer.Option(1.0, "--interval", min=0.05, help="Seconds between readings.")
-BUFFER_OPTION = typer.Option(100_000, "--buffer", min=1, help="Readings kept while the backend is away; oldest dropped beyond.")
+BUFFER_OPTION = typer.Option(
+    100_000, "--buffer", min=1, help="Readings kept while the backend is away; oldest dropped beyond."
+)
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress line.")
 
 
@@ -44,7 +53,10 @@ def _credentials(url: str, key_file: Path | None) -> tuple[str, str | None]:
     session = resolve_token(url)
     ingest = key or os.environ.get("TASKER_INGEST_KEY") or session
     if not ingest:
-        fail("no ingest key: set TASKER_INGEST_KEY or pass --key-file (an admin creates one with `tasker keys create`)", 2)
+        fail(
+            "no ingest key: set TASKER_INGEST_KEY or pass --key-file (an admin creates one with `tasker keys create`)",
+            2,
+        )
     return ingest, session or ingest
 
 
@@ -65,17 +77,26 @@ def _ingest_url(ingest_url: str | None, base: str) -> str:
 def emulate(
     interval: float = INTERVAL_OPTION,
     seed: int = typer.Option(0, "--seed", help="Seed of the model: the same seed reproduces the same readings."),
-    servers: int | None = typer.Option(None, "--servers", min=1, help="With --create: register a synthetic fleet of N servers first."),
-    create: bool = typer.Option(False, "--create", help="Register the --servers N synthetic servers (names already taken are kept)."),
+    servers: int | None = typer.Option(
+        None, "--servers", min=1, help="With --create: register a synthetic fleet of N servers first."
+    ),
+    create: bool = typer.Option(
+        False, "--create", help="Register the --servers N synthetic servers (names already taken are kept)."
+    ),
     key_file: Path | None = KEY_FILE_OPTION,
     url: str | None = URL_OPTION,
     ingest_url: str | None = INGEST_URL_OPTION,
     buffer: int = BUFFER_OPTION,
     quiet: bool = QUIET_OPTION,
-    agents: bool = typer.Option(True, "--agents/--no-agents", help="Also play the agent of every emulated "
-                                "server: planned tasks load it at their planned times (needs a session)."),
-    fail_rate: float = typer.Option(0.0, "--fail-rate", min=0.0, max=1.0,
-                                    help="Share of emulated tasks that end failed (exit code 1)."),
+    agents: bool = typer.Option(
+        True,
+        "--agents/--no-agents",
+        help="Also play the agent of every emulated "
+        "server: planned tasks load it at their planned times (needs a session).",
+    ),
+    fail_rate: float = typer.Option(
+        0.0, "--fail-rate", min=0.0, max=1.0, help="Share of emulated tasks that end failed (exit code 1)."
+    ),
 ) -> None:
     """Emulated power (W) and CO2 (g/h) for every registered server, following adds and removals;
     the tasks planned on them run there (emulated)."""
@@ -101,9 +122,11 @@ def emulate(
             emulator = FleetEmulator(
                 RegistryFollower(registry, poll_s=interval),
                 ReadingSender(posting, max_buffer=buffer),
-                interval_s=interval, seed=seed,
+                interval_s=interval,
+                seed=seed,
                 agents=EmulatedAgents(registry, poll_s=min(1.0, interval), fail_rate=fail_rate, seed=seed)
-                if agents else None,
+                if agents
+                else None,
             )
             await emulator.run(progress_every_s=None if quiet else 1.0)
 
@@ -119,8 +142,12 @@ def host(
     ingest_url: str | None = INGEST_URL_OPTION,
     buffer: int = BUFFER_OPTION,
     quiet: bool = QUIET_OPTION,
-    powercap: Path = typer.Option(Path("/sys/class/powercap"), "--powercap", envvar="TASKER_POWERCAP",
-                                  help="Where the powercap tree is (for testing)."),
+    powercap: Path = typer.Option(
+        Path("/sys/class/powercap"),
+        "--powercap",
+        envvar="TASKER_POWERCAP",
+        help="Where the powercap tree is (for testing).",
+    ),
 ) -> None:
     """This machine's measured power (RAPL package + DRAM), posted for SERVER_ID; CO2 too when its spec is readable."""
     from sensors.host import HostSensor
@@ -142,8 +169,9 @@ def host(
             domains = ", ".join(d.label for d in meter.domains)
             typer.echo(f"measuring {domains} every {interval:g} s for {server_id}", err=True)
             sensor = HostSensor(meter, ReadingSender(posting, max_buffer=buffer), server_id, interval_s=interval)
-            await sensor.run(progress_every_s=None if quiet else 1.0,
-                             fetch_spec=lambda: registry.read_server(server_id))
+            await sensor.run(
+                progress_every_s=None if quiet else 1.0, fetch_spec=lambda: registry.read_server(server_id)
+            )
 
     run_cli(main, url=base, interrupted_ok=True)
 

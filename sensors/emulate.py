@@ -33,10 +33,17 @@ class EmulatorState:
 class FleetEmulator:
     """Composes the registry follower, the model and the sender; `run()` until cancelled."""
 
-    def __init__(self, follower: RegistryFollower, sender: ReadingSender, *,
-                 interval_s: float = 1.0, seed: int | str = 0, clock=time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 agents: EmulatedAgents | None = None):
+    def __init__(
+        self,
+        follower: RegistryFollower,
+        sender: ReadingSender,
+        *,
+        interval_s: float = 1.0,
+        seed: int | str = 0,
+        clock=time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        agents: EmulatedAgents | None = None,
+    ):
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError("the interval must be a positive number of seconds")
         self.follower = follower

@@ -63,8 +63,16 @@ def _desired(pieces: Sequence[Interval], now_ms: int) -> tuple[str, int]:
 class EmulatedAgents:
     """Heartbeats and run events for the emulated fleet; `cores_at` for the model."""
 
-    def __init__(self, client: TaskerClient, *, poll_s: float = 1.0, fail_rate: float = 0.0,
-                 seed: int | str = 0, agent_id: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: TaskerClient,
+        *,
+        poll_s: float = 1.0,
+        fail_rate: float = 0.0,
+        seed: int | str = 0,
+        agent_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError("the fail rate must be between 0 and 1")
         self.client = client
@@ -81,9 +89,13 @@ class EmulatedAgents:
 
     def cores_at(self, server_id: str, ts_ms: int) -> int:
         """Cores emulated tasks keep busy on `server_id` at `ts_ms`."""
-        return sum(a.task.cores for a in self._tasks.values()
-                   if a.server_id == server_id and self._reported.get(a.task.id) != "ended"
-                   and any(start <= ts_ms < end for start, end in a.task.pieces))
+        return sum(
+            a.task.cores
+            for a in self._tasks.values()
+            if a.server_id == server_id
+            and self._reported.get(a.task.id) != "ended"
+            and any(start <= ts_ms < end for start, end in a.task.pieces)
+        )
 
     async def run(self, specs: Callable[[], Mapping[str, ServerSpec]]) -> None:
         """Play the agents of the servers `specs()` names, until cancelled."""
@@ -144,8 +156,10 @@ class EmulatedAgents:
             reported = "running"
         if desired == "ended":
             failed = self._rng.random() < self.fail_rate
-            extra = {"exit_code": 1 if failed else 0,
-                     "output_tail": "emulated failure\n" if failed else "emulated run\n"}
+            extra = {
+                "exit_code": 1 if failed else 0,
+                "output_tail": "emulated failure\n" if failed else "emulated run\n",
+            }
             if await self._send(assignment, "failed" if failed else "done", since, **extra):
                 self.stats.ended += 1
             self._reported[tid] = "ended"

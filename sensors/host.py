@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from sensors.model import ServerSpec
 from sensors.progress import run_reporting
 from sensors.rapl import PowerSample, RaplMeter
-from sensors.sender import Backoff, Item, ReadingSender
-from tasker.models import Server
+from sensors.sender import Item, ReadingSender, sensor_backoff
+from tasker.backoff import RetryBackoff
 from tasker.client import ApiError, BackendUnavailable, NotFoundError
+from tasker.models import Server
 
 log = logging.getLogger("tasker.sensors")
 
@@ -31,8 +32,16 @@ class UnknownServer(Exception):
 class HostSensor:
     """Samples the meter every `interval_s` and hands readings to the sender."""
 
-    def __init__(self, meter: RaplMeter, sender: ReadingSender, server_id: str, *,
-                 spec: ServerSpec | None = None, interval_s: float = 1.0, clock=time.time):
+    def __init__(
+        self,
+        meter: RaplMeter,
+        sender: ReadingSender,
+        server_id: str,
+        *,
+        spec: ServerSpec | None = None,
+        interval_s: float = 1.0,
+        clock=time.time,
+    ):
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError("the interval must be a positive number of seconds")
         self.meter = meter
@@ -55,13 +64,13 @@ class HostSensor:
         co2 = "" if self.spec else " (power only)"
         return f"{self.server_id}: {power}{co2}  {self.sender.stats.line()}"
 
-    async def load_spec(self, fetch: Callable[[], Awaitable[Server]], backoff: Backoff | None = None) -> None:
+    async def load_spec(self, fetch: Callable[[], Awaitable[Server]], backoff: RetryBackoff | None = None) -> None:
         """Read the server's spec (for CO2), retrying while the backend is away.
 
         An unknown server is fatal (every reading would be refused); a spec the credentials may
         not read leaves the sensor sending power only.
         """
-        backoff = backoff or Backoff(first=1.0, cap=30.0)
+        backoff = backoff or sensor_backoff(1.0, 30.0)
         while True:
             try:
                 self.spec = ServerSpec.of(await fetch())
@@ -72,7 +81,7 @@ class HostSensor:
                     " and pass the id it gets"
                 ) from None
             except BackendUnavailable:
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(backoff.failed())
             except ApiError as exc:
                 log.warning("sending power only: cannot read the spec of %s (%s)", self.server_id, exc.message)
                 return
@@ -88,8 +97,9 @@ class HostSensor:
             self.last = sample
             self.sender.submit(self.readings(sample, int(self._clock() * 1000)))
 
-    async def run(self, *, progress_every_s: float | None = 1.0,
-                  fetch_spec: Callable[[], Awaitable[Server]] | None = None) -> None:
+    async def run(
+        self, *, progress_every_s: float | None = 1.0, fetch_spec: Callable[[], Awaitable[Server]] | None = None
+    ) -> None:
         """Measure and send until cancelled; RaplUnavailable if the counters become unreadable.
 
         `fetch_spec` (e.g. the client's read_server) supplies the spec for CO2, read in the background.

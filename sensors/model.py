@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tasker.grid import intensity_at, local_hour
 from tasker.domain import DEFAULT_PUE, co2_g_per_h, default_carbon_intensity
+from tasker.grid import intensity_at, local_hour
 from tasker.models import Server
 
 _TWO_PI = 2 * math.pi
@@ -45,22 +45,37 @@ class ServerSpec:
     @classmethod
     def of(cls, server: Server) -> ServerSpec:
         """The spec of a registered server; missing optional figures get defaults."""
-        return cls._with_defaults(server.id, server.location.region, server.energy_source,
-                                  server.carbon_intensity_g_per_kwh, server.idle_watts, server.max_watts,
-                                  server.pue, server.cores)
+        return cls._with_defaults(
+            server.id,
+            server.location.region,
+            server.energy_source,
+            server.carbon_intensity_g_per_kwh,
+            server.idle_watts,
+            server.max_watts,
+            server.pue,
+            server.cores,
+        )
 
     @classmethod
     def from_json(cls, server: Mapping[str, Any]) -> ServerSpec:
         """Build from a server's API JSON, as leniently as `of` (for callers holding raw JSON)."""
         location = server.get("location") or {}
         region = str(location.get("region", "") if isinstance(location, Mapping) else "")
-        return cls._with_defaults(str(server["id"]), region, str(server.get("energy_source", "grid-mix")),
-                                  server.get("carbon_intensity_g_per_kwh"), server.get("idle_watts"),
-                                  server.get("max_watts"), server.get("pue"), server.get("cores"))
+        return cls._with_defaults(
+            str(server["id"]),
+            region,
+            str(server.get("energy_source", "grid-mix")),
+            server.get("carbon_intensity_g_per_kwh"),
+            server.get("idle_watts"),
+            server.get("max_watts"),
+            server.get("pue"),
+            server.get("cores"),
+        )
 
     @classmethod
-    def _with_defaults(cls, server_id: str, region: str, source: str, intensity: Any, idle: Any, top: Any,
-                       pue: Any, cores: Any) -> ServerSpec:
+    def _with_defaults(
+        cls, server_id: str, region: str, source: str, intensity: Any, idle: Any, top: Any, pue: Any, cores: Any
+    ) -> ServerSpec:
         if intensity is None:
             try:
                 intensity = default_carbon_intensity(source, region)[0]
@@ -91,8 +106,19 @@ class ServerModel:
     """One server's utilisation process. `sample(ts_ms, dt_s)` advances it by `dt_s` seconds."""
 
     __slots__ = (
-        "spec", "_rng", "_gauss", "base", "daily_amplitude", "peak_hour", "noise", "drift_sigma",
-        "drift_tau_s", "spike_every_s", "_drift", "_spike_left_s", "_spike_height",
+        "spec",
+        "_rng",
+        "_gauss",
+        "base",
+        "daily_amplitude",
+        "peak_hour",
+        "noise",
+        "drift_sigma",
+        "drift_tau_s",
+        "spike_every_s",
+        "_drift",
+        "_spike_left_s",
+        "_spike_height",
     )
 
     def __init__(self, spec: ServerSpec, seed: int | str):
@@ -164,8 +190,12 @@ class FleetModel:
                 model.spec = spec
         return added, removed
 
-    def tick(self, ts_ms: int, dt_s: float, task_cores: Callable[[str, int], int] | None = None,
-             ) -> list[tuple[str, float, float]]:
+    def tick(
+        self,
+        ts_ms: int,
+        dt_s: float,
+        task_cores: Callable[[str, int], int] | None = None,
+    ) -> list[tuple[str, float, float]]:
         """One sample of every server: [(server id, power W, co2 g/h)]; `task_cores(server, ts)`
         gives the cores emulated tasks keep busy there."""
         if task_cores is None:

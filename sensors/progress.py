@@ -43,8 +43,9 @@ class ProgressLine:
         self.out.flush()
 
 
-async def run_reporting(work: list[Coroutine[Any, Any, None]], describe: Callable[[], str],
-                        every_s: float | None) -> None:
+async def run_reporting(
+    work: list[Coroutine[Any, Any, None]], describe: Callable[[], str], every_s: float | None
+) -> None:
     """Run `work` in one task group with a progress line (unless `every_s` is None).
 
     Stopped (cancelled): the final figures are printed once. Failed: the error propagates and

@@ -35,8 +35,8 @@ class RaplUnavailable(Exception):
 class RaplDomain:
     """One counter we add up: a package or a DRAM zone."""
 
-    zone: str            # directory name, e.g. "intel-rapl:0:2"
-    name: str            # contents of `name`, e.g. "dram"
+    zone: str  # directory name, e.g. "intel-rapl:0:2"
+    name: str  # contents of `name`, e.g. "dram"
     path: Path
     max_range_uj: int
 

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from sensors.model import ServerSpec
-from sensors.sender import Backoff
+from sensors.sender import sensor_backoff
+from tasker.backoff import RetryBackoff
 from tasker.client import ApiError, BackendUnavailable, Forbidden, NotFoundError, TaskerClient, Unauthorized
 from tasker.models import ModelError, Server
 
@@ -37,14 +38,21 @@ class RegistryFollower:
     REFUSED_RETRY_S = 30.0
     """How often to try again when the registry refused credentials that worked before."""
 
-    def __init__(self, client: TaskerClient, *, poll_s: float = 1.0, resync_s: float = 60.0,
-                 use_websocket: bool = True, backoff: Backoff | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+    def __init__(
+        self,
+        client: TaskerClient,
+        *,
+        poll_s: float = 1.0,
+        resync_s: float = 60.0,
+        use_websocket: bool = True,
+        backoff: RetryBackoff | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
         self.client = client
         self.poll_s = poll_s
         self.resync_s = resync_s
         self.use_websocket = use_websocket
-        self.backoff = backoff or Backoff(first=0.5, cap=10.0)
+        self.backoff = backoff or sensor_backoff(0.5, 10.0)
         # Every wait (resync, poll, retry) goes through it, so a test can run them on a fake clock.
         self._sleep = sleep
         self.specs: dict[str, ServerSpec] = {}
@@ -130,18 +138,18 @@ class RegistryFollower:
             except (BackendUnavailable, ApiError) as exc:
                 self.mode = "retrying"
                 self.last_error = exc.message
-                await self._sleep(self.backoff.next_delay())
+                await self._sleep(self.backoff.failed())
 
     async def _follow_websocket(self) -> None:
         async with self.client.live() as live:
             # List after connecting, so no change falls between the list and the first event.
             await self.refresh()
             self.mode = "websocket"
-            self.backoff.reset()
+            self.backoff.succeeded()
             frames = aiter(live)
             # One pending read at a time, never cancelled by the resync timer: cancelling
             # `anext` (as wait_for does) closes the frame iterator for good.
-            pending: asyncio.Future[dict] | None = None
+            pending: asyncio.Future[Any] | None = None
             try:
                 while True:
                     if pending is None:
@@ -170,5 +178,5 @@ class RegistryFollower:
         while True:
             await self.refresh()
             self.mode = "polling"
-            self.backoff.reset()
+            self.backoff.succeeded()
             await self._sleep(self.poll_s)

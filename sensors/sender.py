@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tasker.backoff import RetryBackoff
 from tasker.client import (
     ApiError,
     BackendUnavailable,
@@ -47,21 +47,10 @@ class SenderRefused(Exception):
     user_facing = True  # shown to the user as one line by the CLI
 
 
-@dataclass(slots=True)
-class Backoff:
-    """Exponential backoff with jitter: first, first*2, ... up to `cap` seconds."""
-
-    first: float = 0.5
-    cap: float = 15.0
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.cap, self.first * (2 ** self.attempt))
-        self.attempt += 1
-        return delay * random.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self.attempt = 0
+def sensor_backoff(first: float = 0.5, cap: float = 15.0) -> RetryBackoff:
+    """The sensors' retry delays: first, first*2, ... up to `cap` seconds, each spread by ±20%
+    so that a fleet of sensors that lost the backend together does not come back in step."""
+    return RetryBackoff(first, cap, jitter=0.2)
 
 
 @dataclass(slots=True)
@@ -111,14 +100,14 @@ class ReadingSender:
         *,
         max_buffer: int = 100_000,
         batch_size: int = 2_000,
-        backoff: Backoff | None = None,
+        backoff: RetryBackoff | None = None,
     ):
         if max_buffer < 1 or batch_size < 1:
             raise ValueError("max_buffer and batch_size must be positive")
         self.client = client
         self.max_buffer = max_buffer
         self.batch_size = batch_size
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or sensor_backoff()
         self.stats = SenderStats()
         self._buffer: deque[Item] = deque()
         # The batch in flight is always older than the buffer; its first `_over_bound` readings are
@@ -201,14 +190,16 @@ class ReadingSender:
             if isinstance(exc, BackendUnavailable):
                 self._error(exc.message)
             elif exc.status == 404:
-                self._error(f"{self.client.base_url} does not take readings (404): is its ingest role running?"
-                            " (--ingest-url names the ingest process)")
+                self._error(
+                    f"{self.client.base_url} does not take readings (404): is its ingest role running?"
+                    " (--ingest-url names the ingest process)"
+                )
             else:
                 self._error(f"HTTP {exc.status}: {exc.message}")
-            await asyncio.sleep(self.backoff.next_delay())
+            await asyncio.sleep(self.backoff.failed())
         else:
             self.stats.sent += len(batch)
-            self.backoff.reset()
+            self.backoff.succeeded()
 
     def _put_back(self, batch: list[Item]) -> None:
         # Back in front, the readings marked over the bound are the oldest: the trim drops and counts them.

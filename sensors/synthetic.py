@@ -12,10 +12,21 @@ from tasker.domain import ENERGY_SOURCES, REGIONS
 # Server classes (idle W, max W, cores): small web nodes to big GPU-less compute boxes.
 _CLASSES = ((45, 140, 8), (80, 350, 32), (120, 520, 64), (160, 800, 96))
 _SITES = {
-    "eu-west": "Dublin", "eu-central": "Frankfurt", "eu-north": "Stockholm", "eu-south": "Milan",
-    "fr-central": "Paris", "us-east": "Ashburn", "us-west": "Portland", "us-central": "Des Moines",
-    "ca-central": "Montreal", "sa-east": "Sao Paulo", "ap-south": "Mumbai", "ap-southeast": "Singapore",
-    "ap-northeast": "Tokyo", "au-southeast": "Sydney", "af-south": "Cape Town",
+    "eu-west": "Dublin",
+    "eu-central": "Frankfurt",
+    "eu-north": "Stockholm",
+    "eu-south": "Milan",
+    "fr-central": "Paris",
+    "us-east": "Ashburn",
+    "us-west": "Portland",
+    "us-central": "Des Moines",
+    "ca-central": "Montreal",
+    "sa-east": "Sao Paulo",
+    "ap-south": "Mumbai",
+    "ap-southeast": "Singapore",
+    "ap-northeast": "Tokyo",
+    "au-southeast": "Sydney",
+    "af-south": "Cape Town",
 }
 
 
@@ -34,16 +45,18 @@ def synthetic_servers(count: int, seed: int | str = 0, prefix: str = "emu") -> l
         source = "grid-mix" if n % 2 == 0 else dedicated[(n // 2) % len(dedicated)]
         idle, top, cores = rng.choice(_CLASSES)
         idle = round(idle * rng.uniform(0.85, 1.15))
-        servers.append({
-            "name": f"{prefix}-{region}-{n + 1:04d}",
-            "location": {"region": region, "site": _SITES.get(region, "")},
-            "energy_source": source,
-            "pue": round(rng.uniform(1.1, 1.8), 2),
-            "idle_watts": idle,
-            "max_watts": max(idle + 20, round(top * rng.uniform(0.9, 1.1))),
-            "cores": cores,
-            "tags": ["emulated", "web" if cores <= 8 else "compute"],
-        })
+        servers.append(
+            {
+                "name": f"{prefix}-{region}-{n + 1:04d}",
+                "location": {"region": region, "site": _SITES.get(region, "")},
+                "energy_source": source,
+                "pue": round(rng.uniform(1.1, 1.8), 2),
+                "idle_watts": idle,
+                "max_watts": max(idle + 20, round(top * rng.uniform(0.9, 1.1))),
+                "cores": cores,
+                "tags": ["emulated", "web" if cores <= 8 else "compute"],
+            }
+        )
     return servers
 
 

@@ -25,7 +25,19 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from tasker.domain import Reading
-from tasker.models import Account, AgentWork, History, Me, ModelError, PlanTimeline, Savings, Server, ServerPage, SessionInfo, Task
+from tasker.models import (
+    Account,
+    AgentWork,
+    History,
+    Me,
+    ModelError,
+    PlanTimeline,
+    Savings,
+    Server,
+    ServerPage,
+    SessionInfo,
+    Task,
+)
 
 # Wire timestamps: int epoch ms, an RFC 3339 string, or a relative "-1h" (history/readings).
 TimeArg = int | str | None
@@ -147,8 +159,9 @@ def reading_to_wire(reading: Reading | Mapping[str, Any]) -> dict[str, Any]:
 def match_server(servers: Iterable[Server], ref: str) -> Server:
     """The server whose id is `ref`, or else whose name is `ref` (case-insensitive)."""
     servers = list(servers)
-    found = (next((s for s in servers if s.id == ref), None)
-             or next((s for s in servers if s.name.lower() == ref.lower()), None))
+    found = next((s for s in servers if s.id == ref), None) or next(
+        (s for s in servers if s.name.lower() == ref.lower()), None
+    )
     if found is None:
         raise NotFoundError(404, f"no server with id or name {ref!r}")
     return found
@@ -272,7 +285,9 @@ class TaskerClient:
     async def login(self, username: str, password: str) -> dict[str, Any]:
         """Log in; keeps the session token on this client and returns the backend's answer
         (`token`, `expires_at`, `role`, `username`)."""
-        _, body = await self.request("POST", "/api/v1/auth/login", json_body={"username": username, "password": password})
+        _, body = await self.request(
+            "POST", "/api/v1/auth/login", json_body={"username": username, "password": password}
+        )
         if not isinstance(body, dict) or not body.get("token"):
             raise ApiError(200, "the backend's login answer has no token")
         self.token = body["token"]
@@ -312,8 +327,7 @@ class TaskerClient:
     def _user_path(self, username: str, tail: str = "") -> str:
         return f"/api/v1/users/{quote(username, safe='')}{tail}"
 
-    async def set_user_password(self, username: str, password: str, *,
-                                must_change: bool = False) -> dict[str, Any]:
+    async def set_user_password(self, username: str, password: str, *, must_change: bool = False) -> dict[str, Any]:
         """Set a user's password (admins only); every session of the user ends."""
         body = {"password": password, "must_change_password": must_change}
         return (await self.request("PUT", self._user_path(username, "/password"), json_body=body))[1]
@@ -405,13 +419,13 @@ class TaskerClient:
         """Take or renew the agent lease of a server; its tasks to run and to stop (docs/agents.md).
         Conflict while another agent holds the lease; ModelError when the answer is garbled."""
         body = {"agent": agent, "running": list(running)}
-        return AgentWork.from_json((await self.request("POST", f"/api/v1/agents/{quote(server_id, safe='')}/heartbeat",
-                                                       json_body=body))[1])
+        return AgentWork.from_json(
+            (await self.request("POST", f"/api/v1/agents/{quote(server_id, safe='')}/heartbeat", json_body=body))[1]
+        )
 
     async def task_event(self, task_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
         """Report how a task runs (running, paused, resumed, done, failed); Conflict when stale."""
-        return (await self.request("POST", f"/api/v1/tasks/{quote(task_id, safe='')}/events",
-                                   json_body=dict(event)))[1]
+        return (await self.request("POST", f"/api/v1/tasks/{quote(task_id, safe='')}/events", json_body=dict(event)))[1]
 
     async def plan(self) -> dict[str, Any]:
         """Each server's timeline over the horizon, with intensity curves (`GET /api/v1/plan`)."""
@@ -423,8 +437,7 @@ class TaskerClient:
 
     async def import_grid_traces(self, csv_text: str) -> dict[str, Any]:
         """Replace the traces of the regions in a `region,ts,g_per_kwh` CSV (admin)."""
-        _, body = await self.request("PUT", "/api/v1/grid/traces", data=csv_text.encode(),
-                                     content_type="text/csv")
+        _, body = await self.request("PUT", "/api/v1/grid/traces", data=csv_text.encode(), content_type="text/csv")
         return body
 
     # --- readings -------------------------------------------------------------------------
@@ -488,8 +501,9 @@ class TaskerClient:
         """`get_server`, parsed."""
         return Server.from_json(await self.get_server(server_id))
 
-    async def read_history(self, server_id: str, metric: str, *, start: TimeArg = None, end: TimeArg = None,
-                           points: int | None = None) -> History:
+    async def read_history(
+        self, server_id: str, metric: str, *, start: TimeArg = None, end: TimeArg = None, points: int | None = None
+    ) -> History:
         """`history`, parsed: the metric's buckets over the range."""
         return History.from_json(await self.history(server_id, metric, start=start, end=end, points=points))
 
@@ -582,7 +596,11 @@ class LiveConnection:
     async def subscribe(self, servers: Sequence[str] | str = "*", metrics: Sequence[str] = ("power", "co2")) -> None:
         """Replace the subscription: server ids (or "*" for all) and metric names."""
         await self.send(
-            {"type": "subscribe", "servers": servers if isinstance(servers, str) else list(servers), "metrics": list(metrics)}
+            {
+                "type": "subscribe",
+                "servers": servers if isinstance(servers, str) else list(servers),
+                "metrics": list(metrics),
+            }
         )
 
     async def ping(self) -> None:

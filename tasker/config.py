@@ -174,8 +174,11 @@ def _check_url(name: str, value: str) -> str | None:
         return problem
     path = parts.path.strip("/")
     if parts.scheme == "cassandra" and not _KEYSPACE.fullmatch(path):
-        return ("no keyspace" if not path else f"keyspace {path!r} is not a letter then up to 47 letters,"
-                " digits or underscores")
+        return (
+            "no keyspace"
+            if not path
+            else f"keyspace {path!r} is not a letter then up to 47 letters, digits or underscores"
+        )
     if parts.scheme == "mongodb" and path and not _MONGO_DB.fullmatch(path):
         return f"database name {path!r} must be 1-63 letters, digits, _ or -"
     return None

@@ -35,8 +35,7 @@ reads above the spec sheet, tight enough that a unit mistake (mW sent as W) or g
 
 METRICS: dict[str, Metric] = {
     # 1e7 W is ten times the largest max_watts a server may register.
-    "power": Metric("power", "W", "electrical power drawn by the server", maximum=1e7,
-                    per_max_watts=POWER_HEADROOM),
+    "power": Metric("power", "W", "electrical power drawn by the server", maximum=1e7, per_max_watts=POWER_HEADROOM),
     # 1e9 g/h is above 1e7 W at PUE 5 and 5,000 g/kWh doubled by a grid profile's peak.
     "co2": Metric("co2", "g/h", "emission rate, grams CO2-equivalent per hour", maximum=1e9),
 }
@@ -53,10 +52,18 @@ def value_ceilings(max_watts: float) -> dict[str, float]:
         out[name] = ceiling
     return out
 
+
 # --- energy ---------------------------------------------------------------------------------
 
 ENERGY_SOURCES: tuple[str, ...] = (
-    "coal", "gas", "oil", "nuclear", "hydro", "wind", "solar", "grid-mix",
+    "coal",
+    "gas",
+    "oil",
+    "nuclear",
+    "hydro",
+    "wind",
+    "solar",
+    "grid-mix",
 )
 
 # Life-cycle emission factors, g CO2e per kWh (IPCC AR5 WG3 Annex III medians).

@@ -188,11 +188,17 @@ class TaskPlan:
         if not pieces:
             raise ModelError(f"{path}.pieces: a plan has at least one piece")
         return cls(
-            server_id=r.text("server_id"), pieces=pieces, co2_g=r.figure("co2_g"),
-            energy_kwh=r.figure("energy_kwh"), run_now_co2_g=r.figure("run_now_co2_g"),
-            run_now_server_id=r.opt_text("run_now_server_id"), saving_g=r.figure("saving_g"),
-            explanation=r.text("explanation", ""), epoch=r.opt_integer("epoch") or 0,
-            measured_co2_g=r.figure("measured_co2_g"), measured_energy_kwh=r.figure("measured_energy_kwh"),
+            server_id=r.text("server_id"),
+            pieces=pieces,
+            co2_g=r.figure("co2_g"),
+            energy_kwh=r.figure("energy_kwh"),
+            run_now_co2_g=r.figure("run_now_co2_g"),
+            run_now_server_id=r.opt_text("run_now_server_id"),
+            saving_g=r.figure("saving_g"),
+            explanation=r.text("explanation", ""),
+            epoch=r.opt_integer("epoch") or 0,
+            measured_co2_g=r.figure("measured_co2_g"),
+            measured_energy_kwh=r.figure("measured_energy_kwh"),
             measured_saving_g=r.figure("measured_saving_g"),
         )
 
@@ -213,8 +219,11 @@ class TaskRun:
         """Parse the `run` object of task JSON."""
         r = _Reader(raw, path)
         return cls(
-            activity=r.opt_text("activity"), runs=r.intervals("runs"), since_ms=r.opt_instant("since"),
-            exit_code=r.opt_integer("exit_code"), output_tail=r.text("output_tail", ""),
+            activity=r.opt_text("activity"),
+            runs=r.intervals("runs"),
+            since_ms=r.opt_instant("since"),
+            exit_code=r.opt_integer("exit_code"),
+            output_tail=r.text("output_tail", ""),
             measured_at_ms=r.opt_instant("measured_at"),
         )
 
@@ -253,15 +262,27 @@ class Task:
         plan = r.child("plan")
         run = r.child("run")
         return cls(
-            id=r.text("id"), name=r.text("name"), owner=r.text("owner", ""), cores=r.integer("cores"),
-            duration_s=r.integer("duration_s"), state=r.text("state"),
-            earliest_start_ms=r.opt_instant("earliest_start"), deadline_ms=r.opt_instant("deadline"),
-            interruptible=r.flag("interruptible"), regions=r.strings("regions"), tags=r.strings("tags"),
-            command=r.argv("command"), reason=r.text("reason", ""),
+            id=r.text("id"),
+            name=r.text("name"),
+            owner=r.text("owner", ""),
+            cores=r.integer("cores"),
+            duration_s=r.integer("duration_s"),
+            state=r.text("state"),
+            earliest_start_ms=r.opt_instant("earliest_start"),
+            deadline_ms=r.opt_instant("deadline"),
+            interruptible=r.flag("interruptible"),
+            regions=r.strings("regions"),
+            tags=r.strings("tags"),
+            command=r.argv("command"),
+            reason=r.text("reason", ""),
             plan=None if plan is None else TaskPlan.from_json(plan.raw, plan.path),
-            created_at_ms=r.opt_instant("created_at"), updated_at_ms=r.opt_instant("updated_at"),
-            started_at_ms=r.opt_instant("started_at"), finished_at_ms=r.opt_instant("finished_at"),
-            version=r.opt_integer("version") or 0, cwd=r.opt_text("cwd"), env=r.env("env"),
+            created_at_ms=r.opt_instant("created_at"),
+            updated_at_ms=r.opt_instant("updated_at"),
+            started_at_ms=r.opt_instant("started_at"),
+            finished_at_ms=r.opt_instant("finished_at"),
+            version=r.opt_integer("version") or 0,
+            cwd=r.opt_text("cwd"),
+            env=r.env("env"),
             run=TaskRun() if run is None else TaskRun.from_json(run.raw, run.path),
         )
 
@@ -299,9 +320,15 @@ class Placement:
     @classmethod
     def from_json(cls, raw: Any, path: str) -> Placement:
         r = _Reader(raw, path)
-        return cls(cores=r.integer("cores"), state=r.text("state"), pieces=r.intervals("pieces"),
-                   co2_g=r.figure("co2_g"), task_id=r.opt_text("task_id"), name=r.opt_text("name"),
-                   owner=r.opt_text("owner"))
+        return cls(
+            cores=r.integer("cores"),
+            state=r.text("state"),
+            pieces=r.intervals("pieces"),
+            co2_g=r.figure("co2_g"),
+            task_id=r.opt_text("task_id"),
+            name=r.opt_text("name"),
+            owner=r.opt_text("owner"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,8 +351,12 @@ class PlanServer:
         if not isinstance(placements, list):
             raise ModelError(f"{path}.placements: expected a list, got {_show(placements)}")
         return cls(
-            id=r.text("id"), name=r.text("name"), region=r.text("region", ""),
-            energy_source=r.text("energy_source", ""), cores=r.integer("cores", 0), curve=r.text("curve", ""),
+            id=r.text("id"),
+            name=r.text("name"),
+            region=r.text("region", ""),
+            energy_source=r.text("energy_source", ""),
+            cores=r.integer("cores", 0),
+            curve=r.text("curve", ""),
             placements=tuple(Placement.from_json(p, f"{path}.placements[{i}]") for i, p in enumerate(placements)),
             pue=r.figure("pue"),
         )
@@ -360,9 +391,13 @@ class PlanTimeline:
         slot_s = r.integer("slot_s")
         if slot_s <= 0:
             raise ModelError(f"{path}.slot_s: expected a positive number of seconds, got {slot_s}")
-        return cls(start_ms=r.instant("start"), end_ms=r.instant("end"), slot_s=slot_s,
-                   servers=tuple(PlanServer.from_json(s, f"{path}.servers[{i}]") for i, s in enumerate(servers)),
-                   curves=parsed_curves)
+        return cls(
+            start_ms=r.instant("start"),
+            end_ms=r.instant("end"),
+            slot_s=slot_s,
+            servers=tuple(PlanServer.from_json(s, f"{path}.servers[{i}]") for i, s in enumerate(servers)),
+            curves=parsed_curves,
+        )
 
     def curve_of(self, server: PlanServer) -> tuple[float | None, ...]:
         return self.curves.get(server.curve, ())
@@ -382,9 +417,14 @@ class SavingsSums:
     @classmethod
     def from_json(cls, raw: Any, path: str) -> SavingsSums:
         r = _Reader(raw, path)
-        return cls(tasks=r.integer("tasks", 0), compared=r.integer("compared", 0),
-                   planned_co2_g=r.figure("planned_co2_g"), run_now_co2_g=r.figure("run_now_co2_g"),
-                   saving_g=r.figure("saving_g"), saving_pct=r.figure("saving_pct"))
+        return cls(
+            tasks=r.integer("tasks", 0),
+            compared=r.integer("compared", 0),
+            planned_co2_g=r.figure("planned_co2_g"),
+            run_now_co2_g=r.figure("run_now_co2_g"),
+            saving_g=r.figure("saving_g"),
+            saving_pct=r.figure("saving_pct"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,9 +441,14 @@ class SavedToday:
     @classmethod
     def from_json(cls, raw: Any, path: str) -> SavedToday:
         r = _Reader(raw, path)
-        return cls(done=r.integer("done", 0), measured=r.integer("measured", 0),
-                   run_now_co2_g=r.figure("run_now_co2_g"), measured_co2_g=r.figure("measured_co2_g"),
-                   saved_g=r.figure("saved_g"), since_ms=r.opt_instant("since"))
+        return cls(
+            done=r.integer("done", 0),
+            measured=r.integer("measured", 0),
+            run_now_co2_g=r.figure("run_now_co2_g"),
+            measured_co2_g=r.figure("measured_co2_g"),
+            saved_g=r.figure("saved_g"),
+            since_ms=r.opt_instant("since"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,8 +464,10 @@ class Savings:
         r = _Reader(raw, path)
         totals = r.child("totals")
         today = r.child("today")
-        return cls(totals=SavingsSums() if totals is None else SavingsSums.from_json(totals.raw, totals.path),
-                   today=None if today is None else SavedToday.from_json(today.raw, today.path))
+        return cls(
+            totals=SavingsSums() if totals is None else SavingsSums.from_json(totals.raw, totals.path),
+            today=None if today is None else SavedToday.from_json(today.raw, today.path),
+        )
 
 
 def format_instant(ts_ms: int) -> str:
@@ -485,26 +532,40 @@ class Server:
         r = _Reader(raw, path)
         location = r.part("location")
         return cls(
-            id=r.text("id"), name=r.text("name"),
+            id=r.text("id"),
+            name=r.text("name"),
             location=Location(region=location.text("region"), site=location.opt_text("site") or ""),
             energy_source=r.text("energy_source"),
             carbon_intensity_g_per_kwh=r.figure("carbon_intensity_g_per_kwh"),
-            carbon_intensity_source=r.text("carbon_intensity_source", ""), pue=r.figure("pue"),
-            idle_watts=r.figure("idle_watts"), max_watts=r.figure("max_watts"), cores=r.opt_integer("cores"),
-            tags=r.strings("tags"), created_at_ms=r.opt_instant("created_at"), created_by=r.text("created_by", ""),
-            owner=r.text("owner", ""), updated_at_ms=r.opt_instant("updated_at"),
+            carbon_intensity_source=r.text("carbon_intensity_source", ""),
+            pue=r.figure("pue"),
+            idle_watts=r.figure("idle_watts"),
+            max_watts=r.figure("max_watts"),
+            cores=r.opt_integer("cores"),
+            tags=r.strings("tags"),
+            created_at_ms=r.opt_instant("created_at"),
+            created_by=r.text("created_by", ""),
+            owner=r.text("owner", ""),
+            updated_at_ms=r.opt_instant("updated_at"),
         )
 
     def to_json(self) -> dict[str, Any]:
         """The server as the API writes it (what `--json` prints and a PATCH is compared with)."""
         return {
-            "id": self.id, "name": self.name,
+            "id": self.id,
+            "name": self.name,
             "location": {"region": self.location.region, "site": self.location.site},
-            "energy_source": self.energy_source, "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh,
-            "carbon_intensity_source": self.carbon_intensity_source, "pue": self.pue,
-            "idle_watts": self.idle_watts, "max_watts": self.max_watts, "cores": self.cores, "tags": list(self.tags),
+            "energy_source": self.energy_source,
+            "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh,
+            "carbon_intensity_source": self.carbon_intensity_source,
+            "pue": self.pue,
+            "idle_watts": self.idle_watts,
+            "max_watts": self.max_watts,
+            "cores": self.cores,
+            "tags": list(self.tags),
             "created_at": None if self.created_at_ms is None else format_instant(self.created_at_ms),
-            "created_by": self.created_by, "owner": self.owner,
+            "created_by": self.created_by,
+            "owner": self.owner,
             "updated_at": None if self.updated_at_ms is None else format_instant(self.updated_at_ms),
         }
 
@@ -548,7 +609,8 @@ class ServerPage:
             by_metric = _Reader(metrics, f"{path}.latest.{server_id}")
             latest[str(server_id)] = {
                 str(metric): LatestReading.from_json(point, f"{by_metric.path}.{metric}")
-                for metric, point in by_metric.raw.items() if point is not None
+                for metric, point in by_metric.raw.items()
+                if point is not None
             }
         return cls(servers=servers, latest=latest, latest_unavailable=r.opt_text("latest_unavailable"))
 
@@ -579,8 +641,12 @@ class History:
                 raise ModelError(f"{path}.points[{i}]: expected [ts, min, avg, max], got {_show(point)}")
             bucket = _Reader(dict(zip(("ts", "min", "avg", "max"), point, strict=True)), f"{path}.points[{i}]")
             points.append((bucket.integer("ts"), bucket.figure("min"), bucket.figure("avg"), bucket.figure("max")))
-        return cls(metric=r.text("metric", ""), unit=r.text("unit", ""),
-                   resolution_s=max(1, r.opt_integer("resolution_s") or 1), points=tuple(points))
+        return cls(
+            metric=r.text("metric", ""),
+            unit=r.text("unit", ""),
+            resolution_s=max(1, r.opt_integer("resolution_s") or 1),
+            points=tuple(points),
+        )
 
 
 # --- accounts -----------------------------------------------------------------------------------
@@ -598,8 +664,12 @@ class Me:
     @classmethod
     def from_json(cls, raw: Any, path: str = "me") -> Me:
         r = _Reader(raw, path)
-        return cls(username=r.text("username"), role=r.text("role"), expires_at_ms=r.opt_instant("expires_at"),
-                   must_change_password=r.flag("must_change_password"))
+        return cls(
+            username=r.text("username"),
+            role=r.text("role"),
+            expires_at_ms=r.opt_instant("expires_at"),
+            must_change_password=r.flag("must_change_password"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,9 +685,13 @@ class SessionInfo:
     @classmethod
     def from_json(cls, raw: Any, path: str = "session") -> SessionInfo:
         r = _Reader(raw, path)
-        return cls(id=r.text("id"), created_at_ms=r.opt_instant("created_at"),
-                   expires_at_ms=r.opt_instant("expires_at"), client=r.opt_text("client"),
-                   current=r.flag("current"))
+        return cls(
+            id=r.text("id"),
+            created_at_ms=r.opt_instant("created_at"),
+            expires_at_ms=r.opt_instant("expires_at"),
+            client=r.opt_text("client"),
+            current=r.flag("current"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -636,10 +710,16 @@ class Account:
     @classmethod
     def from_json(cls, raw: Any, path: str = "user") -> Account:
         r = _Reader(raw, path)
-        return cls(username=r.text("username"), role=r.text("role"), disabled=r.flag("disabled"),
-                   disabled_at_ms=r.opt_instant("disabled_at"), must_change_password=r.flag("must_change_password"),
-                   created_at_ms=r.opt_instant("created_at"), password_changed_at_ms=r.opt_instant("password_changed_at"),
-                   sessions=r.opt_integer("sessions") or 0)
+        return cls(
+            username=r.text("username"),
+            role=r.text("role"),
+            disabled=r.flag("disabled"),
+            disabled_at_ms=r.opt_instant("disabled_at"),
+            must_change_password=r.flag("must_change_password"),
+            created_at_ms=r.opt_instant("created_at"),
+            password_changed_at_ms=r.opt_instant("password_changed_at"),
+            sessions=r.opt_integer("sessions") or 0,
+        )
 
 
 # --- chat (docs/websocket.md section 8) ---------------------------------------------------------
@@ -676,10 +756,16 @@ class ChatMessage:
     def from_json(cls, raw: Any, path: str = "message") -> ChatMessage:
         r = _Reader(raw, path)
         server = r.child("server")
-        return cls(id=r.integer("id"), conversation=r.text("conversation", ""), sender=r.text("sender", ""),
-                   text=r.text("text", ""), ts_ms=r.opt_integer("ts") or 0, sender_role=r.opt_text("sender_role"),
-                   client_key=r.opt_text("client_key"),
-                   server=None if server is None else ServerLink.from_json(server.raw, server.path))
+        return cls(
+            id=r.integer("id"),
+            conversation=r.text("conversation", ""),
+            sender=r.text("sender", ""),
+            text=r.text("text", ""),
+            ts_ms=r.opt_integer("ts") or 0,
+            sender_role=r.opt_text("sender_role"),
+            client_key=r.opt_text("client_key"),
+            server=None if server is None else ServerLink.from_json(server.raw, server.path),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -731,9 +817,16 @@ class AgentTask:
     @classmethod
     def from_json(cls, raw: Any, path: str = "task") -> AgentTask:
         r = _Reader(raw, path)
-        return cls(id=r.text("id"), state=r.text("state"), pieces=r.intervals("pieces"), command=r.argv("command"),
-                   cwd=r.opt_text("cwd"), env=r.env("env"), cores=r.opt_integer("cores") or 0,
-                   interruptible=r.flag("interruptible"))
+        return cls(
+            id=r.text("id"),
+            state=r.text("state"),
+            pieces=r.intervals("pieces"),
+            command=r.argv("command"),
+            cwd=r.opt_text("cwd"),
+            env=r.env("env"),
+            cores=r.opt_integer("cores") or 0,
+            interruptible=r.flag("interruptible"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -756,6 +849,10 @@ class AgentWork:
         for i, item in enumerate(_list_of(r, "cancel")):
             stop = _Reader(item, f"{path}.cancel[{i}]")
             cancel[stop.text("task_id")] = stop.text("reason", "")
-        return cls(lease=AgentLease.from_json(lease.raw, lease.path), now_ms=r.integer("now_ms"),
-                   tasks=tuple(AgentTask.from_json(t, f"{path}.tasks[{i}]") for i, t in enumerate(_list_of(r, "tasks"))),
-                   cancel=cancel, poll_s=r.figure("poll_s"))
+        return cls(
+            lease=AgentLease.from_json(lease.raw, lease.path),
+            now_ms=r.integer("now_ms"),
+            tasks=tuple(AgentTask.from_json(t, f"{path}.tasks[{i}]") for i, t in enumerate(_list_of(r, "tasks"))),
+            cancel=cancel,
+            poll_s=r.figure("poll_s"),
+        )

@@ -17,7 +17,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -182,7 +182,7 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] = frozenset()) -> None:
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Collection[int] = frozenset()) -> None:
     """A plain aligned table: readable in a terminal, greppable in a pipe."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -230,25 +230,32 @@ def login(
     save_session(base, answer)
     expires = answer.get("expires_at")
     who = answer.get("username", user)
-    typer.echo(f"logged in to {base} as {who} ({answer.get('role', '?')})"
-               + (f", session valid until {expires}" if expires else "")
-               + f"; kept in {session_file()}")
+    typer.echo(
+        f"logged in to {base} as {who} ({answer.get('role', '?')})"
+        + (f", session valid until {expires}" if expires else "")
+        + f"; kept in {session_file()}"
+    )
     if not answer.get("must_change_password"):
         return
     reason = answer.get("password_change_reason") or "the password must be changed before first use"
     where = f" --url {base}" if url else ""
     if password_stdin or not sys.stdin.isatty():
-        typer.echo(f"tasker: {who} must choose a new password before anything else ({reason}): run "
-                   f"`tasker passwd{where}` (for scripts: --password-stdin with the current and the new "
-                   "password on two lines)", err=True)
+        typer.echo(
+            f"tasker: {who} must choose a new password before anything else ({reason}): run "
+            f"`tasker passwd{where}` (for scripts: --password-stdin with the current and the new "
+            "password on two lines)",
+            err=True,
+        )
         return
     typer.echo(f"{who} must choose a new password before anything else: {reason}.")
     ended = run_cli(lambda: _change_password_interactively(base, answer["token"], who, password), url=base)
     typer.echo(f"password of {who} changed" + (f"; {ended} other session(s) ended" if ended else ""))
 
 
-_NEW_PASSWORD_RULES = ("at least 10 characters; not the username, not a common password (even with "
-                       "digits or symbols added), not a keyboard run or a repeated piece")
+_NEW_PASSWORD_RULES = (
+    "at least 10 characters; not the username, not a common password (even with "
+    "digits or symbols added), not a keyboard run or a repeated piece"
+)
 
 
 async def _ask_hidden(prompt: str) -> str:
@@ -289,8 +296,11 @@ async def _change_password_interactively(base: str, token: str, who: str, curren
 def passwd(
     url: str | None = URL_OPTION,
     password_stdin: bool = typer.Option(
-        False, "--password-stdin", help="Read the current password and the new one from the first two "
-        "lines of stdin (for scripts); otherwise they are asked at the terminal."),
+        False,
+        "--password-stdin",
+        help="Read the current password and the new one from the first two "
+        "lines of stdin (for scripts); otherwise they are asked at the terminal.",
+    ),
 ) -> None:
     """Change your own password (with the current one); your other sessions end."""
     from tasker.client import TaskerClient
@@ -320,8 +330,11 @@ def passwd(
         name, ended = run_cli(main, url=base)
     else:
         if not sys.stdin.isatty():
-            fail("no terminal to ask for the passwords on: pass --password-stdin (current and new "
-                 "password on two lines)", 2)
+            fail(
+                "no terminal to ask for the passwords on: pass --password-stdin (current and new "
+                "password on two lines)",
+                2,
+            )
         name = run_cli(who, url=base)
         typer.echo(f"Changing the password of {name} on {base}.")
         assert token is not None
@@ -337,6 +350,7 @@ def logout(url: str | None = URL_OPTION) -> None:
     base = backend_url(url)
     stored = load_session(base)
     if stored is not None:
+
         async def main() -> None:
             async with TaskerClient(base, stored.token) as api:
                 try:
@@ -367,8 +381,16 @@ def _with_client(url: str | None, work: Callable[[TaskerClient], Awaitable[T]]) 
 
 
 def _server_fields(
-    name: str | None, region: str | None, site: str | None, source: str | None, intensity: float | None,
-    pue: float | None, idle: float | None, max_watts: float | None, cores: int | None, tags: list[str] | None,
+    name: str | None,
+    region: str | None,
+    site: str | None,
+    source: str | None,
+    intensity: float | None,
+    pue: float | None,
+    idle: float | None,
+    max_watts: float | None,
+    cores: int | None,
+    tags: list[str] | None,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if name is not None:
@@ -376,8 +398,12 @@ def _server_fields(
     if region is not None or site is not None:
         fields["location"] = {k: v for k, v in (("region", region), ("site", site)) if v is not None}
     for key, value in (
-        ("energy_source", source), ("carbon_intensity_g_per_kwh", intensity), ("pue", pue),
-        ("idle_watts", idle), ("max_watts", max_watts), ("cores", cores),
+        ("energy_source", source),
+        ("carbon_intensity_g_per_kwh", intensity),
+        ("pue", pue),
+        ("idle_watts", idle),
+        ("max_watts", max_watts),
+        ("cores", cores),
     ):
         if value is not None:
             fields[key] = value
@@ -394,8 +420,11 @@ def _spec_lines(server: Server, latest: Mapping[str, LatestReading]) -> list[tup
         ("name", server.name),
         ("location", " / ".join(x for x in (loc.region, loc.site) if x)),
         ("energy source", server.energy_source),
-        ("carbon intensity", f"{_num(server.carbon_intensity_g_per_kwh)} g/kWh"
-            + (f" ({server.carbon_intensity_source})" if server.carbon_intensity_source else "")),
+        (
+            "carbon intensity",
+            f"{_num(server.carbon_intensity_g_per_kwh)} g/kWh"
+            + (f" ({server.carbon_intensity_source})" if server.carbon_intensity_source else ""),
+        ),
         ("PUE", "" if server.pue is None else str(server.pue)),
         ("power range", f"{_num(server.idle_watts, 0)}..{_num(server.max_watts, 0)} W"),
         ("cores", "" if server.cores is None else str(server.cores)),
@@ -440,7 +469,9 @@ def servers_add(
     region: str = typer.Option(..., "--region", help=HELP["region"]),
     site: str | None = typer.Option(None, "--site", help=HELP["site"]),
     source: str = typer.Option("grid-mix", "--source", "--energy-source", help=HELP["source"]),
-    intensity: float | None = typer.Option(None, "--intensity", help=HELP["intensity"] + " (default: from source and region)."),
+    intensity: float | None = typer.Option(
+        None, "--intensity", help=HELP["intensity"] + " (default: from source and region)."
+    ),
     pue: float | None = typer.Option(None, "--pue", help=HELP["pue"] + " (default 1.5)."),
     idle: float = typer.Option(..., "--idle", help=HELP["idle"]),
     max_watts: float = typer.Option(..., "--max", help=HELP["max"]),
@@ -470,13 +501,22 @@ def servers_list(as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> N
     for s in servers:
         now = fleet.latest_of(s.id)
         power, co2 = now.get("power"), now.get("co2")
-        rows.append([
-            s.id, s.name, s.location.region, s.energy_source,
-            _num(power.value if power else None), _num(co2.value if co2 else None),
-            f"{_num(s.idle_watts, 0)}..{_num(s.max_watts, 0)}", s.pue, ",".join(s.tags),
-        ])
-    print_table(["ID", "NAME", "REGION", "SOURCE", "POWER W", "CO2 g/h", "IDLE..MAX W", "PUE", "TAGS"],
-                rows, right={4, 5, 6, 7})
+        rows.append(
+            [
+                s.id,
+                s.name,
+                s.location.region,
+                s.energy_source,
+                _num(power.value if power else None),
+                _num(co2.value if co2 else None),
+                f"{_num(s.idle_watts, 0)}..{_num(s.max_watts, 0)}",
+                s.pue,
+                ",".join(s.tags),
+            ]
+        )
+    print_table(
+        ["ID", "NAME", "REGION", "SOURCE", "POWER W", "CO2 g/h", "IDLE..MAX W", "PUE", "TAGS"], rows, right={4, 5, 6, 7}
+    )
     if not rows:
         typer.echo("(no servers registered: add one with `tasker servers add`)")
 
@@ -543,7 +583,9 @@ def servers_edit(
 def servers_rm(
     server: str = typer.Argument(..., help="Server id or name."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    purge: bool = typer.Option(False, "--purge", help="Also delete its readings now (otherwise kept until they expire)."),
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete its readings now (otherwise kept until they expire)."
+    ),
     url: str | None = URL_OPTION,
 ) -> None:
     """Remove a server from the registry (asks first)."""
@@ -670,10 +712,15 @@ def history(
             out.writerow([ts, iso(ts), low, avg, high])
     else:
         unit = series.get("unit") or METRICS[metric].unit
-        typer.echo(f"{found.name} ({found.id}) {metric} in {unit}, {iso(start)} .. {iso(end)},"
-                   f" {series.get('resolution_s', '?')} s per point")
-        print_table(["TIME", "MIN", "AVG", "MAX"], [[iso(ts), _num(lo), _num(av), _num(hi)] for ts, lo, av, hi in rows],
-                    right={1, 2, 3})
+        typer.echo(
+            f"{found.name} ({found.id}) {metric} in {unit}, {iso(start)} .. {iso(end)},"
+            f" {series.get('resolution_s', '?')} s per point"
+        )
+        print_table(
+            ["TIME", "MIN", "AVG", "MAX"],
+            [[iso(ts), _num(lo), _num(av), _num(hi)] for ts, lo, av, hi in rows],
+            right={1, 2, 3},
+        )
         if not rows:
             typer.echo("(no readings in this range)")
 

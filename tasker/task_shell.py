@@ -51,10 +51,14 @@ def tasks_submit(
     command: list[str] | None = typer.Argument(None, help="The program and its arguments, after --."),
     cores: int = typer.Option(..., "--cores", help="Cores the task uses."),
     duration: str = typer.Option(..., "--duration", help="Run time at full use of its cores: 2h, 90m, 1h30m."),
-    deadline: str | None = typer.Option(None, "--deadline", help="Latest finish: 18:00, tomorrow 06:00, +6h, RFC 3339 (default: start + 24h)."),
+    deadline: str | None = typer.Option(
+        None, "--deadline", help="Latest finish: 18:00, tomorrow 06:00, +6h, RFC 3339 (default: start + 24h)."
+    ),
     earliest: str | None = typer.Option(None, "--earliest", help="Earliest start, same forms (default: now)."),
     interruptible: bool = typer.Option(False, "--interruptible", help="May be split into pieces on one server."),
-    regions: list[str] | None = typer.Option(None, "--region", help=f"Allowed region (repeatable): {', '.join(REGIONS)}."),
+    regions: list[str] | None = typer.Option(
+        None, "--region", help=f"Allowed region (repeatable): {', '.join(REGIONS)}."
+    ),
     tags: list[str] | None = typer.Option(None, "--tag", help="Required server tag (repeatable)."),
     as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,
@@ -64,10 +68,8 @@ def tasks_submit(
         parse_duration(duration)
     except ValueError as exc:
         fail(f"--duration {duration!r}: {exc}", 2)
-    body: dict[str, Any] = {"name": name, "cores": cores, "duration": duration,
-                            "interruptible": interruptible}
-    for key, value in (("deadline", _when(deadline, "--deadline")),
-                       ("earliest_start", _when(earliest, "--earliest"))):
+    body: dict[str, Any] = {"name": name, "cores": cores, "duration": duration, "interruptible": interruptible}
+    for key, value in (("deadline", _when(deadline, "--deadline")), ("earliest_start", _when(earliest, "--earliest"))):
         if value is not None:
             body[key] = value
     if regions:
@@ -104,43 +106,73 @@ def tasks_list(
     rows = []
     for t in _with_client(url, lambda api: api.read_tasks(states or ())):
         server, start, co2 = _plan_cell(t)
-        rows.append([t.id, t.name, t.owner, t.state, t.cores,
-                     format_duration(t.duration_s), _local(t.deadline_ms), server, start, co2])
-    print_table(["ID", "NAME", "OWNER", "STATE", "CORES", "DURATION", "DEADLINE", "SERVER", "START", "CO2"],
-                rows, right={4, 9})
+        rows.append(
+            [
+                t.id,
+                t.name,
+                t.owner,
+                t.state,
+                t.cores,
+                format_duration(t.duration_s),
+                _local(t.deadline_ms),
+                server,
+                start,
+                co2,
+            ]
+        )
+    print_table(
+        ["ID", "NAME", "OWNER", "STATE", "CORES", "DURATION", "DEADLINE", "SERVER", "START", "CO2"], rows, right={4, 9}
+    )
     if not rows:
         typer.echo("(no tasks)")
 
 
 @tasks_app.command("show")
-def tasks_show(task_id: str = typer.Argument(..., help="Task id (tsk_...)."),
-               as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
+def tasks_show(
+    task_id: str = typer.Argument(..., help="Task id (tsk_...)."),
+    as_json: bool = JSON_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
     """One task with its plan and why it sits there."""
     if as_json:
         print_json(_with_client(url, lambda api: api.get_task(task_id)))
         return
     task = _with_client(url, lambda api: api.read_task(task_id))
-    lines = [("id", task.id), ("name", task.name), ("owner", task.owner),
-             ("state", task.state + (f" ({task.reason})" if task.reason else "")),
-             ("cores", str(task.cores)), ("duration", format_duration(task.duration_s)),
-             ("window", f"{_local(task.earliest_start_ms)} .. {_local(task.deadline_ms)}"),
-             ("interruptible", "yes" if task.interruptible else "no"),
-             ("regions", ", ".join(task.regions) or "any"), ("tags", ", ".join(task.tags) or "-"),
-             ("command", " ".join(task.command) if task.command else "-")]
+    lines = [
+        ("id", task.id),
+        ("name", task.name),
+        ("owner", task.owner),
+        ("state", task.state + (f" ({task.reason})" if task.reason else "")),
+        ("cores", str(task.cores)),
+        ("duration", format_duration(task.duration_s)),
+        ("window", f"{_local(task.earliest_start_ms)} .. {_local(task.deadline_ms)}"),
+        ("interruptible", "yes" if task.interruptible else "no"),
+        ("regions", ", ".join(task.regions) or "any"),
+        ("tags", ", ".join(task.tags) or "-"),
+        ("command", " ".join(task.command) if task.command else "-"),
+    ]
     plan = task.plan
     if plan is not None:
         pieces = ", ".join(f"{_local(a)}..{_local(b)[-5:]}" for a, b in plan.pieces)
-        lines += [("server", plan.server_id), ("runs", pieces), ("CO2 planned", _grams(plan.co2_g)),
-                  ("CO2 if run now", f"{_grams(plan.run_now_co2_g)} on {plan.run_now_server_id or '-'}"),
-                  ("saving", _grams(plan.saving_g)), ("why", plan.explanation)]
+        lines += [
+            ("server", plan.server_id),
+            ("runs", pieces),
+            ("CO2 planned", _grams(plan.co2_g)),
+            ("CO2 if run now", f"{_grams(plan.run_now_co2_g)} on {plan.run_now_server_id or '-'}"),
+            ("saving", _grams(plan.saving_g)),
+            ("why", plan.explanation),
+        ]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         typer.echo(f"{key.ljust(width)}  {value}")
 
 
 @tasks_app.command("cancel")
-def tasks_cancel(task_id: str = typer.Argument(..., help="Task id (tsk_...)."),
-                 as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
+def tasks_cancel(
+    task_id: str = typer.Argument(..., help="Task id (tsk_...)."),
+    as_json: bool = JSON_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
     """Cancel a task that has not finished."""
     answer = _with_client(url, lambda api: api.cancel_task(task_id))
     if as_json:
@@ -168,23 +200,37 @@ def plan(as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
     rows = []
     for server in timeline.servers:
         for p in server.placements:
-            rows.append([server.name, server.region, server.energy_source, p.name or "(other owner)",
-                         p.cores, _local(p.pieces[0][0]), _local(p.pieces[-1][1]), len(p.pieces),
-                         _grams(p.co2_g)])
+            rows.append(
+                [
+                    server.name,
+                    server.region,
+                    server.energy_source,
+                    p.name or "(other owner)",
+                    p.cores,
+                    _local(p.pieces[0][0]),
+                    _local(p.pieces[-1][1]),
+                    len(p.pieces),
+                    _grams(p.co2_g),
+                ]
+            )
     typer.echo(f"plan from {_local(timeline.start_ms)} to {_local(timeline.end_ms)}")
-    print_table(["SERVER", "REGION", "SOURCE", "TASK", "CORES", "START", "END", "PIECES", "CO2"], rows,
-                right={4, 7, 8})
+    print_table(["SERVER", "REGION", "SOURCE", "TASK", "CORES", "START", "END", "PIECES", "CO2"], rows, right={4, 7, 8})
     if not rows:
         typer.echo("(nothing planned)")
     total = saved.totals
     pct = "" if total.saving_pct is None else f" ({total.saving_pct:.1f}%)"
-    typer.echo(f"CO2 planned {total.planned_co2_g:.1f} g vs {total.run_now_co2_g:.1f} g if run now: "
-               f"saving {total.saving_g:.1f} g{pct} over {total.compared} tasks")
+    typer.echo(
+        f"CO2 planned {total.planned_co2_g:.1f} g vs {total.run_now_co2_g:.1f} g if run now: "
+        f"saving {total.saving_g:.1f} g{pct} over {total.compared} tasks"
+    )
 
 
 @grid_app.command("import")
-def grid_import(file: Path = typer.Argument(..., help="CSV with header region,ts,g_per_kwh."),
-                as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
+def grid_import(
+    file: Path = typer.Argument(..., help="CSV with header region,ts,g_per_kwh."),
+    as_json: bool = JSON_OPTION,
+    url: str | None = URL_OPTION,
+) -> None:
     """Load carbon-intensity traces; each region in the file replaces its previous trace."""
     try:
         text = file.read_text(encoding="utf-8-sig")

@@ -76,9 +76,7 @@ def parse_local_time(text: str, now: datetime, zone: tzinfo | None = None) -> da
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(
-            "must be a time like 18:00, tomorrow 06:00, +2h, 2026-06-01 18:00 or RFC 3339"
-        ) from None
+        raise ValueError("must be a time like 18:00, tomorrow 06:00, +2h, 2026-06-01 18:00 or RFC 3339") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
 
 

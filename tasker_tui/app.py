@@ -63,11 +63,19 @@ class TaskerApp(OrderedKeys, App[None]):
     BINDINGS = [
         # Not in the footer: the top bar always shows the chat key (with the unread badge), and
         # 80 columns need the room for the keys of the screen.
-        Binding(CHAT_KEY, "toggle_chat", "Chat", priority=True, show=False, tooltip="Show or hide the support chat pane"),
+        Binding(
+            CHAT_KEY, "toggle_chat", "Chat", priority=True, show=False, tooltip="Show or hide the support chat pane"
+        ),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="Every key of this screen"),
         Binding("ctrl+g", "go_to_server", "Go to server", show=False, tooltip="Go to a server by name"),
-        Binding("colon", "command_line", "Command", key_display=":", show=False,
-                tooltip="Commands by name: :tasks :server <name> :chat …"),
+        Binding(
+            "colon",
+            "command_line",
+            "Command",
+            key_display=":",
+            show=False,
+            tooltip="Commands by name: :tasks :server <name> :chat …",
+        ),
         Binding("q", "quit", "Quit", tooltip="Quit Tasker"),
         # Textual's own quit key, said the same way (it also works while typing in a field).
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True, tooltip="Quit Tasker"),
@@ -209,8 +217,9 @@ class TaskerApp(OrderedKeys, App[None]):
             self.notice = ""
 
     def start_live_link(self) -> None:
-        self.link = LiveLink(self.client, self.fleet, self.chat, self._link_status_changed, self._registry_changed,
-                             self._plan_frame)
+        self.link = LiveLink(
+            self.client, self.fleet, self.chat, self._link_status_changed, self._registry_changed, self._plan_frame
+        )
         self.run_live_link()
 
     @work(exclusive=True, group="live", exit_on_error=False)
@@ -336,8 +345,14 @@ class TaskerApp(OrderedKeys, App[None]):
             self.notify(f"{task.name} is already {task.state}.", severity="warning")
             return
         detail = "It is taken off the plan; a running task is stopped (SIGTERM, then SIGKILL)."
-        ask(self, f"Cancel task {one_line(task.name)}?", detail, "Cancel task",
-            lambda yes: self.cancel_task(task.id) if yes else None, no_label="Keep it")
+        ask(
+            self,
+            f"Cancel task {one_line(task.name)}?",
+            detail,
+            "Cancel task",
+            lambda yes: self.cancel_task(task.id) if yes else None,
+            no_label="Keep it",
+        )
 
     @work(exclusive=True, group="cancel", exit_on_error=False)
     async def cancel_task(self, task_id: str) -> None:
@@ -413,7 +428,6 @@ class TaskerApp(OrderedKeys, App[None]):
     def session_refused(self, message: str) -> None:
         """The backend no longer accepts our token: back to the login screen."""
         from tasker.session import forget_session
-
         from tasker_tui.screens.login import LoginScreen
 
         self.workers.cancel_group(self, "live")
@@ -445,9 +459,13 @@ class TaskerApp(OrderedKeys, App[None]):
         if unsent and now - self._quit_warned_at > QUIT_AGAIN_S:
             self._quit_warned_at = now
             noun = "message is" if unsent == 1 else "messages are"
-            self.notify(f"{unsent} chat {noun} not sent yet (the backend is away); quitting drops "
-                        f"{'it' if unsent == 1 else 'them'}. Press the quit key again to quit anyway.",
-                        title="Unsent chat", severity="warning", timeout=QUIT_AGAIN_S)
+            self.notify(
+                f"{unsent} chat {noun} not sent yet (the backend is away); quitting drops "
+                f"{'it' if unsent == 1 else 'them'}. Press the quit key again to quit anyway.",
+                title="Unsent chat",
+                severity="warning",
+                timeout=QUIT_AGAIN_S,
+            )
             return
         self.exit()
 

@@ -72,11 +72,13 @@ def _instrument(app: Any, record: dict[str, Any]) -> None:
                 record["first_frame_wall"] = time.time()
         original_display(self, screen, renderable)
 
-    Screen._on_timer_update = timed_update  # type: ignore[method-assign]
+    Screen._on_timer_update = timed_update  # type: ignore[method-assign,assignment]
     App._display = encoding_display  # type: ignore[method-assign]
 
 
-async def _measure_child(url: str, seconds: float, warmup: float, size: tuple[int, int], servers: int) -> dict[str, Any]:
+async def _measure_child(
+    url: str, seconds: float, warmup: float, size: tuple[int, int], servers: int
+) -> dict[str, Any]:
     from tasker_tui.app import TaskerApp
     from tasker_tui.screens.fleet import FleetScreen
     from tasker_tui.widgets.fleet_table import FleetTable
@@ -88,8 +90,12 @@ async def _measure_child(url: str, seconds: float, warmup: float, size: tuple[in
 
     def fleet_ready() -> bool:
         screen = app.screen
-        return (isinstance(screen, FleetScreen) and screen.ready
-                and len(screen.query_one(FleetTable).shown_ids) >= servers and app.fleet.readings_version > 1)
+        return (
+            isinstance(screen, FleetScreen)
+            and screen.ready
+            and len(screen.query_one(FleetTable).shown_ids) >= servers
+            and app.fleet.readings_version > 1
+        )
 
     async def measure() -> None:
         try:
@@ -203,7 +209,10 @@ def _spawn_first_frame(url: str, size: str, env: dict[str, str]) -> float:
     spawned = time.time()
     child = subprocess.run(
         [sys.executable, "-m", "tasker_tui.bench", "--child", "--first-frame-only", "--url", url, "--size", size],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     lines = [line for line in child.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
     if child.returncode != 0 or not lines:
@@ -217,8 +226,9 @@ def tasker_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-c", "from tasker.cli import main; main()"]
 
 
-def command_first_frame(url: str, size: str, env: dict[str, str], timeout: float = 60.0,
-                        command: list[str] | None = None) -> float:
+def command_first_frame(
+    url: str, size: str, env: dict[str, str], timeout: float = 60.0, command: list[str] | None = None
+) -> float:
     """Seconds from exec'ing `tasker tui --url URL` (or `command`) in a pseudo-terminal of `size`
     (COLSxROWS) to its login screen's text arriving on that terminal; the TUI is then quit with
     ctrl+q."""
@@ -233,8 +243,14 @@ def command_first_frame(url: str, size: str, env: dict[str, str], timeout: float
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
     env = {**env, "TERM": env.get("TERM") or "xterm-256color"}
     started = time.monotonic()
-    child = subprocess.Popen(command or [*tasker_command(), "tui", "--url", url], stdin=slave, stdout=slave, stderr=slave,
-                             env=env, start_new_session=True)
+    child = subprocess.Popen(
+        command or [*tasker_command(), "tui", "--url", url],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
     os.close(slave)
     received = b""
 
@@ -288,9 +304,26 @@ def run_tui_bench(servers: int = 500, seconds: float = 30, size: str = "160x48",
         print(f"measuring the TUI for {warmup:.0f} s warm-up + {seconds:.0f} s at {size}…", flush=True)
         spawned = time.time()
         child = subprocess.run(
-            [sys.executable, "-m", "tasker_tui.bench", "--child", "--url", url, "--seconds", str(seconds),
-             "--warmup", str(warmup), "--size", size, "--servers", str(servers)],
-            capture_output=True, text=True, env=stack.env, timeout=seconds + warmup + 120,
+            [
+                sys.executable,
+                "-m",
+                "tasker_tui.bench",
+                "--child",
+                "--url",
+                url,
+                "--seconds",
+                str(seconds),
+                "--warmup",
+                str(warmup),
+                "--size",
+                size,
+                "--servers",
+                str(servers),
+            ],
+            capture_output=True,
+            text=True,
+            env=stack.env,
+            timeout=seconds + warmup + 120,
         )
         lines = [line for line in child.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
         if child.returncode != 0 or not lines:

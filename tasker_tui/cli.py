@@ -57,7 +57,7 @@ def run_plain_tui(argv: list[str]) -> int | None:
     elif len(rest) == 2 and rest[0] == URL_OPTION and rest[1] and not rest[1].startswith("-"):
         url = rest[1]
     elif len(rest) == 1 and rest[0].startswith(f"{URL_OPTION}=") and len(rest[0]) > len(URL_OPTION) + 1:
-        url = rest[0][len(URL_OPTION) + 1:]
+        url = rest[0][len(URL_OPTION) + 1 :]
     else:
         return None
     return start_tui(url)
@@ -69,18 +69,24 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def tui(
-        url: Optional[str] = typer.Option(None, URL_OPTION, help="Backend URL (default: TASKER_URL or http://127.0.0.1:8470)."),
+        url: Optional[str] = typer.Option(
+            None, URL_OPTION, help="Backend URL (default: TASKER_URL or http://127.0.0.1:8470)."
+        ),
     ) -> None:
         """The terminal UI against a running backend."""
         raise typer.Exit(start_tui(url))
 
-    @app.command(help="Embedded backend + emulated sensors for a sample fleet + the TUI, in one command.\n\n"
-                      "You are logged in as demo-admin. To chat with yourself as support, run "
-                      "`tasker tui --url URL` in a second terminal (the demo shows the URL) as "
-                      "demo-support, password tasker-demo.")
+    @app.command(
+        help="Embedded backend + emulated sensors for a sample fleet + the TUI, in one command.\n\n"
+        "You are logged in as demo-admin. To chat with yourself as support, run "
+        "`tasker tui --url URL` in a second terminal (the demo shows the URL) as "
+        "demo-support, password tasker-demo."
+    )
     def demo(
         data_dir: Optional[Path] = typer.Option(
-            None, "--data-dir", help="Keep the demo's data here (default: a fresh temporary directory, removed on exit)."
+            None,
+            "--data-dir",
+            help="Keep the demo's data here (default: a fresh temporary directory, removed on exit).",
         ),
         servers: int = typer.Option(12, "--servers", min=1, max=2000, help="How many sample servers to register."),
         interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between emulated sensor readings."),

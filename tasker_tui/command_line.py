@@ -59,8 +59,10 @@ def parse_command(line: str, server_names: Iterable[str]) -> tuple[Command, str]
         starting = sorted({c.name for alias, c in BY_NAME.items() if alias.startswith(name)})
         if len(starting) != 1:
             known = " ".join(f":{c.name}" for c in COMMANDS)
-            raise CommandError(f"no command {name!r}" + (f" (did you mean :{' or :'.join(starting)}?)" if starting
-                                                           else f"; commands: {known}"))
+            raise CommandError(
+                f"no command {name!r}"
+                + (f" (did you mean :{' or :'.join(starting)}?)" if starting else f"; commands: {known}")
+            )
         command = BY_NAME[starting[0]]
     if not command.takes_server:
         if argument:
@@ -122,13 +124,16 @@ class CommandLineScreen(ModalScreen[tuple[Command, str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="command-box"):
             yield Static(self._help_line(), id="command-message")
-            yield Input(placeholder="servers, tasks, plan, chat, server <name>, help, quit",
-                        suggester=CommandSuggester(self.server_names), id="command-input", compact=True)
+            yield Input(
+                placeholder="servers, tasks, plan, chat, server <name>, help, quit",
+                suggester=CommandSuggester(self.server_names),
+                id="command-input",
+                compact=True,
+            )
 
     @staticmethod
     def _help_line() -> Text:
-        return Text("  ".join(f":{c.name}" for c in COMMANDS) + "   tab completes · enter runs · esc closes",
-                    "dim")
+        return Text("  ".join(f":{c.name}" for c in COMMANDS) + "   tab completes · enter runs · esc closes", "dim")
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

@@ -46,8 +46,12 @@ class ServerCommands(Provider):
     async def discover(self) -> Hits:
         for server in self._servers()[:50]:
             title = self._title(server)
-            yield DiscoveryHit(literal_content(title), partial(self._open, server.id), text=title,
-                               help=self._help(server))  # type: ignore[arg-type]
+            yield DiscoveryHit(
+                literal_content(title),
+                partial(self._open, server.id),
+                text=title,
+                help=self._help(server),  # type: ignore[arg-type]  # Content: shown as typed, no markup
+            )
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -55,5 +59,10 @@ class ServerCommands(Provider):
             title = self._title(server)
             score = max(matcher.match(title), matcher.match(one_line(server.name)))
             if score > 0:
-                yield Hit(score, highlighted(matcher, title), partial(self._open, server.id), text=title,
-                          help=self._help(server))  # type: ignore[arg-type]
+                yield Hit(
+                    score,
+                    highlighted(matcher, title),
+                    partial(self._open, server.id),
+                    text=title,
+                    help=self._help(server),  # type: ignore[arg-type]  # Content, as above
+                )

@@ -80,10 +80,17 @@ def sample_servers(count: int) -> list[dict[str, Any]]:
         name, region, site, source, idle, top, cores, tags = SAMPLE_FLEET[index % len(SAMPLE_FLEET)]
         if index >= len(SAMPLE_FLEET):
             name = f"{name.rsplit('-', 1)[0]}-{index // len(SAMPLE_FLEET) + 1}{index % len(SAMPLE_FLEET)}"
-        servers.append({
-            "name": name, "location": {"region": region, "site": site}, "energy_source": source,
-            "idle_watts": idle, "max_watts": top, "cores": cores, "tags": list(tags),
-        })
+        servers.append(
+            {
+                "name": name,
+                "location": {"region": region, "site": site},
+                "energy_source": source,
+                "idle_watts": idle,
+                "max_watts": top,
+                "cores": cores,
+                "tags": list(tags),
+            }
+        )
     return servers
 
 
@@ -98,8 +105,10 @@ def provision_accounts(stack: LocalStack) -> DemoAccounts:
         return DemoAccounts(**json.loads(path.read_text()))
     accounts_without_key = ("demo-admin", DEMO_PASSWORD, "demo-support", DEMO_PASSWORD)
     key = stack.provision(
-        [(accounts_without_key[0], "sysadmin", accounts_without_key[1]),
-         (accounts_without_key[2], "engineer", accounts_without_key[3])],
+        [
+            (accounts_without_key[0], "sysadmin", accounts_without_key[1]),
+            (accounts_without_key[2], "engineer", accounts_without_key[3]),
+        ],
         "tasker demo sensors",
     )
     accounts = DemoAccounts(*accounts_without_key, ingest_key=key or "")
@@ -135,9 +144,18 @@ def sample_tasks(now_ms: int) -> list[dict[str, Any]]:
     bodies = []
     for name, cores, duration, hours, interruptible, regions, tags, command in SAMPLE_TASKS:
         deadline = datetime.fromtimestamp(now_ms / 1000 + hours * 3600, tz=timezone.utc)
-        bodies.append({"name": name, "cores": cores, "duration": duration, "deadline": to_rfc3339(deadline),
-                       "interruptible": interruptible, "regions": list(regions), "tags": list(tags),
-                       "command": list(command)})
+        bodies.append(
+            {
+                "name": name,
+                "cores": cores,
+                "duration": duration,
+                "deadline": to_rfc3339(deadline),
+                "interruptible": interruptible,
+                "regions": list(regions),
+                "tags": list(tags),
+                "command": list(command),
+            }
+        )
     return bodies
 
 
@@ -216,7 +234,7 @@ class _StopSignals:
 def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: float = 1.0) -> int:
     """Run the whole demo; returns the process exit code."""
     temporary = data_dir is None
-    root = Path(tempfile.mkdtemp(prefix="tasker-demo-")) if temporary else Path(data_dir).expanduser()
+    root = Path(tempfile.mkdtemp(prefix="tasker-demo-")) if data_dir is None else Path(data_dir).expanduser()
     try:
         stack = LocalStack(root)
     except OSError as exc:
@@ -248,10 +266,15 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
             go_on()
             stack.start_sensors(accounts.ingest_key, token, interval=interval)
             app.auto_login = (accounts.sysadmin, accounts.sysadmin_password)
-            fleet = (f"{added} sample servers registered, sample tasks submitted (press t)" if added
-                     else "the sample fleet is there from last time")
-            return url, (f"Backend at {url}; {fleet}.\nSecond TUI (support engineer), in another terminal:\n"
-                         f"{second_tui_hint(url, accounts)}")
+            fleet = (
+                f"{added} sample servers registered, sample tasks submitted (press t)"
+                if added
+                else "the sample fleet is there from last time"
+            )
+            return url, (
+                f"Backend at {url}; {fleet}.\nSecond TUI (support engineer), in another terminal:\n"
+                f"{second_tui_hint(url, accounts)}"
+            )
         finally:
             done.set()
 
@@ -290,15 +313,21 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
         pass
     except _Signalled as stopped:
         try:
-            print(f"tasker demo: {signal.Signals(stopped.signum).name}: stopping the backend and the sensors",
-                  file=sys.stderr, flush=True)
+            print(
+                f"tasker demo: {signal.Signals(stopped.signum).name}: stopping the backend and the sensors",
+                file=sys.stderr,
+                flush=True,
+            )
         except OSError:
             pass  # the terminal is gone (SIGHUP): nobody to tell
         return 128 + stopped.signum
     finally:
         stop.ignore()
         clean_up()
-    print("tasker demo: stopped the backend and the sensors" + (", removed its data." if temporary else f"; data kept in {root}."))
+    print(
+        "tasker demo: stopped the backend and the sensors"
+        + (", removed its data." if temporary else f"; data kept in {root}.")
+    )
     if accounts is not None and url:
         kept = "" if temporary else f" --data-dir {root}"
         print(f"Run it again with `tasker demo{kept}`. While it runs, a second terminal can")

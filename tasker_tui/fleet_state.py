@@ -8,7 +8,7 @@ I/O or touches Textual, so a burst of frames never turns into a burst of redraws
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ DEFAULT_INTERVAL_S = 1.0
 # A server is stale after this many missed intervals, and never sooner than STALE_MIN_S.
 STALE_INTERVALS = 5
 STALE_MIN_S = 5.0
+
 
 @dataclass(slots=True)
 class ServerSeries:
@@ -168,7 +169,7 @@ class FleetState:
         self.series.pop(server_id, None)
         self.registry_version += 1
 
-    def apply_history(self, server_id: str, metric: str, points: Iterable[Iterable[float]]) -> None:
+    def apply_history(self, server_id: str, metric: str, points: Iterable[Sequence[float]]) -> None:
         """History buckets `[ts, min, avg, max]` of the recent past, for the sparklines."""
         series = self.series.get(server_id)
         if series is not None:
@@ -193,8 +194,11 @@ class FleetState:
         watts = 0.0
         grams = 0.0
         fresh = stale = 0
-        chosen = self.series.items() if server_ids is None else [
-            (sid, self.series[sid]) for sid in server_ids if sid in self.series]
+        chosen = (
+            self.series.items()
+            if server_ids is None
+            else [(sid, self.series[sid]) for sid in server_ids if sid in self.series]
+        )
         for server_id, series in chosen:
             if not self.connected or series.is_stale(now_ms):
                 stale += 1

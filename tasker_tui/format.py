@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
+from typing import TypeGuard
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 # Shown where a sparkline bucket has no reading (a gap, not a zero).
@@ -34,7 +35,7 @@ def as_value(raw: object) -> float:
         return math.copysign(math.inf, raw)
 
 
-def is_number(value: float | None) -> bool:
+def is_number(value: float | None) -> TypeGuard[float]:
     """True for a finite float (not None, NaN or an infinity)."""
     return value is not None and math.isfinite(value)
 

@@ -82,9 +82,7 @@ class LiveLink:
                 message = exc.message if isinstance(exc, ApiError) else str(exc)
                 self._disconnected()
                 delay = self.backoff.failed()
-                self.on_status(
-                    LinkStatus("down", message, self.backoff.failures, time.monotonic() + delay)
-                )
+                self.on_status(LinkStatus("down", message, self.backoff.failures, time.monotonic() + delay))
                 await asyncio.sleep(delay)
 
     def _disconnected(self) -> None:

@@ -61,8 +61,12 @@ class LocalStack:
 
     def _spawn(self, args: tuple[str, ...]) -> subprocess.Popen:
         return subprocess.Popen(
-            [*TASKER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=self.env,
+            [*TASKER, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
         )
 
     @staticmethod
@@ -109,7 +113,10 @@ class LocalStack:
         self._log_offset = log_path.stat().st_size
         self.backend = subprocess.Popen(
             [*TASKER, "backend", "--listen", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
             start_new_session=True,  # a ctrl+c in the TUI's terminal is ours to handle, not theirs
         )
         log.close()
@@ -150,9 +157,12 @@ class LocalStack:
         # the key goes in the environment: on the command line any user could read it in `ps`
         env = {**self.env, "TASKER_URL": self.url, "TASKER_TOKEN": session_token, "TASKER_INGEST_KEY": ingest_key}
         self.sensors = subprocess.Popen(
-            [*TASKER, "sensors", "emulate", "--interval", str(interval),
-             "--seed", str(seed), "--quiet"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            [*TASKER, "sensors", "emulate", "--interval", str(interval), "--seed", str(seed), "--quiet"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
         log.close()
 

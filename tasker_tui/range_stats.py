@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tasker_tui.format import as_value
 
@@ -76,11 +77,12 @@ class LiveSeries:
     start slide out.
     """
 
-    def __init__(self, points: Sequence[Sequence[float]], resolution_s: int, span_ms: int) -> None:
+    def __init__(self, points: Sequence[Sequence[Any]], resolution_s: int, span_ms: int) -> None:
         self.resolution_ms = max(1, int(resolution_s)) * 1000
         self.span_ms = span_ms
-        self.buckets: list[list[float]] = [[int(p[0]), as_value(p[1]), as_value(p[2]), as_value(p[3]), 1]
-                                           for p in points]
+        self.buckets: list[list[float]] = [
+            [int(p[0]), as_value(p[1]), as_value(p[2]), as_value(p[3]), 1] for p in points
+        ]
         # Per bucket we keep [start, min, avg, max, count]; history buckets count as one sample
         # of weight 1 only for folding, which keeps their avg dominant until live data fills in.
         self.last_ts_ms = int(points[-1][0]) if points else 0

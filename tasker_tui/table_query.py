@@ -16,7 +16,7 @@ value in the sorted column come last either way. Pure; no Textual, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
@@ -127,7 +127,7 @@ Row = TypeVar("Row")
 def ordered(
     rows: Iterable[Row],
     value: Callable[[Row], Any],
-    tiebreak: Callable[[Row], Hashable],
+    tiebreak: Callable[[Row], Any],
     reverse: bool,
 ) -> list[Row]:
     """`rows` sorted by `value` (None for no value: those last, in `tiebreak` order), equal values

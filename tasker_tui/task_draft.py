@@ -55,8 +55,9 @@ def split_list(raw: str) -> list[str]:
     return list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
 
 
-def read_draft(values: Mapping[str, Any], now: datetime, known_tags: Collection[str] = (),
-               largest_cores: int | None = None) -> Draft:
+def read_draft(
+    values: Mapping[str, Any], now: datetime, known_tags: Collection[str] = (), largest_cores: int | None = None
+) -> Draft:
     """Check the form's values (strings, and a bool for `interruptible`) against what can be
     known here: `known_tags` are the fleet's tags, `largest_cores` its biggest server."""
     draft = Draft()

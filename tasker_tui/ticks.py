@@ -11,13 +11,32 @@ NICE_MULTIPLES = (1, 2, 5)
 # Time steps in seconds, finest first; every step under a day divides a day, so a range that
 # crosses midnight always has a tick there to carry the date.
 TIME_STEPS_S = (
-    1, 2, 5, 10, 15, 30,
-    60, 120, 300, 600, 900, 1800,
-    3600, 7200, 10800, 21600, 43200,
-    86400, 2 * 86400, 7 * 86400, 14 * 86400,
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    2 * 86400,
+    7 * 86400,
+    14 * 86400,
 )
 DAY_S = 86400
 WEEK_ALIGN_S = 4 * DAY_S  # the epoch began on a Thursday: weekly ticks fall on Mondays
+
+
 # Room each time label needs: its width and half again. A chart library that places labels
 # around ones already drawn moves a label that comes closer, and then where it lands depends on
 # the order they were drawn in.
@@ -79,8 +98,10 @@ def time_ticks(start_ms: int, end_ms: int, width: int) -> list[tuple[int, str]]:
     if end_ms <= start_ms:
         end_ms = start_ms + 1000
     try:
-        crosses = (datetime.fromtimestamp(start_ms / 1000, tz=timezone.utc).date()
-                   != datetime.fromtimestamp(end_ms / 1000, tz=timezone.utc).date())
+        crosses = (
+            datetime.fromtimestamp(start_ms / 1000, tz=timezone.utc).date()
+            != datetime.fromtimestamp(end_ms / 1000, tz=timezone.utc).date()
+        )
     except (ValueError, OverflowError, OSError):  # beyond the calendar: no axis to label
         return []
     ticks: list[tuple[int, str]] = []

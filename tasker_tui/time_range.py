@@ -21,8 +21,12 @@ class TimeRange:
 
 # (label, span in seconds back from now); None spans every reading there is.
 PRESETS: tuple[tuple[str, int | None], ...] = (
-    ("last 5m", 300), ("last 1h", 3600), ("last 24h", 86400), ("last 7d", 7 * 86400),
-    ("last 30d", 30 * 86400), ("everything", None),
+    ("last 5m", 300),
+    ("last 1h", 3600),
+    ("last 24h", 86400),
+    ("last 7d", 7 * 86400),
+    ("last 30d", 30 * 86400),
+    ("everything", None),
 )
 
 # What an empty `from` field means.

@@ -37,5 +37,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or SERVICE_PARAMS & {
-                value for value in params.values() if isinstance(value, str)}:
+            value for value in params.values() if isinstance(value, str)
+        }:
             item.add_marker(pytest.mark.services)

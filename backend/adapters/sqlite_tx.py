@@ -8,6 +8,8 @@ import sqlite3
 import time
 from collections.abc import Iterator
 
+from tasker.backoff import RetryBackoff
+
 
 @contextlib.contextmanager
 def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -29,7 +31,7 @@ def use_wal(con: sqlite3.Connection, timeout_s: float = 10.0) -> None:
     switching a new file at once make SQLite answer "database is locked" at once, without its
     busy timeout (waiting could deadlock), so the switch is retried here until `timeout_s`."""
     deadline = time.monotonic() + timeout_s
-    pause = 0.005
+    backoff = RetryBackoff(0.005, 0.2)
     while True:
         try:
             con.execute("PRAGMA journal_mode=WAL")
@@ -37,5 +39,4 @@ def use_wal(con: sqlite3.Connection, timeout_s: float = 10.0) -> None:
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                 raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
+        time.sleep(backoff.failed())

@@ -53,14 +53,28 @@ class ChatPane(Vertical):
 
     BINDINGS = [
         Binding("escape", "close", "Close chat", tooltip="Hide the chat pane"),
-        Binding("ctrl+b", "attach", "Attach server",
-                tooltip="Attach the server selected on this screen to your next message"),
-        Binding("ctrl+o", "open_link", "Open linked server",
-                tooltip="Open the newest server referenced in this conversation"),
-        Binding("ctrl+down", "next_conversation(1)", "Next chat", show=False,
-                tooltip="Show the next conversation (support)"),
-        Binding("ctrl+up", "next_conversation(-1)", "Previous chat", show=False,
-                tooltip="Show the previous conversation (support)"),
+        Binding(
+            "ctrl+b",
+            "attach",
+            "Attach server",
+            tooltip="Attach the server selected on this screen to your next message",
+        ),
+        Binding(
+            "ctrl+o",
+            "open_link",
+            "Open linked server",
+            tooltip="Open the newest server referenced in this conversation",
+        ),
+        Binding(
+            "ctrl+down", "next_conversation(1)", "Next chat", show=False, tooltip="Show the next conversation (support)"
+        ),
+        Binding(
+            "ctrl+up",
+            "next_conversation(-1)",
+            "Previous chat",
+            show=False,
+            tooltip="Show the previous conversation (support)",
+        ),
         Binding("pageup", "older", "Older", show=False, tooltip="Scroll up; at the top, load older messages"),
         Binding("pagedown", "newer", "Newer", show=False, tooltip="Scroll down"),
     ]

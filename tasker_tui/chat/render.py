@@ -30,7 +30,7 @@ def clock(ts_ms: int, now: float | None = None) -> str:
 
 
 def server_link(server: ServerLink | None) -> Text | None:
-    """"↗ web-1" that opens the server's detail when clicked (ctrl+o opens the newest)."""
+    """ "↗ web-1" that opens the server's detail when clicked (ctrl+o opens the newest)."""
     if server is None:
         return None
     server_id, name = server.id, printable(server.name)
@@ -80,7 +80,7 @@ def message_log(conversation: Conversation | None, me: str, pending: list[Outbox
 
 
 def seen_line(conversation: Conversation, me: str) -> str:
-    """"seen by eve" when others have read up to the last message."""
+    """ "seen by eve" when others have read up to the last message."""
     if not conversation.messages:
         return ""
     newest = max(conversation.messages)
@@ -107,8 +107,10 @@ def online_line(online: list[OnlineUser], me: str, support: bool) -> Text:
     if support:
         sysadmins = [u.username for u in online if u.role == "sysadmin"]
         text.append("● " if sysadmins else "○ ", style="green" if sysadmins else "dim")
-        text.append(printable(f"sysadmins online: {', '.join(sysadmins)}") if sysadmins else "no sysadmin online",
-                    style="" if sysadmins else "dim")
+        text.append(
+            printable(f"sysadmins online: {', '.join(sysadmins)}") if sysadmins else "no sysadmin online",
+            style="" if sysadmins else "dim",
+        )
         if staff:
             text.append(printable(f"\n● other support online: {', '.join(staff)}"), style="dim")
         return text

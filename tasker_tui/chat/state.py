@@ -87,10 +87,14 @@ class ChatState:
     def handle_frame(self, frame: Mapping[str, Any]) -> bool:
         """A `chat.*` frame from the websocket. Returns True when the pane needs a repaint."""
         handler = {
-            "chat.joined": self._on_joined, "chat.messages": self._on_messages,
-            "chat.history": self._on_history, "chat.ack": self._on_answer,
-            "chat.error": self._on_answer, "chat.read": self._on_read,
-            "chat.typing": self._on_typing, "chat.presence": self._on_presence,
+            "chat.joined": self._on_joined,
+            "chat.messages": self._on_messages,
+            "chat.history": self._on_history,
+            "chat.ack": self._on_answer,
+            "chat.error": self._on_answer,
+            "chat.read": self._on_read,
+            "chat.typing": self._on_typing,
+            "chat.presence": self._on_presence,
         }.get(str(frame.get("type")))
         if handler is None:
             return False  # a newer backend's frame: ignored
@@ -134,8 +138,7 @@ class ChatState:
     def pending_for(self, name: str | None) -> list[OutboxEntry]:
         """Unacknowledged and refused messages of a conversation, to show below its messages."""
         own = self.role == "sysadmin" or not self.role
-        return [e for e in [*self.refused, *self.outbox]
-                if e.conversation == name or (e.conversation is None and own)]
+        return [e for e in [*self.refused, *self.outbox] if e.conversation == name or (e.conversation is None and own)]
 
     def select(self, name: str) -> None:
         """Show another conversation (support); loads its latest page the first time."""
@@ -181,8 +184,9 @@ class ChatState:
         shown = self.shown()
         if shown is None or not shown.more_before or self._send is None:
             return False
-        self._fire({"type": "chat.history", "conversation": shown.name, "before": shown.oldest_id(),
-                    "limit": HISTORY_PAGE})
+        self._fire(
+            {"type": "chat.history", "conversation": shown.name, "before": shown.oldest_id(), "limit": HISTORY_PAGE}
+        )
         return True
 
     def take_alerts(self) -> list[tuple[str, str]]:
@@ -236,8 +240,14 @@ class ChatState:
             return
         if messages[0].id > conversation.stream_id + 1:
             # Frames were dropped on the way (the backend said "lagging"): fetch the gap.
-            self._fire({"type": "chat.history", "conversation": conversation.name,
-                        "after": conversation.stream_id, "limit": 100})
+            self._fire(
+                {
+                    "type": "chat.history",
+                    "conversation": conversation.name,
+                    "after": conversation.stream_id,
+                    "limit": 100,
+                }
+            )
         fresh = [m for m in messages if conversation.add(m)]
         self._ensure_selected()
         conversation.stream_id = max(conversation.stream_id, messages[-1].id)

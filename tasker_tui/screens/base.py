@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding, Binding
@@ -14,6 +14,9 @@ from textual.worker import Worker, WorkerState
 
 from tasker_tui.screens.host import ScreenHost
 from tasker_tui.widgets.chrome import ConnectionBanner, TopBar
+
+if TYPE_CHECKING:
+    from tasker_tui.chat.pane import ChatPane
 
 # Styles shared by the forms (the focused field stands out); a screen loads them with CSS_PATH.
 FORM_CSS = Path(__file__).parent / "forms.tcss"
@@ -117,15 +120,18 @@ class TaskerScreen(Screen):
         user = app.user.get("username", "") if app.user else ""
         role = app.user.get("role", "") if app.user else ""
         self.query_one(TopBar).show(
-            self.title_text, app.link_status, app.chat_unread,
-            f"{user} ({role})" if role else user, app.chat_key if self.HAS_CHAT else "",
+            self.title_text,
+            app.link_status,
+            app.chat_unread,
+            f"{user} ({role})" if role else user,
+            app.chat_key if self.HAS_CHAT else "",
             saved=app.saved_today if self.HAS_CHAT else "",
         )
         self.query_one(ConnectionBanner).show(app.link_status)
         self.set_class(app.chat_open and self.HAS_CHAT, "-chat-open")  # toasts move aside (chat.tcss)
         for pane in self.query("#chat-pane"):
             pane.set_class(app.chat_open, "-open")
-            pane.sync()
+            cast("ChatPane", pane).sync()
 
     def refresh_live(self) -> None:
         """Draw what changed in the app's live state; cheap when nothing did."""

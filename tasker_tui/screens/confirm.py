@@ -80,19 +80,23 @@ class ConfirmScreen(ModalScreen[bool]):
             self.dismiss(event.button.id == "yes")
 
 
-def confirm_delete(app: App, server: Server, then: Callable[[str | None], None]) -> None:
+def confirm_delete(app: App, server: Server, then: Callable[[str | None], object]) -> None:
     """Ask before deleting `server`; `then` gets its id when confirmed, None otherwise."""
     question = f"Delete server {server.name}?"
-    detail = (
-        "It leaves the fleet and stops being watched. Its readings are kept until they expire."
-    )
-    app.push_screen(
-        ConfirmScreen(question, detail, yes_label="Delete"),
-        lambda yes: then(server.id if yes else None),
-    )
+    detail = "It leaves the fleet and stops being watched. Its readings are kept until they expire."
+
+    def answered(yes: bool | None) -> None:
+        then(server.id if yes else None)
+
+    app.push_screen(ConfirmScreen(question, detail, yes_label="Delete"), answered)
 
 
-def ask(app: App, question: str, detail: str, yes_label: str, then: Callable[[bool], None],
-        no_label: str = "Cancel") -> None:
+def ask(
+    app: App, question: str, detail: str, yes_label: str, then: Callable[[bool], object], no_label: str = "Cancel"
+) -> None:
     """Ask `question`; `then(True)` only on an explicit yes pressed after it was shown."""
-    app.push_screen(ConfirmScreen(question, detail, yes_label, no_label), lambda yes: then(bool(yes)))
+
+    def answered(yes: bool | None) -> None:
+        then(bool(yes))
+
+    app.push_screen(ConfirmScreen(question, detail, yes_label, no_label), answered)

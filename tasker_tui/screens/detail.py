@@ -178,7 +178,10 @@ class DetailScreen(TaskerScreen):
                 # added recently): find where they start, so energy is not counted before that.
                 first = int(series.buckets[0][0])
                 fine = await client.read_history(
-                    self.server_id, metric, start=first, end=min(end, first + resolution * 1000),
+                    self.server_id,
+                    metric,
+                    start=first,
+                    end=min(end, first + resolution * 1000),
                     points=max(2, min(HISTORY_POINTS, resolution // FINE_RESOLUTION_S)),
                 )
                 if fine.points:
@@ -214,8 +217,12 @@ class DetailScreen(TaskerScreen):
                     if ts > series.last_ts_ms:
                         series.add(ts, value)
         now = fmt.now_ms()
-        signature = (fleet.readings_version, self.range.key, now // 1000 if self.range.span_s <= 300 else now // 10_000,
-                     self.query_one("#power-figures").content_size.width)  # the figures fit the width they have
+        signature = (
+            fleet.readings_version,
+            self.range.key,
+            now // 1000 if self.range.span_s <= 300 else now // 10_000,
+            self.query_one("#power-figures").content_size.width,
+        )  # the figures fit the width they have
         if signature == self._drawn:
             return
         self._drawn = signature
@@ -227,8 +234,8 @@ class DetailScreen(TaskerScreen):
             self.query_one(f"#{metric}-chart", MetricChart).show_points(series.points(), start, now)
             figures = series.figures(now, last_reading)
             parts = []
-            for label, value in (("min", figures.minimum), ("avg", figures.average), ("max", figures.maximum)):
-                parts.append(Text(f"{label} ", "dim").append(fmt.quantity(value, unit, 0 if metric == "power" else 1)))
+            for label, figure in (("min", figures.minimum), ("avg", figures.average), ("max", figures.maximum)):
+                parts.append(Text(f"{label} ", "dim").append(fmt.quantity(figure, unit, 0 if metric == "power" else 1)))
             total = figures.value_hours / 1000  # Wh -> kWh, g -> kg
             amount = Text("energy " if metric == "power" else "emitted ", "dim")
             amount.append(fmt.quantity(total, energy_unit, 3), "bold")
@@ -295,7 +302,9 @@ class DetailScreen(TaskerScreen):
         self.series = {}
         self._show_tabs()
         for metric in ("power", "co2"):
-            self.query_one(f"#{metric}-chart", MetricChart).show_points((), fmt.now_ms() - chosen.span_s * 1000, fmt.now_ms(), "loading…")
+            self.query_one(f"#{metric}-chart", MetricChart).show_points(
+                (), fmt.now_ms() - chosen.span_s * 1000, fmt.now_ms(), "loading…"
+            )
             self.query_one(f"#{metric}-figures", Static).update("")
         self.load_history()
 

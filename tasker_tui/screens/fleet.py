@@ -36,8 +36,11 @@ class FleetScreen(TaskerScreen):
         yield Static(id="totals")
         yield FleetTable(self.tasker.fleet, id="fleet")
         yield Static("No servers registered yet. Press a to register one.", id="fleet-empty")
-        yield Input(placeholder=f"filter: word or field:value ({' '.join(FLEET_FIELDS)}), * any, ! not",
-                    id="filter", compact=True)
+        yield Input(
+            placeholder=f"filter: word or field:value ({' '.join(FLEET_FIELDS)}), * any, ! not",
+            id="filter",
+            compact=True,
+        )
 
     @property
     def table(self) -> FleetTable:

@@ -49,7 +49,10 @@ def binding_sections(screen: Screen) -> list[tuple[str, list[tuple[str, str, str
         row = [display, binding.description, binding.tooltip or ""]
         by_action[(action, binding.description)] = row
         (everywhere if isinstance(node, App) else own).append(row)
-    return [("This screen", [tuple(r) for r in own]), ("Everywhere", [tuple(r) for r in everywhere])]
+    return [
+        ("This screen", [(r[0], r[1], r[2]) for r in own]),
+        ("Everywhere", [(r[0], r[1], r[2]) for r in everywhere]),
+    ]
 
 
 class HelpScreen(ModalScreen[None]):

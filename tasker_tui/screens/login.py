@@ -27,8 +27,10 @@ from tasker.session import StoredSession, forget_session, load_session, save_ses
 from tasker_tui.literal import literal
 from tasker_tui.screens.base import TaskerScreen
 
-NEW_PASSWORD_RULES = ("At least 10 characters; not your username, not a common password (even "
-                      "with digits or symbols added), not a keyboard run.")
+NEW_PASSWORD_RULES = (
+    "At least 10 characters; not your username, not a common password (even "
+    "with digits or symbols added), not a keyboard run."
+)
 LOGIN_FIELDS = ("#username", "#password")
 CHANGE_FIELDS = ("#change-intro", "#current-password", "#new-password", "#new-password-again")
 
@@ -59,8 +61,12 @@ class LoginScreen(TaskerScreen):
         # Priority: the fields would take enter (and q) for themselves and hide these keys.
         Binding("enter", "submit", "Log in", priority=True, tooltip="Log in with these credentials"),
         Binding("ctrl+r", "retry_session", "Retry", tooltip="Try the saved session again"),
-        Binding("ctrl+l", "log_out_here", "Log out",
-                tooltip="Log the saved session out and forget it, or give up changing the password"),
+        Binding(
+            "ctrl+l",
+            "log_out_here",
+            "Log out",
+            tooltip="Log the saved session out and forget it, or give up changing the password",
+        ),
         Binding("ctrl+q", "app.quit", "Quit", priority=True, tooltip="Quit Tasker"),
     ]
 
@@ -94,10 +100,10 @@ class LoginScreen(TaskerScreen):
                 yield self._hidden(Static("", id="change-intro"))
                 yield self._hidden(Input(placeholder="current password", password=True, id="current-password"))
                 yield self._hidden(Input(placeholder="new password", password=True, id="new-password"))
-                yield self._hidden(Input(placeholder="new password again", password=True,
-                                         id="new-password-again"))
-                yield Static(literal(self.initial_message), id="login-message",
-                             classes="-error" if self.initial_message else "")
+                yield self._hidden(Input(placeholder="new password again", password=True, id="new-password-again"))
+                yield Static(
+                    literal(self.initial_message), id="login-message", classes="-error" if self.initial_message else ""
+                )
 
     @staticmethod
     def _hidden(widget: Any) -> Any:
@@ -148,16 +154,21 @@ class LoginScreen(TaskerScreen):
         stored = load_session(self.tasker.url)
         self._offer(stored)
         if stored is not None:
-            self.say(f"Press enter to continue as {stored.username}, or type another username and "
-                     "password to switch user (ctrl+l logs the saved session out).")
+            self.say(
+                f"Press enter to continue as {stored.username}, or type another username and "
+                "password to switch user (ctrl+l logs the saved session out)."
+            )
 
     def _offer(self, stored: StoredSession | None) -> None:
         self.saved = stored
         saved = self.query_one("#login-saved", Static)
         if stored is not None:
             role = f" ({stored.role})" if stored.role else ""
-            saved.update(literal(f"Saved session: {stored.username or '?'}{role} on "
-                                 f"{self.tasker.url}{_until(stored.expires_at_ms)}"))
+            saved.update(
+                literal(
+                    f"Saved session: {stored.username or '?'}{role} on {self.tasker.url}{_until(stored.expires_at_ms)}"
+                )
+            )
         saved.display = stored is not None
         self.refresh_bindings()
 
@@ -229,8 +240,9 @@ class LoginScreen(TaskerScreen):
             forget_session(app.url)
             app.client.token = None
             self._offer(None)
-            self.say(f"The saved session of {stored.username} no longer holds ({exc.message}); log in again.",
-                     error=True)
+            self.say(
+                f"The saved session of {stored.username} no longer holds ({exc.message}); log in again.", error=True
+            )
             self.query_one("#username", Input).focus()
             return
         except ApiError as exc:
@@ -286,9 +298,9 @@ class LoginScreen(TaskerScreen):
         self._show(CHANGE_FIELDS, True)
         self.query_one("#current-password").display = current is None
         why = f" ({reason})" if reason else ""
-        self.query_one("#change-intro", Static).update(literal(
-            f"{user['username']} must choose a new password before using Tasker{why}. "
-            f"{NEW_PASSWORD_RULES}"))
+        self.query_one("#change-intro", Static).update(
+            literal(f"{user['username']} must choose a new password before using Tasker{why}. {NEW_PASSWORD_RULES}")
+        )
         self.say("Type the new password twice, then press enter.")
         self.query_one("#current-password" if current is None else "#new-password", Input).focus()
         self.refresh_bindings()

@@ -65,7 +65,9 @@ class RawReadingsScreen(TaskerScreen):
         Binding("m", "metric", "Metric", tooltip="Switch between power and CO2"),
         Binding("t", "preset", "Range", tooltip="Next preset time range"),
         Binding("T", "custom_range", "Custom range", show=False, tooltip="Type a time range"),
-        Binding("x", "export", "Export", tooltip="Write every reading of the range to a CSV file (the foot line says where)"),
+        Binding(
+            "x", "export", "Export", tooltip="Write every reading of the range to a CSV file (the foot line says where)"
+        ),
         Binding("escape", "back", "Back", tooltip="Back to the previous screen"),
     ]
 
@@ -93,7 +95,7 @@ class RawReadingsScreen(TaskerScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="status-head")
-        table = DataTable(id="raw", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str] = DataTable(id="raw", cursor_type="row", zebra_stripes=True)
         table.add_column("Time (UTC)", key="ts", width=24)
         table.add_column("Value", key="value", width=12)
         table.add_column("Epoch ms", key="ms", width=14)
@@ -132,8 +134,12 @@ class RawReadingsScreen(TaskerScreen):
     async def load_page(self) -> None:
         self._show_head(loading=True)
         page = await self.tasker.client.readings(
-            self.server_id, self.metric, start=self.range.from_ms, end=self.range.to_ms,
-            limit=PAGE_SIZE, cursor=self.cursors[-1],
+            self.server_id,
+            self.metric,
+            start=self.range.from_ms,
+            end=self.range.to_ms,
+            limit=PAGE_SIZE,
+            cursor=self.cursors[-1],
         )
         readings = page.get("readings") or []
         table = self.query_one("#raw", DataTable)
@@ -208,12 +214,20 @@ class RawReadingsScreen(TaskerScreen):
         self.export_note = f"Exporting to {home_relative(path)}…"
         self._show_foot()
         readings = self.tasker.client.iter_readings(
-            self.server_id, self.metric, start=self.range.from_ms, end=self.range.to_ms, limit=EXPORT_PAGE_SIZE,
+            self.server_id,
+            self.metric,
+            start=self.range.from_ms,
+            end=self.range.to_ms,
+            limit=EXPORT_PAGE_SIZE,
         )
         try:
             rows = await write_readings_csv(
-                path, readings, server_id=self.server_id, server_name=self.server.name,
-                metric=self.metric, progress=lambda rows: self._export_progress(path, rows),
+                path,
+                readings,
+                server_id=self.server_id,
+                server_name=self.server.name,
+                metric=self.metric,
+                progress=lambda rows: self._export_progress(path, rows),
             )
         except OSError as exc:
             self.export_note = f"Export failed: {exc.strerror or exc} ({path})"

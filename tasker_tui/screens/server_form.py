@@ -37,8 +37,13 @@ NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 TAG = re.compile(r"[A-Za-z0-9._:/=-]{1,64}")
 MAX_TAGS = 32
 MAX_SITE = 100
-LIMITS = {"carbon_intensity_g_per_kwh": (0, 5000), "pue": (1, 5), "idle_watts": (0, 1_000_000),
-          "max_watts": (0, 1_000_000), "cores": (1, 1_000_000)}
+LIMITS = {
+    "carbon_intensity_g_per_kwh": (0, 5000),
+    "pue": (1, 5),
+    "idle_watts": (0, 1_000_000),
+    "max_watts": (0, 1_000_000),
+    "cores": (1, 1_000_000),
+}
 
 FIELDS = (
     Field("name", "Name", "text", "web-1 (letters, digits, . _ -)"),
@@ -224,13 +229,13 @@ class ServerFormScreen(TaskerScreen):
             self.hints["carbon_intensity_g_per_kwh"] = f"blank = {origin.split(' (')[0]}"
             if not self.query_one("#row-carbon_intensity_g_per_kwh").has_class("-invalid"):
                 self.query_one("#error-carbon_intensity_g_per_kwh", Static).update(
-                    literal(self.hints["carbon_intensity_g_per_kwh"]))
+                    literal(self.hints["carbon_intensity_g_per_kwh"])
+                )
 
     def values(self) -> dict[str, str]:
         values: dict[str, str] = {}
         for field in FIELDS:
-            widget = self.query_one(f"#field-{field.key}")
-            value = widget.value
+            value = getattr(self.query_one(f"#field-{field.key}"), "value", None)  # an Input or a Select
             values[field.key] = value if isinstance(value, str) else ""
         return values
 
@@ -256,8 +261,14 @@ class ServerFormScreen(TaskerScreen):
         if not self.changed:
             self.dismiss(None)
             return
-        ask(self.app, "Discard your changes?", "What you typed in the form is lost.", "Discard",
-            lambda yes: self.dismiss(None) if yes else None, no_label="Keep editing")
+        ask(
+            self.app,
+            "Discard your changes?",
+            "What you typed in the form is lost.",
+            "Discard",
+            lambda yes: self.dismiss(None) if yes else None,
+            no_label="Keep editing",
+        )
 
     def action_save(self) -> None:
         payload, errors = parse_form(self.values())

@@ -35,12 +35,20 @@ def task_text(task: Task, server_names: Mapping[str, str], now_ms: int) -> Text:
     if task.reason:
         line("Reason", task.reason)
     line("Owner", task.owner)
-    line("Needs", f"{task.cores} cores for {format_duration(task.duration_s)}"
-         + (", interruptible" if task.interruptible else ", in one piece"))
-    line("Window", f"{fmt.timestamp(task.earliest_start_ms) if task.earliest_start_ms else '—'} → "
-         f"{fmt.timestamp(task.deadline_ms) if task.deadline_ms else '—'}")
+    line(
+        "Needs",
+        f"{task.cores} cores for {format_duration(task.duration_s)}"
+        + (", interruptible" if task.interruptible else ", in one piece"),
+    )
+    line(
+        "Window",
+        f"{fmt.timestamp(task.earliest_start_ms) if task.earliest_start_ms else '—'} → "
+        f"{fmt.timestamp(task.deadline_ms) if task.deadline_ms else '—'}",
+    )
     if task.regions or task.tags:
-        line("Constraints", "regions " + (", ".join(task.regions) or "any") + "; tags " + (", ".join(task.tags) or "any"))
+        line(
+            "Constraints", "regions " + (", ".join(task.regions) or "any") + "; tags " + (", ".join(task.tags) or "any")
+        )
     line("Command", " ".join(repr(a) for a in task.command) if task.command else "— (reserves its cores only)")
     if task.cwd:
         line("Directory", task.cwd)
@@ -51,9 +59,15 @@ def task_text(task: Task, server_names: Mapping[str, str], now_ms: int) -> Text:
     else:
         line("Server", server_names.get(plan.server_id, plan.server_id))
         for index, (start, end) in enumerate(plan.pieces):
-            line("Pieces" if index == 0 else "", f"{fmt.span_label(start, end)} ({format_duration((end - start) // 1000)})")
-        line("Planned", fmt.co2_mass(plan.co2_g) + (f"  ({fmt.quantity(plan.energy_kwh, 'kWh', 2)})"
-                                                   if plan.energy_kwh is not None else ""))
+            line(
+                "Pieces" if index == 0 else "",
+                f"{fmt.span_label(start, end)} ({format_duration((end - start) // 1000)})",
+            )
+        line(
+            "Planned",
+            fmt.co2_mass(plan.co2_g)
+            + (f"  ({fmt.quantity(plan.energy_kwh, 'kWh', 2)})" if plan.energy_kwh is not None else ""),
+        )
         run_now_on = server_names.get(plan.run_now_server_id or "", plan.run_now_server_id or "")
         line("Run now", fmt.co2_mass(plan.run_now_co2_g) + (f"  (on {run_now_on}, starting now)" if run_now_on else ""))
         line("Measured", fmt.co2_mass(plan.measured_co2_g) if plan.measured_co2_g is not None else "— (after it ends)")
@@ -64,8 +78,12 @@ def task_text(task: Task, server_names: Mapping[str, str], now_ms: int) -> Text:
             text.append(literal(plan.explanation))
             text.append("\n")
     text.append("\nHistory\n", "bold underline")
-    for label, at in (("Submitted", task.created_at_ms), ("Started", task.started_at_ms),
-                      ("Finished", task.finished_at_ms), ("Updated", task.updated_at_ms)):
+    for label, at in (
+        ("Submitted", task.created_at_ms),
+        ("Started", task.started_at_ms),
+        ("Finished", task.finished_at_ms),
+        ("Updated", task.updated_at_ms),
+    ):
         if at is not None:
             line(label, fmt.timestamp(at))
     for index, (start, end) in enumerate(task.run.runs):

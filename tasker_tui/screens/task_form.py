@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -80,7 +80,7 @@ class TaskFormScreen(TaskerScreen):
         values: dict[str, Any] = {}
         for key in FIELD_KEYS:
             widget = self.query_one(f"#field-{key}")
-            values[key] = bool(widget.value) if isinstance(widget, Checkbox) else str(widget.value)
+            values[key] = bool(widget.value) if isinstance(widget, Checkbox) else str(cast(Input, widget).value)
         return values
 
     @property
@@ -127,8 +127,14 @@ class TaskFormScreen(TaskerScreen):
         if not self.changed:
             self.dismiss(None)
             return
-        ask(self.app, "Discard this task?", "What you typed in the form is lost.", "Discard",
-            lambda yes: self.dismiss(None) if yes else None, no_label="Keep editing")
+        ask(
+            self.app,
+            "Discard this task?",
+            "What you typed in the form is lost.",
+            "Discard",
+            lambda yes: self.dismiss(None) if yes else None,
+            no_label="Keep editing",
+        )
 
     def _draft(self):
         fleet = self.tasker.fleet.servers.values()

@@ -38,8 +38,11 @@ class TasksScreen(TaskerScreen):
         yield Static(id="task-totals")
         yield TaskTable(id="tasks")
         yield Static("", id="tasks-empty")
-        yield Input(placeholder=f"filter: word or field:value ({' '.join(TASK_FIELDS)}), * any, ! not",
-                    id="task-filter", compact=True)
+        yield Input(
+            placeholder=f"filter: word or field:value ({' '.join(TASK_FIELDS)}), * any, ! not",
+            id="task-filter",
+            compact=True,
+        )
 
     @property
     def table(self) -> TaskTable:

@@ -29,12 +29,13 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tasker_tui import format as fmt
 from tasker.models import Server
+from tasker_tui import format as fmt
 from tasker_tui.fleet_state import FLEET_FIELDS, FleetState, filter_fields, placeholder
 from tasker_tui.literal import one_line
 from tasker_tui.table_query import Filter, SortColumn, SortOrder, ordered, parse_filter
 from tasker_tui.task_board import ServerLoad
+
 # fit and header_label are imported from here too (plan_gantt, tests): they lived here first.
 from tasker_tui.widgets.table_row import cell, fit, header_label, header_row, table_row  # noqa: F401
 
@@ -43,8 +44,14 @@ WIDE_AT = 120  # table width from which the wide layout (site, longer names) is 
 PADDING = 1  # blank cells each side of a column
 
 SOURCE_COLORS = {
-    "coal": "#d05050", "oil": "#c87050", "gas": "#e0a040", "grid-mix": "#d8c050",
-    "nuclear": "#40b0d0", "hydro": "#50a0f0", "wind": "#60c060", "solar": "#a0d040",
+    "coal": "#d05050",
+    "oil": "#c87050",
+    "gas": "#e0a040",
+    "grid-mix": "#d8c050",
+    "nuclear": "#40b0d0",
+    "hydro": "#50a0f0",
+    "wind": "#60c060",
+    "solar": "#a0d040",
 }
 POWER_SPARK = "#e0a040"
 CO2_SPARK = "#60c0a0"
@@ -126,8 +133,13 @@ def sort_bindings(columns: Iterable[SortColumn]) -> list[Binding]:
     letters = " ".join(c.letter.upper() for c in columns)
     first, *rest = columns
     return [
-        Binding(first.letter.upper(), f"sort('{first.key}')", "Sort", show=False,
-                tooltip=f"Shift+{letters} sort by column; again reverses"),
+        Binding(
+            first.letter.upper(),
+            f"sort('{first.key}')",
+            "Sort",
+            show=False,
+            tooltip=f"Shift+{letters} sort by column; again reverses",
+        ),
         *(Binding(c.letter.upper(), f"sort('{c.key}')", f"Sort by {c.label}", show=False) for c in rest),
     ]
 
@@ -140,7 +152,11 @@ def tasks_cell(load: ServerLoad | None) -> str:
 
 
 def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and fmt.is_number(float(value)) else None
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and fmt.is_number(float(value))
+        else None
+    )
 
 
 def power_color(server: Server, watts: float | None) -> str:
@@ -156,7 +172,13 @@ def intensity_color(server: Server, watts: float | None, grams_per_h: float | No
     """Green, yellow or red by the carbon intensity of what the server draws: measured from its
     live power and CO2 (grid-mix intensity moves through the day), else as registered."""
     intensity = None
-    if watts is not None and grams_per_h is not None and fmt.is_number(watts) and fmt.is_number(grams_per_h) and watts > 0:
+    if (
+        watts is not None
+        and grams_per_h is not None
+        and fmt.is_number(watts)
+        and fmt.is_number(grams_per_h)
+        and watts > 0
+    ):
         intensity = grams_per_h / (watts / 1000) / (_number(server.pue) or 1.0)
     else:
         intensity = _number(server.carbon_intensity_g_per_kwh)
@@ -387,7 +409,9 @@ class FleetTable(ScrollView, can_focus=True):
         """Sync rows with the registry and filter, re-sort, and repaint what changed on screen."""
         if not self._widths:
             return
-        rows_changed = force or self._synced_registry != self.state.registry_version or self._synced_filter != self.filter
+        rows_changed = (
+            force or self._synced_registry != self.state.registry_version or self._synced_filter != self.filter
+        )
         if rows_changed:
             first = not self._order
             self._sync_rows()
@@ -479,15 +503,24 @@ class FleetTable(ScrollView, can_focus=True):
             latest_w, latest_co2 = series.latest("power"), series.latest("co2")
             power = fmt.watts(latest_w)
             co2 = fmt.grams_per_hour(latest_co2)
-            power_spark = fmt.sparkline(series.power, now_ms, spark_width, SPARK_SPAN_S,
-                                        ceiling=_number(server.max_watts))
+            power_spark = fmt.sparkline(
+                series.power, now_ms, spark_width, SPARK_SPAN_S, ceiling=_number(server.max_watts)
+            )
             co2_spark = fmt.sparkline(series.co2, now_ms, spark_width, SPARK_SPAN_S, ceiling=self._co2_ceiling)
             power_level = power_color(server, latest_w)
             co2_level = intensity_color(server, latest_w, latest_co2) if latest_co2 is not None else ""
         return RowCells(
-            stale, one_line(server.name), one_line(server.location.text(with_site=wide)),
-            one_line(server.energy_source), power, co2, tasks_cell(self.loads.get(server_id)),
-            power_spark, co2_spark, power_level, co2_level,
+            stale,
+            one_line(server.name),
+            one_line(server.location.text(with_site=wide)),
+            one_line(server.energy_source),
+            power,
+            co2,
+            tasks_cell(self.loads.get(server_id)),
+            power_spark,
+            co2_spark,
+            power_level,
+            co2_level,
         )
 
     def _refresh_row(self, index: int) -> None:
@@ -541,9 +574,10 @@ class FleetTable(ScrollView, can_focus=True):
             self._cells[server_id] = cells
             selected = index == self.cursor_row
             key = (cells, selected, self.has_focus, width)
-            strip = self._strips.get(key)
-            if strip is None:
-                strip = self._strips[key] = self._row_strip(cells, selected, base)
+            cached = self._strips.get(key)
+            if cached is None:
+                cached = self._strips[key] = self._row_strip(cells, selected, base)
+            strip = cached
         return strip.crop_extend(int(self.scroll_x), int(self.scroll_x) + width, base)
 
     def header_labels(self) -> dict[str, str]:
@@ -561,8 +595,9 @@ class FleetTable(ScrollView, can_focus=True):
         return labels
 
     def _header_strip(self, style: Style) -> Strip:
-        return header_row(COLUMNS, self._widths, self.order, style, labels=self.header_labels(),
-                          gap=2 * PADDING, edge=PADDING)
+        return header_row(
+            COLUMNS, self._widths, self.order, style, labels=self.header_labels(), gap=2 * PADDING, edge=PADDING
+        )
 
     def _row_strip(self, cells: RowCells, selected: bool, base: Style) -> Strip:
         row = base + self._style("fleet-table--cursor") if selected else base

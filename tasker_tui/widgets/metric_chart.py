@@ -64,7 +64,9 @@ class MetricChart(PlotextPlot):
         self._window = (0, 1)
         self._empty_note = "loading…"
 
-    def show_points(self, points: Sequence[Bucket], start_ms: int, end_ms: int, empty_note: str = "no readings in this range") -> None:
+    def show_points(
+        self, points: Sequence[Bucket], start_ms: int, end_ms: int, empty_note: str = "no readings in this range"
+    ) -> None:
         self._points = list(points)
         self._window = (start_ms, end_ms)
         self._empty_note = empty_note

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from rich.text import Text
 from textual.widgets import Static
 
-from tasker.models import Placement, PlanServer, PlanTimeline
+from tasker.models import Placement, PlanTimeline
 from tasker_tui import format as fmt
 from tasker_tui.literal import one_line
 from tasker_tui.widgets.fleet_table import fit
@@ -52,8 +52,8 @@ def axis_line(plan: PlanTimeline, width: int) -> Text:
         column = int((hour * 3_600_000 - plan.start_ms) / (plan.end_ms - plan.start_ms) * width)
         moment = datetime.fromtimestamp(hour * 3600, tz=timezone.utc)
         label = moment.strftime("%d %b") if moment.hour == 0 else moment.strftime("%H:%M")
-        if column + len(label) <= width and all(c == " " for c in cells[max(0, column - 1):column + len(label)]):
-            cells[column:column + len(label)] = list(label)
+        if column + len(label) <= width and all(c == " " for c in cells[max(0, column - 1) : column + len(label)]):
+            cells[column : column + len(label)] = list(label)
         hour += step
     for char in cells:
         text.append(char, "bold" if char.isalpha() else "")
@@ -78,8 +78,7 @@ def intensity_line(values: Sequence[float | None], width: int, low: float, high:
     return text
 
 
-def placements_line(plan: PlanTimeline, placements: Sequence[Placement], width: int,
-                    colors: dict[str, str]) -> Text:
+def placements_line(plan: PlanTimeline, placements: Sequence[Placement], width: int, colors: dict[str, str]) -> Text:
     """Each column shows the task running there: its initial where a piece begins, blocks after."""
     text = Text()
     previous: Placement | None = None
@@ -137,16 +136,26 @@ def gantt_lines(plan: PlanTimeline, width: int, label_width: int = 14) -> tuple[
             if placement.task_id is not None and placement.task_id not in colors:
                 colors[placement.task_id] = TASK_COLORS[len(colors) % len(TASK_COLORS)]
                 name = one_line(placement.name or "?")
-                legend.append(Text.assemble((name[:1].upper() or "?", f"bold black on {colors[placement.task_id]}"),
-                                            f" {name} ({placement.cores}c, {placement.state})"))
+                legend.append(
+                    Text.assemble(
+                        (name[:1].upper() or "?", f"bold black on {colors[placement.task_id]}"),
+                        f" {name} ({placement.cores}c, {placement.state})",
+                    )
+                )
     lines = [Text.assemble(" " * (label_width + 1), axis_line(plan, timeline))]
     for server in plan.servers:
-        lines.append(Text.assemble((fit(one_line(server.name), label_width), "bold"), " ",
-                                   intensity_line(plan.curve_of(server), timeline, low, high)))
+        lines.append(
+            Text.assemble(
+                (fit(one_line(server.name), label_width), "bold"),
+                " ",
+                intensity_line(plan.curve_of(server), timeline, low, high),
+            )
+        )
         for index, lane in enumerate(lanes(server.placements)):
             label = f" {one_line(server.region)}" if index == 0 else ""
-            lines.append(Text.assemble((fit(label, label_width), "dim"), " ",
-                                       placements_line(plan, lane, timeline, colors)))
+            lines.append(
+                Text.assemble((fit(label, label_width), "dim"), " ", placements_line(plan, lane, timeline, colors))
+            )
     return lines, legend
 
 

@@ -57,7 +57,7 @@ def header_label(label: str, letter: str, arrow: str, width: int, right: bool, s
     if at is None or offset < 0 or offset + at >= len(text) or text[offset + at] == "…":
         return [Segment(text, style)]
     at += offset
-    return [Segment(text[:at], style), Segment(text[at], style + Style(underline=True)), Segment(text[at + 1:], style)]
+    return [Segment(text[:at], style), Segment(text[at], style + Style(underline=True)), Segment(text[at + 1 :], style)]
 
 
 def table_row(cells: Iterable[Sequence[Segment]], style: Style, *, gap: int = 1, edge: int = 1) -> Strip:
@@ -86,7 +86,18 @@ def header_row(
     """The header line: each column's label (or its entry in `labels`) fitted to its width, the
     column sorted by with the order's arrow, laid out as `table_row` lays out a row."""
     return table_row(
-        (header_label(labels[c.key] if labels else c.label, c.letter, order.arrow if c.key == order.key else "",
-                      widths[c.key], c.right, style) for c in columns),
-        style, gap=gap, edge=edge,
+        (
+            header_label(
+                labels[c.key] if labels else c.label,
+                c.letter,
+                order.arrow if c.key == order.key else "",
+                widths[c.key],
+                c.right,
+                style,
+            )
+            for c in columns
+        ),
+        style,
+        gap=gap,
+        edge=edge,
     )

@@ -32,10 +32,17 @@ from tasker_tui.widgets.table_row import cell, header_row, table_row
 WIDE_AT = 120
 
 STATE_STYLES = {
-    "queued": "dim", "planned": "cyan", "running": "bold green", "done": "green",
-    "failed": "bold red", "cancelled": "dim", "unschedulable": "yellow",
+    "queued": "dim",
+    "planned": "cyan",
+    "running": "bold green",
+    "done": "green",
+    "failed": "bold red",
+    "cancelled": "dim",
+    "unschedulable": "yellow",
 }
-STATE_ORDER = {s: i for i, s in enumerate(("running", "planned", "queued", "unschedulable", "failed", "done", "cancelled"))}
+STATE_ORDER = {
+    s: i for i, s in enumerate(("running", "planned", "queued", "unschedulable", "failed", "done", "cancelled"))
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +89,28 @@ def task_cells(task: Task, server_name: str, now_ms: int) -> TaskCells:
     if plan is not None:
         saving = plan.measured_saving_g if plan.measured_saving_g is not None else plan.saving_g
     return TaskCells(
-        one_line(task.name), state, one_line(server_name) if plan else "—",
+        one_line(task.name),
+        state,
+        one_line(server_name) if plan else "—",
         fmt.clock(plan.start_ms if plan else None, now_ms),
         fmt.share(task.progress(now_ms)) if task.state not in ("queued", "unschedulable") else "—",
-        fmt.grams(plan.co2_g if plan else None), fmt.grams(plan.measured_co2_g if plan else None),
-        fmt.grams(plan.run_now_co2_g if plan else None), fmt.grams(saving),
+        fmt.grams(plan.co2_g if plan else None),
+        fmt.grams(plan.measured_co2_g if plan else None),
+        fmt.grams(plan.run_now_co2_g if plan else None),
+        fmt.grams(saving),
     )
 
 
 def filter_fields(task: Task, server_name: str) -> dict[str, list[str]]:
     """A task as the tasks' filter sees it."""
-    return {"name": [task.name], "state": [task.state], "server": [server_name], "owner": [task.owner],
-            "tag": list(task.tags), "region": list(task.regions)}
+    return {
+        "name": [task.name],
+        "state": [task.state],
+        "server": [server_name],
+        "owner": [task.owner],
+        "tag": list(task.tags),
+        "region": list(task.regions),
+    }
 
 
 def task_matches(task: Task, server_name: str, query: str) -> bool:
@@ -120,8 +137,14 @@ def sort_value(key: str, task: Task, server_name: str, now_ms: int) -> Any:
         return _figure(task.progress(now_ms))
     if plan is None:
         return None
-    return _figure({"planned": plan.co2_g, "measured": plan.measured_co2_g, "run_now": plan.run_now_co2_g,
-                    "saving": plan.saving_g}[key])
+    return _figure(
+        {
+            "planned": plan.co2_g,
+            "measured": plan.measured_co2_g,
+            "run_now": plan.run_now_co2_g,
+            "saving": plan.saving_g,
+        }[key]
+    )
 
 
 class TaskTable(ScrollView, can_focus=True):
@@ -243,8 +266,12 @@ class TaskTable(ScrollView, can_focus=True):
         keep = self.selected_task_id
         now = self.now_ms()
         shown = [t for t in self.tasks.values() if self.filter.matches(filter_fields(t, self.server_name(t)))]
-        shown = ordered(shown, lambda t: sort_value(self.order.key, t, self.server_name(t), now),
-                        lambda t: (t.name.casefold(), t.id), self.order.reverse)
+        shown = ordered(
+            shown,
+            lambda t: sort_value(self.order.key, t, self.server_name(t), now),
+            lambda t: (t.name.casefold(), t.id),
+            self.order.reverse,
+        )
         self._order = [t.id for t in shown]
         self._rows = {t.id: task_cells(t, self.server_name(t), now) for t in shown}
         self.virtual_size = Size(sum(self._widths().values()) + len(TASK_COLUMNS) + 1, len(self._order) + 1)
@@ -296,7 +323,11 @@ class TaskTable(ScrollView, can_focus=True):
         if index >= len(self._order):
             return Strip.blank(width, base)
         cells = self._rows[self._order[index]]
-        row = base + self.get_component_rich_style("task-table--cursor", partial=True) if index == self.cursor_row else base
+        row = (
+            base + self.get_component_rich_style("task-table--cursor", partial=True)
+            if index == self.cursor_row
+            else base
+        )
         drawn = []
         for column, value in zip(TASK_COLUMNS, cells, strict=True):
             style = row

@@ -100,17 +100,27 @@ def fleet_names(app: TaskerApp) -> list[str]:
 async def register(backend, name: str, region: str = "eu-west", source: str = "wind", tags=("test",)) -> dict:
     """Register a server through the API (as a second user would), not through the TUI."""
     async with await backend.admin() as api:
-        return await api.create_server({
-            "name": name, "location": {"region": region, "site": ""}, "energy_source": source,
-            "idle_watts": 100, "max_watts": 400, "cores": 16, "tags": list(tags),
-        })
+        return await api.create_server(
+            {
+                "name": name,
+                "location": {"region": region, "site": ""},
+                "energy_source": source,
+                "idle_watts": 100,
+                "max_watts": 400,
+                "cores": 16,
+                "tags": list(tags),
+            }
+        )
 
 
 async def logged_in_app(backend, pilot) -> None:
     """Log in as the sysadmin and wait for the live fleet screen."""
     await login(pilot, *SYSADMIN)
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, FleetScreen) and pilot.app.link_status.live,
-                     what="the live fleet screen")
+    await wait_until(
+        pilot,
+        lambda: isinstance(pilot.app.screen, FleetScreen) and pilot.app.link_status.live,
+        what="the live fleet screen",
+    )
 
 
 async def select_server(pilot, server_id: str) -> FleetTable:

@@ -20,10 +20,20 @@ BASE_MS = 1_795_000_000_000  # a fixed "now" for deterministic screens (2026-11-
 def server_json(index: int, name: str, region: str, source: str, *, site: str = "", tags=(), idle=80, top=350) -> dict:
     intensity, origin = default_carbon_intensity(source, region)
     return {
-        "id": f"srv_{index:010d}", "name": name, "location": {"region": region, "site": site},
-        "energy_source": source, "carbon_intensity_g_per_kwh": intensity, "carbon_intensity_source": origin,
-        "pue": 1.5, "idle_watts": idle, "max_watts": top, "cores": 32, "tags": list(tags),
-        "created_at": "2026-11-18T00:00:00Z", "created_by": "alice", "updated_at": "2026-11-18T00:00:00Z",
+        "id": f"srv_{index:010d}",
+        "name": name,
+        "location": {"region": region, "site": site},
+        "energy_source": source,
+        "carbon_intensity_g_per_kwh": intensity,
+        "carbon_intensity_source": origin,
+        "pue": 1.5,
+        "idle_watts": idle,
+        "max_watts": top,
+        "cores": 32,
+        "tags": list(tags),
+        "created_at": "2026-11-18T00:00:00Z",
+        "created_by": "alice",
+        "updated_at": "2026-11-18T00:00:00Z",
     }
 
 
@@ -44,7 +54,9 @@ class FakeLive:
 
     async def __aenter__(self) -> FakeLive:
         if self.client.down:
-            raise BackendUnavailable(0, f"cannot reach the backend at {self.client.base_url}: connection refused", unreachable=True)
+            raise BackendUnavailable(
+                0, f"cannot reach the backend at {self.client.base_url}: connection refused", unreachable=True
+            )
         self.client.lives.append(self)
         return self
 
@@ -65,7 +77,9 @@ class FakeLive:
         while True:
             frame = await self.queue.get()
             if frame is None:
-                raise BackendUnavailable(0, f"cannot reach the backend at {self.client.base_url}: the websocket dropped", unreachable=True)
+                raise BackendUnavailable(
+                    0, f"cannot reach the backend at {self.client.base_url}: the websocket dropped", unreachable=True
+                )
             yield frame
 
 
@@ -90,7 +104,9 @@ class FakeClient(FakeTasks):
 
     def _check(self) -> None:
         if self.down:
-            raise BackendUnavailable(0, f"cannot reach the backend at {self.base_url}: connection refused", unreachable=True)
+            raise BackendUnavailable(
+                0, f"cannot reach the backend at {self.base_url}: connection refused", unreachable=True
+            )
 
     async def open(self) -> None: ...
 
@@ -120,8 +136,14 @@ class FakeClient(FakeTasks):
         self._check()
         self.calls.append("create")
         if server.get("max_watts", 0) < server.get("idle_watts", 0):
-            raise ValidationFailed(400, "the server is invalid", [{"field": "max_watts", "reason": f"must be >= idle_watts ({server['idle_watts']:g})"}])
-        created = server_json(len(self.servers) + 100, server["name"], server["location"]["region"], server["energy_source"])
+            raise ValidationFailed(
+                400,
+                "the server is invalid",
+                [{"field": "max_watts", "reason": f"must be >= idle_watts ({server['idle_watts']:g})"}],
+            )
+        created = server_json(
+            len(self.servers) + 100, server["name"], server["location"]["region"], server["energy_source"]
+        )
         created.update({k: v for k, v in server.items() if k != "location"})
         created["location"] = dict(server["location"])
         self.servers[created["id"]] = created
@@ -159,10 +181,14 @@ class FakeClient(FakeTasks):
         self._check()
         samples = sorted((s for s in self.raw.get((server_id, metric), []) if start <= s[0] < end), reverse=True)
         offset = int(cursor or 0)
-        page = samples[offset:offset + limit]
+        page = samples[offset : offset + limit]
         more = offset + limit < len(samples)
-        return {"metric": metric, "unit": "W", "readings": [{"ts": ts, "value": v} for ts, v in page],
-                "next_cursor": str(offset + limit) if more else None}
+        return {
+            "metric": metric,
+            "unit": "W",
+            "readings": [{"ts": ts, "value": v} for ts, v in page],
+            "next_cursor": str(offset + limit) if more else None,
+        }
 
     async def iter_readings(self, server_id, metric, **kwargs):
         cursor = None
@@ -202,8 +228,16 @@ def demo_fleet_client(stale_name: str = "cache-sin-1") -> FakeClient:
 
     servers = []
     for index, body in enumerate(sample_servers(12)):
-        server = server_json(index + 1, body["name"], body["location"]["region"], body["energy_source"],
-                             site=body["location"]["site"], tags=body["tags"], idle=body["idle_watts"], top=body["max_watts"])
+        server = server_json(
+            index + 1,
+            body["name"],
+            body["location"]["region"],
+            body["energy_source"],
+            site=body["location"]["site"],
+            tags=body["tags"],
+            idle=body["idle_watts"],
+            top=body["max_watts"],
+        )
         server["cores"] = body["cores"]
         servers.append(server)
     client = FakeClient(servers)
@@ -228,5 +262,7 @@ def live_frames(client: FakeClient, seconds_per_frame: int = 60) -> list[dict]:
     for (server_id, metric), samples in client.raw.items():
         for ts, value in samples:
             window = ts // (seconds_per_frame * 1000)
-            by_window.setdefault(window, []).append({"server_id": server_id, "metric": metric, "ts": ts, "value": value})
+            by_window.setdefault(window, []).append(
+                {"server_id": server_id, "metric": metric, "ts": ts, "value": value}
+            )
     return [{"type": "readings", "readings": sorted(by_window[w], key=lambda r: r["ts"])} for w in sorted(by_window)]

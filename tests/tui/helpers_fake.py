@@ -21,8 +21,9 @@ async def fleet_ready(pilot, client: FakeClient) -> None:
     app.screen.query_one("#username").value = "alice"
     app.screen.query_one("#password").value = client.password
     await pilot.press("enter")
-    await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen) and app.link_status.live and client.lives,
-                     what="live fleet")
+    await wait_until(
+        pilot, lambda: isinstance(app.screen, FleetScreen) and app.link_status.live and client.lives, what="live fleet"
+    )
     for frame in live_frames(client):
         client.push(frame)
     await wait_until(pilot, lambda: all(s.last_ts_ms for sid, s in app.fleet.series.items()), what="live data")

@@ -19,7 +19,6 @@ from tests.tui.conftest import SIZE, logged_in_app, register, wait_for_text, wai
 from tests.tui.screen_text import screen_text
 
 
-
 async def test_detail_charts_receive_live_data(backend):
     server = await register(backend, "live-chart-1")
     app = TaskerApp(backend.url)
@@ -31,10 +30,12 @@ async def test_detail_charts_receive_live_data(backend):
         chart = app.screen.query_one("#power-chart", MetricChart)
         assert chart._points == []
         now = fmt.now_ms()
-        await sensor.post_readings([
-            {"server_id": server["id"], "metric": "power", "ts": now - 1000, "value": 321.0},
-            {"server_id": server["id"], "metric": "co2", "ts": now - 1000, "value": 1.5},
-        ])
+        await sensor.post_readings(
+            [
+                {"server_id": server["id"], "metric": "power", "ts": now - 1000, "value": 321.0},
+                {"server_id": server["id"], "metric": "co2", "ts": now - 1000, "value": 1.5},
+            ]
+        )
         await wait_until(pilot, lambda: any(p[2] == 321.0 for p in chart._points), what="the live point")
         await wait_for_text(pilot, "max 321 W")
         await sensor.post_readings([{"server_id": server["id"], "metric": "power", "ts": now, "value": 123.0}])
@@ -46,7 +47,9 @@ async def test_detail_charts_receive_live_data(backend):
 async def test_raw_readings_page_back_through_all_and_export(backend, tmp_path):
     server = await register(backend, "raw-pages-1")
     now = fmt.now_ms() - 60_000
-    readings = [{"server_id": server["id"], "metric": "power", "ts": now - i * 1000, "value": float(i)} for i in range(250)]
+    readings = [
+        {"server_id": server["id"], "metric": "power", "ts": now - i * 1000, "value": float(i)} for i in range(250)
+    ]
     async with backend.client(backend.ingest_key) as sensor:
         await sensor.post_readings(readings)
     app = TaskerApp(backend.url, export_dir=tmp_path)

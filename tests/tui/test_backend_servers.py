@@ -11,9 +11,15 @@ from tasker_tui.app import TaskerApp
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.widgets.fleet_table import FleetTable
 from tests.tui.conftest import (
-    SIZE, fleet_names, logged_in_app, register, select_server, type_text, wait_for_text, wait_until,
+    SIZE,
+    fleet_names,
+    logged_in_app,
+    register,
+    select_server,
+    type_text,
+    wait_for_text,
+    wait_until,
 )
-
 
 
 async def test_register_through_the_form_with_a_validation_error(backend):
@@ -37,8 +43,11 @@ async def test_register_through_the_form_with_a_validation_error(backend):
         await pilot.press("tab")
         await type_text(pilot, "prod, batch")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: "must be >=" in str(app.screen.query_one("#error-max_watts").render()),
-                         what="the error next to Max W")
+        await wait_until(
+            pilot,
+            lambda: "must be >=" in str(app.screen.query_one("#error-max_watts").render()),
+            what="the error next to Max W",
+        )
         # The backend's field name is said as the form labels it.
         assert "Idle W" in str(app.screen.query_one("#error-max_watts").render())
         assert app.focused is app.screen.query_one("#field-max_watts")
@@ -62,7 +71,7 @@ async def test_edit_changes_the_server(backend):
     app = TaskerApp(backend.url)
     async with app.run_test(size=SIZE) as pilot:
         await logged_in_app(backend, pilot)
-        table = await select_server(pilot, server["id"])
+        await select_server(pilot, server["id"])
         await pilot.press("e")
         await wait_until(pilot, lambda: app.screen.query("#field-site"), what="the edit form")
         assert app.screen.query_one("#field-name").value == "to-edit-1"

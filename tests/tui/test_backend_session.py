@@ -18,7 +18,6 @@ from tests.tui.conftest import SIZE, SYSADMIN, logged_in_app, login, register, t
 from tests.tui.screen_text import screen_text, widget_text
 
 
-
 async def test_login_refuses_a_wrong_password_then_accepts_the_right_one(backend, config_home):
     app = TaskerApp(backend.url)
     async with app.run_test(size=SIZE) as pilot:
@@ -38,8 +37,11 @@ async def test_login_refuses_a_wrong_password_then_accepts_the_right_one(backend
     # continues it (tests/tui/test_login_accounts.py has the rest).
     again = TaskerApp(backend.url)
     async with again.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(again.screen, LoginScreen) and again.screen.saved is not None,
-                         what="the saved session offered")
+        await wait_until(
+            pilot,
+            lambda: isinstance(again.screen, LoginScreen) and again.screen.saved is not None,
+            what="the saved session offered",
+        )
         assert "alice" in widget_text(again, "#login-saved")
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(again.screen, FleetScreen), what="resumed session")
@@ -77,5 +79,7 @@ async def test_banner_when_the_backend_stops_and_clears_when_it_returns(backend)
         assert "● live" in screen_text(app)
         # Resubscribed: a reading posted now arrives live.
         async with backend.client(backend.ingest_key) as sensor:
-            await sensor.post_readings([{"server_id": server["id"], "metric": "power", "ts": fmt.now_ms(), "value": 77.0}])
+            await sensor.post_readings(
+                [{"server_id": server["id"], "metric": "power", "ts": fmt.now_ms(), "value": 77.0}]
+            )
         await wait_until(pilot, lambda: app.fleet.latest(server["id"], "power") == 77.0, what="live after reconnect")

@@ -13,8 +13,9 @@ async def test_sending_with_no_conversation_says_why_on_screen(backend):
     app = TaskerApp(backend.url, remember_session=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await login(pilot, *ENGINEER)
-        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen) and app.chat.connected,
-                         what="the fleet with chat joined")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, FleetScreen) and app.chat.connected, what="the fleet with chat joined"
+        )
         await pilot.press("ctrl+t")
         await wait_for_text(pilot, "no conversations yet")
         await type_text(pilot, "hello")

@@ -100,8 +100,11 @@ async def people(backend):
 
 async def logged_in(pilot, username: str, password: str) -> None:
     await login(pilot, username, password)
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, FleetScreen) and pilot.app.link_status.live,
-                     what="the live fleet screen")
+    await wait_until(
+        pilot,
+        lambda: isinstance(pilot.app.screen, FleetScreen) and pilot.app.link_status.live,
+        what="the live fleet screen",
+    )
     await wait_until(pilot, lambda: pilot.app.chat.connected, what="chat joined")
 
 
@@ -161,8 +164,10 @@ async def test_sysadmin_sees_their_conversation_sends_and_reads_answers(backend,
 
 
 async def test_engineer_sees_conversations_with_unread_counts_and_answers_the_selected_one(backend, people):
-    async with RawChat(backend.url, people["ann"], people["password"]) as ann, \
-            RawChat(backend.url, people["cat"], people["password"]) as cat:
+    async with (
+        RawChat(backend.url, people["ann"], people["password"]) as ann,
+        RawChat(backend.url, people["cat"], people["password"]) as cat,
+    ):
         await ann.say("ann one")
         await ann.say("ann two")
         await cat.say("cat one")
@@ -172,9 +177,14 @@ async def test_engineer_sees_conversations_with_unread_counts_and_answers_the_se
             await logged_in(pilot, people["eng"], people["password"])
             # Other tests' conversations are there too: look at this test's two.
             chat = app.chat
-            await wait_until(pilot, lambda: {n: c.unread for n, c in chat.conversations.items()
-                                             if n in (people["ann"], people["cat"])}
-                             == {people["ann"]: 2, people["cat"]: 1}, what="the unread counts")
+            await wait_until(
+                pilot,
+                lambda: (
+                    {n: c.unread for n, c in chat.conversations.items() if n in (people["ann"], people["cat"])}
+                    == {people["ann"]: 2, people["cat"]: 1}
+                ),
+                what="the unread counts",
+            )
             assert chat.unread >= 3
             await wait_until(pilot, lambda: f" chat {chat.unread} " in topbar(app), what="the unread badge")
             await pilot.press("ctrl+t")
@@ -195,8 +205,7 @@ async def test_engineer_sees_conversations_with_unread_counts_and_answers_the_se
             await wait_for_chat(pilot, "ann two")
             await type_text(pilot, "on it")
             await pilot.press("enter")
-            answer = await ann.wait_for(lambda f: f["type"] == "chat.messages"
-                                        and f["messages"][0]["text"] == "on it")
+            answer = await ann.wait_for(lambda f: f["type"] == "chat.messages" and f["messages"][0]["text"] == "on it")
             assert answer["messages"][0]["sender"] == people["eng"]
             await wait_until(pilot, lambda: app.chat.conversations[people["ann"]].unread == 0, what="read")
             assert all(m["text"] != "on it" for m in cat.messages())
@@ -210,8 +219,11 @@ async def test_toast_bell_and_badge_when_a_message_arrives_while_the_pane_is_clo
         await logged_in(pilot, people["ann"], people["password"])
         async with RawChat(backend.url, people["eng"], people["password"]) as eng:
             await eng.say("please check db-1", conversation=people["ann"])
-            await wait_until(pilot, lambda: (f"{people['eng']} (support)", "please check db-1  (ctrl+t opens the chat)")
-                             in toasts(app), what="the toast")
+            await wait_until(
+                pilot,
+                lambda: (f"{people['eng']} (support)", "please check db-1  (ctrl+t opens the chat)") in toasts(app),
+                what="the toast",
+            )
             await wait_until(pilot, lambda: " chat 1 " in topbar(app), what="the unread badge")
             assert bells
             await pilot.press("ctrl+t")
@@ -219,8 +231,11 @@ async def test_toast_bell_and_badge_when_a_message_arrives_while_the_pane_is_clo
             await wait_for_chat(pilot, f"{people['eng']} (support) please check db-1")
             # Escape closes the pane again; the keys go back to the fleet table.
             await pilot.press("escape")
-            await wait_until(pilot, lambda: not app.chat_open and not app.screen.query_one("ChatPane").has_class("-open"),
-                             what="the pane to close")
+            await wait_until(
+                pilot,
+                lambda: not app.chat_open and not app.screen.query_one("ChatPane").has_class("-open"),
+                what="the pane to close",
+            )
             assert isinstance(app.screen, FleetScreen) and app.focused is app.screen.table
 
 
@@ -239,8 +254,12 @@ async def test_messages_typed_while_offline_are_sent_once_on_reconnect(backend, 
         await wait_for_chat(pilot, "you (sending…) one offline ⧗ you (sending…) two offline")
         # Same port; the backend listens with SO_REUSEADDR, so sockets in TIME_WAIT do not matter.
         backend.stack.start_backend(backend.stack.port)
-        await wait_until(pilot, lambda: app.chat.connected and not app.chat.outbox, timeout=30,
-                         what="the outbox sent after reconnecting")
+        await wait_until(
+            pilot,
+            lambda: app.chat.connected and not app.chat.outbox,
+            timeout=30,
+            what="the outbox sent after reconnecting",
+        )
         async with RawChat(backend.url, people["eng"], people["password"]) as eng:
             await eng.send({"type": "chat.history", "conversation": people["ann"]})
             history = await eng.wait_for(lambda f: f["type"] == "chat.history")
@@ -249,10 +268,17 @@ async def test_messages_typed_while_offline_are_sent_once_on_reconnect(backend, 
 
 async def test_an_attached_server_opens_its_detail_for_the_receiver(backend, people):
     async with await backend.admin() as api:
-        server = await api.create_server({
-            "name": f"chat-{secrets.token_hex(3)}", "location": {"region": "eu-west", "site": ""},
-            "energy_source": "wind", "idle_watts": 100, "max_watts": 400, "cores": 8, "tags": [],
-        })
+        server = await api.create_server(
+            {
+                "name": f"chat-{secrets.token_hex(3)}",
+                "location": {"region": "eu-west", "site": ""},
+                "energy_source": "wind",
+                "idle_watts": 100,
+                "max_watts": 400,
+                "cores": 8,
+                "tags": [],
+            }
+        )
     # The sysadmin attaches the server selected in the fleet table with ctrl+b.
     app = TaskerApp(backend.url, remember_session=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -277,8 +303,11 @@ async def test_an_attached_server_opens_its_detail_for_the_receiver(backend, peo
         await pilot.press("ctrl+t")
         await wait_for_chat(pilot, f"this one ↗ {server['name']}")
         await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen)
-                         and app.screen.server_id == server["id"], what="the server's detail")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, DetailScreen) and app.screen.server_id == server["id"],
+            what="the server's detail",
+        )
 
 
 async def test_quitting_with_unsent_chat_messages_warns_first(backend, people):
@@ -296,8 +325,9 @@ async def test_quitting_with_unsent_chat_messages_warns_first(backend, people):
             await pilot.press("ctrl+q")
             await pilot.pause(0.2)
             assert app.is_running
-            assert any(title == "Unsent chat" and "1 chat message is not sent yet" in message
-                       for title, message in toasts(app))
+            assert any(
+                title == "Unsent chat" and "1 chat message is not sent yet" in message for title, message in toasts(app)
+            )
             await pilot.press("ctrl+q")
             await pilot.pause(0.2)
             assert not app.is_running

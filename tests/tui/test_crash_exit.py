@@ -30,8 +30,12 @@ main()
 
 
 def test_an_unhandled_error_exits_1_with_one_line_naming_the_traceback_file(tmp_path):
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
-           "PATH": "/usr/bin:/bin", "TERM": "xterm-256color"}
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "PATH": "/usr/bin:/bin",
+        "TERM": "xterm-256color",
+    }
     done = subprocess.run([sys.executable, "-c", CRASHING_TUI], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

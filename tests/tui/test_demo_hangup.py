@@ -41,11 +41,20 @@ class DemoInATerminal:
 
     def __init__(self, tmp_path: Path) -> None:
         self.master, slave = pty.openpty()
-        env = {**os.environ, "TMPDIR": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
-               "TERM": "xterm-256color"}
+        env = {
+            **os.environ,
+            "TMPDIR": str(tmp_path),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "TERM": "xterm-256color",
+        }
         env.pop("TASKER_URL", None)
         self.process = subprocess.Popen(
-            [*tasker_command(), "demo"], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+            [*tasker_command(), "demo"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
         )
         os.close(slave)
@@ -123,7 +132,10 @@ def test_q_stops_everything_and_says_how_to_connect_the_support_engineer(demo):
     after = " ".join(demo.shown.rsplit("tasker demo: stopped", 1)[-1].split())
     assert after.startswith("the backend and the sensors, removed its data.")
     # `tasker` itself, or its full path when no shell would find it on PATH
-    assert re.search(r"connect a second TUI as the demo support engineer: (/\S+/)?tasker tui"
-                     r"( --url http://127\.0\.0\.1:\d+)?"
-                     r" \(username demo-support, password tasker-demo\)$", after), after
+    assert re.search(
+        r"connect a second TUI as the demo support engineer: (/\S+/)?tasker tui"
+        r"( --url http://127\.0\.0\.1:\d+)?"
+        r" \(username demo-support, password tasker-demo\)$",
+        after,
+    ), after
     assert _children_of(demo.root) == [] and not demo.root.exists()

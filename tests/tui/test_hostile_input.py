@@ -18,8 +18,8 @@ from tasker_tui.screens.confirm import ConfirmScreen
 from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.screens.help import HelpScreen
-from tasker_tui.screens.server_form import ServerFormScreen
 from tasker_tui.screens.raw_readings import RawReadingsScreen
+from tasker_tui.screens.server_form import ServerFormScreen
 from tests.tui.conftest import type_text, wait_for_text, wait_until
 from tests.tui.fakes import BASE_MS, FakeClient, server_json
 from tests.tui.helpers_fake import fake_app, fleet_ready
@@ -199,10 +199,22 @@ async def test_chat_and_toasts_show_hostile_senders_and_text_literally():
     sender, text = "[@click=app.quit]eve[/]", "[link=file:///etc/passwd]read me[/] [/] \x1b[31mred"
     async with app.run_test(size=(120, 40)) as pilot:
         await fleet_ready(pilot, client)
-        client.push({"type": "chat.joined", "username": "alice", "role": "sysadmin", "conversations": [],
-                     "online": [{"username": "[bold]bob", "role": "engineer"}]})
-        client.push({"type": "chat.messages", "conversation": "alice", "messages": [
-            {"id": 1, "sender": sender, "sender_role": "engineer", "text": text, "ts": BASE_MS}]})
+        client.push(
+            {
+                "type": "chat.joined",
+                "username": "alice",
+                "role": "sysadmin",
+                "conversations": [],
+                "online": [{"username": "[bold]bob", "role": "engineer"}],
+            }
+        )
+        client.push(
+            {
+                "type": "chat.messages",
+                "conversation": "alice",
+                "messages": [{"id": 1, "sender": sender, "sender_role": "engineer", "text": text, "ts": BASE_MS}],
+            }
+        )
         await wait_until(pilot, lambda: any(printable(text) in t and sender in t for t in toasts(app)), what="toast")
         client.push({"type": "chat.typing", "conversation": "alice", "username": "[/]"})
         await pilot.press("ctrl+t")
@@ -230,9 +242,13 @@ def hostile_tasks_client() -> FakeClient:
     figures = [None, 10**400, -(10**400), 1e308, 1e-300]
     for index, task in enumerate(client.tasks.values()):
         if task["plan"]:
-            task["plan"].update(co2_g=figures[index % 5], run_now_co2_g=figures[(index + 1) % 5],
-                                saving_g=figures[(index + 2) % 5], measured_co2_g=figures[(index + 3) % 5],
-                                explanation=task["name"])
+            task["plan"].update(
+                co2_g=figures[index % 5],
+                run_now_co2_g=figures[(index + 1) % 5],
+                saving_g=figures[(index + 2) % 5],
+                measured_co2_g=figures[(index + 3) % 5],
+                explanation=task["name"],
+            )
             task["run"]["output_tail"] = task["name"]
     return client
 

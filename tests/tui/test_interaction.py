@@ -15,8 +15,8 @@ from tasker_tui.command_line import CommandLineScreen
 from tasker_tui.screens.confirm import ConfirmScreen
 from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
-from tasker_tui.screens.server_form import ServerFormScreen
 from tasker_tui.screens.raw_readings import RawReadingsScreen
+from tasker_tui.screens.server_form import ServerFormScreen
 from tests.tui.conftest import type_text, wait_for_text, wait_until
 from tests.tui.helpers_fake import BASE_MS, fake_app, fleet_ready
 from tests.tui.screen_text import screen_text, screen_words
@@ -68,8 +68,11 @@ async def test_a_burst_after_slash_goes_into_the_filter(typed):
         await fleet_ready(pilot, client)
         count = len(client.servers)
         burst(app, typed)
-        await wait_until(pilot, lambda: app.screen.query_one("#filter", Input).value == typed[1:],
-                         what=f"the filter to read {typed[1:]!r}")
+        await wait_until(
+            pilot,
+            lambda: app.screen.query_one("#filter", Input).value == typed[1:],
+            what=f"the filter to read {typed[1:]!r}",
+        )
         await settled(pilot)
         assert isinstance(app.screen, FleetScreen)  # no delete question, no edit form
         assert app.screen.query_one("#filter", Input).value == typed[1:]
@@ -83,8 +86,9 @@ async def test_a_paste_right_after_slash_goes_into_the_filter():
         await fleet_ready(pilot, client)
         burst(app, "/")
         app.post_message(events.Paste("web-dub"))
-        await wait_until(pilot, lambda: app.screen.query_one("#filter", Input).value == "web-dub",
-                         what="the pasted filter")
+        await wait_until(
+            pilot, lambda: app.screen.query_one("#filter", Input).value == "web-dub", what="the pasted filter"
+        )
         await settled(pilot)
         assert "web-dub-1" in screen_words(app) and "db-iad-1" not in screen_words(app)
 
@@ -114,8 +118,15 @@ async def test_tab_in_a_burst_moves_to_the_next_field_of_the_form_it_opened():
     async with app.run_test(size=(120, 30)) as pilot:
         await fleet_ready(pilot, client)
         burst(app, "aweb-9\t")
-        await wait_until(pilot, lambda: isinstance(app.screen, ServerFormScreen) and app.focused is not None
-                         and app.focused.id == "field-region", what="the focus on the second field")
+        await wait_until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, ServerFormScreen)
+                and app.focused is not None
+                and app.focused.id == "field-region"
+            ),
+            what="the focus on the second field",
+        )
         assert app.screen.query_one("#field-name", Input).value == "web-9"
 
 
@@ -148,8 +159,11 @@ async def test_deleting_from_the_detail_screen_returns_to_the_fleet_once():
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.shown, what="question")
         await pilot.press("y")
-        await wait_until(pilot, lambda: server_id not in app.fleet.servers and isinstance(app.screen, FleetScreen),
-                         what="the fleet without the server")
+        await wait_until(
+            pilot,
+            lambda: server_id not in app.fleet.servers and isinstance(app.screen, FleetScreen),
+            what="the fleet without the server",
+        )
         # The detail screen's own resume (queued when the question closed) may come after the
         # delete closed it: the fleet stays.
         detail.on_screen_resume()
@@ -186,8 +200,11 @@ async def test_an_engineer_is_not_offered_changes_and_a_key_says_why():
         assert "Open" in bar and "Tasks" in bar
         assert "Add" not in bar and "Edit" not in bar and "Delete" not in bar
         await pilot.press("a")  # the key still exists for sysadmins; for an engineer it says why
-        await wait_until(pilot, lambda: any("Engineers may not register or edit servers" in t for t in toasts(app)),
-                         what="the toast saying why")
+        await wait_until(
+            pilot,
+            lambda: any("Engineers may not register or edit servers" in t for t in toasts(app)),
+            what="the toast saying why",
+        )
         assert isinstance(app.screen, FleetScreen)
         await pilot.press("t")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen", what="tasks")

@@ -50,11 +50,13 @@ def test_a_server_is_stale_after_several_of_its_own_intervals():
 def test_totals_count_only_fresh_servers():
     a, b = server_json(1, "a", "eu-west", "wind"), server_json(2, "b", "eu-west", "coal")
     state = fleet_with(a, b)
-    state.apply_readings([
-        {"server_id": a["id"], "metric": "power", "ts": NOW, "value": 200.0},
-        {"server_id": a["id"], "metric": "co2", "ts": NOW, "value": 3000.0},
-        {"server_id": b["id"], "metric": "power", "ts": NOW - 60_000, "value": 500.0},
-    ])
+    state.apply_readings(
+        [
+            {"server_id": a["id"], "metric": "power", "ts": NOW, "value": 200.0},
+            {"server_id": a["id"], "metric": "co2", "ts": NOW, "value": 3000.0},
+            {"server_id": b["id"], "metric": "power", "ts": NOW - 60_000, "value": 500.0},
+        ]
+    )
     totals = state.totals(NOW + 1000)
     assert (totals.watts, totals.co2_kg_per_h, totals.fresh, totals.stale) == (200.0, 3.0, 1, 1)
 
@@ -74,9 +76,15 @@ def test_a_late_reading_fits_into_a_full_series():
     server = server_json(1, "a", "eu-west", "wind")
     state = fleet_with(server)
     sid = server["id"]
-    state.apply_readings([{"server_id": sid, "metric": "power", "ts": NOW + i * 1000, "value": 1.0}
-                          for i in range(0, 2 * RECENT_SECONDS, 2)])
-    state.apply_readings([{"server_id": sid, "metric": "power", "ts": NOW + 2 * RECENT_SECONDS * 1000 - 3000, "value": 9.0}])
+    state.apply_readings(
+        [
+            {"server_id": sid, "metric": "power", "ts": NOW + i * 1000, "value": 1.0}
+            for i in range(0, 2 * RECENT_SECONDS, 2)
+        ]
+    )
+    state.apply_readings(
+        [{"server_id": sid, "metric": "power", "ts": NOW + 2 * RECENT_SECONDS * 1000 - 3000, "value": 9.0}]
+    )
     samples = list(state.series[sid].power)
     assert len(samples) == RECENT_SECONDS and samples == sorted(samples)
     assert samples[-2] == (NOW + 2 * RECENT_SECONDS * 1000 - 3000, 9.0)
@@ -85,10 +93,12 @@ def test_a_late_reading_fits_into_a_full_series():
 def test_unknown_servers_and_metrics_are_ignored_and_removal_forgets():
     server = server_json(1, "a", "eu-west", "wind")
     state = fleet_with(server)
-    kept = state.apply_readings([
-        {"server_id": "srv_nope", "metric": "power", "ts": NOW, "value": 1.0},
-        {"server_id": server["id"], "metric": "temperature", "ts": NOW, "value": 1.0},
-    ])
+    kept = state.apply_readings(
+        [
+            {"server_id": "srv_nope", "metric": "power", "ts": NOW, "value": 1.0},
+            {"server_id": server["id"], "metric": "temperature", "ts": NOW, "value": 1.0},
+        ]
+    )
     assert kept == 0
     state.apply_registry("removed", {"id": server["id"]})
     assert server["id"] not in state.servers and server["id"] not in state.series
@@ -117,8 +127,13 @@ def test_energy_of_coarse_edge_buckets_counts_only_when_readings_ran():
     # sensor's last reading came 30 minutes into the second one, which is still open (now).
     two_h = 7_200_000
     buckets = [(NOW, 100.0, 100.0, 100.0), (NOW + two_h, 100.0, 100.0, 100.0)]
-    figures = range_figures(buckets, 7200, to_ms=NOW + two_h + 3_600_000,
-                            data_from_ms=NOW + two_h - 600_000, data_to_ms=NOW + two_h + 1_800_000)
+    figures = range_figures(
+        buckets,
+        7200,
+        to_ms=NOW + two_h + 3_600_000,
+        data_from_ms=NOW + two_h - 600_000,
+        data_to_ms=NOW + two_h + 1_800_000,
+    )
     assert figures.covered_s == pytest.approx(40 * 60)
     assert figures.value_hours == pytest.approx(100.0 * 40 / 60)
 
@@ -143,11 +158,20 @@ def test_backend_field_names_map_to_form_fields():
 
 
 def test_form_values_become_the_api_body():
-    payload, errors = parse_form({
-        "name": "web-9", "region": "eu-west", "site": " Dublin ", "energy_source": "wind",
-        "carbon_intensity_g_per_kwh": "", "pue": "1.2", "idle_watts": "80", "max_watts": "x",
-        "cores": "8.5", "tags": "prod, , web",
-    })
+    payload, errors = parse_form(
+        {
+            "name": "web-9",
+            "region": "eu-west",
+            "site": " Dublin ",
+            "energy_source": "wind",
+            "carbon_intensity_g_per_kwh": "",
+            "pue": "1.2",
+            "idle_watts": "80",
+            "max_watts": "x",
+            "cores": "8.5",
+            "tags": "prod, , web",
+        }
+    )
     assert errors == {"max_watts": "must be a number", "cores": "must be a whole number"}
     assert payload["location"] == {"region": "eu-west", "site": "Dublin"}
     assert payload["tags"] == ["prod", "web"] and "carbon_intensity_g_per_kwh" not in payload

@@ -40,8 +40,13 @@ class AccountsFake(FakeClient):
         if password != self.password:
             raise Unauthorized(401, "unknown user or wrong password")
         self.token = f"tok-{username}"
-        answer = {"token": self.token, "expires_at": FAR, "role": "sysadmin", "username": username,
-                  "must_change_password": username in self.must_change}
+        answer = {
+            "token": self.token,
+            "expires_at": FAR,
+            "role": "sysadmin",
+            "username": username,
+            "must_change_password": username in self.must_change,
+        }
         if username in self.must_change:
             answer["password_change_reason"] = "the password was set to be used once; choose your own"
         return answer
@@ -67,19 +72,26 @@ class AccountsFake(FakeClient):
     async def change_password(self, current: str, new: str) -> dict[str, Any]:
         user = self._user()
         if current != self.password:
-            raise ValidationFailed(400, "current_password is not the current password",
-                                   [{"field": "current_password", "reason": "is not the current password"}])
+            raise ValidationFailed(
+                400,
+                "current_password is not the current password",
+                [{"field": "current_password", "reason": "is not the current password"}],
+            )
         if len(new) < 10 or new.startswith("password"):
-            raise ValidationFailed(400, "new_password is one of the most common passwords",
-                                   [{"field": "new_password", "reason": "is one of the most common passwords"}])
+            raise ValidationFailed(
+                400,
+                "new_password is one of the most common passwords",
+                [{"field": "new_password", "reason": "is one of the most common passwords"}],
+            )
         self.changes.append((user, new))
         self.must_change.discard(user)
         return {"username": user, "must_change_password": False, "other_sessions_ended": 0}
 
 
 def saved(client: AccountsFake, username: str = "alice") -> None:
-    save_session(client.base_url, {"token": f"tok-{username}", "username": username, "role": "sysadmin",
-                                   "expires_at": FAR})
+    save_session(
+        client.base_url, {"token": f"tok-{username}", "username": username, "role": "sysadmin", "expires_at": FAR}
+    )
 
 
 def app_for(client: AccountsFake, **kwargs: Any) -> TaskerApp:
@@ -98,8 +110,13 @@ async def shows(pilot, selector: str, text: str, timeout: float = 10.0) -> None:
 
 
 async def login_form(pilot) -> None:
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, LoginScreen) and pilot.app.screen.ready
-                     and pilot.app.screen.query("#username"), what="the login form")
+    await wait_until(
+        pilot,
+        lambda: (
+            isinstance(pilot.app.screen, LoginScreen) and pilot.app.screen.ready and pilot.app.screen.query("#username")
+        ),
+        what="the login form",
+    )
 
 
 # --- a saved session is offered, never used silently ---------------------------------------------------
@@ -263,12 +280,14 @@ async def test_a_generated_password_is_changed_in_the_tui_over_a_real_backend(ba
         await type_text(pilot, "tui-fresh2024")
         await pilot.press("enter")
         await wait_until(pilot, lambda: "username" in widget_text(app, "#login-message"), what="the refusal")
-        assert "Refused: the new password is the username with digits or symbols added" in \
-            widget_text(app, "#login-message")
+        assert "Refused: the new password is the username with digits or symbols added" in widget_text(
+            app, "#login-message"
+        )
         for _ in range(2):
             await type_text(pilot, NEW_PASSWORD)
             await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen) and app.link_status.live,
-                         what="the live fleet")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, FleetScreen) and app.link_status.live, what="the live fleet"
+        )
     async with backend.client() as api:
         assert (await api.login("tui-fresh", NEW_PASSWORD))["must_change_password"] is False

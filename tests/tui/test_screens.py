@@ -78,8 +78,17 @@ async def test_help_lists_every_key_of_the_screen_with_what_it_does():
         await fleet_ready(pilot, client)
         await open_help(pilot)
         text = widget_text(app, "#help-keys")
-        for key, description in (("a", "Add"), ("e", "Edit"), ("d", "Delete"), ("/", "Filter"), ("N", "Sort"),
-                                 ("r", "Raw"), ("^t", "Chat"), ("^g", "Go to server"), ("q", "Quit")):
+        for key, description in (
+            ("a", "Add"),
+            ("e", "Edit"),
+            ("d", "Delete"),
+            ("/", "Filter"),
+            ("N", "Sort"),
+            ("r", "Raw"),
+            ("^t", "Chat"),
+            ("^g", "Go to server"),
+            ("q", "Quit"),
+        ):
             assert f"{key}  {description}" in text, (key, description, text)
         lines = text.splitlines()
         # One line per action: q and Textual's ctrl+q share one; enter (open) is listed too.
@@ -188,7 +197,9 @@ async def test_raw_readings_in_a_typed_time_range():
         await wait_until(pilot, lambda: app.screen.query("#range-from"), what="the range form")
         await type_text(pilot, "-10s")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, RawReadingsScreen) and table.row_count == 10, what="10 rows")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, RawReadingsScreen) and table.row_count == 10, what="10 rows"
+        )
         await wait_for_text(pilot, "oldest reached")
         await pilot.press("u")  # latest: back to the last preset (the hour it opened on), ending now
         await wait_until(pilot, lambda: table.row_count == 100, what="a full page")
@@ -212,7 +223,6 @@ async def test_footer_at_80_columns_keeps_open_help_and_quit_in_view():
             assert item in footer, (item, footer)
         await pilot.press("n")
         await wait_for_text(pilot, "newest: u")  # off the footer, so said where paging shows
-
 
 
 async def test_a_hidden_chat_pane_does_not_redraw_every_second():
@@ -300,8 +310,11 @@ async def test_the_first_frame_comes_before_a_prepared_backend_then_logs_in_by_i
         assert "Enter your username" not in screen_text(app)
         release.set()
         await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), what="logged in by itself")
-        await wait_until(pilot, lambda: "Backend ready." in [n.message for n in app._notifications],
-                         what="the prepared notice, said once logged in")
+        await wait_until(
+            pilot,
+            lambda: "Backend ready." in [n.message for n in app._notifications],
+            what="the prepared notice, said once logged in",
+        )
 
 
 async def test_a_failed_preparation_closes_the_tui_with_the_reason():

@@ -102,9 +102,16 @@ async def plan_view(pilot, app, client):
 
 
 SCENARIOS = {
-    "login": login_form, "fleet": fleet_by_power, "fleet_filtered": fleet_filtered, "detail": detail,
-    "form_error": form_with_backend_error, "raw_readings": raw_readings, "help": help_keys,
-    "offline": offline_banner, "tasks": tasks_table, "plan": plan_view,
+    "login": login_form,
+    "fleet": fleet_by_power,
+    "fleet_filtered": fleet_filtered,
+    "detail": detail,
+    "form_error": form_with_backend_error,
+    "raw_readings": raw_readings,
+    "help": help_keys,
+    "offline": offline_banner,
+    "tasks": tasks_table,
+    "plan": plan_view,
 }
 
 

@@ -24,8 +24,9 @@ async def command_line_error(pilot, app, client):
     await wait_until(pilot, lambda: isinstance(app.screen, CommandLineScreen) and app.screen.ready, what=":")
     await type_text(pilot, "server web")
     await pilot.press("enter")
-    await wait_until(pilot, lambda: "could be" in str(app.screen.query_one("#command-message").render()),
-                     what="the error")
+    await wait_until(
+        pilot, lambda: "could be" in str(app.screen.query_one("#command-message").render()), what="the error"
+    )
 
 
 async def form_every_mistake(pilot, app, client):

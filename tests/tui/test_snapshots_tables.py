@@ -30,8 +30,11 @@ async def fleet_by_watts_in_europe(pilot, app, client):
 async def detail_over_a_day(pilot, app, client):
     await fleet_ready(pilot, client)
     await pilot.press("enter", "3")
-    await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.series
-                     and app.screen.range.label == "24h", what="a day's history")
+    await wait_until(
+        pilot,
+        lambda: isinstance(app.screen, DetailScreen) and app.screen.series and app.screen.range.label == "24h",
+        what="a day's history",
+    )
     await pilot.pause(0.2)
 
 

@@ -155,8 +155,10 @@ async def test_power_is_coloured_by_its_share_of_max_and_co2_by_intensity():
             server = by_name[name]
             watts = server.max_watts * share
             grams = watts / 1000 * server.pue * server.carbon_intensity_g_per_kwh
-            readings += [{"server_id": server.id, "metric": "power", "ts": BASE_MS, "value": watts},
-                         {"server_id": server.id, "metric": "co2", "ts": BASE_MS, "value": grams}]
+            readings += [
+                {"server_id": server.id, "metric": "power", "ts": BASE_MS, "value": watts},
+                {"server_id": server.id, "metric": "co2", "ts": BASE_MS, "value": grams},
+            ]
         client.push({"type": "readings", "readings": readings})
         await wait_until(pilot, lambda: app.fleet.latest(by_name["db-iad-1"].id, "power") == 589.0, what="reading")
         await pilot.pause(0.2)

@@ -53,8 +53,15 @@ async def test_tasks_screen_shows_state_server_start_progress_and_co2():
         await open_tasks(pilot, client)
         render = client.tasks["tsk_0000000001"]["plan"]
         row = row_of(app, "render-frames")
-        for cell in ("planned", "web-dub-1", "14:00", "0%", f"{render['co2_g']:.1f}", f"{render['run_now_co2_g']:.1f}",
-                     f"{render['saving_g']:.1f}"):
+        for cell in (
+            "planned",
+            "web-dub-1",
+            "14:00",
+            "0%",
+            f"{render['co2_g']:.1f}",
+            f"{render['run_now_co2_g']:.1f}",
+            f"{render['saving_g']:.1f}",
+        ):
             assert cell in row, (cell, row)
         assert "unschedulable" in row_of(app, "too-big")
         totals = widget_text(app, "#task-totals")
@@ -141,7 +148,9 @@ async def fill(pilot, values: dict[str, str]) -> None:
 async def open_form(pilot, client) -> TaskFormScreen:
     await open_tasks(pilot, client)
     await pilot.press("n")
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, TaskFormScreen) and pilot.app.screen.ready, what="form")
+    await wait_until(
+        pilot, lambda: isinstance(pilot.app.screen, TaskFormScreen) and pilot.app.screen.ready, what="form"
+    )
     return pilot.app.screen
 
 
@@ -149,8 +158,18 @@ async def test_submit_form_shows_every_error_by_its_field_then_submits():
     app, client = with_tasks()
     async with app.run_test(size=(120, 36)) as pilot:
         form = await open_form(pilot, client)
-        await fill(pilot, {"name": "my job", "cores": "4", "duration": "2 hours", "deadline": "25:00",
-                           "regions": "eu-north, mars-1", "tags": "batch", "command": "render --out 'a b.png'"})
+        await fill(
+            pilot,
+            {
+                "name": "my job",
+                "cores": "4",
+                "duration": "2 hours",
+                "deadline": "25:00",
+                "regions": "eu-north, mars-1",
+                "tags": "batch",
+                "command": "render --out 'a b.png'",
+            },
+        )
         await pilot.press("ctrl+s")
         for key in ("name", "duration", "deadline", "regions"):
             assert form.query_one(f"#row-{key}").has_class("-invalid"), key
@@ -242,7 +261,7 @@ async def test_plan_view_draws_each_server_under_its_intensity_with_task_initial
         lines = text.splitlines()
         dub = next(i for i, line in enumerate(lines) if line.strip().startswith("web-dub-1"))
         assert any(c in lines[dub] for c in "▁▂▃▄▅▆▇█")  # its region's intensity
-        lanes = "\n".join(lines[dub + 1:dub + 3])
+        lanes = "\n".join(lines[dub + 1 : dub + 3])
         assert "R█" in lanes and "N█" in lanes  # render-frames and nightly-backup, side by side
         assert "render-frames (8c, planned)" in " ".join(text.split())
 

@@ -3,8 +3,6 @@ test is the attack or the slip it stops. Two `AuthService`s on one registry are 
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from backend.adapters.sqlite_registry import SqliteRegistry
@@ -65,15 +63,14 @@ async def test_the_first_admins_printed_password_opens_nothing_but_the_password_
 
     accounts = auth.accounts
     with pytest.raises(InvalidField, match="current_password"):
-        await accounts.change_own_password(principal, {"current_password": "guess-one-more",
-                                                       "new_password": "mauve kettle orbit"})
+        await accounts.change_own_password(
+            principal, {"current_password": "guess-one-more", "new_password": "mauve kettle orbit"}
+        )
     with pytest.raises(InvalidField, match="new_password is the current password"):
         await accounts.change_own_password(principal, {"current_password": one_time, "new_password": one_time})
     with pytest.raises(InvalidField, match="new_password .*common"):
-        await accounts.change_own_password(principal, {"current_password": one_time,
-                                                       "new_password": "Password2024!"})
-    await accounts.change_own_password(principal, {"current_password": one_time,
-                                                   "new_password": "mauve kettle orbit"})
+        await accounts.change_own_password(principal, {"current_password": one_time, "new_password": "Password2024!"})
+    await accounts.change_own_password(principal, {"current_password": one_time, "new_password": "mauve kettle orbit"})
     # The same session now works, everywhere: must-change sessions are never cached.
     assert not (await auth.authenticate(f"Bearer {login.token}")).must_change_password
     assert not (await AuthService(registry).authenticate(f"Bearer {login.token}")).must_change_password
@@ -117,7 +114,8 @@ async def test_changing_ones_password_ends_the_other_sessions_but_not_this_one(a
     principal = await auth.authenticate(f"Bearer {mine}")
     await auth.authenticate(f"Bearer {stolen}")  # cached
     ended = await auth.accounts.change_own_password(
-        principal, {"current_password": PASSWORD, "new_password": "mauve kettle orbit"})
+        principal, {"current_password": PASSWORD, "new_password": "mauve kettle orbit"}
+    )
     assert ended == 1
     await auth.authenticate(f"Bearer {mine}")
     with pytest.raises(Unauthorized):
@@ -232,8 +230,7 @@ async def test_deleting_an_owner_is_refused_unless_their_servers_and_tasks_are_h
     removal = await auth.accounts.remove("shell:ops", "leaver", transfer_to="heir")
     assert (sorted(removal.servers), removal.tasks, removal.sessions) == (["web-1", "web-2"], 1, 1)
     assert await registry.get_user("leaver") is None
-    assert {s.id: s.owner for s in await registry.list_servers()} == {"srv-1": "heir", "srv-2": "heir",
-                                                                      "srv-3": "heir"}
+    assert {s.id: s.owner for s in await registry.list_servers()} == {"srv-1": "heir", "srv-2": "heir", "srv-3": "heir"}
     assert (await registry.get_task("tsk-1")).owner == "heir"
     assert (await registry.get_task("tsk-2")).owner == "leaver"  # history keeps the name
     with pytest.raises(Unauthorized):

@@ -11,19 +11,25 @@ from pathlib import Path
 
 from agents.processes import TAIL_BYTES, TaskProcess
 
-COUNTER = ("import sys, time\n"
-           "n = 0\n"
-           "while True:\n"
-           "    n += 1\n"
-           "    open(sys.argv[1], 'w').write(str(n))\n"
-           "    time.sleep(0.02)\n")
+COUNTER = (
+    "import sys, time\nn = 0\nwhile True:\n    n += 1\n    open(sys.argv[1], 'w').write(str(n))\n    time.sleep(0.02)\n"
+)
 
 
 def start(tmp_path: Path, argv: list[str], lease_ms: int | None = None) -> TaskProcess:
     lease = tmp_path / "lease"
     lease.write_text(str(lease_ms if lease_ms is not None else int(time.time() * 1000) + 600_000))
-    return TaskProcess.start(tmp_path / "state", "tsk_1", argv, cwd=str(tmp_path), env={}, interruptible=True,
-                             lease_file=lease, kill_grace_s=0.5, now_ms=int(time.time() * 1000))
+    return TaskProcess.start(
+        tmp_path / "state",
+        "tsk_1",
+        argv,
+        cwd=str(tmp_path),
+        env={},
+        interruptible=True,
+        lease_file=lease,
+        kill_grace_s=0.5,
+        now_ms=int(time.time() * 1000),
+    )
 
 
 def count(path: Path) -> int:

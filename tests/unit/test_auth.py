@@ -55,14 +55,17 @@ async def test_unknown_user_and_wrong_password_get_the_same_answer(auth):
     assert str(unknown.value) == str(wrong.value)
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"username": {"$gt": ""}, "password": "x"}, "username"),
-    ({"username": "alice", "password": {"$ne": None}}, "password"),
-    ({"username": ["alice"], "password": "x"}, "username"),
-    ({"password": "x"}, "username"),
-    ({"username": "alice"}, "password"),
-    ({"username": "alice", "password": 123}, "password"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"username": {"$gt": ""}, "password": "x"}, "username"),
+        ({"username": "alice", "password": {"$ne": None}}, "password"),
+        ({"username": ["alice"], "password": "x"}, "username"),
+        ({"password": "x"}, "username"),
+        ({"username": "alice"}, "password"),
+        ({"username": "alice", "password": 123}, "password"),
+    ],
+)
 async def test_operator_injection_in_login_is_a_400_naming_the_field(auth, body, field):
     with pytest.raises(InvalidField) as caught:
         await auth.login(body)
@@ -110,12 +113,15 @@ async def test_ingest_keys_post_readings_only_and_can_be_revoked(auth, registry)
         await auth.authenticate(f"Bearer {key}", allow_ingest_key=True)
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda key: key[:-1] + ("A" if key[-1] != "A" else "B"),  # wrong secret
-    lambda key: "tik_zzzzzzzzzz_" + key.split("_", 2)[2],  # unknown id
-    lambda key: "tik_" + key.split("_")[1],  # no secret
-    lambda key: "tik_{'$gt':''}_x",  # junk id
-])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda key: key[:-1] + ("A" if key[-1] != "A" else "B"),  # wrong secret
+        lambda key: "tik_zzzzzzzzzz_" + key.split("_", 2)[2],  # unknown id
+        lambda key: "tik_" + key.split("_")[1],  # no secret
+        lambda key: "tik_{'$gt':''}_x",  # junk id
+    ],
+)
 async def test_a_tampered_ingest_key_is_refused(auth, mangle):
     _, key = await auth.create_ingest_key("", "alice")
     with pytest.raises(Unauthorized):

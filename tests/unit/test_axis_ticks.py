@@ -86,7 +86,9 @@ def test_seven_days_tick_every_day_without_skipping():
 def test_thirty_days_tick_on_mondays():
     ticks = time_ticks(NOW_MS - 30 * 86_400_000, NOW_MS, 70)
     assert len(ticks) >= 4
-    assert all(datetime.fromtimestamp(ts / 1000, tz=timezone.utc).strftime("%a %H:%M") == "Mon 00:00" for ts, _ in ticks)
+    assert all(
+        datetime.fromtimestamp(ts / 1000, tz=timezone.utc).strftime("%a %H:%M") == "Mon 00:00" for ts, _ in ticks
+    )
 
 
 def test_a_time_beyond_the_calendar_gives_no_ticks_rather_than_an_error():

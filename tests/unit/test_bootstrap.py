@@ -41,17 +41,20 @@ def test_sqlite_urls_name_relative_and_absolute_files():
 
 
 def test_a_packager_process_opens_only_the_broker_and_the_time_series_store(tmp_path):
-    settings = Settings(broker_url="amqp://guest:guest@127.0.0.1:5672/",
-                        timeseries_url=f"sqlite:///{tmp_path}/ts.db", registry_url=f"sqlite:///{tmp_path}/r.db")
+    settings = Settings(
+        broker_url="amqp://guest:guest@127.0.0.1:5672/",
+        timeseries_url=f"sqlite:///{tmp_path}/ts.db",
+        registry_url=f"sqlite:///{tmp_path}/r.db",
+    )
     backend = Backend.create(settings, ["packager"])
     assert backend.broker is not None and backend.timeseries is not None and backend.registry is None
     assert type(backend.broker).__name__ == "RabbitMQBroker"
 
 
-async def test_closing_stops_consuming_first_then_the_packager_then_the_role_parts_then_the_stores(
-        tmp_path, caplog):
-    settings = Settings(broker_url="memory://", timeseries_url=f"sqlite:///{tmp_path}/ts.db",
-                        registry_url=f"sqlite:///{tmp_path}/r.db")
+async def test_closing_stops_consuming_first_then_the_packager_then_the_role_parts_then_the_stores(tmp_path, caplog):
+    settings = Settings(
+        broker_url="memory://", timeseries_url=f"sqlite:///{tmp_path}/ts.db", registry_url=f"sqlite:///{tmp_path}/r.db"
+    )
     backend = Backend.create(settings)
     closed: list[str] = []
 
@@ -61,6 +64,7 @@ async def test_closing_stops_consuming_first_then_the_packager_then_the_role_par
             await close()
             if fails:
                 raise RuntimeError("disk gone")
+
         return run
 
     for name in ("broker", "timeseries", "registry"):

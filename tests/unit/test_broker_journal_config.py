@@ -36,12 +36,16 @@ def test_a_host_or_an_unwritable_place_is_one_line_naming_the_variable(tmp_path:
         journal_path(f"memory:///{blocker}/queue.db")
     assert str(refused.value) == (
         f"TASKER_BROKER_URL='memory:///{blocker}/queue.db' (journal {blocker}/queue.db): {blocker} is a file, "
-        "not a directory; expected memory:// or memory:///path/to/queue.db in a writable directory")
+        "not a directory; expected memory:// or memory:///path/to/queue.db in a writable directory"
+    )
 
 
 def test_tasker_backend_journals_the_embedded_broker_beside_its_data(tmp_path: Path) -> None:
-    settings = Settings(broker_url="memory://", timeseries_url=f"sqlite:///{tmp_path}/ts.db",
-                        registry_url=f"sqlite:///{tmp_path}/registry.db")
+    settings = Settings(
+        broker_url="memory://",
+        timeseries_url=f"sqlite:///{tmp_path}/ts.db",
+        registry_url=f"sqlite:///{tmp_path}/registry.db",
+    )
     broker = Backend.create(settings).broker
     assert isinstance(broker, MemoryBroker)
     assert broker.journal is not None and broker.journal.path == tmp_path / "queue.db"

@@ -12,8 +12,10 @@ def test_presence_counts_connections_and_expires_silent_processes():
     assert presence.connect("eve", "engineer") is False  # a second terminal
     assert presence.connect("alice", "sysadmin") is True
     presence.apply_snapshot("other", {"bob": "sysadmin", "root": "admin"})
-    assert presence.visible_to("sysadmin") == [{"username": "eve", "role": "engineer"},
-                                               {"username": "root", "role": "admin"}]
+    assert presence.visible_to("sysadmin") == [
+        {"username": "eve", "role": "engineer"},
+        {"username": "root", "role": "admin"},
+    ]
     assert [u["username"] for u in presence.visible_to("engineer")] == ["alice", "bob", "eve", "root"]
     assert presence.disconnect("eve") is False
     assert presence.disconnect("eve") is True

@@ -32,20 +32,40 @@ async def settle() -> None:
 
 
 def joined(me: str = "alice", role: str = "sysadmin", **rows: tuple[int, int]) -> dict[str, Any]:
-    return {"type": "chat.joined", "username": me, "role": role, "online": [],
-            "limits": {"max_message_bytes": 4096},
-            "conversations": [{"conversation": c, "last_id": last, "last_ts": 1_000 * last, "read_id": read,
-                               "unread": last - read} for c, (last, read) in rows.items()]}
+    return {
+        "type": "chat.joined",
+        "username": me,
+        "role": role,
+        "online": [],
+        "limits": {"max_message_bytes": 4096},
+        "conversations": [
+            {"conversation": c, "last_id": last, "last_ts": 1_000 * last, "read_id": read, "unread": last - read}
+            for c, (last, read) in rows.items()
+        ],
+    }
 
 
 def message(i: int, sender: str, conversation: str = "alice") -> dict[str, Any]:
-    return {"conversation": conversation, "id": i, "sender": sender, "sender_role": "engineer",
-            "text": f"m{i}", "ts": 1_000 * i, "client_key": f"k{i}"}
+    return {
+        "conversation": conversation,
+        "id": i,
+        "sender": sender,
+        "sender_role": "engineer",
+        "text": f"m{i}",
+        "ts": 1_000 * i,
+        "client_key": f"k{i}",
+    }
 
 
 def ack(frame: dict[str, Any], i: int, duplicate: bool = False) -> dict[str, Any]:
-    return {"type": "chat.ack", "client_key": frame["client_key"], "conversation": "alice", "id": i,
-            "ts": 1_000 * i, "duplicate": duplicate}
+    return {
+        "type": "chat.ack",
+        "client_key": frame["client_key"],
+        "conversation": "alice",
+        "id": i,
+        "ts": 1_000 * i,
+        "duplicate": duplicate,
+    }
 
 
 async def test_messages_typed_offline_go_in_order_one_at_a_time_once_connected():
@@ -102,14 +122,27 @@ async def test_rate_limited_messages_wait_and_refused_ones_are_shown_not_resent(
     chat.submit("hello")
     await settle()
     [sent] = link.of("chat.send")
-    chat.handle_frame({"type": "chat.error", "code": "rate_limited", "message": "too many messages",
-                       "client_key": sent["client_key"], "retry_after_ms": 20})
+    chat.handle_frame(
+        {
+            "type": "chat.error",
+            "code": "rate_limited",
+            "message": "too many messages",
+            "client_key": sent["client_key"],
+            "retry_after_ms": 20,
+        }
+    )
     await settle()
     assert chat.outbox[0].waiting == "too many messages"
     await asyncio.sleep(0.05)
     assert link.of("chat.send") == [sent, sent]
-    chat.handle_frame({"type": "chat.error", "code": "too_long", "message": "the message is too long",
-                       "client_key": sent["client_key"]})
+    chat.handle_frame(
+        {
+            "type": "chat.error",
+            "code": "too_long",
+            "message": "the message is too long",
+            "client_key": sent["client_key"],
+        }
+    )
     await settle()
     assert chat.outbox == [] and [(e.text, e.error) for e in chat.refused] == [("hello", "the message is too long")]
     assert [e.text for e in chat.pending_for("alice")] == ["hello"]
@@ -151,8 +184,14 @@ async def test_a_gap_in_the_stream_asks_for_the_missing_messages_and_duplicates_
     chat.handle_frame({"type": "chat.messages", "conversation": "alice", "messages": [message(5, "alice")]})
     await settle()
     assert {"type": "chat.history", "conversation": "alice", "after": 2, "limit": 100} in link.sent
-    chat.handle_frame({"type": "chat.history", "conversation": "alice", "after": 2,
-                       "messages": [message(3, "alice"), message(4, "alice"), message(5, "alice")]})
+    chat.handle_frame(
+        {
+            "type": "chat.history",
+            "conversation": "alice",
+            "after": 2,
+            "messages": [message(3, "alice"), message(4, "alice"), message(5, "alice")],
+        }
+    )
     assert [m.id for m in chat.conversations["alice"].ordered()] == [3, 4, 5]
 
 

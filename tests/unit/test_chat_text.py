@@ -10,20 +10,23 @@ import pytest
 from backend.services.chat.text import neutralise, utf8_size
 
 
-@pytest.mark.parametrize(("raw", "shown"), [
-    ("\x1b]0;pwned\x07", "␛]0;pwned␇"),                   # set the terminal's title
-    ("\x1b[2J\x1b[H", "␛[2J␛[H"),                         # clear the screen, home the cursor
-    ("\x9b31mred", "<U+009B>31mred"),                     # one-byte CSI (C1)
-    ("\x1bP+q\x1b\\", "␛P+q␛\\"),                         # device control string
-    ("abc\u202edcba\u202c", "abc<U+202E>dcba<U+202C>"),   # right-to-left override
-    ("\u2066x\u2069 \u200f", "<U+2066>x<U+2069> <U+200F>"),  # isolates, RLM
-    ("over\rwrite", "over␍write"),                         # a bare CR would overwrite the line
-    ("nul\x00 del\x7f", "nul␀ del␡"),
-    ("a\r\nb\u2028c", "a\nb\nc"),                          # line breaks become plain newlines
-    ("tab\there\nnext", "tab\there\nnext"),               # kept: readable
-    ("caf\u00e9 😀 Grüße", "caf\u00e9 😀 Grüße"),          # ordinary text is untouched
-    ("\ud800x", "\ufffdx"),                               # a lone surrogate cannot be stored
-])
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\x1b]0;pwned\x07", "␛]0;pwned␇"),  # set the terminal's title
+        ("\x1b[2J\x1b[H", "␛[2J␛[H"),  # clear the screen, home the cursor
+        ("\x9b31mred", "<U+009B>31mred"),  # one-byte CSI (C1)
+        ("\x1bP+q\x1b\\", "␛P+q␛\\"),  # device control string
+        ("abc\u202edcba\u202c", "abc<U+202E>dcba<U+202C>"),  # right-to-left override
+        ("\u2066x\u2069 \u200f", "<U+2066>x<U+2069> <U+200F>"),  # isolates, RLM
+        ("over\rwrite", "over␍write"),  # a bare CR would overwrite the line
+        ("nul\x00 del\x7f", "nul␀ del␡"),
+        ("a\r\nb\u2028c", "a\nb\nc"),  # line breaks become plain newlines
+        ("tab\there\nnext", "tab\there\nnext"),  # kept: readable
+        ("caf\u00e9 😀 Grüße", "caf\u00e9 😀 Grüße"),  # ordinary text is untouched
+        ("\ud800x", "\ufffdx"),  # a lone surrogate cannot be stored
+    ],
+)
 def test_neutralise_makes_controls_visible_and_keeps_text(raw, shown):
     out = neutralise(raw)
     assert out == shown

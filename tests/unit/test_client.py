@@ -14,7 +14,6 @@ import pytest
 from aiohttp import web
 
 from tasker.client import (
-    ApiError,
     BackendUnavailable,
     Conflict,
     Forbidden,
@@ -312,7 +311,10 @@ async def test_wrong_role_is_forbidden_and_no_token_unauthorized(fake):
 async def test_readings_are_posted_in_wire_form_and_count_returned(fake):
     async with TaskerClient(fake.url, token="tik_k1_secret") as api:
         accepted = await api.post_readings(
-            [Reading("srv_a", "power", 1_700_000_000_000, 120.5), {"server_id": "srv_a", "metric": "co2", "ts": "2026-01-01T00:00:00Z", "value": 3.0}]
+            [
+                Reading("srv_a", "power", 1_700_000_000_000, 120.5),
+                {"server_id": "srv_a", "metric": "co2", "ts": "2026-01-01T00:00:00Z", "value": 3.0},
+            ]
         )
     assert accepted == 2
     assert fake.readings[0] == {"server_id": "srv_a", "metric": "power", "ts": 1_700_000_000_000, "value": 120.5}

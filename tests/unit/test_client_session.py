@@ -19,7 +19,9 @@ def config_home(tmp_path, monkeypatch):
 
 
 def test_a_saved_session_is_private_and_reused(config_home):
-    save_session(URL + "/", {"token": "t1", "expires_at": "2099-01-01T00:00:00Z", "role": "sysadmin", "username": "alice"})
+    save_session(
+        URL + "/", {"token": "t1", "expires_at": "2099-01-01T00:00:00Z", "role": "sysadmin", "username": "alice"}
+    )
     path = session_file()
     assert path == config_home / "tasker" / "session.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -41,11 +41,16 @@ def test_error_lines():
     degraded = BackendUnavailable(503, f"the backend at {url} is unavailable: broker down")
     assert explain(degraded) == f"the backend at {url} is unavailable: broker down"
     assert explain(Unauthorized(401, "session expired"), url) == (
-        f"session expired: log in with `tasker login --url {url}` (or set TASKER_TOKEN)")
+        f"session expired: log in with `tasker login --url {url}` (or set TASKER_TOKEN)"
+    )
     assert explain(Forbidden(403, "role 'engineer' may not change anything")) == (
-        "not allowed: role 'engineer' may not change anything")
-    invalid = ValidationFailed(400, "invalid server: pue, cores", [
-        {"field": "pue", "reason": "must be >= 1"}, {"field": "cores", "reason": "is required"}])
+        "not allowed: role 'engineer' may not change anything"
+    )
+    invalid = ValidationFailed(
+        400,
+        "invalid server: pue, cores",
+        [{"field": "pue", "reason": "must be >= 1"}, {"field": "cores", "reason": "is required"}],
+    )
     assert explain(invalid) == "invalid server: pue must be >= 1; cores is required"
     assert explain(NotFoundError(404, "no server with id or name 'x'")) == "no server with id or name 'x'"
 

@@ -8,10 +8,12 @@ from tasker.config import ConfigError, load_settings
 
 
 def test_settings_accept_cluster_urls():
-    settings = load_settings({
-        "TASKER_BROKER_URL": "amqp://guest:guest@127.0.0.2,127.0.0.3,127.0.0.4/",
-        "TASKER_TIMESERIES_URL": "cassandra://127.0.0.2,127.0.0.3,127.0.0.4/tasker?replication=3",
-    })
+    settings = load_settings(
+        {
+            "TASKER_BROKER_URL": "amqp://guest:guest@127.0.0.2,127.0.0.3,127.0.0.4/",
+            "TASKER_TIMESERIES_URL": "cassandra://127.0.0.2,127.0.0.3,127.0.0.4/tasker?replication=3",
+        }
+    )
     assert settings.broker_url.startswith("amqp://guest:guest@127.0.0.2,127.0.0.3")
 
 

@@ -21,25 +21,28 @@ def error_for(**environ: str) -> str:
     return message
 
 
-@pytest.mark.parametrize("variable, value, says", [
-    ("TASKER_BROKER_URL", "amqp://[::1", "cannot be parsed"),
-    ("TASKER_BROKER_URL", "amqp://", "no host"),
-    ("TASKER_BROKER_URL", "kafka://broker:9092", "unknown scheme 'kafka'"),
-    ("TASKER_BROKER_URL", "amqp://guest:guest@127.0.0.1:99999/", "port '99999' is not a number from 1 to 65535"),
-    ("TASKER_TIMESERIES_URL", "cassandra://127.0.0.1:99999/ks", "port '99999'"),
-    ("TASKER_TIMESERIES_URL", "cassandra://127.0.0.1:9042/", "no keyspace"),
-    ("TASKER_TIMESERIES_URL", "cassandra://127.0.0.1:9042/bad-ks", "keyspace 'bad-ks'"),
-    ("TASKER_REGISTRY_URL", "mongodb://[::1", "cannot be parsed"),
-    ("TASKER_REGISTRY_URL", "mongodb://127.0.0.1:27017/bad.db$", "database name 'bad.db$'"),
-    ("TASKER_REGISTRY_URL", "mongodb://127.0.0.1:0/qa", "port '0'"),
-    ("TASKER_URL", "http://", "no host"),
-    ("TASKER_URL", "http://127.0.0.1:abc", "port 'abc'"),
-    ("TASKER_URL", "http://[::1", "cannot be parsed"),
-    ("TASKER_LISTEN", "127.0.0.1:99999", "port from 0 to 65535"),
-    ("TASKER_LISTEN", "garbage", "expected host:port"),
-    ("TASKER_RETENTION_DAYS", "0", "at least 1"),
-    ("TASKER_RETENTION_DAYS", "a year", "whole number of days"),
-])
+@pytest.mark.parametrize(
+    "variable, value, says",
+    [
+        ("TASKER_BROKER_URL", "amqp://[::1", "cannot be parsed"),
+        ("TASKER_BROKER_URL", "amqp://", "no host"),
+        ("TASKER_BROKER_URL", "kafka://broker:9092", "unknown scheme 'kafka'"),
+        ("TASKER_BROKER_URL", "amqp://guest:guest@127.0.0.1:99999/", "port '99999' is not a number from 1 to 65535"),
+        ("TASKER_TIMESERIES_URL", "cassandra://127.0.0.1:99999/ks", "port '99999'"),
+        ("TASKER_TIMESERIES_URL", "cassandra://127.0.0.1:9042/", "no keyspace"),
+        ("TASKER_TIMESERIES_URL", "cassandra://127.0.0.1:9042/bad-ks", "keyspace 'bad-ks'"),
+        ("TASKER_REGISTRY_URL", "mongodb://[::1", "cannot be parsed"),
+        ("TASKER_REGISTRY_URL", "mongodb://127.0.0.1:27017/bad.db$", "database name 'bad.db$'"),
+        ("TASKER_REGISTRY_URL", "mongodb://127.0.0.1:0/qa", "port '0'"),
+        ("TASKER_URL", "http://", "no host"),
+        ("TASKER_URL", "http://127.0.0.1:abc", "port 'abc'"),
+        ("TASKER_URL", "http://[::1", "cannot be parsed"),
+        ("TASKER_LISTEN", "127.0.0.1:99999", "port from 0 to 65535"),
+        ("TASKER_LISTEN", "garbage", "expected host:port"),
+        ("TASKER_RETENTION_DAYS", "0", "at least 1"),
+        ("TASKER_RETENTION_DAYS", "a year", "whole number of days"),
+    ],
+)
 def test_a_bad_value_names_the_variable_the_problem_and_the_expected_form(variable, value, says):
     message = error_for(**{variable: value})
     assert message.startswith(f"{variable}=")
@@ -48,7 +51,8 @@ def test_a_bad_value_names_the_variable_the_problem_and_the_expected_form(variab
 
 def test_a_url_error_says_what_form_is_expected():
     assert error_for(TASKER_TIMESERIES_URL="cassandra://h:1x/ks").endswith(
-        "expected sqlite:///path/to/file.db or cassandra://host[,host][:9042]/keyspace")
+        "expected sqlite:///path/to/file.db or cassandra://host[,host][:9042]/keyspace"
+    )
 
 
 def test_passwords_never_appear_in_an_error():
@@ -64,11 +68,15 @@ def test_a_flag_is_named_as_the_flag():
 
 
 def test_good_values_pass_including_ipv6_and_host_lists():
-    settings = load_settings(environ={
-        "TASKER_LISTEN": "[::1]:0", "TASKER_URL": "http://[::1]:8470",
-        "TASKER_TIMESERIES_URL": "cassandra://c1,c2:9042/qa_1", "TASKER_REGISTRY_URL": "mongodb://m:27017/",
-        "TASKER_RETENTION_DAYS": "30",
-    })
+    settings = load_settings(
+        environ={
+            "TASKER_LISTEN": "[::1]:0",
+            "TASKER_URL": "http://[::1]:8470",
+            "TASKER_TIMESERIES_URL": "cassandra://c1,c2:9042/qa_1",
+            "TASKER_REGISTRY_URL": "mongodb://m:27017/",
+            "TASKER_RETENTION_DAYS": "30",
+        }
+    )
     assert settings.listen_host_port == ("::1", 0)
     assert settings.retention_days == 30
 

@@ -32,9 +32,7 @@ def test_merging_minute_rollups_equals_rolling_up_the_raw_points_by_hour():
     points = [(T0 + rng.randrange(3 * ds.HOUR_MS), rng.uniform(-50, 50)) for _ in range(2_000)]
     by_hour = ds.rollup(points, ds.HOUR_MS)
     merged = ds.merge(ds.rollup(points, ds.MINUTE_MS), ds.HOUR_MS)
-    assert [(r.start_ms, r.min, r.max, r.n) for r in merged] == [
-        (r.start_ms, r.min, r.max, r.n) for r in by_hour
-    ]
+    assert [(r.start_ms, r.min, r.max, r.n) for r in merged] == [(r.start_ms, r.min, r.max, r.n) for r in by_hour]
     for a, b in zip(merged, by_hour):
         assert a.avg == pytest.approx(b.avg)
 

@@ -55,7 +55,13 @@ async def directory_and_registry():
 
 async def test_a_stale_list_is_refreshed_behind_the_requests(directory_and_registry):
     directory, registry, clock = directory_and_registry
-    assert await ids(directory, ) == {"a"} and registry.calls == 1  # the first use loads
+    assert (
+        await ids(
+            directory,
+        )
+        == {"a"}
+        and registry.calls == 1
+    )  # the first use loads
     registry.ids = {"a", "b"}
     clock.now += 0.15
     registry.open.clear()  # a slow registry: requests must not wait for it
@@ -66,12 +72,16 @@ async def test_a_stale_list_is_refreshed_behind_the_requests(directory_and_regis
     assert registry.calls == 2  # one refresh for the three requests
     registry.open.set()
     await asyncio.sleep(0.01)
-    assert await ids(directory, ) == {"a", "b"}
+    assert await ids(
+        directory,
+    ) == {"a", "b"}
 
 
 async def test_an_unknown_id_is_looked_up_before_answering(directory_and_registry):
     directory, registry, clock = directory_and_registry
-    await ids(directory, )
+    await ids(
+        directory,
+    )
     registry.ids = {"a", "new"}
     clock.now += 0.06
     assert await ids(directory, {"new"}) == {"a", "new"}
@@ -79,15 +89,21 @@ async def test_an_unknown_id_is_looked_up_before_answering(directory_and_registr
 
 async def test_a_failed_background_refresh_keeps_the_ids_in_hand(directory_and_registry):
     directory, registry, clock = directory_and_registry
-    await ids(directory, )
+    await ids(
+        directory,
+    )
     registry.down = True
     clock.now += 0.15
-    assert await ids(directory, ) == {"a"}
+    assert await ids(
+        directory,
+    ) == {"a"}
     await asyncio.sleep(0.01)
     assert registry.calls == 2
     registry.down = False
     clock.now += 0.15
-    await ids(directory, )
+    await ids(
+        directory,
+    )
     await asyncio.sleep(0.01)
     assert registry.calls == 3
 

@@ -22,14 +22,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def strict_loads(text: str):
     """A parser that refuses NaN and Infinity, as browsers and most JSON libraries do."""
+
     def refuse(constant: str):
         raise ValueError(f"not JSON: {constant}")
+
     return json.loads(text, parse_constant=refuse)
 
 
 def test_non_finite_floats_are_written_as_null_at_any_depth():
-    history = {"resolution_s": 60, "points": [[1, math.nan, math.inf, -math.inf], [2, 1e308, 0.0, 1e-300]],
-               "unit": "W", "nested": ({"x": math.nan},)}
+    history = {
+        "resolution_s": 60,
+        "points": [[1, math.nan, math.inf, -math.inf], [2, 1e308, 0.0, 1e-300]],
+        "unit": "W",
+        "nested": ({"x": math.nan},),
+    }
     parsed = strict_loads(dumps(history))
     assert parsed["points"] == [[1, None, None, None], [2, 1e308, 0.0, 1e-300]]
     assert parsed["nested"] == [{"x": None}]
@@ -70,12 +76,19 @@ async def test_a_registry_event_holding_nan_reaches_websockets_as_strict_json():
 WRITERS = re.compile(r"\bweb\.json_response\(|\bjson\.dumps\(|\borjson\.dumps\(")
 
 
-@pytest.mark.parametrize("path", sorted(
-    [*(ROOT / "backend" / "http").glob("*.py"), ROOT / "backend" / "services" / "live.py"], key=str,
-), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        [*(ROOT / "backend" / "http").glob("*.py"), ROOT / "backend" / "services" / "live.py"],
+        key=str,
+    ),
+    ids=lambda p: p.name,
+)
 def test_api_bodies_and_frames_are_written_only_by_the_one_serialiser(path):
     if path.name == "json_body.py":
         return
     found = [line.strip() for line in path.read_text().splitlines() if WRITERS.search(line)]
-    assert not found, (f"{path.relative_to(ROOT)} writes JSON itself; use backend.http.json_body.json_response "
-                       f"(HTTP) or backend.json_text.dumps (frames), which never emit NaN/Infinity: {found}")
+    assert not found, (
+        f"{path.relative_to(ROOT)} writes JSON itself; use backend.http.json_body.json_response "
+        f"(HTTP) or backend.json_text.dumps (frames), which never emit NaN/Infinity: {found}"
+    )

@@ -31,10 +31,15 @@ async def test_readings_reach_only_subscribers_of_their_server_and_metric():
     for client in (a_power, everything, co2_only, nothing):
         hub.add(client)
     await hub.on_readings_event(body("power", ["srv_a", "srv_b", "srv_a"]))
-    assert a_power.frames == [{"type": "readings", "readings": [
-        {"server_id": "srv_a", "metric": "power", "ts": 1000, "value": 0.0},
-        {"server_id": "srv_a", "metric": "power", "ts": 1002, "value": 2.0},
-    ]}]
+    assert a_power.frames == [
+        {
+            "type": "readings",
+            "readings": [
+                {"server_id": "srv_a", "metric": "power", "ts": 1000, "value": 0.0},
+                {"server_id": "srv_a", "metric": "power", "ts": 1002, "value": 2.0},
+            ],
+        }
+    ]
     assert len(everything.frames[0]["readings"]) == 3
     assert co2_only.frames == [] and nothing.frames == []
 

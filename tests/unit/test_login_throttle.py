@@ -150,8 +150,9 @@ async def test_wrong_passwords_at_once_for_one_pair_are_cut_off(tmp_path: Path) 
         auth = AuthService(registry)
         await auth.add_user("erin", "sysadmin", "erin's long password")
         body = {"username": "erin", "password": "wrong guess"}
-        outcomes = await asyncio.gather(*(auth.login(body, client="10.0.0.1") for _ in range(12)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(auth.login(body, client="10.0.0.1") for _ in range(12)), return_exceptions=True
+        )
         assert sum(isinstance(o, Unauthorized) for o in outcomes) == 3
         assert sum(isinstance(o, TooManyAttempts) for o in outcomes) == 9
         result = await auth.login({"username": "erin", "password": "erin's long password"}, client="10.0.0.2")

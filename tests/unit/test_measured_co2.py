@@ -8,8 +8,17 @@ from backend.allocation.intensity import BuiltinIntensity
 from backend.allocation.model import ServerSpec
 from backend.services.measured_co2 import PowerSample, measure
 
-SERVER = ServerSpec(id="s", name="s", region="eu-west", energy_source="wind", intensity_g_per_kwh=10.0,
-                    pue=1.5, idle_watts=100.0, max_watts=500.0, cores=16)
+SERVER = ServerSpec(
+    id="s",
+    name="s",
+    region="eu-west",
+    energy_source="wind",
+    intensity_g_per_kwh=10.0,
+    pue=1.5,
+    idle_watts=100.0,
+    max_watts=500.0,
+    cores=16,
+)
 HOUR = 3_600_000
 
 

@@ -161,8 +161,10 @@ async def test_the_packager_dead_letters_a_refused_message_and_stores_the_rest(t
         good = [readings(5, 10 * i) for i in range(6)]
         for batch in good[:3]:
             await broker.publish_work(queue_for("power"), encode_readings("power", batch, T0))
-        await broker.publish_work(queue_for("power"), encode_readings(
-            "power", [Reading("srv_aaaaaaaaaa", "power", T0 + 999_000, 3e38 * 10 / 9)], T0))
+        await broker.publish_work(
+            queue_for("power"),
+            encode_readings("power", [Reading("srv_aaaaaaaaaa", "power", T0 + 999_000, 3e38 * 10 / 9)], T0),
+        )
         for batch in good[3:]:
             await broker.publish_work(queue_for("power"), encode_readings("power", batch, T0))
         async with asyncio.timeout(5):
@@ -241,7 +243,8 @@ async def test_posts_arriving_while_publishes_await_confirms_share_one_message()
     assert await asyncio.gather(*posts) == [6] * 8
     power = [r for q, body in broker.published if q == "readings.power" for r in decode_readings(body).readings]
     assert sorted(power, key=lambda r: r.ts_ms) == sorted(
-        (r for i in range(8) for r in posted(10 * i).by_metric["power"]), key=lambda r: r.ts_ms)
+        (r for i in range(8) for r in posted(10 * i).by_metric["power"]), key=lambda r: r.ts_ms
+    )
 
 
 async def test_a_failed_shared_message_fails_every_post_in_it():

@@ -70,8 +70,11 @@ def aggregate(values: list[float]) -> tuple[float, float, float]:
 
 async def test_many_writes_into_one_minute_cause_one_recomputation(tmp_path):
     store = CountingStore(tmp_path / "ts.db")
-    async with packager_over(store, prefetch=64, rollup_interval_s=3,
-                             rollup_hour_interval_s=3) as (broker, telemetry, _):
+    async with packager_over(store, prefetch=64, rollup_interval_s=3, rollup_hour_interval_s=3) as (
+        broker,
+        telemetry,
+        _,
+    ):
         queue = queue_for("power")
         await broker.publish_work(queue, encode_readings("power", readings(2), T0))
         await wait_for(lambda: telemetry.readings_stored.value(metric="power") == 2)
@@ -147,8 +150,9 @@ async def test_a_packager_dying_mid_debounce_leaves_its_message_to_redeliver(tmp
         await wait_for(lambda: telemetry.readings_stored.value(metric="power") == 10)
         everything = readings(3) + readings(10, 30)
         assert await minute_rollup(second) == pytest.approx(aggregate([r.value for r in everything]))
-        hour = await second.history(SERVER, "power", MINUTE - MINUTE % ds.HOUR_MS,
-                                    MINUTE - MINUTE % ds.HOUR_MS + ds.HOUR_MS, 1)
+        hour = await second.history(
+            SERVER, "power", MINUTE - MINUTE % ds.HOUR_MS, MINUTE - MINUTE % ds.HOUR_MS + ds.HOUR_MS, 1
+        )
         assert hour.resolution_s == 3600
         assert hour.points[0][1:] == pytest.approx(aggregate([r.value for r in everything]))
 

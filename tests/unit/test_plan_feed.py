@@ -22,8 +22,12 @@ class AgentClient:
 
 
 def task(task_id: str, server_id: str | None, state: str = "planned") -> dict:
-    return {"id": task_id, "owner": "alice", "state": state,
-            "plan": None if server_id is None else {"server_id": server_id}}
+    return {
+        "id": task_id,
+        "owner": "alice",
+        "state": state,
+        "plan": None if server_id is None else {"server_id": server_id},
+    }
 
 
 def event(name: str, *tasks: dict) -> bytes:

@@ -54,7 +54,9 @@ class FakeClock:
 def test_discovery_takes_packages_and_dram_only(powercap):
     domains = discover(powercap)
     assert [(d.zone, d.name) for d in domains] == [
-        ("intel-rapl:0", "package-0"), ("intel-rapl:0:2", "dram"), ("intel-rapl:1", "package-1"),
+        ("intel-rapl:0", "package-0"),
+        ("intel-rapl:0:2", "dram"),
+        ("intel-rapl:1", "package-1"),
     ]
     assert domains[1].max_range_uj == 65_712_999_613
 
@@ -64,10 +66,10 @@ def test_watts_are_energy_over_time_summed_over_domains(powercap):
     meter = RaplMeter(discover(powercap), clock=clock)
     assert meter.sample() is None  # the first reading only primes the meter
     clock.now += 2.0
-    set_energy(powercap, "intel-rapl:0", 1_000_000 + 60_000_000)   # 60 J in 2 s: 30 W
+    set_energy(powercap, "intel-rapl:0", 1_000_000 + 60_000_000)  # 60 J in 2 s: 30 W
     set_energy(powercap, "intel-rapl:0:2", 2_000_000 + 8_000_000)  # 8 J: 4 W
-    set_energy(powercap, "intel-rapl:1", 3_000_000 + 50_000_000)   # 50 J: 25 W
-    set_energy(powercap, "intel-rapl:0:0", 999_999_999)            # core: inside the package, ignored
+    set_energy(powercap, "intel-rapl:1", 3_000_000 + 50_000_000)  # 50 J: 25 W
+    set_energy(powercap, "intel-rapl:0:0", 999_999_999)  # core: inside the package, ignored
     sample = meter.sample()
     assert sample is not None
     assert sample.watts == pytest.approx(59.0)

@@ -30,11 +30,14 @@ async def reason(raw: bytes) -> str:
     return caught.value.reason
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"readings": [{"server_id": "srv_aaaaaaaaaa", "metric": "power", "ts": 1795000000000, "value": 212.5}]}',
-    b'[1, -2.5e3, "caf\\u00e9", "\xc3\xa9", null, true, {"a": {}}]',
-    '{"name": "utf-16"}'.encode("utf-16"),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"readings": [{"server_id": "srv_aaaaaaaaaa", "metric": "power", "ts": 1795000000000, "value": 212.5}]}',
+        b'[1, -2.5e3, "caf\\u00e9", "\xc3\xa9", null, true, {"a": {}}]',
+        '{"name": "utf-16"}'.encode("utf-16"),
+    ],
+)
 async def test_bodies_read_as_the_standard_library_reads_them(raw):
     assert await read_json(Body(raw)) == json.loads(raw)  # type: ignore[arg-type]
 

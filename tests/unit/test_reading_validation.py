@@ -35,9 +35,17 @@ def reasons(exc):
 
 
 def test_a_valid_batch_comes_back_typed_and_grouped_by_metric():
-    batch = validate_batch({"readings": [
-        reading(), reading(metric="co2", value=3), reading(server_id="srv_bbbbbbbbbb", ts="2026-11-18T08:53:19.5Z"),
-    ]}, SERVERS, NOW)
+    batch = validate_batch(
+        {
+            "readings": [
+                reading(),
+                reading(metric="co2", value=3),
+                reading(server_id="srv_bbbbbbbbbb", ts="2026-11-18T08:53:19.5Z"),
+            ]
+        },
+        SERVERS,
+        NOW,
+    )
     assert len(batch) == 3
     assert [r.server_id for r in batch.by_metric["power"]] == ["srv_aaaaaaaaaa", "srv_bbbbbbbbbb"]
     expected = datetime(2026, 11, 18, 8, 53, 19, 500_000, tzinfo=timezone.utc)
@@ -46,33 +54,37 @@ def test_a_valid_batch_comes_back_typed_and_grouped_by_metric():
 
 
 def test_rfc3339_with_an_offset_and_integral_floats_are_accepted():
-    batch = validate_batch({"readings": [reading(ts="2026-11-18T10:53:19+02:00"), reading(ts=float(NOW))]},
-                           SERVERS, NOW)
+    batch = validate_batch(
+        {"readings": [reading(ts="2026-11-18T10:53:19+02:00"), reading(ts=float(NOW))]}, SERVERS, NOW
+    )
     expected = datetime(2026, 11, 18, 8, 53, 19, tzinfo=timezone.utc)
     assert [r.ts_ms for r in batch.by_metric["power"]] == [int(expected.timestamp() * 1000), NOW]
 
 
-@pytest.mark.parametrize("changes, field, reason_part", [
-    ({"server_id": "srv_unknown000"}, "server_id", "unknown server"),
-    ({"server_id": 42}, "server_id", "must be a string"),
-    ({"server_id": {"$gt": ""}}, "server_id", "must be a string"),
-    ({"server_id": "x'; DROP TABLE readings; --"}, "server_id", "unknown server"),
-    ({"metric": "voltage"}, "metric", "unknown metric 'voltage'"),
-    ({"metric": ["power"]}, "metric", "must be a string"),
-    ({"value": "12"}, "value", "must be a number"),
-    ({"value": True}, "value", "must be a number"),
-    ({"value": None}, "value", "must be a number"),
-    ({"value": -0.5}, "value", "must be >= 0 for power (W)"),
-    ({"metric": "co2", "value": -1}, "value", "must be >= 0 for co2 (g/h)"),
-    ({"ts": EARLIEST_TS_MS - 1}, "ts", "before 2000-01-01"),
-    ({"ts": 0}, "ts", "before 2000-01-01"),
-    ({"ts": NOW + MAX_FUTURE_SKEW_MS + 1}, "ts", "in the future"),
-    ({"ts": "2026-11-18T08:53:19"}, "ts", "lacks a zone"),
-    ({"ts": "yesterday"}, "ts", "not an RFC 3339 timestamp"),
-    ({"ts": 1.5e12 + 0.5}, "ts", "whole epoch milliseconds"),
-    ({"ts": True}, "ts", "epoch milliseconds"),
-    ({"ts": {"$gt": 0}}, "ts", "epoch milliseconds"),
-])
+@pytest.mark.parametrize(
+    "changes, field, reason_part",
+    [
+        ({"server_id": "srv_unknown000"}, "server_id", "unknown server"),
+        ({"server_id": 42}, "server_id", "must be a string"),
+        ({"server_id": {"$gt": ""}}, "server_id", "must be a string"),
+        ({"server_id": "x'; DROP TABLE readings; --"}, "server_id", "unknown server"),
+        ({"metric": "voltage"}, "metric", "unknown metric 'voltage'"),
+        ({"metric": ["power"]}, "metric", "must be a string"),
+        ({"value": "12"}, "value", "must be a number"),
+        ({"value": True}, "value", "must be a number"),
+        ({"value": None}, "value", "must be a number"),
+        ({"value": -0.5}, "value", "must be >= 0 for power (W)"),
+        ({"metric": "co2", "value": -1}, "value", "must be >= 0 for co2 (g/h)"),
+        ({"ts": EARLIEST_TS_MS - 1}, "ts", "before 2000-01-01"),
+        ({"ts": 0}, "ts", "before 2000-01-01"),
+        ({"ts": NOW + MAX_FUTURE_SKEW_MS + 1}, "ts", "in the future"),
+        ({"ts": "2026-11-18T08:53:19"}, "ts", "lacks a zone"),
+        ({"ts": "yesterday"}, "ts", "not an RFC 3339 timestamp"),
+        ({"ts": 1.5e12 + 0.5}, "ts", "whole epoch milliseconds"),
+        ({"ts": True}, "ts", "epoch milliseconds"),
+        ({"ts": {"$gt": 0}}, "ts", "epoch milliseconds"),
+    ],
+)
 def test_each_bad_field_is_named_with_its_reason(changes, field, reason_part):
     exc = rejected([reading(), reading(**changes)])
     assert exc.status == 400
@@ -90,8 +102,9 @@ def test_the_future_edge_is_inclusive():
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinities_sent_as_json_literals_are_refused(literal):
     # Python's json (like many senders) reads these non-standard literals; they must not pass.
-    body = json.loads('{"readings": [{"server_id": "srv_aaaaaaaaaa", "metric": "power", '
-                      f'"ts": {NOW}, "value": {literal}}}]}}')
+    body = json.loads(
+        f'{{"readings": [{{"server_id": "srv_aaaaaaaaaa", "metric": "power", "ts": {NOW}, "value": {literal}}}]}}'
+    )
     with pytest.raises(BatchRejected) as caught:
         validate_batch(body, SERVERS, NOW)
     assert reasons(caught.value) == [(0, "value", "must be finite")]
@@ -104,17 +117,22 @@ def test_missing_fields_are_each_named():
 
 
 def test_every_bad_item_of_a_batch_is_named_and_nothing_is_returned():
-    exc = rejected([reading(), "not an object", reading(value=float("nan")), reading(ts=NOW - 2000), reading(metric="x")])
+    exc = rejected(
+        [reading(), "not an object", reading(value=float("nan")), reading(ts=NOW - 2000), reading(metric="x")]
+    )
     assert [(d.index, d.field) for d in exc.details] == [(1, "reading"), (2, "value"), (4, "metric")]
     assert "3 of 5 readings are invalid; nothing was accepted" == str(exc)
 
 
-@pytest.mark.parametrize("body, field", [
-    ([], "readings"),
-    ({"readings": {"server_id": "srv_aaaaaaaaaa"}}, "readings"),
-    ({"data": []}, "readings"),
-    ("readings", "readings"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ([], "readings"),
+        ({"readings": {"server_id": "srv_aaaaaaaaaa"}}, "readings"),
+        ({"data": []}, "readings"),
+        ("readings", "readings"),
+    ],
+)
 def test_a_body_without_a_readings_list_is_refused(body, field):
     with pytest.raises(BatchRejected) as caught:
         validate_batch(body, SERVERS, NOW)
@@ -159,9 +177,12 @@ def test_every_ceiling_fits_a_32_bit_float_with_room_for_sums():
         assert metric.maximum * 366 * 86_400 < float32_max
 
 
-@given(value=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**400), 10**400),
-       metric=st.sampled_from(sorted(METRICS)), server=st.sampled_from(sorted(SERVERS)),
-       as_text=st.booleans())
+@given(
+    value=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**400), 10**400),
+    metric=st.sampled_from(sorted(METRICS)),
+    server=st.sampled_from(sorted(SERVERS)),
+    as_text=st.booleans(),
+)
 def test_a_value_is_accepted_exactly_when_it_lies_in_its_metrics_domain(value, metric, server, as_text):
     # as_text sends ts as RFC 3339, which takes the slow path: both paths must agree.
     ts = datetime.fromtimestamp((NOW - 1000) / 1000, tz=timezone.utc).isoformat() if as_text else NOW - 1000
@@ -182,7 +203,15 @@ def test_a_value_is_accepted_exactly_when_it_lies_in_its_metrics_domain(value, m
 
 def test_a_batch_that_repeats_a_reading_is_refused_naming_both():
     # It used to be counted as two accepted readings and stored as one.
-    exc = rejected([reading(), reading(metric="co2"), reading(value=99.0),
-                    reading(ts=datetime.fromtimestamp((NOW - 1000) / 1000, tz=timezone.utc).isoformat())])
-    assert reasons(exc) == [(2, "ts", "repeats reading 0 (same server, metric and ts)"),
-                            (3, "ts", "repeats reading 0 (same server, metric and ts)")]
+    exc = rejected(
+        [
+            reading(),
+            reading(metric="co2"),
+            reading(value=99.0),
+            reading(ts=datetime.fromtimestamp((NOW - 1000) / 1000, tz=timezone.utc).isoformat()),
+        ]
+    )
+    assert reasons(exc) == [
+        (2, "ts", "repeats reading 0 (same server, metric and ts)"),
+        (3, "ts", "repeats reading 0 (same server, metric and ts)"),
+    ]

@@ -33,15 +33,23 @@ async def test_every_reading_is_written_with_its_server_metric_unit_and_utc_time
     assert written == 3
     rows = list(csv.DictReader(path.open()))
     assert [r["ts_ms"] for r in rows] == ["1767225600000", "1767225601000", "1767225602000"]
-    assert rows[0] == {"server_id": "s-1", "server_name": "web-1", "metric": "power", "unit": "W",
-                       "ts_ms": "1767225600000", "time_utc": "2026-01-01T00:00:00.000Z", "value": "100.0"}
+    assert rows[0] == {
+        "server_id": "s-1",
+        "server_name": "web-1",
+        "metric": "power",
+        "unit": "W",
+        "ts_ms": "1767225600000",
+        "time_utc": "2026-01-01T00:00:00.000Z",
+        "value": "100.0",
+    }
 
 
 async def test_progress_is_told_every_page_of_rows(tmp_path):
     told: list[int] = []
     count = EXPORT_PAGE_SIZE * 2 + 5
-    written = await write_readings_csv(tmp_path / "out.csv", readings(count), server_id="s", server_name="s",
-                                       metric="co2", progress=told.append)
+    written = await write_readings_csv(
+        tmp_path / "out.csv", readings(count), server_id="s", server_name="s", metric="co2", progress=told.append
+    )
     assert written == count
     assert told == [EXPORT_PAGE_SIZE, EXPORT_PAGE_SIZE * 2]
 

@@ -10,14 +10,14 @@ import pytest
 from sensors.emulate import FleetEmulator
 from sensors.model import ServerSpec
 from sensors.registry import RegistryFollower, RegistryRefused
-from sensors.sender import Backoff
+from sensors.sender import sensor_backoff
 from sensors.synthetic import create_fleet, synthetic_servers
 from tasker.client import TaskerClient
 from tasker.domain import ENERGY_SOURCES, REGIONS
-from tests.unit.test_client import SERVER, TOKEN, fake  # noqa: F401 - `fake` is a fixture
+from tests.unit.test_client import SERVER, TOKEN
 from tests.unit.virtual_clock import VirtualClock
 
-FAST = Backoff(first=0.01, cap=0.05)
+FAST = sensor_backoff(0.01, 0.05)
 
 
 async def until(predicate, timeout: float = 3.0) -> None:
@@ -115,7 +115,11 @@ async def test_each_tick_gives_every_server_both_metrics_and_follows_the_registr
     emulator = FleetEmulator(follower, CollectingSender(), interval_s=1.0, seed=1)
     first = emulator.tick(1_800_000_000_000)
     assert sorted((sid, metric) for sid, metric, _, _ in first) == [
-        ("a", "co2"), ("a", "power"), ("b", "co2"), ("b", "power")]
+        ("a", "co2"),
+        ("a", "power"),
+        ("b", "co2"),
+        ("b", "power"),
+    ]
     assert {ts for _, _, ts, _ in first} == {1_800_000_000_000}
     follower.specs = {"b": spec("b"), "c": spec("c")}
     follower.version += 1
@@ -127,8 +131,9 @@ async def test_each_tick_gives_every_server_both_metrics_and_follows_the_registr
 def on_virtual_time(interval_s: float, start: float) -> tuple[VirtualClock, CollectingSender, FleetEmulator]:
     clock = VirtualClock(start=start)
     sender = CollectingSender()
-    emulator = FleetEmulator(StubFollower({"a": spec("a")}), sender, interval_s=interval_s, seed=1,
-                             clock=clock.time, sleep=clock.sleep)
+    emulator = FleetEmulator(
+        StubFollower({"a": spec("a")}), sender, interval_s=interval_s, seed=1, clock=clock.time, sleep=clock.sleep
+    )
     return clock, sender, emulator
 
 

@@ -6,16 +6,24 @@ import statistics
 
 import pytest
 
-from tasker.grid import GRID_PROFILES, grid_factor, intensity_at, local_hour
 from sensors.model import FleetModel, ServerModel, ServerSpec
 from tasker.domain import REGIONS, co2_g_per_h
+from tasker.grid import GRID_PROFILES, grid_factor, intensity_at, local_hour
 
 DAY_MS = 86_400_000
 T0 = 1_796_083_200_000  # 2026-12-01T00:00:00Z
 
 
-def spec(sid: str = "srv_a", *, source: str = "grid-mix", region: str = "eu-central", idle: float = 80,
-         top: float = 350, pue: float = 1.4, intensity: float = 380.0) -> ServerSpec:
+def spec(
+    sid: str = "srv_a",
+    *,
+    source: str = "grid-mix",
+    region: str = "eu-central",
+    idle: float = 80,
+    top: float = 350,
+    pue: float = 1.4,
+    intensity: float = 380.0,
+) -> ServerSpec:
     return ServerSpec(sid, idle, top, pue, intensity, source, region)
 
 
@@ -56,7 +64,9 @@ def test_servers_differ_from_each_other_under_one_seed():
     a = [p for _, p, _ in series(ServerModel(spec("srv_a"), seed=5), hours=2)]
     b = [p for _, p, _ in series(ServerModel(spec("srv_b"), seed=5), hours=2)]
     assert a != b
-    assert abs(statistics.mean(a) - statistics.mean(b)) > 1.0 or statistics.pstdev(a) != pytest.approx(statistics.pstdev(b))
+    assert abs(statistics.mean(a) - statistics.mean(b)) > 1.0 or statistics.pstdev(a) != pytest.approx(
+        statistics.pstdev(b)
+    )
 
 
 def test_a_servers_series_does_not_depend_on_the_rest_of_the_fleet():
@@ -127,12 +137,28 @@ def test_fleet_sync_follows_adds_removals_and_spec_changes():
 
 
 def test_spec_from_api_json_with_defaults():
-    s = ServerSpec.from_json({"id": "srv_1", "location": {"region": "eu-north"}, "energy_source": "grid-mix",
-                              "idle_watts": 50, "max_watts": 200})
+    s = ServerSpec.from_json(
+        {
+            "id": "srv_1",
+            "location": {"region": "eu-north"},
+            "energy_source": "grid-mix",
+            "idle_watts": 50,
+            "max_watts": 200,
+        }
+    )
     assert s.pue == 1.5
     assert s.carbon_intensity_g_per_kwh == REGIONS["eu-north"][1]
-    full = ServerSpec.from_json({"id": "srv_2", "location": {"region": "us-east", "site": "x"}, "energy_source": "coal",
-                                 "carbon_intensity_g_per_kwh": 900, "pue": 1.2, "idle_watts": 10, "max_watts": 20})
+    full = ServerSpec.from_json(
+        {
+            "id": "srv_2",
+            "location": {"region": "us-east", "site": "x"},
+            "energy_source": "coal",
+            "carbon_intensity_g_per_kwh": 900,
+            "pue": 1.2,
+            "idle_watts": 10,
+            "max_watts": 20,
+        }
+    )
     assert (full.carbon_intensity_g_per_kwh, full.pue, full.region) == (900.0, 1.2, "us-east")
 
 

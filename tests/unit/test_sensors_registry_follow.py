@@ -11,8 +11,14 @@ from tests.unit.virtual_clock import VirtualClock
 
 
 def server(sid: str) -> dict:
-    return {"id": sid, "name": sid, "location": {"region": "eu-west"}, "energy_source": "wind",
-            "idle_watts": 50, "max_watts": 200}
+    return {
+        "id": sid,
+        "name": sid,
+        "location": {"region": "eu-west"},
+        "energy_source": "wind",
+        "idle_watts": 50,
+        "max_watts": 200,
+    }
 
 
 class QuietThenChattyClient:

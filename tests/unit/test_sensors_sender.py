@@ -9,10 +9,10 @@ import socket
 import pytest
 from aiohttp import web
 
-from sensors.sender import Backoff, ReadingSender, SenderRefused
+from sensors.sender import ReadingSender, SenderRefused, sensor_backoff
 from tasker.client import TaskerClient
 
-FAST = Backoff(first=0.01, cap=0.05)
+FAST = sensor_backoff(0.01, 0.05)
 
 
 class HeldPost:
@@ -35,7 +35,7 @@ class ReadingsEndpoint:
 
     def __init__(self) -> None:
         self.script: list[tuple[int, dict]] = []  # (status, body) answered in order, then 202s
-        self.batches: list[list[dict]] = []       # every batch received, whatever the answer
+        self.batches: list[list[dict]] = []  # every batch received, whatever the answer
         self.accepted: list[dict] = []
         self.held: asyncio.Queue[HeldPost] | None = None  # set by hold(): the test answers each post
         self.holding: list[HeldPost] = []
@@ -207,10 +207,13 @@ async def test_a_full_buffer_drops_the_oldest_and_counts_them(endpoint):
     assert "dropped 3" in sender.stats.line()
 
 
-@pytest.mark.parametrize(("newer", "dropped_meanwhile", "retried", "accepted"), [
-    (3, 0, [3.0, 4.0, 5.0], [3.0, 4.0, 5.0, 6.0, 7.0]),
-    (5, 2, [5.0, 6.0, 7.0], [5.0, 6.0, 7.0, 8.0, 9.0]),  # over by more than the batch in flight
-])
+@pytest.mark.parametrize(
+    ("newer", "dropped_meanwhile", "retried", "accepted"),
+    [
+        (3, 0, [3.0, 4.0, 5.0], [3.0, 4.0, 5.0, 6.0, 7.0]),
+        (5, 2, [5.0, 6.0, 7.0], [5.0, 6.0, 7.0, 8.0, 9.0]),  # over by more than the batch in flight
+    ],
+)
 async def test_an_overflow_while_a_post_fails_drops_the_oldest_which_were_in_flight(
     endpoint, newer, dropped_meanwhile, retried, accepted
 ):
@@ -261,10 +264,13 @@ async def test_readings_over_the_bound_in_an_accepted_post_are_sent_not_dropped(
     assert (sender.stats.sent, sender.stats.dropped) == (8, 0)
 
 
-@pytest.mark.parametrize(("answer", "rejected", "dropped"), [
-    ({"error": "1 of 3 readings are invalid", "details": [{"index": 1, "field": "value", "reason": "bad"}]}, 1, 2),
-    ({"error": "malformed JSON body"}, 3, 0),
-])
+@pytest.mark.parametrize(
+    ("answer", "rejected", "dropped"),
+    [
+        ({"error": "1 of 3 readings are invalid", "details": [{"index": 1, "field": "value", "reason": "bad"}]}, 1, 2),
+        ({"error": "malformed JSON body"}, 3, 0),
+    ],
+)
 async def test_readings_over_the_bound_in_a_rejected_post_are_counted_once(endpoint, answer, rejected, dropped):
     endpoint.hold()
     async with TaskerClient(endpoint.url, "tik_x") as api:
@@ -287,8 +293,15 @@ async def test_readings_over_the_bound_in_a_rejected_post_are_counted_once(endpo
 
 
 async def test_a_400_naming_items_drops_only_those_and_is_not_retried(endpoint, caplog):
-    endpoint.script = [(400, {"error": "1 of 4 readings are invalid; nothing was accepted",
-                              "details": [{"index": 2, "field": "value", "reason": "must be >= 0 for power (W)"}]})]
+    endpoint.script = [
+        (
+            400,
+            {
+                "error": "1 of 4 readings are invalid; nothing was accepted",
+                "details": [{"index": 2, "field": "value", "reason": "must be >= 0 for power (W)"}],
+            },
+        )
+    ]
     async with TaskerClient(endpoint.url, "tik_x") as api:
         sender = ReadingSender(api, backoff=FAST)
         task = await running(sender)
@@ -340,13 +353,13 @@ async def test_a_refused_key_stops_the_sender_with_what_to_do(endpoint):
 
 
 def test_backoff_grows_to_its_cap_and_resets():
-    backoff = Backoff(first=1.0, cap=8.0)
-    delays = [backoff.next_delay() for _ in range(6)]
+    backoff = sensor_backoff(1.0, 8.0)
+    delays = [backoff.failed() for _ in range(6)]
     assert 0.8 <= delays[0] <= 1.2
     assert 1.6 <= delays[1] <= 2.4
     assert all(d <= 8.0 * 1.2 for d in delays) and delays[-1] >= 8.0 * 0.8
-    backoff.reset()
-    assert backoff.next_delay() <= 1.2
+    backoff.succeeded()
+    assert backoff.failed() <= 1.2
 
 
 def test_the_encoded_batch_is_the_wire_form():

@@ -20,8 +20,13 @@ from tasker.domain import REGIONS, SOURCE_INTENSITY_G_PER_KWH
 
 def form(**changes):
     body = {
-        "name": "web-1", "location": {"region": "eu-west", "site": "Dublin"}, "energy_source": "wind",
-        "idle_watts": 80, "max_watts": 350, "cores": 32, "tags": ["prod", "web"],
+        "name": "web-1",
+        "location": {"region": "eu-west", "site": "Dublin"},
+        "energy_source": "wind",
+        "idle_watts": 80,
+        "max_watts": 350,
+        "cores": 32,
+        "tags": ["prod", "web"],
     }
     body.update(changes)
     return body
@@ -65,31 +70,34 @@ def test_ids_are_random():
     assert len({new_server_id() for _ in range(200)}) == 200
 
 
-@pytest.mark.parametrize("changes, field, reason_part", [
-    ({"name": ""}, "name", "1-64 characters"),
-    ({"name": "web 1"}, "name", "1-64 characters"),
-    ({"name": "x" * 65}, "name", "1-64 characters"),
-    ({"name": {"$gt": ""}}, "name", "1-64 characters"),
-    ({"location": "eu-west"}, "location", "must be an object"),
-    ({"location": {"region": "mars-1"}}, "location.region", "must be one of"),
-    ({"location": {"site": "Dublin"}}, "location.region", "is required"),
-    ({"location": {"region": "eu-west", "site": "x" * 101}}, "location.site", "at most 100"),
-    ({"location": {"region": "eu-west", "city": "Dublin"}}, "location.city", "not a location field"),
-    ({"energy_source": "peat"}, "energy_source", "must be one of"),
-    ({"pue": 0.9}, "pue", "between 1 and 5"),
-    ({"pue": "1.2"}, "pue", "must be a number"),
-    ({"idle_watts": -1}, "idle_watts", "between 0"),
-    ({"max_watts": float("inf")}, "max_watts", "finite"),
-    ({"cores": 2.5}, "cores", "whole number"),
-    ({"cores": 0}, "cores", "between 1"),
-    ({"cores": True}, "cores", "whole number"),
-    ({"carbon_intensity_g_per_kwh": -5}, "carbon_intensity_g_per_kwh", "between 0"),
-    ({"tags": "prod"}, "tags", "list"),
-    ({"tags": ["ok", "not ok"]}, "tags", "each tag"),
-    ({"tags": [{"$where": "1"}]}, "tags", "each tag"),
-    ({"owner": "bob"}, "owner", "is changed by an admin"),
-    ({"idle_watts": 250, "max_watts": 200}, "max_watts", "must be >= idle_watts (250)"),
-])
+@pytest.mark.parametrize(
+    "changes, field, reason_part",
+    [
+        ({"name": ""}, "name", "1-64 characters"),
+        ({"name": "web 1"}, "name", "1-64 characters"),
+        ({"name": "x" * 65}, "name", "1-64 characters"),
+        ({"name": {"$gt": ""}}, "name", "1-64 characters"),
+        ({"location": "eu-west"}, "location", "must be an object"),
+        ({"location": {"region": "mars-1"}}, "location.region", "must be one of"),
+        ({"location": {"site": "Dublin"}}, "location.region", "is required"),
+        ({"location": {"region": "eu-west", "site": "x" * 101}}, "location.site", "at most 100"),
+        ({"location": {"region": "eu-west", "city": "Dublin"}}, "location.city", "not a location field"),
+        ({"energy_source": "peat"}, "energy_source", "must be one of"),
+        ({"pue": 0.9}, "pue", "between 1 and 5"),
+        ({"pue": "1.2"}, "pue", "must be a number"),
+        ({"idle_watts": -1}, "idle_watts", "between 0"),
+        ({"max_watts": float("inf")}, "max_watts", "finite"),
+        ({"cores": 2.5}, "cores", "whole number"),
+        ({"cores": 0}, "cores", "between 1"),
+        ({"cores": True}, "cores", "whole number"),
+        ({"carbon_intensity_g_per_kwh": -5}, "carbon_intensity_g_per_kwh", "between 0"),
+        ({"tags": "prod"}, "tags", "list"),
+        ({"tags": ["ok", "not ok"]}, "tags", "each tag"),
+        ({"tags": [{"$where": "1"}]}, "tags", "each tag"),
+        ({"owner": "bob"}, "owner", "is changed by an admin"),
+        ({"idle_watts": 250, "max_watts": 200}, "max_watts", "must be >= idle_watts (250)"),
+    ],
+)
 def test_each_invalid_field_is_named(changes, field, reason_part):
     problems = rejected(form(**changes))
     assert field in problems, problems
@@ -140,10 +148,13 @@ def test_ids_that_cannot_be_ours_are_not_found_without_a_lookup(server_id):
         check_server_id(server_id)
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"name": "web-1\n"}, "name"),
-    ({"tags": ["prod\n"]}, "tags"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"name": "web-1\n"}, "name"),
+        ({"tags": ["prod\n"]}, "tags"),
+    ],
+)
 def test_a_trailing_newline_is_not_a_valid_name_or_tag(changes, field):
     # A pattern checked with `$` let `web-1\n` register beside `web-1` and break the table.
     assert field in rejected(form(**changes))

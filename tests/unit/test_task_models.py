@@ -20,9 +20,21 @@ def iso(ms: int) -> str:
 
 
 def task(**extra) -> dict:
-    body = {"id": "tsk_1", "name": "render", "owner": "alice", "cores": 4, "duration_s": 7200,
-            "state": "running", "plan": {"server_id": "srv_1", "pieces": [[iso(T0), iso(T0 + 2 * HOUR)]],
-                                         "co2_g": 12.5, "run_now_co2_g": 20.0, "saving_g": 7.5}}
+    body = {
+        "id": "tsk_1",
+        "name": "render",
+        "owner": "alice",
+        "cores": 4,
+        "duration_s": 7200,
+        "state": "running",
+        "plan": {
+            "server_id": "srv_1",
+            "pieces": [[iso(T0), iso(T0 + 2 * HOUR)]],
+            "co2_g": 12.5,
+            "run_now_co2_g": 20.0,
+            "saving_g": 7.5,
+        },
+    }
     body.update(extra)
     return body
 
@@ -43,13 +55,16 @@ def test_progress_follows_the_pieces_while_running_and_the_runs_once_reported():
     assert Task.from_json(task(state="planned")).progress(T0 + HOUR) == 0.0
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    ({"cores": "four"}, "task.cores"),
-    ({"plan": {"server_id": "s", "pieces": [], "co2_g": 1}}, "task.plan.pieces"),
-    ({"plan": {"server_id": "s", "pieces": [[iso(T0), iso(T0)]], "co2_g": "lots"}}, "task.plan.co2_g"),
-    ({"command": "rm -rf /"}, "task.command"),
-    ({"created_at": "yesterday"}, "task.created_at"),
-])
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"cores": "four"}, "task.cores"),
+        ({"plan": {"server_id": "s", "pieces": [], "co2_g": 1}}, "task.plan.pieces"),
+        ({"plan": {"server_id": "s", "pieces": [[iso(T0), iso(T0)]], "co2_g": "lots"}}, "task.plan.co2_g"),
+        ({"command": "rm -rf /"}, "task.command"),
+        ({"created_at": "yesterday"}, "task.created_at"),
+    ],
+)
 def test_garbage_is_refused_naming_the_field(change, named):
     with pytest.raises(ModelError, match=named.replace(".", r"\.")):
         Task.from_json(task(**change))
@@ -61,18 +76,33 @@ def test_huge_figures_become_infinite_not_an_error():
 
 
 def test_plan_and_savings_parse_and_an_empty_plan_is_fine():
-    plan = PlanTimeline.from_json({"start": iso(T0), "end": iso(T0 + 48 * HOUR), "slot_s": 1800,
-                                   "servers": [{"id": "srv_1", "name": "web-1", "cores": 8, "curve": "k",
-                                                "placements": [{"cores": 2, "state": "planned", "task_id": None,
-                                                                "pieces": [[iso(T0), iso(T0 + HOUR)]]}]}],
-                                   "curves": {"k": [100.0, None, 80.5]}})
+    plan = PlanTimeline.from_json(
+        {
+            "start": iso(T0),
+            "end": iso(T0 + 48 * HOUR),
+            "slot_s": 1800,
+            "servers": [
+                {
+                    "id": "srv_1",
+                    "name": "web-1",
+                    "cores": 8,
+                    "curve": "k",
+                    "placements": [
+                        {"cores": 2, "state": "planned", "task_id": None, "pieces": [[iso(T0), iso(T0 + HOUR)]]}
+                    ],
+                }
+            ],
+            "curves": {"k": [100.0, None, 80.5]},
+        }
+    )
     assert plan.curve_of(plan.servers[0]) == (100.0, None, 80.5)
     assert plan.servers[0].placements[0].name is None  # another owner's task
     empty = PlanTimeline.from_json({"start": iso(T0), "end": iso(T0 + HOUR), "slot_s": 1800})
     assert empty.servers == ()
     with pytest.raises(ModelError, match="plan.slot_s"):
         PlanTimeline.from_json({"start": iso(T0), "end": iso(T0 + HOUR), "slot_s": 0})
-    savings = Savings.from_json({"totals": {"tasks": 3, "compared": 2, "saving_g": 5.0},
-                                 "today": {"done": 1, "measured": 1, "saved_g": 1250.0}})
+    savings = Savings.from_json(
+        {"totals": {"tasks": 3, "compared": 2, "saving_g": 5.0}, "today": {"done": 1, "measured": 1, "saved_g": 1250.0}}
+    )
     assert savings.today is not None and savings.today.saved_g == 1250.0
     assert Savings.from_json({}).today is None

@@ -17,10 +17,24 @@ HOUR = 3_600_000
 
 def fleet() -> list[ServerRecord]:
     def server(id_: str, cores: int, tags: list[str]) -> ServerRecord:
-        return ServerRecord(id=id_, name=id_, region="eu-north", site="", energy_source="hydro",
-                            carbon_intensity_g_per_kwh=24.0, carbon_intensity_source="", pue=1.2,
-                            idle_watts=100.0, max_watts=400.0, cores=cores, tags=tags,
-                            created_at_ms=NOW, created_by="alice", updated_at_ms=NOW)
+        return ServerRecord(
+            id=id_,
+            name=id_,
+            region="eu-north",
+            site="",
+            energy_source="hydro",
+            carbon_intensity_g_per_kwh=24.0,
+            carbon_intensity_source="",
+            pue=1.2,
+            idle_watts=100.0,
+            max_watts=400.0,
+            cores=cores,
+            tags=tags,
+            created_at_ms=NOW,
+            created_by="alice",
+            updated_at_ms=NOW,
+        )
+
     return [server("s1", 16, ["gpu"]), server("s2", 64, ["ssd"])]
 
 
@@ -44,16 +58,24 @@ def test_a_minimal_task_is_queued_with_defaults() -> None:
 
 
 def test_every_field_is_read() -> None:
-    task = submit(duration=5400, earliest_start="2026-05-29T00:00:00Z", deadline=NOW + 30 * HOUR,
-                  interruptible=True, regions=["eu-north"], tags=["gpu"], command=["make", "-j4"])
+    task = submit(
+        duration=5400,
+        earliest_start="2026-05-29T00:00:00Z",
+        deadline=NOW + 30 * HOUR,
+        interruptible=True,
+        regions=["eu-north"],
+        tags=["gpu"],
+        command=["make", "-j4"],
+    )
     assert task.duration_s == 5400 and task.interruptible
     assert task.earliest_start_ms == 1_780_012_800_000 and task.deadline_ms == NOW + 30 * HOUR
     assert (task.regions, task.tags, task.command) == (["eu-north"], ["gpu"], ["make", "-j4"])
 
 
 def test_every_bad_field_is_named_at_once() -> None:
-    errors = rejected(name="no spaces", cores=0, duration="soon", regions=["mars"],
-                      tags=[3], command="make all", colour="red")
+    errors = rejected(
+        name="no spaces", cores=0, duration="soon", regions=["mars"], tags=[3], command="make all", colour="red"
+    )
     assert set(errors) == {"name", "cores", "duration", "regions", "tags", "command", "colour"}
     assert "mars" in errors["regions"] and "not a task field" in errors["colour"]
 
@@ -110,10 +132,19 @@ def test_null_command_is_no_command() -> None:
 # --- durations and times as typed ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("1d", 86_400), ("7200", 7200),
-    (" 1h 30m ", 5400), ("2H", 7200),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("2h", 7200),
+        ("90m", 5400),
+        ("1h30m", 5400),
+        ("45s", 45),
+        ("1d", 86_400),
+        ("7200", 7200),
+        (" 1h 30m ", 5400),
+        ("2H", 7200),
+    ],
+)
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
@@ -132,16 +163,19 @@ UTC = timezone.utc
 MORNING = datetime(2026, 5, 28, 9, 15, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("18:00", "2026-05-28T18:00:00Z"),
-    ("08:00", "2026-05-29T08:00:00Z"),  # passed today: tomorrow
-    ("tomorrow 06:00", "2026-05-29T06:00:00Z"),
-    ("today 23:30", "2026-05-28T23:30:00Z"),
-    ("+2h", "2026-05-28T11:15:00Z"),
-    ("in 90m", "2026-05-28T10:45:00Z"),
-    ("2026-06-01 18:00", "2026-06-01T18:00:00Z"),
-    ("2026-06-01T18:00:00+02:00", "2026-06-01T16:00:00Z"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("18:00", "2026-05-28T18:00:00Z"),
+        ("08:00", "2026-05-29T08:00:00Z"),  # passed today: tomorrow
+        ("tomorrow 06:00", "2026-05-29T06:00:00Z"),
+        ("today 23:30", "2026-05-28T23:30:00Z"),
+        ("+2h", "2026-05-28T11:15:00Z"),
+        ("in 90m", "2026-05-28T10:45:00Z"),
+        ("2026-06-01 18:00", "2026-06-01T18:00:00Z"),
+        ("2026-06-01T18:00:00+02:00", "2026-06-01T16:00:00Z"),
+    ],
+)
 def test_local_times(text: str, expected: str) -> None:
     assert to_rfc3339(parse_local_time(text, MORNING, UTC)) == expected
 
@@ -157,9 +191,17 @@ def test_bad_local_times(text: str) -> None:
         parse_local_time(text, MORNING, UTC)
 
 
-@pytest.mark.parametrize("field, value", [("duration", 10**400), ("cores", 10**400),
-                                          ("earliest_start", 10**400), ("deadline", -(10**400)),
-                                          ("duration", 1e308), ("duration", 1.5)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("duration", 10**400),
+        ("cores", 10**400),
+        ("earliest_start", 10**400),
+        ("deadline", -(10**400)),
+        ("duration", 1e308),
+        ("duration", 1.5),
+    ],
+)
 def test_numbers_beyond_any_float_or_fractional_are_refused_not_a_crash(field, value) -> None:
     # math.isfinite(10**400) raises OverflowError: a 500 with a traceback before.
     assert field in rejected(**{field: value})

@@ -13,8 +13,18 @@ import sys
 
 # Top-level packages that must not be loaded when the login screen is first drawn.
 NOT_BEFORE_FIRST_FRAME = (
-    "backend", "sensors", "cassandra", "aio_pika", "aiormq", "pymongo", "bson", "typer", "pydantic",
-    "aiohttp", "plotext", "textual_plotext",
+    "backend",
+    "sensors",
+    "cassandra",
+    "aio_pika",
+    "aiormq",
+    "pymongo",
+    "bson",
+    "typer",
+    "pydantic",
+    "aiohttp",
+    "plotext",
+    "textual_plotext",
 )
 
 
@@ -59,8 +69,19 @@ print(json.dumps(seen))
     loaded = set(NOT_BEFORE_FIRST_FRAME) & set(seen["modules"])
     assert not loaded, f"loaded before the first frame: {sorted(loaded)}"
     # Only the login screen is needed first: the other screens and the chat come later.
-    later = [m for m in seen["tasker"] if m.startswith(("tasker_tui.screens.fleet", "tasker_tui.screens.detail",
-                                                        "tasker_tui.chat", "tasker.client", "tasker_bench"))]
+    later = [
+        m
+        for m in seen["tasker"]
+        if m.startswith(
+            (
+                "tasker_tui.screens.fleet",
+                "tasker_tui.screens.detail",
+                "tasker_tui.chat",
+                "tasker.client",
+                "tasker_bench",
+            )
+        )
+    ]
     assert not later, later
 
 

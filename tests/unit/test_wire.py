@@ -51,7 +51,7 @@ def test_merged_columns_keep_every_reading_in_order_with_one_server_table():
     parts = []
     for start in (0, 10, 20):
         part = ReadingColumns()
-        for r in readings[start:start + 10]:
+        for r in readings[start : start + 10]:
             part.append(r.server_id, r.ts_ms, r.value)
         parts.append(part)
     merged = ReadingColumns.merged(parts)
@@ -83,25 +83,28 @@ def _body(**changes):
     return json.dumps(data).encode()
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b"\xff\xfe", "not JSON"),
-    (b"{not json", "not JSON"),
-    (b"[1, 2]", "not a JSON object"),
-    (_body(v=2), "unknown message version"),
-    (_body(metric="voltage"), "unknown metric"),
-    (_body(sent_ms="soon"), "sent_ms"),
-    (_body(ts=[1, 2]), "differ in length"),
-    (_body(server=[0, 1, 99]), "out of range"),
-    (_body(servers=[1, 2, 3, 4, 5, 6, 7]), "not a string"),
-    (_body(ts=[1, 2, "3"]), "timestamp"),
-    (_body(value=[1, 2, None]), "finite number"),
-    (b'{"v":1,"metric":"power","sent_ms":1,"servers":["s"],"server":[0],"ts":[1],"value":[NaN]}', "not JSON"),
-    (_body(value=[1.5, "2", 3]), "finite number"),
-    (_body(ts=[1, 2.5, 3]), "timestamp"),
-    (_body(server=[0, 1.0, 2]), "out of range"),
-    (_body(server=[0, -1, 2]), "out of range"),
-    (_body(value=None), "must be lists"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"\xff\xfe", "not JSON"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (_body(v=2), "unknown message version"),
+        (_body(metric="voltage"), "unknown metric"),
+        (_body(sent_ms="soon"), "sent_ms"),
+        (_body(ts=[1, 2]), "differ in length"),
+        (_body(server=[0, 1, 99]), "out of range"),
+        (_body(servers=[1, 2, 3, 4, 5, 6, 7]), "not a string"),
+        (_body(ts=[1, 2, "3"]), "timestamp"),
+        (_body(value=[1, 2, None]), "finite number"),
+        (b'{"v":1,"metric":"power","sent_ms":1,"servers":["s"],"server":[0],"ts":[1],"value":[NaN]}', "not JSON"),
+        (_body(value=[1.5, "2", 3]), "finite number"),
+        (_body(ts=[1, 2.5, 3]), "timestamp"),
+        (_body(server=[0, 1.0, 2]), "out of range"),
+        (_body(server=[0, -1, 2]), "out of range"),
+        (_body(value=None), "must be lists"),
+    ],
+)
 def test_malformed_messages_raise_undecodable(body, reason):
     with pytest.raises(Undecodable, match=reason):
         decode_readings(body)

@@ -53,8 +53,11 @@ def test_split_into_messages_and_merged_again_the_readings_are_the_same(batch, s
     pieces = columns.chunks(size)
     assert all(len(p) <= size for p in pieces)
     # Each message's server table holds the servers it carries, each once.
-    assert all(sorted(set(p.servers)) == sorted(p.servers) == sorted({p.servers[i] for i in p.server})
-               for p in pieces if len(p))
+    assert all(
+        sorted(set(p.servers)) == sorted(p.servers) == sorted({p.servers[i] for i in p.server})
+        for p in pieces
+        if len(p)
+    )
     decoded = [r for p in pieces for r in decode_readings(encode_columns(metric, p, 0)).readings]
     assert decoded == readings
     assert ReadingColumns.merged(pieces).readings(metric) == readings
@@ -77,10 +80,15 @@ any_column = st.lists(json_scalars | st.lists(json_scalars, max_size=2), max_siz
 def near_messages(draw) -> dict:
     """Messages one field or column off a well-formed one."""
     n = draw(st.integers(0, 5))
-    message = {"v": 1, "metric": draw(st.sampled_from(sorted(METRICS))), "sent_ms": draw(st.integers(0, 2**53)),
-               "servers": draw(st.lists(st.text(max_size=5), min_size=1, max_size=3)),
-               "server": [0] * n, "ts": draw(st.lists(stamps, min_size=n, max_size=n)),
-               "value": draw(st.lists(values, min_size=n, max_size=n))}
+    message = {
+        "v": 1,
+        "metric": draw(st.sampled_from(sorted(METRICS))),
+        "sent_ms": draw(st.integers(0, 2**53)),
+        "servers": draw(st.lists(st.text(max_size=5), min_size=1, max_size=3)),
+        "server": [0] * n,
+        "ts": draw(st.lists(stamps, min_size=n, max_size=n)),
+        "value": draw(st.lists(values, min_size=n, max_size=n)),
+    }
     broken = draw(st.sampled_from(["v", "metric", "sent_ms", "servers", "server", "ts", "value", None]))
     if broken is not None:
         message[broken] = draw(any_column | json_scalars)

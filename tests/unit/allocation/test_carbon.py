@@ -7,7 +7,7 @@ from backend.allocation import BuiltinIntensity, TraceIntensity, TraceRow, plan_
 from backend.allocation.carbon import footprint
 from backend.allocation.horizon import Horizon
 
-from .builders import H, M, T0, problem, server, task
+from .builders import T0, H, M, problem, server, task
 
 
 def test_four_cores_of_a_32_core_server_for_an_hour():

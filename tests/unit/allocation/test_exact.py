@@ -18,7 +18,7 @@ from backend.allocation.carbon import footprint
 from backend.allocation.horizon import Horizon
 from backend.allocation.model import Problem, TaskSpec
 
-from .builders import H, T0, problem, server, task
+from .builders import T0, H, problem, server, task
 
 SLOT_MS = 3_600_000
 SLOTS = 6
@@ -40,7 +40,7 @@ def options(prob: Problem, horizon: Horizon, t: TaskSpec) -> list[tuple[int, tup
             contiguous = slots[-1] - slots[0] == need - 1
             if not splits and not contiguous:
                 continue
-            for partial in ([slots[-1]] if not splits else slots):
+            for partial in [slots[-1]] if not splits else slots:
                 pieces = []
                 for k in slots:
                     start = T0 + k * SLOT_MS
@@ -79,15 +79,24 @@ def brute_force(prob: Problem) -> tuple[int, float]:
 
 @st.composite
 def tiny(draw):
-    fleet = [server("wind", source="wind", region="eu-north", g=11.0, cores=draw(st.sampled_from([4, 8]))),
-             server("grid", source="grid-mix", region="us-west", g=230.0, cores=8)]
+    fleet = [
+        server("wind", source="wind", region="eu-north", g=11.0, cores=draw(st.sampled_from([4, 8]))),
+        server("grid", source="grid-mix", region="us-west", g=230.0, cores=8),
+    ]
     tasks = []
     for i in range(draw(st.integers(1, 3))):
         hours = draw(st.sampled_from([1.0, 1.5, 2.0]))
         start = float(draw(st.integers(0, 2)))
-        tasks.append(task(f"t{i}", cores=draw(st.sampled_from([2, 4, 8])), hours=hours, start_h=start,
-                          deadline_h=min(SLOTS, start + hours + draw(st.integers(0, 3))),
-                          interruptible=draw(st.booleans())))
+        tasks.append(
+            task(
+                f"t{i}",
+                cores=draw(st.sampled_from([2, 4, 8])),
+                hours=hours,
+                start_h=start,
+                deadline_h=min(SLOTS, start + hours + draw(st.integers(0, 3))),
+                interruptible=draw(st.booleans()),
+            )
+        )
     return problem(tasks, fleet, slot_s=SLOT_MS // 1000, horizon_h=SLOTS)
 
 
@@ -103,26 +112,37 @@ def test_the_exact_solver_finds_the_brute_force_optimum(prob):
 
 def test_the_oracle_itself_prefers_the_clean_server_and_places_both():
     # two 4-core tasks, one 4-core wind server: one waits or goes to the grid
-    prob = problem([task("a", cores=4, hours=1.0, deadline_h=1.0), task("b", cores=4, hours=1.0, deadline_h=1.0)],
-                   [server("wind", source="wind", g=11.0, cores=4), server("coal", source="coal", g=820.0, cores=4)],
-                   slot_s=3600, horizon_h=SLOTS)
+    prob = problem(
+        [task("a", cores=4, hours=1.0, deadline_h=1.0), task("b", cores=4, hours=1.0, deadline_h=1.0)],
+        [server("wind", source="wind", g=11.0, cores=4), server("coal", source="coal", g=820.0, cores=4)],
+        slot_s=3600,
+        horizon_h=SLOTS,
+    )
     placed, grams = brute_force(prob)
     horizon = Horizon(prob, BuiltinIntensity())
     assert placed == 2
-    assert grams == pytest.approx(footprint(horizon, 0, 4, [(T0, T0 + H)])[1]
-                                  + footprint(horizon, 1, 4, [(T0, T0 + H)])[1])
+    assert grams == pytest.approx(
+        footprint(horizon, 0, 4, [(T0, T0 + H)])[1] + footprint(horizon, 1, 4, [(T0, T0 + H)])[1]
+    )
 
 
 def test_a_task_that_blocks_a_bigger_one_is_moved_aside():
     # The greedy start puts the interruptible t2 where t1 then no longer fits on the wind server;
     # the exact plan moves t2 later and keeps all three on wind. (HiGHS 1.16 given that start as
     # a warm start declared it optimal at 68.7 g: the start is not handed over any more.)
-    prob = problem([task("t0", cores=2, hours=1.0, deadline_h=1.0),
-                    task("t1", cores=4, hours=1.5, deadline_h=4.5),
-                    task("t2", cores=2, hours=1.5, start_h=2.0, deadline_h=6.0, interruptible=True)],
-                   [server("wind", source="wind", region="eu-north", g=11.0, cores=4),
-                    server("grid", source="grid-mix", region="us-west", g=230.0, cores=8)],
-                   slot_s=SLOT_MS // 1000, horizon_h=SLOTS)
+    prob = problem(
+        [
+            task("t0", cores=2, hours=1.0, deadline_h=1.0),
+            task("t1", cores=4, hours=1.5, deadline_h=4.5),
+            task("t2", cores=2, hours=1.5, start_h=2.0, deadline_h=6.0, interruptible=True),
+        ],
+        [
+            server("wind", source="wind", region="eu-north", g=11.0, cores=4),
+            server("grid", source="grid-mix", region="us-west", g=230.0, cores=8),
+        ],
+        slot_s=SLOT_MS // 1000,
+        horizon_h=SLOTS,
+    )
     plan = plan_tasks(prob, BuiltinIntensity(), solver="exact", time_budget_s=10.0)
     assert plan.optimal
     assert {p.server_id for p in plan.placements.values()} == {"wind"}

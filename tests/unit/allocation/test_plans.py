@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from backend.allocation import BuiltinIntensity, plan_tasks
 from backend.allocation.model import Placement
 
-from .builders import H, T0, problem, server, task
+from .builders import T0, H, problem, server, task
 
 SLOT_S = 1800
 SOLVERS = ("heuristic", "exact", "first-fit", "round-robin")
@@ -23,19 +23,33 @@ def problems(draw):
     servers = []
     for i in range(draw(st.integers(1, 4))):
         source, g = draw(st.sampled_from(SOURCES))
-        servers.append(server(f"s{i}", region=draw(st.sampled_from(REGIONS)), source=source, g=g,
-                              cores=draw(st.sampled_from([4, 8, 16])),
-                              tags=frozenset({"gpu"}) if draw(st.booleans()) else frozenset()))
+        servers.append(
+            server(
+                f"s{i}",
+                region=draw(st.sampled_from(REGIONS)),
+                source=source,
+                g=g,
+                cores=draw(st.sampled_from([4, 8, 16])),
+                tags=frozenset({"gpu"}) if draw(st.booleans()) else frozenset(),
+            )
+        )
     tasks = []
     for i in range(draw(st.integers(1, 7))):
         start = draw(st.integers(0, 8)) * 0.5
         hours = draw(st.integers(1, 6)) * 0.5 - draw(st.sampled_from([0.0, 0.2]))
-        tasks.append(task(
-            f"t{i}", cores=draw(st.sampled_from([1, 2, 4, 8])), hours=hours, start_h=start,
-            deadline_h=start + hours + draw(st.integers(0, 8)) * 0.5, interruptible=draw(st.booleans()),
-            regions=frozenset(draw(st.sets(st.sampled_from(REGIONS), max_size=2))),
-            tags=frozenset({"gpu"}) if draw(st.integers(0, 4)) == 0 else frozenset(),
-            server_id=f"s{draw(st.integers(0, len(servers) - 1))}" if draw(st.integers(0, 5)) == 0 else None))
+        tasks.append(
+            task(
+                f"t{i}",
+                cores=draw(st.sampled_from([1, 2, 4, 8])),
+                hours=hours,
+                start_h=start,
+                deadline_h=start + hours + draw(st.integers(0, 8)) * 0.5,
+                interruptible=draw(st.booleans()),
+                regions=frozenset(draw(st.sets(st.sampled_from(REGIONS), max_size=2))),
+                tags=frozenset({"gpu"}) if draw(st.integers(0, 4)) == 0 else frozenset(),
+                server_id=f"s{draw(st.integers(0, len(servers) - 1))}" if draw(st.integers(0, 5)) == 0 else None,
+            )
+        )
     fixed = []
     if draw(st.booleans()):
         fixed.append(Placement("running", "s0", ((T0, T0 + 2 * H),), 0.0, 0.0, cores=servers[0].cores // 2))
@@ -106,7 +120,11 @@ def test_a_replan_keeps_the_previous_placements_and_adds_the_new_task():
     fleet = [server("a", source="wind", g=11.0, cores=8), server("b", source="coal", g=820.0, cores=8)]
     tasks = [task(f"t{i}", cores=4, hours=2.0, deadline_h=12.0) for i in range(3)]
     first = plan_tasks(problem(tasks, fleet), BuiltinIntensity(), solver="heuristic")
-    again = plan_tasks(problem([*tasks, task("new", cores=4, hours=1.0)], fleet), BuiltinIntensity(),
-                       solver="heuristic", previous=first)
+    again = plan_tasks(
+        problem([*tasks, task("new", cores=4, hours=1.0)], fleet),
+        BuiltinIntensity(),
+        solver="heuristic",
+        previous=first,
+    )
     assert {k: again.placements[k] for k in first.placements} == first.placements
     check_plan(problem([*tasks, task("new", cores=4, hours=1.0)], fleet), again)

@@ -14,8 +14,10 @@ def reason(t, fleet=FLEET, **kwargs):
 
 
 def test_no_server_with_the_tag_in_the_allowed_regions():
-    assert reason(task("t", regions=frozenset({"eu-north"}), tags=frozenset({"gpu"}))) == \
-        "no server in regions eu-north has tag gpu"
+    assert (
+        reason(task("t", regions=frozenset({"eu-north"}), tags=frozenset({"gpu"})))
+        == "no server in regions eu-north has tag gpu"
+    )
 
 
 def test_no_server_in_the_allowed_regions():
@@ -24,8 +26,10 @@ def test_no_server_in_the_allowed_regions():
 
 def test_more_cores_than_the_largest_allowed_server():
     assert reason(task("t", cores=64)) == "needs 64 cores; the largest allowed server has 32"
-    assert reason(task("t", cores=20, regions=frozenset({"eu-north"}))) == \
-        "needs 20 cores; the largest allowed server has 16"
+    assert (
+        reason(task("t", cores=20, regions=frozenset({"eu-north"})))
+        == "needs 20 cores; the largest allowed server has 16"
+    )
 
 
 def test_a_window_shorter_than_the_duration():
@@ -46,5 +50,6 @@ def test_no_capacity_before_the_deadline():
 
 def test_no_live_server_says_why():
     plan = plan_tasks(problem([task("t")], []), BuiltinIntensity())
-    assert plan.unschedulable["t"] == ("no server can take tasks: none is registered, or none has reported "
-                                       "a reading in the last 2 minutes")
+    assert plan.unschedulable["t"] == (
+        "no server can take tasks: none is registered, or none has reported a reading in the last 2 minutes"
+    )

@@ -4,7 +4,7 @@ import pytest
 
 from backend.allocation import BuiltinIntensity, TraceIntensity, parse_trace_csv
 
-from .builders import H, T0, server
+from .builders import T0, H, server
 
 GOOD = """region,ts,g_per_kwh
 eu-west,2026-06-01T00:00:00Z,210.5
@@ -17,20 +17,26 @@ us-west,2026-06-01T00:00:00+00:00,120
 def test_a_good_file_gives_its_rows():
     rows = parse_trace_csv(GOOD)
     assert [(r.region, r.ts_ms, r.g_per_kwh) for r in rows] == [
-        ("eu-west", T0, 210.5), ("eu-west", T0 + H, 190.0), ("us-west", T0, 120.0)]
+        ("eu-west", T0, 210.5),
+        ("eu-west", T0 + H, 190.0),
+        ("us-west", T0, 120.0),
+    ]
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("mars-1,2026-06-01T00:00:00Z,100", "line 2: region 'mars-1'"),
-    ("eu-west,yesterday,100", "line 2: ts 'yesterday'"),
-    ("eu-west,2026-06-01T00:00:00,100", "line 2: ts"),
-    ("eu-west,1780272000,100", "line 2: ts '1780272000' is before 2000"),
-    ("eu-west,2026-06-01T00:00:00Z,lots", "line 2: g_per_kwh 'lots' is not a number"),
-    ("eu-west,2026-06-01T00:00:00Z,nan", "line 2: g_per_kwh 'nan' must be between"),
-    ("eu-west,2026-06-01T00:00:00Z,-1", "line 2: g_per_kwh '-1' must be between"),
-    ("eu-west,2026-06-01T00:00:00Z,5001", "line 2: g_per_kwh '5001' must be between"),
-    ("eu-west,2026-06-01T00:00:00Z", "line 2: expected 3 fields"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("mars-1,2026-06-01T00:00:00Z,100", "line 2: region 'mars-1'"),
+        ("eu-west,yesterday,100", "line 2: ts 'yesterday'"),
+        ("eu-west,2026-06-01T00:00:00,100", "line 2: ts"),
+        ("eu-west,1780272000,100", "line 2: ts '1780272000' is before 2000"),
+        ("eu-west,2026-06-01T00:00:00Z,lots", "line 2: g_per_kwh 'lots' is not a number"),
+        ("eu-west,2026-06-01T00:00:00Z,nan", "line 2: g_per_kwh 'nan' must be between"),
+        ("eu-west,2026-06-01T00:00:00Z,-1", "line 2: g_per_kwh '-1' must be between"),
+        ("eu-west,2026-06-01T00:00:00Z,5001", "line 2: g_per_kwh '5001' must be between"),
+        ("eu-west,2026-06-01T00:00:00Z", "line 2: expected 3 fields"),
+    ],
+)
 def test_each_kind_of_bad_row_is_named_with_its_line(line, expected):
     with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
         parse_trace_csv("region,ts,g_per_kwh\n" + line + "\n")
