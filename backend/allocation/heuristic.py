@@ -88,9 +88,7 @@ def ruin_and_recreate(
             out = [seed.task.id] + [
                 t for t in placed if t != seed.task.id and choices[t].row == target and _overlaps(choices[t], seed)
             ]
-            saved = {t: choices.pop(t) for t in out}
-            for task_id, choice in saved.items():
-                board.give_back(choice, by_id[task_id].task.cores)
+            saved = _take_out(out, by_id, board, choices)
             first = cheapest(seed, board, np.array([target]))
             if first is not None:
                 board.take(first, seed.task.cores)
@@ -106,9 +104,7 @@ def ruin_and_recreate(
             related = [t for t in placed if choices[t].row in rows]
             extra = rng.sample(placed, min(len(placed), max(2, int(RUIN_SHARE * len(placed))) // 2))
             out = list(dict.fromkeys(related + extra))
-            saved = {t: choices.pop(t) for t in out}
-            for task_id, choice in saved.items():
-                board.give_back(choice, by_id[task_id].task.cores)
+            saved = _take_out(out, by_id, board, choices)
             again = [by_id[t] for t in out] + [
                 w for w in windows if w.task.id not in choices and w.task.id not in saved
             ]
@@ -122,6 +118,16 @@ def ruin_and_recreate(
         for task_id, choice in saved.items():
             board.take(choice, by_id[task_id].task.cores)
             choices[task_id] = choice
+
+
+def _take_out(
+    ids: list[str], by_id: dict[str, TaskWindow], board: Board, choices: dict[str, Choice]
+) -> dict[str, Choice]:
+    """Remove the tasks' choices from the plan and free their cores; returns what they held."""
+    saved = {t: choices.pop(t) for t in ids}
+    for task_id, choice in saved.items():
+        board.give_back(choice, by_id[task_id].task.cores)
+    return saved
 
 
 def _floors(window: TaskWindow, board: Board) -> np.ndarray:

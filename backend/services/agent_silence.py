@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 
 from backend.ports import LeaseRecord, Registry, TaskRecord
 from backend.services.agents import agent_lease_name
+from backend.services.plan_round import unplanned
 from backend.services.timestamps import format_rfc3339
 
 log = logging.getLogger(__name__)
@@ -34,17 +34,10 @@ def requeued_record(task: TaskRecord, since_ms: int, epoch: int, now_ms: int) ->
     if task.run_since_ms is not None:
         runs.append([task.run_since_ms, max(task.run_since_ms, min(since_ms or now_ms, now_ms))])
     when = format_rfc3339(since_ms) if since_ms else "ever"
-    return replace(
+    return unplanned(
         task,
         state="queued",
         reason=f"the agent of {task.server_id} has been silent since {when}; queued again",
-        server_id=None,
-        pieces=[],
-        co2_g=None,
-        energy_kwh=None,
-        run_now_co2_g=None,
-        run_now_server_id=None,
-        explanation="",
         runs=runs,
         run_since_ms=None,
         plan_epoch=epoch,

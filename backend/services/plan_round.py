@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from backend.allocation.model import DEFAULT_HORIZON_S, DEFAULT_SLOT_S, Placement, Plan, Problem, ServerSpec, TaskSpec
 from backend.ports import Latest, ServerRecord, TaskRecord
@@ -105,16 +106,7 @@ def build_round(
     for task in tasks:
         by_id[task.id] = task
         if task.server_id in live and frozen(task, now_ms, slot_s * 1000, freeze_grace_ms):
-            fixed.append(
-                Placement(
-                    task.id,
-                    task.server_id,
-                    tuple((a, b) for a, b in task.pieces),
-                    task.co2_g or 0.0,
-                    task.energy_kwh or 0.0,
-                    task.cores,
-                )
-            )
+            fixed.append(_held(task))
             continue
         if task.state in REPLANNED:
             if task.deadline_ms - max(now_ms, task.earliest_start_ms) < task.duration_s * 1000:
@@ -151,16 +143,7 @@ def build_round(
                     )
                 )
             else:
-                fixed.append(
-                    Placement(
-                        task.id,
-                        task.server_id,
-                        tuple((a, b) for a, b in task.pieces),
-                        task.co2_g or 0.0,
-                        task.energy_kwh or 0.0,
-                        task.cores,
-                    )
-                )
+                fixed.append(_held(task))
     start_ms = now_ms - now_ms % (slot_s * 1000)
     problem = Problem(
         tasks=specs,
@@ -195,20 +178,7 @@ def planned_records(round_: Round, plan: Plan, epoch: int, now_ms: int) -> list[
     epoch, so that a scheduler whose lease was taken over cannot overwrite it any more."""
     out: list[TaskRecord] = []
     for task in round_.expired:
-        out.append(
-            replace(
-                task,
-                state="unschedulable",
-                reason="its deadline can no longer be met",
-                server_id=None,
-                pieces=[],
-                co2_g=None,
-                energy_kwh=None,
-                run_now_co2_g=None,
-                run_now_server_id=None,
-                explanation="",
-            )
-        )
+        out.append(unplanned(task, state="unschedulable", reason="its deadline can no longer be met"))
     for spec in round_.problem.tasks:
         task = round_.tasks[spec.id]
         if spec.id in plan.placements:
@@ -232,20 +202,7 @@ def planned_records(round_: Round, plan: Plan, epoch: int, now_ms: int) -> list[
                 )
             )
         elif spec.id in plan.unschedulable and task.state != "running":
-            out.append(
-                replace(
-                    task,
-                    state="unschedulable",
-                    reason=plan.unschedulable[spec.id],
-                    server_id=None,
-                    pieces=[],
-                    co2_g=None,
-                    energy_kwh=None,
-                    run_now_co2_g=None,
-                    run_now_server_id=None,
-                    explanation="",
-                )
-            )
+            out.append(unplanned(task, state="unschedulable", reason=plan.unschedulable[spec.id]))
     # A planned task kept fixed (it starts within the next slot) is claimed under the new epoch
     # too: the scheduler whose lease was taken over must not overwrite it either.
     written = {task.id for task in out}
@@ -261,3 +218,31 @@ def planned_records(round_: Round, plan: Plan, epoch: int, now_ms: int) -> list[
         if _plan_fields(new) != _plan_fields(old) or old.plan_epoch < epoch:
             changed.append(replace(new, plan_epoch=epoch, updated_at_ms=now_ms, version=old.version + 1))
     return changed
+
+
+def unplanned(task: TaskRecord, **changes: Any) -> TaskRecord:
+    """The task with its placement and explanation cleared (queued again, or unschedulable)."""
+    return replace(
+        task,
+        server_id=None,
+        pieces=[],
+        co2_g=None,
+        energy_kwh=None,
+        run_now_co2_g=None,
+        run_now_server_id=None,
+        explanation="",
+        **changes,
+    )
+
+
+def _held(task: TaskRecord) -> Placement:
+    """The cores a started task holds where it runs, as a fixed placement."""
+    assert task.server_id is not None
+    return Placement(
+        task.id,
+        task.server_id,
+        tuple((a, b) for a, b in task.pieces),
+        task.co2_g or 0.0,
+        task.energy_kwh or 0.0,
+        task.cores,
+    )
