@@ -153,11 +153,12 @@ def earliest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -
     horizon, cores = board.horizon, window.task.cores
     rows = window.rows if rows is None else rows
     lo, hi, need = window.lo, window.hi, window.need
-    # most of the time the first server has room right away
-    room = (board.free[rows, lo : lo + need] >= cores).all(axis=1)
-    if room.any():
-        i = int(np.argmax(room))
-        return priced(window, horizon, int(rows[i]), list(range(lo, lo + need)))
+    # most of the time one of the first servers has room right away
+    for at in range(0, len(rows), _CHUNK):
+        room = (board.free[rows[at : at + _CHUNK], lo : lo + need] >= cores).all(axis=1)
+        if room.any():
+            i = at + int(np.argmax(room))
+            return priced(window, horizon, int(rows[i]), list(range(lo, lo + need)))
     ok = board.free[rows, lo:hi] >= cores
     if window.contiguous:
         starts = hi - lo - need + 1

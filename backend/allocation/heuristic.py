@@ -200,6 +200,8 @@ def improve(
             current = choices.get(window.task.id)
             if current is None:
                 continue
+            if time.perf_counter() > deadline:  # a pass over a large plan takes most of a second
+                break
             cores = window.task.cores
             board.give_back(current, cores)
             better = cheapest(window, board)
