@@ -4,8 +4,9 @@ Workloads are seeded and reproducible: a fleet over the 15 regions (grid-mix mos
 sources a minority, clean ones rarer still) and a day of submitted tasks of mixed size, slack and
 interruptibility, scaled so that about 60% of the fleet's cores are busy over the day when
 every task runs as soon as submitted, with a daytime peak near 90%: clean capacity is contested.
-Two carbon-aware figures: "online", as the scheduler role plans (a round at each 5-minute slot
-in which tasks are submitted, knowing only the tasks submitted so far, started ones fixed), and
+Two carbon-aware figures: "online", the day as the scheduler role lives it (a round at each
+5-minute slot in which tasks are submitted, made by the role's own round code, knowing only the
+tasks submitted so far, with agents running what each round planned; priced over what ran), and
 "day known", every task of the day planned at once from midnight (a clairvoyant bound, not what
 the product can do). Run-now first-fit is the same either way: each task at its submission on
 the first server that fits.
@@ -16,13 +17,17 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from backend.allocation import BuiltinIntensity, plan_tasks
-from backend.allocation.model import Plan, Problem, ServerSpec, TaskSpec
+from backend.allocation.carbon import footprint
+from backend.allocation.horizon import Horizon
+from backend.allocation.model import Placement, Plan, Problem, ServerSpec, TaskSpec
+from backend.ports import ServerRecord, TaskRecord
+from backend.services.plan_round import build_round, make_plan, planned_records
 from tasker.domain import REGIONS, default_carbon_intensity
 
 DAY_MS = 86_400_000
@@ -169,51 +174,139 @@ ONLINE_BUDGET_S = 1.0
 
 
 def run_online(workload: Workload, intensity: BuiltinIntensity) -> tuple[Plan, list[float]]:
-    """The plan the scheduler role makes as the day goes: a round at each 5-minute slot in which
-    tasks are submitted, planning every task submitted and not yet started, the started ones
-    fixed where they run. Returns the plan of
-    the day (every task where it ran or will run) and each round's planning time."""
+    """The day as the scheduler role lives it: a round at each 5-minute slot in which tasks are
+    submitted, built and written back by the role's own code (`plan_round.build_round` and
+    `planned_records`: what is frozen, what a started interruptible task still owes), with
+    agents that run every piece as planned between rounds. Returns the plan of the day (every
+    task where it really ran, priced over its runs) and each round's planning time."""
+    servers = [_server_record(spec) for spec in workload.servers]
     by_slot: dict[int, list[TaskSpec]] = {}
     for task in workload.tasks:
         by_slot.setdefault(task.earliest_start_ms, []).append(task)
-    started: dict[str, Any] = {}
-    previous: Plan | None = None
-    pending: dict[str, TaskSpec] = {}
+    records: dict[str, TaskRecord] = {}
     round_s: list[float] = []
-    final = Plan(
+    then = START_MS
+    for now in sorted(by_slot):
+        _run_agents(records, then, now)
+        for task in by_slot[now]:
+            records[task.id] = _task_record(task, now)
+        round_ = build_round(
+            records.values(), servers, now, SLOT_MS // 1000, 2 * DAY_MS // 1000 - (now - START_MS) // 1000
+        )
+        # The role plans from scratch every few minutes (SchedulerSettings.replan_s, 3 min), so
+        # at this 5-minute granularity every round is a full one.
+        round_, plan = make_plan(round_, intensity, time_budget_s=ONLINE_BUDGET_S)
+        round_s.append(plan.solve_s)
+        for record in planned_records(round_, plan, 1, now):
+            records[record.id] = record
+        then = now
+    _run_agents(records, then, START_MS + 2 * DAY_MS)  # no task is submitted after the last round
+    return _as_run(records, workload, intensity, round_s), round_s
+
+
+def _run_agents(records: dict[str, TaskRecord], then: int, now: int) -> None:
+    """What the agents do between two rounds: run each planned or running task's pieces that
+    fall in [then, now), and report it done once it has run its duration."""
+    for task_id, task in records.items():
+        if task.state not in ("planned", "running"):
+            continue
+        ran = [[max(a, then), min(b, now)] for a, b in task.pieces if a < now and b > then]
+        if not ran:
+            continue
+        runs = [*task.runs, *ran]
+        done = sum(b - a for a, b in runs) >= task.duration_s * 1000
+        records[task_id] = replace(
+            task,
+            state="done" if done else "running",
+            runs=runs,
+            started_at_ms=task.started_at_ms or ran[0][0],
+            finished_at_ms=runs[-1][1] if done else None,
+        )
+
+
+def _as_run(
+    records: dict[str, TaskRecord], workload: Workload, intensity: BuiltinIntensity, round_s: list[float]
+) -> Plan:
+    """The day's plan as it really ran: each task's runs, priced by the allocator's accounting."""
+    horizon = Horizon(problem_of(workload), intensity)
+    plan = Plan(
         made_at_ms=START_MS,
         solver="heuristic (online)",
         slot_s=SLOT_MS // 1000,
         start_ms=START_MS,
         horizon_end_ms=START_MS + 2 * DAY_MS,
+        solve_s=sum(round_s),
     )
-    for now in sorted(by_slot):
-        for task in by_slot[now]:
-            pending[task.id] = task
-        if previous is not None:  # what began before this round runs where it was placed
-            for task_id, placement in previous.placements.items():
-                if task_id in pending and placement.start_ms < now:
-                    started[task_id] = placement
-                    final.explanations[task_id] = previous.explanations[task_id]
-                    del pending[task_id]
-        problem = Problem(
-            tasks=list(pending.values()),
-            servers=workload.servers,
-            start_ms=now,
-            now_ms=now,
-            fixed=list(started.values()),
-            horizon_s=2 * DAY_MS // 1000 - (now - START_MS) // 1000,
-        )
-        # The role plans from scratch every few minutes (SchedulerSettings.replan_s, 3 min), so
-        # at this 5-minute granularity every round is a full one.
-        previous = plan_tasks(problem, intensity, solver="heuristic", time_budget_s=ONLINE_BUDGET_S)
-        round_s.append(previous.solve_s)
-    assert previous is not None
-    final.placements = {**started, **previous.placements}
-    final.explanations.update(previous.explanations)
-    final.unschedulable = dict(previous.unschedulable)
-    final.solve_s = sum(round_s)
-    return final, round_s
+    for task_id, task in records.items():
+        if not task.runs or task.server_id is None:
+            plan.unschedulable[task_id] = task.reason or task.state
+            continue
+        pieces = tuple(_merged(task.runs))
+        kwh, grams = footprint(horizon, horizon.index[task.server_id], task.cores, pieces)
+        plan.placements[task_id] = Placement(task_id, task.server_id, pieces, grams, kwh, task.cores)
+        if task.state != "done":
+            plan.unschedulable[task_id] = f"ran {sum(b - a for a, b in pieces) // 1000} s of {task.duration_s} s"
+    return plan
+
+
+def _merged(runs: list[list[int]]) -> list[tuple[int, int]]:
+    """Runs as pieces, the ones that touch joined."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(runs):
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _server_record(spec: ServerSpec) -> ServerRecord:
+    return ServerRecord(
+        id=spec.id,
+        name=spec.name,
+        region=spec.region,
+        site="",
+        energy_source=spec.energy_source,
+        carbon_intensity_g_per_kwh=spec.intensity_g_per_kwh,
+        carbon_intensity_source="default",
+        pue=spec.pue,
+        idle_watts=spec.idle_watts,
+        max_watts=spec.max_watts,
+        cores=spec.cores,
+        tags=sorted(spec.tags),
+        created_at_ms=START_MS,
+        created_by="bench",
+        updated_at_ms=START_MS,
+    )
+
+
+def _task_record(spec: TaskSpec, now: int) -> TaskRecord:
+    return TaskRecord(
+        id=spec.id,
+        name=spec.name,
+        owner="bench",
+        cores=spec.cores,
+        duration_s=spec.duration_s,
+        earliest_start_ms=spec.earliest_start_ms,
+        deadline_ms=spec.deadline_ms,
+        interruptible=spec.interruptible,
+        regions=sorted(spec.regions),
+        tags=sorted(spec.tags),
+        command=None,
+        state="queued",
+        reason="",
+        server_id=None,
+        pieces=[],
+        co2_g=None,
+        energy_kwh=None,
+        run_now_co2_g=None,
+        run_now_server_id=None,
+        explanation="",
+        plan_epoch=0,
+        created_at_ms=now,
+        updated_at_ms=now,
+        version=0,
+    )
 
 
 def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from backend.allocation import CarbonIntensity, plan_tasks
 from backend.allocation.model import DEFAULT_HORIZON_S, DEFAULT_SLOT_S, Placement, Plan, Problem, ServerSpec, TaskSpec
 from backend.ports import Latest, ServerRecord, TaskRecord
 from backend.services.task_runs import ran_ms
@@ -155,6 +156,37 @@ def build_round(
         fixed=fixed,
     )
     return Round(problem, by_id, expired)
+
+
+def make_plan(
+    round_: Round,
+    intensity: CarbonIntensity,
+    *,
+    time_budget_s: float,
+    previous: Plan | None = None,
+    solver: str = "auto",
+) -> tuple[Round, Plan]:
+    """The round's plan (and the round it was made for). A started task the plan leaves out
+    (the room on its server went to others) is held where its last plan had it, and the rest
+    planned again around it: a started task keeps its place, and its agent never runs pieces
+    that no plan counted. Its last plan always fits: every plan since counted it."""
+    plan = plan_tasks(round_.problem, intensity, solver=solver, time_budget_s=time_budget_s, previous=previous)
+    stranded = {
+        spec.id
+        for spec in round_.problem.tasks
+        if spec.id in plan.unschedulable and round_.tasks[spec.id].state == "running" and round_.tasks[spec.id].pieces
+    }
+    if not stranded:
+        return round_, plan
+    problem = replace(
+        round_.problem,
+        tasks=[spec for spec in round_.problem.tasks if spec.id not in stranded],
+        fixed=[*round_.problem.fixed, *(_held(round_.tasks[task_id]) for task_id in sorted(stranded))],
+    )
+    held = Round(problem, round_.tasks, round_.expired)
+    again = plan_tasks(problem, intensity, solver=solver, time_budget_s=time_budget_s, previous=plan)
+    again.solve_s += plan.solve_s  # the round took both
+    return held, again
 
 
 def _plan_fields(task: TaskRecord) -> tuple:
