@@ -43,6 +43,10 @@ ABS_GAP_G = 1e-6
 """HiGHS stops when its plan is proven within this many grams of the optimum."""
 MAX_VARIABLES = 20_000
 """Largest model "auto" solves exactly; above it the heuristic plans alone."""
+MAX_ENTRIES = 100_000
+"""Most matrix entries "auto" builds a model of. The model is built in Python, before HiGHS's
+time limit starts, at about 1.5 microseconds an entry: two 2-day runs on 500 servers make
+14,500 variables (under MAX_VARIABLES) but 7.5 million entries, 11 s of building."""
 
 
 def variable_count(windows: list[TaskWindow]) -> int:
@@ -54,9 +58,19 @@ def variable_count(windows: list[TaskWindow]) -> int:
     return count
 
 
+def entry_count(windows: list[TaskWindow]) -> int:
+    """Upper bound of the model's matrix entries: a run's column has one per slot it covers
+    (and one for its task), an interruptible task's slot column three, its partial column two."""
+    count = 0
+    for w in windows:
+        span = w.hi - w.lo
+        count += len(w.rows) * ((span - w.need + 1) * (w.need + 1) if w.contiguous else 5 * span + 3) + 1
+    return count
+
+
 def small_enough(windows: list[TaskWindow]) -> bool:
-    """Whether "auto" should solve these tasks exactly."""
-    return variable_count(windows) <= MAX_VARIABLES
+    """Whether "auto" should solve these tasks exactly: few variables, and a model quick to build."""
+    return variable_count(windows) <= MAX_VARIABLES and entry_count(windows) <= MAX_ENTRIES
 
 
 def plan_exact(windows: list[TaskWindow], board: Board, *, time_budget_s: float) -> tuple[str, dict[str, Choice], bool]:

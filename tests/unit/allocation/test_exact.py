@@ -13,10 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.allocation import BuiltinIntensity, plan_tasks
+from backend.allocation import BuiltinIntensity, exact, plan_tasks
 from backend.allocation.carbon import footprint
+from backend.allocation.choices import Board
 from backend.allocation.horizon import Horizon
 from backend.allocation.model import Problem, TaskSpec
+from backend.allocation.windows import task_windows
 
 from .builders import T0, H, problem, server, task
 
@@ -157,3 +159,28 @@ def test_equal_grams_go_to_the_earliest_start():
     plan = plan_tasks(prob, BuiltinIntensity(), solver="exact", time_budget_s=10.0)
     assert plan.optimal
     assert [p.pieces[0][0] for p in plan.placements.values()] == [T0] * 3
+
+
+def test_auto_leaves_a_model_too_long_to_build_to_the_heuristic():
+    # A run of nearly two days on 500 servers: 12,500 variables (under MAX_VARIABLES), but
+    # each start covers 540 slots: millions of matrix entries, seconds of building before
+    # HiGHS even starts. "auto" must see that and plan it with the heuristic.
+    fleet = [server(f"s{i}", source="wind", g=11.0, cores=8) for i in range(500)]
+    long_runs = [task("long", cores=2, hours=45.0, deadline_h=47.0)]
+    prob = problem(long_runs, fleet, slot_s=300, horizon_h=48.0)
+    windows, _ = task_windows(list(prob.tasks), Horizon(prob, BuiltinIntensity()))
+    assert exact.variable_count(windows) <= exact.MAX_VARIABLES < exact.entry_count(windows)
+    assert not exact.small_enough(windows)
+    plan = plan_tasks(prob, BuiltinIntensity(), solver="auto")
+    assert plan.solver == "heuristic" and len(plan.placements) == 1
+
+
+def test_the_entry_count_bounds_the_model_built():
+    fleet = [server("a", source="wind", g=11.0, cores=8), server("b", source="coal", g=820.0, cores=8)]
+    tasks = [task("run", cores=2, hours=2.0, deadline_h=6.0), task("split", cores=4, hours=1.5, interruptible=True)]
+    prob = problem(tasks, fleet, slot_s=1800, horizon_h=8.0)
+    horizon = Horizon(prob, BuiltinIntensity())
+    windows, _ = task_windows(list(prob.tasks), horizon)
+    model = exact._Model(windows, Board(horizon))
+    assert sum(len(column) for column in model.entries) == exact.entry_count(windows)
+    assert len(model.cost) == exact.variable_count(windows)
