@@ -223,9 +223,8 @@ class Scheduler:
         )
         intensity = await load_intensity(self.registry)
         # Events get the fast path (the last plan kept, the new tasks inserted); the periodic
-        # round plans from scratch, which `tasker bench allocate` measured worth it: online, a
-        # day of tasks emitted 21.5% less than run-now per core-hour with only incremental rounds,
-        # 28.1% with a full round every 5 minutes.
+        # round plans from scratch: with incremental rounds only, a day saves less CO2 (see
+        # BENCHMARKS.md, allocation).
         previous = self._previous if live == self._live and not full else None
         round_, plan = await asyncio.to_thread(
             make_plan, round_, intensity, time_budget_s=self.settings.time_budget_s, previous=previous
