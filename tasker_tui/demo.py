@@ -247,10 +247,18 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
     # The TUI draws at once; the backend, accounts, fleet and sensors are set up meanwhile in a
     # thread (`prepare`), and the login screen says so until they are.
     started, done, stopping = threading.Event(), threading.Event(), threading.Event()
+    # Starting and stopping decide under one lock: either the set-up starts before the clean-up
+    # (which then waits for it) or it sees the clean-up and starts nothing (else it could create
+    # files, or a backend, in the data dir the clean-up is removing).
+    deciding = threading.Lock()
 
     def prepare() -> tuple[str, str]:
         nonlocal url, accounts
-        started.set()
+        with deciding:
+            if stopping.is_set():
+                done.set()
+                raise StackError("stopped while starting")
+            started.set()
 
         def go_on() -> None:  # quitting while this runs stops it at the next step
             if stopping.is_set() or not app.is_running:
@@ -279,7 +287,8 @@ def run_demo(data_dir: Path | None, servers: int = len(SAMPLE_FLEET), interval: 
             done.set()
 
     def clean_up() -> None:
-        stopping.set()
+        with deciding:
+            stopping.set()
         stack.close()  # a set-up still waiting for the backend gives up at once
         if started.is_set():
             done.wait(60)
