@@ -359,6 +359,54 @@ class TaskRecord:
     measured_at_ms: int | None = None
     """When the measurement was made (None: not yet)."""
 
+    @classmethod
+    def submitted(
+        cls,
+        *,
+        id: str,
+        name: str,
+        owner: str,
+        cores: int,
+        duration_s: int,
+        earliest_start_ms: int,
+        deadline_ms: int,
+        interruptible: bool,
+        now_ms: int,
+        regions: list[str] | None = None,
+        tags: list[str] | None = None,
+        command: list[str] | None = None,
+        reason: str = "",
+        **extra: Any,
+    ) -> TaskRecord:
+        """A task just submitted: queued, with no plan, at version 1."""
+        return cls(
+            id=id,
+            name=name,
+            owner=owner,
+            cores=cores,
+            duration_s=duration_s,
+            earliest_start_ms=earliest_start_ms,
+            deadline_ms=deadline_ms,
+            interruptible=interruptible,
+            regions=regions or [],
+            tags=tags or [],
+            command=command,
+            state="queued",
+            reason=reason,
+            server_id=None,
+            pieces=[],
+            co2_g=None,
+            energy_kwh=None,
+            run_now_co2_g=None,
+            run_now_server_id=None,
+            explanation="",
+            plan_epoch=0,
+            created_at_ms=now_ms,
+            updated_at_ms=now_ms,
+            version=1,
+            **extra,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LeaseRecord:

@@ -281,7 +281,7 @@ def _server_record(spec: ServerSpec) -> ServerRecord:
 
 
 def _task_record(spec: TaskSpec, now: int) -> TaskRecord:
-    return TaskRecord(
+    return TaskRecord.submitted(
         id=spec.id,
         name=spec.name,
         owner="bench",
@@ -290,22 +290,9 @@ def _task_record(spec: TaskSpec, now: int) -> TaskRecord:
         earliest_start_ms=spec.earliest_start_ms,
         deadline_ms=spec.deadline_ms,
         interruptible=spec.interruptible,
+        now_ms=now,
         regions=sorted(spec.regions),
         tags=sorted(spec.tags),
-        command=None,
-        state="queued",
-        reason="",
-        server_id=None,
-        pieces=[],
-        co2_g=None,
-        energy_kwh=None,
-        run_now_co2_g=None,
-        run_now_server_id=None,
-        explanation="",
-        plan_epoch=0,
-        created_at_ms=now,
-        updated_at_ms=now,
-        version=0,
     )
 
 

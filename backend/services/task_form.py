@@ -242,7 +242,7 @@ def new_task(payload: Any, task_id: str, owner: str, now_ms: int, fleet: Sequenc
             )
     if errors:
         raise TaskRejected(errors)
-    return TaskRecord(
+    return TaskRecord.submitted(
         id=task_id,
         name=values["name"],
         owner=owner,
@@ -251,22 +251,11 @@ def new_task(payload: Any, task_id: str, owner: str, now_ms: int, fleet: Sequenc
         earliest_start_ms=start,
         deadline_ms=deadline,
         interruptible=values["interruptible"],
+        now_ms=now_ms,
         regions=values["regions"],
         tags=values["tags"],
         command=values["command"],
-        state="queued",
         reason="waiting for the scheduler",
-        server_id=None,
-        pieces=[],
-        co2_g=None,
-        energy_kwh=None,
-        run_now_co2_g=None,
-        run_now_server_id=None,
-        explanation="",
-        plan_epoch=0,
-        created_at_ms=now_ms,
-        updated_at_ms=now_ms,
-        version=1,
         cwd=values["cwd"],
         env=values["env"],
     )

@@ -3,6 +3,8 @@ plan would rather give its server's room to new tasks."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from backend.allocation import BuiltinIntensity
 from backend.ports import ServerRecord, TaskRecord
 from backend.services.plan_round import build_round, make_plan, planned_records
@@ -33,7 +35,7 @@ def server(id: str, cores: int) -> ServerRecord:
 
 
 def task(id: str, *, hours: float, deadline_ms: int, interruptible: bool = False, **changes) -> TaskRecord:
-    fields = dict(
+    record = TaskRecord.submitted(
         id=id,
         name=id,
         owner="ops",
@@ -42,25 +44,9 @@ def task(id: str, *, hours: float, deadline_ms: int, interruptible: bool = False
         earliest_start_ms=NOW,
         deadline_ms=deadline_ms,
         interruptible=interruptible,
-        regions=[],
-        tags=[],
-        command=None,
-        state="queued",
-        reason="",
-        server_id=None,
-        pieces=[],
-        co2_g=None,
-        energy_kwh=None,
-        run_now_co2_g=None,
-        run_now_server_id=None,
-        explanation="",
-        plan_epoch=0,
-        created_at_ms=T0,
-        updated_at_ms=T0,
-        version=1,
+        now_ms=T0,
     )
-    fields.update(changes)
-    return TaskRecord(**fields)
+    return replace(record, **changes)
 
 
 def test_a_started_task_the_plan_leaves_out_keeps_its_last_place():
