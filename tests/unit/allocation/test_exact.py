@@ -184,3 +184,25 @@ def test_the_entry_count_bounds_the_model_built():
     model = exact._Model(windows, Board(horizon))
     assert sum(len(column) for column in model.entries) == exact.entry_count(windows)
     assert len(model.cost) == exact.variable_count(windows)
+
+
+def test_the_relaxation_does_not_run_a_sliver_of_a_split_task_in_the_cleanest_slot():
+    # Two alike servers: without z <= y the relaxation puts half the task on each, each half
+    # "running" its whole need in the one cleanest slot, and bounds the plan far below what any
+    # plan can emit; HiGHS then searches long to close that gap. Here it has none to close.
+    fleet = [server(name, region="us-west", source="grid-mix", g=300.0, cores=8) for name in ("a", "b")]
+    split = [task("split", cores=8, hours=2.0, deadline_h=12.0, interruptible=True)]
+    prob = problem(split, fleet, slot_s=3600, horizon_h=12.0)
+    horizon = Horizon(prob, BuiltinIntensity())
+    windows, _ = task_windows(list(prob.tasks), horizon)
+    model = exact._Model(windows, Board(horizon))
+    relaxed = model.lp()
+    relaxed.integrality_ = []
+    solver = exact._new_highs()
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("threads", 1)  # as plan_exact: HiGHS's thread pool is per process
+    solver.passModel(relaxed)
+    solver.run()
+    plan = plan_tasks(prob, BuiltinIntensity(), solver="exact")
+    assert plan.optimal
+    assert solver.getInfo().objective_function_value == pytest.approx(plan.total_co2_g, rel=1e-6)
