@@ -21,6 +21,10 @@ TIE_G = 1e-9
 """Grams per slot index added to a choice's price: ties go to the earlier finish."""
 _CHUNK = 64
 """Servers evaluated at once; the chunks go cleanest first and stop when none can do better."""
+RUN_TABLE_CELLS = 8192
+"""A one-run task whose runs (servers x starts) cover at most this many cells has them listed
+once, cheapest first (`_RunTable`); a search then asks only which is the first that fits. Most
+tasks of a small fleet qualify, and ruin-and-recreate asks the same task thousands of times."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +41,37 @@ class Choice:
         return self.slots[-1]
 
 
+class _RunTable:
+    """Every run a one-run task may take, cheapest first: its server, start, price, and the
+    cells of `Board.free` (flattened) it covers."""
+
+    __slots__ = ("rows", "starts", "cost", "cells")
+
+    def __init__(self, window: TaskWindow, horizon: Horizon) -> None:
+        rows, lo, need = window.rows, window.lo, window.need
+        starts = window.hi - lo - need + 1
+        cost = _run_costs(window, horizon, rows).ravel()
+        order = np.argsort(cost, kind="stable")  # equal prices: the order _cheapest_run picks in
+        row_of, start_of = np.divmod(order, starts)
+        self.rows, self.starts, self.cost = rows[row_of], lo + start_of, cost[order]
+        self.cells = (self.rows * horizon.n_slots + self.starts)[:, None] + np.arange(need)
+
+    def cheapest(self, window: TaskWindow, board: Board) -> Choice | None:
+        fits = (board.free.reshape(-1)[self.cells] >= window.task.cores).all(axis=1)
+        i = int(np.argmax(fits))
+        if not fits[i]:
+            return None
+        k = int(self.starts[i])
+        return Choice(int(self.rows[i]), tuple(range(k, k + window.need)), k + window.need - 1, float(self.cost[i]))
+
+
 class Board:
     """Free cores per server (row) and slot."""
 
     def __init__(self, horizon: Horizon, fixed: Iterable[Placement] = ()) -> None:
         self.horizon = horizon
         self.free = np.repeat(horizon.cores[:, None], horizon.n_slots, axis=1)
+        self._tables: dict[str, _RunTable | None] = {}  # per task id; shared by copies
         for placement in fixed:
             row = horizon.index.get(placement.server_id)
             if row is not None:
@@ -51,8 +80,17 @@ class Board:
 
     def copy(self) -> Board:
         clone = Board.__new__(Board)
-        clone.horizon, clone.free = self.horizon, self.free.copy()
+        clone.horizon, clone.free, clone._tables = self.horizon, self.free.copy(), self._tables
         return clone
+
+    def run_table(self, window: TaskWindow) -> _RunTable | None:
+        """The task's runs listed cheapest first, when it is one run with few of them."""
+        task_id = window.task.id
+        if task_id not in self._tables:
+            cells = len(window.rows) * (window.hi - window.lo - window.need + 1) * window.need
+            small = window.contiguous and cells <= RUN_TABLE_CELLS
+            self._tables[task_id] = _RunTable(window, self.horizon) if small else None
+        return self._tables[task_id]
 
     def take(self, choice: Choice, cores: int) -> None:
         self.free[choice.row, _columns(choice.slots)] -= cores
@@ -81,6 +119,10 @@ def occupied_slots(horizon: Horizon, pieces: Sequence[tuple[int, int]]) -> list[
 
 def cheapest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -> Choice | None:
     """The least-CO2 choice for the task on `rows` (default: all its eligible servers)."""
+    if rows is None:
+        table = board.run_table(window)
+        if table is not None:
+            return table.cheapest(window, board)
     horizon, cores = board.horizon, window.task.cores
     rows = window.rows if rows is None else rows
     lo, hi, need = window.lo, window.hi, window.need
@@ -103,14 +145,7 @@ def _cheapest_run(window: TaskWindow, board: Board, rows: np.ndarray) -> Choice 
     lo, hi, need = window.lo, window.hi, window.need
     starts = hi - lo - need + 1
     ok = _run_fits(board.free[rows, lo:hi] >= cores, need, starts)
-    prefix = horizon.prefix_g[rows, lo : hi + 1]
-    last = lo + need - 1
-    cost = (
-        prefix[:, need - 1 : need - 1 + starts]
-        - prefix[:, :starts]
-        + window.last_fraction * horizon.core_slot_g[rows, last : last + starts]
-    ) * cores
-    cost += TIE_G * (np.arange(starts) + last)
+    cost = _run_costs(window, horizon, rows)
     cost[~ok] = np.inf
     flat = int(np.argmin(cost))
     i, s = divmod(flat, starts)
@@ -118,6 +153,21 @@ def _cheapest_run(window: TaskWindow, board: Board, rows: np.ndarray) -> Choice 
         return None
     k = lo + s
     return Choice(int(rows[i]), tuple(range(k, k + need)), k + need - 1, float(cost[i, s]))
+
+
+def _run_costs(window: TaskWindow, horizon: Horizon, rows: np.ndarray) -> np.ndarray:
+    """(rows x starts) price of the task's run from each start in its window."""
+    lo, hi, need = window.lo, window.hi, window.need
+    starts = hi - lo - need + 1
+    prefix = horizon.prefix_g[rows, lo : hi + 1]
+    last = lo + need - 1
+    cost = (
+        prefix[:, need - 1 : need - 1 + starts]
+        - prefix[:, :starts]
+        + window.last_fraction * horizon.core_slot_g[rows, last : last + starts]
+    ) * window.task.cores
+    cost += TIE_G * (np.arange(starts) + last)
+    return cost
 
 
 def _run_fits(free_ok: np.ndarray, need: int, starts: int) -> np.ndarray:

@@ -73,7 +73,7 @@ def ruin_and_recreate(
     stale = 0
     while time.perf_counter() < deadline and len(choices) >= 2 and stale < patience:
         stale += 1
-        before = _score(choices)
+        placed_before = len(choices)
         placed = list(choices)
         if rng.random() < EJECT_SHARE:
             # eject: a task goes first onto a server where it could cost less; the tasks there
@@ -109,7 +109,10 @@ def ruin_and_recreate(
                 w for w in windows if w.task.id not in choices and w.task.id not in saved
             ]
             _insert_all(_recreate_order(again, rng), board, choices)
-        if _score(choices) > before:
+        # only the tasks taken out and put back changed: compare their grams (the others' are equal)
+        grams_before = sum(c.cost_g for c in saved.values())
+        grams_after = sum(choices[w.task.id].cost_g for w in again if w.task.id in choices)
+        if len(choices) > placed_before or (len(choices) == placed_before and grams_after < grams_before):
             stale = 0
             continue
         for w in again:  # undo
