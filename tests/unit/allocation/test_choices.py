@@ -12,7 +12,7 @@ from backend.allocation.choices import Board, cheapest
 from backend.allocation.horizon import Horizon
 from backend.allocation.windows import task_windows
 
-from .test_plans import problems
+from .builders import problems
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -5,55 +5,13 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from backend.allocation import BuiltinIntensity, plan_tasks
 from backend.allocation.model import Placement
 
-from .builders import T0, H, problem, server, task
+from .builders import SLOT_S, T0, H, problem, problems, server, task
 
-SLOT_S = 1800
 SOLVERS = ("heuristic", "exact", "first-fit", "round-robin")
-REGIONS = ("eu-north", "us-west", "ap-south")
-SOURCES = (("wind", 11.0), ("grid-mix", 230.0), ("coal", 820.0), ("solar", 41.0))
-
-
-@st.composite
-def problems(draw):
-    servers = []
-    for i in range(draw(st.integers(1, 4))):
-        source, g = draw(st.sampled_from(SOURCES))
-        servers.append(
-            server(
-                f"s{i}",
-                region=draw(st.sampled_from(REGIONS)),
-                source=source,
-                g=g,
-                cores=draw(st.sampled_from([4, 8, 16])),
-                tags=frozenset({"gpu"}) if draw(st.booleans()) else frozenset(),
-            )
-        )
-    tasks = []
-    for i in range(draw(st.integers(1, 7))):
-        start = draw(st.integers(0, 8)) * 0.5
-        hours = draw(st.integers(1, 6)) * 0.5 - draw(st.sampled_from([0.0, 0.2]))
-        tasks.append(
-            task(
-                f"t{i}",
-                cores=draw(st.sampled_from([1, 2, 4, 8])),
-                hours=hours,
-                start_h=start,
-                deadline_h=start + hours + draw(st.integers(0, 8)) * 0.5,
-                interruptible=draw(st.booleans()),
-                regions=frozenset(draw(st.sets(st.sampled_from(REGIONS), max_size=2))),
-                tags=frozenset({"gpu"}) if draw(st.integers(0, 4)) == 0 else frozenset(),
-                server_id=f"s{draw(st.integers(0, len(servers) - 1))}" if draw(st.integers(0, 5)) == 0 else None,
-            )
-        )
-    fixed = []
-    if draw(st.booleans()):
-        fixed.append(Placement("running", "s0", ((T0, T0 + 2 * H),), 0.0, 0.0, cores=servers[0].cores // 2))
-    return problem(tasks, servers, slot_s=SLOT_S, horizon_h=8.0, fixed=fixed)
 
 
 def check_plan(prob, plan):
