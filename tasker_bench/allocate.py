@@ -9,7 +9,8 @@ Two carbon-aware figures: "online", the day as the scheduler role lives it (a ro
 tasks submitted so far, with agents running what each round planned; priced over what ran), and
 "day known", every task of the day planned at once from midnight (a clairvoyant bound, not what
 the product can do). Run-now first-fit is the same either way: each task at its submission on
-the first server that fits.
+the first server that fits. With `--ahead H`, the online day is replayed again with the tasks
+without slack submitted H hours before they may start (declared ahead with `--earliest`).
 """
 
 from __future__ import annotations
@@ -173,19 +174,25 @@ ONLINE_BUDGET_S = 1.0
 """The scheduler role's search budget per round (`SchedulerSettings.time_budget_s`)."""
 
 
-def run_online(workload: Workload, intensity: BuiltinIntensity) -> tuple[Plan, list[float]]:
+def run_online(workload: Workload, intensity: BuiltinIntensity, ahead_ms: int = 0) -> tuple[Plan, list[float]]:
     """The day as the scheduler role lives it: a round at each 5-minute slot in which tasks are
     submitted, built and written back by the role's own code (`plan_round.build_round` and
     `planned_records`: what is frozen, what a started interruptible task still owes), with
-    agents that run every piece as planned between rounds. Returns the plan of the day (every
-    task where it really ran, priced over its runs) and each round's planning time."""
+    agents that run every piece as planned between rounds. A task is submitted when it may
+    start, except that with `ahead_ms` the tasks without slack are submitted that long before
+    (declared ahead, as `--earliest` allows). Returns the plan of the day (every task where it
+    really ran, priced over its runs) and each round's planning time."""
     servers = [_server_record(spec) for spec in workload.servers]
     by_slot: dict[int, list[TaskSpec]] = {}
     for task in workload.tasks:
-        by_slot.setdefault(task.earliest_start_ms, []).append(task)
+        at = task.earliest_start_ms
+        if ahead_ms and task.deadline_ms - at == task.duration_s * 1000:
+            at = max(START_MS, at - ahead_ms) // SLOT_MS * SLOT_MS
+        by_slot.setdefault(at, []).append(task)
     records: dict[str, TaskRecord] = {}
     round_s: list[float] = []
     then = START_MS
+    previous = None
     for now in sorted(by_slot):
         _run_agents(records, then, now)
         for task in by_slot[now]:
@@ -193,9 +200,10 @@ def run_online(workload: Workload, intensity: BuiltinIntensity) -> tuple[Plan, l
         round_ = build_round(
             records.values(), servers, now, SLOT_MS // 1000, 2 * DAY_MS // 1000 - (now - START_MS) // 1000
         )
-        # The role plans from scratch every few minutes (SchedulerSettings.replan_s, 3 min), so
-        # at this 5-minute granularity every round is a full one.
-        round_, plan = make_plan(round_, intensity, time_budget_s=ONLINE_BUDGET_S)
+        # The role's full round (SchedulerSettings.replan_s, every 3 min: at this 5-minute
+        # granularity every round is one) searches on from its last plan.
+        round_, plan = make_plan(round_, intensity, time_budget_s=ONLINE_BUDGET_S, previous=previous, refine=True)
+        previous = plan
         round_s.append(plan.solve_s)
         for record in planned_records(round_, plan, 1, now):
             records[record.id] = record
@@ -296,12 +304,17 @@ def _task_record(spec: TaskSpec, now: int) -> TaskRecord:
     )
 
 
-def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int) -> dict[str, Any]:
-    """Every figure of the benchmark, as one JSON-ready dict."""
+def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int, ahead_h: float = 0.0) -> dict[str, Any]:
+    """Every figure of the benchmark, as one JSON-ready dict; with `ahead_h`, also the online
+    day with the tasks without slack declared that many hours ahead."""
     workload = make_workload(seed, n_servers, n_tasks)
     intensity = BuiltinIntensity()
     plans = {}
     plans["carbon-aware, online"], rounds = run_online(workload, intensity)
+    if ahead_h:
+        plans[f"online, no-slack tasks {ahead_h:g} h ahead"], _ = run_online(
+            workload, intensity, ahead_ms=int(ahead_h * 3_600_000)
+        )
     plans["carbon-aware, day known"] = plan_tasks(
         problem_of(workload), intensity, solver="heuristic", time_budget_s=ONLINE_BUDGET_S
     )

@@ -176,13 +176,19 @@ def allocate_command(
     servers: int = typer.Option(500, "--servers", help="Servers in the fleet."),
     tasks: int = typer.Option(2000, "--tasks", help="Tasks submitted over the day."),
     exact: bool = typer.Option(False, "--exact", help="Also run 10 small instances against the exact MILP."),
+    ahead: float = typer.Option(
+        0.0,
+        "--ahead",
+        min=0.0,
+        help="Also replay the day with the tasks without slack submitted this many hours before they may start.",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """CO2 of the carbon-aware plan vs run-now first-fit and round-robin; misses; planning time."""
     from tasker_bench.allocate import render, run_allocate
     from tasker_bench.report import emit
 
-    result = _guarded(lambda: run_allocate(seed, servers, tasks, 10 if exact else 0))
+    result = _guarded(lambda: run_allocate(seed, servers, tasks, 10 if exact else 0, ahead))
     emit(result, render(result), as_json)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 from backend.allocation import exact
@@ -9,7 +10,7 @@ from backend.allocation.baselines import plan_first_fit, plan_round_robin
 from backend.allocation.carbon import footprint
 from backend.allocation.choices import Board, Choice, choice_pieces, occupied_slots, priced
 from backend.allocation.explain import Explainer
-from backend.allocation.heuristic import insert, plan_greedy
+from backend.allocation.heuristic import improve, insert, plan_greedy, ruin_and_recreate
 from backend.allocation.horizon import Horizon
 from backend.allocation.intensity import CarbonIntensity
 from backend.allocation.model import Placement, Plan, Problem
@@ -32,6 +33,7 @@ def plan_tasks(
     solver: str = "auto",
     time_budget_s: float = 1.0,
     previous: Plan | None = None,
+    refine: bool = False,
 ) -> Plan:
     """Place every task of `problem` where and when it emits least CO2 within its window.
 
@@ -40,7 +42,10 @@ def plan_tasks(
     carbon-agnostic baseline ("first-fit", "round-robin"). `time_budget_s` bounds the search
     (the heuristic's improvement passes, the MILP's run). With `previous` (the last plan), the
     heuristic keeps its placements that still hold, inserts the other tasks and repairs
-    locally: the fast path after one submission.
+    locally: the fast path after one submission. With `refine` too, it then searches from there
+    for the rest of the budget (the periodic round): a plan changes only where the search finds
+    better, so what was planned around tasks known ahead stays planned. An "auto" round small
+    enough for the MILP is solved afresh instead.
 
     Every task ends in `placements` (with an explanation) or in `unschedulable` with the
     binding constraint. Capacity per server and slot includes `problem.fixed`.
@@ -59,9 +64,9 @@ def plan_tasks(
         choices = plan_first_fit(windows, board)
     elif solver == "round-robin":
         choices = plan_round_robin(windows, board)
-    elif previous is not None and solver in ("auto", "heuristic"):
-        used, (choices, kept_choices) = "heuristic", _replan(windows, board, previous, deadline)
-    elif solver == "exact" or (solver == "auto" and exact.small_enough(windows)):
+    elif previous is not None and solver in ("auto", "heuristic") and not (refine and _exact_fits(solver, windows)):
+        used, (choices, kept_choices) = "heuristic", _replan(windows, board, previous, deadline, refine)
+    elif solver == "exact" or _exact_fits(solver, windows):
         used, choices, optimal = exact.plan_exact(
             windows,
             board,
@@ -105,11 +110,16 @@ def plan_tasks(
     return plan
 
 
+def _exact_fits(solver: str, windows: list[TaskWindow]) -> bool:
+    return solver == "auto" and exact.small_enough(windows)
+
+
 def _replan(
-    windows: list[TaskWindow], board: Board, previous: Plan, deadline: float
+    windows: list[TaskWindow], board: Board, previous: Plan, deadline: float, refine: bool = False
 ) -> tuple[dict[str, Choice], dict[str, Choice]]:
-    """Keep what still holds of `previous`, insert the rest with a bounded local repair; the
-    choices, and those of the previous plan as they were kept (before the repair)."""
+    """Keep what still holds of `previous`, insert the rest with a bounded local repair (and,
+    with `refine`, search on until `deadline`); the choices, and those of the previous plan as
+    they were kept (before the repair)."""
     choices: dict[str, Choice] = {}
     kept, new = [], []
     for window in windows:
@@ -122,6 +132,9 @@ def _replan(
             kept.append(window)
     before_repair = dict(choices)
     insert(new, kept, board, choices, deadline=deadline)
+    if refine:
+        improve(windows, board, choices, deadline=deadline)
+        ruin_and_recreate(windows, board, choices, deadline=deadline, rng=random.Random(len(windows)))
     return choices, before_repair
 
 

@@ -164,13 +164,17 @@ def make_plan(
     *,
     time_budget_s: float,
     previous: Plan | None = None,
+    refine: bool = False,
     solver: str = "auto",
 ) -> tuple[Round, Plan]:
     """The round's plan (and the round it was made for). A started task the plan leaves out
     (the room on its server went to others) is held where its last plan had it, and the rest
     planned again around it: a started task keeps its place, and its agent never runs pieces
-    that no plan counted. Its last plan always fits: every plan since counted it."""
-    plan = plan_tasks(round_.problem, intensity, solver=solver, time_budget_s=time_budget_s, previous=previous)
+    that no plan counted. Its last plan always fits: every plan since counted it. `previous`
+    and `refine` are `plan_tasks`'s (the second pass only repairs)."""
+    plan = plan_tasks(
+        round_.problem, intensity, solver=solver, time_budget_s=time_budget_s, previous=previous, refine=refine
+    )
     stranded = {
         spec.id
         for spec in round_.problem.tasks

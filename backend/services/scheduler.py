@@ -200,8 +200,8 @@ class Scheduler:
 
     async def plan_once(self, force: bool = True, full: bool = False) -> bool:
         """One round if this process holds the lease (and, unless `force`, only when the set of
-        live servers changed); `full` plans from scratch rather than from the last plan. True
-        when a round ran."""
+        live servers changed); `full` searches from the last plan for the whole budget rather than
+        only inserting what is new. True when a round ran."""
         epoch = self.epoch
         if epoch is None or not self.holds_lease():
             return False
@@ -222,12 +222,17 @@ class Scheduler:
             tasks, servers, now, settings.slot_s, settings.horizon_s, int(settings.freeze_grace_s * 1000)
         )
         intensity = await load_intensity(self.registry)
-        # Events get the fast path (the last plan kept, the new tasks inserted); the periodic
-        # round plans from scratch: with incremental rounds only, a day saves less CO2 (see
-        # BENCHMARKS.md, allocation).
-        previous = self._previous if live == self._live and not full else None
+        # Events get the fast path (the last plan kept, the new tasks inserted, repaired nearby);
+        # the periodic round, and one after the live servers changed, searches on from the last
+        # plan for its whole budget. Plans made afresh each round would each commit their next
+        # slot from a different plan (see BENCHMARKS.md, allocation).
         round_, plan = await asyncio.to_thread(
-            make_plan, round_, intensity, time_budget_s=self.settings.time_budget_s, previous=previous
+            make_plan,
+            round_,
+            intensity,
+            time_budget_s=self.settings.time_budget_s,
+            previous=self._previous,
+            refine=full or live != self._live,
         )
         written = await self._write(planned_records(round_, plan, epoch, now), epoch)
         self._previous, self._live = plan, live

@@ -86,3 +86,20 @@ def test_a_replan_keeps_the_previous_placements_and_adds_the_new_task():
     )
     assert {k: again.placements[k] for k in first.placements} == first.placements
     check_plan(problem([*tasks, task("new", cores=4, hours=1.0)], fleet), again)
+
+
+def test_a_periodic_round_moves_tasks_only_where_the_search_finds_better():
+    fleet = [server("b", source="coal", g=820.0, cores=8), server("a", source="wind", g=11.0, cores=8)]
+    prob = problem([task(f"t{i}", cores=4, hours=2.0, deadline_h=12.0) for i in range(3)], fleet)
+    run_now = plan_tasks(prob, BuiltinIntensity(), solver="first-fit")
+    assert {p.server_id for p in run_now.placements.values()} == {"a", "b"}
+
+    fast = plan_tasks(prob, BuiltinIntensity(), solver="heuristic", previous=run_now)
+    refined = plan_tasks(prob, BuiltinIntensity(), solver="heuristic", previous=run_now, refine=True)
+    again = plan_tasks(prob, BuiltinIntensity(), solver="heuristic", previous=refined, refine=True)
+
+    assert fast.placements == run_now.placements  # an event round only inserts what is new
+    assert {p.server_id for p in refined.placements.values()} == {"a"}
+    assert refined.total_co2_g < run_now.total_co2_g / 10
+    check_plan(prob, refined)
+    assert again.placements == refined.placements  # nothing beats it: the next round keeps it
