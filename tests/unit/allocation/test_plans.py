@@ -3,6 +3,8 @@ never emits more than running now on the first server that fits."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -103,3 +105,16 @@ def test_a_periodic_round_moves_tasks_only_where_the_search_finds_better():
     assert refined.total_co2_g < run_now.total_co2_g / 10
     check_plan(prob, refined)
     assert again.placements == refined.placements  # nothing beats it: the next round keeps it
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_a_refining_round_is_valid_and_never_worse_than_inserting_alone(prob):
+    # the last plan knew every task but the last one; the round adds it
+    last = plan_tasks(replace(prob, tasks=prob.tasks[:-1]), BuiltinIntensity(), solver="heuristic")
+    inserted = plan_tasks(prob, BuiltinIntensity(), solver="heuristic", previous=last)
+    refined = plan_tasks(prob, BuiltinIntensity(), solver="heuristic", previous=last, refine=True)
+    check_plan(prob, refined)
+    assert len(refined.placements) >= len(inserted.placements)
+    if len(refined.placements) == len(inserted.placements):
+        assert refined.total_co2_g <= inserted.total_co2_g + 1e-6
