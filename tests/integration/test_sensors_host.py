@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasker.client import TaskerClient
-from tests.integration.test_sensors_emulate import TASKER, readings, stop_process
+from tests.integration.test_sensors_emulate import TASKER, readings, stop_process, wait_for
 
 PACKAGE_W, DRAM_W = 40.0, 5.0
 WRAP_UJ = 100_000_000  # 100 J: the package counter wraps every 2.5 s
@@ -77,10 +77,16 @@ async def test_host_sensor_posts_measured_power_and_co2(backend, tmp_path):
         counters.stop.set()
     assert code == 0, err
     assert "measuring package-0, dram (intel-rapl:0:2)" in err
+    end = int(time.time() * 1000)
     async with TaskerClient(backend.url, token) as api:
-        end = int(time.time() * 1000)
-        power = await readings(api, server["id"], "power", started, end)
-        co2 = await readings(api, server["id"], "co2", started, end)
+        # Each metric has its own queue and packager: right after the sensor stops, one may hold a
+        # batch the other has already written. Wait until both are in at the same instants.
+        async def both_in():
+            power = await readings(api, server["id"], "power", started, end)
+            co2 = await readings(api, server["id"], "co2", started, end)
+            return (power, co2) if power and set(power) == set(co2) else None
+
+        power, co2 = await wait_for(both_in, timeout=15)
     assert len(power) >= 6, err
     # Package + DRAM only: counting the core zone (inside the package) would add 1000 W, a
     # wrap-around taken as a drop would give about -155 W, one counted twice about +245 W. The
