@@ -6,11 +6,13 @@ interruptibility, scaled so that about 60% of the fleet's cores are busy over th
 every task runs as soon as submitted, with a daytime peak near 90%: clean capacity is contested.
 Two carbon-aware figures: "online", the day as the scheduler role lives it (a round at each
 5-minute slot in which tasks are submitted, made by the role's own round code, knowing only the
-tasks submitted so far, with agents running what each round planned; priced over what ran), and
-"day known", every task of the day planned at once from midnight (a clairvoyant bound, not what
-the product can do). Run-now first-fit is the same either way: each task at its submission on
-the first server that fits. With `--ahead H`, the online day is replayed again with the tasks
-without slack submitted H hours before they may start (declared ahead with `--earliest`).
+tasks submitted so far and, as its forecast, the tasks of the three days before (same fleet,
+same users, another draw), with agents running what each round planned; priced over what ran),
+and "day known", every task of the day planned at once from midnight (a clairvoyant bound, not
+what the product can do). "online, first day" is the online day without any history. Run-now
+first-fit is the same either way: each task at its submission on the first server that fits.
+With `--ahead H`, the online day is replayed again (with its history) with the tasks without
+slack submitted H hours before they may start (declared ahead with `--earliest`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +32,7 @@ from backend.allocation.horizon import Horizon
 from backend.allocation.model import Placement, Plan, Problem, ServerSpec, TaskSpec
 from backend.ports import ServerRecord, TaskRecord
 from backend.services.plan_round import build_round, make_plan, planned_records
+from backend.services.task_forecast import expected_demand
 from tasker.domain import REGIONS, default_carbon_intensity
 
 DAY_MS = 86_400_000
@@ -58,10 +62,18 @@ class Workload:
 
 
 def make_workload(
-    seed: int, n_servers: int, n_tasks: int, *, day_ms: int = DAY_MS, busy: float = TARGET_BUSY, slot_ms: int = SLOT_MS
+    seed: int,
+    n_servers: int,
+    n_tasks: int,
+    *,
+    day_ms: int = DAY_MS,
+    busy: float = TARGET_BUSY,
+    slot_ms: int = SLOT_MS,
+    days_before: int = 0,
 ) -> Workload:
     """A fleet and `day_ms` of submitted tasks (planned over twice that), the same for the same
-    arguments."""
+    arguments. With `days_before` k, the same fleet and the tasks of the k-th day before, drawn
+    alike (another day of the same users)."""
     rng = random.Random(seed)
     regions = list(REGIONS)
     sources, weights = zip(*SOURCES)
@@ -85,6 +97,8 @@ def make_workload(
                 tags=tags,
             )
         )
+    if days_before:
+        rng = random.Random(f"{seed}/{days_before}")
     task_cores, task_weights = zip(*TASK_CORES)
     largest = max(s.cores for s in servers)
     raw = []
@@ -110,13 +124,14 @@ def make_workload(
             if kind < 0.6
             else rng.uniform(6, 20) * day_ms / DAY_MS
         )
-        est = START_MS + at // slot_ms * slot_ms  # submissions wait for the next planning round
-        deadline = min(est + duration_s * 1000 + int(slack_h * 3_600_000), horizon_end)
+        # submissions wait for the next planning round
+        est = START_MS - days_before * day_ms + at // slot_ms * slot_ms
+        deadline = min(est + duration_s * 1000 + int(slack_h * 3_600_000), horizon_end - days_before * day_ms)
         duration_s = min(duration_s, (deadline - est) // 1000)
         regions_allowed = frozenset(rng.sample(regions, 4)) if rng.random() < 0.1 else frozenset()
         tasks.append(
             TaskSpec(
-                id=f"t{i:05d}",
+                id=f"t{i:05d}" if not days_before else f"d{days_before}t{i:05d}",
                 cores=cores,
                 duration_s=duration_s,
                 earliest_start_ms=est,
@@ -170,19 +185,26 @@ def busy_share(plan: Plan, servers: list[ServerSpec], day_ms: int = DAY_MS) -> t
     return float(share.mean()), float(share.max())
 
 
+HISTORY_DAYS = 3
+"""Days of tasks before the replayed one that the online rounds know (the role reads seven)."""
 ONLINE_BUDGET_S = 1.0
 """The scheduler role's search budget per round (`SchedulerSettings.time_budget_s`)."""
 
 
-def run_online(workload: Workload, intensity: BuiltinIntensity, ahead_ms: int = 0) -> tuple[Plan, list[float]]:
+def run_online(
+    workload: Workload, intensity: BuiltinIntensity, ahead_ms: int = 0, history: Sequence[TaskSpec] = ()
+) -> tuple[Plan, list[float]]:
     """The day as the scheduler role lives it: a round at each 5-minute slot in which tasks are
     submitted, built and written back by the role's own code (`plan_round.build_round` and
     `planned_records`: what is frozen, what a started interruptible task still owes), with
     agents that run every piece as planned between rounds. A task is submitted when it may
     start, except that with `ahead_ms` the tasks without slack are submitted that long before
-    (declared ahead, as `--earliest` allows). Returns the plan of the day (every task where it
-    really ran, priced over its runs) and each round's planning time."""
+    (declared ahead, as `--earliest` allows). `history` are the tasks of the days before, from
+    which the rounds expect tasks without slack (as the role does from the registry). Returns
+    the plan of the day (every task where it really ran, priced over its runs) and each round's
+    planning time."""
     servers = [_server_record(spec) for spec in workload.servers]
+    past = [_task_record(task, task.earliest_start_ms) for task in history]
     by_slot: dict[int, list[TaskSpec]] = {}
     for task in workload.tasks:
         at = task.earliest_start_ms
@@ -198,7 +220,15 @@ def run_online(workload: Workload, intensity: BuiltinIntensity, ahead_ms: int = 
         for task in by_slot[now]:
             records[task.id] = _task_record(task, now)
         round_ = build_round(
-            records.values(), servers, now, SLOT_MS // 1000, 2 * DAY_MS // 1000 - (now - START_MS) // 1000
+            records.values(),
+            servers,
+            now,
+            SLOT_MS // 1000,
+            2 * DAY_MS // 1000 - (now - START_MS) // 1000,
+            history=[*past, *records.values()],
+            # Nobody submits after the replayed day: expecting its tasks again the next day
+            # would hold cores that nobody comes for (the role, in a fleet that goes on, does).
+            expect_until_ms=START_MS + DAY_MS,
         )
         # The role's full round (SchedulerSettings.replan_s, every 3 min: at this 5-minute
         # granularity every round is one) searches on from its last plan.
@@ -308,12 +338,18 @@ def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int, ahea
     """Every figure of the benchmark, as one JSON-ready dict; with `ahead_h`, also the online
     day with the tasks without slack declared that many hours ahead."""
     workload = make_workload(seed, n_servers, n_tasks)
+    history = [
+        task
+        for k in range(1, HISTORY_DAYS + 1)
+        for task in make_workload(seed, n_servers, n_tasks, days_before=k).tasks
+    ]
     intensity = BuiltinIntensity()
     plans = {}
-    plans["carbon-aware, online"], rounds = run_online(workload, intensity)
+    plans["carbon-aware, online"], rounds = run_online(workload, intensity, history=history)
+    plans["online, first day (no history)"], _ = run_online(workload, intensity)
     if ahead_h:
         plans[f"online, no-slack tasks {ahead_h:g} h ahead"], _ = run_online(
-            workload, intensity, ahead_ms=int(ahead_h * 3_600_000)
+            workload, intensity, ahead_ms=int(ahead_h * 3_600_000), history=history
         )
     plans["carbon-aware, day known"] = plan_tasks(
         problem_of(workload), intensity, solver="heuristic", time_budget_s=ONLINE_BUDGET_S
@@ -346,11 +382,14 @@ def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int, ahea
         deadline_ms=START_MS + 20 * 3_600_000,
         interruptible=False,
     )
+    # The re-plan is timed with prices as a forecast sets them (the history's demand over the
+    # day, none of it declared), the costlier case.
+    expected = expected_demand(history, [], START_MS, START_MS + DAY_MS, SLOT_MS)
     replans = []
     for _ in range(5):
         started = time.perf_counter()
         plan_tasks(
-            problem_of(Workload(workload.servers, [*workload.tasks, extra])),
+            problem_of(Workload(workload.servers, [*workload.tasks, extra]), expected=expected),
             intensity,
             solver="heuristic",
             previous=plans["carbon-aware, day known"],

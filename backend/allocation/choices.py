@@ -127,7 +127,7 @@ def cheapest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -
     rows = window.rows if rows is None else rows
     lo, hi, need = window.lo, window.hi, window.need
     # lower bound per server: its cleanest slot in the window for the whole run
-    bound = horizon.cleanest_g(rows, lo, hi) * (need - 1 + window.last_fraction) * cores
+    bound = horizon.cheapest_price(rows, lo, hi) * (need - 1 + window.last_fraction) * cores
     order = np.argsort(bound, kind="stable")
     best: Choice | None = None
     for at in range(0, len(order), _CHUNK):
@@ -159,12 +159,12 @@ def _run_costs(window: TaskWindow, horizon: Horizon, rows: np.ndarray) -> np.nda
     """(rows x starts) price of the task's run from each start in its window."""
     lo, hi, need = window.lo, window.hi, window.need
     starts = hi - lo - need + 1
-    prefix = horizon.prefix_g[rows, lo : hi + 1]
+    prefix = horizon.price_prefix[rows, lo : hi + 1]
     last = lo + need - 1
     cost = (
         prefix[:, need - 1 : need - 1 + starts]
         - prefix[:, :starts]
-        + window.last_fraction * horizon.core_slot_g[rows, last : last + starts]
+        + window.last_fraction * horizon.price_g[rows, last : last + starts]
     ) * window.task.cores
     cost += TIE_G * (np.arange(starts) + last)
     return cost
@@ -180,7 +180,7 @@ def _run_fits(free_ok: np.ndarray, need: int, starts: int) -> np.ndarray:
 def _cheapest_slots(window: TaskWindow, board: Board, rows: np.ndarray) -> Choice | None:
     horizon, cores = board.horizon, window.task.cores
     lo, hi, need = window.lo, window.hi, window.need
-    price = horizon.core_slot_g[rows, lo:hi] * cores + TIE_G * np.arange(lo, hi)
+    price = horizon.price_g[rows, lo:hi] * cores + TIE_G * np.arange(lo, hi)
     price[board.free[rows, lo:hi] < cores] = np.inf
     picked = np.partition(price, need - 1, axis=1)[:, :need]
     # the partial slot goes where a slot costs most: the run there is shortest
@@ -231,7 +231,7 @@ def earliest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -
 
 def priced(window: TaskWindow, horizon: Horizon, row: int, slots: list[int]) -> Choice:
     """A choice with its price, the partial slot being the costliest one (the last of a run)."""
-    price = horizon.core_slot_g[row, slots] * window.task.cores
+    price = horizon.price_g[row, slots] * window.task.cores
     partial = slots[-1] if window.contiguous else slots[int(np.argmax(price))]
     cost = float(price.sum()) - (1.0 - window.last_fraction) * float(price[slots.index(partial)])
     return Choice(row, tuple(slots), partial, cost + TIE_G * slots[-1])

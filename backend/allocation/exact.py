@@ -169,9 +169,7 @@ class _Model:
         self.penalty: dict[str, float] = {}
         # One penalty for all: more than every task at its dearest, so one more task placed
         # always outweighs any saving of grams.
-        dearest = sum(
-            float(board.horizon.core_slot_g[w.rows, w.lo : w.hi].max()) * w.task.cores * w.need for w in windows
-        )
+        dearest = sum(float(board.horizon.price_g[w.rows, w.lo : w.hi].max()) * w.task.cores * w.need for w in windows)
         self.unplaced_g = 2.0 * dearest + 1.0
         for w in windows:
             self._add_task(w)
@@ -214,7 +212,7 @@ class _Model:
             count, partial = self._row(0.0, 0.0), self._row(0.0, 0.0)
             on = self._col(0.0, 1.0, True, [(one, 1.0), (count, -w.need), (partial, -1.0)], ("on", w, row))
             for k in slots:
-                price = float(horizon.core_slot_g[row, k]) * cores
+                price = float(horizon.price_g[row, k]) * cores
                 link, within = self._row(-np.inf, 0.0), self._row(-np.inf, 0.0)
                 self.entries[on].append((within, -1.0))
                 self._col(

@@ -49,7 +49,7 @@ class Explainer:
             choice = earliest(window, self.fixed_board)
             if choice is None:
                 self._run_now[key] = None
-            elif choice.slots[-1] < self.horizon.n_slots:
+            elif choice.slots[-1] < self.horizon.n_slots and not self.horizon.holds:
                 # the price of a choice is its grams (plus the tie-break): no need to cut pieces
                 self._run_now[key] = (choice, choice.cost_g - TIE_G * choice.slots[-1])
             else:
@@ -83,4 +83,14 @@ class Explainer:
             else:
                 what = f"a cleaner grid in {server.region}"
             return f"waits for {what}: {then:.0f} g/kWh at {at} vs {before:.0f} {earlier}"
+        if self._held(window, first):
+            return "clean cores before then are kept for tasks expected without slack"
         return "earlier slots on cleaner servers are full"
+
+    def _held(self, window: TaskWindow, first: int) -> bool:
+        """Whether some of the task's servers cost more than their grams before `first`."""
+        horizon = self.horizon
+        if not horizon.holds:
+            return False
+        rows = window.rows
+        return bool((horizon.price_g[rows, window.lo : first] > horizon.core_slot_g[rows, window.lo : first]).any())

@@ -136,7 +136,7 @@ def _take_out(
 def _floors(window: TaskWindow, board: Board) -> np.ndarray:
     """Per eligible server, the least the task could cost there (its cleanest slot throughout)."""
     return (
-        board.horizon.cleanest_g(window.rows, window.lo, window.hi)
+        board.horizon.cheapest_price(window.rows, window.lo, window.hi)
         * (window.need - 1 + window.last_fraction)
         * window.task.cores
     )

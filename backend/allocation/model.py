@@ -100,6 +100,16 @@ class Explanation:
 
 
 @dataclass(frozen=True, slots=True)
+class Expected:
+    """Cores that tasks not yet submitted are expected to hold over [start_ms, end_ms): a
+    forecast, from the tasks of the last days that had no slack (see `Horizon.price_g`)."""
+
+    start_ms: int
+    end_ms: int
+    cores: float
+
+
+@dataclass(frozen=True, slots=True)
 class Problem:
     """One planning round: the tasks to place, the servers, what is already fixed, the grid."""
 
@@ -112,6 +122,9 @@ class Problem:
     horizon_s: int = DEFAULT_HORIZON_S
     fixed: Sequence[Placement] = ()
     """Placements that hold their cores and are not re-planned (started non-interruptible tasks)."""
+    expected: Sequence[Expected] = ()
+    """Demand expected from tasks not yet submitted; the plan leaves them the clean cores they
+    will need (none: every task is priced at its grams alone)."""
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 from backend.allocation import CarbonIntensity, plan_tasks
 from backend.allocation.model import DEFAULT_HORIZON_S, DEFAULT_SLOT_S, Placement, Plan, Problem, ServerSpec, TaskSpec
 from backend.ports import Latest, ServerRecord, TaskRecord
+from backend.services.task_forecast import expected_demand
 from backend.services.task_runs import ran_ms
 
 STALE_MS = 2 * 60_000
@@ -94,11 +95,15 @@ def build_round(
     slot_s: int = DEFAULT_SLOT_S,
     horizon_s: int = DEFAULT_HORIZON_S,
     freeze_grace_ms: int = 60_000,
+    history: Iterable[TaskRecord] = (),
+    expect_until_ms: int | None = None,
 ) -> Round:
     """The Problem of a round: tasks not started are placed afresh; a task that runs now or
     starts within the next slot keeps its placement (fixed, see `frozen`), as does a started
     non-interruptible task; a started interruptible one between its pieces keeps its server
-    for what it still owes."""
+    for what it still owes. `history` (the tasks of the last days) gives the demand expected
+    from tasks not yet submitted (`task_forecast`) until `expect_until_ms` (default: the end of
+    the horizon; a replay whose submissions end earlier says so)."""
     specs: list[TaskSpec] = []
     fixed: list[Placement] = []
     by_id: dict[str, TaskRecord] = {}
@@ -146,6 +151,9 @@ def build_round(
             else:
                 fixed.append(_held(task))
     start_ms = now_ms - now_ms % (slot_s * 1000)
+    horizon_end_ms = start_ms + horizon_s * 1000
+    until = horizon_end_ms if expect_until_ms is None else min(expect_until_ms, horizon_end_ms)
+    expected = expected_demand(history, specs, now_ms, until, slot_s * 1000)
     problem = Problem(
         tasks=specs,
         servers=[server_spec(s) for s in servers],
@@ -154,6 +162,7 @@ def build_round(
         slot_s=slot_s,
         horizon_s=horizon_s,
         fixed=fixed,
+        expected=expected,
     )
     return Round(problem, by_id, expired)
 

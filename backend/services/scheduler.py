@@ -4,9 +4,11 @@ Every backend process running the `scheduler` role tries to take the lease `sche
 (ttl 15 s, renewed every 5 s), so when the holder dies another takes over within about 20 s.
 The holder plans on every task submission or cancellation and server change (events on the
 broker), when the set of live servers changes (one without readings for 2 minutes is stale),
-and every few minutes as forecasts move. Each plan write is a compare-and-set on the task's
-version carrying the lease epoch (`Registry.update_task`): a task is one record, so it is never
-planned twice, and a holder that lost its lease cannot overwrite a newer holder's plan.
+and every few minutes as forecasts move. Tasks submitted without slack in the last days tell
+which clean cores to keep free for those expected again (`task_forecast`). Each plan write is
+a compare-and-set on the task's version carrying the lease epoch (`Registry.update_task`): a
+task is one record, so it is never planned twice, and a holder that lost its lease cannot
+overwrite a newer holder's plan.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from backend.ports import Broker, Registry, TaskRecord, TimeSeriesStore, Unavail
 from backend.services.agent_silence import requeue_silent
 from backend.services.grid_traces import load_intensity
 from backend.services.plan_round import STALE_MS, build_round, live_servers, make_plan, planned_records
+from backend.services.task_forecast import DAY_MS, HISTORY_DAYS, without_slack
 from backend.services.tasks import task_json
 from backend.services.timestamps import now_ms
 from backend.services.wire import PLAN_CHANNEL, REGISTRY_CHANNEL
@@ -65,6 +68,9 @@ class SchedulerSettings:
     """How often ended tasks are looked for to measure their CO2 (`TaskMeter`)."""
     measure_settle_s: float = 5.0
     """How long after a task ended its readings are waited for before measuring."""
+    history_every_s: float = 3600.0
+    """How often the tasks of the last days are read again for the forecast (the open ones are
+    read every round anyway)."""
 
 
 def _overdue(tasks: list[TaskRecord], now: int, grace_ms: int) -> bool:
@@ -93,6 +99,8 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._previous: Plan | None = None
         self._live: frozenset[str] | None = None
+        self._history: list[TaskRecord] = []
+        self._history_read: float | None = None
         self.rounds = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -219,7 +227,13 @@ class Scheduler:
         elif not force and live == self._live and not _overdue(tasks, now, int(settings.freeze_grace_s * 1000)):
             return False
         round_ = build_round(
-            tasks, servers, now, settings.slot_s, settings.horizon_s, int(settings.freeze_grace_s * 1000)
+            tasks,
+            servers,
+            now,
+            settings.slot_s,
+            settings.horizon_s,
+            int(settings.freeze_grace_s * 1000),
+            history=await self._history_with(tasks, now),
         )
         intensity = await load_intensity(self.registry)
         # Events get the fast path (the last plan kept, the new tasks inserted, repaired nearby);
@@ -250,6 +264,22 @@ class Scheduler:
         if written:
             await self._announce(epoch, plan, written)
         return True
+
+    async def _history_with(self, open_tasks: list[TaskRecord], now: int) -> list[TaskRecord]:
+        """The tasks without slack of the last days (read again every `history_every_s`), with
+        the open ones as they are now."""
+        slot_ms = self.settings.slot_s * 1000
+        if self._history_read is None or time.monotonic() - self._history_read >= self.settings.history_every_s:
+            since = now - HISTORY_DAYS * DAY_MS
+            self._history = [
+                t
+                for t in await self.registry.list_tasks()
+                if t.earliest_start_ms >= since and without_slack(t, slot_ms)
+            ]
+            self._history_read = time.monotonic()
+        by_id = {t.id: t for t in self._history}
+        by_id.update((t.id, t) for t in open_tasks if without_slack(t, slot_ms))
+        return list(by_id.values())
 
     async def _write(self, records: list[TaskRecord], epoch: int) -> list[TaskRecord]:
         """Write each changed record while the lease holds; a lost race (a cancel meanwhile)

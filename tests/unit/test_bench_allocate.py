@@ -21,6 +21,7 @@ def test_the_benchmark_compares_every_plan_on_a_tiny_fleet(tiny):
     plans = {row["solver"]: row for row in result["plans"]}
     assert list(plans) == [
         "carbon-aware, online",
+        "online, first day (no history)",
         "online, no-slack tasks 6 h ahead",
         "carbon-aware, day known",
         "first-fit",

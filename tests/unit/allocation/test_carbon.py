@@ -43,10 +43,10 @@ def test_a_plan_states_the_grams_of_each_placement_with_the_same_accounting():
     assert placement.energy_kwh == pytest.approx(0.0375)
 
 
-def test_the_cleanest_slot_of_any_window_is_the_least_of_its_slots():
+def test_the_cheapest_slot_of_any_window_is_the_least_of_its_slots():
     servers = [server(f"s{i}", source="grid-mix", region=r) for i, r in enumerate(("eu-west", "us-west", "ap-south"))]
     horizon = Horizon(problem([], servers), BuiltinIntensity())
     rows = np.arange(len(servers))
     for lo in range(0, horizon.n_slots, 7):
         for hi in range(lo + 1, horizon.n_slots + 1, 5):
-            assert np.array_equal(horizon.cleanest_g(rows, lo, hi), horizon.core_slot_g[:, lo:hi].min(axis=1))
+            assert np.array_equal(horizon.cheapest_price(rows, lo, hi), horizon.price_g[:, lo:hi].min(axis=1))

@@ -1,0 +1,96 @@
+"""The scheduler reads the tasks of the last days from its registry and keeps the clean cores
+that the tasks without slack seen then will need again (SQLite registry, one process)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from backend.adapters.sqlite_registry import SqliteRegistry
+from backend.services.scheduler import LEASE_NAME, Scheduler, SchedulerSettings
+from backend.services.timestamps import now_ms
+from tests.contract.test_registry_contract import server
+from tests.contract.test_registry_tasks_contract import task
+
+H = 3_600_000
+DAY = 24 * H
+
+
+class Events:
+    """The scheduler only announces plans on its broker here."""
+
+    async def publish_event(self, channel: str, body: bytes) -> None:
+        pass
+
+
+@pytest.fixture
+async def registry(tmp_path):
+    reg = SqliteRegistry(tmp_path / "registry.db")
+    await reg.start()
+    yield reg
+    await reg.close()
+
+
+async def plan_round(registry) -> Scheduler:
+    scheduler = Scheduler(registry, Events(), None, SchedulerSettings())  # type: ignore[arg-type]
+    scheduler.epoch = await registry.acquire_lease(LEASE_NAME, scheduler.holder, now_ms(), 60_000)
+    scheduler._valid_until = time.monotonic() + 60
+    assert await scheduler.plan_once(full=True)
+    return scheduler
+
+
+async def fleet_and_flexible_task(registry) -> int:
+    """A wind and a coal server of 8 cores, and a task of 8 cores for an hour that may start at
+    the next whole hour + 1h and must end 3 hours later; the next whole hour."""
+    now = now_ms()
+    hour = now - now % H + H
+    for name, source, intensity in (("clean", "wind", 11.0), ("dirty", "coal", 820.0)):
+        await registry.add_server(
+            server(name, name, energy_source=source, carbon_intensity_g_per_kwh=intensity, cores=8, tags=[])
+        )
+    await registry.add_task(
+        task(
+            "flexible",
+            owner="ops",
+            cores=8,
+            duration_s=3600,
+            earliest_start_ms=hour + H,
+            deadline_ms=hour + 4 * H,
+            regions=[],
+            tags=[],
+            created_at_ms=now,
+        )
+    )
+    return hour
+
+
+async def test_without_history_a_task_runs_as_early_as_it_is_clean(registry):
+    hour = await fleet_and_flexible_task(registry)
+    await plan_round(registry)
+    planned = await registry.get_task("flexible")
+    assert (planned.server_id, planned.pieces) == ("clean", [[hour + H, hour + 2 * H]])
+
+
+async def test_a_task_with_room_leaves_the_clean_cores_a_daily_task_without_slack_needs(registry):
+    hour = await fleet_and_flexible_task(registry)
+    # Yesterday, a task of 8 cores ran from `hour` + 1h without slack; today it has not come yet.
+    await registry.add_task(
+        task(
+            "yesterday",
+            owner="ops",
+            cores=8,
+            duration_s=3600,
+            earliest_start_ms=hour + H - DAY,
+            deadline_ms=hour + 2 * H - DAY,
+            regions=[],
+            tags=[],
+            state="done",
+            created_at_ms=hour - DAY - H,
+        )
+    )
+    await plan_round(registry)
+    planned = await registry.get_task("flexible")
+    # Not at `hour` + 1h, the earliest and as clean: yesterday's task will want the cores then.
+    assert (planned.server_id, planned.pieces) == ("clean", [[hour + 2 * H, hour + 3 * H]])
+    assert "clean cores before then are kept for tasks expected without slack" in planned.explanation
