@@ -7,9 +7,12 @@ from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backend.allocation import BuiltinIntensity, plan_tasks
-from backend.allocation.model import Placement
+from backend.allocation.carbon import footprint
+from backend.allocation.horizon import Horizon
+from backend.allocation.model import Expected, Placement
 
 from .builders import SLOT_S, T0, H, problem, problems, server, task
 
@@ -44,6 +47,20 @@ def check_plan(prob, plan):
 def test_every_solver_respects_capacity_windows_and_constraints(prob):
     for solver in SOLVERS:
         check_plan(prob, plan_tasks(prob, BuiltinIntensity(), solver=solver, time_budget_s=5.0))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(), st.lists(st.tuples(st.integers(0, 15), st.integers(1, 8), st.integers(-8, 40)), max_size=4))
+def test_plans_made_at_the_prices_of_expected_tasks_are_valid_and_priced_in_grams(prob, forecast):
+    expected = tuple(Expected(T0 + a * SLOT_S * 1000, T0 + (a + n) * SLOT_S * 1000, float(c)) for a, n, c in forecast)
+    priced = replace(prob, expected=expected)
+    for solver in SOLVERS:
+        plan = plan_tasks(priced, BuiltinIntensity(), solver=solver, time_budget_s=2.0)
+        check_plan(priced, plan)
+        plain = Horizon(prob, BuiltinIntensity())
+        for placement in plan.placements.values():
+            grams = footprint(plain, plain.index[placement.server_id], placement.cores, placement.pieces)[1]
+            assert placement.co2_g == pytest.approx(grams)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
