@@ -200,7 +200,7 @@ def run_online(
     agents that run every piece as planned between rounds. A task is submitted when it may
     start, except that with `ahead_ms` the tasks without slack are submitted that long before
     (declared ahead, as `--earliest` allows). `history` are the tasks of the days before, from
-    which the rounds expect tasks without slack (as the role does from the registry). Returns
+    which the rounds expect the tasks to come (as the role does from the registry). Returns
     the plan of the day (every task where it really ran, priced over its runs) and each round's
     planning time."""
     servers = [_server_record(spec) for spec in workload.servers]
@@ -227,7 +227,7 @@ def run_online(
             2 * DAY_MS // 1000 - (now - START_MS) // 1000,
             history=[*past, *records.values()],
             # Nobody submits after the replayed day: expecting its tasks again the next day
-            # would hold cores that nobody comes for (the role, in a fleet that goes on, does).
+            # would hold cores nobody comes for (the role, in a fleet that goes on, does).
             expect_until_ms=START_MS + DAY_MS,
         )
         # The role's full round (SchedulerSettings.replan_s, every 3 min: at this 5-minute
@@ -384,7 +384,7 @@ def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int, ahea
     )
     # The re-plan is timed with prices as a forecast sets them (the history's demand over the
     # day, none of it declared), the costlier case.
-    expected = expected_demand(history, [], START_MS, START_MS + DAY_MS, SLOT_MS)
+    expected = expected_demand(history, [], START_MS, START_MS + DAY_MS)
     replans = []
     for _ in range(5):
         started = time.perf_counter()

@@ -84,7 +84,7 @@ class Explainer:
                 what = f"a cleaner grid in {server.region}"
             return f"waits for {what}: {then:.0f} g/kWh at {at} vs {before:.0f} {earlier}"
         if self._held(window, first):
-            return "clean cores before then are kept for tasks expected without slack"
+            return "clean cores before then are kept for the tasks expected to come"
         return "earlier slots on cleaner servers are full"
 
     def _held(self, window: TaskWindow, first: int) -> bool:

@@ -24,9 +24,9 @@ MS_PER_KWH_AT_1W = 3_600_000_000.0
 HOLD_SHARE = 0.5
 """Share of a clean core's advantage over the marginal core of a slot that it costs on top of
 its grams when tasks are expected to need it (see `Horizon.price_g`). In the benchmark's online
-day (seed 1), with the day's own tasks without slack as a perfect forecast, 0.5 and 0.9 gave
-the same saving (29.6%); at 1 a clean core would cost as much as the marginal one, and equal
-prices would leave the choice among them to the tie-break."""
+day (seed 1), with the day's own tasks without slack as a perfect forecast of those alone, 0.5
+and 0.9 gave the same saving (29.6%); at 1 a clean core would cost as much as the marginal one,
+and equal prices would leave the choice among them to the tie-break."""
 
 
 class Horizon:

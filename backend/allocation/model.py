@@ -102,7 +102,7 @@ class Explanation:
 @dataclass(frozen=True, slots=True)
 class Expected:
     """Cores that tasks not yet submitted are expected to hold over [start_ms, end_ms): a
-    forecast, from the tasks of the last days that had no slack (see `Horizon.price_g`)."""
+    forecast, from the tasks of the last days (see `Horizon.price_g`)."""
 
     start_ms: int
     end_ms: int

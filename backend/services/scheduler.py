@@ -4,8 +4,8 @@ Every backend process running the `scheduler` role tries to take the lease `sche
 (ttl 15 s, renewed every 5 s), so when the holder dies another takes over within about 20 s.
 The holder plans on every task submission or cancellation and server change (events on the
 broker), when the set of live servers changes (one without readings for 2 minutes is stale),
-and every few minutes as forecasts move. Tasks submitted without slack in the last days tell
-which clean cores to keep free for those expected again (`task_forecast`). Each plan write is
+and every few minutes as forecasts move. The tasks of the last days tell which clean cores to
+keep free for the tasks expected to come (`task_forecast`). Each plan write is
 a compare-and-set on the task's version carrying the lease epoch (`Registry.update_task`): a
 task is one record, so it is never planned twice, and a holder that lost its lease cannot
 overwrite a newer holder's plan.
@@ -28,7 +28,7 @@ from backend.ports import Broker, Registry, TaskRecord, TimeSeriesStore, Unavail
 from backend.services.agent_silence import requeue_silent
 from backend.services.grid_traces import load_intensity
 from backend.services.plan_round import STALE_MS, build_round, live_servers, make_plan, planned_records
-from backend.services.task_forecast import DAY_MS, HISTORY_DAYS, without_slack
+from backend.services.task_forecast import DAY_MS, HISTORY_DAYS
 from backend.services.tasks import task_json
 from backend.services.timestamps import now_ms
 from backend.services.wire import PLAN_CHANNEL, REGISTRY_CHANNEL
@@ -266,19 +266,14 @@ class Scheduler:
         return True
 
     async def _history_with(self, open_tasks: list[TaskRecord], now: int) -> list[TaskRecord]:
-        """The tasks without slack of the last days (read again every `history_every_s`), with
-        the open ones as they are now."""
-        slot_ms = self.settings.slot_s * 1000
+        """The tasks of the last days (read again every `history_every_s`), with the open ones
+        as they are now."""
         if self._history_read is None or time.monotonic() - self._history_read >= self.settings.history_every_s:
             since = now - HISTORY_DAYS * DAY_MS
-            self._history = [
-                t
-                for t in await self.registry.list_tasks()
-                if t.earliest_start_ms >= since and without_slack(t, slot_ms)
-            ]
+            self._history = [t for t in await self.registry.list_tasks() if t.earliest_start_ms >= since]
             self._history_read = time.monotonic()
         by_id = {t.id: t for t in self._history}
-        by_id.update((t.id, t) for t in open_tasks if without_slack(t, slot_ms))
+        by_id.update((t.id, t) for t in open_tasks)
         return list(by_id.values())
 
     async def _write(self, records: list[TaskRecord], epoch: int) -> list[TaskRecord]:

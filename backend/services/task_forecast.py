@@ -1,11 +1,12 @@
 """What the tasks of the last days say the next ones will bring: the demand the planner keeps
 clean cores for.
 
-A task submitted without slack (its window no longer than its run, give or take a slot) has one
-choice of time when it arrives: if the tasks known earlier took the clean cores of that time,
-it runs on a dirty server. Such tasks tend to come back at the same time of day (a nightly
-build, a report at 09:00), so each one of the last `days` is expected again at the same time on
-the days ahead, weighed by the number of days of history: a day-by-day average. No I/O here.
+Tasks known early would otherwise take the clean cores at once, and the tasks submitted later
+(above all those without slack, which have one choice of time) would run on dirty servers.
+Tasks tend to come back at the same time of day (a nightly build, a report at 09:00), so each
+task that could start in the last `days` is expected again at the same time on the days ahead,
+holding its cores for its run time from that start, weighed by the number of days of history:
+a day-by-day average of the load as it arrives. No I/O here.
 """
 
 from __future__ import annotations
@@ -27,13 +28,6 @@ class _Task(Protocol):
     def duration_s(self) -> int: ...
     @property
     def earliest_start_ms(self) -> int: ...
-    @property
-    def deadline_ms(self) -> int: ...
-
-
-def without_slack(task: _Task, slot_ms: int) -> bool:
-    """Whether the task's window leaves it less than a slot to choose from."""
-    return task.deadline_ms - task.earliest_start_ms - task.duration_s * 1000 < slot_ms
 
 
 def expected_demand(
@@ -41,18 +35,15 @@ def expected_demand(
     known: Iterable[_Task],
     now_ms: int,
     until_ms: int,
-    slot_ms: int,
     days: int = HISTORY_DAYS,
 ) -> list[Expected]:
-    """Demand expected from tasks not yet submitted that start in (now, until): each task without
-    slack that could start in the last `days` (from `history`), repeated at the same time of day
-    after now, its cores divided by the days of history there are. `known` are the tasks of the
-    round: those without slack that start after now were declared ahead, and are taken off (as
-    negative demand: the horizon never counts less than none)."""
+    """Demand expected from tasks not yet submitted that may start in (now, until): each task of
+    `history` that could start in the last `days`, repeated at the same time of day after now,
+    for its run time, its cores divided by the days of history there are. `known` are the tasks
+    of the round: those that may start only after now were declared ahead, and are taken off
+    (as negative demand: the horizon never counts less than none)."""
     since = now_ms - days * DAY_MS
-    past = [
-        t for t in history if since <= t.earliest_start_ms < now_ms and without_slack(t, slot_ms) and t.duration_s > 0
-    ]
+    past = [t for t in history if since <= t.earliest_start_ms < now_ms and t.duration_s > 0]
     if not past:
         return []
     covered = min(days, max(1, -(-(now_ms - min(t.earliest_start_ms for t in past)) // DAY_MS)))
@@ -65,7 +56,7 @@ def expected_demand(
             if start > now_ms:
                 out.append(Expected(start, start + task.duration_s * 1000, task.cores / covered))
     for task in known:
-        if task.earliest_start_ms > now_ms and without_slack(task, slot_ms):
+        if task.earliest_start_ms > now_ms:
             start = task.earliest_start_ms
             out.append(Expected(start, start + task.duration_s * 1000, -float(task.cores)))
     return out

@@ -1,5 +1,5 @@
 """The scheduler reads the tasks of the last days from its registry and keeps the clean cores
-that the tasks without slack seen then will need again (SQLite registry, one process)."""
+that the tasks seen then will need when they come again (SQLite registry, one process)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tests.contract.test_registry_contract import server
 from tests.contract.test_registry_tasks_contract import task
 
 H = 3_600_000
+SLOT = 300_000
 DAY = 24 * H
 
 
@@ -41,10 +42,9 @@ async def plan_round(registry) -> Scheduler:
 
 
 async def fleet_and_flexible_task(registry) -> int:
-    """A wind and a coal server of 8 cores, and a task of 8 cores for an hour that may start at
-    the next whole hour + 1h and must end 3 hours later; the next whole hour."""
+    """A wind and a coal server of 8 cores, and a task of 8 cores for an hour in one run,
+    submitted now, to end within 4 hours; the start of the first whole slot after now (where it may start)."""
     now = now_ms()
-    hour = now - now % H + H
     for name, source, intensity in (("clean", "wind", 11.0), ("dirty", "coal", 820.0)):
         await registry.add_server(
             server(name, name, energy_source=source, carbon_intensity_g_per_kwh=intensity, cores=8, tags=[])
@@ -55,42 +55,44 @@ async def fleet_and_flexible_task(registry) -> int:
             owner="ops",
             cores=8,
             duration_s=3600,
-            earliest_start_ms=hour + H,
-            deadline_ms=hour + 4 * H,
+            earliest_start_ms=now,
+            deadline_ms=now + 4 * H,
+            interruptible=False,
             regions=[],
             tags=[],
             created_at_ms=now,
         )
     )
-    return hour
+    return -(-now // SLOT) * SLOT
 
 
 async def test_without_history_a_task_runs_as_early_as_it_is_clean(registry):
-    hour = await fleet_and_flexible_task(registry)
+    first = await fleet_and_flexible_task(registry)
     await plan_round(registry)
     planned = await registry.get_task("flexible")
-    assert (planned.server_id, planned.pieces) == ("clean", [[hour + H, hour + 2 * H]])
+    assert (planned.server_id, planned.pieces) == ("clean", [[first, first + H]])
 
 
-async def test_a_task_with_room_leaves_the_clean_cores_a_daily_task_without_slack_needs(registry):
-    hour = await fleet_and_flexible_task(registry)
-    # Yesterday, a task of 8 cores ran from `hour` + 1h without slack; today it has not come yet.
+async def test_a_task_with_room_leaves_the_clean_cores_a_daily_task_needs(registry):
+    first = await fleet_and_flexible_task(registry)
+    # Yesterday a task of 8 cores could start a slot later than this one may today, and ran
+    # for an hour; today it has not come yet.
     await registry.add_task(
         task(
             "yesterday",
             owner="ops",
             cores=8,
             duration_s=3600,
-            earliest_start_ms=hour + H - DAY,
-            deadline_ms=hour + 2 * H - DAY,
+            earliest_start_ms=first + SLOT - DAY,
+            deadline_ms=first + SLOT + H - DAY,
             regions=[],
             tags=[],
             state="done",
-            created_at_ms=hour - DAY - H,
+            created_at_ms=first - DAY,
         )
     )
     await plan_round(registry)
     planned = await registry.get_task("flexible")
-    # Not at `hour` + 1h, the earliest and as clean: yesterday's task will want the cores then.
-    assert (planned.server_id, planned.pieces) == ("clean", [[hour + 2 * H, hour + 3 * H]])
-    assert "clean cores before then are kept for tasks expected without slack" in planned.explanation
+    # On the clean server still, once the hour expected of yesterday's task is over.
+    assert (planned.server_id, planned.pieces) == ("clean", [[first + SLOT + H, first + SLOT + 2 * H]])
+    assert "clean cores before then are kept for the tasks expected to come" in planned.explanation

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from backend.services.task_forecast import DAY_MS, expected_demand, without_slack
+from backend.services.task_forecast import DAY_MS, expected_demand
 
 T0 = 1_780_272_000_000  # 2026-06-01T00:00:00Z
 H = 3_600_000
-SLOT = 300_000
 NOW = T0 + 12 * H  # noon
 END = NOW + 48 * H
 
@@ -20,11 +19,6 @@ class Past:
     cores: int
     earliest_start_ms: int
     duration_s: int = 3600
-    slack_ms: int = 0
-
-    @property
-    def deadline_ms(self) -> int:
-        return self.earliest_start_ms + self.duration_s * 1000 + self.slack_ms
 
 
 def demand_at(expected, ts: int) -> float:
@@ -33,33 +27,31 @@ def demand_at(expected, ts: int) -> float:
 
 def test_a_task_of_each_of_the_last_two_days_is_expected_at_its_hour_as_their_average():
     history = [Past(4, T0 - DAY_MS + 18 * H), Past(8, T0 + 18 * H - 2 * DAY_MS)]  # 18:00, 1 and 2 days ago
-    expected = expected_demand(history, [], NOW, END, SLOT)
+    expected = expected_demand(history, [], NOW, END)
     assert demand_at(expected, T0 + 18 * H + 30 * 60_000) == pytest.approx(6.0)  # today 18:30
     assert demand_at(expected, T0 + DAY_MS + 18 * H) == pytest.approx(6.0)  # tomorrow
     assert demand_at(expected, T0 + 17 * H) == 0.0 and demand_at(expected, T0 + 19 * H) == 0.0
-    assert all(e.start_ms > NOW and e.start_ms < END for e in expected)
+    assert all(NOW < e.start_ms < END for e in expected)
 
 
-def test_tasks_with_slack_and_tasks_older_than_a_week_are_not_expected():
+def test_tasks_older_than_a_week_and_starts_past_the_end_are_not_expected():
     history = [
-        Past(4, T0 + 6 * H - DAY_MS, slack_ms=2 * H),  # could move: not a demand at a fixed hour
         Past(4, T0 + 14 * H - 8 * DAY_MS),  # too old
-        Past(2, T0 + 15 * H - DAY_MS, slack_ms=SLOT - 1),  # less than a slot to choose from
+        Past(2, T0 + 15 * H - DAY_MS),
     ]
-    expected = expected_demand(history, [], NOW, END, SLOT)
-    assert demand_at(expected, T0 + DAY_MS + 6 * H) == 0.0
+    expected = expected_demand(history, [], NOW, T0 + 15 * H)  # only until 15:00 today
     assert demand_at(expected, T0 + 14 * H) == 0.0
-    assert demand_at(expected, T0 + 15 * H) == pytest.approx(2.0)
-    assert without_slack(Past(1, T0, slack_ms=SLOT - 1), SLOT) and not without_slack(Past(1, T0, slack_ms=SLOT), SLOT)
+    assert expected == []  # 15:00 is the end: not expected
+    assert demand_at(expected_demand(history, [], NOW, END), T0 + 15 * H) == pytest.approx(2.0)
 
 
 def test_a_task_declared_ahead_takes_its_share_off_what_is_expected():
     history = [Past(8, T0 + 18 * H - DAY_MS)]
     declared = [Past(8, T0 + 18 * H)]  # today's run of it, submitted ahead: known, not expected
-    expected = expected_demand(history, declared, NOW, END, SLOT)
+    expected = expected_demand(history, declared, NOW, END)
     assert demand_at(expected, T0 + 18 * H) == 0.0
     assert demand_at(expected, T0 + DAY_MS + 18 * H) == pytest.approx(8.0)  # tomorrow's still is
 
 
 def test_no_history_expects_nothing():
-    assert expected_demand([], [Past(8, T0 + 18 * H)], NOW, END, SLOT) == []
+    assert expected_demand([], [Past(8, T0 + 18 * H)], NOW, END) == []

@@ -1,4 +1,4 @@
-"""Cores kept for the tasks expected without slack: their price by hand, and what a plan does
+"""Cores kept for the tasks expected to come: their price by hand, and what a plan does
 with it (accounting and explanations stay in grams)."""
 
 from dataclasses import replace
@@ -49,7 +49,7 @@ def test_cores_the_fleet_can_spare_and_tasks_declared_ahead_hold_nothing():
 
 
 def test_a_task_with_room_leaves_the_expected_clean_cores_and_says_so():
-    # Tasks without slack are expected to need 4 cores from 02:00 to 03:00. A task that may run
+    # Tasks are expected to need 4 cores from 02:00 to 03:00. A task that may run
     # 02:00-06:00 would take the clean server at 02:00 (ties go to the earlier finish); expecting
     # them, it runs there at 03:00 for the same grams.
     servers = [server("clean", g=100.0, cores=4), server("dirty", g=500.0, cores=4)]
@@ -64,7 +64,7 @@ def test_a_task_with_room_leaves_the_expected_clean_cores_and_says_so():
     assert placement.co2_g == pytest.approx(45.0)  # grams, not the price
     explanation = plan.explanations["flexible"]
     assert explanation.run_now_co2_g == pytest.approx(45.0)  # at 02:00 on "clean": grams too
-    assert "clean cores before then are kept for tasks expected without slack" in explanation.reason
+    assert "clean cores before then are kept for the tasks expected to come" in explanation.reason
 
     # A task without slack at that hour still gets the clean server: it has no other time.
     rigid = task("rigid", cores=4, hours=1.0, start_h=2.0, deadline_h=3.0)
