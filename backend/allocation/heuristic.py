@@ -8,7 +8,9 @@
    save more than `MIN_GAIN` of the total, within the time budget. Tasks left out are retried.
 3. Never worse than running now: the run-now first-fit plan is made too and, when it places
    more tasks or the same ones for less, improved in its turn; the better plan is kept (more
-   tasks placed first, then less CO2).
+   tasks placed first, then less CO2). Plans compare at the planning prices: with tasks
+   expected (`Horizon.price_g`), the tasks known may emit more than they would run now, the
+   price of leaving clean cores to the tasks to come.
 4. Ruin and recreate, while the budget lasts (`ruin_and_recreate`): a task is pushed onto a
    server where it could cost less, ejecting the tasks in its way, or related tasks are taken
    out; all go back in a perturbed order (fewest choices first, or most energy first), and the
