@@ -12,9 +12,11 @@
    expected (`Horizon.price_g`), the tasks known may emit more than they would run now, the
    price of leaving clean cores to the tasks to come.
 4. Ruin and recreate, while the budget lasts (`ruin_and_recreate`): a task is pushed onto a
-   server where it could cost less, ejecting the tasks in its way, or related tasks are taken
-   out; all go back in a perturbed order (fewest choices first, or most energy first), and the
-   change is kept only when the plan gets better (seeded, so a plan is reproducible).
+   server where it could cost less, ejecting the tasks in its way; or it gives way, moving to
+   another server so that the tasks that would gain most on the room it leaves move in; or
+   related tasks are taken out; all go back in a perturbed order (fewest choices first, or most
+   energy first), and the change is kept only when the plan gets better (seeded, so a plan is
+   reproducible).
 
 Incremental re-plan (`insert`): the previous choices stay, new tasks are inserted, and a bounded
 repair re-inserts the new tasks and the tasks sharing their servers.
@@ -41,8 +43,12 @@ REPAIR_LIMIT = 48
 
 STALE_FACTOR = 10
 """Ruin-and-recreate stops after this many steps per task without a gain (or at the deadline)."""
+GIVE_SHARE = 0.25
+"""Share of ruin-and-recreate steps that give way."""
+GIVE_TAKE = 8
+"""Tasks a give-way step moves onto the room it frees (those that would gain most there)."""
 EJECT_SHARE = 0.75
-"""Share of ruin-and-recreate steps that eject (the others ruin a server and a random few)."""
+"""Share of the other steps that eject (the rest ruin a server and a random few)."""
 RUIN_SHARE = 0.15
 """Share of the placed tasks a ruin-and-recreate step takes out (at least 2)."""
 
@@ -63,21 +69,50 @@ def plan_greedy(windows: list[TaskWindow], board: Board, *, deadline: float) -> 
 def ruin_and_recreate(
     windows: list[TaskWindow], board: Board, choices: dict[str, Choice], *, deadline: float, rng: random.Random
 ) -> None:
-    """Large-neighbourhood search while the budget lasts. A step either ejects (a task goes
-    first onto a server where it could cost less, and the tasks there that overlap its window
-    go back after it) or ruins (the tasks on one server and on one they could move to, plus a
-    few at random, go back in a perturbed order); the tasks left out are retried, and the
-    result is kept when it places more tasks or emits less, otherwise undone. Moves of one task
-    at a time cannot make room on a contested clean server for a bigger task: these can."""
+    """Large-neighbourhood search while the budget lasts. A step either gives way (a task goes
+    first onto another server, even a dearer one, and the tasks that would gain most on the room
+    it leaves go back after it with those in its way), ejects (a task goes first onto a server
+    where it could cost less, and the tasks there that overlap its window go back after it) or
+    ruins (the tasks on one server and on one they could move to, plus a few at random, go back
+    in a perturbed order); the tasks left out are retried, and the result is kept when it places
+    more tasks or emits less, otherwise undone. Moves of one task at a time cannot make room on
+    a contested clean server for a bigger task, nor send a long task without slack to a dirty
+    server so that several others share the clean one: these can."""
     by_id = {w.task.id: w for w in windows}
     floors: dict[str, np.ndarray] = {}  # per task, when it is first picked
+    floor_on: dict[tuple[str, int], float] = {}  # per task and server, when first asked
     patience = STALE_FACTOR * len(windows)
     stale = 0
     while time.perf_counter() < deadline and len(choices) >= 2 and stale < patience:
         stale += 1
         placed_before = len(choices)
         placed = list(choices)
-        if rng.random() < EJECT_SHARE:
+        draw = rng.random()
+        if draw < GIVE_SHARE:
+            seed = by_id[rng.choice(placed)]
+            left = choices[seed.task.id]
+            others = seed.rows[seed.rows != left.row]
+            if not len(others):
+                continue
+            target = int(rng.choice(others))
+            out = [seed.task.id] + [
+                t for t in placed if t != seed.task.id and choices[t].row == target and _overlaps(choices[t], seed)
+            ]
+            invited = _gainers(left, placed, set(out), by_id, board, choices, floor_on)
+            saved = _take_out(out + invited, by_id, board, choices)
+            first = cheapest(seed, board, np.array([target]))
+            if first is not None:
+                board.take(first, seed.task.cores)
+                choices[seed.task.id] = first
+            again = [by_id[t] for t in invited + out[1:]] + [
+                w for w in windows if w.task.id not in choices and w.task.id not in saved
+            ]
+            if first is None:
+                again.insert(0, seed)
+            _insert_all(again if rng.random() < 0.5 else _recreate_order(again, rng), board, choices)
+            if first is not None:
+                again.append(seed)  # undone with the others
+        elif draw < GIVE_SHARE + EJECT_SHARE * (1 - GIVE_SHARE):
             # eject: a task goes first onto a server where it could cost less; the tasks there
             # that overlap its window make room and go back after it
             seed = by_id[rng.choice(placed)]
@@ -125,6 +160,34 @@ def ruin_and_recreate(
             choices[task_id] = choice
 
 
+def _gainers(
+    left: Choice,
+    placed: list[str],
+    skip: set[str],
+    by_id: dict[str, TaskWindow],
+    board: Board,
+    choices: dict[str, Choice],
+    floor_on: dict[tuple[str, int], float],
+) -> list[str]:
+    """Up to GIVE_TAKE placed tasks that overlap the slots `left` held on its server and could
+    cost less there (their cleanest slot on it throughout), those that would save most first."""
+    row, first, last = left.row, left.slots[0], left.slots[-1]
+    gains = []
+    for task_id in placed:
+        choice = choices[task_id]
+        if task_id in skip or choice.row == row or choice.slots[0] > last or choice.slots[-1] < first:
+            continue
+        key = (task_id, row)
+        if key not in floor_on:
+            window = by_id[task_id]
+            eligible = bool((window.rows == row).any())
+            floor_on[key] = float(_floors(window, board, np.array([row]))[0]) if eligible else np.inf
+        if floor_on[key] < choice.cost_g:
+            gains.append((choice.cost_g - floor_on[key], task_id))
+    gains.sort(reverse=True)
+    return [task_id for _, task_id in gains[:GIVE_TAKE]]
+
+
 def _take_out(
     ids: list[str], by_id: dict[str, TaskWindow], board: Board, choices: dict[str, Choice]
 ) -> dict[str, Choice]:
@@ -135,10 +198,11 @@ def _take_out(
     return saved
 
 
-def _floors(window: TaskWindow, board: Board) -> np.ndarray:
-    """Per eligible server, the least the task could cost there (its cleanest slot throughout)."""
+def _floors(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per server of `rows` (default: the eligible ones), the least the task could cost there
+    (its cleanest slot throughout)."""
     return (
-        board.horizon.cheapest_price(window.rows, window.lo, window.hi)
+        board.horizon.cheapest_price(window.rows if rows is None else rows, window.lo, window.hi)
         * (window.need - 1 + window.last_fraction)
         * window.task.cores
     )
