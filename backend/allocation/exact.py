@@ -39,7 +39,7 @@ import highspy
 import numpy as np
 
 from backend.allocation.choices import TIE_G, Board, Choice, priced
-from backend.allocation.heuristic import improve, plan_greedy
+from backend.allocation.heuristic import improve
 from backend.allocation.windows import TaskWindow
 
 ABS_GAP_G = 1e-6
@@ -78,42 +78,22 @@ def small_enough(windows: list[TaskWindow]) -> bool:
 
 
 ORACLE_HEURISTIC_SHARE = 0.25
-"""The heuristic's share of the budget when the exact solver is asked for by name (the oracle of
-tests and of `tasker bench allocate --exact`): HiGHS gets the most."""
+"""The share of the budget the oracle (the exact solver asked for by name: tests, `tasker bench
+allocate --exact`) gives its warm start, the plan of `repack.plan_small`: HiGHS gets the most."""
 
 
 def plan_exact(
-    windows: list[TaskWindow], board: Board, *, time_budget_s: float, heuristic_share: float = ORACLE_HEURISTIC_SHARE
-) -> tuple[str, dict[str, Choice], bool]:
-    """("exact", choices, proven optimal) for the tasks on `board` (which is updated). The
-    heuristic plans first, for up to `heuristic_share` of the budget (less when its search
-    runs out of steps that gain), and HiGHS gets the rest."""
-    started = time.perf_counter()
-    warm = plan_greedy(windows, board.copy(), deadline=started + time_budget_s * heuristic_share)
-    model = _Model(windows, board)
-    h = _new_highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
-    # The penalties make the objective large: a relative gap would stop short of the least grams.
-    h.setOptionValue("mip_rel_gap", 1e-9)
-    h.setOptionValue("mip_abs_gap", ABS_GAP_G)
-    h.setOptionValue("time_limit", max(0.05, time_budget_s - (time.perf_counter() - started)))
-    h.passModel(model.lp())
-    h.run()
-    status = h.getModelStatus()
-    optimal = status == highspy.HighsModelStatus.kOptimal
-    choices = None
-    if h.getInfo().primal_solution_status == 2:
-        values = h.getSolution().col_value
-        choices = model.choices(values)
-        claimed = h.getInfo().objective_function_value
-        optimal = optimal and abs(model.objective(values) - claimed) <= 1e-6 * max(1.0, abs(claimed))
-    # The heuristic's plan when it is as good: within the gap HiGHS stops at when proven optimal.
-    heuristic_cost = _objective(warm, windows, model.penalty)
-    if choices is None or heuristic_cost <= _objective(choices, windows, model.penalty) + (
-        ABS_GAP_G if optimal else 0.0
-    ):
-        choices = warm
+    windows: list[TaskWindow], board: Board, warm: dict[str, Choice], *, time_budget_s: float
+) -> tuple[dict[str, Choice], bool]:
+    """(choices, proven optimal) for the tasks on `board` (which is updated): HiGHS on the whole
+    model within the budget, or `warm` (a plan made on a copy of `board`) when it is as good."""
+    model = Model(windows, board)
+    values, optimal = solve(model, time_limit_s=max(0.05, time_budget_s))
+    choices = None if values is None else model.choices(values)
+    # The warm plan when it is as good: within the gap HiGHS stops at when proven optimal.
+    warm_cost = _objective(warm, windows, model.penalty)
+    if choices is None or warm_cost <= _objective(choices, windows, model.penalty) + (ABS_GAP_G if optimal else 0.0):
+        choices = dict(warm)
     for w in windows:
         if w.task.id in choices:
             board.take(choices[w.task.id], w.task.cores)
@@ -121,7 +101,34 @@ def plan_exact(
     # HiGHS stops within, so its plan may start a task later than need be. One re-insertion pass
     # moves each task only where it costs less, so it stays optimal.
     improve(windows, board, choices, deadline=time.perf_counter() + time_budget_s, passes=1)
-    return "exact", choices, optimal
+    return choices, optimal
+
+
+def solve(
+    model: Model, *, time_limit_s: float, rel_gap: float = 1e-9, cutoff_g: float | None = None
+) -> tuple[list[float] | None, bool]:
+    """HiGHS on `model`: the values of its best solution (None if it found none), and whether it
+    finished, proving that solution within the gaps (or, with `cutoff_g`, that none costs less
+    than the cutoff). A solution whose grams disagree with HiGHS's objective is never proven."""
+    h = _new_highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    # The penalties make the objective large: the gap of a whole plan must be absolute.
+    h.setOptionValue("mip_rel_gap", rel_gap)
+    h.setOptionValue("mip_abs_gap", ABS_GAP_G)
+    h.setOptionValue("time_limit", max(0.01, time_limit_s))
+    if cutoff_g is not None:
+        h.setOptionValue("objective_bound", cutoff_g)
+    h.passModel(model.lp())
+    h.run()
+    status = h.getModelStatus()
+    finished = status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible)
+    if h.getInfo().primal_solution_status != 2:
+        return None, finished and cutoff_g is not None
+    values = list(h.getSolution().col_value)
+    claimed = h.getInfo().objective_function_value
+    agrees = abs(model.objective(values) - claimed) <= 1e-6 * max(1.0, abs(claimed))
+    return values, finished and agrees
 
 
 _banner_lock = threading.Lock()
@@ -153,10 +160,12 @@ def _objective(choices: dict[str, Choice], windows: list[TaskWindow], penalty: d
     return sum(choices[w.task.id].cost_g if w.task.id in choices else penalty[w.task.id] for w in windows)
 
 
-class _Model:
-    """The MILP's columns (with what each means) and rows, built column by column."""
+class Model:
+    """The MILP's columns (with what each means) and rows, built column by column. Each task
+    has a column for taking none of its choices, priced at `unplaced_g`, or at `keep_g[task]`
+    for a task that then keeps a placement made outside the model (`repack`)."""
 
-    def __init__(self, windows: list[TaskWindow], board: Board) -> None:
+    def __init__(self, windows: list[TaskWindow], board: Board, keep_g: dict[str, float] | None = None) -> None:
         self.windows, self.board = windows, board
         self.cost: list[float] = []
         self.upper: list[float] = []
@@ -171,6 +180,7 @@ class _Model:
         # always outweighs any saving of grams.
         dearest = sum(float(board.horizon.price_g[w.rows, w.lo : w.hi].max()) * w.task.cores * w.need for w in windows)
         self.unplaced_g = 2.0 * dearest + 1.0
+        self.keep_g = keep_g or {}
         for w in windows:
             self._add_task(w)
 
@@ -196,7 +206,7 @@ class _Model:
     def _add_task(self, w: TaskWindow) -> None:
         horizon, cores, free = self.board.horizon, w.task.cores, self.board.free
         one = self._row(1.0, 1.0)
-        self.penalty[w.task.id] = self.unplaced_g
+        self.penalty[w.task.id] = self.keep_g.get(w.task.id, self.unplaced_g)
         self._col(self.penalty[w.task.id], 1.0, False, [(one, 1.0)], ("unplaced", w))
         for row in (int(r) for r in w.rows):
             if w.contiguous:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 
-from backend.allocation import exact
+from backend.allocation import exact, repack
 from backend.allocation.baselines import plan_first_fit, plan_round_robin
 from backend.allocation.carbon import footprint
 from backend.allocation.choices import Board, Choice, choice_pieces, occupied_slots, priced
@@ -17,13 +17,15 @@ from backend.allocation.model import Placement, Plan, Problem
 from backend.allocation.windows import TaskWindow, no_capacity_reason, task_windows
 
 SOLVERS = ("auto", "heuristic", "exact", "first-fit", "round-robin")
-AUTO_HEURISTIC_SHARE = 0.75
-"""Share of an "auto" round's budget the heuristic plans in before HiGHS gets the rest. Rounds
-of a few tasks leave most of it to HiGHS (the search stops when its steps stop gaining) and are
-proven optimal. On 60 tasks over 20 servers (the benchmark's small instances) HiGHS proves
-nothing within a second and the heuristic's plans are the better ones: with a quarter of the
-second to the heuristic, "auto" ends 1.7% above the best plans known (median of 10 seeds, worst
-18%); with three quarters, 1.0% (worst 13.6%)."""
+AUTO_HEURISTIC_SHARE = 0.6
+"""Share of an "auto" round's budget the heuristic plans in on a fleet small enough for the MILP,
+before exact re-plans of neighbourhoods (`repack`) get the rest. Rounds of a few tasks leave
+most of it to them (the heuristic's search stops when its steps stop gaining) and end proven
+optimal. The heuristic's ruin and recreate and the neighbourhoods each make plans the other
+cannot: with 60% of 2 s to the heuristic the benchmark's small instances ended 0.28% above the
+best plans known (median of 10 seeds), with 50% 0.31%, and with 50% of 1 s seed 7 was 9-15%
+above (its plans come from ruin and recreate) where 75% left seed 4 at 11% (its plans come from
+the neighbourhoods)."""
 
 
 def plan_tasks(
@@ -37,9 +39,10 @@ def plan_tasks(
 ) -> Plan:
     """Place every task of `problem` where and when it emits least CO2 within its window.
 
-    `solver`: "auto" (when the MILP is small enough: the heuristic, then HiGHS with the rest of
-    the budget, the better plan kept; else the heuristic alone), "heuristic", "exact", or a
-    carbon-agnostic baseline ("first-fit", "round-robin"). `time_budget_s` bounds the search
+    `solver`: "auto" (when the MILP is small enough: the heuristic, then exact re-plans of
+    neighbourhoods with the rest of the budget, `repack`; else the heuristic alone),
+    "heuristic", "exact" (HiGHS on the whole model, from the plan "auto" makes in a quarter of
+    the budget), or a carbon-agnostic baseline ("first-fit", "round-robin"). `time_budget_s` bounds the search
     (the heuristic's improvement passes, the MILP's run). With `previous` (the last plan), the
     heuristic keeps its placements that still hold, inserts the other tasks and repairs
     locally: the fast path after one submission. With `refine` too, it then searches from there
@@ -66,13 +69,19 @@ def plan_tasks(
         choices = plan_round_robin(windows, board)
     elif previous is not None and solver in ("auto", "heuristic") and not (refine and _exact_fits(solver, windows)):
         used, (choices, kept_choices) = "heuristic", _replan(windows, board, previous, deadline, refine)
-    elif solver == "exact" or _exact_fits(solver, windows):
-        used, choices, optimal = exact.plan_exact(
+    elif solver == "exact":
+        warm, _ = repack.plan_small(
             windows,
-            board,
-            time_budget_s=max(0.0, deadline - time.perf_counter()),
-            heuristic_share=AUTO_HEURISTIC_SHARE if solver == "auto" else exact.ORACLE_HEURISTIC_SHARE,
+            board.copy(),
+            deadline=started + time_budget_s * exact.ORACLE_HEURISTIC_SHARE,
+            heuristic_share=AUTO_HEURISTIC_SHARE,
         )
+        choices, optimal = exact.plan_exact(
+            windows, board, warm, time_budget_s=max(0.0, deadline - time.perf_counter())
+        )
+    elif _exact_fits(solver, windows):
+        choices, optimal = repack.plan_small(windows, board, deadline=deadline, heuristic_share=AUTO_HEURISTIC_SHARE)
+        used = "exact" if optimal else "heuristic+exact"
     else:
         used, choices = "heuristic", plan_greedy(windows, board, deadline=deadline)
     plan = Plan(

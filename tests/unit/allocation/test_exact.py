@@ -181,7 +181,7 @@ def test_the_entry_count_bounds_the_model_built():
     prob = problem(tasks, fleet, slot_s=1800, horizon_h=8.0)
     horizon = Horizon(prob, BuiltinIntensity())
     windows, _ = task_windows(list(prob.tasks), horizon)
-    model = exact._Model(windows, Board(horizon))
+    model = exact.Model(windows, Board(horizon))
     assert sum(len(column) for column in model.entries) == exact.entry_count(windows)
     assert len(model.cost) == exact.variable_count(windows)
 
@@ -195,7 +195,7 @@ def test_the_relaxation_does_not_run_a_sliver_of_a_split_task_in_the_cleanest_sl
     prob = problem(split, fleet, slot_s=3600, horizon_h=12.0)
     horizon = Horizon(prob, BuiltinIntensity())
     windows, _ = task_windows(list(prob.tasks), horizon)
-    model = exact._Model(windows, Board(horizon))
+    model = exact.Model(windows, Board(horizon))
     relaxed = model.lp()
     relaxed.integrality_ = []
     solver = exact._new_highs()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import types
 
-from backend.allocation import BuiltinIntensity, exact, heuristic, plan_tasks
+from backend.allocation import BuiltinIntensity, heuristic, plan_tasks, repack
 from backend.allocation.choices import Board
 from backend.allocation.horizon import Horizon
 from backend.allocation.windows import task_windows
@@ -49,20 +49,21 @@ def test_an_improvement_pass_within_its_budget_moves_tasks_to_the_cleaner_server
 
 
 def test_auto_gives_the_heuristic_most_of_a_round_the_oracle_gives_highs_most(monkeypatch):
-    # HiGHS proves nothing within a second on a few dozen tasks, where the heuristic's plans are
-    # better: a round ("auto") lets the heuristic search first, the oracle ("exact") HiGHS.
+    # A round ("auto") on a fleet small enough for the MILP lets the heuristic search first and
+    # exact re-plans of neighbourhoods finish; the oracle ("exact") makes that plan in a quarter
+    # of its budget and gives HiGHS the rest.
     fleet = [server("coal", source="coal", g=820.0, cores=8), server("wind", source="wind", g=11.0, cores=8)]
     prob = problem([task(f"t{i}", cores=2, hours=1.0) for i in range(4)], fleet)
     shares = []
-    real_greedy = exact.plan_greedy
+    real_greedy = repack.plan_greedy
 
     def timed_greedy(windows, board, *, deadline):
-        shares.append(deadline - exact.time.perf_counter())
+        shares.append(deadline - repack.time.perf_counter())
         return real_greedy(windows, board, deadline=deadline)
 
-    monkeypatch.setattr(exact, "plan_greedy", timed_greedy)
+    monkeypatch.setattr(repack, "plan_greedy", timed_greedy)
     for solver in ("auto", "exact"):
         plan = plan_tasks(prob, BuiltinIntensity(), solver=solver, time_budget_s=10.0)
-        assert plan.solver == "exact" and len(plan.placements) == 4
+        assert plan.solver == "exact" and plan.optimal and len(plan.placements) == 4
     auto_s, oracle_s = shares
-    assert 7.0 < auto_s <= 7.5 and 2.0 < oracle_s <= 2.5
+    assert 5.5 < auto_s <= 6.0 and 1.0 < oracle_s <= 1.5
