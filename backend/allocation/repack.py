@@ -12,7 +12,8 @@ A step (`repack`): a task is drawn, more often the more grams it would save on i
 server; the neighbourhood is its server and the cleanest others it may use. The tasks there may
 move anywhere among those servers (never out of the plan); tasks elsewhere that could cost
 less there, and tasks left out, may move in or keep what they have. The MILP (`exact.Model`) is
-solved with the plan's cost as cutoff and a small gap; the result is kept when it is better.
+solved with the plan's cost as cutoff and a small gap; the result is kept when it places more
+tasks, or as many for fewer grams.
 The neighbourhood grows by a server while steps are quick (doubles while they are very quick)
 and shrinks by one when a step runs out of time: on an easy
 fleet it soon covers every server and task, which is the whole MILP, and a plan it cannot
@@ -150,18 +151,17 @@ def repack(
     if values is None:
         return False, complete
     new = model.choices(values)
-    if any(t not in new for t in inside):
+    # more tasks placed first, then fewer grams (a task of the neighbourhood may leave the plan
+    # when that lets more others in)
+    placed_before = len(inside) + sum(t in choices for t in invited)
+    placed_after = sum(t in new for t in inside) + sum(t in new or t in choices for t in invited)
+    grams_before = sum(choices[t].cost_g for t in inside + invited if t in choices)
+    kept = [t for t in invited if t not in new and t in choices]
+    grams_after = sum(c.cost_g for c in new.values()) + sum(choices[t].cost_g for t in kept)
+    if placed_after < placed_before or (placed_after == placed_before and grams_after >= grams_before - ABS_GAP_G):
         return False, complete
-    before = (sum(t in choices for t in invited), -sum(choices[t].cost_g for t in inside + invited if t in choices))
-    after = (
-        sum(t in new or t in choices for t in invited),
-        -sum(new[t].cost_g if t in new else choices[t].cost_g for t in inside + invited if t in new or t in choices),
-    )
-    if after[0] < before[0] or (after[0] == before[0] and after[1] <= before[1] + ABS_GAP_G):
-        return False, complete
-    for task_id, choice in new.items():
-        if task_id in choices:
-            board.give_back(choices[task_id], by_id[task_id].task.cores)
+    for task_id in inside + [t for t in invited if t in new and t in choices]:
+        board.give_back(choices.pop(task_id), by_id[task_id].task.cores)
     for task_id, choice in new.items():
         board.take(choice, by_id[task_id].task.cores)
         choices[task_id] = choice

@@ -115,3 +115,21 @@ def test_a_round_on_a_tiny_fleet_ends_at_the_brute_force_optimum_and_says_so(pro
     assert plan.optimal and plan.solver == "exact"
     assert len(plan.placements) == placed
     assert plan.total_co2_g == pytest.approx(grams, rel=1e-6, abs=1e-6)
+
+
+def test_a_task_leaves_the_plan_when_that_lets_more_tasks_in():
+    # One 8-core server, three hours: "long" needs two of them, each "short" one. Fewest choices
+    # first puts long in, and one short with it; three shorts are more tasks placed.
+    tasks = [task("long", cores=8, hours=2.0, deadline_h=3.0)]
+    tasks += [task(f"short{i}", cores=8, hours=1.0, deadline_h=3.0) for i in range(3)]
+    prob = problem(tasks, [server("wind", source="wind", g=11.0, cores=8)], slot_s=3600, horizon_h=6.0)
+    horizon = Horizon(prob, BuiltinIntensity())
+    windows, _ = task_windows(list(prob.tasks), horizon)
+    greedy = heuristic.plan_greedy(windows, Board(horizon), deadline=float("inf"))
+    assert len(greedy) == 2
+
+    plan = plan_tasks(prob, BuiltinIntensity(), solver="auto", time_budget_s=10.0)
+
+    assert plan.optimal and set(plan.placements) == {"short0", "short1", "short2"}
+    assert "long" in plan.unschedulable
+    assert plan.total_co2_g == pytest.approx(brute_force(prob)[1], rel=1e-6)
