@@ -117,17 +117,24 @@ def occupied_slots(horizon: Horizon, pieces: Sequence[tuple[int, int]]) -> list[
     return slots if len(pieces) < 2 else sorted(set(slots))
 
 
+def least_cost_g(window: TaskWindow, horizon: Horizon, rows: np.ndarray) -> np.ndarray:
+    """Per server of `rows`, a lower bound of what the task could cost there: its cleanest slot
+    in the window, for the whole run."""
+    return (
+        horizon.cheapest_price(rows, window.lo, window.hi)
+        * (window.need - 1 + window.last_fraction)
+        * window.task.cores
+    )
+
+
 def cheapest(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -> Choice | None:
     """The least-CO2 choice for the task on `rows` (default: all its eligible servers)."""
     if rows is None:
         table = board.run_table(window)
         if table is not None:
             return table.cheapest(window, board)
-    horizon, cores = board.horizon, window.task.cores
     rows = window.rows if rows is None else rows
-    lo, hi, need = window.lo, window.hi, window.need
-    # lower bound per server: its cleanest slot in the window for the whole run
-    bound = horizon.cheapest_price(rows, lo, hi) * (need - 1 + window.last_fraction) * cores
+    bound = least_cost_g(window, board.horizon, rows)
     order = np.argsort(bound, kind="stable")
     best: Choice | None = None
     for at in range(0, len(order), _CHUNK):

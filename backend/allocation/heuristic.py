@@ -31,7 +31,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from backend.allocation.baselines import plan_first_fit
-from backend.allocation.choices import Board, Choice, cheapest
+from backend.allocation.choices import Board, Choice, cheapest, least_cost_g
 from backend.allocation.windows import TaskWindow
 
 MIN_GAIN = 1e-4
@@ -117,7 +117,7 @@ def ruin_and_recreate(
             # that overlap its window make room and go back after it
             seed = by_id[rng.choice(placed)]
             if seed.task.id not in floors:
-                floors[seed.task.id] = _floors(seed, board)
+                floors[seed.task.id] = least_cost_g(seed, board.horizon, seed.rows)
             cheaper = seed.rows[floors[seed.task.id] < choices[seed.task.id].cost_g]
             if not len(cheaper):
                 continue
@@ -181,7 +181,7 @@ def _gainers(
         if key not in floor_on:
             window = by_id[task_id]
             eligible = bool((window.rows == row).any())
-            floor_on[key] = float(_floors(window, board, np.array([row]))[0]) if eligible else np.inf
+            floor_on[key] = float(least_cost_g(window, board.horizon, np.array([row]))[0]) if eligible else np.inf
         if floor_on[key] < choice.cost_g:
             gains.append((choice.cost_g - floor_on[key], task_id))
     gains.sort(reverse=True)
@@ -196,16 +196,6 @@ def _take_out(
     for task_id, choice in saved.items():
         board.give_back(choice, by_id[task_id].task.cores)
     return saved
-
-
-def _floors(window: TaskWindow, board: Board, rows: np.ndarray | None = None) -> np.ndarray:
-    """Per server of `rows` (default: the eligible ones), the least the task could cost there
-    (its cleanest slot throughout)."""
-    return (
-        board.horizon.cheapest_price(window.rows if rows is None else rows, window.lo, window.hi)
-        * (window.need - 1 + window.last_fraction)
-        * window.task.cores
-    )
 
 
 def _overlaps(choice: Choice, window: TaskWindow) -> bool:

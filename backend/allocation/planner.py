@@ -42,8 +42,8 @@ def plan_tasks(
     `solver`: "auto" (when the MILP is small enough: the heuristic, then exact re-plans of
     neighbourhoods with the rest of the budget, `repack`; else the heuristic alone),
     "heuristic", "exact" (HiGHS on the whole model, from the plan "auto" makes in a quarter of
-    the budget), or a carbon-agnostic baseline ("first-fit", "round-robin"). `time_budget_s` bounds the search
-    (the heuristic's improvement passes, the MILP's run). With `previous` (the last plan), the
+    the budget), or a carbon-agnostic baseline ("first-fit", "round-robin"). `time_budget_s`
+    bounds the search (the heuristic's improvement passes, the MILP's run). With `previous` (the last plan), the
     heuristic keeps its placements that still hold, inserts the other tasks and repairs
     locally: the fast path after one submission. With `refine` too, it then searches from there
     for the rest of the budget (the periodic round): a plan changes only where the search finds

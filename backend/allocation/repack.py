@@ -10,14 +10,13 @@ elsewhere that would gain most there, it finds them in tens of milliseconds.
 
 A step (`repack`): a task is drawn, more often the more grams it would save on its cleanest
 server; the neighbourhood is its server and the cleanest others it may use. The tasks there may
-move anywhere among those servers (never out of the plan); tasks elsewhere that could cost
-less there, and tasks left out, may move in or keep what they have. The MILP (`exact.Model`) is
-solved with the plan's cost as cutoff and a small gap; the result is kept when it places more
-tasks, or as many for fewer grams.
-The neighbourhood grows by a server while steps are quick (doubles while they are very quick)
-and shrinks by one when a step runs out of time: on an easy
-fleet it soon covers every server and task, which is the whole MILP, and a plan it cannot
-improve is then proven optimal.
+move anywhere among those servers (or leave the plan, when that lets more tasks in); tasks
+elsewhere that could cost less there, and tasks left out, may move in or keep what they have.
+The MILP (`exact.Model`) is solved with the plan's cost as cutoff and a small gap; the result
+is kept when it places more tasks, or as many for fewer grams. The neighbourhood grows by a
+server while steps are quick (doubles while they are very quick) and shrinks by one when a step
+runs out of time: on an easy fleet it soon covers every server and task, which is the whole
+MILP, and a plan it cannot improve is then proven optimal.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import time
 
 import numpy as np
 
-from backend.allocation.choices import Board, Choice
+from backend.allocation.choices import Board, Choice, least_cost_g
 from backend.allocation.exact import ABS_GAP_G, Model, solve
 from backend.allocation.heuristic import plan_greedy
 from backend.allocation.windows import TaskWindow
@@ -66,13 +65,13 @@ def search(
         return True
     horizon = board.horizon
     by_id = {w.task.id: w for w in windows}
-    floors = {w.task.id: _floor(w, board, w.rows) for w in windows}
+    floors = {w.task.id: float(least_cost_g(w, horizon, w.rows).min()) for w in windows}
     n_servers = len(horizon.servers)
     size = min(FIRST_SERVERS, n_servers)
     tried: set[frozenset[int]] = set()
     repeats = 0
     every = frozenset(range(n_servers))
-    while time.perf_counter() < deadline and windows and repeats < MAX_REPEATS:
+    while time.perf_counter() < deadline and repeats < MAX_REPEATS:
         if size >= n_servers or not choices:
             rows = every
         else:
@@ -114,12 +113,6 @@ def _draw(choices: dict[str, Choice], floors: dict[str, float], rng: random.Rand
     if sum(weights) <= 0:
         return rng.choice(ids)
     return rng.choices(ids, weights=weights)[0]
-
-
-def _floor(window: TaskWindow, board: Board, rows: np.ndarray) -> float:
-    """The least the task could cost on `rows`: its cleanest slot there, throughout."""
-    cheapest = float(board.horizon.cheapest_price(rows, window.lo, window.hi).min())
-    return cheapest * (window.need - 1 + window.last_fraction) * window.task.cores
 
 
 def repack(
@@ -191,7 +184,7 @@ def _invited(
         if choice is None:
             left_out.append(task_id)
             continue
-        floor = _floor(w, board, usable)
+        floor = float(least_cost_g(w, board.horizon, usable).min())
         if floor < choice.cost_g:
             gains.append((choice.cost_g - floor, task_id))
     gains.sort(reverse=True)
