@@ -153,6 +153,50 @@ async def test_racing_updates_from_two_instances_one_wins_each_round(make_regist
     assert len(await b.list_tasks()) == 1
 
 
+async def test_mongo_finds_the_newest_version_whatever_its_hint_says(mongodb_url, monkeypatch) -> None:
+    """MongoDB reads a task by `_id` from a version hint that FerretDB may lose writes of: a
+    lagging hint, a missing one and one whose version was deleted all lead to the newest, and
+    superseded versions older than TASK_VERSION_KEEP_MS are deleted by the next update."""
+    import uuid
+
+    from pymongo import AsyncMongoClient
+
+    from backend.adapters import mongo_tasks
+    from backend.adapters.mongo import MongoRegistry
+    from tests.contract.test_registry_contract import _mongo_db_url
+
+    db_name = f"tasker_hint_{uuid.uuid4().hex[:12]}"
+    registry = MongoRegistry(_mongo_db_url(mongodb_url, db_name))
+    client = AsyncMongoClient(_mongo_db_url(mongodb_url, db_name), serverSelectionTimeoutMS=3000)
+    await registry.start()
+    try:
+        db = client[db_name]
+        clock = [T0]
+        monkeypatch.setattr(mongo_tasks, "now_ms", lambda: clock[0])
+        await registry.add_task(task())
+        for version in range(1, 5):  # versions 1..5, one minute apart
+            clock[0] += 60_000
+            current = await registry.get_task("tsk-1")
+            assert await registry.update_task(replace(current, reason=f"r{version}", version=version + 1), version)
+        assert (await db.task_ids.find_one({"_id": "tsk-1"}))["version"] == 5
+        for hint in (2, None, 0):  # lagging, lost, pointing at no version
+            await db.task_ids.update_one({"_id": "tsk-1"}, {"$set": {"version": hint}})
+            newest = await registry.get_task("tsk-1")
+            assert (newest.version, newest.reason) == (5, "r4")
+        # an update 20 minutes on deletes every version but the two newest, and moves the hint
+        clock[0] += 20 * 60_000
+        assert await registry.update_task(replace(newest, reason="r5", version=6), 5)
+        kept = sorted(d["version"] for d in await db.task_versions.find({"task_id": "tsk-1"}).to_list())
+        assert kept == [5, 6]
+        assert (await db.task_ids.find_one({"_id": "tsk-1"}))["version"] == 6
+        assert not await registry.update_task(replace(newest, reason="late", version=6), 5)
+        assert (await registry.get_task("tsk-1")).reason == "r5"
+    finally:
+        await registry.close()
+        await client.drop_database(db_name)
+        await client.close()
+
+
 # --- the lease ------------------------------------------------------------------------------------
 
 
