@@ -301,6 +301,8 @@ TASK_STATES = ("queued", "planned", "running", "done", "failed", "cancelled", "u
 its owner; unschedulable (with the reason) when no server can meet its constraints."""
 OPEN_STATES = frozenset({"queued", "planned", "unschedulable"})
 """States the scheduler re-plans on every round (running tasks keep or resume their place)."""
+FINISHED_TASK_STATES = frozenset({"done", "failed", "cancelled"})
+"""States a task is left in for good (unless a writer changes it again)."""
 TASK_VERSION_KEEP_MS = 10 * 60_000
 """How long MongoDB keeps a superseded task version (see `Registry.update_task`)."""
 
@@ -547,8 +549,18 @@ class Registry(Protocol):
     async def get_task(self, task_id: str) -> TaskRecord:
         """The task as last written. Raises NotFound."""
 
-    async def list_tasks(self, owner: str | None = None, states: Collection[str] | None = None) -> list[TaskRecord]:
-        """Tasks (of one owner, in some states), oldest first (created_at_ms, then id)."""
+    async def list_tasks(
+        self, owner: str | None = None, states: Collection[str] | None = None, updated_since_ms: int | None = None
+    ) -> list[TaskRecord]:
+        """Tasks (of one owner, in some states, last written at or after `updated_since_ms`:
+        their `updated_at_ms`), oldest first (created_at_ms, then id)."""
+
+    async def archive_tasks(self, before_ms: int) -> int:
+        """Set aside the finished tasks (done, failed, cancelled) last written before
+        `before_ms`, so that reads of unfinished or recently written tasks no longer go through
+        them; how many it set aside. Nothing a caller sees changes: they are read and updated as
+        before. (MongoDB moves them to other collections, a few hundred a call; SQLite's indexes
+        already skip them, and it does nothing: 0.)"""
 
     async def update_task(self, task: TaskRecord, expected_version: int) -> bool:
         """Compare-and-set: store `task` (whose version must be expected_version + 1) only if

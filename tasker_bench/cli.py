@@ -1,4 +1,4 @@
-"""`tasker bench ingest|latency|history|tui`: the benchmarks, as shell commands.
+"""`tasker bench ingest|latency|history|tui|allocate|registry`: the benchmarks, as shell commands.
 
 Each prints a table, or with `--json` one JSON object (parameters, machine, every figure).
 Progress goes to stderr. Exit status 1 when a run found readings lost, duplicated or altered;
@@ -189,6 +189,22 @@ def allocate_command(
     from tasker_bench.report import emit
 
     result = _guarded(lambda: run_allocate(seed, servers, tasks, 10 if exact else 0, ahead))
+    emit(result, render(result), as_json)
+
+
+@bench_app.command("registry")
+def registry_command(
+    mode: str = typer.Option("embedded", "--mode", help=MODE_HELP),
+    finished: int = typer.Option(2000, "--finished", help="Finished tasks stored before timing."),
+    open_tasks: int = typer.Option(50, "--open", help="Open (queued) tasks stored."),
+    repeats: int = typer.Option(9, "--repeats", help="Calls of each operation (median)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Task reads and writes of the hot paths with a history stored, before and after archiving."""
+    from tasker_bench.registry import RegistryParams, main, render
+    from tasker_bench.report import emit
+
+    result = _guarded(lambda: main(RegistryParams(mode, finished, open_tasks, repeats)))
     emit(result, render(result), as_json)
 
 

@@ -25,7 +25,7 @@ from backend.adapters.registry_values import (
     require_count,
     require_str,
 )
-from backend.adapters.sqlite_tasks import TASK_SCHEMA, SqliteTasks
+from backend.adapters.sqlite_tasks import TASK_SCHEMA, SqliteTasks, add_task_columns
 from backend.adapters.sqlite_tx import use_wal, write_transaction
 from backend.ports import (
     AuditRecord,
@@ -253,6 +253,7 @@ class SqliteRegistry(SqliteTasks):
                     conn.execute("ALTER TABLE servers ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
                 if {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}:
                     _add_account_columns(conn)  # before the schema indexes the new columns
+                add_task_columns(conn)
                 conn.executescript(_SCHEMA + TASK_SCHEMA)
                 _add_key_scope(conn)
             except BaseException:

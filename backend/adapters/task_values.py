@@ -50,6 +50,15 @@ def check_states(states: object) -> list[str] | None:
     return listed
 
 
+def check_since(since_ms: object) -> int | None:
+    """An `updated_since_ms` filter: None, or a whole number of milliseconds."""
+    if since_ms is None:
+        return None
+    if isinstance(since_ms, bool) or not isinstance(since_ms, int):
+        raise TypeError("updated_since_ms must be an integer (milliseconds) or None")
+    return since_ms
+
+
 def lease_args(name: object, holder: object, now_ms: object, ttl_ms: object) -> tuple[str, str, int, int]:
     return (
         require_str("lease name", name),

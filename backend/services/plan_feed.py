@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.ports import FINISHED_TASK_STATES
 from backend.services.auth import INGEST_ROLE, Principal
 
 PLAN_FEED = "plan_feed"
 """Key of a connection's `PlanFeed` in `WsConnection.extensions`."""
 MAX_KNOWN = 4096
-_FINISHED = frozenset({"done", "failed", "cancelled"})
 
 
 def is_agent(principal: Principal | None) -> bool:
@@ -47,7 +47,7 @@ class PlanFeed:
 
     def _remember(self, task_id: Any, state: Any) -> None:
         self.known.pop(task_id, None)
-        if state in _FINISHED:
+        if state in FINISHED_TASK_STATES:
             return  # nothing moves a finished task any more
         self.known[task_id] = None
         if len(self.known) > MAX_KNOWN:

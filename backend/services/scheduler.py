@@ -36,6 +36,9 @@ from backend.services.wire import PLAN_CHANNEL, REGISTRY_CHANNEL
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "scheduler"
+ARCHIVE_AFTER_MS = 6 * 3_600_000
+"""Finished tasks last written this long ago are archived (`Registry.archive_tasks`): the
+rounds, the agents and the task meter (which looks back less far) read no further back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +273,13 @@ class Scheduler:
         as they are now."""
         if self._history_read is None or time.monotonic() - self._history_read >= self.settings.history_every_s:
             since = now - HISTORY_DAYS * DAY_MS
-            self._history = [t for t in await self.registry.list_tasks() if t.earliest_start_ms >= since]
+            # A task of those days was written since: submitted, planned, run or cancelled then.
+            recent = await self.registry.list_tasks(updated_since_ms=since)
+            self._history = [t for t in recent if t.earliest_start_ms >= since]
             self._history_read = time.monotonic()
+            archived = await self.registry.archive_tasks(now - ARCHIVE_AFTER_MS)
+            if archived:
+                log.info("archived %d tasks finished over %d h ago", archived, ARCHIVE_AFTER_MS // 3_600_000)
         by_id = {t.id: t for t in self._history}
         by_id.update((t.id, t) for t in open_tasks)
         return list(by_id.values())

@@ -4,7 +4,8 @@ The process holding the scheduler lease looks every `every_s` for done or failed
 measured yet that ended at least `settle_s` ago (so their last readings are stored), measures
 them (`measured_co2.measure`) and writes `measured_co2_g` with a compare-and-set, announcing
 `measured` on the plan channel. A task whose server sent no readings is tried again until
-`give_up_s` after its end, then marked measured without a figure.
+`give_up_s` after its end, then marked measured without a figure. Each look reads only the
+tasks written lately (LOOK_BACK_MS; CATCH_UP_MS on the first look, after downtime).
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from backend.services.wire import PLAN_CHANNEL
 log = logging.getLogger(__name__)
 
 MAX_POINTS = 5000
+LOOK_BACK_MS = 3 * 3_600_000
+"""Each look reads the tasks that ended and were written in the last `give_up_s` plus this
+(a task is given up `give_up_s` after its end), within the scheduler's ARCHIVE_AFTER_MS."""
+CATCH_UP_MS = 8 * 86_400_000
+"""The first look after the meter starts goes this far back, for the tasks that ended while
+no meter ran."""
 
 
 class TaskMeter:
@@ -49,6 +56,7 @@ class TaskMeter:
         self.settle_s = settle_s
         self.give_up_s = give_up_s
         self._task: asyncio.Task[None] | None = None
+        self._looked = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="task meter")
@@ -74,17 +82,28 @@ class TaskMeter:
     async def measure_pending(self) -> list[TaskRecord]:
         """Measure every task that ended and settled; returns the records written."""
         now = now_ms()
-        tasks = await self.registry.list_tasks(states=["running", "done", "failed", "cancelled"])
+        back = int(self.give_up_s * 1000) + LOOK_BACK_MS if self._looked else CATCH_UP_MS
+        ended = await self.registry.list_tasks(states=["done", "failed"], updated_since_ms=now - back)
+        self._looked = True
         pending = [
             t
-            for t in tasks
-            if t.state in ("done", "failed")
-            and t.measured_at_ms is None
+            for t in ended
+            if t.measured_at_ms is None
             and t.finished_at_ms is not None
             and t.finished_at_ms + self.settle_s * 1000 <= now
         ]
         if not pending:
             return []
+        # The tasks that shared a server with them: running, or written (a run ended) since the
+        # first of their runs began.
+        since = min([r[0] for t in pending for r in t.runs] + [now])
+        newest: dict[str, TaskRecord] = {}
+        for t in await self.registry.list_tasks(states=["running"]) + await self.registry.list_tasks(
+            states=["done", "failed", "cancelled"], updated_since_ms=since
+        ):  # a run that ended between the two reads is in both
+            if t.id not in newest or t.version > newest[t.id].version:
+                newest[t.id] = t
+        tasks = list(newest.values())
         intensity = await load_intensity(self.registry)
         written = []
         for task in pending:

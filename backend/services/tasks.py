@@ -14,7 +14,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from backend.ports import Broker, Conflict, NotFound, Registry, TaskRecord, Unavailable
+from backend.ports import FINISHED_TASK_STATES, Broker, Conflict, NotFound, Registry, TaskRecord, Unavailable
 from backend.services.auth import Principal
 from backend.services.errors import Forbidden
 from backend.services.passwords import random_base32
@@ -24,7 +24,6 @@ from backend.services.wire import PLAN_CHANNEL
 
 log = logging.getLogger(__name__)
 
-FINISHED = frozenset({"done", "failed", "cancelled"})
 _CAS_ATTEMPTS = 20
 
 
@@ -150,7 +149,7 @@ class TaskService:
             raise Forbidden(f"role {principal.role!r} may not cancel tasks; needs sysadmin or admin")
         for _ in range(_CAS_ATTEMPTS):
             task = await self.get(task_id, principal)
-            if task.state in FINISHED:
+            if task.state in FINISHED_TASK_STATES:
                 raise Conflict(f"task {task_id} is already {task.state}")
             at = now_ms()
             cancelled = replace(

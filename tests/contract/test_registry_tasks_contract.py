@@ -115,6 +115,77 @@ async def test_list_tasks_by_owner_and_state_oldest_first(registry: Registry) ->
     assert await registry.list_tasks(owner={"$ne": None}) == []  # type: ignore[arg-type]
 
 
+async def test_list_tasks_written_since(registry: Registry) -> None:
+    for n in (1, 2, 3):
+        await registry.add_task(task(f"t-{n}", "alice" if n < 3 else "bob", created_at_ms=T0 + n, updated_at_ms=T0 + n))
+    since = [t.id for t in await registry.list_tasks(updated_since_ms=T0 + 2)]
+    assert since == ["t-2", "t-3"]
+    assert [t.id for t in await registry.list_tasks("alice", ["queued"], T0 + 2)] == ["t-2"]
+    assert await registry.list_tasks(updated_since_ms=T0 + 4) == []
+    current = await registry.get_task("t-1")
+    assert await registry.update_task(replace(current, state="cancelled", updated_at_ms=T0 + 9, version=2), 1)
+    assert [t.id for t in await registry.list_tasks(updated_since_ms=T0 + 4)] == ["t-1"]
+    with pytest.raises(TypeError):
+        await registry.list_tasks(updated_since_ms="yesterday")  # type: ignore[arg-type]
+
+
+DAY = 86_400_000
+
+
+async def test_archived_tasks_are_read_and_updated_as_before(make_registry: MakeRegistry) -> None:
+    """Archiving is invisible to callers: every read gives what it gave, and an archived task
+    can still be written, with the same compare-and-set (another instance sees the same)."""
+    registry, other = await make_registry(), await make_registry()
+    kinds = {
+        "old-done": ("done", 0),
+        "old-cancelled": ("cancelled", 0),
+        "old-failed": ("failed", 0),
+        "old-queued": ("queued", 0),
+        "new-done": ("done", 10 * DAY),
+    }
+    for n, (id_, (state, age)) in enumerate(kinds.items()):
+        await registry.add_task(task(id_, "alice" if n % 2 else "bob", created_at_ms=T0 + n))
+        current = await registry.get_task(id_)
+        changed = replace(current, state=state, updated_at_ms=T0 + age + n, version=2)
+        assert await registry.update_task(changed, 1)
+
+    async def reads(r: Registry) -> list:
+        return [
+            [await r.get_task(id_) for id_ in kinds],
+            await r.list_tasks(),
+            await r.list_tasks("alice"),
+            await r.list_tasks(states=["done", "cancelled"]),
+            await r.list_tasks(states=["queued", "running"]),
+            await r.list_tasks(updated_since_ms=T0),
+            await r.list_tasks(updated_since_ms=T0 + 5 * DAY),
+        ]
+
+    before = await reads(registry)
+    await registry.archive_tasks(T0 + 5 * DAY)
+    await registry.archive_tasks(T0 + 5 * DAY)  # twice: nothing more happens
+    assert await reads(registry) == before
+    assert await reads(other) == before
+    # written again: the same compare-and-set, then read as it now is
+    archived = await other.get_task("old-done")
+    assert not await registry.update_task(replace(archived, reason="stale", version=2), 1)
+    assert await registry.update_task(replace(archived, state="failed", updated_at_ms=T0 + 6 * DAY, version=3), 2)
+    assert not await other.update_task(replace(archived, reason="late", version=3), 2)
+    assert (await other.get_task("old-done")).state == "failed"
+    assert [(t.id, t.version) for t in await other.list_tasks(states=["failed"])] == [
+        ("old-done", 3),
+        ("old-failed", 2),
+    ]
+    assert [t.id for t in await other.list_tasks(updated_since_ms=T0 + 6 * DAY)] == ["old-done", "new-done"]
+    await registry.archive_tasks(T0 + 7 * DAY)
+    assert [(t.id, t.version) for t in await other.list_tasks(states=["failed"])] == [
+        ("old-done", 3),
+        ("old-failed", 2),
+    ]
+    current = await other.get_task("old-done")
+    assert await other.update_task(replace(current, reason="measured", version=4), 3)
+    assert (await registry.get_task("old-done")).reason == "measured"
+
+
 async def test_update_is_compare_and_set_on_the_version(registry: Registry) -> None:
     await registry.add_task(task())
     assert await registry.update_task(planned(task(), 1), expected_version=1)
@@ -178,23 +249,84 @@ async def test_mongo_finds_the_newest_version_whatever_its_hint_says(mongodb_url
             clock[0] += 60_000
             current = await registry.get_task("tsk-1")
             assert await registry.update_task(replace(current, reason=f"r{version}", version=version + 1), version)
-        assert (await db.task_ids.find_one({"_id": "tsk-1"}))["version"] == 5
+        assert (await db.task_heads.find_one({"_id": "tsk-1"}))["version"] == 5
         for hint in (2, None, 0):  # lagging, lost, pointing at no version
-            await db.task_ids.update_one({"_id": "tsk-1"}, {"$set": {"version": hint}})
+            await db.task_heads.update_one({"_id": "tsk-1"}, {"$set": {"version": hint}})
             newest = await registry.get_task("tsk-1")
             assert (newest.version, newest.reason) == (5, "r4")
+        await db.task_heads.delete_one({"_id": "tsk-1"})  # no head at all
+        assert (await registry.get_task("tsk-1")).version == 5
         # an update 20 minutes on deletes every version but the two newest, and moves the hint
         clock[0] += 20 * 60_000
         assert await registry.update_task(replace(newest, reason="r5", version=6), 5)
         kept = sorted(d["version"] for d in await db.task_versions.find({"task_id": "tsk-1"}).to_list())
         assert kept == [5, 6]
-        assert (await db.task_ids.find_one({"_id": "tsk-1"}))["version"] == 6
+        assert (await db.task_heads.find_one({"_id": "tsk-1"}))["version"] == 6
         assert not await registry.update_task(replace(newest, reason="late", version=6), 5)
         assert (await registry.get_task("tsk-1")).reason == "r5"
     finally:
         await registry.close()
         await client.drop_database(db_name)
         await client.close()
+
+
+async def test_mongo_archive_takes_finished_tasks_out_of_the_versions(mongodb_url) -> None:
+    """What archiving is for: the collection every list reads keeps only unfinished and recent
+    tasks (FerretDB reads all of it for any query)."""
+    import uuid
+
+    from pymongo import AsyncMongoClient
+
+    from backend.adapters.mongo import MongoRegistry
+    from tests.contract.test_registry_contract import _mongo_db_url
+
+    db_name = f"tasker_archive_{uuid.uuid4().hex[:12]}"
+    registry = MongoRegistry(_mongo_db_url(mongodb_url, db_name))
+    client = AsyncMongoClient(_mongo_db_url(mongodb_url, db_name), serverSelectionTimeoutMS=3000)
+    await registry.start()
+    try:
+        for n in range(6):
+            await registry.add_task(task(f"t-{n}", created_at_ms=T0 + n))
+            state = "done" if n < 4 else "running"
+            assert await registry.update_task(replace(task(f"t-{n}"), state=state, updated_at_ms=T0 + n, version=2), 1)
+        await registry.archive_tasks(T0 + 3)
+        live = sorted({d["task_id"] for d in await client[db_name].task_versions.find({}).to_list()})
+        assert live == ["t-3", "t-4", "t-5"]
+        assert sorted(d["_id"] for d in await client[db_name].task_heads.find({}).to_list()) == live
+        assert len(await registry.list_tasks(states=["done"])) == 4
+    finally:
+        await registry.close()
+        await client.drop_database(db_name)
+        await client.close()
+
+
+async def test_an_embedded_registry_from_before_update_times_lists_tasks_by_them(tmp_path) -> None:
+    import sqlite3
+
+    from backend.adapters.sqlite_registry import SqliteRegistry
+    from backend.adapters.task_values import task_json
+
+    path = tmp_path / "registry.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE tasks (id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL, "
+        "created_at_ms INTEGER NOT NULL, version INTEGER NOT NULL, plan_epoch INTEGER NOT NULL, doc TEXT NOT NULL)"
+    )
+    for n in (1, 2):
+        record = task(f"t-{n}", created_at_ms=T0 + n, updated_at_ms=T0 + 10 * n)
+        old.execute(
+            "INSERT INTO tasks VALUES (?, 'alice', 'queued', ?, 1, 0, ?)", (record.id, T0 + n, task_json(record))
+        )
+    old.commit()
+    old.close()
+    registry = SqliteRegistry(path)
+    await registry.start()
+    try:
+        assert [t.id for t in await registry.list_tasks(updated_since_ms=T0 + 15)] == ["t-2"]
+        assert await registry.update_task(replace(task("t-1"), updated_at_ms=T0 + 30, version=2), 1)
+        assert [t.id for t in await registry.list_tasks(updated_since_ms=T0 + 15)] == ["t-1", "t-2"]
+    finally:
+        await registry.close()
 
 
 # --- the lease ------------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ RUNS = {
     "history-embedded": ["history", "--hours", "1", "--repeats", "3"],
     "history-distributed": ["history", "--mode", "distributed", "--hours", "1", "--repeats", "3"],
     "tui": ["tui", "--servers", "20", "--seconds", "2", "--warmup", "1"],
+    "registry-embedded": ["registry", "--finished", "40", "--open", "5", "--repeats", "3"],
+    "registry-distributed": ["registry", "--mode", "distributed", "--finished", "40", "--open", "5", "--repeats", "3"],
 }
 
 
@@ -182,6 +184,24 @@ def test_tui_reports_cpu_memory_and_first_frame(runs):
     assert body["figures"]["peak_rss_mb"] > 0
     assert body["checked"]["cpu_percent_of_one_core"] >= 0
     assert body["checked"]["first_frame_s"] > 0
+
+
+@uses("registry-embedded", "registry-distributed")
+@pytest.mark.parametrize("name", ["registry-embedded", "registry-distributed"])
+def test_registry_times_the_hot_reads_before_and_after_archiving(runs, name, mongodb_url):
+    body = finished(runs, name)
+    operations = {"round_list_ms", "meter_look_ms", "get_ms", "read_and_write_ms"}
+    assert set(body["before_archive"]) == set(body["after_archive"]) == operations
+    assert body["archived"] == (40 if name.endswith("distributed") else 0)
+    assert body["archive_calls_s"][-1] >= 0
+    if name.endswith("distributed"):  # its database is dropped
+        from pymongo import MongoClient
+
+        client = MongoClient(mongodb_url, serverSelectionTimeoutMS=3000)
+        try:
+            assert not [n for n in client.list_database_names() if n.startswith("tasker_bench_registry_")]
+        finally:
+            client.close()
 
 
 @pytest.mark.parametrize("run", [1, 60, 7])

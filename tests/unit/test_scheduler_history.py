@@ -8,7 +8,7 @@ import time
 import pytest
 
 from backend.adapters.sqlite_registry import SqliteRegistry
-from backend.services.scheduler import LEASE_NAME, Scheduler, SchedulerSettings
+from backend.services.scheduler import ARCHIVE_AFTER_MS, LEASE_NAME, Scheduler, SchedulerSettings
 from backend.services.timestamps import now_ms
 from tests.contract.test_registry_contract import server
 from tests.contract.test_registry_tasks_contract import task
@@ -89,6 +89,7 @@ async def test_a_task_with_room_leaves_the_clean_cores_a_daily_task_needs(regist
             tags=[],
             state="done",
             created_at_ms=first - DAY,
+            updated_at_ms=first + SLOT + H - DAY,  # when it ended
         )
     )
     await plan_round(registry)
@@ -96,3 +97,18 @@ async def test_a_task_with_room_leaves_the_clean_cores_a_daily_task_needs(regist
     # On the clean server still, once the hour expected of yesterday's task is over.
     assert (planned.server_id, planned.pieces) == ("clean", [[first + SLOT + H, first + SLOT + 2 * H]])
     assert "clean cores before then are kept for the tasks expected to come" in planned.explanation
+
+
+async def test_reading_the_history_archives_what_finished_before_the_rounds_look(registry, monkeypatch):
+    """With the history, the leader archives the finished tasks last written ARCHIVE_AFTER_MS
+    ago (a no-op on SQLite; on MongoDB it keeps the reads of every round short)."""
+    asked = []
+    monkeypatch.setattr(registry, "archive_tasks", lambda before_ms: asked.append(before_ms) or _done())
+    await fleet_and_flexible_task(registry)
+    before = now_ms()
+    await plan_round(registry)
+    assert len(asked) == 1 and before - ARCHIVE_AFTER_MS <= asked[0] <= now_ms() - ARCHIVE_AFTER_MS
+
+
+async def _done() -> int:
+    return 0
