@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from backend.ports import Registry, TaskRecord
-from tasker_bench.machine import machine_info
+from tasker_bench.machine import code_version, machine_info
 from tasker_bench.report import table
-from tasker_bench.stack import MODES, BenchError, _with_path, say, service_url
+from tasker_bench.stack import MODES, REPO, BenchError, _with_path, say, service_url
 
 H = 3_600_000
 OPEN_STATES = ["queued", "planned", "unschedulable", "running"]
@@ -154,6 +154,7 @@ async def run_registry(params: RegistryParams) -> dict[str, Any]:
             "repeats": params.repeats,
         },
         "machine": machine_info(),
+        "code": code_version(REPO),
         "fill_s": round(fill_s, 1),
         "archive_calls_s": calls,
         "archived": moved,
