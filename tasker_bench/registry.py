@@ -6,7 +6,8 @@ of its own on the MongoDB-compatible server, dropped at the end) gets `finished`
 and ended more than a day ago (each stored, then written again as done, as the scheduler and
 the agents would) and `open` tasks queued now. Timed, `repeats` times each (median): the list a
 scheduler round reads (the open states), the task meter's look (done or failed, written in the
-last 4 hours), one open task read by id, one written (compare-and-set). Then `archive_tasks` is
+last 4 hours), the scheduler's hourly history read (every task written in the last 7 days: the
+archived ones too; at most 3 times), one open task read by id, one written (compare-and-set). Then `archive_tasks` is
 called until it moves nothing more (its calls timed) and the same operations again.
 """
 
@@ -101,6 +102,9 @@ async def measure(registry: Registry, params: RegistryParams, now: int) -> dict[
         "meter_look_ms": await timed(
             params.repeats, lambda i: registry.list_tasks(states=["done", "failed"], updated_since_ms=now - 4 * H)
         ),
+        "history_read_ms": await timed(
+            min(3, params.repeats), lambda i: registry.list_tasks(updated_since_ms=now - 7 * 24 * H)
+        ),
         "get_ms": await timed(params.repeats, lambda i: registry.get_task(f"open-{i % params.open:04d}")),
         "read_and_write_ms": await timed(params.repeats, write),
     }
@@ -178,6 +182,7 @@ def render(result: dict[str, Any]) -> str:
     labels = {
         "round_list_ms": "round: list the open tasks",
         "meter_look_ms": "meter: done/failed of the last 4 h",
+        "history_read_ms": "hourly history: all of the last 7 days",
         "get_ms": "one open task by id",
         "read_and_write_ms": "read + compare-and-set write",
     }

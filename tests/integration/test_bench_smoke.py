@@ -190,7 +190,7 @@ def test_tui_reports_cpu_memory_and_first_frame(runs):
 @pytest.mark.parametrize("name", ["registry-embedded", "registry-distributed"])
 def test_registry_times_the_hot_reads_before_and_after_archiving(runs, name, mongodb_url):
     body = finished(runs, name)
-    operations = {"round_list_ms", "meter_look_ms", "get_ms", "read_and_write_ms"}
+    operations = {"round_list_ms", "meter_look_ms", "history_read_ms", "get_ms", "read_and_write_ms"}
     assert set(body["before_archive"]) == set(body["after_archive"]) == operations
     assert body["archived"] == (40 if name.endswith("distributed") else 0)
     assert body["archive_calls_s"][-1] >= 0
