@@ -8,7 +8,8 @@ the agents would) and `open` tasks queued now. Timed, `repeats` times each (medi
 scheduler round reads (the open states), the task meter's look (done or failed, written in the
 last 4 hours), the scheduler's hourly history read (every task written in the last 7 days: the
 archived ones too; at most 3 times), one open task read by id, one written (compare-and-set). Then `archive_tasks` is
-called until it moves nothing more (its calls timed) and the same operations again.
+called until it moves nothing more (its calls timed) and the same operations again; last, an
+hour's worth of tasks (a 24th of `finished`) ends and the next hourly call is timed.
 """
 
 from __future__ import annotations
@@ -65,18 +66,25 @@ def bench_task(task_id: str, now: int, **changes: Any) -> TaskRecord:
 async def fill(registry: Registry, params: RegistryParams, now: int) -> float:
     """Store the finished and the open tasks; the seconds it took."""
     started = time.perf_counter()
-    for i in range(params.finished):
-        ended = now - 2 * 24 * H + i * 1000  # all ended over a day ago
-        record = bench_task(f"done-{i:07d}", ended - 2 * H, created_at_ms=ended - 2 * H, updated_at_ms=ended - 2 * H)
+    await finish(registry, "done", params.finished, now - 2 * 24 * H)  # all ended over a day ago
+    for i in range(params.open):
+        await registry.add_task(bench_task(f"open-{i:04d}", now))
+    return time.perf_counter() - started
+
+
+async def finish(registry: Registry, prefix: str, count: int, first_end: int) -> None:
+    """Store `count` tasks that ran two hours and ended a second apart from `first_end`."""
+    for i in range(count):
+        ended = first_end + i * 1000
+        record = bench_task(
+            f"{prefix}-{i:07d}", ended - 2 * H, created_at_ms=ended - 2 * H, updated_at_ms=ended - 2 * H
+        )
         await registry.add_task(record)
         done = replace(record, state="done", server_id="srv", finished_at_ms=ended, updated_at_ms=ended, version=2)
         if not await registry.update_task(done, 1):
             raise BenchError(f"task {record.id}: its write as done was refused")
         if i and i % 500 == 0:
             say(f"{i:,} finished tasks stored")
-    for i in range(params.open):
-        await registry.add_task(bench_task(f"open-{i:04d}", now))
-    return time.perf_counter() - started
 
 
 async def timed(repeats: int, work: Callable[[int], Awaitable[Any]]) -> float:
@@ -143,7 +151,13 @@ async def run_registry(params: RegistryParams) -> dict[str, Any]:
             if not count:
                 break
         after = await measure(registry, params, now)
-        if len(await registry.list_tasks(states=["done"])) != params.finished:
+        # the steady state: the hourly call after an hour of tasks (a 24th of them) finished
+        hourly = max(1, params.finished // 24)
+        await finish(registry, "hour", hourly, now - 7 * H)
+        started = time.perf_counter()
+        hourly_moved = await registry.archive_tasks(now - 6 * H)
+        hourly_s = round(time.perf_counter() - started, 2)
+        if len(await registry.list_tasks(states=["done"])) != params.finished + hourly:
             raise BenchError("archiving changed what list_tasks returns")
     finally:
         await registry.close()
@@ -162,6 +176,7 @@ async def run_registry(params: RegistryParams) -> dict[str, Any]:
         "fill_s": round(fill_s, 1),
         "archive_calls_s": calls,
         "archived": moved,
+        "hourly_archive": {"finished": hourly, "archived": hourly_moved, "s": hourly_s},
         "before_archive": before,
         "after_archive": after,
     }
@@ -192,7 +207,12 @@ def render(result: dict[str, Any]) -> str:
         f"median of {p['repeats']} (ms); stored in {result['fill_s']} s, "
         f"{result['archived']:,} archived in calls of {', '.join(f'{s} s' for s in result['archive_calls_s'])}"
     )
-    return table(["operation", "before archiving", "after archiving"], rows, title)
+    hourly = result["hourly_archive"]
+    footer = (
+        f"then {hourly['finished']:,} more finished (an hour's worth): the hourly call archived "
+        f"{hourly['archived']:,} in {hourly['s']} s"
+    )
+    return table(["operation", "before archiving", "after archiving"], rows, title) + "\n" + footer
 
 
 def main(params: RegistryParams) -> dict[str, Any]:
