@@ -15,6 +15,7 @@ hour's worth of tasks (a 24th of `finished`) ends and the next hourly call is ti
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
 import tempfile
 import time
@@ -24,7 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from backend.ports import Registry, TaskRecord
+from backend.ports import Registry, TaskRecord, Unavailable
+from backend.services.scheduler import ARCHIVE_AFTER_MS
 from tasker_bench.machine import code_version, machine_info
 from tasker_bench.report import table
 from tasker_bench.stack import MODES, REPO, BenchError, _with_path, say, service_url
@@ -131,11 +133,10 @@ async def run_registry(params: RegistryParams) -> dict[str, Any]:
         from backend.adapters.mongo import MongoRegistry
 
         registry = MongoRegistry(_with_path(service_url("TASKER_REGISTRY_URL"), database))
-    from backend.ports import Unavailable
-
     try:
         await registry.start()
     except Unavailable as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
         raise BenchError(f"registry: {exc}") from None
     try:
         now = int(time.time() * 1000)
@@ -145,7 +146,7 @@ async def run_registry(params: RegistryParams) -> dict[str, Any]:
         calls, moved = [], 0
         while True:
             started = time.perf_counter()
-            count = await registry.archive_tasks(now - 6 * H)
+            count = await registry.archive_tasks(now - ARCHIVE_AFTER_MS)
             calls.append(round(time.perf_counter() - started, 2))
             moved += count
             if not count:
@@ -155,12 +156,13 @@ async def run_registry(params: RegistryParams) -> dict[str, Any]:
         hourly = max(1, params.finished // 24)
         await finish(registry, "hour", hourly, now - 7 * H)
         started = time.perf_counter()
-        hourly_moved = await registry.archive_tasks(now - 6 * H)
+        hourly_moved = await registry.archive_tasks(now - ARCHIVE_AFTER_MS)
         hourly_s = round(time.perf_counter() - started, 2)
         if len(await registry.list_tasks(states=["done"])) != params.finished + hourly:
             raise BenchError("archiving changed what list_tasks returns")
     finally:
         await registry.close()
+        shutil.rmtree(workdir, ignore_errors=True)
         if params.mode == "distributed":
             await _drop(service_url("TASKER_REGISTRY_URL"), database)
     return {

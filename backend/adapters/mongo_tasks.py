@@ -110,7 +110,7 @@ class MongoTasks:
         """The newest version document (an archived one has the same fields, `_id` = the task
         id), found from the head's hint by `_id` (see the module docstring)."""
         versions = self._db.task_versions
-        for _ in range(2):  # again if the task was archived between reading the head and its version
+        for _ in range(2):  # again if the task was archived between reading its head and its version
             head = await self._db.task_heads.find_one({"_id": task_id})
             doc = None
             if head is not None and isinstance(head.get("version"), int):
@@ -125,6 +125,8 @@ class MongoTasks:
                 ) is not None:
                     doc = after
                 return doc
+            if head is None:  # nothing was there to be archived meanwhile: no such task
+                return None
         return None
 
     async def _archived(self, task_id: str, head: dict[str, Any] | None) -> dict[str, Any] | None:
