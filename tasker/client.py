@@ -402,9 +402,10 @@ class TaskerClient:
         """Submit a task (docs/api.md task fields); returns it as stored, queued, with its `id`."""
         return (await self.request("POST", "/api/v1/tasks", json_body=dict(task)))[1]
 
-    async def list_tasks(self, states: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """The tasks the caller may see, oldest first (optionally only in some states)."""
-        params = {"state": ",".join(states)} if states else None
+    async def list_tasks(self, states: Sequence[str] = (), finished_since: TimeArg = None) -> list[dict[str, Any]]:
+        """The tasks the caller may see, oldest first (optionally only in some states; with
+        `finished_since`, without those that finished before it)."""
+        params = {"state": ",".join(states) or None, "finished_since": finished_since}
         _, body = await self.request("GET", "/api/v1/tasks", params=params)
         return list((body or {}).get("tasks", []))
 
@@ -431,9 +432,11 @@ class TaskerClient:
         """Each server's timeline over the horizon, with intensity curves (`GET /api/v1/plan`)."""
         return (await self.request("GET", "/api/v1/plan"))[1]
 
-    async def plan_savings(self) -> dict[str, Any]:
-        """CO2 planned vs run-now, in total and per task state."""
-        return (await self.request("GET", "/api/v1/plan/savings"))[1]
+    async def plan_savings(self, finished_since: TimeArg = None) -> dict[str, Any]:
+        """CO2 planned vs run-now, in total and per task state (over the tasks `list_tasks`
+        would list with the same `finished_since`)."""
+        params = {"finished_since": finished_since}
+        return (await self.request("GET", "/api/v1/plan/savings", params=params))[1]
 
     async def import_grid_traces(self, csv_text: str) -> dict[str, Any]:
         """Replace the traces of the regions in a `region,ts,g_per_kwh` CSV (admin)."""
@@ -515,9 +518,10 @@ class TaskerClient:
         """`update_server`, parsed: the server as now stored."""
         return Server.from_json(await self.update_server(server_id, changes))
 
-    async def read_tasks(self, states: Sequence[str] = ()) -> list[Task]:
+    async def read_tasks(self, states: Sequence[str] = (), finished_since: TimeArg = None) -> list[Task]:
         """`list_tasks`, parsed; ModelError when the answer is not task JSON."""
-        return [Task.from_json(raw, f"tasks[{i}]") for i, raw in enumerate(await self.list_tasks(states))]
+        raws = await self.list_tasks(states, finished_since)
+        return [Task.from_json(raw, f"tasks[{i}]") for i, raw in enumerate(raws)]
 
     async def read_task(self, task_id: str) -> Task:
         """`get_task`, parsed."""
@@ -527,9 +531,9 @@ class TaskerClient:
         """`plan`, parsed: each server's placements and the intensity curves."""
         return PlanTimeline.from_json(await self.plan())
 
-    async def read_savings(self) -> Savings:
+    async def read_savings(self, finished_since: TimeArg = None) -> Savings:
         """`plan_savings`, parsed."""
-        return Savings.from_json(await self.plan_savings())
+        return Savings.from_json(await self.plan_savings(finished_since))
 
 
 class LiveConnection:

@@ -203,6 +203,12 @@ class TaskPlan:
         )
 
 
+RECENT_FINISHED_H = 24
+"""How far back the TUI and `tasker plan` show finished tasks (`finished_since` of
+`GET /api/v1/tasks` and `/plan/savings`): the list of every task ever grows without end."""
+RECENT_FINISHED = f"-{RECENT_FINISHED_H}h"
+
+
 @dataclass(frozen=True, slots=True)
 class TaskRun:
     """How the task really ran, as its agent reported it."""

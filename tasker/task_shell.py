@@ -7,14 +7,14 @@ zone and sent as RFC 3339; durations as `2h`, `90m`, `1h30m`. Errors print one l
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tasker.domain import REGIONS
-from tasker.models import PlanTimeline, Savings, Task
+from tasker.models import RECENT_FINISHED, PlanTimeline, Savings, Task
 from tasker.shell import JSON_OPTION, URL_OPTION, _with_client, fail, print_json, print_table
 from tasker.when import format_duration, parse_duration, parse_local_time, to_rfc3339
 
@@ -93,18 +93,34 @@ def _plan_cell(task: Task) -> tuple[str, str, str]:
     return plan.server_id, _local(plan.start_ms), _grams(plan.co2_g)
 
 
+def _finished_since(since: str, every: bool) -> str | None:
+    """`--since`'s instant as RFC 3339 (`24h`: that long ago; or a local time), None for `--all`."""
+    if every:
+        return None
+    try:
+        ago_s = parse_duration(since)
+    except ValueError:
+        return _when(since, "--since")
+    return to_rfc3339(datetime.now(timezone.utc) - timedelta(seconds=ago_s))
+
+
 @tasks_app.command("list")
 def tasks_list(
     states: list[str] | None = typer.Option(None, "--state", help="Only tasks in this state (repeatable)."),
+    since: str = typer.Option(
+        "24h", "--since", help="Finished tasks only if they finished since: a duration ago (7d) or a time."
+    ),
+    every: bool = typer.Option(False, "--all", help="Every finished task, however old."),
     as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,
 ) -> None:
-    """List the tasks you may see, oldest first."""
+    """List the tasks you may see, oldest first: those not finished, and those finished in the last 24 h."""
+    finished_since = _finished_since(since, every)
     if as_json:
-        print_json(_with_client(url, lambda api: api.list_tasks(states or ())))
+        print_json(_with_client(url, lambda api: api.list_tasks(states or (), finished_since)))
         return
     rows = []
-    for t in _with_client(url, lambda api: api.read_tasks(states or ())):
+    for t in _with_client(url, lambda api: api.read_tasks(states or (), finished_since)):
         server, start, co2 = _plan_cell(t)
         rows.append(
             [
@@ -186,7 +202,7 @@ def plan(as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
     """Each server's planned tasks over the horizon, and CO2 planned against running now."""
 
     async def wire(api: TaskerClient) -> tuple[dict[str, Any], dict[str, Any]]:
-        return await api.plan(), await api.plan_savings()
+        return await api.plan(), await api.plan_savings(RECENT_FINISHED)
 
     if as_json:
         timeline_json, saved_json = _with_client(url, wire)
@@ -194,7 +210,7 @@ def plan(as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
         return
 
     async def work(api: TaskerClient) -> tuple[PlanTimeline, Savings]:
-        return await api.read_plan(), await api.read_savings()
+        return await api.read_plan(), await api.read_savings(RECENT_FINISHED)
 
     timeline, saved = _with_client(url, work)
     rows = []

@@ -21,6 +21,8 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from tasker.models import RECENT_FINISHED, RECENT_FINISHED_H
+from tasker_tui import format as fmt
 from tasker_tui.commands import ServerCommands
 from tasker_tui.crash_report import crash_line, write_crash_report
 from tasker_tui.fleet_state import FleetState
@@ -271,7 +273,7 @@ class TaskerApp(OrderedKeys, App[None]):
     @work(exclusive=True, group="tasks", exit_on_error=False)
     async def reload_tasks(self) -> None:
         """Read the task list, then the plan and the savings."""
-        self.board.set_tasks(await self.client.read_tasks())
+        self.board.set_tasks(await self.client.read_tasks(finished_since=RECENT_FINISHED))
         self.refresh_plan(delay=0)
 
     @work(exclusive=True, group="plan", exit_on_error=False)
@@ -280,8 +282,10 @@ class TaskerApp(OrderedKeys, App[None]):
         import asyncio
 
         await asyncio.sleep(delay)
+        # what finished before the window the savings cover leaves the list too
+        self.board.forget_finished(fmt.now_ms() - RECENT_FINISHED_H * 3_600_000)
         self.board.set_plan(await self.client.read_plan())
-        self.board.set_savings(await self.client.read_savings())
+        self.board.set_savings(await self.client.read_savings(RECENT_FINISHED))
 
     @property
     def saved_today(self) -> str:

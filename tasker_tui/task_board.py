@@ -52,6 +52,14 @@ class TaskBoard:
         self.tasks[task.id] = task
         self.version += 1
 
+    def forget_finished(self, before_ms: int) -> None:
+        """Drop the finished tasks last written before `before_ms` (the TUI lists the recent ones)."""
+        old = [t.id for t in self.tasks.values() if t.state in FINISHED and (t.updated_at_ms or 0) < before_ms]
+        for task_id in old:
+            del self.tasks[task_id]
+        if old:
+            self.version += 1
+
     def set_plan(self, plan: PlanTimeline) -> None:
         self.plan = plan
         self.version += 1

@@ -1184,6 +1184,12 @@ def _task_paths() -> dict[str, Any]:
     }
     location = {"Location": {"schema": {"type": "string"}, "description": "/api/v1/tasks/{id}"}}
     states = {"type": "array", "items": {"type": "string", "enum": list(TASK_STATES)}}
+    FINISHED_SINCE = _query(
+        "finished_since",
+        QUERY_INSTANT,
+        "leave out the tasks that finished (done, failed, cancelled) and were last written before it; "
+        "unfinished tasks are always in. The clients ask for `-24h`: without it every task ever submitted is read",
+    )
     return {
         "/api/v1/tasks": {
             "get": {
@@ -1196,7 +1202,8 @@ def _task_paths() -> dict[str, Any]:
                         **_query("state", states, "only these states (repeated or comma-separated)"),
                         "style": "form",
                         "explode": True,
-                    }
+                    },
+                    FINISHED_SINCE,
                 ],
                 "responses": {"200": ok("the tasks", ref("TaskList")), **errors(400, 401, 503)},
             },
@@ -1241,7 +1248,8 @@ def _task_paths() -> dict[str, Any]:
                 "tags": ["tasks"],
                 "security": SESSION,
                 "summary": "CO2 planned against running every task now, in total, per state and today",
-                "responses": {"200": ok("the savings", ref("Savings")), **errors(401, 503)},
+                "parameters": [FINISHED_SINCE],
+                "responses": {"200": ok("the savings", ref("Savings")), **errors(400, 401, 503)},
             }
         },
         "/api/v1/grid/traces": {

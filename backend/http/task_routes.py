@@ -13,7 +13,7 @@ from backend.services.errors import InvalidField
 from backend.services.grid_traces import import_trace
 from backend.services.plan_view import savings, timeline
 from backend.services.tasks import TaskService, task_json
-from backend.services.timestamps import now_ms
+from backend.services.timestamps import now_ms, parse_instant
 
 
 def _tasks(request: web.Request) -> TaskService:
@@ -31,9 +31,20 @@ def _states(request: web.Request) -> list[str] | None:
     return given or None
 
 
+def _finished_since(request: web.Request) -> int | None:
+    """?finished_since=-24h (or epoch ms, RFC 3339): leave out tasks that finished before it."""
+    text = request.query.get("finished_since")
+    if not text:
+        return None
+    try:
+        return parse_instant(text[:64], now_ms())
+    except ValueError as exc:
+        raise InvalidField("finished_since", str(exc)) from None
+
+
 async def list_tasks(request: web.Request) -> web.Response:
     principal = await caller(request)
-    tasks = await _tasks(request).list(principal, _states(request))
+    tasks = await _tasks(request).list(principal, _states(request), _finished_since(request))
     return json_response({"tasks": [task_json(t) for t in tasks]})
 
 
@@ -62,7 +73,8 @@ async def get_plan(request: web.Request) -> web.Response:
 
 async def get_savings(request: web.Request) -> web.Response:
     principal = await caller(request)
-    return json_response(savings(await _tasks(request).list(principal), now_ms()))
+    tasks = await _tasks(request).list(principal, finished_since_ms=_finished_since(request))
+    return json_response(savings(tasks, now_ms()))
 
 
 async def put_grid_traces(request: web.Request) -> web.Response:

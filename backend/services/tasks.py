@@ -14,7 +14,16 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from backend.ports import FINISHED_TASK_STATES, Broker, Conflict, NotFound, Registry, TaskRecord, Unavailable
+from backend.ports import (
+    FINISHED_TASK_STATES,
+    TASK_STATES,
+    Broker,
+    Conflict,
+    NotFound,
+    Registry,
+    TaskRecord,
+    Unavailable,
+)
 from backend.services.auth import Principal
 from backend.services.errors import Forbidden
 from backend.services.passwords import random_base32
@@ -131,10 +140,22 @@ class TaskService:
         await self.announce("submitted", task)
         return task
 
-    async def list(self, principal: Principal, states: list[str] | None = None) -> list[TaskRecord]:
-        """The tasks the caller may see, oldest first."""
+    async def list(
+        self, principal: Principal, states: list[str] | None = None, finished_since_ms: int | None = None
+    ) -> list[TaskRecord]:
+        """The tasks the caller may see, oldest first. With `finished_since_ms`, finished tasks
+        last written before it are left out (unfinished ones never are): a read that stays the
+        same size however long the fleet has been running."""
         owner = principal.name if principal.role == "sysadmin" else None
-        return await self.registry.list_tasks(owner=owner, states=states)
+        if finished_since_ms is None:
+            return await self.registry.list_tasks(owner=owner, states=states)
+        wanted = TASK_STATES if states is None else states
+        unfinished = [s for s in wanted if s not in FINISHED_TASK_STATES]
+        finished = [s for s in wanted if s in FINISHED_TASK_STATES]
+        tasks = await self.registry.list_tasks(owner=owner, states=unfinished) if unfinished else []
+        if finished:
+            tasks += await self.registry.list_tasks(owner=owner, states=finished, updated_since_ms=finished_since_ms)
+        return sorted(tasks, key=lambda t: (t.created_at_ms, t.id))
 
     async def get(self, task_id: str, principal: Principal) -> TaskRecord:
         """One task; NotFound also when the caller may not see it."""

@@ -242,3 +242,34 @@ def test_help_names_every_server_field_and_flags_take_no_value(shell):
         line = next(line for line in edit.stdout.splitlines() if option in line)
         assert re.search(r"<\w+>\s+[^\s│][^│]*│$", line), f"{option} has no description: {line}"
     assert "<bool>" not in edit.stdout and "--json" in edit.stdout
+
+
+def test_tasks_submit_list_show_cancel_and_the_plan(shell):
+    login(shell)
+    if "web-1" not in shell("servers", "list").stdout:
+        assert shell(*ADD_WEB1).exit_code == 0
+    submitted = shell("tasks", "submit", "nightly-render", "--cores", "4", "--duration", "30m", "--json")
+    assert submitted.exit_code == 0, submitted.stderr
+    task = json.loads(submitted.stdout)
+    assert task["state"] == "queued" and task["cores"] == 4
+    too_big = shell("tasks", "submit", "huge", "--cores", "64", "--duration", "1h")
+    assert one_line_error(too_big).startswith("tasker: invalid task: cores")
+
+    listed = shell("tasks", "list")
+    assert listed.exit_code == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split()[:4] == ["ID", "NAME", "OWNER", "STATE"]
+    assert task["id"] in listed.stdout and "nightly-render" in listed.stdout
+    shown = shell("tasks", "show", task["id"])
+    assert shown.exit_code == 0 and "nightly-render" in shown.stdout, shown.stderr
+
+    cancelled = shell("tasks", "cancel", task["id"])
+    assert cancelled.exit_code == 0 and f"cancelled nightly-render ({task['id']})" in cancelled.stdout
+    # finished tasks: those of the last 24 h by default, none finished since now, all with --all
+    assert task["id"] in shell("tasks", "list").stdout
+    assert task["id"] not in shell("tasks", "list", "--since", "0s").stdout
+    assert task["id"] in json.dumps(json.loads(shell("tasks", "list", "--all", "--json").stdout))
+    bad = shell("tasks", "list", "--since", "last week")
+    assert one_line_error(bad).startswith("tasker: --since 'last week':")
+
+    plan = shell("plan")
+    assert plan.exit_code == 0 and "CO2 planned" in plan.stdout, plan.stderr

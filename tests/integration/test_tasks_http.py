@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import aiohttp
 import pytest
 
+from backend.ports import TaskRecord
+from tests.contract.test_registry_tasks_contract import task
 from tests.integration.backend_rig import running_backend, user_session
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,3 +93,56 @@ async def test_ownership_validation_and_planning(embedded) -> None:
             "PUT", "/api/v1/grid/traces", expect=200, data="region,ts,g_per_kwh\nus-west,2026-01-01T00:00:00Z,100\n"
         )
         assert body == {"regions": {"us-west": 1}, "rows": 1}
+
+
+async def test_finished_since_leaves_out_old_finished_tasks_but_no_unfinished_one(mode) -> None:
+    """What the TUI and `tasker tasks list` ask for (`-24h`): a fleet that has run for months
+    lists what is not finished, however old, and what finished lately; savings the same."""
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    stored = {
+        "old-queued": stored_task("old-queued", "queued", now - 3 * day),
+        "old-done": stored_task("old-done", "done", now - 2 * day, co2_g=100.0, run_now_co2_g=300.0),
+        "old-cancelled": stored_task("old-cancelled", "cancelled", now - 2 * day),
+        "new-done": stored_task("new-done", "done", now - 3_600_000, co2_g=10.0, run_now_co2_g=20.0),
+    }
+    async with running_backend(mode) as (backend, url), aiohttp.ClientSession() as http:
+        admin = await user_session(backend, http, url, "admin")
+        for record in stored.values():
+            await backend.registry.add_task(record)
+        # MongoDB moves finished tasks out of the hot collection; the answer must not change.
+        await backend.registry.archive_tasks(now - day)
+
+        def ids(body: dict) -> set[str]:
+            return {t["id"] for t in body["tasks"]} & set(stored)
+
+        assert ids((await admin.call("GET", "/api/v1/tasks", expect=200))[1]) == set(stored)
+        _, recent = await admin.call("GET", "/api/v1/tasks?finished_since=-24h", expect=200)
+        assert ids(recent) == {"old-queued", "new-done"}
+        _, done = await admin.call("GET", f"/api/v1/tasks?state=done&finished_since={now - 3 * day}", expect=200)
+        assert ids(done) == {"old-done", "new-done"}
+
+        _, saved = await admin.call("GET", "/api/v1/plan/savings?finished_since=-24h", expect=200)
+        assert saved["by_state"]["done"]["tasks"] == 1 and saved["totals"]["saving_g"] == pytest.approx(10.0)
+        _, saved = await admin.call("GET", "/api/v1/plan/savings", expect=200)
+        assert saved["totals"]["saving_g"] == pytest.approx(210.0)
+
+        status, body = await admin.call("GET", "/api/v1/tasks?finished_since=yesterday")
+        assert status == 400 and body["details"][0]["field"] == "finished_since"
+
+
+def stored_task(task_id: str, state: str, at_ms: int, **plan: float) -> TaskRecord:
+    """A task as the registry holds it, submitted and last written at `at_ms`."""
+    return replace(
+        task(task_id, owner="someone"),
+        state=state,
+        earliest_start_ms=at_ms,
+        deadline_ms=at_ms + 86_400_000,
+        co2_g=plan.get("co2_g"),
+        run_now_co2_g=plan.get("run_now_co2_g"),
+        created_at_ms=at_ms,
+        updated_at_ms=at_ms,
+        finished_at_ms=at_ms if state in ("done", "cancelled") else None,
+        # measured already, so the task meter leaves it as it is
+        measured_at_ms=at_ms if state == "done" else None,
+    )

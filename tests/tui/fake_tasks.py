@@ -87,6 +87,8 @@ class FakeTasks:
 
     def init_tasks(self) -> None:
         self.tasks: dict[str, dict] = {}
+        # what the TUI asked for as `finished_since`, each list and savings read
+        self.finished_since_asked: list = []
         self.plan_override: Any = None  # a test may serve any JSON as the plan
         self.savings_today: dict | None = {
             "since": "2026-11-18T00:00:00Z",
@@ -99,8 +101,9 @@ class FakeTasks:
 
     # --- the API ---
 
-    async def list_tasks(self, states=()) -> list[dict]:
+    async def list_tasks(self, states=(), finished_since=None) -> list[dict]:
         self._check()
+        self.finished_since_asked.append(finished_since)
         return [dict(t) for t in self.tasks.values() if not states or t["state"] in states]
 
     async def get_task(self, task_id: str) -> dict:
@@ -196,8 +199,9 @@ class FakeTasks:
             "curves": curves,
         }
 
-    async def plan_savings(self) -> dict:
+    async def plan_savings(self, finished_since=None) -> dict:
         self._check()
+        self.finished_since_asked.append(finished_since)
         compared = [
             t
             for t in self.tasks.values()
@@ -220,8 +224,8 @@ class FakeTasks:
             body["today"] = self.savings_today
         return body
 
-    async def read_tasks(self, states=()) -> list[Task]:
-        return [Task.from_json(t) for t in await self.list_tasks(states)]
+    async def read_tasks(self, states=(), finished_since=None) -> list[Task]:
+        return [Task.from_json(t) for t in await self.list_tasks(states, finished_since)]
 
     async def read_task(self, task_id: str) -> Task:
         return Task.from_json(await self.get_task(task_id))
@@ -229,8 +233,8 @@ class FakeTasks:
     async def read_plan(self) -> PlanTimeline:
         return PlanTimeline.from_json(await self.plan())
 
-    async def read_savings(self) -> Savings:
-        return Savings.from_json(await self.plan_savings())
+    async def read_savings(self, finished_since=None) -> Savings:
+        return Savings.from_json(await self.plan_savings(finished_since))
 
     # --- test controls ---
 

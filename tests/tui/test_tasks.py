@@ -136,6 +136,22 @@ async def test_reconnect_reads_the_tasks_again():
         await wait_for_text(pilot, "while-away", timeout=15)
 
 
+async def test_the_list_holds_what_is_unfinished_and_what_finished_in_the_last_day(monkeypatch):
+    """The TUI asks for finished tasks of the last 24 h only (a fleet's history grows without
+    end), and forgets those that age out of that window while it runs."""
+    app, client = with_tasks()
+    client.add_task("yesterdays-report", state="done")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_tasks(pilot, client)
+        await wait_for_text(pilot, "yesterdays-report")
+        assert set(client.finished_since_asked) == {"-24h"}  # the list and the savings alike
+        # a day and a minute later, the next plan frame leaves it out
+        monkeypatch.setattr(fmt, "now_ms", lambda: BASE_MS + 86_460_000)
+        client.push({"type": "plan", "event": "replanned"})
+        await wait_until(pilot, lambda: not row_of(app, "yesterdays-report"), what="the old task forgotten")
+        assert row_of(app, "render-frames")  # planned: not finished, stays
+
+
 async def fill(pilot, values: dict[str, str]) -> None:
     """Clear each field, then type its value into it as a user would."""
     for key, value in values.items():
