@@ -39,6 +39,10 @@ LEASE_NAME = "scheduler"
 ARCHIVE_AFTER_MS = 6 * 3_600_000
 """Finished tasks last written this long ago are archived (`Registry.archive_tasks`): the
 rounds, the agents and the task meter (which looks back less far) read no further back."""
+ARCHIVE_PAUSE_S = 1.0
+"""Pause between two archive calls of a backlog, leaving the registry to the others."""
+ARCHIVE_FIRST_S = 60.0
+"""The first archive after start, once the first rounds are done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,9 @@ class SchedulerSettings:
     history_every_s: float = 3600.0
     """How often the tasks of the last days are read again for the forecast (the open ones are
     read every round anyway)."""
+    archive_every_s: float = 3600.0
+    """How often the lease holder archives finished tasks (`Registry.archive_tasks`), beside the
+    rounds: a backlog takes MongoDB seconds a call, which no round should wait for."""
 
 
 def _overdue(tasks: list[TaskRecord], now: int, grace_ms: int) -> bool:
@@ -115,6 +122,7 @@ class Scheduler:
         self._tasks = [
             asyncio.create_task(self._lease_loop(), name="scheduler lease"),
             asyncio.create_task(self._plan_loop(), name="scheduler planning"),
+            asyncio.create_task(self._archive_loop(), name="scheduler archive"),
         ]
 
     async def close(self) -> None:
@@ -268,6 +276,32 @@ class Scheduler:
             await self._announce(epoch, plan, written)
         return True
 
+    async def _archive_loop(self) -> None:
+        delay = min(ARCHIVE_FIRST_S, self.settings.archive_every_s)  # a backlog after an upgrade goes soon
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.settings.archive_every_s
+            try:
+                await self.archive_once()
+            except Unavailable as exc:
+                log.warning("archiving finished tasks skipped: %s", exc)
+            except Exception:  # noqa: BLE001 - archiving must not stop the scheduler
+                log.exception("archiving finished tasks failed; trying again in %.0f s", self.settings.archive_every_s)
+
+    async def archive_once(self) -> int:
+        """Archive what finished over ARCHIVE_AFTER_MS ago, call after call (each takes a batch)
+        until none is left, while this process holds the lease; how many were archived."""
+        total = 0
+        while self.holds_lease():
+            archived = await self.registry.archive_tasks(now_ms() - ARCHIVE_AFTER_MS)
+            if not archived:
+                break
+            total += archived
+            await asyncio.sleep(ARCHIVE_PAUSE_S)
+        if total:
+            log.info("archived %d tasks finished over %d h ago", total, ARCHIVE_AFTER_MS // 3_600_000)
+        return total
+
     async def _history_with(self, open_tasks: list[TaskRecord], now: int) -> list[TaskRecord]:
         """The tasks of the last days (read again every `history_every_s`), with the open ones
         as they are now."""
@@ -277,9 +311,6 @@ class Scheduler:
             recent = await self.registry.list_tasks(updated_since_ms=since)
             self._history = [t for t in recent if t.earliest_start_ms >= since]
             self._history_read = time.monotonic()
-            archived = await self.registry.archive_tasks(now - ARCHIVE_AFTER_MS)
-            if archived:
-                log.info("archived %d tasks finished over %d h ago", archived, ARCHIVE_AFTER_MS // 3_600_000)
         by_id = {t.id: t for t in self._history}
         by_id.update((t.id, t) for t in open_tasks)
         return list(by_id.values())

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from backend.adapters.sqlite_registry import SqliteRegistry
+from backend.services import scheduler as scheduler_module
 from backend.services.scheduler import ARCHIVE_AFTER_MS, LEASE_NAME, Scheduler, SchedulerSettings
 from backend.services.timestamps import now_ms
 from tests.contract.test_registry_contract import server
@@ -99,16 +100,26 @@ async def test_a_task_with_room_leaves_the_clean_cores_a_daily_task_needs(regist
     assert "clean cores before then are kept for the tasks expected to come" in planned.explanation
 
 
-async def test_reading_the_history_archives_what_finished_before_the_rounds_look(registry, monkeypatch):
-    """With the history, the leader archives the finished tasks last written ARCHIVE_AFTER_MS
-    ago (a no-op on SQLite; on MongoDB it keeps the reads of every round short)."""
-    asked = []
-    monkeypatch.setattr(registry, "archive_tasks", lambda before_ms: asked.append(before_ms) or _done())
+async def test_the_leader_archives_the_whole_backlog_beside_the_rounds(registry, monkeypatch):
+    """Finished tasks last written ARCHIVE_AFTER_MS ago are archived call after call until none
+    is left (a no-op on SQLite; on MongoDB it keeps the reads of every round short), by the lease
+    holder only, and never inside a round, which would wait for it."""
+    answers, asked = [500, 500, 7, 0], []
+
+    async def archive(before_ms: int) -> int:
+        asked.append(before_ms)
+        return answers[len(asked) - 1]
+
+    monkeypatch.setattr(registry, "archive_tasks", archive)
+    monkeypatch.setattr(scheduler_module, "ARCHIVE_PAUSE_S", 0.0)
     await fleet_and_flexible_task(registry)
     before = now_ms()
-    await plan_round(registry)
-    assert len(asked) == 1 and before - ARCHIVE_AFTER_MS <= asked[0] <= now_ms() - ARCHIVE_AFTER_MS
+    scheduler = await plan_round(registry)
+    assert asked == []  # the round did not archive
+    assert await scheduler.archive_once() == 1007
+    assert len(asked) == 4 and all(before - ARCHIVE_AFTER_MS <= b <= now_ms() - ARCHIVE_AFTER_MS for b in asked)
 
-
-async def _done() -> int:
-    return 0
+    asked.clear()
+    answers[:] = [500, 500, 0]
+    scheduler._valid_until = 0.0  # the lease lapsed: another process may hold it now
+    assert await scheduler.archive_once() == 0 and asked == []
