@@ -39,9 +39,10 @@ def test_the_small_instances_compare_the_heuristic_and_a_round_with_the_milp(tin
     small = run_small(1, exact_budget_s=2.0)
     (run,) = small["runs"]
     assert run["seed"] == 0 and run["exact_placed"] >= 55
-    assert {"gap_pct", "auto_gap_pct", "auto_2s_gap_pct", "optimal"} <= set(run)
+    assert {"gap_pct", "auto_gap_pct", "auto_2s_gap_pct", "rounds_gap_pct", "optimal"} <= set(run)
     text = render({**tiny, "exact": small})
     assert "auto gap %" in text and "auto (a round, 1 s) median" in text and "auto in 2 s median" in text
+    assert "after 5 rounds of 1 s median" in text
 
 
 def test_tasks_declared_ahead_run_in_their_windows_only():

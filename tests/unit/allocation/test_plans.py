@@ -124,6 +124,40 @@ def test_a_periodic_round_moves_tasks_only_where_the_search_finds_better():
     assert again.placements == refined.placements  # nothing beats it: the next round keeps it
 
 
+def test_a_periodic_round_of_a_small_fleet_searches_on_from_the_last_plan():
+    # small enough for the MILP: "auto" searches on from the last plan rather than afresh
+    fleet = [server("b", source="coal", g=820.0, cores=8), server("a", source="wind", g=11.0, cores=8)]
+    prob = problem([task(f"t{i}", cores=4, hours=2.0, deadline_h=12.0) for i in range(3)], fleet)
+    run_now = plan_tasks(prob, BuiltinIntensity(), solver="first-fit")
+    refined = plan_tasks(prob, BuiltinIntensity(), solver="auto", previous=run_now, refine=True)
+    again = plan_tasks(prob, BuiltinIntensity(), solver="auto", previous=refined, refine=True)
+
+    check_plan(prob, refined)
+    assert {p.server_id for p in refined.placements.values()} == {"a"} and refined.solver == "exact"
+    assert again.placements == refined.placements and again.explanations == refined.explanations
+
+    # a plan as good on another server stays where it is: rounds do not shuffle tasks around
+    twins = [server("a", source="wind", g=11.0, cores=8), server("b", source="wind", g=11.0, cores=8)]
+    one = problem([task("t0", cores=4, hours=2.0, deadline_h=12.0)], twins)
+    on_b = plan_tasks(replace(one, servers=one.servers[::-1]), BuiltinIntensity(), solver="first-fit")
+    assert on_b.placements["t0"].server_id == "b"
+    assert plan_tasks(one, BuiltinIntensity(), solver="auto").placements["t0"].server_id == "a"  # afresh
+    kept = plan_tasks(one, BuiltinIntensity(), solver="auto", previous=on_b, refine=True)
+    assert kept.placements == on_b.placements
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_a_small_fleets_refining_round_is_valid_and_never_worse_than_inserting_alone(prob):
+    last = plan_tasks(replace(prob, tasks=prob.tasks[:-1]), BuiltinIntensity(), solver="heuristic")
+    inserted = plan_tasks(prob, BuiltinIntensity(), solver="heuristic", previous=last)
+    refined = plan_tasks(prob, BuiltinIntensity(), solver="auto", time_budget_s=0.2, previous=last, refine=True)
+    check_plan(prob, refined)
+    assert len(refined.placements) >= len(inserted.placements)
+    if len(refined.placements) == len(inserted.placements):
+        assert refined.total_co2_g <= inserted.total_co2_g + 1e-6
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_a_refining_round_is_valid_and_never_worse_than_inserting_alone(prob):
