@@ -307,6 +307,19 @@ TASK_VERSION_KEEP_MS = 10 * 60_000
 """How long MongoDB keeps a superseded task version (see `Registry.update_task`)."""
 
 
+def no_plan() -> dict[str, Any]:
+    """The plan fields of a task with no placement (submitted, queued again, unschedulable)."""
+    return {
+        "server_id": None,
+        "pieces": [],
+        "co2_g": None,
+        "energy_kwh": None,
+        "run_now_co2_g": None,
+        "run_now_server_id": None,
+        "explanation": "",
+    }
+
+
 @dataclass(slots=True)
 class TaskRecord:
     """A submitted task and its current plan; validation happens before it gets here.
@@ -395,13 +408,7 @@ class TaskRecord:
             command=command,
             state="queued",
             reason=reason,
-            server_id=None,
-            pieces=[],
-            co2_g=None,
-            energy_kwh=None,
-            run_now_co2_g=None,
-            run_now_server_id=None,
-            explanation="",
+            **no_plan(),
             plan_epoch=0,
             created_at_ms=now_ms,
             updated_at_ms=now_ms,

@@ -13,7 +13,7 @@ from typing import Any
 
 from backend.allocation import CarbonIntensity, plan_tasks
 from backend.allocation.model import DEFAULT_HORIZON_S, DEFAULT_SLOT_S, Placement, Plan, Problem, ServerSpec, TaskSpec
-from backend.ports import Latest, ServerRecord, TaskRecord
+from backend.ports import Latest, ServerRecord, TaskRecord, no_plan
 from backend.services.task_forecast import expected_demand
 from backend.services.task_runs import ran_ms
 
@@ -267,17 +267,7 @@ def planned_records(round_: Round, plan: Plan, epoch: int, now_ms: int) -> list[
 
 def unplanned(task: TaskRecord, **changes: Any) -> TaskRecord:
     """The task with its placement and explanation cleared (queued again, or unschedulable)."""
-    return replace(
-        task,
-        server_id=None,
-        pieces=[],
-        co2_g=None,
-        energy_kwh=None,
-        run_now_co2_g=None,
-        run_now_server_id=None,
-        explanation="",
-        **changes,
-    )
+    return replace(task, **{**no_plan(), **changes})
 
 
 def _held(task: TaskRecord) -> Placement:
