@@ -42,7 +42,7 @@ rounds, the agents and the task meter (which looks back less far) read no furthe
 ARCHIVE_PAUSE_S = 1.0
 """Pause between two archive calls of a backlog, leaving the registry to the others."""
 ARCHIVE_FIRST_S = 60.0
-"""The first archive after start, once the first rounds are done."""
+"""The first archive after start (or while waiting for the lease), once the first rounds are done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,9 +277,14 @@ class Scheduler:
         return True
 
     async def _archive_loop(self) -> None:
-        delay = min(ARCHIVE_FIRST_S, self.settings.archive_every_s)  # a backlog after an upgrade goes soon
+        # soon after start, or after the lease is taken over: a backlog after an upgrade goes soon
+        soon = min(ARCHIVE_FIRST_S, self.settings.archive_every_s)
+        delay = soon
         while True:
             await asyncio.sleep(delay)
+            if not self.holds_lease():
+                delay = soon
+                continue
             delay = self.settings.archive_every_s
             try:
                 await self.archive_once()

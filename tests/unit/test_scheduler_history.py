@@ -3,6 +3,7 @@ that the tasks seen then will need when they come again (SQLite registry, one pr
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -123,3 +124,25 @@ async def test_the_leader_archives_the_whole_backlog_beside_the_rounds(registry,
     answers[:] = [500, 500, 0]
     scheduler._valid_until = 0.0  # the lease lapsed: another process may hold it now
     assert await scheduler.archive_once() == 0 and asked == []
+
+
+async def test_a_process_that_takes_the_lease_later_archives_soon_after(registry, monkeypatch):
+    asked = []
+
+    async def archive(before_ms: int) -> int:
+        asked.append(before_ms)
+        return 0
+
+    monkeypatch.setattr(registry, "archive_tasks", archive)
+    monkeypatch.setattr(scheduler_module, "ARCHIVE_FIRST_S", 0.05)
+    scheduler = Scheduler(registry, Events(), None, SchedulerSettings(archive_every_s=30.0))  # type: ignore[arg-type]
+    loop = asyncio.create_task(scheduler._archive_loop())
+    try:
+        await asyncio.sleep(0.3)
+        assert asked == []  # another process holds the lease
+        scheduler.epoch = await registry.acquire_lease(LEASE_NAME, scheduler.holder, now_ms(), 60_000)
+        scheduler._valid_until = time.monotonic() + 60
+        await asyncio.sleep(0.3)
+        assert len(asked) == 1  # within ARCHIVE_FIRST_S of taking it, then not for archive_every_s
+    finally:
+        loop.cancel()
