@@ -7,7 +7,8 @@ zone and sent as RFC 3339; durations as `2h`, `90m`, `1h30m`. Errors print one l
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ import typer
 
 from tasker.domain import REGIONS
 from tasker.models import RECENT_FINISHED, PlanTimeline, Savings, Task
-from tasker.shell import JSON_OPTION, URL_OPTION, _with_client, fail, print_json, print_table
+from tasker.shell import JSON_OPTION, URL_OPTION, UsageError, _with_client, fail, parse_when, print_json, print_table
 from tasker.when import format_duration, parse_duration, parse_local_time, to_rfc3339
 
 if TYPE_CHECKING:
@@ -93,15 +94,14 @@ def _plan_cell(task: Task) -> tuple[str, str, str]:
     return plan.server_id, _local(plan.start_ms), _grams(plan.co2_g)
 
 
-def _finished_since(since: str, every: bool) -> str | None:
-    """`--since`'s instant as RFC 3339 (`24h`: that long ago; or a local time), None for `--all`."""
+def _finished_since(since: str, every: bool) -> int | None:
+    """`--since` read as `tasker history` reads it (epoch ms), None for `--all`."""
     if every:
         return None
     try:
-        ago_s = parse_duration(since)
-    except ValueError:
-        return _when(since, "--since")
-    return to_rfc3339(datetime.now(timezone.utc) - timedelta(seconds=ago_s))
+        return parse_when(since, int(time.time() * 1000), "--since")
+    except UsageError as exc:
+        fail(str(exc), 2)
 
 
 @tasks_app.command("list")

@@ -1184,7 +1184,7 @@ def _task_paths() -> dict[str, Any]:
     }
     location = {"Location": {"schema": {"type": "string"}, "description": "/api/v1/tasks/{id}"}}
     states = {"type": "array", "items": {"type": "string", "enum": list(TASK_STATES)}}
-    FINISHED_SINCE = _query(
+    finished_since = _query(
         "finished_since",
         QUERY_INSTANT,
         "leave out the tasks that finished (done, failed, cancelled) and were last written before it; "
@@ -1203,7 +1203,7 @@ def _task_paths() -> dict[str, Any]:
                         "style": "form",
                         "explode": True,
                     },
-                    FINISHED_SINCE,
+                    finished_since,
                 ],
                 "responses": {"200": ok("the tasks", ref("TaskList")), **errors(400, 401, 503)},
             },
@@ -1248,7 +1248,7 @@ def _task_paths() -> dict[str, Any]:
                 "tags": ["tasks"],
                 "security": SESSION,
                 "summary": "CO2 planned against running every task now, in total, per state and today",
-                "parameters": [FINISHED_SINCE],
+                "parameters": [finished_since],
                 "responses": {"200": ok("the savings", ref("Savings")), **errors(400, 401, 503)},
             }
         },
