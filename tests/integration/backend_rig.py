@@ -21,7 +21,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -140,6 +140,23 @@ async def distributed(amqp_url: str, distributed_names) -> AsyncIterator[Mode]:
         queue_prefix=prefix,
     )
     await delete_rabbitmq_names(amqp_url, prefix)
+
+
+@pytest.fixture
+async def distributed_own_registry(distributed: Mode, mongodb_url: str) -> AsyncIterator[Mode]:
+    """`distributed` with a MongoDB database of this test's own, for a test whose scheduler
+    must not plan the tasks other tests left in the session's registry."""
+    database = f"{urlsplit(distributed.settings.registry_url).path.strip('/')}_{uuid.uuid4().hex[:8]}"
+    settings = replace(distributed.settings, registry_url=_with_path(mongodb_url, database))
+    yield replace(distributed, settings=settings)
+
+    from pymongo import MongoClient
+
+    client = MongoClient(mongodb_url, serverSelectionTimeoutMS=5000)
+    try:
+        client.drop_database(database)
+    finally:
+        client.close()
 
 
 @pytest.fixture
