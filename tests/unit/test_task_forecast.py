@@ -1,4 +1,5 @@
-"""The demand expected from tasks not yet submitted, from the tasks of the last days."""
+"""The demand expected from tasks not yet submitted, from the tasks of the last days (or, on a
+first day, of the last hours)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from backend.services.task_forecast import DAY_MS, expected_demand
+from backend.services.task_forecast import DAY_MS, FIRST_SPAN_MS, expected_demand
 
 T0 = 1_780_272_000_000  # 2026-06-01T00:00:00Z
 H = 3_600_000
@@ -38,6 +39,7 @@ def test_tasks_older_than_a_week_and_starts_past_the_end_are_not_expected():
     history = [
         Past(4, T0 + 14 * H - 8 * DAY_MS),  # too old
         Past(2, T0 + 15 * H - DAY_MS),
+        Past(2, T0 + 15 * H - 2 * DAY_MS),
     ]
     expected = expected_demand(history, [], NOW, T0 + 15 * H)  # only until 15:00 today
     assert demand_at(expected, T0 + 14 * H) == 0.0
@@ -46,7 +48,7 @@ def test_tasks_older_than_a_week_and_starts_past_the_end_are_not_expected():
 
 
 def test_a_task_declared_ahead_takes_its_share_off_what_is_expected():
-    history = [Past(8, T0 + 18 * H - DAY_MS)]
+    history = [Past(8, T0 + 18 * H - DAY_MS), Past(8, T0 + 18 * H - 2 * DAY_MS)]
     declared = [Past(8, T0 + 18 * H)]  # today's run of it, submitted ahead: known, not expected
     expected = expected_demand(history, declared, NOW, END)
     assert demand_at(expected, T0 + 18 * H) == 0.0
@@ -55,3 +57,29 @@ def test_a_task_declared_ahead_takes_its_share_off_what_is_expected():
 
 def test_no_history_expects_nothing():
     assert expected_demand([], [Past(8, T0 + 18 * H)], NOW, END) == []
+
+
+def test_a_first_day_expects_its_tasks_again_at_the_pace_they_came():
+    # four hours of tasks, none before: over the hours not seen yet those four hours repeat back
+    # to back; the hours seen (08:00-12:00) repeat daily
+    history = [Past(4, T0 + 8 * H), Past(2, T0 + 10 * H)]
+    expected = expected_demand(history, [], NOW, END)
+    starts = sorted(((e.start_ms - T0) // H, e.cores) for e in expected)
+    assert starts == [(h, 4.0 if h % 4 == 0 else 2.0) for h in range(12, 60, 2)]
+    assert demand_at(expected, T0 + 12 * H + 30 * 60_000) == pytest.approx(4.0)  # 08:00's again from now
+    assert demand_at(expected, T0 + 14 * H + 30 * 60_000) == pytest.approx(2.0)  # 10:00's, 4 h on
+    assert demand_at(expected, T0 + 32 * H + 30 * 60_000) == pytest.approx(4.0)  # 08:00's, a day on
+    assert demand_at(expected, T0 + 15 * H) == 0.0
+
+
+def test_a_day_old_history_repeats_daily_only():
+    history = [Past(4, NOW - DAY_MS - 2 * H), Past(2, NOW - 2 * H)]  # 10:00 yesterday and today
+    expected = expected_demand(history, [], NOW, END)
+    assert sorted((e.start_ms - T0) // H for e in expected) == [34, 34, 58, 58]  # 10:00 tomorrow, the day after
+    assert demand_at(expected, T0 + 34 * H) == pytest.approx(3.0)  # over two days of history: their average
+
+
+def test_less_history_than_the_first_span_expects_nothing():
+    history = [Past(4, NOW - FIRST_SPAN_MS + 60_000), Past(4, NOW - 60_000)]
+    assert expected_demand(history, [], NOW, END) == []
+    assert expected_demand([Past(4, NOW - FIRST_SPAN_MS)], [], NOW, END) != []
