@@ -109,7 +109,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._previous: Plan | None = None
         self._live: frozenset[str] | None = None
-        self._history: list[TaskRecord] = []
+        self._history: dict[str, TaskRecord] = {}
         self._history_read: float | None = None
         self.rounds = 0
 
@@ -308,17 +308,17 @@ class Scheduler:
         return total
 
     async def _history_with(self, open_tasks: list[TaskRecord], now: int) -> list[TaskRecord]:
-        """The tasks of the last days (read again every `history_every_s`), with the open ones
-        as they are now."""
+        """The tasks of the last days (read again every `history_every_s`), with every task a
+        round has seen open since: one submitted and finished between two reads still counts
+        (a first day's forecast repeats the last hours)."""
         if self._history_read is None or time.monotonic() - self._history_read >= self.settings.history_every_s:
             since = now - HISTORY_DAYS * DAY_MS
             # A task of those days was written since: submitted, planned, run or cancelled then.
             recent = await self.registry.list_tasks(updated_since_ms=since)
-            self._history = [t for t in recent if t.earliest_start_ms >= since]
+            self._history = {t.id: t for t in recent if t.earliest_start_ms >= since}
             self._history_read = time.monotonic()
-        by_id = {t.id: t for t in self._history}
-        by_id.update((t.id, t) for t in open_tasks)
-        return list(by_id.values())
+        self._history.update((t.id, t) for t in open_tasks)
+        return list(self._history.values())
 
     async def _write(self, records: list[TaskRecord], epoch: int) -> list[TaskRecord]:
         """Write each changed record while the lease holds; a lost race (a cancel meanwhile)

@@ -101,6 +101,20 @@ async def test_a_task_with_room_leaves_the_clean_cores_a_daily_task_needs(regist
     assert "clean cores before then are kept for the tasks expected to come" in planned.explanation
 
 
+async def test_a_task_submitted_and_finished_between_two_history_reads_still_counts(registry):
+    """The history is read once an hour; the tasks a round saw open since stay in it when they
+    finish, as a first day's forecast repeats the last hours."""
+    scheduler = Scheduler(registry, Events(), None, SchedulerSettings())  # type: ignore[arg-type]
+    now = now_ms()
+    await registry.add_task(task("old", earliest_start_ms=now - 3 * H, created_at_ms=now - 3 * H, updated_at_ms=now))
+    assert [t.id for t in await scheduler._history_with([], now)] == ["old"]  # the hourly read
+    seen = task("seen", earliest_start_ms=now, created_at_ms=now, updated_at_ms=now)
+    await registry.add_task(seen)
+    assert {t.id for t in await scheduler._history_with([seen], now + SLOT)} == {"old", "seen"}
+    # "seen" finished before the next read: no longer open, still in the history
+    assert {t.id for t in await scheduler._history_with([], now + 2 * SLOT)} == {"old", "seen"}
+
+
 async def test_the_leader_archives_the_whole_backlog_beside_the_rounds(registry, monkeypatch):
     """Finished tasks last written ARCHIVE_AFTER_MS ago are archived call after call until none
     is left (a no-op on SQLite; on MongoDB it keeps the reads of every round short), by the lease
