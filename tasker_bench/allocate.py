@@ -383,11 +383,11 @@ def run_allocate(seed: int, n_servers: int, n_tasks: int, exact_seeds: int, ahea
         interruptible=False,
     )
     # The re-plan is timed with prices as a forecast sets them (the history's demand over the
-    # day, none of it declared), the costlier case.
-    expected = expected_demand(history, [], START_MS, START_MS + DAY_MS)
+    # day, none of it declared), the costlier case, and with the forecast made, as a round does.
     replans = []
     for _ in range(5):
         started = time.perf_counter()
+        expected = expected_demand(history, [], START_MS, START_MS + DAY_MS, slot_ms=SLOT_MS)
         plan_tasks(
             problem_of(Workload(workload.servers, [*workload.tasks, extra]), expected=expected),
             intensity,

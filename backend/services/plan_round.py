@@ -153,7 +153,7 @@ def build_round(
     start_ms = now_ms - now_ms % (slot_s * 1000)
     horizon_end_ms = start_ms + horizon_s * 1000
     until = horizon_end_ms if expect_until_ms is None else min(expect_until_ms, horizon_end_ms)
-    expected = expected_demand(history, specs, now_ms, until)
+    expected = expected_demand(history, specs, now_ms, until, slot_ms=slot_s * 1000)
     problem = Problem(
         tasks=specs,
         servers=[server_spec(s) for s in servers],

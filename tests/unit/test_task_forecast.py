@@ -75,11 +75,28 @@ def test_a_first_day_expects_its_tasks_again_at_the_pace_they_came():
 def test_a_day_old_history_repeats_daily_only():
     history = [Past(4, NOW - DAY_MS - 2 * H), Past(2, NOW - 2 * H)]  # 10:00 yesterday and today
     expected = expected_demand(history, [], NOW, END)
-    assert sorted((e.start_ms - T0) // H for e in expected) == [34, 34, 58, 58]  # 10:00 tomorrow, the day after
+    assert sorted({(e.start_ms - T0) // H for e in expected}) == [34, 58]  # 10:00 tomorrow, the day after
     assert demand_at(expected, T0 + 34 * H) == pytest.approx(3.0)  # over two days of history: their average
+    assert demand_at(expected, T0 + 58 * H) == pytest.approx(3.0)
 
 
 def test_less_history_than_the_first_span_expects_nothing():
     history = [Past(4, NOW - FIRST_SPAN_MS + 60_000), Past(4, NOW - 60_000)]
     assert expected_demand(history, [], NOW, END) == []
     assert expected_demand([Past(4, NOW - FIRST_SPAN_MS)], [], NOW, END) != []
+
+
+def test_repeats_over_the_same_slots_are_summed_and_widened_to_whole_slots():
+    # two tasks of the same slot of 5 minutes, a day ago; a third the slot after; three days of
+    # history (the oldest at 18:00, after the hour asked for)
+    history = [
+        Past(4, NOW - DAY_MS + 60_000),
+        Past(2, NOW - DAY_MS + 120_000),
+        Past(1, NOW - DAY_MS + 300_000),
+        Past(3, NOW - 3 * DAY_MS + 6 * H),
+    ]
+    expected = expected_demand(history, [], NOW, NOW + H, slot_ms=300_000)
+    assert [(e.start_ms - NOW, e.end_ms - NOW, e.cores) for e in expected] == [
+        (0, H + 300_000, pytest.approx(6 / 3)),  # 12:01 and 12:02 for an hour: 12:00 to 13:05
+        (300_000, H + 300_000, pytest.approx(1 / 3)),
+    ]
