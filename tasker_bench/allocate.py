@@ -9,7 +9,8 @@ Two carbon-aware figures: "online", the day as the scheduler role lives it (a ro
 tasks submitted so far and, as its forecast, the tasks of the three days before (same fleet,
 same users, another draw), with agents running what each round planned; priced over what ran),
 and "day known", every task of the day planned at once from midnight (a clairvoyant bound, not
-what the product can do). "online, first day" is the online day without any history. Run-now
+what the product can do). "online, first day" is the online day without the days before: its
+forecast is the day's own tasks so far, at the pace they came (`task_forecast`). Run-now
 first-fit is the same either way: each task at its submission on the first server that fits.
 With `--ahead H`, the online day is replayed again (with its history) with the tasks without
 slack submitted H hours before they may start (declared ahead with `--earliest`).
