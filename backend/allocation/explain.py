@@ -59,8 +59,11 @@ class Explainer:
 
     def _why_server(self, choice: Choice) -> str:
         server = self.horizon.servers[choice.row]
-        level = float(self.horizon.g_per_kwh[choice.row, list(choice.slots)].mean())
-        return f"{server.energy_source} in {server.region}, {level:.0f} g/kWh"
+        return f"{server.energy_source} in {server.region}, {self._level(choice):.0f} g/kWh"
+
+    def _level(self, choice: Choice) -> float:
+        """Mean g/kWh of the server over the task's slots."""
+        return float(self.horizon.g_per_kwh[choice.row, list(choice.slots)].mean())
 
     def _why_time(self, window: TaskWindow, choice: Choice) -> str:
         first = choice.slots[0]
@@ -68,7 +71,10 @@ class Explainer:
             return "runs as soon as it may"
         horizon, row = self.horizon, choice.row
         server = horizon.servers[row]
-        then, before = horizon.intensity(row, first), horizon.intensity(row, window.lo)
+        # over its run, as the server's figure is, against a run of as many slots from the start
+        then = self._level(choice)
+        before = sum(horizon.intensity(row, k) for k in range(window.lo, window.lo + len(choice.slots)))
+        before /= len(choice.slots)
         at = fmt_instant(horizon.slot_start_ms(first))
         earlier = (
             "now"
@@ -82,7 +88,7 @@ class Explainer:
                 what = f"midday solar in {server.region}"
             else:
                 what = f"a cleaner grid in {server.region}"
-            return f"waits for {what}: {then:.0f} g/kWh at {at} vs {before:.0f} {earlier}"
+            return f"waits for {what}: {then:.0f} g/kWh from {at} vs {before:.0f} starting {earlier}"
         if self._held(window, first):
             return "clean cores before then are kept for the tasks expected to come"
         return "earlier slots on cleaner servers are full"

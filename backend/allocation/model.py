@@ -93,7 +93,8 @@ class Explanation:
     run_now_co2_g: float | None
     """None when no server could run it now (then there is no saving to state)."""
     reason: str
-    """One line for a person, e.g. 'waits for midday solar in us-west (182 g/kWh vs 301 now)'."""
+    """One line for a person, e.g. 'grid-mix in us-west, 143 g/kWh; waits for midday solar in us-west: 143
+    g/kWh from 20:30 vs 188 starting now'."""
 
     def saving_g(self, planned_co2_g: float) -> float | None:
         return None if self.run_now_co2_g is None else self.run_now_co2_g - planned_co2_g

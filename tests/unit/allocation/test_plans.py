@@ -3,6 +3,7 @@ never emits more than running now on the first server that fits."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -90,7 +91,11 @@ def test_a_task_waits_for_the_clean_server_and_says_why():
 def test_a_grid_mix_task_waits_for_midday_solar():
     fleet = [server("g", source="grid-mix", region="us-west", g=230.0)]
     plan = plan_tasks(problem([task("t", hours=1.0, deadline_h=30.0)], fleet), BuiltinIntensity())
-    assert "waits for midday solar in us-west" in plan.explanations["t"].reason
+    reason = plan.explanations["t"].reason
+    assert "waits for midday solar in us-west" in reason
+    # one figure for the grid over its run, in both halves of the sentence
+    level = re.search(r"us-west, (\d+) g/kWh", reason)
+    assert level and f": {level[1]} g/kWh from " in reason and "starting now" in reason, reason
 
 
 def test_a_replan_keeps_the_previous_placements_and_adds_the_new_task():
