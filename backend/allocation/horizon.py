@@ -113,7 +113,9 @@ def _per_slot(expected: Sequence[Expected], start_ms: int, slot_ms: int, n: int)
         if first < end:
             change[first] += e.cores
             change[end] -= e.cores
-    return np.maximum(np.cumsum(change[:n]), 0.0)
+    # rounded: a sum that should be a server's cores must not fall a hair short of them, which
+    # would make that server's own core the marginal one (`_marginal_g`)
+    return np.maximum(np.round(np.cumsum(change[:n]), 6), 0.0)
 
 
 def _marginal_g(core_slot_g: np.ndarray, cores: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -10,9 +10,10 @@ a day-by-day average of the load as it arrives.
 
 A fleet's first day has seen only some hours of the day. Over the hours it has not seen yet,
 its tasks so far are expected to come again at the pace they came: the span they were
-submitted over (at least `FIRST_SPAN_MS`) repeats back to back; the hours seen repeat daily
-like any history. On the benchmark's default workload a first day went from 27.3% to 31.0% less
-CO2 than run-now with this (seed 2: 28.4% to 31.5%; BENCHMARKS.md, allocation).
+submitted over (at least `FIRST_SPAN_MS`) repeats back to back, weighed by how steadily they
+came (a burst submitted at once is not a pace); the hours seen repeat daily like any history.
+On the benchmark's default workload a first day went from 27.3% to 31.0% less CO2 than run-now
+with this (seed 2: 28.4% to 31.5%; BENCHMARKS.md, allocation).
 
 A week of a busy fleet's history is tens of thousands of repeats per round; they are made with
 numpy and summed per slot before they reach the planner, which only counts them per slot. No
@@ -34,6 +35,9 @@ HISTORY_DAYS = 7
 FIRST_SPAN_MS = 3_600_000
 """Least span of history a first day's forecast repeats: the pace of a few minutes of tasks
 would be repeated hundreds of times over the horizon."""
+PACE_BIN_MS = 300_000
+"""A first day's pace counts for the share of these bins of its span in which tasks could
+start: a steady stream fills them all, one burst only one."""
 
 
 class _Task(Protocol):
@@ -96,13 +100,16 @@ def _unseen_hours(
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The tasks since `first` (under a day ago) again and again, back to back, over the hours
     of each day ahead that the history has not seen: [now, first + 1 day), then the same hours
-    a day later, and so on until `until`."""
+    a day later, and so on until `until`; their cores weighed by how steadily they came (the
+    share of `PACE_BIN_MS` bins of the span in which some could start)."""
     span = now_ms - first
+    # a burst (a script submitting a hundred tasks at once) is not a pace to expect all day
+    steady = min(1.0, len(np.unique(start // PACE_BIN_MS)) / -(-span // PACE_BIN_MS))
     parts = []
     day = 0
     while now_ms + day * DAY_MS < until_ms:
         starts, which = _repeats(start + span + day * DAY_MS, span, min(until_ms, first + (day + 1) * DAY_MS))
-        parts.append((starts, starts + run[which], cores[which]))
+        parts.append((starts, starts + run[which], cores[which] * steady))
         day += 1
     return parts
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from backend.services.task_forecast import DAY_MS, FIRST_SPAN_MS, expected_demand
+from backend.services.task_forecast import DAY_MS, FIRST_SPAN_MS, PACE_BIN_MS, expected_demand
 
 T0 = 1_780_272_000_000  # 2026-06-01T00:00:00Z
 H = 3_600_000
@@ -60,16 +60,27 @@ def test_no_history_expects_nothing():
 
 
 def test_a_first_day_expects_its_tasks_again_at_the_pace_they_came():
-    # four hours of tasks, none before: over the hours not seen yet those four hours repeat back
-    # to back; the hours seen (08:00-12:00) repeat daily
-    history = [Past(4, T0 + 8 * H), Past(2, T0 + 10 * H)]
+    # a task of 2 cores every 5 minutes from 08:00, one of 4 at 08:00 and at 10:00, none before:
+    # over the hours not seen yet those four hours repeat back to back; the hours seen
+    # (08:00-12:00) repeat daily
+    steady = [Past(2, T0 + 8 * H + k * PACE_BIN_MS, duration_s=300) for k in range(48)]
+    history = [*steady, Past(4, T0 + 8 * H), Past(4, T0 + 10 * H)]
     expected = expected_demand(history, [], NOW, END)
-    starts = sorted(((e.start_ms - T0) // H, e.cores) for e in expected)
-    assert starts == [(h, 4.0 if h % 4 == 0 else 2.0) for h in range(12, 60, 2)]
-    assert demand_at(expected, T0 + 12 * H + 30 * 60_000) == pytest.approx(4.0)  # 08:00's again from now
-    assert demand_at(expected, T0 + 14 * H + 30 * 60_000) == pytest.approx(2.0)  # 10:00's, 4 h on
-    assert demand_at(expected, T0 + 32 * H + 30 * 60_000) == pytest.approx(4.0)  # 08:00's, a day on
-    assert demand_at(expected, T0 + 15 * H) == 0.0
+    assert demand_at(expected, T0 + 12 * H + 60_000) == pytest.approx(2 + 4)  # 08:00's again from now
+    assert demand_at(expected, T0 + 13 * H + 60_000) == pytest.approx(2)
+    assert demand_at(expected, T0 + 14 * H + 60_000) == pytest.approx(2 + 4)  # 10:00's, 4 h on
+    assert demand_at(expected, T0 + 16 * H + 60_000) == pytest.approx(2 + 4)  # 08:00's, 8 h on
+    assert demand_at(expected, T0 + 32 * H + 60_000) == pytest.approx(2 + 4)  # 08:00's, a day on
+    assert demand_at(expected, T0 + 33 * H + 60_000) == pytest.approx(2)
+    assert max(e.end_ms for e in expected) <= END + H and min(e.start_ms for e in expected) >= NOW
+
+
+def test_a_burst_is_expected_again_only_as_often_as_it_fills_the_day_so_far():
+    # 100 tasks submitted at 08:00 at once, nothing since: one 5-minute bin of the 48 seen
+    burst = [Past(1, T0 + 8 * H) for _ in range(100)]
+    expected = expected_demand(burst, [], NOW, END)
+    assert demand_at(expected, T0 + 12 * H + 60_000) == pytest.approx(100 / 48)
+    assert demand_at(expected, T0 + 32 * H + 60_000) == pytest.approx(100)  # the same time tomorrow
 
 
 def test_a_day_old_history_repeats_daily_only():

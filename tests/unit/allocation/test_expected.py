@@ -39,6 +39,15 @@ def test_expected_cores_raise_the_price_of_the_cores_cleaner_than_the_one_they_r
     assert footprint(horizon, 0, 4, [(T0, T0 + H)])[1] == pytest.approx(45.0)
 
 
+def test_fractions_that_add_up_to_a_whole_server_hold_it():
+    # 0.1 of a core in the first two slots, 4 cores from the second: in slot 2 the expected tasks
+    # want the 4 cores of "clean" (floating point sums 0.1 + 4 - 0.1 to 3.9999999999999996)
+    horizon = horizon_expecting(Expected(T0, T0 + 10 * M, 0.1), Expected(T0 + 5 * M, T0 + 15 * M, 4.0))
+    grams = np.array([100.0, 300.0, 500.0]) * PER_G
+    # all 4 cores of "clean" are wanted: the marginal core is on "mid", and "clean" is held
+    assert horizon.price_g[:, 2] == pytest.approx(grams + HOLD_SHARE * np.maximum(0, grams[1] - grams))
+
+
 def test_cores_the_fleet_can_spare_and_tasks_declared_ahead_hold_nothing():
     within_clean = horizon_expecting(Expected(T0, T0 + 5 * M, 3.0))  # "clean" serves them, one core to spare
     assert within_clean.price_g[:, 0] == pytest.approx(within_clean.core_slot_g[:, 0])
