@@ -12,8 +12,8 @@ A fleet's first day has seen only some hours of the day. Over the hours it has n
 its tasks so far are expected to come again at the pace they came: the span they were
 submitted over (at least `FIRST_SPAN_MS`) repeats back to back, weighed by how steadily they
 came (a burst submitted at once is not a pace); the hours seen repeat daily like any history.
-On the benchmark's default workload a first day went from 27.3% to 31.0% less CO2 than run-now
-with this (seed 2: 28.4% to 31.5%; BENCHMARKS.md, allocation).
+On the benchmark's default workload a first day went from 27.3% to 30.6-30.7% less CO2 than
+run-now with this (seed 2: 28.4% to 31.5%; BENCHMARKS.md, allocation).
 
 A week of a busy fleet's history is tens of thousands of repeats per round; they are made with
 numpy and summed per slot before they reach the planner, which only counts them per slot. No
