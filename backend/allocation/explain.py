@@ -73,8 +73,7 @@ class Explainer:
         server = horizon.servers[row]
         # over its run, as the server's figure is, against a run of as many slots from the start
         then = self._level(choice)
-        before = sum(horizon.intensity(row, k) for k in range(window.lo, window.lo + len(choice.slots)))
-        before /= len(choice.slots)
+        before = float(horizon.g_per_kwh[row, window.lo : window.lo + len(choice.slots)].mean())
         at = fmt_instant(horizon.slot_start_ms(first))
         earlier = (
             "now"

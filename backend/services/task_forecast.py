@@ -69,9 +69,7 @@ def expected_demand(
     past = [t for t in history if since <= t.earliest_start_ms < now_ms and t.duration_s > 0]
     if not past or now_ms - min(t.earliest_start_ms for t in past) < FIRST_SPAN_MS:
         return []
-    start = np.fromiter((t.earliest_start_ms for t in past), np.int64, len(past))
-    run = np.fromiter((t.duration_s for t in past), np.int64, len(past)) * 1000
-    cores = np.fromiter((t.cores for t in past), np.float64, len(past))
+    start, run, cores = _arrays(past)
     first = int(start.min())
     covered = min(days, -(-(now_ms - first) // DAY_MS))
     # the same time of the days ahead: the first repeat after now, then one a day
@@ -81,10 +79,17 @@ def expected_demand(
         parts += _unseen_hours(start, run, cores, first, now_ms, until_ms)
     ahead = [t for t in known if t.earliest_start_ms > now_ms]
     if ahead:
-        begin = np.fromiter((t.earliest_start_ms for t in ahead), np.int64, len(ahead))
-        end = begin + np.fromiter((t.duration_s for t in ahead), np.int64, len(ahead)) * 1000
-        parts.append((begin, end, -np.fromiter((t.cores for t in ahead), np.float64, len(ahead))))
+        begin, length, held = _arrays(ahead)
+        parts.append((begin, begin + length, -held))
     return _summed(parts, slot_ms)
+
+
+def _arrays(tasks: list[_Task]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Earliest starts (ms), run times (ms) and cores of `tasks`."""
+    n = len(tasks)
+    start = np.fromiter((t.earliest_start_ms for t in tasks), np.int64, n)
+    run = np.fromiter((t.duration_s for t in tasks), np.int64, n) * 1000
+    return start, run, np.fromiter((t.cores for t in tasks), np.float64, n)
 
 
 def _repeats(first: np.ndarray, every: int, until_ms: int) -> tuple[np.ndarray, np.ndarray]:
