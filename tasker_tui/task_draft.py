@@ -32,7 +32,8 @@ FIELDS = (
     DraftField("name", "Name", "render-frames (letters, digits, . _ -)"),
     DraftField("cores", "Cores", "e.g. 4"),
     DraftField("duration", "Duration", "2h, 90m, 1h30m"),
-    DraftField("deadline", "Deadline", "18:00, tomorrow 06:00, +6h (blank: in 24h)"),
+    DraftField("earliest", "Earliest", "tomorrow 06:00, +2h (blank: now)"),
+    DraftField("deadline", "Deadline", "18:00, tomorrow 06:00, +6h (blank: start + 24h)"),
     DraftField("interruptible", "Interruptible"),
     DraftField("regions", "Regions", "eu-north, fr-central (blank: any)"),
     DraftField("tags", "Tags", "batch, gpu (blank: any server)"),
@@ -90,18 +91,21 @@ def read_draft(
         except ValueError as exc:
             errors["duration"] = str(exc)
 
-    if text["deadline"]:
-        try:
-            deadline = parse_local_time(text["deadline"], now)
-        except ValueError as exc:
-            errors["deadline"] = str(exc)
+    earliest = _instant(text, "earliest", now, errors)
+    start = now if earliest is None else max(earliest, now)  # a start in the past is now, as the backend reads it
+    if earliest is not None:
+        payload["earliest_start"] = to_rfc3339(earliest)
+    deadline = _instant(text, "deadline", now, errors)
+    if deadline is not None:
+        if deadline <= now:
+            errors["deadline"] = "is in the past"
+        elif earliest is not None and deadline <= earliest:
+            errors["deadline"] = "is not after the earliest start"
+        elif duration_s is not None and (deadline - start).total_seconds() < duration_s:
+            after = " after the earliest start" if earliest is not None else ""
+            errors["deadline"] = f"leaves less time than the duration{after}"
         else:
-            if deadline <= now:
-                errors["deadline"] = "is in the past"
-            elif duration_s is not None and (deadline - now).total_seconds() < duration_s:
-                errors["deadline"] = "leaves less time than the duration"
-            else:
-                payload["deadline"] = to_rfc3339(deadline)
+            payload["deadline"] = to_rfc3339(deadline)
 
     payload["interruptible"] = bool(values.get("interruptible"))
 
@@ -130,3 +134,14 @@ def read_draft(
         else:
             payload["command"] = draft.argv
     return draft
+
+
+def _instant(text: Mapping[str, str], key: str, now: datetime, errors: dict[str, str]) -> datetime | None:
+    """The instant typed into field `key` (None when blank or unreadable, which `errors` says)."""
+    if not text[key]:
+        return None
+    try:
+        return parse_local_time(text[key], now)
+    except ValueError as exc:
+        errors[key] = str(exc)
+        return None

@@ -21,7 +21,7 @@ from tasker_tui.screens.confirm import ask
 from tasker_tui.task_draft import FIELD_KEYS, FIELDS, read_draft
 
 # Backend field names that belong to a form field of another name.
-FIELD_OF = {"earliest_start": "deadline", "duration_s": "duration"}
+FIELD_OF = {"earliest_start": "earliest", "duration_s": "duration"}
 
 
 def errors_from(exc: ApiError) -> tuple[dict[str, str], str]:

@@ -135,6 +135,8 @@ class FakeTasks:
             tags=list(body.get("tags", [])),
             command=body.get("command"),
         )
+        if body.get("earliest_start"):
+            task["earliest_start"] = body["earliest_start"]
         if body.get("deadline"):
             task["deadline"] = body["deadline"]
         self.tasks[task_id] = task

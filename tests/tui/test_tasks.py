@@ -3,6 +3,8 @@ fake backend with a frozen clock: what a sysadmin sees and does."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from textual import events
 from textual.widgets import Checkbox, Input
@@ -207,6 +209,28 @@ async def test_submit_form_shows_every_error_by_its_field_then_submits():
         await wait_for_text(pilot, "my-job")
         client.schedule()
         await wait_until(pilot, lambda: "planned" in row_of(app, "my-job"), what="my-job planned")
+
+
+async def test_a_task_declared_ahead_gets_its_earliest_start_and_a_deadline_after_it():
+    app, client = with_tasks()
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await open_form(pilot, client)
+        await fill(pilot, {"name": "nightly", "cores": "2", "duration": "1h", "earliest": "+3h", "deadline": "+2h"})
+        await pilot.press("ctrl+s")
+        assert form.query_one("#row-deadline").has_class("-invalid")
+        assert widget_text(app, "#error-deadline") == "is not after the earliest start"
+        await fill(pilot, {"deadline": "+3h30m"})
+        too_short = "leaves less time than the duration after the earliest start"
+        await wait_until(pilot, lambda: widget_text(app, "#error-deadline") == too_short, what="a short window")
+        await fill(pilot, {"earliest": "tomorrow 25:00"})
+        await wait_until(pilot, lambda: form.query_one("#row-earliest").has_class("-invalid"), what="bad start")
+        before = datetime.now(timezone.utc)
+        await fill(pilot, {"earliest": "+3h", "deadline": "+6h"})
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen), what="back to the tasks")
+        sent = client.tasks["tsk_0000000004"]
+        start = datetime.fromisoformat(sent["earliest_start"].replace("Z", "+00:00"))
+        assert timedelta(hours=3) <= start - before < timedelta(hours=3, minutes=1)
 
 
 async def test_backend_objections_land_beside_their_fields():
