@@ -150,7 +150,7 @@ def backend_command(
         "giving up with an error (0: retry forever). Once running, outages are always retried.",
     ),
 ) -> None:
-    """Run backend roles (all by default): HTTP API, websocket, ingest, packager, history."""
+    """Run backend roles (all by default): api (HTTP and websocket), ingest, packager, history, scheduler."""
     from backend.bootstrap import Backend, StartupError, serving
     from backend.ports import Unavailable
 

@@ -14,7 +14,8 @@ from typing import Any
 import typer
 
 bench_app = typer.Typer(
-    help="Benchmarks: ingest throughput, websocket latency, history queries, TUI cost. Each starts "
+    help="Benchmarks: ingest throughput, websocket latency, history queries, TUI cost, task allocation, "
+    "task storage. Each starts "
     "its own backend (embedded, or over the real services with --mode distributed) and cleans up.",
     no_args_is_help=True,
 )
