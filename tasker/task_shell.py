@@ -87,11 +87,20 @@ def tasks_submit(
         typer.echo(f"submitted {task.name} ({task.id}), {task.state}; due by {_local(task.deadline_ms)}")
 
 
-def _plan_cell(task: Task) -> tuple[str, str, str]:
+async def _server_names(api: TaskerClient) -> dict[str, str]:
+    """Server id -> name, for tables people read (a removed server keeps its id)."""
+    return {s.id: s.name for s in (await api.read_servers()).servers}
+
+
+def _plan_cell(task: Task, names: dict[str, str]) -> tuple[str, str, str]:
     plan = task.plan
     if plan is None:
         return "-", "-", "-"
-    return plan.server_id, _local(plan.start_ms), _grams(plan.co2_g)
+    return _name(names, plan.server_id), _local(plan.start_ms), _grams(plan.co2_g)
+
+
+def _name(names: dict[str, str], server_id: str | None) -> str:
+    return "-" if not server_id else names.get(server_id, server_id)
 
 
 def _finished_since(since: str, every: bool) -> int | None:
@@ -119,9 +128,14 @@ def tasks_list(
     if as_json:
         print_json(_with_client(url, lambda api: api.list_tasks(states or (), finished_since)))
         return
+
+    async def read(api: TaskerClient) -> tuple[list[Task], dict[str, str]]:
+        return await api.read_tasks(states or (), finished_since), await _server_names(api)
+
+    tasks, names = _with_client(url, read)
     rows = []
-    for t in _with_client(url, lambda api: api.read_tasks(states or (), finished_since)):
-        server, start, co2 = _plan_cell(t)
+    for t in tasks:
+        server, start, co2 = _plan_cell(t, names)
         rows.append(
             [
                 t.id,
@@ -153,7 +167,11 @@ def tasks_show(
     if as_json:
         print_json(_with_client(url, lambda api: api.get_task(task_id)))
         return
-    task = _with_client(url, lambda api: api.read_task(task_id))
+
+    async def read(api: TaskerClient) -> tuple[Task, dict[str, str]]:
+        return await api.read_task(task_id), await _server_names(api)
+
+    task, names = _with_client(url, read)
     lines = [
         ("id", task.id),
         ("name", task.name),
@@ -171,10 +189,10 @@ def tasks_show(
     if plan is not None:
         pieces = ", ".join(f"{_local(a)}..{_local(b)[-5:]}" for a, b in plan.pieces)
         lines += [
-            ("server", plan.server_id),
+            ("server", _name(names, plan.server_id)),
             ("runs", pieces),
             ("CO2 planned", _grams(plan.co2_g)),
-            ("CO2 if run now", f"{_grams(plan.run_now_co2_g)} on {plan.run_now_server_id or '-'}"),
+            ("CO2 if run now", f"{_grams(plan.run_now_co2_g)} on {_name(names, plan.run_now_server_id)}"),
             ("saving", _grams(plan.saving_g)),
             ("why", plan.explanation),
         ]

@@ -248,6 +248,14 @@ def test_tasks_submit_list_show_cancel_and_the_plan(shell):
     login(shell)
     if "web-1" not in shell("servers", "list").stdout:
         assert shell(*ADD_WEB1).exit_code == 0
+    server = json.loads(shell("servers", "show", "web-1", "--json").stdout)
+
+    async def report_power() -> None:  # a live server, as a sensor keeps it (the history test's readings are old)
+        async with TaskerClient(shell.url, shell.backend.ingest_key) as sensor:
+            now = int(time.time() * 1000)
+            await sensor.post_readings([{"server_id": server["id"], "metric": "power", "ts": now, "value": 120.0}])
+
+    asyncio.run(report_power())
     submitted = shell("tasks", "submit", "nightly-render", "--cores", "4", "--duration", "30m", "--json")
     assert submitted.exit_code == 0, submitted.stderr
     task = json.loads(submitted.stdout)
@@ -255,12 +263,19 @@ def test_tasks_submit_list_show_cancel_and_the_plan(shell):
     too_big = shell("tasks", "submit", "huge", "--cores", "64", "--duration", "1h")
     assert one_line_error(too_big).startswith("tasker: invalid task: cores")
 
+    deadline = time.monotonic() + 30
+    while json.loads(shell("tasks", "show", task["id"], "--json").stdout)["state"] == "queued":
+        assert time.monotonic() < deadline, "the scheduler never planned the task"
+        time.sleep(0.3)
     listed = shell("tasks", "list")
     assert listed.exit_code == 0, listed.stderr
     assert listed.stdout.splitlines()[0].split()[:4] == ["ID", "NAME", "OWNER", "STATE"]
-    assert task["id"] in listed.stdout and "nightly-render" in listed.stdout
+    row = next(line.split() for line in listed.stdout.splitlines() if task["id"] in line)
+    assert row[1:4] == ["nightly-render", "ops", "planned"] and "web-1" in row  # the server by its name
     shown = shell("tasks", "show", task["id"])
     assert shown.exit_code == 0 and "nightly-render" in shown.stdout, shown.stderr
+    assert re.search(r"^server +web-1$", shown.stdout, re.M)
+    assert re.search(r"^CO2 if run now .* on web-1$", shown.stdout, re.M)
 
     cancelled = shell("tasks", "cancel", task["id"])
     assert cancelled.exit_code == 0 and f"cancelled nightly-render ({task['id']})" in cancelled.stdout
