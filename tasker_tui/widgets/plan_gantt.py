@@ -1,5 +1,7 @@
 """The plan as a text Gantt: per server, its region's grid intensity over the horizon (a
 sparkline, greener is cleaner) above the pieces of the tasks placed there, on one time axis.
+A server busier than `MAX_LANES` lanes shows its first lanes, then one line of the cores its
+tasks use over time (a fleet of thousands of tasks would otherwise be hundreds of lanes).
 
 Pure drawing: `gantt_lines` turns a `PlanTimeline` into lines of `Text`; the widget redraws them
 when the screen hands it a new plan or its width changes. No I/O.
@@ -24,6 +26,8 @@ OTHERS = "▒"  # another owner's task: occupied cores, no name
 OVERLAP = "≡"  # more than one task in one column
 TICK_STEPS_H = (1, 2, 3, 4, 6, 12, 24)
 LABEL_COLUMNS = 7  # room one axis label needs ("19 Nov" and a space)
+MAX_LANES = 4
+"""Lanes of tasks a server shows; with more, the first `MAX_LANES - 1` and its cores in use."""
 
 
 def intensity_color(value: float) -> str:
@@ -104,6 +108,27 @@ def placements_line(plan: PlanTimeline, placements: Sequence[Placement], width: 
     return text
 
 
+def cores_line(plan: PlanTimeline, placements: Sequence[Placement], cores: int, width: int) -> Text:
+    """Each column: the mean share of the server's `cores` that the placements use over it."""
+    total = [0.0] * width
+    span = (plan.end_ms - plan.start_ms) / width
+    for placement in placements:
+        for a, b in placement.pieces:
+            first, last = max(0, int((a - plan.start_ms) / span)), min(width - 1, int((b - plan.start_ms) / span))
+            for column in range(first, last + 1):
+                start, end = column_span(plan, width, column)
+                total[column] += placement.cores * max(0, min(b, end) - max(a, start)) / max(1, end - start)
+    text = Text()
+    top = len(fmt.SPARK_CHARS) - 1
+    for column, used in enumerate(total):
+        if used <= 0:
+            text.append("·" if column % 2 == 0 else " ", "dim")
+            continue
+        share = used / max(1, cores)
+        text.append(fmt.SPARK_CHARS[max(0, min(top, math.ceil(share * top)))], "red" if share > 1.0001 else "cyan")
+    return text
+
+
 def lanes(placements: Sequence[Placement]) -> list[list[Placement]]:
     """Placements split into rows so that none overlaps another in its row (first fit by start)."""
     rows: list[list[Placement]] = []
@@ -125,14 +150,19 @@ def lanes(placements: Sequence[Placement]) -> list[list[Placement]]:
 
 def gantt_lines(plan: PlanTimeline, width: int, label_width: int = 14) -> tuple[list[Text], list[Text]]:
     """(lines, legend): the axis, then per server its intensity line and one line per lane of
-    tasks, and one legend entry per task shown ("R render-frames (4c, planned)")."""
+    tasks (past `MAX_LANES`, the first lanes and a line of its cores in use), and one legend
+    entry per task shown ("R render-frames (4c, planned)")."""
     timeline = max(8, width - label_width - 1)
     values = [v for curve in plan.curves.values() for v in curve if v is not None and math.isfinite(v)]
     low, high = (min(values), max(values)) if values else (0.0, 0.0)
+    shown: dict[str, list[list[Placement]]] = {}
+    for server in plan.servers:
+        rows = lanes(server.placements)
+        shown[server.id] = rows if len(rows) <= MAX_LANES else rows[: MAX_LANES - 1]
     colors: dict[str, str] = {}
     legend: list[Text] = []
     for server in plan.servers:
-        for placement in server.placements:
+        for placement in (p for lane in shown[server.id] for p in lane):
             if placement.task_id is not None and placement.task_id not in colors:
                 colors[placement.task_id] = TASK_COLORS[len(colors) % len(TASK_COLORS)]
                 name = one_line(placement.name or "?")
@@ -143,6 +173,7 @@ def gantt_lines(plan: PlanTimeline, width: int, label_width: int = 14) -> tuple[
                     )
                 )
     lines = [Text.assemble(" " * (label_width + 1), axis_line(plan, timeline))]
+    summed = False
     for server in plan.servers:
         lines.append(
             Text.assemble(
@@ -151,11 +182,23 @@ def gantt_lines(plan: PlanTimeline, width: int, label_width: int = 14) -> tuple[
                 intensity_line(plan.curve_of(server), timeline, low, high),
             )
         )
-        for index, lane in enumerate(lanes(server.placements)):
+        for index, lane in enumerate(shown[server.id]):
             label = f" {one_line(server.region)}" if index == 0 else ""
             lines.append(
                 Text.assemble((fit(label, label_width), "dim"), " ", placements_line(plan, lane, timeline, colors))
             )
+        hidden = len(server.placements) - sum(len(lane) for lane in shown[server.id])
+        if hidden > 0:
+            summed = True
+            lines.append(
+                Text.assemble(
+                    (fit(f" +{hidden:,} more", label_width), "dim"),
+                    " ",
+                    cores_line(plan, server.placements, server.cores, timeline),
+                )
+            )
+    if summed:
+        legend.append(Text.assemble(("▁▄█", "cyan"), " +N more: cores in use by all of the server's tasks"))
     return lines, legend
 
 

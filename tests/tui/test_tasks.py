@@ -306,6 +306,28 @@ async def test_plan_view_draws_each_server_under_its_intensity_with_task_initial
         assert "render-frames (8c, planned)" in " ".join(text.split())
 
 
+async def test_a_busy_server_shows_its_first_lanes_then_its_cores_in_use():
+    app, client = fake_app()
+    for i in range(16):  # side by side on one 32-core server: every core in use for 2 h
+        client.add_task(f"batch-{i:02d}", cores=2, duration_s=7200)
+    client.schedule()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await fleet_ready(pilot, client)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen) and app.board.plan, what="plan")
+        await pilot.pause(0.2)
+        lines = screen_text(app).splitlines()
+        dub = next(i for i, line in enumerate(lines) if line.strip().startswith("web-dub-1"))
+        assert all("B" in line for line in lines[dub + 1 : dub + 4])  # three lanes of tasks by name
+        summary = lines[dub + 4]
+        assert summary.split()[:2] == ["+13", "more"]
+        used = summary[summary.index("more") + 4 :].strip()
+        assert "██" in used and set(used) <= set("·▁▂▃▄▅▆▇█ ")  # full where they run, nothing after
+        text = " ".join(screen_text(app).split())
+        assert "+N more: cores in use" in text and "batch-00 (2c, planned)" in text
+        assert "batch-15" not in text  # the legend names only the tasks drawn
+
+
 async def test_an_empty_plan_says_so():
     app, client = fake_app()
     client.servers.clear()
