@@ -288,13 +288,17 @@ async def test_cancel_asks_first_and_type_ahead_cannot_answer():
         assert client.tasks[target]["state"] == "cancelled"
 
 
+async def open_plan(pilot, client) -> None:
+    await fleet_ready(pilot, client)
+    await pilot.press("p")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, PlanScreen) and pilot.app.board.plan, what="plan")
+    await pilot.pause(0.2)
+
+
 async def test_plan_view_draws_each_server_under_its_intensity_with_task_initials():
     app, client = with_tasks()
     async with app.run_test(size=(120, 40)) as pilot:
-        await fleet_ready(pilot, client)
-        await pilot.press("p")
-        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen) and app.board.plan, what="plan")
-        await pilot.pause(0.2)
+        await open_plan(pilot, client)
         text = screen_text(app)
         assert "48h from 11-18 11:00 UTC" in text and "30m slots" in text and "2 placed" in text
         assert "19 Nov" in text  # the axis says the date where it crosses midnight
@@ -312,10 +316,7 @@ async def test_a_busy_server_shows_its_first_lanes_then_its_cores_in_use():
         client.add_task(f"batch-{i:02d}", cores=2, duration_s=7200)
     client.schedule()
     async with app.run_test(size=(120, 40)) as pilot:
-        await fleet_ready(pilot, client)
-        await pilot.press("p")
-        await wait_until(pilot, lambda: isinstance(app.screen, PlanScreen) and app.board.plan, what="plan")
-        await pilot.pause(0.2)
+        await open_plan(pilot, client)
         lines = screen_text(app).splitlines()
         dub = next(i for i, line in enumerate(lines) if line.strip().startswith("web-dub-1"))
         assert all("B" in line for line in lines[dub + 1 : dub + 4])  # three lanes of tasks by name
