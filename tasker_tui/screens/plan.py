@@ -56,7 +56,7 @@ class PlanScreen(TaskerScreen):
             values = [v for curve in plan.curves.values() for v in curve if fmt.is_number(v)]
             hours = (plan.end_ms - plan.start_ms) // 3_600_000
             text.append(f"{hours}h from {fmt.timestamp(plan.start_ms)[5:16]} UTC", "bold")
-            text.append(f" │ {plan.slot_s // 60}m slots │ {placed} placed │ g/kWh ")
+            text.append(f" │ {plan.slot_s // 60}m slots │ {placed:,} placed │ g/kWh ")
             if values:
                 text.append(f"▁{min(values):.0f}", "green")
                 text.append("…", "dim")

@@ -75,8 +75,8 @@ class TasksScreen(TaskerScreen):
             self.query_one("#task-totals", Static).update(text)
             return
         count = len(board.tasks)
-        text.append(f"{count} task{'' if count == 1 else 's'}", "bold")
-        parts = [f"{counts[s]} {s}" for s in COUNTED if counts.get(s)]
+        text.append(f"{count:,} task{'' if count == 1 else 's'}", "bold")
+        parts = [f"{counts[s]:,} {s}" for s in COUNTED if counts.get(s)]
         if parts:
             text.append(": " + " · ".join(parts[:3]))
         totals = board.savings.totals if board.savings else None
@@ -90,7 +90,7 @@ class TasksScreen(TaskerScreen):
         text.append(f"{label} {'▼' if table.sort_reverse else '▲'}")
         if table.filter_text:
             text.append(" │ ", "dim")
-            text.append(f"/{table.filter_text}: {len(table.shown_ids)} shown", "bold yellow")
+            text.append(f"/{table.filter_text}: {len(table.shown_ids):,} shown", "bold yellow")
         self.query_one("#task-totals", Static).update(text)
 
     def _selected(self) -> Task | None:
