@@ -12,7 +12,7 @@ A fleet's first day has seen only some hours of the day. Over the hours it has n
 its tasks so far are expected to come again at the pace they came: the span they were
 submitted over (at least `FIRST_SPAN_MS`) repeats back to back, weighed by how steadily they
 came (a burst submitted at once is not a pace); the hours seen repeat daily like any history.
-On the benchmark's default workload a first day went from 27.3% to 30.6-30.7% less CO2 than
+On the benchmark's default workload a first day went from 27.3% to 30.5-30.9% less CO2 than
 run-now with this (seed 2: 28.4% to 31.5%; BENCHMARKS.md, allocation).
 
 A week of a busy fleet's history is tens of thousands of repeats per round; they are made with
@@ -36,8 +36,9 @@ FIRST_SPAN_MS = 3_600_000
 """Least span of history a first day's forecast repeats: the pace of a few minutes of tasks
 would be repeated hundreds of times over the horizon."""
 PACE_BIN_MS = 300_000
-"""A first day's pace counts for the share of these bins of its span in which tasks could
-start: a steady stream fills them all, one burst only one."""
+"""A first day's pace counts for the bins of its span in which tasks could start, over the bins
+as many tasks coming at a steady random pace would fill (bins x (1 - e^(-tasks / bins))): a
+steady stream counts fully however sparse, one burst for one bin."""
 
 
 class _Task(Protocol):
@@ -106,10 +107,13 @@ def _unseen_hours(
     """The tasks since `first` (under a day ago) again and again, back to back, over the hours
     of each day ahead that the history has not seen: [now, first + 1 day), then the same hours
     a day later, and so on until `until`; their cores weighed by how steadily they came (the
-    share of `PACE_BIN_MS` bins of the span in which some could start)."""
+    `PACE_BIN_MS` bins of the span in which some could start, over those a steady stream of as
+    many tasks would fill)."""
     span = now_ms - first
-    # a burst (a script submitting a hundred tasks at once) is not a pace to expect all day
-    steady = min(1.0, len(np.unique(start // PACE_BIN_MS)) / -(-span // PACE_BIN_MS))
+    # a burst (a script submitting a hundred tasks at once) is not a pace to expect all day; a
+    # task an hour fills few bins but is as steady as a task a minute
+    bins = -(-span // PACE_BIN_MS)
+    steady = min(1.0, len(np.unique(start // PACE_BIN_MS)) / (bins * -np.expm1(-len(start) / bins)))
     parts = []
     day = 0
     while now_ms + day * DAY_MS < until_ms:

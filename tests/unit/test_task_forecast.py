@@ -3,6 +3,7 @@ first day, of the last hours)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -76,11 +77,22 @@ def test_a_first_day_expects_its_tasks_again_at_the_pace_they_came():
 
 
 def test_a_burst_is_expected_again_only_as_often_as_it_fills_the_day_so_far():
-    # 100 tasks submitted at 08:00 at once, nothing since: one 5-minute bin of the 48 seen
+    # 100 tasks submitted at 08:00 at once, nothing since: one 5-minute bin of the 48 seen, where
+    # 100 tasks coming steadily would have filled 42 of them
     burst = [Past(1, T0 + 8 * H) for _ in range(100)]
     expected = expected_demand(burst, [], NOW, END)
-    assert demand_at(expected, T0 + 12 * H + 60_000) == pytest.approx(100 / 48)
+    steady_bins = 48 * (1 - math.exp(-100 / 48))
+    assert demand_at(expected, T0 + 12 * H + 60_000) == pytest.approx(100 / steady_bins)
     assert demand_at(expected, T0 + 32 * H + 60_000) == pytest.approx(100)  # the same time tomorrow
+
+
+def test_a_task_an_hour_is_a_steady_pace_too():
+    # one task of 4 cores every hour from 07:00: five 5-minute bins of the 60 seen, as many as
+    # five tasks coming at any steady pace fill
+    history = [Past(4, T0 + (7 + k) * H) for k in range(5)]
+    expected = expected_demand(history, [], NOW, END)
+    assert demand_at(expected, T0 + 12 * H + 60_000) == pytest.approx(4)  # 07:00's again from now
+    assert demand_at(expected, T0 + 15 * H + 60_000) == pytest.approx(4)  # 10:00's
 
 
 def test_a_day_old_history_repeats_daily_only():
