@@ -141,6 +141,9 @@ class Plan:
     placements: dict[str, Placement] = field(default_factory=dict)
     explanations: dict[str, Explanation] = field(default_factory=dict)
     unschedulable: dict[str, str] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Tasks whose run cannot end within the horizon but whose deadline lies past it: not
+    placed yet, and not unschedulable either (a round after the horizon reaches them plans them)."""
     solve_s: float = 0.0
     optimal: bool = False
     """True when the exact solver proved this plan optimal (within its gap tolerance)."""

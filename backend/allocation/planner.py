@@ -15,7 +15,7 @@ from backend.allocation.heuristic import improve, insert, plan_greedy, ruin_and_
 from backend.allocation.horizon import Horizon
 from backend.allocation.intensity import CarbonIntensity
 from backend.allocation.model import Placement, Plan, Problem
-from backend.allocation.windows import TaskWindow, no_capacity_reason, task_windows
+from backend.allocation.windows import TaskWindow, Waiting, no_capacity_reason, task_windows
 
 SEARCH_ON_RUIN_SHARE = 0.3
 """Share of a periodic round's budget that ruin and recreate gets on a fleet small enough for
@@ -68,7 +68,8 @@ def plan_tasks(
     started = time.perf_counter()
     deadline = started + time_budget_s
     horizon = Horizon(problem, intensity)
-    windows, unschedulable = task_windows(list(problem.tasks), horizon)
+    windows, reasons = task_windows(list(problem.tasks), horizon)
+    unschedulable = {t: r for t, r in reasons.items() if not isinstance(r, Waiting)}
     fixed_board = Board(horizon, problem.fixed)
     board = fixed_board.copy()
     used, optimal = solver, False
@@ -107,6 +108,7 @@ def plan_tasks(
         start_ms=horizon.start_ms,
         horizon_end_ms=horizon.end_ms,
         unschedulable=unschedulable,
+        waiting={t: str(r) for t, r in reasons.items() if isinstance(r, Waiting)},
         optimal=optimal,
     )
     explainer = Explainer(horizon, fixed_board)

@@ -36,8 +36,13 @@ class TaskWindow:
         return (self.hi - self.lo - self.need) / self.need
 
 
+class Waiting(str):
+    """Why a task has no window yet, though a later round's horizon will reach it."""
+
+
 def task_windows(tasks: list[TaskSpec], horizon: Horizon) -> tuple[list[TaskWindow], dict[str, str]]:
-    """Windows of the tasks that may fit somewhere, and a reason for each that never can."""
+    """Windows of the tasks that may fit somewhere, and a reason for each that cannot (a
+    `Waiting` one for those whose run only fits past the horizon)."""
     windows: list[TaskWindow] = []
     reasons: dict[str, str] = {}
     eligible: dict[tuple, tuple[np.ndarray, str]] = {}  # most tasks ask alike: compute once
@@ -75,8 +80,11 @@ def task_window(task: TaskSpec, horizon: Horizon, eligible: tuple[np.ndarray, st
     if not contiguous:
         hi = split_hi
     if hi - lo < need:
+        span = fmt_duration(horizon.n_slots * horizon.slot_s)
+        if need > horizon.n_slots:
+            return f"runs longer than the {span} planning horizon"
         if lo + need > horizon.n_slots:
-            return f"the {fmt_duration(horizon.n_slots * horizon.slot_s)} planning horizon ends before it could finish"
+            return Waiting(f"waits until the {span} planning horizon covers its run")
         return (
             f"window {fmt_duration((task.deadline_ms - begin_ms) // 1000)} holds no run of "
             f"{fmt_duration(task.duration_s)} on {fmt_duration(horizon.slot_s)} slots"

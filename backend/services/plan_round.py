@@ -187,7 +187,9 @@ def make_plan(
     stranded = {
         spec.id
         for spec in round_.problem.tasks
-        if spec.id in plan.unschedulable and round_.tasks[spec.id].state == "running" and round_.tasks[spec.id].pieces
+        if (spec.id in plan.unschedulable or spec.id in plan.waiting)
+        and round_.tasks[spec.id].state == "running"
+        and round_.tasks[spec.id].pieces
     }
     if not stranded:
         return round_, plan
@@ -248,6 +250,8 @@ def planned_records(round_: Round, plan: Plan, epoch: int, now_ms: int) -> list[
             )
         elif spec.id in plan.unschedulable and task.state != "running":
             out.append(unplanned(task, state="unschedulable", reason=plan.unschedulable[spec.id]))
+        elif spec.id in plan.waiting and task.state != "running":
+            out.append(unplanned(task, state="queued", reason=plan.waiting[spec.id]))
     # A planned task kept fixed (it starts within the next slot) is claimed under the new epoch
     # too: the scheduler whose lease was taken over must not overwrite it either.
     written = {task.id for task in out}

@@ -106,3 +106,16 @@ def test_a_started_task_with_room_is_planned_again_for_what_it_owes():
     placement = plan.placements["started"]
     assert placement.server_id == "solo"
     assert sum(end - start for start, end in placement.pieces) == H  # the hour it still owes
+
+
+def test_a_task_declared_past_the_horizon_stays_queued_saying_why_until_a_round_reaches_it():
+    ahead = task("ahead", hours=1.0, earliest_start_ms=NOW + 60 * H, deadline_ms=NOW + 70 * H)
+    fleet = [server("solo", cores=8)]
+    round_, plan = make_plan(build_round([ahead], fleet, NOW), BuiltinIntensity(), time_budget_s=0.2)
+    (written,) = planned_records(round_, plan, 1, NOW)
+    assert written.state == "queued" and written.server_id is None
+    assert written.reason == "waits until the 48h planning horizon covers its run"
+    later = NOW + 24 * H  # its window now starts 36 h on, within the horizon
+    round_, plan = make_plan(build_round([written], fleet, later), BuiltinIntensity(), time_budget_s=0.2)
+    (placed,) = planned_records(round_, plan, 1, later)
+    assert placed.state == "planned" and placed.server_id == "solo" and placed.reason == ""

@@ -53,3 +53,15 @@ def test_no_live_server_says_why():
     assert plan.unschedulable["t"] == (
         "no server can take tasks: none is registered, or none has reported a reading in the last 2 minutes"
     )
+
+
+def test_a_task_whose_run_only_fits_past_the_horizon_waits_for_a_later_round():
+    later = task("later", start_h=60.0, deadline_h=80.0)  # declared three days ahead
+    edge = task("edge", hours=2.0, start_h=47.0, deadline_h=70.0)  # would end past the horizon
+    plan = plan_tasks(problem([later, edge], FLEET), BuiltinIntensity())
+    assert not plan.placements and not plan.unschedulable
+    assert plan.waiting == {t: "waits until the 48h planning horizon covers its run" for t in ("later", "edge")}
+
+
+def test_a_run_longer_than_the_horizon_never_fits():
+    assert reason(task("t", hours=50.0, deadline_h=100.0)) == "runs longer than the 48h planning horizon"
