@@ -30,8 +30,13 @@ from typing import Any
 
 from agents.plan_watch import PlanWatch
 from agents.processes import TaskProcess
-from tasker.client import ApiError, BackendUnavailable, Conflict, TaskerClient
+from tasker.client import ApiError, BackendUnavailable, Conflict, Forbidden, NotFoundError, TaskerClient, Unauthorized
 from tasker.models import AgentTask, AgentWork, Interval, ModelError
+
+
+class AgentRefused(Exception):
+    """The backend refused the agent's first heartbeat: no such server, or a key not for it."""
+
 
 log = logging.getLogger("tasker.agent")
 
@@ -169,6 +174,11 @@ class Agent:
             answer = await self.client.agent_heartbeat(self.server_id, self.agent_id, running)
         except Conflict as exc:
             self._lost(f"another agent holds the lease: {exc.message}")
+            return None
+        except (NotFoundError, Forbidden, Unauthorized) as exc:
+            if self.epoch is None:  # never let in: a wrong server or key, which no retry mends
+                raise AgentRefused(f"server {self.server_id}: {exc.message}") from None
+            self.stats.last_error = str(exc)
             return None
         except (BackendUnavailable, ApiError, ModelError) as exc:
             self.stats.last_error = str(exc)

@@ -1,4 +1,4 @@
-"""`tasker agent --server ID`: run the tasks the plan puts on this host.
+"""`tasker agent --server ID|NAME`: run the tasks the plan puts on this host.
 
 The key comes from TASKER_INGEST_KEY or `--key-file` (never the command line, where other users
 of the host could read it): an ingest key scoped to the server (`tasker keys create --server
@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from tasker.client import TaskerClient
 
 
 def _state_dir(server_id: str) -> Path:
@@ -33,13 +37,18 @@ def _lock(directory: Path):
     return handle
 
 
+async def _server_id(client: TaskerClient, ref: str) -> str:
+    """The id of the server `ref` names: an id, or a name as every other command takes."""
+    return (await client.find_server(ref)).id
+
+
 def agent_command(
-    server: str = typer.Option(..., "--server", help="Id of the registered server this host is."),
+    server: str = typer.Option(..., "--server", help="Id or name of the registered server this host is."),
     key_file: Path | None = typer.Option(None, "--key-file", help="File holding the key (default: TASKER_INGEST_KEY)."),
     state_dir: Path | None = typer.Option(
         None,
         "--state-dir",
-        help="Where tasks' output and state are kept (default: $XDG_STATE_HOME/tasker/agent/SERVER).",
+        help="Where tasks' output and state are kept (default: $XDG_STATE_HOME/tasker/agent/SERVER_ID).",
     ),
     kill_grace: float = typer.Option(
         10.0, "--kill-grace", min=0.0, help="Seconds between SIGTERM and SIGKILL on cancel."
@@ -75,13 +84,14 @@ def agent_command(
             2,
         )
 
-    directory = state_dir or _state_dir(server)
-    lock = _lock(directory)  # noqa: F841 - held until the process ends
-
     async def main() -> None:
         async with TaskerClient(base, token) as client:
-            agent = Agent(client, server, directory, kill_grace_s=kill_grace, websocket=websocket)
-            typer.echo(f"agent {agent.agent_id} for {server}; state in {agent.state_dir}", err=True)
+            server_id = await _server_id(client, server)
+            directory = state_dir or _state_dir(server_id)  # by id: one lock however the server is named
+            lock = _lock(directory)  # noqa: F841 - held until the process ends
+            agent = Agent(client, server_id, directory, kill_grace_s=kill_grace, websocket=websocket)
+            named = server if server == server_id else f"{server} ({server_id})"
+            typer.echo(f"agent {agent.agent_id} for {named}; state in {agent.state_dir}", err=True)
             await run_reporting([agent.run()], agent.stats.line, None if quiet else 1.0)
 
     run_cli(main, url=base, interrupted_ok=True)

@@ -18,10 +18,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agents.agent import Agent
+from agents.agent import Agent, AgentRefused
+from agents.cli import _server_id
 from backend.services.agents import AgentSettings
 from backend.services.scheduler import SchedulerSettings
-from tasker.client import TaskerClient
+from tasker.client import NotFoundError, TaskerClient
 from tests.integration.backend_rig import Api, running_backend, user_session
 
 pytestmark = [pytest.mark.timeout(90)]
@@ -220,3 +221,19 @@ async def test_scoped_key_posts_only_its_server_and_is_the_only_key_for_its_agen
         status, answer = await admin.call("POST", hb, json={"agent": "x"}, token=key)
         assert status == 200 and answer["lease"]["epoch"] >= 1
         assert (await admin.call("POST", hb, json={"agent": "y"}, token=key))[0] == 409
+
+
+async def test_an_agent_for_a_server_it_cannot_serve_stops_saying_why(embedded, tmp_path) -> None:
+    async with fleet(embedded) as (backend, url, admin, server, key):
+        other = await admin.add_server(name="web-other", cores=8)
+        # `--server` takes a name as every command does
+        for token in (admin.token, key):
+            async with TaskerClient(url, token) as client:
+                assert await _server_id(client, server["name"].upper()) == server["id"]
+                with pytest.raises(NotFoundError, match="no server with id or name 'web-nowhere'"):
+                    await _server_id(client, "web-nowhere")
+        async with TaskerClient(url, key) as client:
+            for wrong in (other["id"], "srv_nowhere"):  # not its key's server; no server
+                agent = Agent(client, wrong, tmp_path / wrong, agent_id="host-1")
+                with pytest.raises(AgentRefused, match=f"server {wrong}: "):
+                    await asyncio.wait_for(agent.run(), 10)
