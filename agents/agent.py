@@ -37,6 +37,8 @@ from tasker.models import AgentTask, AgentWork, Interval, ModelError
 class AgentRefused(Exception):
     """The backend refused the agent's first heartbeat: no such server, or a key not for it."""
 
+    user_facing = True  # shown to the user as one line by the CLI
+
 
 log = logging.getLogger("tasker.agent")
 

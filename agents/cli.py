@@ -7,7 +7,10 @@ ID`). A session (TASKER_TOKEN or `tasker login`) of the server's owner or an adm
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +18,8 @@ import typer
 
 if TYPE_CHECKING:
     from tasker.client import TaskerClient
+
+log = logging.getLogger("tasker.agent")
 
 
 def _state_dir(server_id: str) -> Path:
@@ -37,9 +42,26 @@ def _lock(directory: Path):
     return handle
 
 
+SERVER_ID = re.compile(r"srv_[a-z2-7]{10}")
+"""The form of the ids the backend gives servers."""
+
+
 async def _server_id(client: TaskerClient, ref: str) -> str:
-    """The id of the server `ref` names: an id, or a name as every other command takes."""
-    return (await client.find_server(ref)).id
+    """The id of the server `ref` names. An id is taken as it is: the agent starts while the
+    backend is away, and its first heartbeat says whether the id is right. A name, as every
+    other command takes, is looked up, waiting for the backend the same way."""
+    from tasker.backoff import RetryBackoff
+    from tasker.client import BackendUnavailable
+
+    if SERVER_ID.fullmatch(ref):
+        return ref
+    backoff = RetryBackoff(1.0, 30.0, jitter=0.2)
+    while True:
+        try:
+            return (await client.find_server(ref)).id
+        except BackendUnavailable as exc:
+            log.warning("cannot look up server %r yet: %s", ref, exc.message)
+            await asyncio.sleep(backoff.failed())
 
 
 def agent_command(

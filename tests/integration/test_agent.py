@@ -230,6 +230,7 @@ async def test_an_agent_for_a_server_it_cannot_serve_stops_saying_why(embedded, 
         for token in (admin.token, key):
             async with TaskerClient(url, token) as client:
                 assert await _server_id(client, server["name"].upper()) == server["id"]
+                assert await _server_id(client, other["id"]) == other["id"]
                 with pytest.raises(NotFoundError, match="no server with id or name 'web-nowhere'"):
                     await _server_id(client, "web-nowhere")
         async with TaskerClient(url, key) as client:
