@@ -177,12 +177,10 @@ class Agent:
         except Conflict as exc:
             self._lost(f"another agent holds the lease: {exc.message}")
             return None
-        except (NotFoundError, Forbidden, Unauthorized) as exc:
-            if self.epoch is None:  # never let in: a wrong server or key, which no retry mends
-                raise AgentRefused(f"server {self.server_id}: {exc.message}") from None
-            self.stats.last_error = str(exc)
-            return None
         except (BackendUnavailable, ApiError, ModelError) as exc:
+            if self.epoch is None and isinstance(exc, (NotFoundError, Forbidden, Unauthorized)):
+                # never let in: a wrong server or key, which no retry mends
+                raise AgentRefused(f"server {self.server_id}: {exc.message}") from None
             self.stats.last_error = str(exc)
             if not self.holds_lease() and self.epoch is not None:
                 self._lost("lease may have expired while the backend was away")
