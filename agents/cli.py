@@ -7,19 +7,10 @@ ID`). A session (TASKER_TOKEN or `tasker login`) of the server's owner or an adm
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
-
-if TYPE_CHECKING:
-    from tasker.client import TaskerClient
-
-log = logging.getLogger("tasker.agent")
 
 
 def _state_dir(server_id: str) -> Path:
@@ -40,28 +31,6 @@ def _lock(directory: Path):
     except OSError:
         fail(f"another tasker agent already runs with the state directory {directory}", 2)
     return handle
-
-
-SERVER_ID = re.compile(r"srv_[a-z2-7]{10}")
-"""The form of the ids the backend gives servers."""
-
-
-async def _server_id(client: TaskerClient, ref: str) -> str:
-    """The id of the server `ref` names. An id is taken as it is: the agent starts while the
-    backend is away, and its first heartbeat says whether the id is right. A name, as every
-    other command takes, is looked up, waiting for the backend the same way."""
-    from tasker.backoff import RetryBackoff
-    from tasker.client import BackendUnavailable
-
-    if SERVER_ID.fullmatch(ref):
-        return ref
-    backoff = RetryBackoff(1.0, 30.0, jitter=0.2)
-    while True:
-        try:
-            return (await client.find_server(ref)).id
-        except BackendUnavailable as exc:
-            log.warning("cannot look up server %r yet: %s", ref, exc.message)
-            await asyncio.sleep(backoff.failed())
 
 
 def agent_command(
@@ -86,6 +55,7 @@ def agent_command(
     """Run the tasks planned for this server at their planned times, and report how they ran."""
     from agents.agent import Agent
     from sensors.progress import run_reporting
+    from sensors.sender import sensor_backoff
     from tasker.client import TaskerClient
     from tasker.session import resolve_token
     from tasker.shell import backend_url, fail, run_cli
@@ -108,7 +78,7 @@ def agent_command(
 
     async def main() -> None:
         async with TaskerClient(base, token) as client:
-            server_id = await _server_id(client, server)
+            server_id = await client.server_id_of(server, sensor_backoff(1.0, 30.0))
             directory = state_dir or _state_dir(server_id)  # by id: one lock however the server is named
             lock = _lock(directory)  # noqa: F841 - held until the process ends
             agent = Agent(client, server_id, directory, kill_grace_s=kill_grace, websocket=websocket)

@@ -135,7 +135,7 @@ def emulate(
 
 @sensors_app.command("host")
 def host(
-    server_id: str = typer.Argument(..., help="Id of the registered server this machine is."),
+    server: str = typer.Argument(..., help="Id or name of the registered server this machine is."),
     interval: float = INTERVAL_OPTION,
     key_file: Path | None = KEY_FILE_OPTION,
     url: str | None = URL_OPTION,
@@ -149,11 +149,11 @@ def host(
         help="Where the powercap tree is (for testing).",
     ),
 ) -> None:
-    """This machine's measured power (RAPL package + DRAM), posted for SERVER_ID; CO2 too when its spec is readable."""
-    from sensors.host import HostSensor
+    """This machine's measured power (RAPL package + DRAM), posted for SERVER; CO2 too when its spec is readable."""
+    from sensors.host import HostSensor, UnknownServer
     from sensors.rapl import RaplMeter, RaplUnavailable
-    from sensors.sender import ReadingSender
-    from tasker.client import TaskerClient
+    from sensors.sender import ReadingSender, sensor_backoff
+    from tasker.client import NotFoundError, TaskerClient
     from tasker.shell import backend_url, fail, run_cli
 
     try:
@@ -166,8 +166,13 @@ def host(
 
     async def main() -> None:
         async with TaskerClient(base, registry_token) as registry, TaskerClient(post_to, ingest) as posting:
+            try:
+                server_id = await registry.server_id_of(server, sensor_backoff(1.0, 30.0))
+            except NotFoundError:
+                raise UnknownServer.of(server) from None
             domains = ", ".join(d.label for d in meter.domains)
-            typer.echo(f"measuring {domains} every {interval:g} s for {server_id}", err=True)
+            named = server if server == server_id else f"{server} ({server_id})"
+            typer.echo(f"measuring {domains} every {interval:g} s for {named}", err=True)
             sensor = HostSensor(meter, ReadingSender(posting, max_buffer=buffer), server_id, interval_s=interval)
             await sensor.run(
                 progress_every_s=None if quiet else 1.0, fetch_spec=lambda: registry.read_server(server_id)

@@ -24,9 +24,15 @@ log = logging.getLogger("tasker.sensors")
 
 
 class UnknownServer(Exception):
-    """The server id given is not registered; the message says what to do."""
+    """The server given is not registered; the message says what to do."""
 
     user_facing = True  # shown to the user as one line by the CLI
+
+    @classmethod
+    def of(cls, ref: str) -> UnknownServer:
+        return cls(
+            f"no server {ref!r} is registered: add this machine with `tasker servers add`, then pass its id or name"
+        )
 
 
 class HostSensor:
@@ -76,10 +82,7 @@ class HostSensor:
                 self.spec = ServerSpec.of(await fetch())
                 return
             except NotFoundError:
-                raise UnknownServer(
-                    f"no server {self.server_id!r} is registered: add this machine with `tasker servers add`"
-                    " and pass the id it gets"
-                ) from None
+                raise UnknownServer.of(self.server_id) from None
             except BackendUnavailable:
                 await asyncio.sleep(backoff.failed())
             except ApiError as exc:

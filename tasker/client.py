@@ -24,7 +24,8 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from tasker.domain import Reading
+from tasker.backoff import RetryBackoff
+from tasker.domain import SERVER_ID, Reading
 from tasker.models import (
     Account,
     AgentWork,
@@ -371,6 +372,19 @@ class TaskerClient:
     async def find_server(self, ref: str) -> Server:
         """The server whose id is `ref`, or else whose name is `ref` (case-insensitive)."""
         return match_server((await self.read_servers()).servers, ref)
+
+    async def server_id_of(self, ref: str, retry: RetryBackoff) -> str:
+        """The id of the server `ref` names, for a host's agent or sensor. An id is taken as it
+        is, without asking: the host starts while the backend is away, and its first request
+        says whether the id is right. A name, as every command takes, is looked up, waiting
+        `retry`'s delays while the backend is away; NotFoundError when no server has it."""
+        if SERVER_ID.fullmatch(ref):
+            return ref
+        while True:
+            try:
+                return (await self.find_server(ref)).id
+            except BackendUnavailable:
+                await asyncio.sleep(retry.failed())
 
     async def create_server(self, server: Mapping[str, Any]) -> dict[str, Any]:
         """Register a server; returns it with its backend-assigned `id`."""

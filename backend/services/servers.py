@@ -21,11 +21,10 @@ from backend.services.errors import Forbidden
 from backend.services.passwords import random_base32
 from backend.services.timestamps import format_rfc3339, now_ms
 from backend.services.wire import REGISTRY_CHANNEL
-from tasker.domain import DEFAULT_PUE, ENERGY_SOURCES, REGIONS, default_carbon_intensity
+from tasker.domain import DEFAULT_PUE, ENERGY_SOURCES, REGIONS, SERVER_ID, default_carbon_intensity
 
 log = logging.getLogger(__name__)
 
-SERVER_ID = re.compile(r"srv_[a-z2-7]{10}")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TAG = re.compile(r"[A-Za-z0-9._:/=-]{1,64}")
 MAX_TAGS = 32

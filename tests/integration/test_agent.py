@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 
 from agents.agent import Agent, AgentRefused
-from agents.cli import _server_id
 from backend.services.agents import AgentSettings
 from backend.services.scheduler import SchedulerSettings
+from tasker.backoff import RetryBackoff
 from tasker.client import NotFoundError, TaskerClient
 from tests.integration.backend_rig import Api, running_backend, user_session
 
@@ -226,13 +226,15 @@ async def test_scoped_key_posts_only_its_server_and_is_the_only_key_for_its_agen
 async def test_an_agent_for_a_server_it_cannot_serve_stops_saying_why(embedded, tmp_path) -> None:
     async with fleet(embedded) as (backend, url, admin, server, key):
         other = await admin.add_server(name="web-other", cores=8)
-        # `--server` takes a name as every command does
+        # `--server` takes a name as every command does; an id is taken as it is
         for token in (admin.token, key):
             async with TaskerClient(url, token) as client:
-                assert await _server_id(client, server["name"].upper()) == server["id"]
-                assert await _server_id(client, other["id"]) == other["id"]
+                retry = RetryBackoff(0.1, 0.1)
+                assert await client.server_id_of(server["name"].upper(), retry) == server["id"]
+                assert await client.server_id_of(other["id"], retry) == other["id"]
+                assert await client.server_id_of("srv_nowhere234", retry) == "srv_nowhere234"
                 with pytest.raises(NotFoundError, match="no server with id or name 'web-nowhere'"):
-                    await _server_id(client, "web-nowhere")
+                    await client.server_id_of("web-nowhere", retry)
         async with TaskerClient(url, key) as client:
             for wrong in (other["id"], "srv_nowhere"):  # not its key's server; no server
                 agent = Agent(client, wrong, tmp_path / wrong, agent_id="host-1")

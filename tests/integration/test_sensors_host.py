@@ -64,7 +64,7 @@ async def test_host_sensor_posts_measured_power_and_co2(backend, tmp_path):
     counters.thread.start()
     started = int(time.time() * 1000)
     sensor = subprocess.Popen(
-        [TASKER, "sensors", "host", server["id"], "--interval", "0.5", "--powercap", str(counters.root)],
+        [TASKER, "sensors", "host", "This-Host", "--interval", "0.5", "--powercap", str(counters.root)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -76,7 +76,7 @@ async def test_host_sensor_posts_measured_power_and_co2(backend, tmp_path):
         code, err = stop_process(sensor)
         counters.stop.set()
     assert code == 0, err
-    assert "measuring package-0, dram (intel-rapl:0:2)" in err
+    assert f"measuring package-0, dram (intel-rapl:0:2) every 0.5 s for This-Host ({server['id']})" in err
     end = int(time.time() * 1000)
     async with TaskerClient(backend.url, token) as api:
         # Each metric has its own queue and packager: right after the sensor stops, one may hold a
@@ -101,20 +101,21 @@ async def test_host_sensor_posts_measured_power_and_co2(backend, tmp_path):
 async def test_host_sensor_for_an_unknown_server_says_so_in_one_line(backend, tmp_path):
     counters = RunningCounters(tmp_path / "powercap")
     token = await backend.login()
-    result = backend.tasker(
-        "sensors",
-        "host",
-        "srv_nosuchthing",
-        "--powercap",
-        str(counters.root),
-        "--quiet",
-        env={"TASKER_TOKEN": token, "TASKER_INGEST_KEY": backend.ingest_key},
-        timeout=30,
-    )
-    assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last == (
-        "tasker: no server 'srv_nosuchthing' is registered: add this machine with `tasker servers add`"
-        " and pass the id it gets"
-    )
-    assert "Traceback" not in result.stderr
+    for server in ("srv_nosuch2345", "web-nowhere"):  # an id (the spec read refuses it), a name (not found)
+        result = backend.tasker(
+            "sensors",
+            "host",
+            server,
+            "--powercap",
+            str(counters.root),
+            "--quiet",
+            env={"TASKER_TOKEN": token, "TASKER_INGEST_KEY": backend.ingest_key},
+            timeout=30,
+        )
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last == (
+            f"tasker: no server '{server}' is registered: add this machine with `tasker servers add`,"
+            " then pass its id or name"
+        )
+        assert "Traceback" not in result.stderr
