@@ -54,6 +54,12 @@ def value_ceilings(max_watts: float) -> dict[str, float]:
     return out
 
 
+# --- servers --------------------------------------------------------------------------------
+
+SERVER_ID = re.compile(r"srv_[a-z2-7]{10}")
+"""The form of the ids the backend gives servers."""
+
+
 # --- energy ---------------------------------------------------------------------------------
 
 ENERGY_SOURCES: tuple[str, ...] = (
@@ -117,9 +123,6 @@ def co2_g_per_h(power_w: float, pue: float, intensity_g_per_kwh: float) -> float
 # --- readings -------------------------------------------------------------------------------
 
 # Readings older than this are refused: no sensor of ours predates it, a zero epoch is a bug.
-SERVER_ID = re.compile(r"srv_[a-z2-7]{10}")
-"""The form of the ids the backend gives servers."""
-
 EARLIEST_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 # Sensor clocks drift; more than this ahead of the backend's clock is refused.
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000

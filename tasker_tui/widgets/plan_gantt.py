@@ -156,9 +156,11 @@ def gantt_lines(plan: PlanTimeline, width: int, label_width: int = 14) -> tuple[
     values = [v for curve in plan.curves.values() for v in curve if v is not None and math.isfinite(v)]
     low, high = (min(values), max(values)) if values else (0.0, 0.0)
     shown: dict[str, list[list[Placement]]] = {}
+    hidden: dict[str, int] = {}  # placements in the lanes not shown
     for server in plan.servers:
         rows = lanes(server.placements)
-        shown[server.id] = rows if len(rows) <= MAX_LANES else rows[: MAX_LANES - 1]
+        cut = len(rows) if len(rows) <= MAX_LANES else MAX_LANES - 1
+        shown[server.id], hidden[server.id] = rows[:cut], sum(len(lane) for lane in rows[cut:])
     colors: dict[str, str] = {}
     legend: list[Text] = []
     for server in plan.servers:
@@ -173,7 +175,6 @@ def gantt_lines(plan: PlanTimeline, width: int, label_width: int = 14) -> tuple[
                     )
                 )
     lines = [Text.assemble(" " * (label_width + 1), axis_line(plan, timeline))]
-    summed = False
     for server in plan.servers:
         lines.append(
             Text.assemble(
@@ -187,17 +188,15 @@ def gantt_lines(plan: PlanTimeline, width: int, label_width: int = 14) -> tuple[
             lines.append(
                 Text.assemble((fit(label, label_width), "dim"), " ", placements_line(plan, lane, timeline, colors))
             )
-        hidden = len(server.placements) - sum(len(lane) for lane in shown[server.id])
-        if hidden > 0:
-            summed = True
+        if hidden[server.id]:
             lines.append(
                 Text.assemble(
-                    (fit(f" +{hidden:,} more", label_width), "dim"),
+                    (fit(f" +{hidden[server.id]:,} more", label_width), "dim"),
                     " ",
                     cores_line(plan, server.placements, server.cores, timeline),
                 )
             )
-    if summed:
+    if any(hidden.values()):
         legend.append(Text.assemble(("▁▄█", "cyan"), " +N more: cores in use by all of the server's tasks"))
     return lines, legend
 
