@@ -38,8 +38,11 @@ STEP_GAP = 1e-3
 """Relative gap a neighbourhood's MILP stops at (the whole model's is strict)."""
 FIRST_SERVERS = 3
 """Servers in the first neighbourhood."""
-INVITED_PER_SERVER = 5
-"""Tasks from elsewhere a neighbourhood takes per server: those that would save most there."""
+INVITED_PER_SERVER = 3
+"""Tasks from elsewhere a neighbourhood takes per server: those that would save most there.
+Each adds its choices on every server of the neighbourhood to the MILP: with 5, the steps that
+gain most on the benchmark's hard seeds took 0.6-1.1 s (beyond STEP_S, so they gained nothing);
+with 3, 0.2-0.4 s for the same grams (BENCHMARKS.md, allocation)."""
 MAX_REPEATS = 200
 """Neighbourhoods tried in a row that had been tried on the same plan: the search ends."""
 
