@@ -261,7 +261,8 @@ def grams(value: float | None) -> str:
 
 
 def clock(ts_ms: int | None, now_ms: int) -> str:
-    """A UTC instant for a table cell: `18:30` today, `Thu 06:00` within a week, else the date."""
+    """A UTC instant for a table cell: `18:30` today, `Thu 06:00` within a week, `07 Dec` this
+    year, else the date."""
     if ts_ms is None:
         return "—"
     try:
@@ -273,7 +274,7 @@ def clock(ts_ms: int | None, now_ms: int) -> str:
         return moment.strftime("%H:%M")
     if abs((moment.date() - today.date()).days) < 7:
         return moment.strftime("%a %H:%M")
-    return moment.strftime("%Y-%m-%d")
+    return moment.strftime("%d %b" if moment.year == today.year else "%Y-%m-%d")
 
 
 def share(value: float | None) -> str:

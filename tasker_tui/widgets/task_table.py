@@ -53,10 +53,10 @@ class TaskColumn(SortColumn):
 
 
 TASK_COLUMNS = (
-    TaskColumn("name", "Task", "t", narrow=12, wide=24),
+    TaskColumn("name", "Task", "t", narrow=11, wide=24),
     TaskColumn("state", "State", "s", narrow=9, wide=13),
     TaskColumn("server", "Server", "v", narrow=10, wide=16),
-    TaskColumn("start", "Start", "a", narrow=9, wide=10),
+    TaskColumn("start", "Start", "a", narrow=10, wide=10),
     TaskColumn("progress", "Done", "d", True, narrow=4, wide=5, right=True),
     TaskColumn("planned", "Plan g", "p", True, narrow=6, wide=9, right=True),
     TaskColumn("measured", "Meas g", "m", True, narrow=6, wide=9, right=True),
@@ -92,13 +92,28 @@ def task_cells(task: Task, server_name: str, now_ms: int) -> TaskCells:
         one_line(task.name),
         state,
         one_line(server_name) if plan else "—",
-        fmt.clock(plan.start_ms if plan else None, now_ms),
+        _start(task, now_ms),
         fmt.share(task.progress(now_ms)) if task.state not in ("queued", "unschedulable") else "—",
         fmt.grams(plan.co2_g if plan else None),
         fmt.grams(plan.measured_co2_g if plan else None),
         fmt.grams(plan.run_now_co2_g if plan else None),
         fmt.grams(saving),
     )
+
+
+def _start(task: Task, now_ms: int) -> str:
+    """When the task starts as planned; a queued task that may not start yet shows when it may
+    (`≥Thu 06:00`): it waits for that, not for room."""
+    if task.plan is not None:
+        return fmt.clock(task.plan.start_ms, now_ms)
+    not_before = _not_before(task, now_ms)
+    return "—" if not_before is None else "≥" + fmt.clock(not_before, now_ms)
+
+
+def _not_before(task: Task, now_ms: int) -> int | None:
+    """The earliest start of a queued task that is still to come."""
+    earliest = task.earliest_start_ms
+    return earliest if task.state == "queued" and earliest is not None and earliest > now_ms else None
 
 
 def filter_fields(task: Task, server_name: str) -> dict[str, list[str]]:
@@ -132,7 +147,7 @@ def sort_value(key: str, task: Task, server_name: str, now_ms: int) -> Any:
     if key == "server":
         return server_name.casefold() if plan else None
     if key == "start":
-        return plan.start_ms if plan else None
+        return plan.start_ms if plan else _not_before(task, now_ms)
     if key == "progress":
         return _figure(task.progress(now_ms))
     if plan is None:

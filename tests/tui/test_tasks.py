@@ -231,6 +231,11 @@ async def test_a_task_declared_ahead_gets_its_earliest_start_and_a_deadline_afte
         sent = client.tasks["tsk_0000000004"]
         start = datetime.fromisoformat(sent["earliest_start"].replace("Z", "+00:00"))
         assert timedelta(hours=3) <= start - before < timedelta(hours=3, minutes=1)
+        # queued until then: the table says when it may start, not a bare dash
+        may_start = "≥" + fmt.clock(int(start.timestamp() * 1000), BASE_MS)
+        nightly = lambda: row_of(app, " nightly ")  # noqa: E731 (not nightly-backup)
+        await wait_until(pilot, lambda: may_start in nightly(), what=f"{may_start} in the row")
+        assert "queued" in nightly()
 
 
 async def test_backend_objections_land_beside_their_fields():
