@@ -297,11 +297,16 @@ class TaskerApp(OrderedKeys, App[None]):
 
         return f"saved today: {co2_mass(savings.today.saved_g)}"
 
-    def open_tasks(self) -> None:
-        """Show the Tasks screen (once on the stack)."""
+    def open_tasks(self, filter_text: str = "") -> None:
+        """Show the Tasks screen (once on the stack), filtered by `filter_text` when given."""
         from tasker_tui.screens.tasks import TasksScreen
 
+        if not any(isinstance(s, TasksScreen) for s in self.screen_stack):
+            self.push_screen(TasksScreen(filter_text))
+            return
         self._show_once(TasksScreen)
+        if filter_text and isinstance(self.screen, TasksScreen):
+            self.screen.show_filter(filter_text)
 
     def open_plan(self) -> None:
         """Show the plan view (once on the stack)."""

@@ -6,6 +6,7 @@ A filter is words separated by spaces, and a row is shown when every word matche
 - `source:coal` occurs in that field; a field's name may be shortened while it stays
   unambiguous (`sou:coal`);
 - `*` and `?` are wildcards over a whole value: `region:eu-*`, `name:web-?-1`;
+- `field:=value` is that whole value and no other: `server:=web-1` (not `web-10`);
 - `!word` or `!field:value` is a row that does not match it.
 
 A field the table does not have is an error said in words (`no field "colour"; fields: ...`),
@@ -35,10 +36,13 @@ class Term:
     field: str | None  # None: any field
     pattern: str  # casefolded
     negated: bool = False
+    exact: bool = False
 
     def matches(self, row: Fields) -> bool:
         values = row.get(self.field, ()) if self.field else [v for vs in row.values() for v in vs]
-        if WILDCARDS & set(self.pattern):
+        if self.exact:
+            hit = any(v.casefold() == self.pattern for v in values)
+        elif WILDCARDS & set(self.pattern):
             hit = any(fnmatchcase(v.casefold(), self.pattern) for v in values)
         else:
             hit = any(self.pattern in v.casefold() for v in values)
@@ -76,7 +80,8 @@ def parse_filter(text: str, fields: Sequence[str]) -> Filter:
             if field is None:
                 return Filter(text, (), _unknown(name, fields))
             body = value
-        terms.append(Term(field, body.casefold(), negated))
+        exact = field is not None and body.startswith("=") and len(body) > 1
+        terms.append(Term(field, (body[1:] if exact else body).casefold(), negated, exact))
     return Filter(text, tuple(terms))
 
 

@@ -20,6 +20,7 @@ from tasker_tui.fleet_state import placeholder
 from tasker_tui.literal import literal, one_line
 from tasker_tui.range_stats import LiveSeries
 from tasker_tui.screens.base import TaskerScreen
+from tasker_tui.widgets.fleet_table import tasks_cell
 from tasker_tui.widgets.metric_chart import MetricChart
 
 
@@ -108,6 +109,7 @@ class DetailScreen(TaskerScreen):
         Binding("d", "delete", "Delete", tooltip="Delete this server (asks first)"),
         Binding("r", "readings", "Raw", tooltip="This server's raw readings"),
         Binding("i", "toggle_spec", "Spec", tooltip="Show or hide the server's spec"),
+        Binding("t", "tasks", "Tasks", tooltip="The tasks running or planned on this server"),
     ]
 
     def __init__(self, server_id: str) -> None:
@@ -272,6 +274,8 @@ class DetailScreen(TaskerScreen):
             text.append("● live ", "bold green")
         text.append(f"  {fmt.watts(fleet.latest(self.server_id, 'power'))} W", "bold")
         text.append(f"  {fmt.grams_per_hour(fleet.latest(self.server_id, 'co2'))} g/h", "bold")
+        if tasks := tasks_cell(self.tasker.board.loads().get(self.server_id)):
+            text.append(f"  tasks {tasks}", "green")
         self.query_one("#detail-head", Static).update(text)
 
     def _show_tabs(self) -> None:
@@ -315,6 +319,9 @@ class DetailScreen(TaskerScreen):
         shown = self.query_one("#spec").has_class("-visible")
         self.spec_forced = not shown
         self._show_spec()
+
+    def action_tasks(self) -> None:
+        self.tasker.open_tasks(f"server:={self.server.name}")
 
     def action_readings(self) -> None:
         from tasker_tui.screens.raw_readings import RawReadingsScreen

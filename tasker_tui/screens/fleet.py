@@ -37,7 +37,7 @@ class FleetScreen(TaskerScreen):
         yield FleetTable(self.tasker.fleet, id="fleet")
         yield Static("No servers registered yet. Press a to register one.", id="fleet-empty")
         yield Input(
-            placeholder=f"filter: word or field:value ({' '.join(FLEET_FIELDS)}), * any, ! not",
+            placeholder=f"filter: word or field:value ({' '.join(FLEET_FIELDS)}), * any, ! not, := exact",
             id="filter",
             compact=True,
         )

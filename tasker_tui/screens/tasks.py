@@ -30,23 +30,38 @@ class TasksScreen(TaskerScreen):
         Binding("escape", "back", "Back", tooltip="Clear the filter, or back to the fleet"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, filter_text: str = "") -> None:
         super().__init__()
         self._drawn: tuple = ()
+        self._first_filter = filter_text
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="task-totals")
         yield TaskTable(id="tasks")
         yield Static("", id="tasks-empty")
         yield Input(
-            placeholder=f"filter: word or field:value ({' '.join(TASK_FIELDS)}), * any, ! not",
+            placeholder=f"filter: word or field:value ({' '.join(TASK_FIELDS)}), * any, ! not, := exact",
             id="task-filter",
             compact=True,
         )
 
+    def on_mount(self) -> None:
+        super().on_mount()
+        if self._first_filter:
+            self.show_filter(self._first_filter)
+
     @property
     def table(self) -> TaskTable:
         return self.query_one(TaskTable)
+
+    def show_filter(self, text: str) -> None:
+        """Filter the table by `text` (`server:=web-1`), shown in the filter box as if typed."""
+        box = self.query_one("#task-filter", Input)
+        box.value = text
+        box.add_class("-visible")
+        self.table.set_filter(text)
+        self.table.focus()
+        self._show_totals()
 
     def refresh_live(self) -> None:
         board = self.tasker.board

@@ -11,6 +11,7 @@ from textual.widgets import Checkbox, Input
 
 from tasker_tui import format as fmt
 from tasker_tui.screens.confirm import ConfirmScreen
+from tasker_tui.screens.detail import DetailScreen
 from tasker_tui.screens.fleet import FleetScreen
 from tasker_tui.screens.plan import PlanScreen
 from tasker_tui.screens.task_detail import TaskDetailScreen
@@ -236,6 +237,27 @@ async def test_a_task_declared_ahead_gets_its_earliest_start_and_a_deadline_afte
         nightly = lambda: row_of(app, " nightly ")  # noqa: E731 (not nightly-backup)
         await wait_until(pilot, lambda: may_start in nightly(), what=f"{may_start} in the row")
         assert "queued" in nightly()
+
+
+async def test_a_servers_detail_counts_its_tasks_and_t_lists_them():
+    app, client = with_tasks()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_tasks(pilot, client)  # render-frames and nightly-backup are planned on web-dub-1
+        await pilot.press("escape")
+        await pilot.press("ctrl+g")  # the go-to-server palette
+        await type_text(pilot, "web-dub-1")
+        await wait_for_text(pilot, "Go to server web-dub-1")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.ready, what="detail")
+        await wait_until(pilot, lambda: "tasks +2" in widget_text(app, "#detail-head"), what="its task count")
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen), what="the tasks screen")
+        await wait_until(pilot, lambda: app.screen.table.shown_ids and "too-big" not in screen_text(app), what="filter")
+        assert app.screen.query_one("#task-filter", Input).value == "server:=web-dub-1"  # as if typed
+        text = screen_text(app)
+        assert "render-fra" in text and "nightly-ba" in text and "too-big" not in text
+        await pilot.press("escape")  # clears the filter first
+        await wait_until(pilot, lambda: "too-big" in screen_text(app), what="every task again")
 
 
 async def test_backend_objections_land_beside_their_fields():

@@ -37,6 +37,15 @@ def test_wildcards_match_a_whole_value():
     assert shown("region:eu-") == ["web-dub-1"]
 
 
+def test_an_equals_sign_matches_the_whole_value_only():
+    assert shown("name:=web-dub-1") == ["web-dub-1"]
+    assert shown("name:=WEB-DUB-1") == ["web-dub-1"]  # case-insensitive like the rest
+    assert shown("name:=web-dub") == []  # a part is not enough
+    assert shown("name:web-dub") == ["web-dub-1"]
+    assert shown("!name:=web-dub-1") == ["db-iad-1"]
+    assert shown("=prod") == []  # without a field, = is a character like any other
+
+
 def test_a_bang_excludes():
     assert shown("!source:coal") == ["web-dub-1"]
     assert shown("prod !dublin") == ["db-iad-1"]
