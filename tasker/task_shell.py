@@ -92,6 +92,11 @@ async def _server_names(api: TaskerClient) -> dict[str, str]:
     return {s.id: s.name for s in (await api.read_servers()).servers}
 
 
+async def _server_id(api: TaskerClient, ref: str | None) -> str | None:
+    """The id of the server `--server` names (None without it); NotFoundError when none does."""
+    return None if ref is None else (await api.find_server(ref)).id
+
+
 def _plan_cell(task: Task, names: dict[str, str]) -> tuple[str, str, str]:
     plan = task.plan
     if plan is None:
@@ -120,17 +125,28 @@ def tasks_list(
         "24h", "--since", help="Finished tasks only if they finished since: a duration ago (7d) or a time."
     ),
     every: bool = typer.Option(False, "--all", help="Every finished task, however old."),
+    server: str | None = typer.Option(
+        None, "--server", help="Only tasks placed on this server (name or id): planned, running or run there."
+    ),
     as_json: bool = JSON_OPTION,
     url: str | None = URL_OPTION,
 ) -> None:
     """List the tasks you may see, oldest first: those not finished, and those finished in the last 24 h."""
     finished_since = _finished_since(since, every)
     if as_json:
-        print_json(_with_client(url, lambda api: api.list_tasks(states or (), finished_since)))
+
+        async def raw(api: TaskerClient) -> list[dict[str, Any]]:
+            on = await _server_id(api, server)
+            listed = await api.list_tasks(states or (), finished_since)
+            return [t for t in listed if on is None or (t.get("plan") or {}).get("server_id") == on]
+
+        print_json(_with_client(url, raw))
         return
 
     async def read(api: TaskerClient) -> tuple[list[Task], dict[str, str]]:
-        return await api.read_tasks(states or (), finished_since), await _server_names(api)
+        on = await _server_id(api, server)
+        listed = await api.read_tasks(states or (), finished_since)
+        return [t for t in listed if on is None or (t.plan and t.plan.server_id == on)], await _server_names(api)
 
     tasks, names = _with_client(url, read)
     rows = []

@@ -272,6 +272,15 @@ def test_tasks_submit_list_show_cancel_and_the_plan(shell):
     assert listed.stdout.splitlines()[0].split()[:4] == ["ID", "NAME", "OWNER", "STATE"]
     row = next(line.split() for line in listed.stdout.splitlines() if task["id"] in line)
     assert row[1:4] == ["nightly-render", "ops", "planned"] and "web-1" in row  # the server by its name
+    # by server, named or by id; a server it is not on lists none of it; an unknown one is said
+    assert task["id"] in shell("tasks", "list", "--server", "web-1").stdout
+    on_web1 = json.loads(shell("tasks", "list", "--server", server["id"], "--json").stdout)
+    assert task["id"] in {t["id"] for t in on_web1} and {t["plan"]["server_id"] for t in on_web1} == {server["id"]}
+    assert shell(*ADD_WEB1[:2], "db-1", *ADD_WEB1[3:]).exit_code == 0
+    elsewhere = shell("tasks", "list", "--server", "db-1")
+    assert elsewhere.exit_code == 0 and task["id"] not in elsewhere.stdout and "(no tasks)" in elsewhere.stdout
+    assert shell("servers", "rm", "db-1", "--yes").exit_code == 0
+    assert "no-such-server" in one_line_error(shell("tasks", "list", "--server", "no-such-server"))
     shown = shell("tasks", "show", task["id"])
     assert shown.exit_code == 0 and "nightly-render" in shown.stdout, shown.stderr
     assert re.search(r"^server +web-1$", shown.stdout, re.M)
