@@ -109,7 +109,7 @@ class DetailScreen(TaskerScreen):
         Binding("d", "delete", "Delete", tooltip="Delete this server (asks first)"),
         Binding("r", "readings", "Raw", tooltip="This server's raw readings"),
         Binding("i", "toggle_spec", "Spec", tooltip="Show or hide the server's spec"),
-        Binding("t", "tasks", "Tasks", tooltip="The tasks running or planned on this server"),
+        Binding("t", "tasks", "Tasks", tooltip="The tasks placed on this server: planned, running or run there"),
     ]
 
     def __init__(self, server_id: str) -> None:
