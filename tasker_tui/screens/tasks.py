@@ -94,6 +94,9 @@ class TasksScreen(TaskerScreen):
         parts = [f"{counts[s]:,} {s}" for s in COUNTED if counts.get(s)]
         if parts:
             text.append(": " + " · ".join(parts[:3]))
+        if table.filter_text:  # before the savings: 80 columns cut the line's end
+            text.append(" │ ", "dim")
+            text.append(f"/{table.filter_text}: {len(table.shown_ids):,} shown", "bold yellow")
         totals = board.savings.totals if board.savings else None
         if totals is not None and totals.compared:
             text.append(" │ ", "dim")
@@ -103,9 +106,6 @@ class TasksScreen(TaskerScreen):
         label = next(c.label for c in TASK_COLUMNS if c.key == table.sort_key)
         text.append(" │ ", "dim")
         text.append(f"{label} {'▼' if table.sort_reverse else '▲'}")
-        if table.filter_text:
-            text.append(" │ ", "dim")
-            text.append(f"/{table.filter_text}: {len(table.shown_ids):,} shown", "bold yellow")
         self.query_one("#task-totals", Static).update(text)
 
     def _selected(self) -> Task | None:

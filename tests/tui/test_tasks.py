@@ -254,6 +254,7 @@ async def test_a_servers_detail_counts_its_tasks_and_t_lists_them():
         await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen), what="the tasks screen")
         await wait_until(pilot, lambda: app.screen.table.shown_ids and "too-big" not in screen_text(app), what="filter")
         assert app.screen.query_one("#task-filter", Input).value == "server:=web-dub-1"  # as if typed
+        assert "/server:=web-dub-1: 2 shown" in screen_text(app)  # within 80 columns
         text = screen_text(app)
         assert "render-fra" in text and "nightly-ba" in text and "too-big" not in text
         await pilot.press("escape")  # clears the filter first
