@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tasker.domain import REGIONS
+from tasker.domain import REGIONS, SERVER_ID
 from tasker.models import RECENT_FINISHED, PlanTimeline, Savings, Task
 from tasker.shell import JSON_OPTION, URL_OPTION, UsageError, _with_client, fail, parse_when, print_json, print_table
 from tasker.when import format_duration, parse_duration, parse_local_time, to_rfc3339
@@ -93,8 +93,12 @@ async def _server_names(api: TaskerClient) -> dict[str, str]:
 
 
 async def _server_id(api: TaskerClient, ref: str | None) -> str | None:
-    """The id of the server `--server` names (None without it); NotFoundError when none does."""
-    return None if ref is None else (await api.find_server(ref)).id
+    """The id of the server `--server` names (None without it). An id is taken as it is: tasks
+    keep the id of a server since removed, and list it in place of a name. A name no server
+    has is NotFoundError."""
+    if ref is None or SERVER_ID.fullmatch(ref):
+        return ref
+    return (await api.find_server(ref)).id
 
 
 def _plan_cell(task: Task, names: dict[str, str]) -> tuple[str, str, str]:

@@ -276,10 +276,12 @@ def test_tasks_submit_list_show_cancel_and_the_plan(shell):
     assert task["id"] in shell("tasks", "list", "--server", "web-1").stdout
     on_web1 = json.loads(shell("tasks", "list", "--server", server["id"], "--json").stdout)
     assert task["id"] in {t["id"] for t in on_web1} and {t["plan"]["server_id"] for t in on_web1} == {server["id"]}
-    assert shell(*ADD_WEB1[:2], "db-1", *ADD_WEB1[3:]).exit_code == 0
+    db1 = json.loads(shell(*ADD_WEB1[:2], "db-1", *ADD_WEB1[3:], "--json").stdout)
     elsewhere = shell("tasks", "list", "--server", "db-1")
     assert elsewhere.exit_code == 0 and task["id"] not in elsewhere.stdout and "(no tasks)" in elsewhere.stdout
     assert shell("servers", "rm", "db-1", "--yes").exit_code == 0
+    removed = shell("tasks", "list", "--server", db1["id"])  # tasks keep a removed server's id
+    assert removed.exit_code == 0 and "(no tasks)" in removed.stdout, removed.stderr
     assert "no-such-server" in one_line_error(shell("tasks", "list", "--server", "no-such-server"))
     shown = shell("tasks", "show", task["id"])
     assert shown.exit_code == 0 and "nightly-render" in shown.stdout, shown.stderr
