@@ -8,6 +8,7 @@ zone and sent as RFC 3339; durations as `2h`, `90m`, `1h30m`. Errors print one l
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from tasker.domain import REGIONS, SERVER_ID
-from tasker.models import RECENT_FINISHED, PlanTimeline, Savings, Task
+from tasker.models import RECENT_FINISHED, PlanTimeline, Savings, Server, Task
 from tasker.shell import JSON_OPTION, URL_OPTION, UsageError, _with_client, fail, parse_when, print_json, print_table
 from tasker.when import format_duration, parse_duration, parse_local_time, to_rfc3339
 
@@ -92,13 +93,15 @@ async def _server_names(api: TaskerClient) -> dict[str, str]:
     return {s.id: s.name for s in (await api.read_servers()).servers}
 
 
-async def _server_id(api: TaskerClient, ref: str | None) -> str | None:
-    """The id of the server `--server` names (None without it). An id is taken as it is: tasks
-    keep the id of a server since removed, and list it in place of a name. A name no server
-    has is NotFoundError."""
+def _server_id(ref: str | None, servers: Iterable[Server]) -> str | None:
+    """The id of the server `--server` names among `servers` (None without it). An id is taken
+    as it is: tasks keep the id of a server since removed, and list it in place of a name. A
+    name no server has is NotFoundError."""
+    from tasker.client import match_server
+
     if ref is None or SERVER_ID.fullmatch(ref):
         return ref
-    return (await api.find_server(ref)).id
+    return match_server(servers, ref).id
 
 
 def _plan_cell(task: Task, names: dict[str, str]) -> tuple[str, str, str]:
@@ -140,7 +143,7 @@ def tasks_list(
     if as_json:
 
         async def raw(api: TaskerClient) -> list[dict[str, Any]]:
-            on = await _server_id(api, server)
+            on = _server_id(server, (await api.read_servers()).servers if server else ())
             listed = await api.list_tasks(states or (), finished_since)
             return [t for t in listed if on is None or (t.get("plan") or {}).get("server_id") == on]
 
@@ -148,9 +151,10 @@ def tasks_list(
         return
 
     async def read(api: TaskerClient) -> tuple[list[Task], dict[str, str]]:
-        on = await _server_id(api, server)
+        servers = (await api.read_servers()).servers  # once: for --server and for the names
+        on = _server_id(server, servers)
         listed = await api.read_tasks(states or (), finished_since)
-        return [t for t in listed if on is None or (t.plan and t.plan.server_id == on)], await _server_names(api)
+        return [t for t in listed if on is None or (t.plan and t.plan.server_id == on)], {s.id: s.name for s in servers}
 
     tasks, names = _with_client(url, read)
     rows = []

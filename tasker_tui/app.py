@@ -301,9 +301,6 @@ class TaskerApp(OrderedKeys, App[None]):
         """Show the Tasks screen (once on the stack), filtered by `filter_text` when given."""
         from tasker_tui.screens.tasks import TasksScreen
 
-        if not any(isinstance(s, TasksScreen) for s in self.screen_stack):
-            self.push_screen(TasksScreen(filter_text))
-            return
         self._show_once(TasksScreen)
         if filter_text and isinstance(self.screen, TasksScreen):
             self.screen.show_filter(filter_text)

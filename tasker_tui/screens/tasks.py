@@ -30,10 +30,10 @@ class TasksScreen(TaskerScreen):
         Binding("escape", "back", "Back", tooltip="Clear the filter, or back to the fleet"),
     ]
 
-    def __init__(self, filter_text: str = "") -> None:
+    def __init__(self) -> None:
         super().__init__()
         self._drawn: tuple = ()
-        self._first_filter = filter_text
+        self._first_filter = ""  # asked for before the screen was mounted
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="task-totals")
@@ -48,7 +48,7 @@ class TasksScreen(TaskerScreen):
     def on_mount(self) -> None:
         super().on_mount()
         if self._first_filter:
-            self.show_filter(self._first_filter)
+            self._apply_filter(self._first_filter)
 
     @property
     def table(self) -> TaskTable:
@@ -56,6 +56,12 @@ class TasksScreen(TaskerScreen):
 
     def show_filter(self, text: str) -> None:
         """Filter the table by `text` (`server:=web-1`), shown in the filter box as if typed."""
+        if self.is_mounted:
+            self._apply_filter(text)
+        else:  # just pushed: on_mount applies it
+            self._first_filter = text
+
+    def _apply_filter(self, text: str) -> None:
         box = self.query_one("#task-filter", Input)
         box.value = text
         box.add_class("-visible")
