@@ -105,14 +105,22 @@ def plan_exact(
 
 
 def solve(
-    model: Model, *, time_limit_s: float, rel_gap: float = 1e-9, cutoff_g: float | None = None
+    model: Model,
+    *,
+    time_limit_s: float,
+    rel_gap: float = 1e-9,
+    cutoff_g: float | None = None,
+    cut_pool: int | None = None,
 ) -> tuple[list[float] | None, bool]:
     """HiGHS on `model`: the values of its best solution (None if it found none), and whether it
     finished, proving that solution within the gaps (or, with `cutoff_g`, that none costs less
-    than the cutoff). A solution whose grams disagree with HiGHS's objective is never proven."""
+    than the cutoff). A solution whose grams disagree with HiGHS's objective is never proven.
+    `cut_pool` caps HiGHS's pool of cuts (its soft limit, rows)."""
     h = _new_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
+    if cut_pool is not None:
+        h.setOptionValue("mip_pool_soft_limit", cut_pool)
     # The penalties make the objective large: the gap of a whole plan must be absolute.
     h.setOptionValue("mip_rel_gap", rel_gap)
     h.setOptionValue("mip_abs_gap", ABS_GAP_G)
@@ -163,10 +171,24 @@ def _objective(choices: dict[str, Choice], windows: list[TaskWindow], penalty: d
 class Model:
     """The MILP's columns (with what each means) and rows, built column by column. Each task
     has a column for taking none of its choices, priced at `unplaced_g`, or at `keep_g[task]`
-    for a task that then keeps a placement made outside the model (`repack`)."""
+    for a task that then keeps a placement made outside the model (`repack`).
 
-    def __init__(self, windows: list[TaskWindow], board: Board, keep_g: dict[str, float] | None = None) -> None:
+    With `partial_slots` False, an interruptible task has no partial columns: each of its slots
+    is priced at the share of a slot it runs on average (need - 1 + last fraction over need),
+    so its grams are near, not exact. HiGHS solves such a model several times quicker (its
+    cuts on the partial columns were most of a step's time); a caller that wants grams exact
+    prices the plan again (`choices.priced`)."""
+
+    def __init__(
+        self,
+        windows: list[TaskWindow],
+        board: Board,
+        keep_g: dict[str, float] | None = None,
+        *,
+        partial_slots: bool = True,
+    ) -> None:
         self.windows, self.board = windows, board
+        self.partial_slots = partial_slots
         self.cost: list[float] = []
         self.upper: list[float] = []
         self.integer: list[bool] = []
@@ -219,6 +241,9 @@ class Model:
             slots = [k for k in range(w.lo, w.hi) if free[row, k] >= cores]
             if len(slots) < w.need:
                 continue
+            if not self.partial_slots:
+                self._add_slots_near(w, row, slots, one)
+                continue
             count, partial = self._row(0.0, 0.0), self._row(0.0, 0.0)
             on = self._col(0.0, 1.0, True, [(one, 1.0), (count, -w.need), (partial, -1.0)], ("on", w, row))
             for k in slots:
@@ -233,6 +258,33 @@ class Model:
                     ("slot", w, row, k),
                 )
                 self._col(-(1.0 - w.last_fraction) * price, 1.0, False, [(partial, 1.0), (link, 1.0)], ("partial",))
+
+    def _add_slots_near(self, w: TaskWindow, row: int, slots: list[int], one: int) -> None:
+        """An interruptible task's columns on `row` without partial columns (`partial_slots`)."""
+        share = self.slot_share(w)
+        count = self._row(0.0, 0.0)
+        on = self._col(0.0, 1.0, True, [(one, 1.0), (count, -w.need)], ("on", w, row))
+        for k in slots:
+            within = self._row(-np.inf, 0.0)
+            self.entries[on].append((within, -1.0))
+            self._col(
+                share * float(self.board.horizon.price_g[row, k]) * w.task.cores + TIE_G * k,
+                1.0,
+                True,
+                [(count, 1.0), (self._capacity(row, k), w.task.cores), (within, 1.0)],
+                ("slot", w, row, k),
+            )
+
+    @staticmethod
+    def slot_share(w: TaskWindow) -> float:
+        return (w.need - 1 + w.last_fraction) / w.need
+
+    def price_of(self, w: TaskWindow, choice: Choice) -> float:
+        """What the model's columns make of `choice`: its grams, or near them (`partial_slots`)."""
+        if w.contiguous or self.partial_slots:
+            return choice.cost_g
+        price = self.board.horizon.price_g[choice.row, list(choice.slots)] * w.task.cores
+        return self.slot_share(w) * float(price.sum()) + TIE_G * float(sum(choice.slots))
 
     def lp(self) -> highspy.HighsLp:
         lp = highspy.HighsLp()

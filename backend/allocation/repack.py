@@ -43,6 +43,9 @@ INVITED_PER_SERVER = 3
 Each adds its choices on every server of the neighbourhood to the MILP: with 5, the steps that
 gain most on the benchmark's hard seeds took 0.6-1.1 s (beyond STEP_S, so they gained nothing);
 with 3, 0.2-0.4 s for the same grams (BENCHMARKS.md, allocation)."""
+STEP_CUT_POOL = 100
+"""Cuts a neighbourhood's MILP keeps in its pool (HiGHS's default is 10,000): its steps spent
+most of their time separating cuts at the root before their sub-MIP found the plan."""
 MAX_REPEATS = 200
 """Neighbourhoods tried in a row that had been tried on the same plan: the search ends."""
 
@@ -139,10 +142,16 @@ def repack(
     # each task keeps its own servers among `rows`; one left where it was costs what it costs now
     sub = [dataclasses.replace(by_id[t], rows=np.intersect1d(by_id[t].rows, on_rows)) for t in inside + invited]
     keep_g = {t: choices[t].cost_g for t in invited if t in choices}
-    model = Model(sub, free, keep_g=keep_g)
-    now_g = sum(choices[t].cost_g for t in inside) + sum(model.penalty[t] for t in invited)
+    # a step's model prices interruptible tasks near their grams: several times quicker, and a
+    # plan it finds is kept only when its exact grams are fewer (below); the whole model is exact
+    model = Model(sub, free, keep_g=keep_g, partial_slots=whole)
+    now_g = sum(model.price_of(by_id[t], choices[t]) for t in inside) + sum(model.penalty[t] for t in invited)
     values, complete = solve(
-        model, time_limit_s=time_limit_s, rel_gap=1e-9 if whole else STEP_GAP, cutoff_g=now_g - ABS_GAP_G
+        model,
+        time_limit_s=time_limit_s,
+        rel_gap=1e-9 if whole else STEP_GAP,
+        cutoff_g=now_g - ABS_GAP_G,
+        cut_pool=None if whole else STEP_CUT_POOL,
     )
     if values is None:
         return False, complete

@@ -8,7 +8,8 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from backend.allocation import BuiltinIntensity, heuristic, plan_tasks, repack
+from backend.allocation import BuiltinIntensity, exact, heuristic, plan_tasks, repack
+from backend.allocation.baselines import plan_first_fit
 from backend.allocation.choices import Board, priced
 from backend.allocation.horizon import Horizon
 from backend.allocation.windows import task_windows
@@ -40,6 +41,12 @@ def long_and_wide():
     for w in windows:
         board.take(choices[w.task.id], w.task.cores)
     return prob, windows, board, choices
+
+
+def windows_of(prob):
+    horizon = Horizon(prob, BuiltinIntensity())
+    windows, _ = task_windows(list(prob.tasks), horizon)
+    return horizon, windows, {w.task.id: w for w in windows}
 
 
 def servers_of(choices, board):
@@ -133,3 +140,43 @@ def test_a_task_leaves_the_plan_when_that_lets_more_tasks_in():
     assert plan.optimal and set(plan.placements) == {"short0", "short1", "short2"}
     assert "long" in plan.unschedulable
     assert plan.total_co2_g == pytest.approx(brute_force(prob)[1], rel=1e-6)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny())
+def test_a_step_priced_near_keeps_a_plan_only_when_its_exact_grams_are_fewer(prob):
+    # A neighbourhood's model prices split tasks near their grams (no partial columns): the
+    # plan it keeps carries exact grams, is never worse than before, and the board matches it.
+    horizon, windows, by_id = windows_of(prob)
+    board = Board(horizon)
+    choices = plan_first_fit(windows, board)
+    before = (len(choices), sum(c.cost_g for c in choices.values()))
+
+    repack.repack(windows, board, choices, frozenset(range(len(prob.servers))), time_limit_s=10.0)
+
+    after = (len(choices), sum(c.cost_g for c in choices.values()))
+    assert after[0] > before[0] or (after[0] == before[0] and after[1] <= before[1] + 1e-9)
+    for task_id, choice in choices.items():
+        assert choice == priced(by_id[task_id], horizon, choice.row, list(choice.slots))
+    expected = Board(horizon)
+    for task_id, choice in choices.items():
+        expected.take(choice, by_id[task_id].task.cores)
+    assert (board.free == expected.free).all()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny())
+def test_a_model_priced_near_prices_a_plan_as_its_columns_do(prob):
+    # The cutoff of a step is the plan's price in the model's own terms (`price_of`): were it
+    # the exact grams, a step could cut off the plans it should find.
+    horizon, windows, by_id = windows_of(prob)
+    model = exact.Model(windows, Board(horizon), partial_slots=False)
+    values, finished = exact.solve(model, time_limit_s=10.0)
+    assert values is not None and finished
+    plan = model.choices(values)
+    priced_g = sum(model.price_of(by_id[t], c) for t, c in plan.items())
+    priced_g += sum(model.penalty[w.task.id] for w in windows if w.task.id not in plan)
+    assert model.objective(values) == pytest.approx(priced_g, rel=1e-9, abs=1e-6)
+    for task_id, choice in plan.items():
+        near, grams = model.price_of(by_id[task_id], choice), choice.cost_g
+        assert near >= grams - 1e-6  # the share of a slot on average, against the dearest one's
