@@ -12,8 +12,9 @@ A step (`repack`): a task is drawn, more often the more grams it would save on i
 server; the neighbourhood is its server and the cleanest others it may use. The tasks there may
 move anywhere among those servers (or leave the plan, when that lets more tasks in); tasks
 elsewhere that could cost less there, and tasks left out, may move in or keep what they have.
-The MILP (`exact.Model`) is solved with the plan's cost as cutoff and a small gap; the result
-is kept when it places more tasks, or as many for fewer grams. The neighbourhood grows by a
+The MILP (`exact.Model`, its split tasks priced near their grams, which HiGHS solves several
+times quicker) is solved with the plan's price as cutoff and a small gap; the result is kept
+when it places more tasks, or as many for fewer grams (exact). The neighbourhood grows by a
 server while steps are quick (doubles while they are very quick) and shrinks by one when a step
 runs out of time: on an easy fleet it soon covers every server and task, which is the whole
 MILP, and a plan it cannot improve is then proven optimal.
