@@ -491,7 +491,7 @@ def servers_add(
 
 @servers_app.command("list")
 def servers_list(as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> None:
-    """List every server with its latest power and CO2."""
+    """List every server with its cores, latest power and CO2."""
     fleet = _with_client(url, lambda api: api.read_servers())
     servers = sorted(fleet.servers, key=lambda s: s.name.lower())
     if as_json:
@@ -507,6 +507,7 @@ def servers_list(as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> N
                 s.name,
                 s.location.region,
                 s.energy_source,
+                "-" if s.cores is None else s.cores,
                 _num(power.value if power else None),
                 _num(co2.value if co2 else None),
                 f"{_num(s.idle_watts, 0)}..{_num(s.max_watts, 0)}",
@@ -515,7 +516,9 @@ def servers_list(as_json: bool = JSON_OPTION, url: str | None = URL_OPTION) -> N
             ]
         )
     print_table(
-        ["ID", "NAME", "REGION", "SOURCE", "POWER W", "CO2 g/h", "IDLE..MAX W", "PUE", "TAGS"], rows, right={4, 5, 6, 7}
+        ["ID", "NAME", "REGION", "SOURCE", "CORES", "POWER W", "CO2 g/h", "IDLE..MAX W", "PUE", "TAGS"],
+        rows,
+        right={4, 5, 6, 7, 8},
     )
     if not rows:
         typer.echo("(no servers registered: add one with `tasker servers add`)")

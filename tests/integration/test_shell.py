@@ -129,6 +129,7 @@ def test_servers_add_list_show_edit_rm(shell):
         "NAME",
         "REGION",
         "SOURCE",
+        "CORES",
         "POWER",
         "W",
         "CO2",
@@ -138,7 +139,7 @@ def test_servers_add_list_show_edit_rm(shell):
         "PUE",
         "TAGS",
     ]
-    assert table[1].split() == [server["id"], "web-1", "eu-west", "wind", "-", "-", "80..350", "1.5", "prod,web"]
+    assert table[1].split() == [server["id"], "web-1", "eu-west", "wind", "32", "-", "-", "80..350", "1.5", "prod,web"]
 
     shown = shell("servers", "show", "WEB-1")  # by name, case-insensitive
     assert shown.exit_code == 0, shown.stderr
