@@ -416,10 +416,13 @@ class TaskerClient:
         """Submit a task (docs/api.md task fields); returns it as stored, queued, with its `id`."""
         return (await self.request("POST", "/api/v1/tasks", json_body=dict(task)))[1]
 
-    async def list_tasks(self, states: Sequence[str] = (), finished_since: TimeArg = None) -> list[dict[str, Any]]:
+    async def list_tasks(
+        self, states: Sequence[str] = (), finished_since: TimeArg = None, server_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """The tasks the caller may see, oldest first (optionally only in some states; with
-        `finished_since`, without those that finished before it)."""
-        params = {"state": ",".join(states) or None, "finished_since": finished_since}
+        `finished_since`, without those that finished before it; with `server_id`, only those
+        placed on that server)."""
+        params = {"state": ",".join(states) or None, "finished_since": finished_since, "server": server_id}
         _, body = await self.request("GET", "/api/v1/tasks", params=params)
         return list((body or {}).get("tasks", []))
 
@@ -532,9 +535,11 @@ class TaskerClient:
         """`update_server`, parsed: the server as now stored."""
         return Server.from_json(await self.update_server(server_id, changes))
 
-    async def read_tasks(self, states: Sequence[str] = (), finished_since: TimeArg = None) -> list[Task]:
+    async def read_tasks(
+        self, states: Sequence[str] = (), finished_since: TimeArg = None, server_id: str | None = None
+    ) -> list[Task]:
         """`list_tasks`, parsed; ModelError when the answer is not task JSON."""
-        raws = await self.list_tasks(states, finished_since)
+        raws = await self.list_tasks(states, finished_since, server_id)
         return [Task.from_json(raw, f"tasks[{i}]") for i, raw in enumerate(raws)]
 
     async def read_task(self, task_id: str) -> Task:

@@ -144,17 +144,15 @@ def tasks_list(
 
         async def raw(api: TaskerClient) -> list[dict[str, Any]]:
             on = _server_id(server, (await api.read_servers()).servers if server else ())
-            listed = await api.list_tasks(states or (), finished_since)
-            return [t for t in listed if on is None or (t.get("plan") or {}).get("server_id") == on]
+            return await api.list_tasks(states or (), finished_since, on)
 
         print_json(_with_client(url, raw))
         return
 
     async def read(api: TaskerClient) -> tuple[list[Task], dict[str, str]]:
         servers = (await api.read_servers()).servers  # once: for --server and for the names
-        on = _server_id(server, servers)
-        listed = await api.read_tasks(states or (), finished_since)
-        return [t for t in listed if on is None or (t.plan and t.plan.server_id == on)], {s.id: s.name for s in servers}
+        listed = await api.read_tasks(states or (), finished_since, _server_id(server, servers))
+        return listed, {s.id: s.name for s in servers}
 
     tasks, names = _with_client(url, read)
     rows = []

@@ -1204,6 +1204,12 @@ def _task_paths() -> dict[str, Any]:
                         "explode": True,
                     },
                     finished_since,
+                    _query(
+                        "server",
+                        {"type": "string", "minLength": 1, "maxLength": 64},
+                        "only the tasks placed on this server id: planned, running or run there "
+                        "(tasks keep the id of a server since removed)",
+                    ),
                 ],
                 "responses": {"200": ok("the tasks", ref("TaskList")), **errors(400, 401, 503)},
             },

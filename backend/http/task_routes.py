@@ -42,9 +42,21 @@ def _finished_since(request: web.Request) -> int | None:
         raise InvalidField("finished_since", str(exc)) from None
 
 
+def _server(request: web.Request) -> str | None:
+    """?server=srv_... -> the tasks placed on that server (planned, running or run there)."""
+    text = request.query.get("server")
+    if text is None:
+        return None
+    if not text or len(text) > 64:
+        raise InvalidField("server", "must be a server id (1-64 characters)")
+    return text
+
+
 async def list_tasks(request: web.Request) -> web.Response:
     principal = await caller(request)
     tasks = await _tasks(request).list(principal, _states(request), _finished_since(request))
+    if (server := _server(request)) is not None:
+        tasks = [t for t in tasks if t.server_id == server]
     return json_response({"tasks": [task_json(t) for t in tasks]})
 
 

@@ -108,6 +108,9 @@ async def test_finished_since_leaves_out_old_finished_tasks_but_no_unfinished_on
         "old-cancelled": stored_task("old-cancelled", owner, "cancelled", now - 2 * day),
         "new-done": stored_task("new-done", owner, "done", now - 3_600_000, co2_g=10.0, run_now_co2_g=20.0),
     }
+    # where they ran: a server since removed keeps its id on its tasks
+    stored["old-done"] = replace(stored["old-done"], server_id="srv_gone000001")
+    stored["new-done"] = replace(stored["new-done"], server_id="srv_here000001")
     async with running_backend(mode) as (backend, url), aiohttp.ClientSession() as http:
         assert backend.auth is not None and backend.registry is not None
         # the distributed registry holds other tests' tasks too: the owner sees only these
@@ -134,6 +137,16 @@ async def test_finished_since_leaves_out_old_finished_tasks_but_no_unfinished_on
 
         status, body = await mine.call("GET", "/api/v1/tasks?finished_since=yesterday")
         assert status == 400 and body["details"][0]["field"] == "finished_since"
+
+        # one server's tasks, with the other filters or without
+        _, gone = await mine.call("GET", "/api/v1/tasks?server=srv_gone000001", expect=200)
+        assert names(gone) == {"old-done"}
+        _, gone = await mine.call("GET", "/api/v1/tasks?server=srv_gone000001&finished_since=-24h", expect=200)
+        assert names(gone) == set()
+        _, here = await mine.call("GET", "/api/v1/tasks?server=srv_here000001&state=done", expect=200)
+        assert names(here) == {"new-done"}
+        status, body = await mine.call("GET", "/api/v1/tasks?server=")
+        assert status == 400 and body["details"][0]["field"] == "server"
 
 
 def stored_task(name: str, owner: str, state: str, at_ms: int, **plan: float) -> TaskRecord:
