@@ -241,39 +241,23 @@ class Model:
             slots = [k for k in range(w.lo, w.hi) if free[row, k] >= cores]
             if len(slots) < w.need:
                 continue
-            if not self.partial_slots:
-                self._add_slots_near(w, row, slots, one)
-                continue
-            count, partial = self._row(0.0, 0.0), self._row(0.0, 0.0)
-            on = self._col(0.0, 1.0, True, [(one, 1.0), (count, -w.need), (partial, -1.0)], ("on", w, row))
+            count = self._row(0.0, 0.0)
+            on = self._col(0.0, 1.0, True, [(one, 1.0), (count, -w.need)], ("on", w, row))
+            # without partial columns (`partial_slots`), each slot at the share a slot runs on average
+            partial = self._row(0.0, 0.0) if self.partial_slots else None
+            if partial is not None:
+                self.entries[on].append((partial, -1.0))
+            share = 1.0 if self.partial_slots else self.slot_share(w)
             for k in slots:
                 price = float(horizon.price_g[row, k]) * cores
-                link, within = self._row(-np.inf, 0.0), self._row(-np.inf, 0.0)
+                link = None if partial is None else self._row(-np.inf, 0.0)
+                within = self._row(-np.inf, 0.0)
                 self.entries[on].append((within, -1.0))
-                self._col(
-                    price + TIE_G * k,
-                    1.0,
-                    True,
-                    [(count, 1.0), (self._capacity(row, k), cores), (link, -1.0), (within, 1.0)],
-                    ("slot", w, row, k),
-                )
-                self._col(-(1.0 - w.last_fraction) * price, 1.0, False, [(partial, 1.0), (link, 1.0)], ("partial",))
-
-    def _add_slots_near(self, w: TaskWindow, row: int, slots: list[int], one: int) -> None:
-        """An interruptible task's columns on `row` without partial columns (`partial_slots`)."""
-        share = self.slot_share(w)
-        count = self._row(0.0, 0.0)
-        on = self._col(0.0, 1.0, True, [(one, 1.0), (count, -w.need)], ("on", w, row))
-        for k in slots:
-            within = self._row(-np.inf, 0.0)
-            self.entries[on].append((within, -1.0))
-            self._col(
-                share * float(self.board.horizon.price_g[row, k]) * w.task.cores + TIE_G * k,
-                1.0,
-                True,
-                [(count, 1.0), (self._capacity(row, k), w.task.cores), (within, 1.0)],
-                ("slot", w, row, k),
-            )
+                entries = [(count, 1.0), (self._capacity(row, k), cores)]
+                entries += [(within, 1.0)] if link is None else [(link, -1.0), (within, 1.0)]
+                self._col(share * price + TIE_G * k, 1.0, True, entries, ("slot", w, row, k))
+                if partial is not None and link is not None:
+                    self._col(-(1.0 - w.last_fraction) * price, 1.0, False, [(partial, 1.0), (link, 1.0)], ("partial",))
 
     @staticmethod
     def slot_share(w: TaskWindow) -> float:
